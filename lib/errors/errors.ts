@@ -1,0 +1,82 @@
+/**
+ * Typed errors for gitroot. Every error a user can cause or meet carries a stable `code`,
+ * optional structured `data`, and a one-line message that names the cause and the fix.
+ * Only bin/ turns them into exit statuses (see EXIT_CODES); nothing else calls process.exit.
+ */
+
+/** Stable error codes; tests assert on these, never on message text. */
+export type ErrorCode =
+  | 'EUSAGE'           // wrong arguments or options
+  | 'ENOREPO'          // the git directory is missing or not a git repository
+  | 'ENOREV'           // a revision (SHA, branch, tag) cannot be resolved
+  | 'ENOOBJECT'        // an object the tree needs is missing from the store
+  | 'ECORRUPT'         // an object or pack failed verification
+  | 'ESOURCE'          // the directory to commit cannot be read or recorded
+  | 'EMANIFEST'        // the metadata manifest is malformed
+  | 'EMOUNT'           // mounting or unmounting failed
+  | 'EGIT'             // a git subprocess failed
+  | 'EINTERNAL';       // a bug: report it
+
+/** Exit status for each code: 2 = usage, 3 = not found, 4 = data/integrity, 5 = system. */
+export const EXIT_CODES: Record<ErrorCode, number> = {
+  EUSAGE: 2,
+  ENOREPO: 3,
+  ENOREV: 3,
+  ENOOBJECT: 4,
+  ECORRUPT: 4,
+  ESOURCE: 4,
+  EMANIFEST: 4,
+  EMOUNT: 5,
+  EGIT: 5,
+  EINTERNAL: 70,
+};
+
+export interface ErrorOptions {
+  data?: Record<string, unknown>;
+  cause?: unknown;
+}
+
+/** Base class of every error gitroot raises on purpose. */
+export class GitrootError extends Error {
+  readonly code: ErrorCode;
+  readonly data: Record<string, unknown>;
+
+  constructor(code: ErrorCode, message: string, opts: ErrorOptions = {}) {
+    super(message, opts.cause === undefined ? undefined : { cause: opts.cause });
+    this.name = new.target.name;
+    this.code = code;
+    this.data = opts.data ?? {};
+  }
+
+  get exitCode(): number {
+    return EXIT_CODES[this.code];
+  }
+}
+
+export class UsageError extends GitrootError {
+  constructor(message: string, opts?: ErrorOptions) { super('EUSAGE', message, opts); }
+}
+export class RepoNotFoundError extends GitrootError {
+  constructor(message: string, opts?: ErrorOptions) { super('ENOREPO', message, opts); }
+}
+export class RevisionNotFoundError extends GitrootError {
+  constructor(message: string, opts?: ErrorOptions) { super('ENOREV', message, opts); }
+}
+export class ObjectMissingError extends GitrootError {
+  constructor(message: string, opts?: ErrorOptions) { super('ENOOBJECT', message, opts); }
+}
+export class ObjectCorruptError extends GitrootError {
+  constructor(message: string, opts?: ErrorOptions) { super('ECORRUPT', message, opts); }
+}
+export class SourceTreeError extends GitrootError {
+  constructor(message: string, opts?: ErrorOptions) { super('ESOURCE', message, opts); }
+}
+export class ManifestError extends GitrootError {
+  constructor(message: string, opts?: ErrorOptions) { super('EMANIFEST', message, opts); }
+}
+export class MountError extends GitrootError {
+  constructor(message: string, opts?: ErrorOptions) { super('EMOUNT', message, opts); }
+}
+export class GitCommandError extends GitrootError {
+  constructor(message: string, opts?: ErrorOptions) { super('EGIT', message, opts); }
+}
