@@ -1,0 +1,61 @@
+/**
+ * Loads gitroot's native addon (native/*.c, built by node-gyp into build/Release) and
+ * types its surface. One place knows where the binary lives: next to the package
+ * (source or dist layout), or GITROOT_NATIVE_ADDON for a single-file bundle.
+ */
+import { createRequire } from 'node:module';
+import { existsSync } from 'node:fs';
+import { dirname, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+
+/** Opaque handle of a mounted FUSE session. */
+export type FuseHandle = { readonly __brand: 'FuseHandle' };
+
+/** What the kernel side asks JavaScript for. */
+export const KIND_LOADDIR = 1;
+export const KIND_CONTENT = 2;
+
+export interface FuseStats {
+  inodes: number;
+  cacheBytes: number;
+  spillFds: number;
+  jsCalls: number;
+  lookups: number;
+  reads: number;
+  readBytes: number;
+  evictions: number;
+}
+
+export interface NativeAddon {
+  readXattrs(path: string): Array<[string, Buffer]>;
+  mount(
+    mountpoint: string,
+    options: { fsOptions: string; cacheBytes: number; maxSpillFds: number; time: number; threads: number },
+    rootEntry: Buffer,
+    handler: (kind: number, ino: number, id: number) => void,
+    onExit: (status: number) => void,
+  ): FuseHandle;
+  complete(handle: FuseHandle, id: number, kind: number, ino: number, errno: number, payload?: Buffer | number, size?: number): boolean;
+  unmount(handle: FuseHandle): void;
+  stats(handle: FuseHandle): FuseStats;
+}
+
+let cached: NativeAddon | undefined;
+
+function addonPath(): string {
+  const override = process.env.GITROOT_NATIVE_ADDON;
+  if (override) return override;
+  let dir = dirname(fileURLToPath(import.meta.url));
+  for (let i = 0; i < 5; i++) {
+    const candidate = join(dir, 'build', 'Release', 'gitroot_native.node');
+    if (existsSync(candidate)) return candidate;
+    dir = dirname(dir);
+  }
+  throw new Error("gitroot's native addon is not built: run 'npm run build' (needs libfuse3-dev; see scripts/setup-system.sh)");
+}
+
+/** The native addon, loaded once. */
+export function native(): NativeAddon {
+  if (!cached) cached = createRequire(import.meta.url)(addonPath()) as NativeAddon;
+  return cached;
+}
