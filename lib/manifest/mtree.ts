@@ -1,0 +1,346 @@
+/**
+ * The metadata manifest `.gitroot.mtree`: what a root filesystem needs that git cannot store.
+ *
+ * Git keeps only 100644/100755/120000 modes and no owners. Everything else a faithful root
+ * needs (setuid bits, owners, empty directories, device nodes, FIFOs, hardlinks, extended
+ * attributes) is written to a BSD mtree (v2.0) text file at the top of the committed tree.
+ * Lines use full paths (`./usr/bin/su type=file mode=4755`), always carry `type=`, and
+ * list only what differs from the defaults git implies (see gitDefaultMode). Paths, xattr
+ * names and xattr values are vis(3)-encoded: every byte outside printable ASCII, plus `\`,
+ * `#` and `=`, becomes `\ooo` octal. (`=` is encoded too, as libarchive's writer does, so
+ * `xattr.NAME=VALUE` splits unambiguously.) libarchive's bsdtar can read the file; the
+ * `xattr.` keyword is gitroot's own.
+ *
+ * This module is pure: formatting, parsing and default rules, no I/O.
+ */
+
+import { isUtf8 } from 'node:buffer';
+import { ManifestError } from '../errors/errors.js';
+
+/** File name of the manifest at the top level of every committed tree. */
+export const MANIFEST_NAME = '.gitroot.mtree';
+
+/** First line of every manifest: the mtree signature libarchive looks for. */
+export const MANIFEST_SIGNATURE = '#mtree v2.0';
+
+/** Second line: says what the file is to someone who opens it. */
+export const MANIFEST_COMMENT =
+  '# gitroot metadata manifest: modes, owners, devices, empty dirs, hardlinks and xattrs that git does not store';
+
+/** Kinds of entries a manifest can describe (mtree `type=` values). */
+export type EntryType = 'file' | 'dir' | 'link' | 'char' | 'block' | 'fifo';
+
+/** One manifest line. Absent optional fields mean "the default". */
+export interface ManifestEntry {
+  /** Path relative to the tree top, '/'-separated, no leading './'; '' is the root itself. */
+  path: string;
+  type: EntryType;
+  /** Full 12-bit permission bits, setuid/setgid/sticky included. */
+  mode?: number;
+  uid?: number;
+  gid?: number;
+  /** Device number, only for char and block devices. */
+  rdev?: { major: number; minor: number };
+  /** Hardlink group number, unique within the manifest (with nlink). */
+  inode?: number;
+  /** Number of paths of the hardlink group inside the tree (with inode). */
+  nlink?: number;
+  /** Extended attributes by name, values as raw bytes. */
+  xattrs?: Map<string, Buffer>;
+}
+
+const ENTRY_TYPES: ReadonlySet<string> = new Set<EntryType>(['file', 'dir', 'link', 'char', 'block', 'fifo']);
+
+/** Largest uid, gid, device number part, inode group or nlink (unsigned 32-bit). */
+const MAX_U32 = 0xffffffff;
+
+/** Git tree modes gitroot writes. */
+export const GIT_MODE_FILE = 0o100644;
+export const GIT_MODE_EXEC = 0o100755;
+export const GIT_MODE_LINK = 0o120000;
+
+/**
+ * Permission bits an entry has when the manifest says nothing about its mode: what git's
+ * mode implies for files (0755 for 100755, else 0644), 0755 for directories, 0777 for
+ * symlinks, and 0644 (mknod's default under umask 022) for devices and FIFOs.
+ */
+export function gitDefaultMode(type: EntryType, gitMode?: number): number {
+  switch (type) {
+    case 'file': return gitMode === GIT_MODE_EXEC ? 0o755 : 0o644;
+    case 'dir': return 0o755;
+    case 'link': return 0o777;
+    case 'char':
+    case 'block':
+    case 'fifo': return 0o644;
+  }
+}
+
+// ---------------------------------------------------------------------------------------
+// vis(3) encoding
+
+/** True for bytes written as themselves: printable ASCII except `\`, `#` and `=`. */
+function isPlainByte(b: number): boolean {
+  return b >= 0x21 && b <= 0x7e && b !== 0x5c && b !== 0x23 && b !== 0x3d;
+}
+
+const OCTAL_ESCAPES: string[] = Array.from({ length: 256 }, (_, b) => '\\' + b.toString(8).padStart(3, '0'));
+
+/** vis-encode bytes (or a string's UTF-8 bytes): non-plain bytes become `\ooo`. */
+export function visEncode(input: string | Buffer): string {
+  if (typeof input === 'string') {
+    let plain = true;
+    for (let i = 0; i < input.length; i++) {
+      if (!isPlainByte(input.charCodeAt(i))) { plain = false; break; }
+    }
+    if (plain) return input;
+    input = Buffer.from(input, 'utf8');
+  }
+  let out = '';
+  let start = 0;
+  for (let i = 0; i < input.length; i++) {
+    const b = input[i]!;
+    if (isPlainByte(b)) continue;
+    if (i > start) out += input.toString('latin1', start, i);
+    out += OCTAL_ESCAPES[b];
+    start = i + 1;
+  }
+  if (start < input.length) out += input.toString('latin1', start);
+  return out;
+}
+
+/** Decode `\ooo` escapes; null when an escape is malformed. Other characters are UTF-8. */
+function tryVisDecode(text: string): Buffer | null {
+  if (!text.includes('\\')) return Buffer.from(text, 'utf8');
+  const bytes: number[] = [];
+  for (let i = 0; i < text.length; i++) {
+    const c = text.charCodeAt(i);
+    if (c === 0x5c) {
+      const o = text.slice(i + 1, i + 4);
+      if (!/^[0-3][0-7]{2}$/.test(o)) return null;
+      bytes.push(parseInt(o, 8));
+      i += 3;
+    } else if (c < 0x80) {
+      bytes.push(c);
+    } else {
+      // Raw non-ASCII text (a hand edit): keep its UTF-8 bytes, surrogate pairs included.
+      const cp = text.codePointAt(i)!;
+      const ch = String.fromCodePoint(cp);
+      for (const b of Buffer.from(ch, 'utf8')) bytes.push(b);
+      i += ch.length - 1;
+    }
+  }
+  return Buffer.from(bytes);
+}
+
+/** Decode a vis-encoded string to its bytes; ManifestError on a malformed escape. */
+export function visDecode(text: string): Buffer {
+  const out = tryVisDecode(text);
+  if (out === null) {
+    throw new ManifestError(`malformed escape in "${text}": write bytes as \\ooo (three octal digits)`);
+  }
+  return out;
+}
+
+// ---------------------------------------------------------------------------------------
+// Formatting
+
+/** Compare two strings by their UTF-8 bytes (the manifest's and git's sort order). */
+export function compareUtf8(a: string, b: string): number {
+  const n = Math.min(a.length, b.length);
+  for (let i = 0; i < n; i++) {
+    const x = a.charCodeAt(i);
+    const y = b.charCodeAt(i);
+    if (x === y) continue;
+    // UTF-16 order equals UTF-8 byte order except that surrogates (U+10000 and up) must
+    // sort after U+E000..U+FFFF: lift them above the BMP before comparing.
+    const xs = x >= 0xd800 && x <= 0xdfff ? x + 0x10000 : x;
+    const ys = y >= 0xd800 && y <= 0xdfff ? y + 0x10000 : y;
+    return xs - ys;
+  }
+  return a.length - b.length;
+}
+
+/** The path token of a line: `.` for the root, `./` + vis-encoded path; also for messages. */
+export function pathToken(path: string): string {
+  return path === '' ? '.' : './' + visEncode(path);
+}
+
+function formatMode(mode: number): string {
+  return mode.toString(8).padStart(4, '0');
+}
+
+/** One manifest line (without newline) for an entry. */
+export function formatEntry(e: ManifestEntry): string {
+  let line = `${pathToken(e.path)} type=${e.type}`;
+  if (e.mode !== undefined) line += ` mode=${formatMode(e.mode)}`;
+  if (e.uid !== undefined) line += ` uid=${e.uid}`;
+  if (e.gid !== undefined) line += ` gid=${e.gid}`;
+  if (e.rdev !== undefined) line += ` device=native,${e.rdev.major},${e.rdev.minor}`;
+  if (e.inode !== undefined) line += ` inode=${e.inode}`;
+  if (e.nlink !== undefined) line += ` nlink=${e.nlink}`;
+  if (e.xattrs !== undefined) {
+    for (const name of [...e.xattrs.keys()].sort(compareUtf8)) {
+      line += ` xattr.${visEncode(name)}=${visEncode(e.xattrs.get(name)!)}`;
+    }
+  }
+  return line;
+}
+
+/**
+ * Render entries as manifest text: signature, comment, then one line per entry sorted by
+ * path bytes. Throws ManifestError on a duplicate path (the result would not parse back).
+ */
+export function formatManifest(entries: Iterable<ManifestEntry>): string {
+  const sorted = [...entries].sort((a, b) => compareUtf8(a.path, b.path));
+  const lines = [MANIFEST_SIGNATURE, MANIFEST_COMMENT];
+  for (let i = 0; i < sorted.length; i++) {
+    const e = sorted[i]!;
+    if (i > 0 && sorted[i - 1]!.path === e.path) {
+      throw new ManifestError(`duplicate manifest entry for ${pathToken(e.path)}: each path may appear once`);
+    }
+    lines.push(formatEntry(e));
+  }
+  return lines.join('\n') + '\n';
+}
+
+// ---------------------------------------------------------------------------------------
+// Parsing
+
+const KNOWN_KEYWORDS = 'type, mode, uid, gid, device, inode, nlink, xattr.NAME';
+
+/** Parse an unsigned 32-bit decimal; null if it is not one. */
+function parseU32(value: string): number | null {
+  if (!/^[0-9]{1,10}$/.test(value)) return null;
+  const n = Number(value);
+  return n <= MAX_U32 ? n : null;
+}
+
+/** Turn a path token into a tree path, or return why it is not acceptable. */
+function parsePathToken(token: string): { path: string } | { problem: string } {
+  if (token === '.') return { path: '' };
+  if (!token.startsWith('./')) {
+    return {
+      problem: token.startsWith('/')
+        ? `absolute path "${token}": write paths relative to the tree top as ./PATH`
+        : `path "${token}" does not start with "./": write full paths as ./PATH (/set and relative mtree lines are not supported)`,
+    };
+  }
+  const bytes = tryVisDecode(token.slice(2));
+  if (bytes === null) return { problem: `malformed escape in path "${token}": write bytes as \\ooo (three octal digits)` };
+  if (!isUtf8(bytes)) return { problem: `path "${token}" is not valid UTF-8: gitroot paths must be UTF-8` };
+  const path = bytes.toString('utf8');
+  if (path.includes('\0')) return { problem: `path "${token}" contains a NUL byte: remove it` };
+  for (const part of path.split('/')) {
+    if (part === '' || part === '.' || part === '..') {
+      return { problem: `path "${token}" has an empty, "." or ".." component: write a plain ./a/b path` };
+    }
+    if (part === '.git') return { problem: `path "${token}" has a .git component, which git cannot store: remove the line` };
+  }
+  return { path };
+}
+
+/**
+ * Parse manifest text into entries by path ('' = root). `source` names the text in errors
+ * (e.g. "<commit>:.gitroot.mtree"). Rejects, as ManifestError naming source:line, unknown
+ * keywords, bad numbers and octal modes, unsafe or duplicate paths, and hardlink groups
+ * whose nlink does not match the number of their paths.
+ */
+export function parseManifest(text: string, source: string): Map<string, ManifestEntry> {
+  const entries = new Map<string, ManifestEntry>();
+  const groups = new Map<number, { nlink: number; count: number; line: number }>();
+  const lines = text.split('\n');
+  if (lines.length > 0 && lines[lines.length - 1] === '') lines.pop();
+
+  for (let ln = 0; ln < lines.length; ln++) {
+    const lineNo = ln + 1;
+    const fail = (what: string): never => {
+      throw new ManifestError(`${source}:${lineNo}: ${what}`, { data: { source, line: lineNo } });
+    };
+    const raw = lines[ln]!;
+    const trimmed = raw.trim();
+    if (trimmed === '' || trimmed.startsWith('#')) continue;
+    const tokens = trimmed.split(/[ \t]+/);
+
+    const p = parsePathToken(tokens[0]!);
+    if ('problem' in p) return fail(p.problem);
+    const path = p.path;
+    if (entries.has(path)) return fail(`duplicate entry for "${tokens[0]}": keep one line per path`);
+
+    const seen = new Set<string>();
+    let type: EntryType | undefined;
+    const e: Omit<ManifestEntry, 'type' | 'path'> = {};
+    for (let i = 1; i < tokens.length; i++) {
+      const tok = tokens[i]!;
+      const eq = tok.indexOf('=');
+      if (eq <= 0) return fail(`"${tok}" is not a keyword=value pair: known keywords are ${KNOWN_KEYWORDS}`);
+      const key = tok.slice(0, eq);
+      const value = tok.slice(eq + 1);
+      if (seen.has(key)) return fail(`keyword "${key}" given twice: keep one`);
+      seen.add(key);
+      if (key.startsWith('xattr.')) {
+        const name = tryVisDecode(key.slice(6));
+        const val = tryVisDecode(value);
+        if (name === null || val === null) return fail(`malformed escape in "${tok}": write bytes as \\ooo (three octal digits)`);
+        if (name.length === 0 || !isUtf8(name) || name.includes(0)) return fail(`bad xattr name in "${tok}": names are non-empty UTF-8`);
+        (e.xattrs ??= new Map()).set(name.toString('utf8'), val);
+        continue;
+      }
+      if (value === '') return fail(`keyword "${key}" has no value: give one or remove it`);
+      switch (key) {
+        case 'type':
+          if (!ENTRY_TYPES.has(value)) return fail(`unknown type "${value}": use file, dir, link, char, block or fifo`);
+          type = value as EntryType;
+          break;
+        case 'mode':
+          if (!/^[0-7]{1,4}$/.test(value)) return fail(`bad mode "${value}": write permission bits in octal, at most 7777`);
+          e.mode = parseInt(value, 8);
+          break;
+        case 'uid':
+        case 'gid':
+        case 'inode':
+        case 'nlink': {
+          const n = parseU32(value);
+          if (n === null) return fail(`bad ${key} "${value}": write a decimal number from 0 to ${MAX_U32}`);
+          e[key] = n;
+          break;
+        }
+        case 'device': {
+          const m = /^native,([0-9]+),([0-9]+)$/.exec(value);
+          const major = m ? parseU32(m[1]!) : null;
+          const minor = m ? parseU32(m[2]!) : null;
+          if (major === null || minor === null) return fail(`bad device "${value}": write device=native,MAJOR,MINOR`);
+          e.rdev = { major, minor };
+          break;
+        }
+        default:
+          return fail(`unknown keyword "${key}": known keywords are ${KNOWN_KEYWORDS}`);
+      }
+    }
+
+    if (type === undefined) return fail(`no type= keyword: every line needs one (file, dir, link, char, block or fifo)`);
+    if (path === '' && type !== 'dir') return fail(`the root "." must have type=dir`);
+    const isDevice = type === 'char' || type === 'block';
+    if (isDevice && e.rdev === undefined) return fail(`type=${type} needs device=native,MAJOR,MINOR`);
+    if (!isDevice && e.rdev !== undefined) return fail(`device= is only allowed on char and block devices, not type=${type}`);
+    if ((e.inode === undefined) !== (e.nlink === undefined)) return fail(`inode= and nlink= go together: give both or neither`);
+    if (e.inode !== undefined) {
+      if (type !== 'file') return fail(`inode=/nlink= (hardlinks) are only allowed on type=file`);
+      if (e.nlink! < 2) return fail(`nlink=${e.nlink} is below 2: a hardlink group has at least two paths`);
+      const g = groups.get(e.inode);
+      if (g === undefined) groups.set(e.inode, { nlink: e.nlink!, count: 1, line: lineNo });
+      else if (g.nlink !== e.nlink) return fail(`inode=${e.inode} has nlink=${e.nlink} here but nlink=${g.nlink} on line ${g.line}: make them equal`);
+      else g.count++;
+    }
+    entries.set(path, { path, type, ...e });
+  }
+
+  for (const [inode, g] of groups) {
+    if (g.count !== g.nlink) {
+      throw new ManifestError(
+        `${source}:${g.line}: hardlink group inode=${inode} says nlink=${g.nlink} but has ${g.count} paths: fix nlink or add the missing paths`,
+        { data: { source, line: g.line } },
+      );
+    }
+  }
+  return entries;
+}
