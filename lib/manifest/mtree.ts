@@ -85,18 +85,37 @@ function isPlainByte(b: number): boolean {
 
 const OCTAL_ESCAPES: string[] = Array.from({ length: 256 }, (_, b) => '\\' + b.toString(8).padStart(3, '0'));
 
+/** Append the UTF-8 bytes of code point `cp` as escapes (lone surrogates as U+FFFD, like Buffer.from). */
+function escapeCodePoint(cp: number): string {
+  if (cp >= 0xd800 && cp <= 0xdfff) cp = 0xfffd;
+  if (cp < 0x800) return OCTAL_ESCAPES[0xc0 | (cp >> 6)]! + OCTAL_ESCAPES[0x80 | (cp & 0x3f)]!;
+  if (cp < 0x10000) {
+    return OCTAL_ESCAPES[0xe0 | (cp >> 12)]! + OCTAL_ESCAPES[0x80 | ((cp >> 6) & 0x3f)]! + OCTAL_ESCAPES[0x80 | (cp & 0x3f)]!;
+  }
+  return OCTAL_ESCAPES[0xf0 | (cp >> 18)]! + OCTAL_ESCAPES[0x80 | ((cp >> 12) & 0x3f)]!
+    + OCTAL_ESCAPES[0x80 | ((cp >> 6) & 0x3f)]! + OCTAL_ESCAPES[0x80 | (cp & 0x3f)]!;
+}
+
 /** vis-encode bytes (or a string's UTF-8 bytes): non-plain bytes become `\ooo`. */
 export function visEncode(input: string | Buffer): string {
-  if (typeof input === 'string') {
-    let plain = true;
-    for (let i = 0; i < input.length; i++) {
-      if (!isPlainByte(input.charCodeAt(i))) { plain = false; break; }
-    }
-    if (plain) return input;
-    input = Buffer.from(input, 'utf8');
-  }
   let out = '';
   let start = 0;
+  if (typeof input === 'string') {
+    for (let i = 0; i < input.length; i++) {
+      const c = input.charCodeAt(i);
+      if (isPlainByte(c)) continue;
+      if (i > start) out += input.slice(start, i);
+      if (c < 0x80) {
+        out += OCTAL_ESCAPES[c];
+      } else {
+        const cp = input.codePointAt(i)!;
+        out += escapeCodePoint(cp);
+        if (cp > 0xffff) i++;
+      }
+      start = i + 1;
+    }
+    return start === 0 ? input : start < input.length ? out + input.slice(start) : out;
+  }
   for (let i = 0; i < input.length; i++) {
     const b = input[i]!;
     if (isPlainByte(b)) continue;
@@ -108,28 +127,34 @@ export function visEncode(input: string | Buffer): string {
   return out;
 }
 
+function isOctalDigit(c: number, max: number): boolean {
+  return c >= 0x30 && c <= max;
+}
+
 /** Decode `\ooo` escapes; null when an escape is malformed. Other characters are UTF-8. */
 function tryVisDecode(text: string): Buffer | null {
   if (!text.includes('\\')) return Buffer.from(text, 'utf8');
-  const bytes: number[] = [];
+  const buf = Buffer.allocUnsafe(text.length * 3);
+  let n = 0;
   for (let i = 0; i < text.length; i++) {
     const c = text.charCodeAt(i);
     if (c === 0x5c) {
-      const o = text.slice(i + 1, i + 4);
-      if (!/^[0-3][0-7]{2}$/.test(o)) return null;
-      bytes.push(parseInt(o, 8));
+      const a = text.charCodeAt(i + 1);
+      const b = text.charCodeAt(i + 2);
+      const d = text.charCodeAt(i + 3);
+      if (!isOctalDigit(a, 0x33) || !isOctalDigit(b, 0x37) || !isOctalDigit(d, 0x37)) return null;
+      buf[n++] = ((a - 0x30) << 6) | ((b - 0x30) << 3) | (d - 0x30);
       i += 3;
     } else if (c < 0x80) {
-      bytes.push(c);
+      buf[n++] = c;
     } else {
       // Raw non-ASCII text (a hand edit): keep its UTF-8 bytes, surrogate pairs included.
-      const cp = text.codePointAt(i)!;
-      const ch = String.fromCodePoint(cp);
-      for (const b of Buffer.from(ch, 'utf8')) bytes.push(b);
-      i += ch.length - 1;
+      const len = c >= 0xd800 && c <= 0xdbff ? 2 : 1;
+      n += buf.write(text.slice(i, i + len), n, 'utf8');
+      i += len - 1;
     }
   }
-  return Buffer.from(bytes);
+  return buf.subarray(0, n);
 }
 
 /** Decode a vis-encoded string to its bytes; ManifestError on a malformed escape. */
@@ -158,6 +183,14 @@ export function compareUtf8(a: string, b: string): number {
     return xs - ys;
   }
   return a.length - b.length;
+}
+
+const SURROGATE = /[\ud800-\udfff]/;
+
+/** Sort items by their `path` in UTF-8 byte order, in place; native comparison when no path needs more. */
+export function sortByPath<T extends { path: string }>(items: T[]): T[] {
+  if (items.some((x) => SURROGATE.test(x.path))) return items.sort((a, b) => compareUtf8(a.path, b.path));
+  return items.sort((a, b) => (a.path < b.path ? -1 : a.path > b.path ? 1 : 0));
 }
 
 /** The path token of a line: `.` for the root, `./` + vis-encoded path; also for messages. */
@@ -191,7 +224,7 @@ export function formatEntry(e: ManifestEntry): string {
  * path bytes. Throws ManifestError on a duplicate path (the result would not parse back).
  */
 export function formatManifest(entries: Iterable<ManifestEntry>): string {
-  const sorted = [...entries].sort((a, b) => compareUtf8(a.path, b.path));
+  const sorted = sortByPath([...entries]);
   const lines = [MANIFEST_SIGNATURE, MANIFEST_COMMENT];
   for (let i = 0; i < sorted.length; i++) {
     const e = sorted[i]!;
@@ -225,10 +258,13 @@ function parsePathToken(token: string): { path: string } | { problem: string } {
         : `path "${token}" does not start with "./": write full paths as ./PATH (/set and relative mtree lines are not supported)`,
     };
   }
-  const bytes = tryVisDecode(token.slice(2));
-  if (bytes === null) return { problem: `malformed escape in path "${token}": write bytes as \\ooo (three octal digits)` };
-  if (!isUtf8(bytes)) return { problem: `path "${token}" is not valid UTF-8: gitroot paths must be UTF-8` };
-  const path = bytes.toString('utf8');
+  let path = token.slice(2);
+  if (path.includes('\\')) {
+    const bytes = tryVisDecode(path);
+    if (bytes === null) return { problem: `malformed escape in path "${token}": write bytes as \\ooo (three octal digits)` };
+    if (!isUtf8(bytes)) return { problem: `path "${token}" is not valid UTF-8: gitroot paths must be UTF-8` };
+    path = bytes.toString('utf8');
+  }
   if (path.includes('\0')) return { problem: `path "${token}" contains a NUL byte: remove it` };
   for (const part of path.split('/')) {
     if (part === '' || part === '.' || part === '..') {
@@ -238,6 +274,13 @@ function parsePathToken(token: string): { path: string } | { problem: string } {
   }
   return { path };
 }
+
+function lineError(source: string, line: number, what: string): ManifestError {
+  return new ManifestError(`${source}:${line}: ${what}`, { data: { source, line } });
+}
+
+/** Bits of the fixed keywords, to catch one given twice on a line. */
+const KEYWORD_BITS: Record<string, number> = { type: 1, mode: 2, uid: 4, gid: 8, device: 16, inode: 32, nlink: 64 };
 
 /**
  * Parse manifest text into entries by path ('' = root). `source` names the text in errors
@@ -253,93 +296,86 @@ export function parseManifest(text: string, source: string): Map<string, Manifes
 
   for (let ln = 0; ln < lines.length; ln++) {
     const lineNo = ln + 1;
-    const fail = (what: string): never => {
-      throw new ManifestError(`${source}:${lineNo}: ${what}`, { data: { source, line: lineNo } });
-    };
-    const raw = lines[ln]!;
-    const trimmed = raw.trim();
-    if (trimmed === '' || trimmed.startsWith('#')) continue;
+    const trimmed = lines[ln]!.trim();
+    if (trimmed === '' || trimmed.charCodeAt(0) === 0x23 /* # */) continue;
     const tokens = trimmed.split(/[ \t]+/);
 
     const p = parsePathToken(tokens[0]!);
-    if ('problem' in p) return fail(p.problem);
+    if ('problem' in p) throw lineError(source, lineNo, p.problem);
     const path = p.path;
-    if (entries.has(path)) return fail(`duplicate entry for "${tokens[0]}": keep one line per path`);
+    if (entries.has(path)) throw lineError(source, lineNo, `duplicate entry for "${tokens[0]}": keep one line per path`);
 
-    const seen = new Set<string>();
-    let type: EntryType | undefined;
-    const e: Omit<ManifestEntry, 'type' | 'path'> = {};
+    let seen = 0;
+    const e: ManifestEntry = { path, type: 'file' };
     for (let i = 1; i < tokens.length; i++) {
       const tok = tokens[i]!;
       const eq = tok.indexOf('=');
-      if (eq <= 0) return fail(`"${tok}" is not a keyword=value pair: known keywords are ${KNOWN_KEYWORDS}`);
+      if (eq <= 0) throw lineError(source, lineNo, `"${tok}" is not a keyword=value pair: known keywords are ${KNOWN_KEYWORDS}`);
       const key = tok.slice(0, eq);
       const value = tok.slice(eq + 1);
-      if (seen.has(key)) return fail(`keyword "${key}" given twice: keep one`);
-      seen.add(key);
       if (key.startsWith('xattr.')) {
         const name = tryVisDecode(key.slice(6));
         const val = tryVisDecode(value);
-        if (name === null || val === null) return fail(`malformed escape in "${tok}": write bytes as \\ooo (three octal digits)`);
-        if (name.length === 0 || !isUtf8(name) || name.includes(0)) return fail(`bad xattr name in "${tok}": names are non-empty UTF-8`);
-        (e.xattrs ??= new Map()).set(name.toString('utf8'), val);
+        if (name === null || val === null) throw lineError(source, lineNo, `malformed escape in "${tok}": write bytes as \\ooo (three octal digits)`);
+        if (name.length === 0 || !isUtf8(name) || name.includes(0)) throw lineError(source, lineNo, `bad xattr name in "${tok}": names are non-empty UTF-8`);
+        const nameStr = name.toString('utf8');
+        e.xattrs ??= new Map();
+        if (e.xattrs.has(nameStr)) throw lineError(source, lineNo, `keyword "${key}" given twice: keep one`);
+        e.xattrs.set(nameStr, val);
         continue;
       }
-      if (value === '') return fail(`keyword "${key}" has no value: give one or remove it`);
+      const bit = KEYWORD_BITS[key];
+      if (bit === undefined) throw lineError(source, lineNo, `unknown keyword "${key}": known keywords are ${KNOWN_KEYWORDS}`);
+      if (seen & bit) throw lineError(source, lineNo, `keyword "${key}" given twice: keep one`);
+      seen |= bit;
+      if (value === '') throw lineError(source, lineNo, `keyword "${key}" has no value: give one or remove it`);
       switch (key) {
         case 'type':
-          if (!ENTRY_TYPES.has(value)) return fail(`unknown type "${value}": use file, dir, link, char, block or fifo`);
-          type = value as EntryType;
+          if (!ENTRY_TYPES.has(value)) throw lineError(source, lineNo, `unknown type "${value}": use file, dir, link, char, block or fifo`);
+          e.type = value as EntryType;
           break;
         case 'mode':
-          if (!/^[0-7]{1,4}$/.test(value)) return fail(`bad mode "${value}": write permission bits in octal, at most 7777`);
+          if (!/^[0-7]{1,4}$/.test(value)) throw lineError(source, lineNo, `bad mode "${value}": write permission bits in octal, at most 7777`);
           e.mode = parseInt(value, 8);
           break;
-        case 'uid':
-        case 'gid':
-        case 'inode':
-        case 'nlink': {
-          const n = parseU32(value);
-          if (n === null) return fail(`bad ${key} "${value}": write a decimal number from 0 to ${MAX_U32}`);
-          e[key] = n;
-          break;
-        }
         case 'device': {
           const m = /^native,([0-9]+),([0-9]+)$/.exec(value);
           const major = m ? parseU32(m[1]!) : null;
           const minor = m ? parseU32(m[2]!) : null;
-          if (major === null || minor === null) return fail(`bad device "${value}": write device=native,MAJOR,MINOR`);
+          if (major === null || minor === null) throw lineError(source, lineNo, `bad device "${value}": write device=native,MAJOR,MINOR`);
           e.rdev = { major, minor };
           break;
         }
-        default:
-          return fail(`unknown keyword "${key}": known keywords are ${KNOWN_KEYWORDS}`);
+        default: {
+          const n = parseU32(value);
+          if (n === null) throw lineError(source, lineNo, `bad ${key} "${value}": write a decimal number from 0 to ${MAX_U32}`);
+          e[key as 'uid' | 'gid' | 'inode' | 'nlink'] = n;
+        }
       }
     }
 
-    if (type === undefined) return fail(`no type= keyword: every line needs one (file, dir, link, char, block or fifo)`);
-    if (path === '' && type !== 'dir') return fail(`the root "." must have type=dir`);
+    const fail = (what: string): never => { throw lineError(source, lineNo, what); };
+    const type = e.type;
+    if (!(seen & 1)) fail(`no type= keyword: every line needs one (file, dir, link, char, block or fifo)`);
+    if (path === '' && type !== 'dir') fail(`the root "." must have type=dir`);
     const isDevice = type === 'char' || type === 'block';
-    if (isDevice && e.rdev === undefined) return fail(`type=${type} needs device=native,MAJOR,MINOR`);
-    if (!isDevice && e.rdev !== undefined) return fail(`device= is only allowed on char and block devices, not type=${type}`);
-    if ((e.inode === undefined) !== (e.nlink === undefined)) return fail(`inode= and nlink= go together: give both or neither`);
+    if (isDevice && e.rdev === undefined) fail(`type=${type} needs device=native,MAJOR,MINOR`);
+    if (!isDevice && e.rdev !== undefined) fail(`device= is only allowed on char and block devices, not type=${type}`);
+    if ((e.inode === undefined) !== (e.nlink === undefined)) fail(`inode= and nlink= go together: give both or neither`);
     if (e.inode !== undefined) {
-      if (type !== 'file') return fail(`inode=/nlink= (hardlinks) are only allowed on type=file`);
-      if (e.nlink! < 2) return fail(`nlink=${e.nlink} is below 2: a hardlink group has at least two paths`);
+      if (type !== 'file') fail(`inode=/nlink= (hardlinks) are only allowed on type=file`);
+      if (e.nlink! < 2) fail(`nlink=${e.nlink} is below 2: a hardlink group has at least two paths`);
       const g = groups.get(e.inode);
       if (g === undefined) groups.set(e.inode, { nlink: e.nlink!, count: 1, line: lineNo });
-      else if (g.nlink !== e.nlink) return fail(`inode=${e.inode} has nlink=${e.nlink} here but nlink=${g.nlink} on line ${g.line}: make them equal`);
+      else if (g.nlink !== e.nlink) fail(`inode=${e.inode} has nlink=${e.nlink} here but nlink=${g.nlink} on line ${g.line}: make them equal`);
       else g.count++;
     }
-    entries.set(path, { path, type, ...e });
+    entries.set(path, e);
   }
 
   for (const [inode, g] of groups) {
     if (g.count !== g.nlink) {
-      throw new ManifestError(
-        `${source}:${g.line}: hardlink group inode=${inode} says nlink=${g.nlink} but has ${g.count} paths: fix nlink or add the missing paths`,
-        { data: { source, line: g.line } },
-      );
+      throw lineError(source, g.line, `hardlink group inode=${inode} says nlink=${g.nlink} but has ${g.count} paths: fix nlink or add the missing paths`);
     }
   }
   return entries;
