@@ -1,0 +1,108 @@
+/** `gitroot mount` and `gitroot umount`: serve a commit read-only over FUSE. */
+import { InvalidArgumentError, Option, type Command } from 'commander';
+import { execFile } from 'node:child_process';
+import { realpathSync } from 'node:fs';
+import { promisify } from 'node:util';
+import { mountGitfs } from '../../gitfs/gitfs-server.js';
+import { reportReady, startDaemon } from '../../gitfs/mount-daemon.js';
+import { GITFS_FSTYPE, mountAt } from '../../gitfs/mount-table.js';
+import { GitrootError, MountError, UsageError } from '../../errors/errors.js';
+import { note, printJson, printLine } from '../output.js';
+
+interface MountOpts {
+  repo: string;
+  rev?: string;
+  foreground?: boolean;
+  json?: boolean;
+  cacheMb: number;
+  spillDir?: string;
+  log?: string;
+  readyFd?: number;
+}
+
+function positiveInt(value: string): number {
+  const n = Number(value);
+  if (!Number.isInteger(n) || n <= 0) throw new InvalidArgumentError('expected a positive whole number');
+  return n;
+}
+
+async function serveForeground(mountpoint: string, opts: MountOpts): Promise<void> {
+  let mount;
+  try {
+    mount = mountGitfs({
+      gitdir: opts.repo,
+      rev: opts.rev,
+      mountpoint,
+      cacheBytes: opts.cacheMb * 1024 * 1024,
+      spillDir: opts.spillDir,
+    });
+  } catch (e) {
+    if (opts.readyFd !== undefined) {
+      const err = e instanceof GitrootError ? e : new MountError(String(e));
+      reportReady(opts.readyFd, { ok: false, code: err.code, message: err.message });
+    }
+    throw e;
+  }
+  const readyMs = Math.round(performance.now());
+  const report = { ok: true, mountpoint: mount.mountpoint, commit: mount.commit, pid: process.pid, readyMs };
+  if (opts.readyFd !== undefined) reportReady(opts.readyFd, report);
+  else if (opts.json) printJson(report);
+  else note(`serving ${mount.commit} at ${mount.mountpoint} (ready in ${readyMs} ms); stop with 'gitroot umount ${mount.mountpoint}' or Ctrl-C`);
+  const stop = () => mount.unmount();
+  process.once('SIGINT', stop);
+  process.once('SIGTERM', stop);
+  process.once('SIGHUP', stop);
+  await mount.exited;
+}
+
+export function registerMount(program: Command): void {
+  program
+    .command('mount')
+    .description('serve a commit read-only at a mountpoint (FUSE), exactly as it was committed')
+    .argument('<mountpoint>', 'empty directory to mount on')
+    .requiredOption('--repo <gitdir>', 'git directory holding the commit')
+    .option('--rev <rev>', 'commit SHA, branch or tag (default HEAD)')
+    .option('--foreground', 'serve in this process until unmounted (default: serve in the background once ready)')
+    .option('--cache-mb <n>', 'MiB of decoded file content kept in memory', positiveInt, 16)
+    .option('--spill-dir <dir>', 'where files bigger than 8 MiB are unpacked (unlinked temp files; default the temp dir)')
+    .option('--log <file>', 'log file of a background mount (default /run/gitroot/mounts/<mountpoint>.log)')
+    .option('--json', 'print the mount (mountpoint, commit, pid, readyMs) as JSON')
+    .addOption(new Option('--ready-fd <fd>', 'internal: report readiness on this fd').argParser(Number).hideHelp())
+    .action(async (mountpoint: string, opts: MountOpts) => {
+      if (opts.foreground || opts.readyFd !== undefined) return serveForeground(mountpoint, opts);
+      const args = [mountpoint, '--repo', opts.repo, '--cache-mb', String(opts.cacheMb)];
+      if (opts.rev) args.push('--rev', opts.rev);
+      if (opts.spillDir) args.push('--spill-dir', opts.spillDir);
+      const res = await startDaemon(process.argv[1], args, mountpoint, opts.log);
+      if (opts.json) printJson(res);
+      else printLine(res.commit);
+    });
+
+  program
+    .command('umount')
+    .alias('unmount')
+    .description('unmount a gitroot mount; its serving process exits')
+    .argument('<mountpoint>', 'where it is mounted')
+    .option('--lazy', 'detach now even if busy; the mount goes away when the last user leaves')
+    .option('--json', 'print the result as JSON')
+    .action(async (mountpoint: string, opts: { lazy?: boolean; json?: boolean }) => {
+      let real: string;
+      try {
+        real = realpathSync(mountpoint);
+      } catch {
+        throw new UsageError(`${mountpoint} does not exist: give the directory a gitroot mount is on (see 'grep gitfs /proc/mounts')`);
+      }
+      const m = mountAt(real);
+      if (!m || m.fstype !== GITFS_FSTYPE) {
+        throw new UsageError(`${real} is not a gitroot mount${m ? ` (it is ${m.fstype})` : ''}: see 'grep gitfs /proc/mounts'`);
+      }
+      try {
+        await promisify(execFile)('umount', opts.lazy ? ['--lazy', real] : [real]);
+      } catch (e) {
+        const msg = String((e as { stderr?: string }).stderr ?? e).trim().split('\n')[0];
+        if (/busy/i.test(msg)) throw new MountError(`${real} is busy: close the programs using it (fuser -vm ${real}) or use --lazy`);
+        throw new MountError(`cannot unmount ${real}: ${msg}`);
+      }
+      if (opts.json) printJson({ mountpoint: real, unmounted: true, source: m.source });
+    });
+}

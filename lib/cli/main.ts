@@ -1,0 +1,44 @@
+/**
+ * The command-line program: registers every command (one file each under commands/) and
+ * maps failures to one-line messages and exit statuses. bin/gitroot.ts only calls run().
+ */
+import { Command, CommanderError } from 'commander';
+import { GitrootError, UsageError } from '../errors/errors.js';
+import { registerCommit } from './commands/commit.js';
+import { registerMount } from './commands/mount.js';
+
+/** Builds the commander program with every command registered. */
+export function buildProgram(): Command {
+  const program = new Command('gitroot')
+    .description('git-backed root filesystem: record an OS tree as commits, serve a commit as / over FUSE, fetch updates, roll back')
+    .version('0.1.0')
+    .showHelpAfterError('(run with --help for usage)')
+    .exitOverride();
+  registerCommit(program);
+  registerMount(program);
+  for (const c of program.commands) c.exitOverride().showHelpAfterError(`(run 'gitroot ${c.name()} --help' for usage)`);
+  return program;
+}
+
+/** Runs the CLI; returns the exit status. Prints errors as one line on stderr. */
+export async function run(argv: string[]): Promise<number> {
+  const program = buildProgram();
+  try {
+    await program.parseAsync(argv);
+    return 0;
+  } catch (e) {
+    if (e instanceof CommanderError) {
+      // commander already printed its message (or the help/version text).
+      if (e.code === 'commander.helpDisplayed' || e.code === 'commander.version' || e.code === 'commander.help') return 0;
+      return new UsageError(e.message).exitCode;
+    }
+    if (e instanceof GitrootError) {
+      process.stderr.write(`gitroot: ${e.message}\n`);
+      if (process.env.GITROOT_DEBUG && e.cause) process.stderr.write(`${(e.cause as Error)?.stack ?? e.cause}\n`);
+      return e.exitCode;
+    }
+    process.stderr.write(`gitroot: internal error: ${(e as Error)?.message ?? e} (please report it; set GITROOT_DEBUG=1 for details)\n`);
+    if (process.env.GITROOT_DEBUG) process.stderr.write(`${(e as Error)?.stack}\n`);
+    return 70;
+  }
+}

@@ -1,0 +1,178 @@
+/**
+ * Serves one commit over FUSE: opens the object store, resolves the revision, mounts the
+ * native session and answers its two questions (a directory's entries, a file's content)
+ * from CommitTreeView and the verified object store. Everything else is answered natively.
+ *
+ * Content up to `spillThreshold` is decoded in memory and copied into the native cache;
+ * bigger blobs are streamed once into an unlinked spill file that the native side reads
+ * with pread, so memory stays bounded however big a file is. A corrupt or missing object
+ * fails that file's reads with EIO, never with wrong bytes.
+ */
+import { closeSync, openSync, statSync, unlinkSync, realpathSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { native, KIND_CONTENT, KIND_LOADDIR, type FuseHandle, type FuseStats } from '../native/addon.js';
+import { ObjectStore } from '../store/object-store.js';
+import { resolveRevision } from '../store/refs.js';
+import { GitrootError, MountError, UsageError } from '../errors/errors.js';
+import { CommitTreeView } from './tree-view.js';
+import { encodeDirectory, encodeEntry } from './entry-codec.js';
+import { GITFS_FSTYPE, mountAt } from './mount-table.js';
+
+const EIO = 5;
+
+export interface MountOptions {
+  /** Git directory (bare repo or a work tree's .git). */
+  gitdir: string;
+  /** SHA, branch or tag; default HEAD. */
+  rev?: string;
+  mountpoint: string;
+  /** Bytes of decoded file content kept natively (default 16 MiB). */
+  cacheBytes?: number;
+  /** Files bigger than this are served from a spill file (default 8 MiB). */
+  spillThreshold?: number;
+  /** Where spill files go (default the system temp dir); they are unlinked at once. */
+  spillDir?: string;
+  /** FUSE worker threads (default 8). */
+  threads?: number;
+  /** Where problems (corrupt objects) are reported; default stderr. */
+  log?: (line: string) => void;
+}
+
+export interface GitfsMount {
+  readonly mountpoint: string;
+  readonly commit: string;
+  /** Resolves with the loop's status when the filesystem is unmounted (by us or from outside). */
+  readonly exited: Promise<number>;
+  stats(): FuseStats;
+  unmount(): void;
+}
+
+/** Checks that `mountpoint` can take a mount; returns its resolved path. */
+export function checkMountpoint(mountpoint: string): string {
+  let real: string;
+  try {
+    real = realpathSync(mountpoint);
+  } catch {
+    throw new UsageError(`mountpoint ${mountpoint} does not exist: create it with 'mkdir -p ${mountpoint}'`);
+  }
+  if (!statSync(real).isDirectory()) throw new UsageError(`mountpoint ${mountpoint} is not a directory: give an empty directory`);
+  const existing = mountAt(real);
+  if (existing) {
+    const what = existing.fstype === GITFS_FSTYPE ? `gitroot (${existing.source})` : existing.fstype;
+    throw new MountError(`mountpoint ${real} is already in use by a ${what} mount: run 'gitroot umount ${real}' or pick another directory`);
+  }
+  return real;
+}
+
+/** Mounts `opts.rev` of `opts.gitdir` at `opts.mountpoint`, read-only, and serves it in this process. */
+export function mountGitfs(opts: MountOptions): GitfsMount {
+  const log = opts.log ?? ((line: string) => process.stderr.write(`gitroot: ${line}\n`));
+  const mountpoint = checkMountpoint(opts.mountpoint);
+  const store = ObjectStore.open(opts.gitdir);
+  const commit = resolveRevision(opts.gitdir, opts.rev ?? 'HEAD');
+  const view = CommitTreeView.open(store, commit);
+  const spillThreshold = opts.spillThreshold ?? 8 * 1024 * 1024;
+  const spillDir = opts.spillDir ?? tmpdir();
+  const addon = native();
+  const spilling = new Map<number, Promise<void>>();
+  const reported = new Set<string>();
+  let handle: FuseHandle | undefined;
+  let unmounted = false;
+
+  const fail = (id: number, kind: number, ino: number, err: unknown) => {
+    const msg = err instanceof GitrootError ? err.message : String((err as Error)?.stack ?? err);
+    if (!reported.has(msg)) {
+      reported.add(msg);
+      log(`I/O error on inode ${ino}: ${msg}`);
+    }
+    addon.complete(handle!, id, kind, ino, EIO);
+  };
+
+  const loadContent = (id: number, ino: number) => {
+    const file = view.fileBlob(ino);
+    if (!file) return fail(id, KIND_CONTENT, ino, new Error(`inode ${ino} is not a regular file`));
+    if (file.size <= spillThreshold) {
+      const obj = store.readObject(file.blob);
+      if (obj.type !== 'blob' || obj.data.length !== file.size) {
+        return fail(id, KIND_CONTENT, ino, new Error(`object ${file.blob.toString('hex')} is a ${obj.type} of ${obj.data.length} bytes, expected a blob of ${file.size}`));
+      }
+      addon.complete(handle!, id, KIND_CONTENT, ino, 0, obj.data);
+      return;
+    }
+    let job = spilling.get(ino);
+    const first = !job;
+    if (!job) {
+      job = (async () => {
+        const path = join(spillDir, `.gitroot-spill-${process.pid}-${ino}`);
+        const fd = openSync(path, 'w+', 0o600);
+        unlinkSync(path);
+        try {
+          const size = await store.copyBlobToFd(file.blob, fd);
+          if (size !== file.size) throw new Error(`blob ${file.blob.toString('hex')} has ${size} bytes, expected ${file.size}`);
+        } catch (e) {
+          closeSync(fd);
+          throw e;
+        }
+        addon.complete(handle!, id, KIND_CONTENT, ino, 0, fd, file.size);
+      })().finally(() => spilling.delete(ino));
+      spilling.set(ino, job);
+    }
+    job.then(
+      () => { if (!first) addon.complete(handle!, id, KIND_CONTENT, ino, 0); },
+      (e) => fail(id, KIND_CONTENT, ino, e),
+    );
+  };
+
+  const handler = (kind: number, ino: number, id: number) => {
+    try {
+      if (kind === KIND_LOADDIR) addon.complete(handle!, id, kind, ino, 0, encodeDirectory(view.listDirectory(ino)));
+      else if (kind === KIND_CONTENT) loadContent(id, ino);
+      else fail(id, kind, ino, new Error(`unknown request kind ${kind}`));
+    } catch (e) {
+      fail(id, kind, ino, e);
+    }
+  };
+
+  let resolveExit!: (status: number) => void;
+  const exited = new Promise<number>((r) => (resolveExit = r));
+  try {
+    handle = addon.mount(
+      mountpoint,
+      {
+        fsOptions: `ro,default_permissions,allow_other,suid,dev,fsname=gitroot:${commit.slice(0, 12)},subtype=gitfs`,
+        cacheBytes: opts.cacheBytes ?? 16 * 1024 * 1024,
+        maxSpillFds: 32,
+        time: view.time,
+        threads: opts.threads ?? 8,
+      },
+      encodeEntry(view.rootEntry()),
+      handler,
+      (status) => {
+        if (!unmounted) {
+          unmounted = true;
+          addon.unmount(handle!);
+          store.close();
+        }
+        resolveExit(status);
+      },
+    );
+  } catch (e) {
+    store.close();
+    throw new MountError(`cannot mount ${mountpoint}: ${(e as Error).message}`, { cause: e });
+  }
+
+  return {
+    mountpoint,
+    commit,
+    exited,
+    stats: () => addon.stats(handle!),
+    unmount: () => {
+      if (unmounted) return;
+      unmounted = true;
+      addon.unmount(handle!);
+      store.close();
+      resolveExit(0);
+    },
+  };
+}

@@ -1,0 +1,69 @@
+/**
+ * `gitroot mount` without --foreground: starts the serving process detached (like sshfs)
+ * and returns once the mount answers. The child runs `gitroot mount --foreground
+ * --ready-fd 3` and reports one JSON line on fd 3: {ok:true,...} when mounted, or
+ * {ok:false, code, message} when it could not mount. Its stdout is discarded and its
+ * stderr goes to a log file, so the caller's pipes are not held open.
+ */
+import { spawn } from 'node:child_process';
+import { mkdirSync, openSync, closeSync, writeSync } from 'node:fs';
+import { dirname, join } from 'node:path';
+import { GitrootError, MountError, type ErrorCode } from '../errors/errors.js';
+
+export interface DaemonResult {
+  pid: number;
+  mountpoint: string;
+  commit: string;
+  /** Milliseconds from the serving process's start to the mount answering. */
+  readyMs: number;
+  log: string;
+}
+
+/** Where a background mount's log goes. */
+export function defaultLogPath(mountpoint: string): string {
+  return join('/run/gitroot/mounts', `${mountpoint.replace(/\//g, '_') || '_'}.log`);
+}
+
+/** Spawns `script mount ... --foreground --ready-fd 3` and waits for its ready line. */
+export async function startDaemon(script: string, args: string[], mountpoint: string, logPath?: string): Promise<DaemonResult> {
+  const log = logPath ?? defaultLogPath(mountpoint);
+  mkdirSync(dirname(log), { recursive: true });
+  const logFd = openSync(log, 'a', 0o600);
+  const child = spawn(process.execPath, [...process.execArgv, script, 'mount', ...args, '--foreground', '--ready-fd', '3'], {
+    detached: true,
+    stdio: ['ignore', 'ignore', logFd, 'pipe'],
+  });
+  closeSync(logFd);
+  const pipe = child.stdio[3] as NodeJS.ReadableStream;
+  let text = '';
+  const line = await new Promise<string>((resolve) => {
+    pipe.setEncoding('utf8');
+    pipe.on('data', (chunk: string) => {
+      text += chunk;
+      const nl = text.indexOf('\n');
+      if (nl >= 0) resolve(text.slice(0, nl));
+    });
+    pipe.on('end', () => resolve(text));
+    child.on('exit', () => resolve(text));
+  });
+  (pipe as unknown as { destroy(): void }).destroy();
+  let report: { ok: boolean; code?: ErrorCode; message?: string; commit?: string; mountpoint?: string; readyMs?: number };
+  try {
+    report = JSON.parse(line);
+  } catch {
+    throw new MountError(`the mount process exited before the mount was ready: see ${log}`);
+  }
+  if (!report.ok) throw new GitrootError(report.code ?? 'EMOUNT', report.message ?? `mount failed: see ${log}`);
+  child.unref();
+  return { pid: child.pid!, mountpoint: report.mountpoint!, commit: report.commit!, readyMs: report.readyMs!, log };
+}
+
+/** In the serving process: reports readiness (or failure) to the parent on `fd`. */
+export function reportReady(fd: number, report: Record<string, unknown>): void {
+  try {
+    writeSync(fd, JSON.stringify(report) + '\n');
+    closeSync(fd);
+  } catch {
+    /* parent gone: keep serving */
+  }
+}
