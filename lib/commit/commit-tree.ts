@@ -3,9 +3,9 @@
  * manifest and one commit through a single `git fast-import` process onto a branch.
  *
  * Steps, in order: check the branch name; check the git directory (create it later if
- * missing); scan the tree (no side effects yet); create the bare repository if needed;
- * resolve the parent commit and the author/committer idents; stream blobs, the manifest
- * and the commit; read back the commit and tree ids.
+ * missing); resolve the author/committer idents; scan the tree (no side effects so far);
+ * create the bare repository if needed; resolve the parent commit; stream blobs, the
+ * manifest and the commit; read back the commit and tree ids.
  *
  * Safety: fast-import updates refs only after the whole stream has been read and ends with
  * `done` (`feature done`), so a failure at any point leaves the branch as it was. On an
@@ -97,6 +97,16 @@ async function checkBranch(branch: string, env: NodeJS.ProcessEnv): Promise<void
   if (branch === '' || branch === 'HEAD' || branch.startsWith('-')) throw bad();
   const run = await runGit(['check-ref-format', '--branch', branch], { env });
   if (run.code !== 0 || run.stdout.trim() !== branch) throw bad();
+}
+
+/** An ident line from `git var` (git parses the dates); UsageError if the environment holds a bad one. */
+async function ident(which: 'GIT_AUTHOR_IDENT' | 'GIT_COMMITTER_IDENT', env: NodeJS.ProcessEnv): Promise<string> {
+  const run = await runGit(['var', which], { env });
+  if (run.code !== 0) {
+    const vars = which === 'GIT_AUTHOR_IDENT' ? 'GIT_AUTHOR_NAME/EMAIL/DATE' : 'GIT_COMMITTER_NAME/EMAIL/DATE';
+    throw new UsageError(`git rejects the commit identity (${firstErrorLine(run.stderr)}): fix or unset ${vars}`, { data: { stderr: run.stderr } });
+  }
+  return run.stdout.trim();
 }
 
 /** Whether the git directory must be created; RepoNotFoundError if it is something else. */
@@ -306,7 +316,9 @@ export async function commitDirectory(opts: CommitOptions): Promise<CommitResult
 
   await checkBranch(branch, env);
   const needsInit = await gitdirNeedsInit(gitdir, env);
+  // Idents first (they need no repository): a bad GIT_*_DATE fails before anything is made.
   const identEnv = identityEnv(env);
+  const [author, committer] = await Promise.all([ident('GIT_AUTHOR_IDENT', identEnv), ident('GIT_COMMITTER_IDENT', identEnv)]);
   const scan = await scanTree(rootdir);
 
   if (needsInit) {
@@ -317,10 +329,6 @@ export async function commitDirectory(opts: CommitOptions): Promise<CommitResult
   const g = `--git-dir=${gitdir}`;
   const parentRun = await runGit([g, 'rev-parse', '--verify', '-q', `refs/heads/${branch}^{commit}`], { env });
   const parent = parentRun.code === 0 ? parentRun.stdout.trim() : null;
-  const [author, committer] = await Promise.all([
-    git([g, 'var', 'GIT_AUTHOR_IDENT'], { env: identEnv }),
-    git([g, 'var', 'GIT_COMMITTER_IDENT'], { env: identEnv }),
-  ]);
 
   const imported = await fastImport({
     gitdir, env, files: scan.files,
