@@ -329,3 +329,24 @@ t.test('ignore skips paths and whole subtrees on both sides', async (t) => {
   t.same(r.differences, ['"files": nlink expected 4, actual 3']);
   t.ok(r.entries < base.expectedCounts.entries - 300, 'ignored entries are not counted');
 });
+
+t.test('names that are not valid UTF-8 compare byte-exactly, xattrs included', async (t) => {
+  const a = await copyOfBase(t);
+  const b = await copyOfBase(t);
+  // 0xff 0xfe and a lone 0x80: no UTF-8 decoder can round-trip these names.
+  const raw = (root: string, tail: number[]) => Buffer.concat([Buffer.from(`${root}/names/raw-`), Buffer.from(tail)]);
+  for (const root of [a, b]) {
+    await fs.writeFile(raw(root, [0xff, 0xfe]), 'raw');
+    await fs.writeFile(raw(root, [0x80]), 'raw');
+    // Arguments of execFile are UTF-8 strings: let printf produce the raw bytes instead.
+    await execFileAsync('bash', ['-c', 'setfattr -n user.raw -v v "$(printf \'raw-\\377\\376\')"'], { cwd: path.join(root, 'names') });
+  }
+  t.same((await compareTrees(a, b)).differences, [], 'identical raw names compare clean');
+  await execFileAsync('bash', ['-c', 'setfattr -n user.raw -v w "$(printf \'raw-\\377\\376\')"'], { cwd: path.join(b, 'names') });
+  await fs.rm(raw(b, [0x80]));
+  const { differences } = await compareTrees(a, b);
+  t.same(differences, [
+    '"names/raw-\uFFFD": missing in actual (file)',
+    '"names/raw-\uFFFD\uFFFD": xattr "user.raw" expected 0x76, actual 0x77',
+  ]);
+});

@@ -175,6 +175,7 @@ class WorkerPool {
         const cleanup = () => {
           w.off('message', onMessage);
           w.off('error', onError);
+          w.off('exit', onExit);
         };
         const onMessage = (m: { id: number; result?: R; error?: string }) => {
           if (m.id !== id) return;
@@ -186,8 +187,13 @@ class WorkerPool {
           cleanup();
           reject(e);
         };
+        const onExit = (code: number) => {
+          cleanup();
+          reject(new Error(`compareTrees worker exited with status ${code}`));
+        };
         w.on('message', onMessage);
         w.on('error', onError);
+        w.on('exit', onExit);
         w.postMessage({ ...msg, id });
       });
     } finally {
