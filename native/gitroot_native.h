@@ -9,5 +9,6 @@ napi_value gitfs_mount(napi_env env, napi_callback_info info);
 napi_value gitfs_complete(napi_env env, napi_callback_info info);
 napi_value gitfs_unmount(napi_env env, napi_callback_info info);
 napi_value gitfs_stats(napi_env env, napi_callback_info info);
+napi_value gitfs_cached(napi_env env, napi_callback_info info);
 
 #endif

@@ -11,7 +11,7 @@
 import { closeSync, openSync, statSync, unlinkSync, realpathSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { native, KIND_CONTENT, KIND_LOADDIR, type FuseHandle, type FuseStats } from '../native/addon.js';
+import { native, KIND_CONTENT, KIND_HINT, KIND_LOADDIR, type FuseHandle, type FuseStats } from '../native/addon.js';
 import { ObjectStore } from '../store/object-store.js';
 import { resolveRevision } from '../store/refs.js';
 import { GitrootError, MountError, UsageError } from '../errors/errors.js';
@@ -21,13 +21,17 @@ import { GITFS_FSTYPE, mountAt } from './mount-table.js';
 
 const EIO = 5;
 
+/** Read-ahead across files: how many files and bytes to decode ahead of a sequential reader. */
+const READAHEAD_FILES = 6;
+const READAHEAD_MAX_FILE = 1024 * 1024;
+
 export interface MountOptions {
   /** Git directory (bare repo or a work tree's .git). */
   gitdir: string;
   /** SHA, branch or tag; default HEAD. */
   rev?: string;
   mountpoint: string;
-  /** Bytes of decoded file content kept natively (default 16 MiB). */
+  /** Bytes of decoded file content kept natively (default 8 MiB: the kernel keeps pages once read). */
   cacheBytes?: number;
   /** Files bigger than this are served from a spill file (default 8 MiB). */
   spillThreshold?: number;
@@ -69,7 +73,7 @@ export function checkMountpoint(mountpoint: string): string {
 export function mountGitfs(opts: MountOptions): GitfsMount {
   const log = opts.log ?? ((line: string) => process.stderr.write(`gitroot: ${line}\n`));
   const mountpoint = checkMountpoint(opts.mountpoint);
-  const store = ObjectStore.open(opts.gitdir);
+  const store = ObjectStore.open(opts.gitdir, { baseCacheBytes: Number(process.env.GITFS_BASE_CACHE ?? 24 * 1024 * 1024) });
   const commit = resolveRevision(opts.gitdir, opts.rev ?? 'HEAD');
   const view = CommitTreeView.open(store, commit);
   const spillThreshold = opts.spillThreshold ?? 8 * 1024 * 1024;
@@ -89,15 +93,56 @@ export function mountGitfs(opts: MountOptions): GitfsMount {
     addon.complete(handle!, id, kind, ino, EIO);
   };
 
+  /** Decodes a small file's verified content (throws on a damaged object). */
+  const decode = (file: { blob: Buffer; size: number }): Buffer => {
+    const obj = store.readObject(file.blob);
+    if (obj.type !== 'blob' || obj.data.length !== file.size) {
+      throw new Error(`object ${file.blob.toString('hex')} is a ${obj.type} of ${obj.data.length} bytes, expected a blob of ${file.size}`);
+    }
+    return obj.data;
+  };
+
+  // Read-ahead: a reader going through a directory's files in order (tar, cp -a, rsync,
+  // boot-time loading of /usr/lib) finds the next files already decoded. Each file decoded
+  // ahead is handed to the native cache unasked; when the reader reaches it, the native
+  // side sends a hint and the window moves on. Runs between requests (setImmediate), one
+  // file at a time, so demand reads never wait behind more than one small file.
+  const ahead: number[] = [];
+  const queued = new Set<number>();
+  let pumping = false;
+  const readAheadFrom = (ino: number) => {
+    let next = view.nextFile(ino);
+    for (let i = 0; i < READAHEAD_FILES && next !== undefined; i++, next = view.nextFile(next)) {
+      if (queued.has(next)) continue;
+      const f = view.fileBlob(next);
+      if (!f || f.size === 0 || f.size > READAHEAD_MAX_FILE) continue;
+      queued.add(next);
+      ahead.push(next);
+    }
+    if (!pumping && ahead.length) {
+      pumping = true;
+      setImmediate(pump);
+    }
+  };
+  const pump = () => {
+    const ino = ahead.shift();
+    if (ino === undefined || unmounted) { pumping = false; return; }
+    try {
+      if (!addon.cached(handle!, ino)) addon.complete(handle!, 0, KIND_CONTENT, ino, 0, decode(view.fileBlob(ino)!));
+    } catch {
+      /* a damaged object: the demand read will report it */
+    }
+    queued.delete(ino);
+    setImmediate(pump);
+  };
+
   const loadContent = (id: number, ino: number) => {
     const file = view.fileBlob(ino);
     if (!file) return fail(id, KIND_CONTENT, ino, new Error(`inode ${ino} is not a regular file`));
     if (file.size <= spillThreshold) {
-      const obj = store.readObject(file.blob);
-      if (obj.type !== 'blob' || obj.data.length !== file.size) {
-        return fail(id, KIND_CONTENT, ino, new Error(`object ${file.blob.toString('hex')} is a ${obj.type} of ${obj.data.length} bytes, expected a blob of ${file.size}`));
-      }
-      addon.complete(handle!, id, KIND_CONTENT, ino, 0, obj.data);
+      if (addon.cached(handle!, ino)) addon.complete(handle!, id, KIND_CONTENT, ino, 0);
+      else addon.complete(handle!, id, KIND_CONTENT, ino, 0, decode(file));
+      readAheadFrom(ino);
       return;
     }
     let job = spilling.get(ino);
@@ -128,6 +173,7 @@ export function mountGitfs(opts: MountOptions): GitfsMount {
     try {
       if (kind === KIND_LOADDIR) addon.complete(handle!, id, kind, ino, 0, encodeDirectory(view.listDirectory(ino)));
       else if (kind === KIND_CONTENT) loadContent(id, ino);
+      else if (kind === KIND_HINT) readAheadFrom(ino);
       else fail(id, kind, ino, new Error(`unknown request kind ${kind}`));
     } catch (e) {
       fail(id, kind, ino, e);
@@ -141,7 +187,7 @@ export function mountGitfs(opts: MountOptions): GitfsMount {
       mountpoint,
       {
         fsOptions: `ro,default_permissions,allow_other,suid,dev,fsname=gitroot:${commit.slice(0, 12)},subtype=gitfs`,
-        cacheBytes: opts.cacheBytes ?? 16 * 1024 * 1024,
+        cacheBytes: opts.cacheBytes ?? 8 * 1024 * 1024,
         maxSpillFds: 32,
         time: view.time,
         threads: opts.threads ?? 8,

@@ -69,6 +69,8 @@ export class CommitTreeView {
   private readonly manifestOnly: ManifestChildren = new Map();
   private readonly nodes: Node[] = [];
   private readonly hardlinkInodes = new Map<number, number>();
+  /** Each regular file's next regular file in its directory, in readdir order (read-ahead). */
+  private readonly nextFiles = new Map<number, number>();
   private nextIno = 2;
 
   private constructor(store: ObjectReader, commit: string, time: number, rootTree: Buffer, manifest: Map<string, ManifestEntry>) {
@@ -237,7 +239,20 @@ export class CommitTreeView {
         xattrs: m.xattrs,
       });
     }
+    this.linkFiles(out);
     return out;
+  }
+
+  /** Records the readdir order (byte order of names, as the native side sorts) of regular files. */
+  private linkFiles(entries: FsEntry[]): void {
+    const files = entries.filter((e) => (e.mode & 0o170000) === S_IFREG);
+    files.sort((a, b) => Buffer.compare(Buffer.from(a.name), Buffer.from(b.name)));
+    for (let i = 0; i + 1 < files.length; i++) this.nextFiles.set(files[i].ino, files[i + 1].ino);
+  }
+
+  /** The regular file after `ino` in its directory's listing, if any. */
+  nextFile(ino: number): number | undefined {
+    return this.nextFiles.get(ino);
   }
 
   /** The blob behind a regular file's inode, or undefined for anything else. */

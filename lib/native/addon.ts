@@ -14,6 +14,8 @@ export type FuseHandle = { readonly __brand: 'FuseHandle' };
 /** What the kernel side asks JavaScript for. */
 export const KIND_LOADDIR = 1;
 export const KIND_CONTENT = 2;
+/** Not a question: a file installed ahead of demand is being read (keep reading ahead). */
+export const KIND_HINT = 3;
 
 export interface FuseStats {
   inodes: number;
@@ -24,6 +26,7 @@ export interface FuseStats {
   reads: number;
   readBytes: number;
   evictions: number;
+  opens: number;
 }
 
 export interface NativeAddon {
@@ -38,6 +41,7 @@ export interface NativeAddon {
   complete(handle: FuseHandle, id: number, kind: number, ino: number, errno: number, payload?: Buffer | number, size?: number): boolean;
   unmount(handle: FuseHandle): void;
   stats(handle: FuseHandle): FuseStats;
+  cached(handle: FuseHandle, ino: number): boolean;
 }
 
 let cached: NativeAddon | undefined;
