@@ -280,6 +280,22 @@ t.test('scan and commit a real tree', async (t) => {
     await fs.writeFile(victim, FILES['names/with space']![0]);
   });
 
+  t.test('a failing progress callback aborts cleanly: its error, branch unchanged', async (t) => {
+    const before = branchTip(gitdir, 'stable');
+    const boom = new Error('stop here');
+    await t.rejects(commitDirectory({ rootdir: root, gitdir, branch: 'stable', env: EPOCH_ENV, onProgress: () => { throw boom; } }), boom);
+    t.equal(branchTip(gitdir, 'stable'), before);
+    t.same((await fs.readdir(gitdir)).filter((n) => n.startsWith('fast_import_crash')), []);
+  });
+
+  t.test('a symlink to the tree is followed for the root only', async (t) => {
+    const alias = path.join(base, 'current');
+    await fs.symlink(root, alias);
+    const scan = await scanTree(alias);
+    t.equal(scan.files.find((f) => f.path === 'bin/su')?.source, path.join(root, 'bin/su'));
+    t.equal(scan.manifest.length, expectedManifest().size);
+  });
+
   t.test('git refuses the ref update: GitCommandError with git\'s line, branch unchanged', async (t) => {
     const tip = branchTip(gitdir, 'stable');
     const err = await commitDirectory({ rootdir: root, gitdir, branch: 'stable/child', env: EPOCH_ENV }).catch((e: unknown) => e);

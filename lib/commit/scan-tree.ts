@@ -70,30 +70,34 @@ async function gather(path: string, source: string): Promise<NodeFacts> {
     const x = readXattrs(source);
     if (x.size > 0) n.xattrs = x;
   } catch (err) {
+    // Errors with an errno are about this path; anything else (addon not built) is not.
+    if (typeof (err as NodeJS.ErrnoException).errno !== 'number') throw err;
     throw sourceError(path, 'read extended attributes of', err);
   }
   return n;
 }
 
 /**
- * Scan `rootdir` (a directory; symlinks below it are not followed): the files and symlinks
+ * Scan `rootdir` (a directory, or a symlink to one; symlinks below it are not followed): the files and symlinks
  * git stores, the manifest entries for what git cannot store, and warnings for skipped
  * sockets. Throws SourceTreeError for a missing or unreadable path, `.git` anywhere, a
  * top-level `.gitroot.mtree`, or a name that is not UTF-8.
  */
 export async function scanTree(rootdir: string): Promise<ScanResult> {
-  const root = resolve(rootdir);
+  const given = resolve(rootdir);
+  let root: string;
   try {
-    const st = await fs.stat(root);
-    if (!st.isDirectory()) {
-      throw new SourceTreeError(`${root} is not a directory: give the root directory to commit`, { data: { path: root } });
+    // The root itself may be reached through a symlink (e.g. /srv/current); nothing below it is.
+    root = await fs.realpath(given);
+    if (!(await fs.stat(root)).isDirectory()) {
+      throw new SourceTreeError(`${given} is not a directory: give the root directory to commit`, { data: { path: given } });
     }
   } catch (err) {
     if (err instanceof SourceTreeError) throw err;
     if (errnoOf(err) === 'ENOENT') {
-      throw new SourceTreeError(`${root} does not exist: give the root directory to commit`, { data: { path: root }, cause: err });
+      throw new SourceTreeError(`${given} does not exist: give the root directory to commit`, { data: { path: given }, cause: err });
     }
-    throw new SourceTreeError(`cannot read ${root} (${errnoOf(err)}): check the path and its permissions`, { data: { path: root }, cause: err });
+    throw new SourceTreeError(`cannot read ${given} (${errnoOf(err)}): check the path and its permissions`, { data: { path: given }, cause: err });
   }
 
   const nodes: NodeFacts[] = [await gather('', root)];
