@@ -1,0 +1,581 @@
+/**
+ * The object store: reads git objects from every pack and loose object of a repository (and
+ * of its alternates), resolves delta chains iteratively with a bounded base cache, and
+ * verifies every object it returns against its id. Packs are read with positioned reads, so
+ * memory stays bounded by the cache and the objects in flight, not by pack size.
+ */
+import fs from 'node:fs';
+import { constants as bufferConstants } from 'node:buffer';
+import path from 'node:path';
+import zlib from 'node:zlib';
+import { createHash } from 'node:crypto';
+import { pipeline } from 'node:stream/promises';
+import { GitrootError, ObjectCorruptError, ObjectMissingError, UsageError } from '../errors/errors.js';
+import { applyDelta, readDeltaHeader } from './delta.js';
+import { type CachedBase, DeltaBaseCache, DEFAULT_BASE_CACHE_BYTES } from './delta-base-cache.js';
+import { type GitDirs, resolveGitDir } from './git-dir.js';
+import { type GitObject, type ObjectHeader, type ObjectType, PACK_TYPES, hashObject } from './git-objects.js';
+import { decodeLoose, decodeLooseHeader, findLooseByPrefix, loosePath, parseLooseHeader, readFileIfExists }
+  from './loose-objects.js';
+import { isHexPrefix, toOidBuffer } from './object-id.js';
+import { OBJ_OFS_DELTA, type PackEntry, PackFile, ReadBuffer } from './pack-file.js';
+import { startObjectHash } from './object-hasher.js';
+import { InflateError, inflateExact, inflatePrefix } from './zlib-inflate.js';
+
+export type { GitObject, ObjectHeader, ObjectType } from './git-objects.js';
+
+export interface ObjectStoreOptions {
+  /** Bound of the delta base cache in bytes (default 24 MiB; 0 disables it). */
+  baseCacheBytes?: number;
+  /**
+   * Hash large objects on a helper thread while inflating (default true): verification then
+   * costs little wall time on a second core, for about 10 MB more RSS.
+   */
+  parallelHash?: boolean;
+}
+
+/** Longer chains than git ever writes (its limit is 4095) mean a cycle or a damaged pack. */
+const MAX_CHAIN = 10_000;
+/** Alternates may chain; git stops at depth 5 too. */
+const MAX_ALTERNATE_DEPTH = 5;
+/** Compressed bytes read to find a delta's result size. */
+const HEADER_PROBE_BYTES = 512;
+/** Chunk size when streaming a blob out of a pack. */
+const STREAM_CHUNK = 1024 * 1024;
+/** Compressed payloads up to this size are read into one reused buffer. */
+const READ_BUFFER_BYTES = 2 * 1024 * 1024;
+
+const EMPTY: Buffer = Buffer.alloc(0);
+
+/** A decoded object, with its id when it was hashed while being inflated. */
+interface Decoded extends GitObject {
+  digest?: Buffer;
+}
+
+type Location = { pack: PackFile; offset: number; loose?: undefined } | { loose: string; pack?: undefined };
+
+/** One objects directory (the repository's own or an alternate): its packs and loose files. */
+class ObjectDir {
+  packs: PackFile[] = [];
+  /** Packs that could not be opened, with the reason; retried when the directory changes. */
+  broken = new Map<string, string>();
+  private stamp = -1n;
+
+  constructor(readonly path: string) {}
+
+  /** Re-reads objects/pack if it changed since the last scan; true if the set of packs changed. */
+  scan(onDrop: (pack: PackFile) => void): boolean {
+    const packDir = path.join(this.path, 'pack');
+    let stamp: bigint;
+    let names: string[];
+    try {
+      stamp = fs.statSync(packDir, { bigint: true }).mtimeNs;
+      if (stamp === this.stamp) return false;
+      names = fs.readdirSync(packDir);
+    } catch {
+      stamp = -2n;
+      names = [];
+    }
+    this.stamp = stamp;
+    const idxPaths = new Set(names.filter((n) => n.endsWith('.idx')).map((n) => path.join(packDir, n)));
+    let changed = false;
+    const kept = this.packs.filter((p) => {
+      if (idxPaths.has(p.index.path)) return true;
+      onDrop(p);
+      changed = true;
+      return false;
+    });
+    const known = new Set(kept.map((p) => p.index.path));
+    this.broken.clear();
+    for (const idx of idxPaths) {
+      if (known.has(idx)) continue;
+      try {
+        kept.push(PackFile.open(idx));
+        changed = true;
+      } catch (err) {
+        // An .idx without its .pack is a pack being deleted; anything else is worth reporting.
+        if ((err as NodeJS.ErrnoException).code !== 'ENOENT') this.broken.set(idx, (err as Error).message);
+      }
+    }
+    if (changed) {
+      const mtime = (p: PackFile): number => {
+        try {
+          return fs.statSync(p.packPath).mtimeMs;
+        } catch {
+          return 0;
+        }
+      };
+      // Newest first, as git does: recent objects are read most.
+      const order = new Map(kept.map((p) => [p, mtime(p)]));
+      kept.sort((a, b) => (order.get(b) as number) - (order.get(a) as number));
+    }
+    this.packs = kept;
+    return changed;
+  }
+}
+
+/** Object directories of `objectsDir` and, recursively, of its `info/alternates`. */
+function objectDirs(objectsDir: string): string[] {
+  const seen = new Set<string>();
+  const out: string[] = [];
+  const visit = (dir: string, depth: number): void => {
+    let real: string;
+    try {
+      real = fs.realpathSync(dir);
+    } catch {
+      return;
+    }
+    if (seen.has(real)) return;
+    seen.add(real);
+    out.push(dir);
+    if (depth >= MAX_ALTERNATE_DEPTH) return;
+    const text = readFileIfExists(path.join(dir, 'info', 'alternates'));
+    if (text === null) return;
+    for (const line of text.toString('utf8').split('\n')) {
+      const alt = line.trim();
+      if (alt !== '' && !alt.startsWith('#')) visit(path.resolve(dir, alt), depth + 1);
+    }
+  };
+  visit(objectsDir, 0);
+  return out;
+}
+
+function writeAll(fd: number, buf: Buffer): Promise<void> {
+  return new Promise((resolve, reject) => {
+    const step = (off: number): void => {
+      if (off >= buf.length) {
+        resolve();
+        return;
+      }
+      fs.write(fd, buf, off, buf.length - off, null, (err, n) => (err ? reject(err) : step(off + n)));
+    };
+    step(0);
+  });
+}
+
+export class ObjectStore {
+  /** The repository's directories. */
+  readonly dirs: GitDirs;
+  private readonly objectDirs: ObjectDir[];
+  private readonly cache: DeltaBaseCache;
+  private readonly readBuffer = new ReadBuffer(READ_BUFFER_BYTES);
+  private readonly parallelHash: boolean;
+  private lastPack: PackFile | null = null;
+  private closed = false;
+
+  private constructor(dirs: GitDirs, opts: ObjectStoreOptions) {
+    this.dirs = dirs;
+    this.cache = new DeltaBaseCache(opts.baseCacheBytes ?? DEFAULT_BASE_CACHE_BYTES);
+    this.parallelHash = opts.parallelHash ?? true;
+    this.objectDirs = objectDirs(dirs.objectsDir).map((d) => new ObjectDir(d));
+    this.rescan();
+  }
+
+  /** Opens the store of a bare repository, a `.git` directory, or a work tree holding `.git`. */
+  static open(gitdir: string, opts: ObjectStoreOptions = {}): ObjectStore {
+    return new ObjectStore(resolveGitDir(gitdir), opts);
+  }
+
+  /** Reads and verifies an object; throws ObjectMissingError or ObjectCorruptError. */
+  readObject(oid: string | Buffer): GitObject {
+    const id = this.checkOid(oid);
+    for (let attempt = 0; attempt < 2; attempt++) {
+      const loc = this.find(id);
+      if (loc === null) break;
+      if (loc.pack !== undefined) return this.readPacked(id, loc.pack, loc.offset);
+      const file = readFileIfExists(loc.loose);
+      if (file !== null) return this.verify(id, this.decodeLooseFile(id, file, loc.loose), loc.loose);
+      // The loose file went away between lookup and read (a concurrent gc packed it): look again.
+      this.rescan();
+    }
+    throw this.missing(id);
+  }
+
+  /** Type and size of an object without reading its content (not verified against the id). */
+  readHeader(oid: string | Buffer): ObjectHeader {
+    const id = this.checkOid(oid);
+    const loc = this.find(id);
+    if (loc === null) throw this.missing(id);
+    const where = loc.pack?.packPath ?? loc.loose ?? '';
+    try {
+      return loc.pack !== undefined ? this.packedHeader(loc.pack, loc.offset) : this.looseHeader(loc.loose);
+    } catch (err) {
+      throw this.wrap(err, id, where);
+    }
+  }
+
+  /** True if the repository (or an alternate) holds the object. Does not read or verify it. */
+  has(oid: string | Buffer): boolean {
+    return this.find(this.checkOid(oid)) !== null;
+  }
+
+  /**
+   * Writes a blob's content to `fd` (at its current position) and returns its size. Whole
+   * packed and loose blobs are streamed (inflated and hashed in chunks), deltified ones are read
+   * whole first. The hash is checked at the end: on rejection, what was written is garbage.
+   */
+  async copyBlobToFd(oid: string | Buffer, fd: number): Promise<number> {
+    const id = this.checkOid(oid);
+    const loc = this.find(id);
+    if (loc === null) throw this.missing(id);
+    if (loc.pack !== undefined) {
+      const pack = loc.pack;
+      let entry: PackEntry;
+      try {
+        entry = pack.readEntryStart(loc.offset, 0);
+      } catch (err) {
+        throw this.wrap(err, id, pack.packPath);
+      }
+      if (entry.typeCode > 4) {
+        const obj = this.readObject(id);
+        this.expectBlob(id, obj.type, pack.packPath);
+        await writeAll(fd, obj.data);
+        return obj.data.length;
+      }
+      this.expectBlob(id, PACK_TYPES[entry.typeCode] as ObjectType, pack.packPath);
+      pack.pin();
+      try {
+        return await this.streamObject(id, pack.packPath, this.packRange(pack, entry.payloadOffset, entry.end),
+          fd, { type: 'blob', size: entry.size });
+      } finally {
+        pack.unpin();
+      }
+    }
+    return this.streamObject(id, loc.loose, fs.createReadStream(loc.loose, { highWaterMark: STREAM_CHUNK }),
+      fd, null);
+  }
+
+  /**
+   * Full hex ids of objects starting with the hex `prefix` (any case, 1-40 digits), sorted,
+   * at most `limit` of them. Used to resolve abbreviated ids.
+   */
+  findByPrefix(prefix: string, limit = 16): string[] {
+    if (!isHexPrefix(prefix)) throw new UsageError(`invalid abbreviated object id '${prefix}': give hex digits`);
+    const p = prefix.toLowerCase();
+    const collect = (): string[] => {
+      const found = new Set<string>();
+      for (const dir of this.objectDirs) {
+        for (const pack of dir.packs) {
+          for (const oid of pack.index.findByPrefix(p, limit)) found.add(oid.toString('hex'));
+        }
+        if (p.length >= 2) for (const hex of findLooseByPrefix(dir.path, p, limit)) found.add(hex);
+        else for (let b = 0; b < 16; b++) for (const hex of findLooseByPrefix(dir.path, p + b.toString(16), limit)) found.add(hex);
+      }
+      return [...found].sort().slice(0, limit);
+    };
+    const first = collect();
+    return first.length === 0 && this.rescan() ? collect() : first;
+  }
+
+  /** Closes every pack file; streams already running finish first. */
+  close(): void {
+    if (this.closed) return;
+    this.closed = true;
+    for (const dir of this.objectDirs) {
+      for (const pack of dir.packs) pack.close();
+      dir.packs = [];
+    }
+    this.cache.clear();
+    this.lastPack = null;
+  }
+
+  private checkOid(oid: string | Buffer): Buffer {
+    if (this.closed) throw new UsageError('the object store is closed: open a new one with ObjectStore.open');
+    return toOidBuffer(oid);
+  }
+
+  /** Rescans every objects/pack directory that changed; true if any set of packs changed. */
+  private rescan(): boolean {
+    let changed = false;
+    const drop = (pack: PackFile): void => {
+      this.cache.dropPack(pack.id);
+      if (this.lastPack === pack) this.lastPack = null;
+      pack.close();
+    };
+    for (const dir of this.objectDirs) if (dir.scan(drop)) changed = true;
+    return changed;
+  }
+
+  private findPacked(id: Buffer): Location | null {
+    const last = this.lastPack;
+    if (last !== null) {
+      const offset = last.index.lookup(id);
+      if (offset >= 0) return { pack: last, offset };
+    }
+    for (const dir of this.objectDirs) {
+      for (const pack of dir.packs) {
+        if (pack === last) continue;
+        const offset = pack.index.lookup(id);
+        if (offset >= 0) {
+          this.lastPack = pack;
+          return { pack, offset };
+        }
+      }
+    }
+    return null;
+  }
+
+  /** Where an object is: packs first, then loose files, then again after a rescan of the packs. */
+  private find(id: Buffer): Location | null {
+    for (let attempt = 0; attempt < 2; attempt++) {
+      const packed = this.findPacked(id);
+      if (packed !== null) return packed;
+      const hex = id.toString('hex');
+      for (const dir of this.objectDirs) {
+        const file = loosePath(dir.path, hex);
+        if (fs.existsSync(file)) return { loose: file };
+      }
+      if (!this.rescan()) break;
+    }
+    return null;
+  }
+
+  private readPacked(id: Buffer, pack: PackFile, offset: number): GitObject {
+    let obj: Decoded;
+    try {
+      obj = this.decodePacked(pack, offset);
+    } catch (err) {
+      throw this.wrap(err, id, pack.packPath);
+    }
+    return this.verify(id, obj, pack.packPath);
+  }
+
+  /**
+   * Decodes the pack entry at `offset`. A whole object is inflated and hashed piece by piece.
+   * A delta: walk down its chain (iteratively, through other packs for REF_DELTA bases) to a
+   * whole object or a cached base, then apply the deltas back up, caching each intermediate
+   * base. The returned data is never shared with the cache.
+   */
+  private decodePacked(pack: PackFile, offset: number): Decoded {
+    const chain: { pack: PackFile; offset: number; delta: Buffer }[] = [];
+    let p = pack;
+    let off = offset;
+    let base: CachedBase;
+    let shared = false;
+    for (;;) {
+      const hit = this.cache.get(p.id, off);
+      if (hit !== undefined) {
+        base = hit;
+        shared = true;
+        break;
+      }
+      const entry = p.readEntry(off, this.readBuffer);
+      if (entry.typeCode <= 4) {
+        const type = PACK_TYPES[entry.typeCode] as ObjectType;
+        if (entry.size >= bufferConstants.MAX_LENGTH) {
+          throw new UsageError(`a ${entry.size}-byte object is too large to read into memory: stream it with copyBlobToFd`);
+        }
+        if (chain.length === 0) return this.inflateWhole(type, entry);
+        base = { type, data: inflateExact(entry.payload, entry.size) };
+        this.cache.set(p.id, off, base.type, base.data);
+        break;
+      }
+      // Inflate now: the payload lives in the shared read buffer until the next read.
+      chain.push({ pack: p, offset: off, delta: inflateExact(entry.payload, entry.size) });
+      if (chain.length > MAX_CHAIN) throw new ObjectCorruptError(`delta chain longer than ${MAX_CHAIN}`);
+      const next = this.deltaBase(p, entry);
+      if (next.pack === undefined) {
+        // A REF_DELTA base stored loose: whole by definition, read and verified on its own.
+        base = this.readObject(entry.baseOid as Buffer);
+        break;
+      }
+      p = next.pack;
+      off = next.offset;
+    }
+    if (chain.length === 0) return { type: base.type, data: shared ? Buffer.from(base.data) : base.data };
+    let data = base.data;
+    for (let i = chain.length - 1; i >= 0; i--) {
+      const link = chain[i];
+      data = applyDelta(data, link.delta);
+      if (i > 0) this.cache.set(link.pack.id, link.offset, base.type, data);
+    }
+    return { type: base.type, data };
+  }
+
+  /** Inflates a whole (undeltified) object, hashing its output while it is produced. */
+  private inflateWhole(type: ObjectType, entry: PackEntry): Decoded {
+    const hash = startObjectHash(type, entry.size, this.parallelHash);
+    let data: Buffer;
+    try {
+      data = inflateExact(entry.payload, entry.size, (out, start, end) => hash.update(out, start, end));
+    } catch (err) {
+      hash.finish(EMPTY); // frees the helper thread for the next object
+      throw err;
+    }
+    return { type, data, digest: hash.finish(data) };
+  }
+
+  /** Where the base of a delta entry is. */
+  private deltaBase(pack: PackFile, entry: PackEntry): Location {
+    if (entry.typeCode === OBJ_OFS_DELTA) return { pack, offset: entry.baseOffset };
+    const baseOid = entry.baseOid as Buffer;
+    const offset = pack.index.lookup(baseOid);
+    if (offset >= 0) return { pack, offset };
+    const loc = this.find(baseOid);
+    if (loc === null) {
+      throw new ObjectMissingError(`delta base ${baseOid.toString('hex')} is missing`,
+        { data: { oid: baseOid.toString('hex') } });
+    }
+    return loc;
+  }
+
+  private packedHeader(pack: PackFile, offset: number): ObjectHeader {
+    let p = pack;
+    let off = offset;
+    let size = -1;
+    for (let depth = 0; depth <= MAX_CHAIN; depth++) {
+      const hit = this.cache.get(p.id, off);
+      if (hit !== undefined) return { type: hit.type, size: size < 0 ? hit.data.length : size };
+      const entry = p.readEntryStart(off, size < 0 ? HEADER_PROBE_BYTES : 0);
+      if (entry.typeCode <= 4) return { type: PACK_TYPES[entry.typeCode] as ObjectType, size: size < 0 ? entry.size : size };
+      if (size < 0) size = this.deltaResultSize(p, off, entry);
+      const next = this.deltaBase(p, entry);
+      if (next.pack === undefined) return { type: this.looseHeader(next.loose).type, size };
+      p = next.pack;
+      off = next.offset;
+    }
+    throw new ObjectCorruptError(`delta chain longer than ${MAX_CHAIN}`);
+  }
+
+  /** Result size of a delta entry from the first bytes of its inflated payload. */
+  private deltaResultSize(pack: PackFile, offset: number, entry: PackEntry): number {
+    try {
+      return readDeltaHeader(inflatePrefix(entry.payload, 32)).resultSize;
+    } catch (err) {
+      // The probe may have cut a large zlib block header short: retry with the whole payload.
+      if (entry.payloadOffset + entry.payload.length >= entry.end) throw err;
+      return readDeltaHeader(inflatePrefix(pack.readEntry(offset).payload, 32)).resultSize;
+    }
+  }
+
+  private looseHeader(file: string): ObjectHeader {
+    const fd = fs.openSync(file, 'r');
+    try {
+      const start = Buffer.alloc(HEADER_PROBE_BYTES);
+      const n = fs.readSync(fd, start, 0, start.length, 0);
+      try {
+        return decodeLooseHeader(start.subarray(0, n));
+      } catch (err) {
+        if (n < start.length) throw err;
+        return decodeLooseHeader(fs.readFileSync(file));
+      }
+    } finally {
+      fs.closeSync(fd);
+    }
+  }
+
+  private decodeLooseFile(id: Buffer, file: Buffer, where: string): GitObject {
+    try {
+      return decodeLoose(file);
+    } catch (err) {
+      throw this.wrap(err, id, where);
+    }
+  }
+
+  private verify(id: Buffer, obj: Decoded, where: string): GitObject {
+    const actual = obj.digest ?? hashObject(obj.type, obj.data);
+    if (!actual.equals(id)) {
+      // Whatever produced the bad bytes may sit in the cache: start clean.
+      this.cache.clear();
+      throw this.corrupt(id, where, `content hashes to ${actual.toString('hex')}`);
+    }
+    return { type: obj.type, data: obj.data };
+  }
+
+  private expectBlob(id: Buffer, type: ObjectType, where: string): void {
+    if (type !== 'blob') throw this.corrupt(id, where, `it is a ${type}, where a blob was expected`);
+  }
+
+  /** Async chunks of pack bytes [start, end), read with positioned reads. */
+  private async *packRange(pack: PackFile, start: number, end: number): AsyncGenerator<Buffer> {
+    for (let pos = start; pos < end;) {
+      const len = Math.min(STREAM_CHUNK, end - pos);
+      const buf = Buffer.allocUnsafe(len);
+      const n = await pack.readAtAsync(buf, len, pos);
+      if (n === 0) throw new ObjectCorruptError(`pack ends at offset ${pos}, inside an object`);
+      pos += n;
+      yield n === len ? buf : buf.subarray(0, n);
+    }
+  }
+
+  /**
+   * Inflates `source` and writes the object body to `fd`, hashing as it goes. `known` gives
+   * type and size for pack entries; loose objects carry them in their first inflated bytes.
+   */
+  private async streamObject(id: Buffer, where: string, source: AsyncIterable<Buffer>, fd: number,
+    known: ObjectHeader | null): Promise<number> {
+    const hash = createHash('sha1');
+    let header = known;
+    let head = Buffer.alloc(0);
+    let written = 0;
+    if (header !== null) hash.update(`${header.type} ${header.size}\0`);
+    try {
+      await pipeline(source, zlib.createInflate(), async (inflated: AsyncIterable<Buffer>) => {
+        for await (let chunk of inflated) {
+          if (header === null) {
+            // Loose object: collect the "<type> <size>\0" header first.
+            head = Buffer.concat([head, chunk]);
+            if (head.indexOf(0) < 0 && head.length < 64) continue;
+            const h = parseLooseHeader(head);
+            this.expectBlob(id, h.type, where);
+            header = { type: h.type, size: h.size };
+            hash.update(head.subarray(0, h.length));
+            chunk = head.subarray(h.length);
+          }
+          if (written + chunk.length > header.size) {
+            throw new ObjectCorruptError(`inflates to more than ${header.size} bytes`);
+          }
+          hash.update(chunk);
+          await writeAll(fd, chunk);
+          written += chunk.length;
+        }
+      });
+    } catch (err) {
+      throw this.wrap(err, id, where);
+    }
+    if (header === null || written !== header.size) {
+      throw this.corrupt(id, where, `inflates to ${written} bytes, expected ${header?.size ?? 'a header'}`);
+    }
+    const actual = hash.digest();
+    if (!actual.equals(id)) throw this.corrupt(id, where, `content hashes to ${actual.toString('hex')}`);
+    return written;
+  }
+
+  private corrupt(id: Buffer, where: string, detail: string, cause?: unknown): ObjectCorruptError {
+    const oid = id.toString('hex');
+    return new ObjectCorruptError(
+      `object ${oid} in ${where} is corrupt (${detail}): run 'git -C ${this.dirs.gitDir} fsck' `
+        + 'to see the damage, then restore or re-fetch the repository',
+      { data: { oid, path: where }, cause });
+  }
+
+  /** Turns an error met while decoding `id` into one that names the object and its file. */
+  private wrap(err: unknown, id: Buffer, where: string): Error {
+    if (err instanceof ObjectMissingError) {
+      const oid = id.toString('hex');
+      return new ObjectMissingError(`object ${oid} in ${where} cannot be decoded: ${err.message}; `
+        + `run 'git -C ${this.dirs.gitDir} fsck' and re-fetch the repository`,
+        { data: { oid, path: where, ...err.data }, cause: err });
+    }
+    if (err instanceof ObjectCorruptError && String(err.data.oid) === id.toString('hex')) return err;
+    if (err instanceof ObjectCorruptError || err instanceof InflateError) {
+      return this.corrupt(id, where, err.message, err);
+    }
+    if (err instanceof GitrootError) return err;
+    if (err instanceof Error && typeof (err as NodeJS.ErrnoException).errno === 'number'
+      && String((err as NodeJS.ErrnoException).code).startsWith('Z_')) {
+      return this.corrupt(id, where, err.message, err);
+    }
+    return err instanceof Error ? err : new Error(String(err));
+  }
+
+  private missing(id: Buffer): ObjectMissingError {
+    const oid = id.toString('hex');
+    const broken = this.objectDirs.flatMap((d) => [...d.broken].map(([p, why]) => `${p}: ${why}`));
+    const also = broken.length === 0 ? '' : ` (unreadable packs: ${broken.join('; ')})`;
+    return new ObjectMissingError(
+      `object ${oid} is not in ${this.dirs.objectsDir}${also}: fetch the commit that needs it again `
+        + `or run 'git -C ${this.dirs.gitDir} fsck'`,
+      { data: { oid } });
+  }
+}
