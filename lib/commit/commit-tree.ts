@@ -252,7 +252,7 @@ async function fastImport(p: ImportPlan): Promise<{ commit: string; bytes: numbe
     // Blobs: each file once; paths of one hardlink group share the first one's blob.
     const blobFiles = p.files.filter((f) => f.gitMode !== GIT_MODE_LINK);
     const groupMark = new Map<number, number>();
-    const total = blobFiles.filter((f) => f.hardlink === undefined).length + new Set(blobFiles.map((f) => f.hardlink).filter((h) => h !== undefined)).size;
+    const total = new Set(blobFiles.map((f) => f.hardlink ?? f.path)).size; // distinct contents
     let next = 1;
     let done = 0;
     for (const f of blobFiles) {
@@ -334,7 +334,7 @@ export async function commitDirectory(opts: CommitOptions): Promise<CommitResult
     gitdir, env, files: scan.files,
     manifest: scan.manifest.length > 0 ? formatManifest(scan.manifest) : null,
     header: { branch, author, committer, message: opts.message ?? `Snapshot of ${rootdir}`, parent },
-    ...(opts.onProgress ? { onProgress: opts.onProgress } : {}),
+    onProgress: opts.onProgress,
   });
   const tree = await git([g, 'rev-parse', '--verify', `${imported.commit}^{tree}`], { env });
   const gitWarnings = imported.stderr.split('\n').filter((l) => l.trim() !== '').map((l) => `git fast-import: ${l.trim()}`);

@@ -8,8 +8,9 @@
  * list only what differs from the defaults git implies (see gitDefaultMode). Paths, xattr
  * names and xattr values are vis(3)-encoded: every byte outside printable ASCII, plus `\`,
  * `#` and `=`, becomes `\ooo` octal. (`=` is encoded too, as libarchive's writer does, so
- * `xattr.NAME=VALUE` splits unambiguously.) libarchive's bsdtar can read the file; the
- * `xattr.` keyword is gitroot's own.
+ * `xattr.NAME=VALUE` splits unambiguously.) libarchive's bsdtar lists the file (checked
+ * with bsdtar 3.6: `bsdtar -tvf .gitroot.mtree`); it warns about `xattr.`, gitroot's own
+ * keyword, and exits 1 when one is present.
  *
  * This module is pure: formatting, parsing and default rules, no I/O.
  */
