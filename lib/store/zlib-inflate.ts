@@ -116,7 +116,10 @@ export function inflateExact(input: Uint8Array, size: number, sink?: PieceSink):
     } catch (err) {
       throw new InflateError((err as Error).message);
     }
-    if (out.length !== size) throw new InflateError(`inflates to ${out.length} bytes, expected ${size}`);
+    if (out.length !== size) {
+      throw new InflateError(out.length > size ? `inflates to more than ${size} bytes`
+        : `inflates to ${out.length} bytes, expected ${size}`);
+    }
     sink?.(out, 0, size);
     return out;
   }
