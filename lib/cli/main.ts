@@ -12,11 +12,16 @@ export function buildProgram(): Command {
   const program = new Command('gitroot')
     .description('git-backed root filesystem: record an OS tree as commits, serve a commit as / over FUSE, fetch updates, roll back')
     .version('0.1.0')
-    .showHelpAfterError('(run with --help for usage)')
     .exitOverride();
   registerCommit(program);
   registerMount(program);
-  for (const c of program.commands) c.exitOverride().showHelpAfterError(`(run 'gitroot ${c.name()} --help' for usage)`);
+  for (const c of [program, ...program.commands]) {
+    const usage = c === program ? 'gitroot --help' : `gitroot ${c.name()} --help`;
+    // One line per error: commander's message plus where to find the usage.
+    c.exitOverride().configureOutput({
+      outputError: (str, write) => write(`gitroot: ${str.trim().replace(/^error: /, '')} (see '${usage}')\n`),
+    });
+  }
   return program;
 }
 
