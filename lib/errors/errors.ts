@@ -15,9 +15,16 @@ export type ErrorCode =
   | 'EMANIFEST'        // the metadata manifest is malformed
   | 'EMOUNT'           // mounting or unmounting failed
   | 'EGIT'             // a git subprocess failed
+  | 'ECONFIG'          // a setting is unknown or malformed (names the source file/line)
+  | 'ENETWORK'         // the server could not be reached, timed out, or answered wrongly
+  | 'EREMOTE'          // the server answered, but does not have what was asked for
+  | 'ELOCKED'          // another gitroot process holds the lock
+  | 'ENOSPACE'         // not enough free space for the update
+  | 'ESTATE'           // the deployment state is unreadable or inconsistent
   | 'EINTERNAL';       // a bug: report it
 
-/** Exit status for each code: 2 = usage, 3 = not found, 4 = data/integrity, 5 = system. */
+/** Exit status for each code: 2 = usage/config, 3 = not found, 4 = data/integrity, 5 = system,
+ *  6 = network, 7 = busy (locked). */
 export const EXIT_CODES: Record<ErrorCode, number> = {
   EUSAGE: 2,
   ENOREPO: 3,
@@ -28,6 +35,12 @@ export const EXIT_CODES: Record<ErrorCode, number> = {
   EMANIFEST: 4,
   EMOUNT: 5,
   EGIT: 5,
+  ECONFIG: 2,
+  ENETWORK: 6,
+  EREMOTE: 3,
+  ELOCKED: 7,
+  ENOSPACE: 5,
+  ESTATE: 4,
   EINTERNAL: 70,
 };
 
@@ -79,4 +92,22 @@ export class MountError extends GitrootError {
 }
 export class GitCommandError extends GitrootError {
   constructor(message: string, opts?: ErrorOptions) { super('EGIT', message, opts); }
+}
+export class ConfigError extends GitrootError {
+  constructor(message: string, opts?: ErrorOptions) { super('ECONFIG', message, opts); }
+}
+export class NetworkError extends GitrootError {
+  constructor(message: string, opts?: ErrorOptions) { super('ENETWORK', message, opts); }
+}
+export class RemoteError extends GitrootError {
+  constructor(message: string, opts?: ErrorOptions) { super('EREMOTE', message, opts); }
+}
+export class LockedError extends GitrootError {
+  constructor(message: string, opts?: ErrorOptions) { super('ELOCKED', message, opts); }
+}
+export class NoSpaceError extends GitrootError {
+  constructor(message: string, opts?: ErrorOptions) { super('ENOSPACE', message, opts); }
+}
+export class StateError extends GitrootError {
+  constructor(message: string, opts?: ErrorOptions) { super('ESTATE', message, opts); }
 }
