@@ -1,16 +1,15 @@
 /**
  * Unit tests of the store's format code: delta application, object parsers, object ids, both
- * inflate implementations, the delta base cache and the (threaded) object hasher. Malformed
+ * inflate implementations and the delta base cache. Malformed
  * input must always raise ObjectCorruptError.
  */
 import t from 'tap';
-import { createHash, randomBytes } from 'node:crypto';
+import { randomBytes } from 'node:crypto';
 import zlib from 'node:zlib';
 import { applyDelta, deltaResultSize } from '../lib/store/delta.js';
 import { DeltaBaseCache } from '../lib/store/delta-base-cache.js';
 import { hashObject, parseCommit, parseTag, parseTree } from '../lib/store/git-objects.js';
 import { isHexPrefix, isOidHex, oidFromHex, oidToHex, toOidBuffer, toOidHex } from '../lib/store/object-id.js';
-import { startObjectHash } from '../lib/store/object-hasher.js';
 import { inflateExact, inflatePrefix, useInflateImplementation } from '../lib/store/zlib-inflate.js';
 
 const CORRUPT = { code: 'ECORRUPT', name: 'ObjectCorruptError' };
@@ -160,9 +159,6 @@ for (const impl of ['handle', 'portable'] as const) {
     const data = Buffer.concat([randomBytes(300_000), Buffer.alloc(300_000, 7)]);
     const z = zlib.deflateSync(data);
     t.ok(inflateExact(z, data.length).equals(data), 'exact size');
-    const pieces: Buffer[] = [];
-    const out = inflateExact(z, data.length, (b, s, e) => { pieces.push(Buffer.from(b.subarray(s, e))); });
-    t.ok(out.equals(data) && Buffer.concat(pieces).equals(data), 'pieces add up to the output');
     t.equal(inflateExact(zlib.deflateSync(Buffer.alloc(0)), 0).length, 0, 'empty');
     t.ok(inflatePrefix(z.subarray(0, 200), 16).equals(data.subarray(0, 16)), 'prefix of a cut stream');
     t.throws(() => inflateExact(z, data.length - 1), { message: /more than/ }, 'longer than declared');
@@ -195,25 +191,4 @@ t.test('delta base cache', async (t) => {
   t.ok(cache.get(2, 10) === undefined || cache.get(2, 10)?.type === 'tree');
   cache.clear();
   t.equal(cache.size, 0);
-});
-
-t.test('object hasher: helper thread and inline agree', async (t) => {
-  const expect = (type: string, data: Buffer): string =>
-    createHash('sha1').update(`${type} ${data.length}\0`).update(data).digest('hex');
-  for (const size of [0, 100, 64 * 1024, 1_000_000, 3_000_001]) {
-    const data = randomBytes(size);
-    for (const parallel of [true, false]) {
-      const h = startObjectHash('blob', size, parallel);
-      for (let p = 0; p < size; p += 100_000) h.update(data, p, Math.min(size, p + 100_000));
-      t.equal(h.finish(data).toString('hex'), expect('blob', data), `${size} bytes, parallel=${parallel}`);
-    }
-  }
-  // An object abandoned half way must not disturb the next one.
-  const data = randomBytes(500_000);
-  const h = startObjectHash('blob', data.length, true);
-  h.update(data, 0, 200_000);
-  h.finish(Buffer.alloc(0));
-  const h2 = startObjectHash('blob', data.length, true);
-  h2.update(data, 0, data.length);
-  t.equal(h2.finish(data).toString('hex'), expect('blob', data), 'the next object hashes right');
 });

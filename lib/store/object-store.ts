@@ -19,7 +19,6 @@ import { decodeLoose, decodeLooseHeader, findLooseByPrefix, loosePath, parseLoos
   from './loose-objects.js';
 import { isHexPrefix, toOidBuffer } from './object-id.js';
 import { OBJ_OFS_DELTA, type PackEntry, PackFile, ReadBuffer } from './pack-file.js';
-import { startObjectHash } from './object-hasher.js';
 import { InflateError, inflateExact, inflatePrefix } from './zlib-inflate.js';
 
 export type { GitObject, ObjectHeader, ObjectType } from './git-objects.js';
@@ -27,11 +26,6 @@ export type { GitObject, ObjectHeader, ObjectType } from './git-objects.js';
 export interface ObjectStoreOptions {
   /** Bound of the delta base cache in bytes (default 24 MiB; 0 disables it). */
   baseCacheBytes?: number;
-  /**
-   * Hash large objects on a helper thread while inflating (default true): verification then
-   * costs little wall time on a second core, for about 10 MB more RSS.
-   */
-  parallelHash?: boolean;
 }
 
 /** Longer chains than git ever writes (its limit is 4095) mean a cycle or a damaged pack. */
@@ -45,12 +39,7 @@ const STREAM_CHUNK = 1024 * 1024;
 /** Compressed payloads up to this size are read into one reused buffer. */
 const READ_BUFFER_BYTES = 2 * 1024 * 1024;
 
-const EMPTY: Buffer = Buffer.alloc(0);
 
-/** A decoded object, with its id when it was hashed while being inflated. */
-interface Decoded extends GitObject {
-  digest?: Buffer;
-}
 
 type Location = { pack: PackFile; offset: number; loose?: undefined } | { loose: string; pack?: undefined };
 
@@ -159,14 +148,12 @@ export class ObjectStore {
   private readonly objectDirs: ObjectDir[];
   private readonly cache: DeltaBaseCache;
   private readonly readBuffer = new ReadBuffer(READ_BUFFER_BYTES);
-  private readonly parallelHash: boolean;
   private lastPack: PackFile | null = null;
   private closed = false;
 
   private constructor(dirs: GitDirs, opts: ObjectStoreOptions) {
     this.dirs = dirs;
     this.cache = new DeltaBaseCache(opts.baseCacheBytes ?? DEFAULT_BASE_CACHE_BYTES);
-    this.parallelHash = opts.parallelHash ?? true;
     this.objectDirs = objectDirs(dirs.objectsDir).map((d) => new ObjectDir(d));
     this.rescan();
   }
@@ -331,7 +318,7 @@ export class ObjectStore {
   }
 
   private readPacked(id: Buffer, pack: PackFile, offset: number): GitObject {
-    let obj: Decoded;
+    let obj: GitObject;
     try {
       obj = this.decodePacked(pack, offset);
     } catch (err) {
@@ -341,12 +328,11 @@ export class ObjectStore {
   }
 
   /**
-   * Decodes the pack entry at `offset`. A whole object is inflated and hashed piece by piece.
-   * A delta: walk down its chain (iteratively, through other packs for REF_DELTA bases) to a
+   * Decodes the pack entry at `offset`. A delta: walk down its chain (iteratively, through other packs for REF_DELTA bases) to a
    * whole object or a cached base, then apply the deltas back up, caching each intermediate
    * base. The returned data is never shared with the cache.
    */
-  private decodePacked(pack: PackFile, offset: number): Decoded {
+  private decodePacked(pack: PackFile, offset: number): GitObject {
     const chain: { pack: PackFile; offset: number; delta: Buffer }[] = [];
     let p = pack;
     let off = offset;
@@ -365,9 +351,8 @@ export class ObjectStore {
         if (entry.size >= bufferConstants.MAX_LENGTH) {
           throw new UsageError(`a ${entry.size}-byte object is too large to read into memory: stream it with copyBlobToFd`);
         }
-        if (chain.length === 0) return this.inflateWhole(type, entry);
         base = { type, data: inflateExact(entry.payload, entry.size) };
-        this.cache.set(p.id, off, base.type, base.data);
+        if (chain.length > 0) this.cache.set(p.id, off, base.type, base.data);
         break;
       }
       // Inflate now: the payload lives in the shared read buffer until the next read.
@@ -390,19 +375,6 @@ export class ObjectStore {
       if (i > 0) this.cache.set(link.pack.id, link.offset, base.type, data);
     }
     return { type: base.type, data };
-  }
-
-  /** Inflates a whole (undeltified) object, hashing its output while it is produced. */
-  private inflateWhole(type: ObjectType, entry: PackEntry): Decoded {
-    const hash = startObjectHash(type, entry.size, this.parallelHash);
-    let data: Buffer;
-    try {
-      data = inflateExact(entry.payload, entry.size, (out, start, end) => hash.update(out, start, end));
-    } catch (err) {
-      hash.finish(EMPTY); // frees the helper thread for the next object
-      throw err;
-    }
-    return { type, data, digest: hash.finish(data) };
   }
 
   /** Where the base of a delta entry is. */
@@ -472,14 +444,14 @@ export class ObjectStore {
     }
   }
 
-  private verify(id: Buffer, obj: Decoded, where: string): GitObject {
-    const actual = obj.digest ?? hashObject(obj.type, obj.data);
+  private verify(id: Buffer, obj: GitObject, where: string): GitObject {
+    const actual = hashObject(obj.type, obj.data);
     if (!actual.equals(id)) {
       // Whatever produced the bad bytes may sit in the cache: start clean.
       this.cache.clear();
       throw this.corrupt(id, where, `content hashes to ${actual.toString('hex')}`);
     }
-    return { type: obj.type, data: obj.data };
+    return obj;
   }
 
   private expectBlob(id: Buffer, type: ObjectType, where: string): void {

@@ -96,18 +96,11 @@ export function useInflateImplementation(which: InflateImplementation): InflateI
   return implementation;
 }
 
-/** Receives inflated output as it is produced: bytes [start, end) of `out`. */
-export type PieceSink = (out: Buffer, start: number, end: number) => void;
-
-/** Output is handed to a PieceSink in pieces of this size, while still in the CPU cache. */
-const PIECE_BYTES = 128 * 1024;
-
 /**
- * Inflates a complete zlib stream that must produce exactly `size` bytes, passing the output
- * to `sink` (if given) piece by piece as it is produced.
+ * Inflates a complete zlib stream that must produce exactly `size` bytes.
  * Throws InflateError on bad data, a truncated stream, or any other output size.
  */
-export function inflateExact(input: Uint8Array, size: number, sink?: PieceSink): Buffer {
+export function inflateExact(input: Uint8Array, size: number): Buffer {
   const e = activeEngine();
   if (e === null) {
     let out: Buffer;
@@ -120,31 +113,16 @@ export function inflateExact(input: Uint8Array, size: number, sink?: PieceSink):
       throw new InflateError(out.length > size ? `inflates to more than ${size} bytes`
         : `inflates to ${out.length} bytes, expected ${size}`);
     }
-    sink?.(out, 0, size);
     return out;
   }
-  // One spare byte tells "exactly size" (stream ends with 1 byte left) from "more than size".
-  const outLen = size + 1;
-  const out = Buffer.allocUnsafe(outLen);
-  const piece = sink === undefined ? outLen : PIECE_BYTES;
-  e.error = null;
-  e.handle.reset();
-  let inOff = 0;
-  let o = 0;
-  for (;;) {
-    const want = Math.min(piece, outLen - o);
-    const inLen = input.byteLength - inOff;
-    e.handle.writeSync(Z_FINISH, input, inOff, inLen, out, o, want);
-    if (e.error !== null) throw new InflateError(e.error);
-    const produced = want - e.state[0];
-    inOff += inLen - e.state[1];
-    if (sink !== undefined && produced > 0) sink(out, o, Math.min(o + produced, size));
-    o += produced;
-    // Room left in this piece: the stream has ended (zlib reports truncation as an error).
-    if (e.state[0] !== 0) break;
-    if (o === outLen) throw new InflateError(`inflates to more than ${size} bytes`);
+  // One spare byte tells "exactly size" (1 byte left when the stream ends) from "more than size".
+  const out = run(e, Z_FINISH, input, size + 1);
+  if (e.error !== null) throw new InflateError(e.error);
+  const left = e.state[0];
+  if (left !== 1) {
+    throw new InflateError(left === 0 ? `inflates to more than ${size} bytes`
+      : `inflates to ${size + 1 - left} bytes, expected ${size}`);
   }
-  if (o !== size) throw new InflateError(`inflates to ${o} bytes, expected ${size}`);
   return out.subarray(0, size);
 }
 
