@@ -34,12 +34,13 @@ const MAX_CHAIN = 10_000;
 const MAX_ALTERNATE_DEPTH = 5;
 /** Compressed bytes read to find a delta's result size. */
 const HEADER_PROBE_BYTES = 512;
-/** Chunk size when streaming a blob out of a pack. */
+/** Chunk sizes when streaming a blob: compressed bytes read at once, inflated bytes written at once. */
 const STREAM_CHUNK = 1024 * 1024;
+const STREAM_OUT_CHUNK = 256 * 1024;
 /** Compressed payloads up to this size are read into one reused buffer. */
 const READ_BUFFER_BYTES = 2 * 1024 * 1024;
-
-
+/** git's shortest abbreviated id. */
+const MIN_ABBREV = 4;
 
 type Location = { pack: PackFile; offset: number; loose?: undefined } | { loose: string; pack?: undefined };
 
@@ -233,11 +234,13 @@ export class ObjectStore {
   }
 
   /**
-   * Full hex ids of objects starting with the hex `prefix` (any case, 1-40 digits), sorted,
+   * Full hex ids of objects starting with the hex `prefix` (4-40 digits, any case), sorted,
    * at most `limit` of them. Used to resolve abbreviated ids.
    */
   findByPrefix(prefix: string, limit = 16): string[] {
-    if (!isHexPrefix(prefix)) throw new UsageError(`invalid abbreviated object id '${prefix}': give hex digits`);
+    if (prefix.length < MIN_ABBREV || !isHexPrefix(prefix)) {
+      throw new UsageError(`invalid abbreviated object id '${prefix}': give ${MIN_ABBREV} to 40 hex digits`);
+    }
     const p = prefix.toLowerCase();
     const collect = (): string[] => {
       const found = new Set<string>();
@@ -245,8 +248,7 @@ export class ObjectStore {
         for (const pack of dir.packs) {
           for (const oid of pack.index.findByPrefix(p, limit)) found.add(oid.toString('hex'));
         }
-        if (p.length >= 2) for (const hex of findLooseByPrefix(dir.path, p, limit)) found.add(hex);
-        else for (let b = 0; b < 16; b++) for (const hex of findLooseByPrefix(dir.path, p + b.toString(16), limit)) found.add(hex);
+        for (const hex of findLooseByPrefix(dir.path, p, limit)) found.add(hex);
       }
       return [...found].sort().slice(0, limit);
     };
@@ -328,9 +330,10 @@ export class ObjectStore {
   }
 
   /**
-   * Decodes the pack entry at `offset`. A delta: walk down its chain (iteratively, through other packs for REF_DELTA bases) to a
-   * whole object or a cached base, then apply the deltas back up, caching each intermediate
-   * base. The returned data is never shared with the cache.
+   * Decodes the pack entry at `offset`. For a delta, walks down its chain (iteratively, and
+   * through other packs for REF_DELTA bases) to a whole object or a cached base, then applies
+   * the deltas back up, caching each intermediate base. The returned data is never shared
+   * with the cache.
    */
   private decodePacked(pack: PackFile, offset: number): GitObject {
     const chain: { pack: PackFile; offset: number; delta: Buffer }[] = [];
@@ -482,7 +485,7 @@ export class ObjectStore {
     let written = 0;
     if (header !== null) hash.update(`${header.type} ${header.size}\0`);
     try {
-      await pipeline(source, zlib.createInflate(), async (inflated: AsyncIterable<Buffer>) => {
+      await pipeline(source, zlib.createInflate({ chunkSize: STREAM_OUT_CHUNK }), async (inflated: AsyncIterable<Buffer>) => {
         for await (let chunk of inflated) {
           if (header === null) {
             // Loose object: collect the "<type> <size>\0" header first.
