@@ -380,6 +380,10 @@ t.test('missing objects and directories that are not repositories', async (t) =>
   store.close();
   t.throws(() => store.readObject(nothing), { code: 'EUSAGE' }, 'a closed store refuses reads');
 
+  const sha256 = tempDir(t, 'sha256');
+  git(sha256, ['init', '-q', '--object-format=sha256']);
+  t.throws(() => ObjectStore.open(sha256), { code: 'EUSAGE', message: /SHA-256/ }, 'SHA-256 repositories are refused');
+
   const empty = tempDir(t, 'empty');
   t.throws(() => ObjectStore.open(empty), { code: 'ENOREPO', name: 'RepoNotFoundError' });
   t.throws(() => ObjectStore.open(path.join(empty, 'nope')), { code: 'ENOREPO' });
@@ -453,6 +457,18 @@ t.test('corruption in a pack is detected, never returned', async (t) => {
   for (const oid of swapped) {
     t.throws(() => store.readObject(oid), { code: 'ECORRUPT' }, `swapped entry ${oid.slice(0, 8)} is refused`);
   }
+  store.close();
+});
+
+t.test('a damaged pack index hides its pack, and missing-object errors say so', async (t) => {
+  const repo = smallRepo(t);
+  git(repo, ['gc', '-q']);
+  const head = gitText(repo, 'rev-parse', 'HEAD');
+  const idxPath = packs(repo)[0].replace(/\.pack$/, '.idx');
+  fs.chmodSync(idxPath, 0o644);
+  fs.truncateSync(idxPath, fs.statSync(idxPath).size - 7);
+  const store = ObjectStore.open(repo);
+  t.throws(() => store.readObject(head), { code: 'ENOOBJECT', message: /unreadable packs: .*\.idx/ });
   store.close();
 });
 

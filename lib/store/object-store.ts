@@ -161,7 +161,13 @@ export class ObjectStore {
 
   /** Opens the store of a bare repository, a `.git` directory, or a work tree holding `.git`. */
   static open(gitdir: string, opts: ObjectStoreOptions = {}): ObjectStore {
-    return new ObjectStore(resolveGitDir(gitdir), opts);
+    const dirs = resolveGitDir(gitdir);
+    const config = readFileIfExists(path.join(dirs.commonDir, 'config'))?.toString('utf8') ?? '';
+    if (/^\s*objectformat\s*=\s*sha256\s*$/im.test(config)) {
+      throw new UsageError(`${dirs.gitDir} uses SHA-256 object ids, which gitroot does not read: `
+        + 'use a SHA-1 repository (git init --object-format=sha1)', { data: { repo: dirs.gitDir } });
+    }
+    return new ObjectStore(dirs, opts);
   }
 
   /** Reads and verifies an object; throws ObjectMissingError or ObjectCorruptError. */
