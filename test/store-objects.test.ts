@@ -12,6 +12,7 @@ import { createHash, randomBytes } from 'node:crypto';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
+import zlib from 'node:zlib';
 import { ObjectStore, type ObjectStoreOptions } from '../lib/store/object-store.js';
 import { PackFile } from '../lib/store/pack-file.js';
 import { parseTree } from '../lib/store/git-objects.js';
@@ -342,6 +343,16 @@ t.test('index version 1 and 64-bit offsets', async (t) => {
     t.equal(bad, 0, `index version ${version}: all ${expected.length} objects read back`);
     const idx = PackFile.open(dest.replace(/\.pack$/, '.idx'));
     t.equal(idx.index.version, Number(version[0]), `the index is version ${version[0]}`);
+    if (idx.index.version === 2) {
+      // Each recorded CRC32 covers the entry's raw bytes, from its offset to the next entry.
+      const raw = fs.readFileSync(dest);
+      let mismatches = 0;
+      for (let i = 0; i < idx.index.count; i++) {
+        const start = idx.index.offsetAt(i);
+        if (zlib.crc32(raw.subarray(start, idx.entryEnd(start))) !== idx.index.crc32At(i)) mismatches++;
+      }
+      t.equal(mismatches, 0, 'CRC32 table and entry extents agree with the pack');
+    }
     idx.close();
   }
 });
