@@ -5,6 +5,7 @@
 import { Command, CommanderError } from 'commander';
 import { GitrootError, UsageError } from '../errors/errors.js';
 import { registerCommit } from './commands/commit.js';
+import { registerConfig } from './commands/config.js';
 import { registerMount } from './commands/mount.js';
 
 /** Builds the commander program with every command registered. */
@@ -15,6 +16,7 @@ export function buildProgram(): Command {
     .exitOverride();
   registerCommit(program);
   registerMount(program);
+  registerConfig(program);
   for (const c of [program, ...program.commands]) {
     const usage = c === program ? 'gitroot --help' : `gitroot ${c.name()} --help`;
     // One line per error: commander's message plus where to find the usage.

@@ -1,0 +1,273 @@
+/**
+ * Reads every settings source and resolves them (the I/O half of settings-resolve.ts):
+ *
+ * 1. local config files: `--config PATH` or /etc/gitroot (see {@link listConfigFiles});
+ * 2. the kernel command line: /proc/cmdline or `--cmdline FILE`;
+ * 3. both are validated before anything touches the network; then, if they name
+ *    `gitroot.config=URL` without `noconfig`, the fleet config is downloaded, validated with
+ *    the same grammar and cached atomically in `D/config-cache/` (`downloaded.conf` plus
+ *    `downloaded.json` with URL, time, ETag and checksum).
+ *
+ * When the download fails the cached copy is used with a warning naming the cause; with no
+ * cached copy either, the source is skipped with a warning (an offline kiosk must still
+ * boot and fetch later). A download that is not a valid config is a ConfigError naming
+ * `URL:line`, and the cache keeps the last good copy.
+ */
+import { createHash } from 'node:crypto';
+import { readdirSync, readFileSync, statSync, type Stats } from 'node:fs';
+import { join } from 'node:path';
+import { ConfigError, NetworkError, UsageError } from '../errors/errors.js';
+import { writeFileAtomic, writeJsonAtomic } from '../fsutil/atomic-write.js';
+import { parseConfigText, tokenizeCmdline } from './settings-grammar.js';
+import { downloadConfig, type ConfigDownloader } from './settings-download.js';
+import { planConfigDownload, resolveSettings, type ResolvedSettings, type SettingsSource } from './settings-resolve.js';
+import { redactUrl, type WritableSource } from './settings-schema.js';
+
+/** Where the kernel command line is read from by default. */
+export const DEFAULT_CMDLINE_FILE = '/proc/cmdline';
+/** The local configuration directory read by default. */
+export const DEFAULT_CONFIG_PATH = '/etc/gitroot';
+/** The cache of the downloaded config, relative to the gitroot home. */
+export const CONFIG_CACHE_DIR = 'config-cache';
+const CACHE_CONF = 'downloaded.conf';
+const CACHE_META = 'downloaded.json';
+
+/** Options of {@link loadSettings}. */
+export interface LoadSettingsOptions {
+  /** The gitroot home (must exist); the downloaded config is cached under it. */
+  dir: string;
+  /** Kernel command line file (default /proc/cmdline; a missing default counts as empty). */
+  cmdlineFile?: string;
+  /** Config file or directory (default /etc/gitroot, which may be missing). */
+  configPath?: string;
+  /** Do not download the fleet config; use its cached copy. */
+  offline?: boolean;
+  /** How to download it (default: {@link downloadConfig}, HTTP(S) and file:// URLs). */
+  fetchConfig?: ConfigDownloader;
+  /** Environment for proxy variables (default process.env). */
+  env?: NodeJS.ProcessEnv;
+  /** First retry delay of the download in ms (default 1000). */
+  backoffMs?: number;
+}
+
+/** What happened to one source. */
+export interface SourceReport {
+  kind: WritableSource;
+  /** File path or (password-redacted) URL. */
+  source: string;
+  /** read: local file or command line read; missing: default path absent; downloaded,
+   *  not-modified (304, cached copy current), cached (download failed or offline, cached
+   *  copy used), unavailable (neither), skipped (noconfig). */
+  status: 'read' | 'missing' | 'downloaded' | 'not-modified' | 'cached' | 'unavailable' | 'skipped';
+}
+
+/** The effective settings, their origins, warnings, and a report of every source. */
+export interface LoadedSettings extends ResolvedSettings {
+  sources: SourceReport[];
+}
+
+/** What downloaded.json records about downloaded.conf. */
+export interface ConfigCacheMeta {
+  url: string;
+  fetchedAt: string;
+  checkedAt: string;
+  etag: string | null;
+  sha256: string;
+  bytes: number;
+}
+
+function sha256(data: Buffer): string {
+  return createHash('sha256').update(data).digest('hex');
+}
+
+/** Decodes UTF-8 text or throws ConfigError naming `source`. */
+function decodeText(data: Buffer, source: string): string {
+  if (data.includes(0)) throw new ConfigError(`${source}: not a text file (contains NUL bytes); a config holds KEY=VALUE lines`, { data: { source } });
+  try {
+    return new TextDecoder('utf-8', { fatal: true }).decode(data);
+  } catch {
+    throw new ConfigError(`${source}: not UTF-8 text; save it as UTF-8`, { data: { source } });
+  }
+}
+
+function readLocal(path: string, what: string): Buffer {
+  try {
+    return readFileSync(path);
+  } catch (e) {
+    const err = e as NodeJS.ErrnoException;
+    throw new ConfigError(`cannot read ${what} ${path}: ${err.code ?? err.message}; fix the path or its permissions`, { cause: e, data: { source: path } });
+  }
+}
+
+function statOrNull(path: string): Stats | null {
+  try {
+    return statSync(path);
+  } catch (e) {
+    if ((e as NodeJS.ErrnoException).code === 'ENOENT') return null;
+    throw new ConfigError(`cannot read ${path}: ${(e as NodeJS.ErrnoException).code}; fix its permissions`, { cause: e, data: { source: path } });
+  }
+}
+
+function confFilesIn(dir: string, first?: string): string[] {
+  let names: string[];
+  try {
+    names = readdirSync(dir);
+  } catch (e) {
+    if ((e as NodeJS.ErrnoException).code === 'ENOENT') return [];
+    throw new ConfigError(`cannot list ${dir}: ${(e as NodeJS.ErrnoException).code}; fix its permissions`, { cause: e, data: { source: dir } });
+  }
+  // Byte order, not locale order: the same on every machine.
+  const conf = names.filter((n) => n.endsWith('.conf') && !n.startsWith('.')).sort((a, b) => (a < b ? -1 : a > b ? 1 : 0));
+  if (first !== undefined && conf.includes(first)) return [join(dir, first), ...conf.filter((n) => n !== first).map((n) => join(dir, n))];
+  return conf.map((n) => join(dir, n));
+}
+
+/**
+ * The config files of `path`, lowest priority first. A file is itself. A directory gives
+ * its `*.conf` files (`gitroot.conf` first, the others in byte order of their names), then
+ * the `*.conf` files of its `conf.d/` in byte order; names starting with `.` are skipped.
+ * A missing path gives no files when it is the default, and ConfigError when `explicit`.
+ */
+export function listConfigFiles(path: string, explicit: boolean): string[] {
+  const st = statOrNull(path);
+  if (st === null) {
+    if (explicit) throw new ConfigError(`config path ${path} does not exist; fix --config (a file, or a directory of *.conf files)`, { data: { source: path } });
+    return [];
+  }
+  if (!st.isDirectory()) return [path];
+  return [...confFilesIn(path, 'gitroot.conf'), ...confFilesIn(join(path, 'conf.d'))];
+}
+
+/** Reads and parses the local config files (strict grammar). */
+function readFiles(path: string, explicit: boolean): SettingsSource[] {
+  return listConfigFiles(path, explicit).map((f) => ({
+    kind: 'file' as const,
+    name: f,
+    tokens: parseConfigText(decodeText(readLocal(f, 'config file'), f), f),
+  }));
+}
+
+/** Reads the cached copy of `url`, or null (none, another URL's, or inconsistent). */
+function readCache(dir: string, url: string): { meta: ConfigCacheMeta; body: Buffer } | null {
+  const cdir = join(dir, CONFIG_CACHE_DIR);
+  let meta: ConfigCacheMeta;
+  let body: Buffer;
+  try {
+    meta = JSON.parse(readFileSync(join(cdir, CACHE_META), 'utf8')) as ConfigCacheMeta;
+    body = readFileSync(join(cdir, CACHE_CONF));
+  } catch {
+    return null;
+  }
+  // The two files are replaced one after the other: a crash in between leaves a pair whose
+  // checksum does not match, which is as good as no cache.
+  if (meta.url !== url || meta.sha256 !== sha256(body)) return null;
+  return { meta, body };
+}
+
+function writeCache(dir: string, meta: ConfigCacheMeta, body: Buffer | null): void {
+  const cdir = join(dir, CONFIG_CACHE_DIR);
+  if (body !== null) writeFileAtomic(join(cdir, CACHE_CONF), body);
+  writeJsonAtomic(join(cdir, CACHE_META), meta);
+}
+
+/** Parses and validates a downloaded or cached body as the download source. */
+function downloadSource(body: Buffer, shown: string): SettingsSource {
+  const src: SettingsSource = { kind: 'download', name: shown, tokens: parseConfigText(decodeText(body, shown), shown) };
+  resolveSettings({ files: [], download: src }); // throws ConfigError for a bad line
+  return src;
+}
+
+/**
+ * Loads the effective settings from every source (see the module comment). Throws
+ * ConfigError for an unknown or malformed setting in any source, UsageError when `dir` is
+ * not a directory; network trouble only produces warnings.
+ */
+export async function loadSettings(opts: LoadSettingsOptions): Promise<LoadedSettings> {
+  const st = statOrNull(opts.dir);
+  if (st === null || !st.isDirectory()) {
+    throw new UsageError(`gitroot home ${opts.dir} is not a directory; pass the right --dir (gitroot fetch creates it)`, { data: { dir: opts.dir } });
+  }
+  const warnings: string[] = [];
+  const sources: SourceReport[] = [];
+
+  const configPath = opts.configPath ?? DEFAULT_CONFIG_PATH;
+  const files = readFiles(configPath, opts.configPath !== undefined);
+  if (files.length === 0) sources.push({ kind: 'file', source: configPath, status: 'missing' });
+  for (const f of files) sources.push({ kind: 'file', source: f.name, status: 'read' });
+
+  const cmdlineFile = opts.cmdlineFile ?? DEFAULT_CMDLINE_FILE;
+  let cmdline: SettingsSource | null = null;
+  if (opts.cmdlineFile !== undefined || statOrNull(cmdlineFile) !== null) {
+    const text = decodeText(readLocal(cmdlineFile, 'kernel command line file'), cmdlineFile);
+    cmdline = { kind: 'cmdline', name: cmdlineFile, tokens: tokenizeCmdline(text, cmdlineFile) };
+    sources.push({ kind: 'cmdline', source: cmdlineFile, status: 'read' });
+  } else {
+    sources.push({ kind: 'cmdline', source: cmdlineFile, status: 'missing' });
+  }
+
+  // Validates the local sources (throws before any network) and decides on the download.
+  const plan = planConfigDownload({ files, cmdline });
+  let download: SettingsSource | null = null;
+  if (plan.action === 'skip') {
+    if (plan.reason === 'noconfig') sources.push({ kind: 'download', source: '(gitroot.config)', status: 'skipped' });
+  } else {
+    const shown = redactUrl(plan.url);
+    const cached = readCache(opts.dir, plan.url);
+    const fromCache = (why: string | null): void => {
+      if (cached === null) {
+        sources.push({ kind: 'download', source: shown, status: 'unavailable' });
+        if (why !== null) warnings.push(`${why}; no cached copy either, continuing without the fleet config`);
+        return;
+      }
+      try {
+        download = downloadSource(cached.body, shown);
+      } catch (e) {
+        if (!(e instanceof ConfigError)) throw e;
+        sources.push({ kind: 'download', source: shown, status: 'unavailable' });
+        warnings.push(`${why ?? `not downloading ${shown}`}; the cached copy is not valid any more (${e.message}), continuing without the fleet config`);
+        return;
+      }
+      sources.push({ kind: 'download', source: shown, status: 'cached' });
+      if (why !== null) warnings.push(`${why}; using the copy cached at ${cached.meta.fetchedAt}`);
+    };
+    if (opts.offline || plan.offline) {
+      // noupgrade promises no network; --offline asks for none.
+      fromCache(opts.offline ? `offline: not downloading ${shown}` : null);
+    } else {
+      const fetchConfig = opts.fetchConfig ?? downloadConfig;
+      let res;
+      try {
+        res = await fetchConfig({
+          url: plan.url,
+          etag: cached?.meta.etag ?? null,
+          timeoutMs: plan.timeoutSeconds * 1000,
+          retries: plan.retries,
+          backoffMs: opts.backoffMs,
+          env: opts.env,
+        });
+      } catch (e) {
+        if (!(e instanceof NetworkError)) throw e;
+        res = e;
+      }
+      const now = new Date().toISOString();
+      if (res instanceof NetworkError) {
+        fromCache(res.message);
+      } else if (res.status === 'not-modified' && cached !== null) {
+        fromCache(null);
+        sources[sources.length - 1]!.status = 'not-modified';
+        writeCache(opts.dir, { ...cached.meta, checkedAt: now }, null);
+      } else if (res.status === 'not-modified') {
+        // A 304 to a request that carried no ETag: the server is confused.
+        fromCache(`${shown} answered 304 Not Modified without being asked`);
+      } else {
+        // Validate first: a bad download throws here and the cache keeps the last good copy.
+        download = downloadSource(res.body, shown);
+        writeCache(opts.dir, { url: plan.url, fetchedAt: now, checkedAt: now, etag: res.etag, sha256: sha256(res.body), bytes: res.body.length }, res.body);
+        sources.push({ kind: 'download', source: shown, status: 'downloaded' });
+      }
+    }
+  }
+
+  const resolved = resolveSettings({ files, download, cmdline });
+  return { ...resolved, warnings: [...warnings, ...resolved.warnings], sources };
+}
