@@ -1,0 +1,182 @@
+/**
+ * Receiving a pack: demultiplexes the side-band packets of an upload-pack answer (band 1 pack
+ * data, band 2 progress text, band 3 a fatal error from the server) and streams band 1 into
+ * native `git index-pack --stdin --fix-thin --keep` as it arrives, with backpressure, so memory
+ * stays bounded whatever the pack size. index-pack checks the pack's trailing checksum,
+ * inflates and SHA-1s every object, resolves deltas (completing a thin pack with bases from
+ * the repository) and writes pack + index.
+ *
+ * It runs in a quarantine: GIT_OBJECT_DIRECTORY is a temporary objects directory and the
+ * repository's own objects are only an alternate, so nothing half-received or unverified
+ * ever lands in the repository. Moving the result in is the caller's job (repo-fetch.ts).
+ */
+import { spawn } from 'node:child_process';
+import { promises as fsp } from 'node:fs';
+import path from 'node:path';
+import { GitrootError, NetworkError, NoSpaceError, ObjectCorruptError, RemoteError } from '../errors/errors.js';
+import { firstErrorLine, gitSpawnFailure } from '../commit/git-exec.js';
+import { previewBytes } from './pkt-line.js';
+
+export interface PackProgress {
+  phase: 'download' | 'index';
+  /** Pack bytes received so far. */
+  bytes: number;
+  /** Average download rate since the first byte. */
+  bytesPerSecond: number;
+  /** Objects index-pack has received so far (from its progress output). */
+  objects?: number;
+  /** Objects in the pack (from its header). */
+  totalObjects?: number;
+}
+
+export interface PackReceiveOptions {
+  /** The repository index-pack runs for (its config applies). */
+  gitdir: string;
+  /** The quarantine objects directory; the pack is written to `<quarantine>/pack/`. */
+  quarantine: string;
+  /** Objects directories index-pack may take thin-pack bases from (the repository's own). */
+  alternates: readonly string[];
+  /** Text of the .keep file index-pack writes beside the pack. */
+  keepMessage: string;
+  /** Where the pack comes from, for messages. */
+  source: string;
+  onProgress?: (p: PackProgress) => void;
+  signal?: AbortSignal;
+}
+
+export interface ReceivedPack {
+  /** The pack's name (hex checksum): files are `<quarantine>/pack/pack-<name>.*`. */
+  name: string;
+  /** Absolute paths of every file of the pack (.pack, .idx, .keep, .rev if any). */
+  files: string[];
+  /** Pack bytes received (band 1 only). */
+  packBytes: number;
+  /** Objects the server sent (pack header count; --fix-thin may add local bases). */
+  objects: number;
+}
+
+const PROGRESS_INTERVAL_MS = 250;
+const STDERR_KEEP = 64 * 1024;
+
+/** Streams a side-banded pack into index-pack in the quarantine; resolves when it is indexed. */
+export async function receivePack(packets: AsyncIterable<Buffer>, opts: PackReceiveOptions): Promise<ReceivedPack> {
+  const packDir = path.join(opts.quarantine, 'pack');
+  await fsp.mkdir(packDir, { recursive: true });
+  const env: NodeJS.ProcessEnv = {
+    ...process.env,
+    GIT_OBJECT_DIRECTORY: opts.quarantine,
+    GIT_ALTERNATE_OBJECT_DIRECTORIES: opts.alternates.join(':'),
+    GIT_TERMINAL_PROMPT: '0',
+    LC_ALL: 'C',
+  };
+  delete env.GIT_DIR;
+  delete env.GIT_INDEX_FILE;
+  const args = ['--git-dir', opts.gitdir, 'index-pack', '--stdin', '--fix-thin', `--keep=${opts.keepMessage}`, '-v'];
+  const child = spawn('git', args, { env, stdio: ['pipe', 'pipe', 'pipe'] });
+
+  let stdout = '';
+  let stderr = '';
+  let receivedObjects: number | undefined;
+  child.stdout.setEncoding('utf8').on('data', (d: string) => { stdout += d; });
+  child.stderr.setEncoding('utf8').on('data', (d: string) => {
+    stderr = (stderr + d).slice(-STDERR_KEEP);
+    const all = [...d.matchAll(/Receiving objects:\s+\d+% \((\d+)\/\d+\)/g)];
+    if (all.length > 0) receivedObjects = Number(all[all.length - 1][1]);
+  });
+  let spawnError: unknown = null;
+  let exited = false;
+  const exit = new Promise<number | null>((resolve) => {
+    child.on('error', (err) => { spawnError = err; });
+    child.on('close', (code) => { exited = true; resolve(code); });
+  });
+  let stdinError: unknown = null;
+  child.stdin.on('error', (err) => { stdinError = err; });
+
+  const started = Date.now();
+  let packBytes = 0;
+  let header = Buffer.alloc(0);
+  let totalObjects: number | undefined;
+  let lastReport = 0;
+  let serverText = '';
+  const report = (phase: PackProgress['phase'], force = false) => {
+    if (opts.onProgress === undefined) return;
+    const now = Date.now();
+    if (!force && now - lastReport < PROGRESS_INTERVAL_MS) return;
+    lastReport = now;
+    const secs = Math.max(0.001, (now - started) / 1000);
+    opts.onProgress({ phase, bytes: packBytes, bytesPerSecond: Math.round(packBytes / secs),
+      objects: phase === 'index' ? totalObjects : receivedObjects, totalObjects });
+  };
+  const indexPackFailure = (code: number | null): GitrootError => {
+    if (spawnError !== null) return gitSpawnFailure(spawnError);
+    const line = firstErrorLine(stderr.replace(/\r/g, '\n'));
+    if (/No space left on device|ENOSPC/i.test(stderr)) {
+      return new NoSpaceError(`no space left in ${opts.quarantine} while storing the pack: free space on that filesystem`,
+        { data: { stderr, exitCode: code } });
+    }
+    return new NetworkError(`${opts.source} sent a damaged or incomplete pack (git index-pack: ${line}): try again later; if it persists, repack the server repository`,
+      { data: { stderr, exitCode: code, url: opts.source } });
+  };
+
+  try {
+    for await (const pkt of packets) {
+      if (opts.signal?.aborted) throw opts.signal.reason ?? new Error('aborted');
+      const band = pkt[0];
+      const data = pkt.subarray(1);
+      if (band === 1) {
+        if (totalObjects === undefined) {
+          header = Buffer.concat([header, data.subarray(0, 12 - header.length)]);
+          if (header.length >= 12) {
+            if (header.toString('latin1', 0, 4) !== 'PACK') {
+              throw new NetworkError(`${opts.source} sent data that is not a git pack ("${previewBytes(header)}"): the server is broken`,
+                { data: { url: opts.source } });
+            }
+            totalObjects = header.readUInt32BE(8);
+          }
+        }
+        packBytes += data.length;
+        if (exited || stdinError !== null) break;
+        if (!child.stdin.write(data)) {
+          await new Promise<void>((resolve) => {
+            const done = () => { child.stdin.off('drain', done); child.stdin.off('close', done); resolve(); };
+            child.stdin.once('drain', done);
+            child.stdin.once('close', done);
+            void exit.then(done);
+          });
+        }
+        report('download');
+      } else if (band === 2) {
+        serverText = (serverText + data.toString('utf8')).slice(-4096);
+      } else if (band === 3) {
+        const text = data.toString('utf8').trim();
+        throw new RemoteError(`${opts.source} aborted sending the pack: ${text || 'no reason given'}`,
+          { data: { url: opts.source, serverMessage: text } });
+      } else {
+        throw new NetworkError(`${opts.source} sent an invalid side-band packet (band ${band}): the server is broken`,
+          { data: { url: opts.source, preview: previewBytes(pkt) } });
+      }
+    }
+    if (exited || stdinError !== null) {
+      const code = await exit;
+      throw indexPackFailure(code);
+    }
+    report('download', true);
+    child.stdin.end();
+    report('index', true);
+    const code = await exit;
+    if (code !== 0 || spawnError !== null) throw indexPackFailure(code);
+  } catch (err) {
+    if (!exited) child.kill('SIGKILL');
+    await exit;
+    throw err;
+  }
+
+  const m = /^(?:pack|keep)\t([0-9a-f]{40})$/m.exec(stdout);
+  if (m === null) {
+    throw new ObjectCorruptError(`git index-pack gave no pack name (output "${stdout.trim().slice(0, 80)}"): report this`,
+      { data: { stdout, stderr } });
+  }
+  const name = m[1];
+  const files = (await fsp.readdir(packDir)).filter((f) => f.startsWith(`pack-${name}.`)).map((f) => path.join(packDir, f));
+  return { name, files, packBytes, objects: totalObjects ?? 0 };
+}
