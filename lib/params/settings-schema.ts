@@ -291,7 +291,11 @@ function parseUrl(spec: SettingSpec, v: string): ParsedValue {
  * it is malformed. Pure.
  */
 export function parseSettingValue(key: SettingKey, raw: string | null): ParsedValue {
-  const spec: SettingSpec = SETTINGS_SCHEMA[key];
+  return parseValueForSpec(SETTINGS_SCHEMA[key], key, raw);
+}
+
+/** {@link parseSettingValue} for any spec (`key` is only used in messages). */
+export function parseValueForSpec(spec: SettingSpec, key: string, raw: string | null): ParsedValue {
   if (spec.type === 'flag') {
     if (raw === null) return { ok: true, value: true };
     const b = FLAG_WORDS[raw.toLowerCase()];
