@@ -10,7 +10,7 @@ import { applyDelta, deltaResultSize } from '../lib/store/delta.js';
 import { DeltaBaseCache } from '../lib/store/delta-base-cache.js';
 import { hashObject, parseCommit, parseTag, parseTree } from '../lib/store/git-objects.js';
 import { isHexPrefix, isOidHex, oidFromHex, oidToHex, toOidBuffer, toOidHex } from '../lib/store/object-id.js';
-import { inflateExact, inflatePrefix, useInflateImplementation } from '../lib/store/zlib-inflate.js';
+import { StreamInflater, inflateExact, inflatePrefix, useInflateImplementation } from '../lib/store/zlib-inflate.js';
 
 const CORRUPT = { code: 'ECORRUPT', name: 'ObjectCorruptError' };
 
@@ -170,6 +170,47 @@ for (const impl of ['handle', 'portable'] as const) {
     t.ok(inflateExact(z, data.length).equals(data), 'still works after errors');
   });
 }
+
+t.test('stream inflater', async (t) => {
+  const data = Buffer.concat([randomBytes(100_000), Buffer.alloc(500_000, 3)]);
+  const z = zlib.deflateSync(data);
+  /** Feeds `input` in `slice`-byte pieces through a 4 KiB output buffer. */
+  const run = (input: Buffer, slice: number): { out: Buffer; ended: boolean } => {
+    const inflater = StreamInflater.create();
+    if (inflater === null) throw new Error('no stream inflater');
+    const out = Buffer.alloc(4096);
+    const parts: Buffer[] = [];
+    let pos = 0;
+    let ended = false;
+    try {
+      while (!ended) {
+        const len = Math.min(slice, input.length - pos);
+        const finish = pos + len >= input.length;
+        let off = 0;
+        do {
+          const step = inflater.step(input, pos + off, len - off, out, finish);
+          parts.push(Buffer.from(out.subarray(0, step.produced)));
+          off += step.consumed;
+          ended = step.ended;
+        } while (!ended && (off < len || (finish && off === len)));
+        pos += len;
+      }
+    } finally {
+      inflater.close();
+    }
+    return { out: Buffer.concat(parts), ended };
+  };
+  t.ok(run(z, 1000).out.equals(data), 'small input slices, small output buffer');
+  t.ok(run(z, z.length).out.equals(data), 'all input at once');
+  t.ok(run(Buffer.concat([z, Buffer.from('trailing')]), 1000).out.equals(data), 'stops at the end of the stream');
+  t.throws(() => run(z.subarray(0, z.length - 100), 1000), { message: /unexpected end/ }, 'truncated stream');
+  const bad = Buffer.from(z);
+  bad[bad.length - 1] ^= 1;
+  t.throws(() => run(bad, 1000), 'bad checksum');
+  useInflateImplementation('portable');
+  t.equal(StreamInflater.create(), null, 'none under the portable implementation');
+  useInflateImplementation('handle');
+});
 
 t.test('delta base cache', async (t) => {
   const cache = new DeltaBaseCache(1000);

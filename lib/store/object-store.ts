@@ -18,8 +18,8 @@ import { type GitObject, type ObjectHeader, type ObjectType, PACK_TYPES, hashObj
 import { decodeLoose, decodeLooseHeader, findLooseByPrefix, loosePath, parseLooseHeader, readFileIfExists }
   from './loose-objects.js';
 import { isHexPrefix, toOidBuffer } from './object-id.js';
-import { OBJ_OFS_DELTA, type PackEntry, PackFile, ReadBuffer } from './pack-file.js';
-import { InflateError, inflateExact, inflatePrefix } from './zlib-inflate.js';
+import { OBJ_OFS_DELTA, type PackEntry, PackFile, ReadBuffer, preadAsync } from './pack-file.js';
+import { InflateError, StreamInflater, inflateExact, inflatePrefix } from './zlib-inflate.js';
 
 export type { GitObject, ObjectHeader, ObjectType } from './git-objects.js';
 
@@ -41,6 +41,7 @@ const STREAM_OUT_CHUNK = 256 * 1024;
 const READ_BUFFER_BYTES = 2 * 1024 * 1024;
 /** git's shortest abbreviated id. */
 const MIN_ABBREV = 4;
+const EMPTY: Buffer = Buffer.alloc(0);
 
 type Location = { pack: PackFile; offset: number; loose?: undefined } | { loose: string; pack?: undefined };
 
@@ -143,6 +144,47 @@ function writeAll(fd: number, buf: Buffer): Promise<void> {
   });
 }
 
+/** Reads up to `len` bytes at `pos` into the start of `buf`; resolves to the count read. */
+type PositionedRead = (buf: Buffer, len: number, pos: number) => Promise<number>;
+
+/** Chunks of the bytes [start, end) that `read` returns, each in a fresh buffer. */
+async function* readRange(read: PositionedRead, start: number, end: number): AsyncGenerator<Buffer> {
+  for (let pos = start; pos < end;) {
+    const len = Math.min(STREAM_CHUNK, end - pos);
+    const buf = Buffer.allocUnsafe(len);
+    const n = await read(buf, len, pos);
+    if (n === 0) throw new ObjectCorruptError(`file ends at offset ${pos}, inside an object`);
+    pos += n;
+    yield buf.subarray(0, n);
+  }
+}
+
+/**
+ * Inflates the bytes [start, end) that `read` returns with one input and one output buffer,
+ * reused throughout; each piece of output goes to `sink`, which must be done with it when
+ * its promise settles.
+ */
+async function inflateRange(inflater: StreamInflater, read: PositionedRead, start: number, end: number,
+  sink: (piece: Buffer) => Promise<void>): Promise<void> {
+  const input = Buffer.allocUnsafe(Math.max(1, Math.min(STREAM_CHUNK, end - start)));
+  const output = Buffer.allocUnsafe(STREAM_OUT_CHUNK);
+  let pos = start;
+  let inOff = 0;
+  let inLen = 0;
+  for (;;) {
+    if (inOff === inLen && pos < end) {
+      inLen = await read(input, Math.min(input.length, end - pos), pos);
+      if (inLen === 0) throw new ObjectCorruptError(`file ends at offset ${pos}, inside an object`);
+      pos += inLen;
+      inOff = 0;
+    }
+    const step = inflater.step(input, inOff, inLen - inOff, output, pos >= end);
+    inOff += step.consumed;
+    if (step.produced > 0) await sink(output.subarray(0, step.produced));
+    if (step.ended) return;
+  }
+}
+
 export class ObjectStore {
   /** The repository's directories. */
   readonly dirs: GitDirs;
@@ -220,23 +262,29 @@ export class ObjectStore {
       } catch (err) {
         throw this.wrap(err, id, pack.packPath);
       }
-      if (entry.typeCode > 4) {
-        const obj = this.readObject(id);
-        this.expectBlob(id, obj.type, pack.packPath);
-        await writeAll(fd, obj.data);
-        return obj.data.length;
-      }
+      if (entry.typeCode > 4) return this.copyWhole(id, fd, pack.packPath);
       this.expectBlob(id, PACK_TYPES[entry.typeCode] as ObjectType, pack.packPath);
       pack.pin();
       try {
-        return await this.streamObject(id, pack.packPath, this.packRange(pack, entry.payloadOffset, entry.end),
-          fd, { type: 'blob', size: entry.size });
+        return await this.streamObject(id, pack.packPath, (buf, len, pos) => pack.readAtAsync(buf, len, pos),
+          entry.payloadOffset, entry.end, fd, { type: 'blob', size: entry.size });
       } finally {
         pack.unpin();
       }
     }
-    return this.streamObject(id, loc.loose, fs.createReadStream(loc.loose, { highWaterMark: STREAM_CHUNK }),
-      fd, null);
+    let file: number;
+    try {
+      file = fs.openSync(loc.loose, 'r');
+    } catch {
+      // Packed away by a concurrent gc since the lookup: the whole-object path looks again.
+      return this.copyWhole(id, fd, loc.loose);
+    }
+    try {
+      return await this.streamObject(id, loc.loose, (buf, len, pos) => preadAsync(file, buf, len, pos),
+        0, fs.fstatSync(file).size, fd, null);
+    } finally {
+      fs.closeSync(file);
+    }
   }
 
   /**
@@ -467,50 +515,56 @@ export class ObjectStore {
     if (type !== 'blob') throw this.corrupt(id, where, `it is a ${type}, where a blob was expected`);
   }
 
-  /** Async chunks of pack bytes [start, end), read with positioned reads. */
-  private async *packRange(pack: PackFile, start: number, end: number): AsyncGenerator<Buffer> {
-    for (let pos = start; pos < end;) {
-      const len = Math.min(STREAM_CHUNK, end - pos);
-      const buf = Buffer.allocUnsafe(len);
-      const n = await pack.readAtAsync(buf, len, pos);
-      if (n === 0) throw new ObjectCorruptError(`pack ends at offset ${pos}, inside an object`);
-      pos += n;
-      yield n === len ? buf : buf.subarray(0, n);
-    }
+  /** Reads a (deltified) blob whole and writes it to `fd`. */
+  private async copyWhole(id: Buffer, fd: number, where: string): Promise<number> {
+    const obj = this.readObject(id);
+    this.expectBlob(id, obj.type, where);
+    await writeAll(fd, obj.data);
+    return obj.data.length;
   }
 
   /**
-   * Inflates `source` and writes the object body to `fd`, hashing as it goes. `known` gives
-   * type and size for pack entries; loose objects carry them in their first inflated bytes.
+   * Inflates the compressed bytes [start, end) that `read` returns and writes the object body
+   * to `fd`, hashing as it goes. `known` gives type and size for pack entries; loose objects
+   * carry them in their first inflated bytes.
    */
-  private async streamObject(id: Buffer, where: string, source: AsyncIterable<Buffer>, fd: number,
-    known: ObjectHeader | null): Promise<number> {
+  private async streamObject(id: Buffer, where: string, read: PositionedRead, start: number, end: number,
+    fd: number, known: ObjectHeader | null): Promise<number> {
     const hash = createHash('sha1');
     let header = known;
-    let head = Buffer.alloc(0);
+    let head = EMPTY;
     let written = 0;
     if (header !== null) hash.update(`${header.type} ${header.size}\0`);
+    // Chunks may be views of a reused buffer: everything is consumed before returning.
+    const sink = async (piece: Buffer): Promise<void> => {
+      let chunk = piece;
+      if (header === null) {
+        // Loose object: collect the "<type> <size>\0" header first.
+        head = Buffer.concat([head, chunk]);
+        if (head.indexOf(0) < 0 && head.length < 64) return;
+        const h = parseLooseHeader(head);
+        this.expectBlob(id, h.type, where);
+        header = { type: h.type, size: h.size };
+        hash.update(head.subarray(0, h.length));
+        chunk = head.subarray(h.length);
+      }
+      if (written + chunk.length > header.size) throw new ObjectCorruptError(`inflates to more than ${header.size} bytes`);
+      hash.update(chunk);
+      await writeAll(fd, chunk);
+      written += chunk.length;
+    };
     try {
-      await pipeline(source, zlib.createInflate({ chunkSize: STREAM_OUT_CHUNK }), async (inflated: AsyncIterable<Buffer>) => {
-        for await (let chunk of inflated) {
-          if (header === null) {
-            // Loose object: collect the "<type> <size>\0" header first.
-            head = Buffer.concat([head, chunk]);
-            if (head.indexOf(0) < 0 && head.length < 64) continue;
-            const h = parseLooseHeader(head);
-            this.expectBlob(id, h.type, where);
-            header = { type: h.type, size: h.size };
-            hash.update(head.subarray(0, h.length));
-            chunk = head.subarray(h.length);
-          }
-          if (written + chunk.length > header.size) {
-            throw new ObjectCorruptError(`inflates to more than ${header.size} bytes`);
-          }
-          hash.update(chunk);
-          await writeAll(fd, chunk);
-          written += chunk.length;
+      const inflater = StreamInflater.create();
+      if (inflater !== null) {
+        try {
+          await inflateRange(inflater, read, start, end, sink);
+        } finally {
+          inflater.close();
         }
-      });
+      } else {
+        await pipeline(readRange(read, start, end), zlib.createInflate({ chunkSize: STREAM_OUT_CHUNK }),
+          async (inflated: AsyncIterable<Buffer>) => { for await (const chunk of inflated) await sink(chunk); });
+      }
     } catch (err) {
       throw this.wrap(err, id, where);
     }

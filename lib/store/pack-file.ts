@@ -62,6 +62,13 @@ export class ReadBuffer {
   }
 }
 
+/** Positioned read into the start of `buf` without blocking; resolves to the bytes read. */
+export function preadAsync(fd: number, buf: Buffer, length: number, position: number): Promise<number> {
+  return new Promise((resolve, reject) => {
+    fs.read(fd, buf, 0, length, position, (err, n) => (err ? reject(err) : resolve(n)));
+  });
+}
+
 let nextPackId = 1;
 
 export class PackFile {
@@ -148,11 +155,9 @@ export class PackFile {
     return parseEntry(raw, offset, end);
   }
 
-  /** Async positioned read for streaming. */
+  /** Positioned read without blocking, for streaming a payload. */
   readAtAsync(buf: Buffer, length: number, position: number): Promise<number> {
-    return new Promise((resolve, reject) => {
-      fs.read(this.fd, buf, 0, length, position, (err, n) => (err ? reject(err) : resolve(n)));
-    });
+    return preadAsync(this.fd, buf, length, position);
   }
 
   /** Keeps the file open until unpin(), even if close() is called meanwhile. */

@@ -1,12 +1,14 @@
 /**
- * Synchronous zlib inflation of one object's data: to an exact expected size, or just the first
- * bytes of a stream. Owns the choice between two implementations:
+ * zlib inflation of object data: synchronously to an exact expected size, just the first bytes
+ * of a stream, or incrementally into a fixed buffer (for streaming big blobs). Owns the choice
+ * between two implementations:
  *
- * - 'handle': one native zlib handle kept for the process and reset per object. Node's
- *   `zlib.inflateSync` builds a whole Transform stream per call (~10 us), which is the main cost
- *   of reading thousands of small objects; the handle is reached through Node's internal
- *   `_handle`/`_writeState` fields, so it is feature-checked and self-tested before use.
- * - 'portable': the public `zlib.inflateSync`, used when the internals are not as expected.
+ * - 'handle': native zlib handles driven directly: one kept for the process and reset per
+ *   object, plus one per stream. Node's `zlib.inflateSync` builds a whole Transform stream per
+ *   call (~10 us), the main cost of reading thousands of small objects, and its streams
+ *   allocate every output chunk anew. The handles are reached through Node's internal
+ *   `_handle`/`_writeState` fields, so they are feature-checked and self-tested before use.
+ * - 'portable': the public `zlib` API, used when the internals are not as expected.
  *
  * Errors are thrown as InflateError with zlib's message; callers add which object failed.
  */
@@ -21,6 +23,7 @@ interface NativeHandle {
   writeSync(flush: number, input: Uint8Array, inOff: number, inLen: number,
     out: Uint8Array, outOff: number, outLen: number): void;
   reset(): void;
+  close(): void;
   onerror: (message: string, errno: number, code: string) => void;
 }
 
@@ -31,23 +34,31 @@ interface Engine {
   error: string | null;
 }
 
-const { Z_FINISH, Z_SYNC_FLUSH } = zlib.constants;
+const { Z_FINISH, Z_NO_FLUSH, Z_SYNC_FLUSH } = zlib.constants;
 
 let engine: Engine | null = null;
 let implementation: InflateImplementation | null = null;
 
+/** A zlib handle taken out of a fresh Inflate stream, or null if Node's internals differ. */
+function takeHandle(): Engine | null {
+  const stream = new zlib.Inflate() as unknown as { _handle?: NativeHandle; _writeState?: unknown };
+  const handle = stream._handle;
+  const state = stream._writeState;
+  if (handle === undefined || typeof handle.writeSync !== 'function' || typeof handle.reset !== 'function'
+    || typeof handle.close !== 'function' || !(state instanceof Uint32Array) || state.length < 2) {
+    return null;
+  }
+  const e: Engine = { handle, state, error: null };
+  // Keep errors for the caller instead of letting the stream destroy itself.
+  handle.onerror = (message: string) => { e.error = message; };
+  return e;
+}
+
 function createEngine(): Engine | null {
   try {
-    const stream = new zlib.Inflate() as unknown as { _handle?: NativeHandle; _writeState?: unknown };
-    const handle = stream._handle;
-    const state = stream._writeState;
-    if (handle === undefined || typeof handle.writeSync !== 'function' || typeof handle.reset !== 'function'
-      || !(state instanceof Uint32Array) || state.length < 2) {
-      return null;
-    }
-    const e: Engine = { handle, state, error: null };
-    // Keep errors for the caller instead of letting the stream destroy itself.
-    handle.onerror = (message: string) => { e.error = message; };
+    const e = takeHandle();
+    if (e === null) return null;
+    const state = e.state;
     // Self-test: a known stream inflates right, and a damaged one is reported.
     const sample = Buffer.from('gitroot inflate self-test gitroot inflate self-test');
     const packed = zlib.deflateSync(sample);
@@ -141,5 +152,50 @@ export function inflatePrefix(input: Uint8Array, max: number): Buffer {
     return zlib.inflateSync(input, { finishFlush: Z_SYNC_FLUSH }).subarray(0, max);
   } catch (err) {
     throw new InflateError((err as Error).message);
+  }
+}
+
+/** Result of one StreamInflater step. */
+export interface InflateStep {
+  /** Bytes written at the start of the output buffer. */
+  produced: number;
+  /** Input bytes used. */
+  consumed: number;
+  /** The zlib stream has ended (its checksum verified). */
+  ended: boolean;
+}
+
+/**
+ * Incremental inflation on a zlib handle of its own (so it can pause across awaits while other
+ * objects are inflated), writing into a caller's fixed buffer: no allocation per chunk.
+ */
+export class StreamInflater {
+  private constructor(private readonly e: Engine) {}
+
+  /** A new stream inflater, or null under the portable implementation. */
+  static create(): StreamInflater | null {
+    if (activeEngine() === null) return null;
+    const e = takeHandle();
+    return e === null ? null : new StreamInflater(e);
+  }
+
+  /**
+   * Inflates from input[inOff, inOff + inLen) into `out`. Pass `finish` once no input follows
+   * the given bytes. Throws InflateError on bad data or, with `finish`, a truncated stream.
+   */
+  step(input: Buffer, inOff: number, inLen: number, out: Buffer, finish: boolean): InflateStep {
+    const e = this.e;
+    e.error = null;
+    e.handle.writeSync(finish ? Z_FINISH : Z_NO_FLUSH, input, inOff, inLen, out, 0, out.length);
+    if (e.error !== null) throw new InflateError(e.error);
+    const [availOut, availIn] = e.state;
+    // Output room left means zlib wanted more input: with none to come (or some left unused)
+    // the stream is over; with Z_FINISH a truncated stream is reported as an error instead.
+    return { produced: out.length - availOut, consumed: inLen - availIn, ended: availOut > 0 && (finish || availIn > 0) };
+  }
+
+  /** Frees the zlib handle. */
+  close(): void {
+    this.e.handle.close();
   }
 }
