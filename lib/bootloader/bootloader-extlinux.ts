@@ -1,0 +1,95 @@
+/**
+ * extlinux backend (syslinux's extlinux, and U-Boot's distro boot, which read
+ * `$BOOT/extlinux/extlinux.conf`). gitroot writes the whole file from its templates, atomically:
+ * the pending revision as DEFAULT and the known-good one as a second LABEL. extlinux has no
+ * boot counting and no way to notice a failed boot (`extlinux --once` is one-shot only), so
+ * the tries of the pending revision are counted by gitroot's initramfs in `D/state.json`,
+ * which boots the good revision itself once they are used up; the second LABEL is for a
+ * person at the menu and for a pending revision whose kernel does not boot at all.
+ */
+import { existsSync, readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { writeFileAtomic } from '../fsutil/atomic-write.js';
+import { step } from '../deploy/deploy-steps.js';
+import type { BootEntry, BootPlan, KernelLocation } from './boot-plan.js';
+import { findTemplateDir, loadTemplate, renderTemplate } from './boot-templates.js';
+import {
+  type Bootloader, type BootloaderOptions, type InstalledEntries, type InstalledEntry,
+  kernelLocation, removeStaleCopies, requireBootDir, syncKernelCopies,
+} from './bootloader.js';
+
+/** Renders the whole extlinux.conf for `plan` (pure). */
+export function renderExtlinuxConf(fileTemplate: string, entryTemplate: string, plan: BootPlan): string {
+  const blocks = plan.entries.map((e: BootEntry) => renderTemplate(entryTemplate, {
+    ID: e.id, TITLE: e.title, LINUX: e.linux, INITRD: e.initrd, OPTIONS: e.options, REVISION: e.revision,
+    VERSION: e.version,
+  }, 'extlinux-entry.conf.in').replace(/\n+$/, ''));
+  return renderTemplate(fileTemplate, { DEFAULT: plan.defaultId ?? '', ENTRIES: blocks.join('\n\n') }, 'extlinux.conf.in');
+}
+
+/** Parses an extlinux.conf: DEFAULT and the LABEL blocks (keywords case-insensitive). */
+export function parseExtlinuxConf(text: string, file: string): InstalledEntries {
+  const entries: InstalledEntry[] = [];
+  let defaultId: string | null = null;
+  let cur: InstalledEntry | null = null;
+  for (const raw of text.split('\n')) {
+    const line = raw.trim();
+    if (line === '' || line.startsWith('#')) continue;
+    const m = /^(\S+)\s*(.*)$/.exec(line);
+    if (m === null) continue;
+    const key = m[1].toUpperCase();
+    const value = m[2];
+    if (key === 'DEFAULT' && cur === null) defaultId = value;
+    else if (key === 'LABEL') {
+      cur = { id: value, file, revision: null, title: null, linux: null, initrd: null, options: null, tries: null };
+      entries.push(cur);
+    } else if (cur !== null) {
+      if (key === 'MENU' && /^label\s/i.test(value)) cur.title = value.replace(/^label\s+/i, '');
+      else if (key === 'LINUX' || key === 'KERNEL') cur.linux = value;
+      else if (key === 'INITRD') cur.initrd = value;
+      else if (key === 'APPEND') {
+        cur.options = value;
+        cur.revision = /(?:^|\s)git-revision=([0-9a-f]{40})(?:\s|$)/.exec(value)?.[1] ?? null;
+      }
+    }
+  }
+  return { entries, defaultId };
+}
+
+/** The extlinux backend. */
+export class ExtlinuxBootloader implements Bootloader {
+  readonly name = 'extlinux' as const;
+  readonly location: KernelLocation;
+  private readonly bootDir: string;
+  private readonly homeDir: string;
+  private readonly templateDir: string;
+
+  constructor(opts: BootloaderOptions) {
+    this.bootDir = requireBootDir('extlinux', opts);
+    this.homeDir = opts.homeDir;
+    this.templateDir = findTemplateDir(opts.templateDir);
+    this.location = kernelLocation(opts.homeDir, this.bootDir, opts.pathPrefix);
+  }
+
+  /** `$BOOT/extlinux/extlinux.conf`. */
+  get confPath(): string {
+    return join(this.bootDir, 'extlinux', 'extlinux.conf');
+  }
+
+  writeEntries(plan: BootPlan): void {
+    if (plan.entries.length === 0) return;
+    const text = renderExtlinuxConf(loadTemplate(this.templateDir, 'extlinux.conf.in'),
+      loadTemplate(this.templateDir, 'extlinux-entry.conf.in'), plan);
+    step('copy kernels to the boot directory', () => syncKernelCopies(this.homeDir, this.bootDir, plan));
+    step('write extlinux.conf', () => {
+      const path = this.confPath;
+      if (!existsSync(path) || readFileSync(path, 'utf8') !== text) writeFileAtomic(path, text);
+    });
+    step('remove old kernel copies', () => removeStaleCopies(this.bootDir, plan));
+  }
+
+  readEntries(): InstalledEntries {
+    if (!existsSync(this.confPath)) return { entries: [], defaultId: null };
+    return parseExtlinuxConf(readFileSync(this.confPath, 'utf8'), this.confPath);
+  }
+}

@@ -1,0 +1,116 @@
+/**
+ * `gitroot status`: what the machine booted, what is good, what boots next, what failed, and
+ * how the last fetch went, read from `D/state.json` and `D/last-fetch.json` (no lock needed:
+ * both are replaced atomically). readStatus returns data (the `--json` shape); formatStatus
+ * renders the human table.
+ */
+import { type LastFetch, readLastFetch, readState } from './deploy-state.js';
+
+/** The status of a gitroot home; the JSON `gitroot status --json` prints. */
+export interface DeployStatus {
+  booted: string | null;
+  good: string | null;
+  pending: { revision: string; triesLeft: number; tries: number; stagedAt: string } | null;
+  failed: string[];
+  /** `gitroot.remote`, from the caller's settings. */
+  remote: string | null;
+  /** `fetch-revision`, from the caller's settings. */
+  fetchRevision: string;
+  lastFetch: LastFetch | null;
+  /** Earlier known-good revisions, newest first. */
+  previousGood: string[];
+  /** Kernel each of the booted, good and pending revisions boots with. */
+  kernels: Record<string, { version: string | null; kernelDir: string | null }>;
+  /** Problems met while reading (an unreadable last-fetch record), one line each. */
+  warnings: string[];
+}
+
+export interface StatusOptions {
+  /** `gitroot.remote` from settings, or null. */
+  remote: string | null;
+  /** `fetch-revision` from settings. */
+  fetchRevision: string;
+}
+
+/**
+ * Reads the status of home `dir`. An unreadable `state.json` is an error (StateError); an
+ * unreadable `last-fetch.json` only a warning, since it never affects booting.
+ */
+export function readStatus(dir: string, opts: StatusOptions): DeployStatus {
+  const state = readState(dir);
+  const warnings: string[] = [];
+  let lastFetch: LastFetch | null = null;
+  try {
+    lastFetch = readLastFetch(dir);
+  } catch (e) {
+    warnings.push((e as Error).message);
+  }
+  const kernels: DeployStatus['kernels'] = {};
+  for (const rev of [state.booted, state.good, state.pending?.revision ?? null]) {
+    const s = rev === null ? undefined : state.staged[rev];
+    if (rev !== null && s !== undefined) kernels[rev] = { version: s.kernelVersion, kernelDir: s.kernelDir };
+  }
+  return {
+    booted: state.booted,
+    good: state.good,
+    pending: state.pending === null ? null : { ...state.pending },
+    failed: [...state.failed],
+    remote: opts.remote,
+    fetchRevision: opts.fetchRevision,
+    lastFetch,
+    previousGood: [...state.previousGood],
+    kernels,
+    warnings,
+  };
+}
+
+function kernelNote(status: DeployStatus, rev: string): string {
+  const k = status.kernels[rev];
+  return k?.version ? `  kernel ${k.version}` : '';
+}
+
+/** The booted revision with what it is: good, on trial (pending), failed. */
+function bootedLine(status: DeployStatus): string {
+  const rev = status.booted;
+  if (rev === null) return '-';
+  const tags: string[] = [];
+  if (rev === status.good) tags.push('good');
+  if (rev === status.pending?.revision) tags.push('on trial');
+  if (status.failed.includes(rev)) tags.push('failed');
+  return `${rev}${tags.length > 0 ? `  (${tags.join(', ')})` : ''}${kernelNote(status, rev)}`;
+}
+
+function fetchLine(f: LastFetch | null): string {
+  if (f === null) return 'never';
+  const when = f.at.replace('T', ' ').replace(/\.\d+Z$/, 'Z');
+  const what: Record<LastFetch['result'], string> = {
+    staged: `staged ${f.revision ?? ''}`.trim(),
+    'up-to-date': 'up to date',
+    disabled: 'disabled (noupgrade)',
+    refused: `${f.revision ?? 'tip'} failed before, not staged`,
+    'dry-run': 'dry run',
+    failed: `failed: ${f.error?.message ?? 'unknown error'}`,
+  };
+  const bytes = f.bytes === null ? '' : `, ${f.bytes} bytes`;
+  return `${when}  ${what[f.result]}${bytes}`;
+}
+
+/** Renders a status as an aligned two-column table for people (ends with a newline). */
+export function formatStatus(status: DeployStatus): string {
+  const rows: [string, string][] = [
+    ['booted', bootedLine(status)],
+    ['good', status.good === null ? '-' : `${status.good}${kernelNote(status, status.good)}`],
+    ['pending', status.pending === null ? '-'
+      : `${status.pending.revision}  (${status.pending.triesLeft} of ${status.pending.tries} tries left, staged ${status.pending.stagedAt})` +
+        kernelNote(status, status.pending.revision)],
+    ['failed', status.failed.length === 0 ? '-' : status.failed[0]],
+    ...status.failed.slice(1).map((f): [string, string] => ['', f]),
+    ['previous good', status.previousGood.length === 0 ? '-' : status.previousGood[0]],
+    ['remote', status.remote ?? '-'],
+    ['fetch revision', status.fetchRevision],
+    ['last fetch', fetchLine(status.lastFetch)],
+    ...status.warnings.map((w): [string, string] => ['warning', w]),
+  ];
+  const width = Math.max(...rows.map(([k]) => k.length));
+  return rows.map(([k, v]) => `${k.padEnd(width)}  ${v}`).join('\n') + '\n';
+}
