@@ -48,9 +48,12 @@ export function bypassesProxy(hostname: string, port: string, noProxy: string): 
   for (const raw of noProxy.split(/[\s,]+/)) {
     if (raw === '') continue;
     if (raw === '*') return true;
-    const m = /^(.*?)(?::(\d+))?$/.exec(raw.toLowerCase())!;
-    const entry = m[1]!.replace(/^\*?\./, '.').replace(/^\[|\]$/g, '');
-    if (m[2] !== undefined && m[2] !== port) continue;
+    // host, host:port, [v6], [v6]:port, or a bare IPv6 address (more than one ':').
+    const lower = raw.toLowerCase();
+    const br = /^\[([^\]]+)\](?::(\d+))?$/.exec(lower);
+    const hp = br ? [br[1]!, br[2]] : lower.split(':').length === 2 ? lower.split(':') : [lower, undefined];
+    const entry = hp[0]!.replace(/^\*?\./, '.');
+    if (hp[1] !== undefined && hp[1] !== port) continue;
     if (entry.startsWith('.') ? host.endsWith(entry) || host === entry.slice(1) : host === entry || host.endsWith(`.${entry}`)) return true;
   }
   return false;

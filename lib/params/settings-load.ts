@@ -19,7 +19,7 @@ import { join } from 'node:path';
 import { ConfigError, NetworkError, UsageError } from '../errors/errors.js';
 import { writeFileAtomic, writeJsonAtomic } from '../fsutil/atomic-write.js';
 import { parseConfigText, tokenizeCmdline } from './settings-grammar.js';
-import { downloadConfig, type ConfigDownloader } from './settings-download.js';
+import type { ConfigDownloader } from './settings-download.js';
 import { planConfigDownload, resolveSettings, type ResolvedSettings, type SettingsSource } from './settings-resolve.js';
 import { redactUrl, type WritableSource } from './settings-schema.js';
 
@@ -42,7 +42,7 @@ export interface LoadSettingsOptions {
   configPath?: string;
   /** Do not download the fleet config; use its cached copy. */
   offline?: boolean;
-  /** How to download it (default: {@link downloadConfig}, HTTP(S) and file:// URLs). */
+  /** How to download it (default: downloadConfig of settings-download.ts, HTTP(S) and file:// URLs). */
   fetchConfig?: ConfigDownloader;
   /** Environment for proxy variables (default process.env). */
   env?: NodeJS.ProcessEnv;
@@ -213,20 +213,29 @@ export async function loadSettings(opts: LoadSettingsOptions): Promise<LoadedSet
   } else {
     const shown = redactUrl(plan.url);
     const cached = readCache(opts.dir, plan.url);
-    const fromCache = (why: string | null): void => {
-      if (cached === null) {
-        sources.push({ kind: 'download', source: shown, status: 'unavailable' });
-        if (why !== null) warnings.push(`${why}; no cached copy either, continuing without the fleet config`);
-        return;
-      }
+    // A copy this gitroot no longer accepts (written by an older version) is no copy: it is
+    // neither used nor offered to the server as If-None-Match.
+    let cachedSource: SettingsSource | null = null;
+    let cacheProblem: string | null = null;
+    if (cached !== null) {
       try {
-        download = downloadSource(cached.body, shown);
+        cachedSource = downloadSource(cached.body, shown);
       } catch (e) {
         if (!(e instanceof ConfigError)) throw e;
+        cacheProblem = e.message;
+      }
+    }
+    const fromCache = (why: string | null): void => {
+      if (cached === null || cachedSource === null) {
         sources.push({ kind: 'download', source: shown, status: 'unavailable' });
-        warnings.push(`${why ?? `not downloading ${shown}`}; the cached copy is not valid any more (${e.message}), continuing without the fleet config`);
+        if (cacheProblem !== null) {
+          warnings.push(`${why ?? `not downloading ${shown}`}; the cached copy is not valid any more (${cacheProblem}), continuing without the fleet config`);
+        } else if (why !== null) {
+          warnings.push(`${why}; no cached copy either, continuing without the fleet config`);
+        }
         return;
       }
+      download = cachedSource;
       sources.push({ kind: 'download', source: shown, status: 'cached' });
       if (why !== null) warnings.push(`${why}; using the copy cached at ${cached.meta.fetchedAt}`);
     };
@@ -234,12 +243,13 @@ export async function loadSettings(opts: LoadSettingsOptions): Promise<LoadedSet
       // noupgrade promises no network; --offline asks for none.
       fromCache(opts.offline ? `offline: not downloading ${shown}` : null);
     } else {
-      const fetchConfig = opts.fetchConfig ?? downloadConfig;
+      // got is loaded only when a download happens: every other command starts faster.
+      const fetchConfig = opts.fetchConfig ?? (await import('./settings-download.js')).downloadConfig;
       let res;
       try {
         res = await fetchConfig({
           url: plan.url,
-          etag: cached?.meta.etag ?? null,
+          etag: cachedSource !== null ? (cached?.meta.etag ?? null) : null,
           timeoutMs: plan.timeoutSeconds * 1000,
           retries: plan.retries,
           backoffMs: opts.backoffMs,
@@ -252,7 +262,7 @@ export async function loadSettings(opts: LoadSettingsOptions): Promise<LoadedSet
       const now = new Date().toISOString();
       if (res instanceof NetworkError) {
         fromCache(res.message);
-      } else if (res.status === 'not-modified' && cached !== null) {
+      } else if (res.status === 'not-modified' && cached !== null && cachedSource !== null) {
         fromCache(null);
         sources[sources.length - 1]!.status = 'not-modified';
         writeCache(opts.dir, { ...cached.meta, checkedAt: now }, null);
