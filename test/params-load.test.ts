@@ -231,6 +231,18 @@ t.test('download: applied between files and the command line, cached atomically'
   t.ok(Date.parse(c.meta!.fetchedAt) > 0);
 });
 
+t.test('a home where the cache cannot be written: the download is used, with a warning', async (t) => {
+  const srv = await startServer(t);
+  const h = home(t);
+  writeFileSync(join(h.dir, CONFIG_CACHE_DIR), 'a file where the cache directory should be');
+  srv.reply = () => ({ body: FLEET });
+  h.setCmdline(`quiet gitroot.config=${srv.base}/fleet.conf`);
+  const r = await loadSettings(h.opts());
+  t.equal(r.settings['fetch-revision'], 'stable');
+  t.equal(r.sources.at(-1)!.status, 'downloaded');
+  t.match(r.warnings, [new RegExp(`^could not update the cached fleet config in ${join(h.dir, CONFIG_CACHE_DIR)}: E[A-Z]+; an offline boot will not have this copy`)]);
+});
+
 t.test('ETag: a 304 keeps the cached copy and records the check', async (t) => {
   const srv = await startServer(t);
   const h = await homeWithCache(t, srv);

@@ -164,10 +164,21 @@ function readCache(dir: string, url: string): { meta: ConfigCacheMeta; body: Buf
   return { meta, body };
 }
 
-function writeCache(dir: string, meta: ConfigCacheMeta, body: Buffer | null): void {
+/**
+ * Replaces the cached copy (body, then metadata; see readCache for a crash in between).
+ * Returns a warning instead of failing: a config that was downloaded and validated is
+ * still good to use when the home is read-only or full.
+ */
+function writeCache(dir: string, meta: ConfigCacheMeta, body: Buffer | null): string | null {
   const cdir = join(dir, CONFIG_CACHE_DIR);
-  if (body !== null) writeFileAtomic(join(cdir, CACHE_CONF), body);
-  writeJsonAtomic(join(cdir, CACHE_META), meta);
+  try {
+    if (body !== null) writeFileAtomic(join(cdir, CACHE_CONF), body);
+    writeJsonAtomic(join(cdir, CACHE_META), meta);
+    return null;
+  } catch (e) {
+    const err = e as NodeJS.ErrnoException;
+    return `could not update the cached fleet config in ${cdir}: ${err.code ?? err.message}; an offline boot will not have this copy (free space or fix permissions)`;
+  }
 }
 
 /** Parses and validates a downloaded or cached body as the download source. */
@@ -265,14 +276,16 @@ export async function loadSettings(opts: LoadSettingsOptions): Promise<LoadedSet
       } else if (res.status === 'not-modified' && cached !== null && cachedSource !== null) {
         fromCache(null);
         sources[sources.length - 1]!.status = 'not-modified';
-        writeCache(opts.dir, { ...cached.meta, checkedAt: now }, null);
+        const w = writeCache(opts.dir, { ...cached.meta, checkedAt: now }, null);
+        if (w !== null) warnings.push(w);
       } else if (res.status === 'not-modified') {
         // A 304 to a request that carried no ETag: the server is confused.
         fromCache(`${shown} answered 304 Not Modified without being asked`);
       } else {
         // Validate first: a bad download throws here and the cache keeps the last good copy.
         download = downloadSource(res.body, shown);
-        writeCache(opts.dir, { url: plan.url, fetchedAt: now, checkedAt: now, etag: res.etag, sha256: sha256(res.body), bytes: res.body.length }, res.body);
+        const w = writeCache(opts.dir, { url: plan.url, fetchedAt: now, checkedAt: now, etag: res.etag, sha256: sha256(res.body), bytes: res.body.length }, res.body);
+        if (w !== null) warnings.push(w);
         sources.push({ kind: 'download', source: shown, status: 'downloaded' });
       }
     }
