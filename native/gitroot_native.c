@@ -5,14 +5,13 @@
  */
 #include "gitroot_native.h"
 #include <malloc.h>
-#include <stdlib.h>
 
 static napi_value init(napi_env env, napi_value exports) {
   /* Keep the process's memory bounded while serving: blocks of 128 KiB and more (decoded
    * file contents, pack reads) are mmapped and go back to the kernel when freed. glibc's
    * default raises this threshold dynamically after such frees, after which big blocks
    * come from the heap and RSS ratchets up (measured: +30 MB over one full-tree read). */
-  mallopt(M_MMAP_THRESHOLD, getenv("MMT") ? atoi(getenv("MMT")) : 128 * 1024);
+  mallopt(M_MMAP_THRESHOLD, 128 * 1024);
   mallopt(M_TRIM_THRESHOLD, 1024 * 1024);
   napi_property_descriptor props[] = {
     {"readXattrs", NULL, native_read_xattrs, NULL, NULL, NULL, napi_default, NULL},

@@ -26,6 +26,17 @@ export type { GitObject, ObjectHeader, ObjectType } from './git-objects.js';
 export interface ObjectStoreOptions {
   /** Bound of the delta base cache in bytes (default 24 MiB; 0 disables it). */
   baseCacheBytes?: number;
+  /**
+   * How packed objects are verified (loose objects always by SHA-1):
+   * - 'sha1' (default): the object's id is recomputed from its content.
+   * - 'crc32': every pack entry the object is built from (the object and each delta base)
+   *   must match the CRC32 that index-pack recorded in the .idx after it verified the
+   *   object's SHA-1, and zlib checks each entry's Adler-32 and exact size. Catches disk
+   *   and memory corruption like git's own pack reuse does, at a fraction of the cost
+   *   (no SHA-1 over every served byte: ~30% of a cold read). Entries of packs without
+   *   CRCs (idx v1) fall back to SHA-1. `gitroot fsck` always checks SHA-1.
+   */
+  verify?: 'sha1' | 'crc32';
 }
 
 /** Longer chains than git ever writes (its limit is 4095) mean a cycle or a damaged pack. */
@@ -193,10 +204,14 @@ export class ObjectStore {
   private readonly readBuffer = new ReadBuffer(READ_BUFFER_BYTES);
   private lastPack: PackFile | null = null;
   private closed = false;
+  private readonly verifyMode: 'sha1' | 'crc32';
+  /** Set by decodePacked: every entry of the last decoded object matched its CRC32. */
+  private crcVerified = false;
 
   private constructor(dirs: GitDirs, opts: ObjectStoreOptions) {
     this.dirs = dirs;
     this.cache = new DeltaBaseCache(opts.baseCacheBytes ?? DEFAULT_BASE_CACHE_BYTES);
+    this.verifyMode = opts.verify ?? 'sha1';
     this.objectDirs = objectDirs(dirs.objectsDir).map((d) => new ObjectDir(d));
     this.rescan();
   }
@@ -380,6 +395,7 @@ export class ObjectStore {
     } catch (err) {
       throw this.wrap(err, id, pack.packPath);
     }
+    if (this.crcVerified) return obj;
     return this.verify(id, obj, pack.packPath);
   }
 
@@ -395,6 +411,8 @@ export class ObjectStore {
     let off = offset;
     let base: CachedBase;
     let shared = false;
+    let crcOk = this.verifyMode === 'crc32';
+    this.crcVerified = false;
     for (;;) {
       const hit = this.cache.get(p.id, off);
       if (hit !== undefined) {
@@ -403,6 +421,13 @@ export class ObjectStore {
         break;
       }
       const entry = p.readEntry(off, this.readBuffer);
+      if (crcOk) {
+        const want = p.index.crc32AtOffset(off);
+        if (want === undefined) crcOk = false;
+        else if (zlib.crc32(entry.raw!) !== want) {
+          throw new ObjectCorruptError(`the pack entry at offset ${off} of ${p.packPath} fails its CRC32 check`);
+        }
+      }
       if (entry.typeCode <= 4) {
         const type = PACK_TYPES[entry.typeCode] as ObjectType;
         if (entry.size >= bufferConstants.MAX_LENGTH) {
@@ -419,11 +444,13 @@ export class ObjectStore {
       if (next.pack === undefined) {
         // A REF_DELTA base stored loose: whole by definition, read and verified on its own.
         base = this.readObject(entry.baseOid as Buffer);
+        crcOk = false; // the whole object is then verified by SHA-1 in readPacked
         break;
       }
       p = next.pack;
       off = next.offset;
     }
+    this.crcVerified = crcOk;
     if (chain.length === 0) return { type: base.type, data: shared ? Buffer.from(base.data) : base.data };
     let data = base.data;
     for (let i = chain.length - 1; i >= 0; i--) {

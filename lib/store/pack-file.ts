@@ -32,6 +32,8 @@ export interface PackEntry {
   payloadOffset: number;
   /** Absolute pack offset where the entry ends (next entry or trailer). */
   end: number;
+  /** The whole entry as stored (header and payload), when it was read whole. */
+  raw?: Buffer;
 }
 
 /** Reads up to `length` bytes at `position`, looping over short reads; returns bytes read. */
@@ -141,7 +143,9 @@ export class PackFile {
     if (preadFully(this.fd, raw, raw.length, offset) !== raw.length) {
       throw new ObjectCorruptError(`pack ends inside the entry at offset ${offset}`);
     }
-    return parseEntry(raw, offset, end);
+    const entry = parseEntry(raw, offset, end);
+    entry.raw = raw;
+    return entry;
   }
 
   /** Reads an entry's header and at most `payloadBytes` of its payload. */

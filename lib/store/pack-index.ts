@@ -28,6 +28,8 @@ export class PackIndex {
   private readonly largeBase: number;
   private readonly largeCount: number;
   private sorted: Float64Array | null = null;
+  /** Index position of each entry of `sorted` (offset order -> position order). */
+  private sortedPos: Uint32Array | null = null;
 
   private constructor(readonly path: string, buf: Buffer) {
     this.buf = buf;
@@ -173,11 +175,35 @@ export class PackIndex {
   }
 
   private buildSorted(): Float64Array {
+    const offsets = new Float64Array(this.count);
+    for (let i = 0; i < this.count; i++) offsets[i] = this.offsetAt(i);
+    const pos = new Uint32Array(this.count);
+    for (let i = 0; i < this.count; i++) pos[i] = i;
+    pos.sort((a, b) => offsets[a] - offsets[b]);
     const s = new Float64Array(this.count);
-    for (let i = 0; i < this.count; i++) s[i] = this.offsetAt(i);
-    s.sort();
+    for (let k = 0; k < this.count; k++) s[k] = offsets[pos[k]];
     this.sorted = s;
+    this.sortedPos = pos;
     return s;
+  }
+
+  /**
+   * CRC32 recorded for the entry that starts at `offset` (version 2 indexes; written by
+   * index-pack after it verified the object's SHA-1), or undefined.
+   */
+  crc32AtOffset(offset: number): number | undefined {
+    if (this.version !== 2) return undefined;
+    const s = this.sorted ?? this.buildSorted();
+    let lo = 0;
+    let hi = s.length;
+    while (lo < hi) {
+      const mid = (lo + hi) >>> 1;
+      const v = s[mid];
+      if (v === offset) return this.crc32At(this.sortedPos![mid]);
+      if (v < offset) lo = mid + 1;
+      else hi = mid;
+    }
+    return undefined;
   }
 
   private compareAt(i: number, oid: Buffer, w0: number): number {
