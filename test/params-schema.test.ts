@@ -171,6 +171,14 @@ t.test('string (no key uses it yet; checked through a spec)', async (t) => {
   t.same(parseValueForSpec(spec, 'x.y', null), { ok: false, problem: 'needs a value: write x.y=z' });
 });
 
+t.test('no value may contain a double quote (the grammar cannot write it back)', async (t) => {
+  for (const key of SETTING_KEYS) {
+    if (SETTINGS_SCHEMA[key].type === 'flag') continue;
+    bad(t, key, '/a"b', /cannot contain a double quote \(there is no way to escape one\)/);
+  }
+  t.same(tokenizeCmdline('gitroot.boot=/a"b').map((x) => x.value), ['/a"b'], 'the kernel passes it on');
+});
+
 t.test('where each key may be set', async (t) => {
   const cmdlineOnly = ['git-revision'];
   const localOnly = ['gitroot.config', 'noconfig', 'gitroot.dir', 'gitroot.medium', 'gitroot.allowed-signers', 'gitroot.gpg-keyring'];

@@ -304,6 +304,8 @@ export function parseValueForSpec(spec: SettingSpec, key: string, raw: string | 
       : { ok: true, value: b };
   }
   if (raw === null || raw === '') return { ok: false, problem: `needs a value: write ${spec.example}` };
+  // The grammar has no escapes: a value with a quote could not be written back.
+  if (raw.includes('"')) return { ok: false, problem: `cannot contain a double quote (there is no way to escape one), not '${raw}'` };
   switch (spec.type) {
     case 'string':
       return { ok: true, value: raw };

@@ -1,9 +1,8 @@
 /** `gitroot config`: print the effective settings and where each came from. */
 import type { Command } from 'commander';
-import { formatOrigin } from '../../params/settings-grammar.js';
+import { formatOrigin, quoteValue } from '../../params/settings-grammar.js';
 import { DEFAULT_CMDLINE_FILE, DEFAULT_CONFIG_PATH, loadSettings, type LoadedSettings } from '../../params/settings-load.js';
 import { SETTING_KEYS, SETTINGS_SCHEMA, redactUrl, type SettingValue } from '../../params/settings-schema.js';
-import { quoteValue } from '../../params/settings-grammar.js';
 import { note, printJson, printLine } from '../output.js';
 
 interface ConfigOpts {
@@ -36,6 +35,7 @@ export function settingsJson(loaded: LoadedSettings): Record<string, unknown> {
   return { settings, origins: loaded.origins, warnings: loaded.warnings, sources: loaded.sources };
 }
 
+/** Registers `gitroot config` on the program. */
 export function registerConfig(program: Command): void {
   program
     .command('config')
