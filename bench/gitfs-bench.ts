@@ -17,6 +17,7 @@ import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, statSync, wri
 import { tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { DAEMON_NODE_FLAGS } from '../lib/gitfs/mount-daemon.js';
 
 const root = resolve(dirname(fileURLToPath(import.meta.url)), '..', '..');
 const cli = join(root, 'dist', 'bin', 'gitroot.js');
@@ -45,7 +46,7 @@ interface Daemon { pid: number; readyMs: number; startToAnswerMs: number }
 async function startMount(repo: string, mnt: string): Promise<Daemon> {
   const before = statSync(mnt).dev;
   const t0 = process.hrtime.bigint();
-  const child = spawn(process.execPath, [cli, 'mount', mnt, '--repo', repo, '--foreground', '--json'], {
+  const child = spawn(process.execPath, [...DAEMON_NODE_FLAGS, cli, 'mount', mnt, '--repo', repo, '--foreground', '--json'], {
     stdio: ['ignore', 'pipe', 'inherit'],
   });
   let out = '';

@@ -75,7 +75,7 @@ export function mountGitfs(opts: MountOptions): GitfsMount {
   const mountpoint = checkMountpoint(opts.mountpoint);
   // CRC32-verified pack reads (see ObjectStoreOptions.verify): SHA-1 over every served
   // byte was ~30% of a cold full read. The base cache is kept small for the RSS budget.
-  const store = ObjectStore.open(opts.gitdir, { baseCacheBytes: 12 * 1024 * 1024, verify: 'crc32' });
+  const store = ObjectStore.open(opts.gitdir, { baseCacheBytes: 8 * 1024 * 1024, verify: 'crc32' });
   const commit = resolveRevision(opts.gitdir, opts.rev ?? 'HEAD', store);
   const view = CommitTreeView.open(store, commit);
   const cacheBytes = opts.cacheBytes ?? 8 * 1024 * 1024;
