@@ -16,6 +16,7 @@ const COMMAND_MODULES: Array<{ names: string[]; load: () => Promise<Register[]> 
   { names: ['commit'], load: async () => [(await import('./commands/commit.js')).registerCommit] },
   { names: ['mount', 'umount', 'unmount'], load: async () => [(await import('./commands/mount.js')).registerMount] },
   { names: ['config'], load: async () => [(await import('./commands/config.js')).registerConfig] },
+  { names: ['diff'], load: async () => [(await import('./commands/diff.js')).registerDiff] },
 ];
 
 /** Builds the commander program; with `only`, registers just the module of that command. */

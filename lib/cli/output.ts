@@ -21,12 +21,13 @@ export function note(line: string): void {
 /** A progress reporter: a bar on a terminal, a plain line every few seconds otherwise. */
 export function progress(label: string): { update(done: number, total: number): void; end(): void } {
   const tty = process.stderr.isTTY === true;
-  let last = 0;
+  // Plain lines (systemd, pipes): one every 5 s, and a last one only if any was printed.
+  let last = tty ? 0 : Date.now();
   let shown = false;
   return {
     update(done, total) {
       const now = Date.now();
-      if (now - last < (tty ? 100 : 5000) && done !== total) return;
+      if (now - last < (tty ? 100 : 5000) && !(done === total && (tty || shown))) return;
       last = now;
       const pct = total ? Math.floor((done / total) * 100) : 100;
       if (tty) {
@@ -36,6 +37,7 @@ export function progress(label: string): { update(done: number, total: number): 
         shown = true;
       } else {
         process.stderr.write(`gitroot: ${label} ${done}/${total} (${pct}%)\n`);
+        shown = true;
       }
     },
     end() {
