@@ -137,8 +137,8 @@ t.test('command lines: per-boot keys dropped, quotes kept, git-revision added on
   t.same(splitCmdline('a="unterminated b'), ['a="unterminated b']);
   t.equal(baseOptions('BOOT_IMAGE=/vmlinuz root=/dev/sda1 initrd=/initrd.img git-revision=abc update-revision=def ro quiet'),
     'root=/dev/sda1 ro quiet');
-  t.equal(baseOptions('boot=gitroot git-revision noupgrade gitroot.tries=2'), 'boot=gitroot noupgrade gitroot.tries=2',
-    'a bare per-boot key goes too; other flags stay');
+  t.equal(baseOptions('boot=gitroot git-revision noupgrade gitroot.tries=2 quiet'), 'boot=gitroot gitroot.tries=2 quiet',
+    'bare per-boot keys go too (noupgrade typed at a prompt is not made permanent); other flags stay');
   t.equal(baseOptions('console=ttyS0\nquiet'), 'console=ttyS0 quiet', 'newlines become spaces');
   t.equal(baseOptions('gitroot.note="a git-revision=x b"'), 'gitroot.note="a git-revision=x b"', 'quoted text is not a key');
   t.equal(entryOptions('boot=gitroot', P), `boot=gitroot git-revision=${P}`);

@@ -8,8 +8,11 @@
  */
 import type { DeployState, StagedRevision } from '../deploy/deploy-state.js';
 
-/** Keys that only make sense for one boot and are never copied into an entry's options. */
-export const PER_BOOT_KEYS = ['git-revision', 'update-revision', 'BOOT_IMAGE', 'initrd'] as const;
+/**
+ * Keys that only make sense for the boot they were typed at (the revision overrides, `noupgrade`)
+ * or that boot loaders add themselves; never copied into an entry's options.
+ */
+export const PER_BOOT_KEYS = ['git-revision', 'update-revision', 'noupgrade', 'BOOT_IMAGE', 'initrd'] as const;
 /** Base options of a revision staged without any given (the initramfs-tools script name). */
 export const DEFAULT_BOOT_OPTIONS = 'boot=gitroot';
 

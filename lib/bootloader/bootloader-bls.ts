@@ -12,11 +12,11 @@
 import { existsSync, mkdirSync, readdirSync, readFileSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import { writeFileAtomic, fsyncDir } from '../fsutil/atomic-write.js';
-import { step } from '../deploy/deploy-steps.js';
+import { removeAtomicTemps, step } from '../deploy/deploy-steps.js';
 import type { BootEntry, BootPlan, KernelLocation } from './boot-plan.js';
 import { findTemplateDir, loadTemplate, renderTemplate } from './boot-templates.js';
 import {
-  type Bootloader, type BootloaderOptions, type InstalledEntries, type InstalledEntry,
+  type Bootloader, type BootloaderOptions, type InstalledEntries, type InstalledEntry, type WriteEntriesOptions,
   kernelLocation, removeStaleCopies, requireBootDir, syncKernelCopies,
 } from './bootloader.js';
 
@@ -107,8 +107,8 @@ export class BlsBootloader implements Bootloader {
     return join(this.bootDir, 'loader', 'loader.conf');
   }
 
-  writeEntries(plan: BootPlan): void {
-    if (plan.entries.length === 0) return;
+  writeEntries(plan: BootPlan, opts: WriteEntriesOptions = {}): void {
+    if (plan.entries.length === 0 && opts.allowEmpty !== true) return;
     const entryTemplate = loadTemplate(this.templateDir, 'bls-entry.conf.in');
     const loaderTemplate = loadTemplate(this.templateDir, 'loader.conf.in');
     step('copy kernels to the boot directory', () => syncKernelCopies(this.homeDir, this.bootDir, plan));
@@ -132,14 +132,16 @@ export class BlsBootloader implements Bootloader {
         if (!existsSync(path) || readFileSync(path, 'utf8') !== content) writeFileAtomic(path, content);
       }
     });
-    step('write loader.conf', () => {
+    if (plan.entries.length > 0) step('write loader.conf', () => {
       const conf = this.loaderConf;
       const old = existsSync(conf) ? readFileSync(conf, 'utf8') : null;
       const next = updateLoaderConf(old, loaderTemplate, BLS_DEFAULT_PATTERN);
       if (next !== old) writeFileAtomic(conf, next);
+      removeAtomicTemps(join(this.bootDir, 'loader'), 'loader.conf');
     });
     step('remove old boot entries', () => {
       let removed = false;
+      if (!existsSync(dir)) return;
       for (const file of readdirSync(dir)) {
         const ours = parseBlsFileName(file) !== null || /^\.gitroot-[0-9a-f]{12}.*\.tmp-/.test(file);
         if (ours && !keep.has(file)) {

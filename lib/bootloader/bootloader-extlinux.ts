@@ -7,14 +7,14 @@
  * which boots the good revision itself once they are used up; the second LABEL is for a
  * person at the menu and for a pending revision whose kernel does not boot at all.
  */
-import { existsSync, readFileSync } from 'node:fs';
+import { existsSync, readFileSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import { writeFileAtomic } from '../fsutil/atomic-write.js';
-import { step } from '../deploy/deploy-steps.js';
+import { removeAtomicTemps, step } from '../deploy/deploy-steps.js';
 import type { BootEntry, BootPlan, KernelLocation } from './boot-plan.js';
 import { findTemplateDir, loadTemplate, renderTemplate } from './boot-templates.js';
 import {
-  type Bootloader, type BootloaderOptions, type InstalledEntries, type InstalledEntry,
+  type Bootloader, type BootloaderOptions, type InstalledEntries, type InstalledEntry, type WriteEntriesOptions,
   kernelLocation, removeStaleCopies, requireBootDir, syncKernelCopies,
 } from './bootloader.js';
 
@@ -76,14 +76,25 @@ export class ExtlinuxBootloader implements Bootloader {
     return join(this.bootDir, 'extlinux', 'extlinux.conf');
   }
 
-  writeEntries(plan: BootPlan): void {
-    if (plan.entries.length === 0) return;
+  writeEntries(plan: BootPlan, opts: WriteEntriesOptions = {}): void {
+    if (plan.entries.length === 0) {
+      if (opts.allowEmpty === true) {
+        step('remove extlinux.conf', () => {
+          // Only a file holding nothing but gitroot's entries is gitroot's to remove.
+          const entries = this.readEntries().entries;
+          if (entries.length > 0 && entries.every((e) => e.id.startsWith('gitroot-'))) rmSync(this.confPath, { force: true });
+        });
+        step('remove old kernel copies', () => removeStaleCopies(this.bootDir, plan));
+      }
+      return;
+    }
     const text = renderExtlinuxConf(loadTemplate(this.templateDir, 'extlinux.conf.in'),
       loadTemplate(this.templateDir, 'extlinux-entry.conf.in'), plan);
     step('copy kernels to the boot directory', () => syncKernelCopies(this.homeDir, this.bootDir, plan));
     step('write extlinux.conf', () => {
       const path = this.confPath;
       if (!existsSync(path) || readFileSync(path, 'utf8') !== text) writeFileAtomic(path, text);
+      removeAtomicTemps(join(this.bootDir, 'extlinux'), 'extlinux.conf');
     });
     step('remove old kernel copies', () => removeStaleCopies(this.bootDir, plan));
   }

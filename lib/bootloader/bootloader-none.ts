@@ -4,14 +4,14 @@
  * `D/state.json`). Kernels are still staged into `D/boot/<sha>/` for whoever wants them.
  */
 import type { BootPlan, KernelLocation } from './boot-plan.js';
-import { BOOT_COPY_DIR, type Bootloader, type InstalledEntries } from './bootloader.js';
+import { BOOT_COPY_DIR, type Bootloader, type InstalledEntries, type WriteEntriesOptions } from './bootloader.js';
 
 /** The backend that writes nothing. */
 export class NoBootloader implements Bootloader {
   readonly name = 'none' as const;
   readonly location: KernelLocation = { kernelRoot: `/${BOOT_COPY_DIR}`, copy: false };
 
-  writeEntries(_plan: BootPlan): void {
+  writeEntries(_plan: BootPlan, _opts?: WriteEntriesOptions): void {
     // Nothing to write: the boot loader is managed outside gitroot.
   }
 

@@ -40,6 +40,11 @@ export interface InstalledEntries {
   defaultId: string | null;
 }
 
+export interface WriteEntriesOptions {
+  /** With a plan without entries: remove gitroot's entries instead of leaving them. */
+  allowEmpty?: boolean;
+}
+
 /** A boot loader backend. */
 export interface Bootloader {
   readonly name: BootloaderName;
@@ -48,9 +53,10 @@ export interface Bootloader {
   /**
    * Makes the boot loader's configuration match `plan`: kernel copies first, then the entries
    * (each written atomically), then removal of entries and copies the plan no longer has.
-   * A plan without entries changes nothing (a machine is never left without an entry).
+   * A plan without entries changes nothing (a machine is never left without an entry) unless
+   * `allowEmpty` is set, which removes every gitroot entry (used to undo a failed first staging).
    */
-  writeEntries(plan: BootPlan): void;
+  writeEntries(plan: BootPlan, opts?: WriteEntriesOptions): void;
   /** gitroot's entries as they are on disk now. */
   readEntries(): InstalledEntries;
 }

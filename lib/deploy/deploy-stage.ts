@@ -19,8 +19,8 @@ import { createBootloader } from '../bootloader/create-bootloader.js';
 import {
   type DeployState, type StagedRevision, isSha, planRetention, readState, withPrunedStaged, writeState,
 } from './deploy-state.js';
-import { isLeftover, step, stepAsync } from './deploy-steps.js';
-import { withLock } from './lock.js';
+import { isLeftover, removeAtomicTemps, step, stepAsync } from './deploy-steps.js';
+import { type HeldLock, withLock } from './lock.js';
 import { bootFilesDir, commitTree, selectKernel, stageKernel, storeTreeSource } from './stage-kernel.js';
 
 /** What planStage decided. */
@@ -132,8 +132,12 @@ export interface StageResult {
   warnings: string[];
 }
 
-/** Removes `D/boot/<sha>/` directories the state no longer needs, and leftovers of interrupted copies. */
+/**
+ * Removes `D/boot/<sha>/` directories the state no longer needs, and leftovers of interrupted
+ * copies and state writes. Call under the home's lock.
+ */
 export function pruneBootFiles(dir: string, state: DeployState): string[] {
+  removeAtomicTemps(dir, 'state.json');
   const boot = bootFilesDir(dir);
   if (!existsSync(boot)) return [];
   const keep = planRetention(state).kernelDirs;
@@ -146,6 +150,58 @@ export function pruneBootFiles(dir: string, state: DeployState): string[] {
     }
   }
   return removed;
+}
+
+/** True when `D/state.json` now holds `state` (after a write that reported an error). */
+function stateOnDiskIs(dir: string, state: DeployState): boolean {
+  try {
+    return JSON.stringify(readState(dir)) === JSON.stringify(state);
+  } catch {
+    return false;
+  }
+}
+
+interface ApplyArgs {
+  dir: string;
+  lock: HeldLock;
+  bootloader: Bootloader;
+  /** The state before (still in `D/state.json`). */
+  before: DeployState;
+  next: DeployState;
+  /** A `D/boot/<sha>/` this staging created, removed again if it fails. */
+  created: string | null;
+  warnings: string[];
+}
+
+/**
+ * Steps 2-4: boot entries, state, pruning. If the entries or the state cannot be written, the
+ * entries of `before` are written back and a kernel directory this staging created is removed,
+ * so a failed staging leaves the boot configuration, `D/boot` and the state as they were.
+ * Pruning is best effort: after the state is written, a failure there is only a warning.
+ */
+function applyStaging(a: ApplyArgs): BootPlan {
+  const plan = planBootEntries(a.next, a.bootloader.location);
+  a.warnings.push(...plan.warnings);
+  try {
+    step('write boot entries', () => a.bootloader.writeEntries(plan));
+    step('write state', () => writeState(a.lock, a.next));
+  } catch (e) {
+    if (!stateOnDiskIs(a.dir, a.next)) {
+      try {
+        a.bootloader.writeEntries(planBootEntries(a.before, a.bootloader.location), { allowEmpty: true });
+        if (a.created !== null) rmSync(join(bootFilesDir(a.dir), a.created), { recursive: true, force: true });
+      } catch {
+        // The original error is what the caller needs; the next staging cleans up what is left.
+      }
+    }
+    throw e;
+  }
+  try {
+    pruneBootFiles(a.dir, a.next);
+  } catch (e) {
+    a.warnings.push(`prune staged kernels: ${(e as Error).message} (the next staging tries again)`);
+  }
+  return plan;
 }
 
 function kernelFilesExist(dir: string, s: StagedRevision): boolean {
@@ -181,17 +237,14 @@ export async function stageRevision(opts: StageRevisionOptions): Promise<StageRe
 
     if (decision.action === 'clear-pending') {
       const next = withPrunedStaged({ ...state, pending: null });
-      const plan = planBootEntries(next, bootloader.location);
-      warnings.push(...plan.warnings);
-      step('write boot entries', () => bootloader.writeEntries(plan));
-      step('write state', () => writeState(lock, next));
-      step('prune staged kernels', () => pruneBootFiles(dir, next));
+      const plan = applyStaging({ dir, lock, bootloader, before: state, next, created: null, warnings });
       return { action: decision.action, revision: sha, reason: decision.reason, kernel: null, state: next, plan, warnings };
     }
 
     const store = step('open repository', () => ObjectStore.open(repo));
     let staged: StagedRevision;
     let kept: boolean;
+    let created: string | null = null;
     try {
       const selection = step('find kernel', () => selectKernel(storeTreeSource(store), commitTree(store, sha, repo)));
       warnings.push(...selection.warnings);
@@ -205,6 +258,7 @@ export async function stageRevision(opts: StageRevisionOptions): Promise<StageRe
             'commit the initrd with the kernel', { data: { step: 'find kernel', path: kernel.path } });
         }
         const files = await stepAsync('stage kernel', () => stageKernel({ dir, sha, store, selection: { ...selection, kernel } }));
+        if (!files.reused && planRetention(state).kernelDirs.has(sha) === false) created = sha;
         staged = {
           kernelDir: files.kernelDir, kernel: files.kernel, initrd: files.initrd, kernelVersion: files.kernelVersion,
           kernelSource: files.kernelSource, options, stagedAt,
@@ -231,11 +285,7 @@ export async function stageRevision(opts: StageRevisionOptions): Promise<StageRe
     }
 
     const next = planStagedState(state, sha, staged, opts.tries, now);
-    const plan = planBootEntries(next, bootloader.location);
-    warnings.push(...plan.warnings);
-    step('write boot entries', () => bootloader.writeEntries(plan));
-    step('write state', () => writeState(lock, next));
-    step('prune staged kernels', () => pruneBootFiles(dir, next));
+    const plan = applyStaging({ dir, lock, bootloader, before: state, next, created, warnings });
     return {
       action: 'stage', revision: sha, reason: decision.reason,
       kernel: { kernelDir: staged.kernelDir, source: staged.kernelSource, version: staged.kernelVersion, kept },

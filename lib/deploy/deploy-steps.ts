@@ -135,6 +135,20 @@ export function copyDirDurable(src: string, dst: string): void {
   }
 }
 
+/**
+ * Removes temp files writeFileAtomic left for `<dir>/<name>` when its writer was killed
+ * (`.<name>.tmp-*`). Call only under the lock that guards writes to that file.
+ */
+export function removeAtomicTemps(dir: string, name: string): void {
+  let names: string[];
+  try {
+    names = readdirSync(dir);
+  } catch {
+    return;
+  }
+  for (const n of names) if (n.startsWith(`.${name}.tmp-`)) rmSync(join(dir, n), { force: true });
+}
+
 /** Names matching the leftovers of an interrupted copy (`<name>.tmp-*`, `<name>.old-*`). */
 export function isLeftover(name: string): boolean {
   return /\.(tmp|old)-[A-Za-z0-9-]+$/.test(name);

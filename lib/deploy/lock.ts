@@ -6,9 +6,12 @@
  * such pid, a different process under a reused pid, a zombie, or a record from an earlier boot)
  * is stale and is broken by renaming it away and checking that what was renamed is the stale
  * record; anything else is waited for up to `waitMs`, then refused with a LockedError.
+ * Temp files of holders killed while taking the lock are swept by the next holder.
  */
 import { randomBytes } from 'node:crypto';
-import { closeSync, fsyncSync, linkSync, mkdirSync, openSync, readFileSync, renameSync, unlinkSync, writeSync } from 'node:fs';
+import {
+  closeSync, fsyncSync, linkSync, mkdirSync, openSync, readFileSync, readdirSync, renameSync, unlinkSync, writeSync,
+} from 'node:fs';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { LockedError, StateError } from '../errors/errors.js';
@@ -144,8 +147,8 @@ function unlinkQuiet(path: string): void {
 
 /**
  * Removes a stale lock whose text was `staleText`: renames `D/lock` to a private name, and if
- * what it renamed is not that stale record (another process took the lock in between), puts
- * it back. Returns whether `D/lock` may now be free.
+ * what it renamed is not that stale record but a live holder's (it took the lock in between),
+ * puts it back.
  */
 function breakStale(path: string, dir: string, staleText: string): void {
   const aside = uniqueName(dir, 'stale');
@@ -174,6 +177,20 @@ function breakStale(path: string, dir: string, staleText: string): void {
     }
   }
   unlinkQuiet(aside);
+}
+
+/** Removes `.lock.new.*`/`.lock.stale.*` files of processes that are gone (killed mid-acquire). */
+function sweepTemps(dir: string): void {
+  let names: string[];
+  try {
+    names = readdirSync(dir);
+  } catch {
+    return;
+  }
+  for (const n of names) {
+    const m = /^\.lock\.(?:new|stale)\.(\d+)\./.exec(n);
+    if (m !== null && Number(m[1]) !== process.pid && processStartTime(Number(m[1])) === null) unlinkQuiet(join(dir, n));
+  }
 }
 
 function lockedError(path: string, owner: LockOwner | null): LockedError {
@@ -209,6 +226,7 @@ export async function acquireLock(dir: string, opts: LockOptions = {}): Promise<
       writeRecord(tmp, text);
       linkSync(tmp, path);
       unlinkQuiet(tmp);
+      sweepTemps(dir);
       return makeHeld(dir, path, owner, text);
     } catch (e) {
       unlinkQuiet(tmp);
