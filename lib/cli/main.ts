@@ -17,6 +17,8 @@ const COMMAND_MODULES: Array<{ names: string[]; load: () => Promise<Register[]> 
   { names: ['mount', 'umount', 'unmount'], load: async () => [(await import('./commands/mount.js')).registerMount] },
   { names: ['config'], load: async () => [(await import('./commands/config.js')).registerConfig] },
   { names: ['diff'], load: async () => [(await import('./commands/diff.js')).registerDiff] },
+  { names: ['fetch'], load: async () => [(await import('./commands/fetch.js')).registerFetch] },
+  { names: ['status'], load: async () => [(await import('./commands/status.js')).registerStatus] },
 ];
 
 /** Builds the commander program; with `only`, registers just the module of that command. */

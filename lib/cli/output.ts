@@ -45,3 +45,34 @@ export function progress(label: string): { update(done: number, total: number): 
     },
   };
 }
+
+/** Human byte counts: 1.2 MB, 340 kB. */
+export function humanBytes(n: number): string {
+  if (n < 1000) return `${n} B`;
+  if (n < 1e6) return `${(n / 1e3).toFixed(1)} kB`;
+  if (n < 1e9) return `${(n / 1e6).toFixed(1)} MB`;
+  return `${(n / 1e9).toFixed(2)} GB`;
+}
+
+/** Download progress: a live line on a terminal (phase, bytes, rate), a plain line every 5 s otherwise. */
+export function byteProgress(): { update(phase: string, bytes: number, rate?: number, objects?: number, total?: number): void; end(): void } {
+  const tty = process.stderr.isTTY === true;
+  let last = tty ? 0 : Date.now();
+  let shown = false;
+  return {
+    update(phase, bytes, rate, objects, total) {
+      const now = Date.now();
+      if (now - last < (tty ? 100 : 5000)) return;
+      last = now;
+      const parts = [`${phase}`, humanBytes(bytes)];
+      if (rate) parts.push(`${humanBytes(Math.round(rate))}/s`);
+      if (objects !== undefined && total) parts.push(`${objects}/${total} objects`);
+      if (tty) process.stderr.write(`\r\x1b[K${parts.join('  ')}`);
+      else process.stderr.write(`gitroot: ${parts.join(', ')}\n`);
+      shown = true;
+    },
+    end() {
+      if (tty && shown) process.stderr.write('\n');
+    },
+  };
+}

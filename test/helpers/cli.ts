@@ -3,7 +3,7 @@
  * track of the mounts a test makes so they are always unmounted and their serving
  * processes (and only those, by PID) stopped.
  */
-import { spawnSync } from 'node:child_process';
+import { spawn, spawnSync } from 'node:child_process';
 import { existsSync, readFileSync, realpathSync } from 'node:fs';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -28,6 +28,22 @@ export function gitroot(args: string[], opts: { input?: string; env?: NodeJS.Pro
     maxBuffer: 64 * 1024 * 1024,
   });
   return { status: r.status ?? 128, stdout: r.stdout, stderr: r.stderr };
+}
+
+/**
+ * Runs `gitroot ARGS` without blocking this process's event loop: needed whenever the test
+ * itself serves something the CLI talks to (a git HTTP server in the test process).
+ */
+export function gitrootAsync(args: string[], opts: { env?: NodeJS.ProcessEnv } = {}): Promise<CliResult> {
+  return new Promise((resolve, reject) => {
+    const child = spawn(process.execPath, [CLI, ...args], { env: opts.env ?? process.env, stdio: ['ignore', 'pipe', 'pipe'] });
+    let stdout = '';
+    let stderr = '';
+    child.stdout.setEncoding('utf8').on('data', (d: string) => (stdout += d));
+    child.stderr.setEncoding('utf8').on('data', (d: string) => (stderr += d));
+    child.on('error', reject);
+    child.on('close', (code, signal) => resolve({ status: code ?? (signal ? 128 : 1), stdout, stderr }));
+  });
 }
 
 /** Runs a shell command; throws with its stderr if it fails. */

@@ -1,0 +1,57 @@
+/** `gitroot fetch`: fetch the configured revision and stage it (kernel, initrd, boot entries). */
+import type { Command } from 'commander';
+import { runUpdate, type UpdateResult } from '../../update/update-run.js';
+import { byteProgress, humanBytes, note, printJson, printLine } from '../output.js';
+
+interface FetchOpts {
+  dir: string;
+  cmdline?: string;
+  config?: string;
+  json?: boolean;
+  dryRun?: boolean;
+  wait?: number;
+}
+
+function describe(r: UpdateResult): string[] {
+  const lines: string[] = [];
+  const short = (s: string | null) => (s ? s.slice(0, 12) : '-');
+  if (r.fetch && !r.fetch.upToDate) lines.push(`fetched ${short(r.revision)}: ${r.fetch.objects} objects, ${humanBytes(r.fetch.bytes)} in ${(r.fetch.durationMs / 1000).toFixed(1)} s`);
+  switch (r.action) {
+    case 'disabled': lines.push(r.reason + '; nothing fetched'); break;
+    case 'dry-run':
+      lines.push(`dry run: ${r.reason} (would ${r.wouldStage})`);
+      if (r.fetch) lines.push(`the update is ${r.fetch.objects} objects, ${humanBytes(r.fetch.bytes)}`);
+      if (r.diff) lines.push(`files: ${r.diff.added} added, ${r.diff.removed} removed, ${r.diff.changed} changed against ${short(r.diff.from)}`);
+      break;
+    default: lines.push(r.reason);
+  }
+  if (r.reboot === 'requested') lines.push('rebooting into it (gitroot.reboot-after-update)');
+  return lines;
+}
+
+export function registerFetch(program: Command): void {
+  program
+    .command('fetch')
+    .description('fetch the configured revision (fetch-revision tip, or update-revision) and stage it for the next boot')
+    .requiredOption('--dir <dir>', 'the gitroot home (repo.git, state.json, boot/); created if missing')
+    .option('--cmdline <file>', 'kernel command line to read settings from (default /proc/cmdline)')
+    .option('--config <path>', 'config file or directory (default /etc/gitroot)')
+    .option('--dry-run', 'report what would be fetched and how big the update is; change nothing')
+    .option('--wait <seconds>', 'wait this long for another gitroot process to finish', (v) => Number(v), 5)
+    .option('--json', 'print the outcome as JSON')
+    .action(async (opts: FetchOpts) => {
+      const bar = byteProgress();
+      const result = await runUpdate({
+        dir: opts.dir,
+        cmdlineFile: opts.cmdline,
+        configPath: opts.config,
+        dryRun: opts.dryRun,
+        lockWaitMs: Math.max(0, opts.wait ?? 5) * 1000,
+        onProgress: (p) => bar.update(p.phase, p.bytes, p.bytesPerSecond, p.objects, p.totalObjects),
+      });
+      bar.end();
+      for (const w of result.warnings) note(`warning: ${w}`);
+      if (opts.json) printJson(result);
+      else for (const line of describe(result)) printLine(line);
+    });
+}
