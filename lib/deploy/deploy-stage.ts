@@ -211,9 +211,10 @@ function kernelFilesExist(dir: string, s: StagedRevision): boolean {
 }
 
 /**
- * Stages revision `sha` to boot next (see the module comment for the order of steps). Returns
- * `up-to-date` or `refused` without changing anything when planStage says so. Errors name
- * their step; on any error `D/state.json` is unchanged.
+ * Stages revision `sha` to boot next (see the module comment for the order of steps). When
+ * planStage says `up-to-date` or `refused`, the state is not touched, and the boot entries and
+ * `D/boot` are only brought back in line with it if an interrupted staging left extra ones.
+ * Errors name their step; on any error `D/state.json` is unchanged.
  */
 export async function stageRevision(opts: StageRevisionOptions): Promise<StageResult> {
   const { dir, sha } = opts;
@@ -232,7 +233,18 @@ export async function stageRevision(opts: StageRevisionOptions): Promise<StageRe
     const decision = planStage(state, sha, opts.force === true);
     const warnings: string[] = [];
     if (decision.action === 'up-to-date' || decision.action === 'refused') {
-      return { action: decision.action, revision: sha, reason: decision.reason, kernel: null, state, plan: null, warnings };
+      // Nothing to stage, but a staging killed before its state write may have left entries or
+      // kernels the state does not name: bring the boot configuration back in line with the state
+      // (this writes nothing when it already is).
+      const plan = planBootEntries(state, bootloader.location);
+      warnings.push(...plan.warnings);
+      step('check boot entries', () => bootloader.writeEntries(plan));
+      try {
+        pruneBootFiles(dir, state);
+      } catch (e) {
+        warnings.push(`prune staged kernels: ${(e as Error).message} (the next staging tries again)`);
+      }
+      return { action: decision.action, revision: sha, reason: decision.reason, kernel: null, state, plan, warnings };
     }
 
     if (decision.action === 'clear-pending') {

@@ -1,0 +1,68 @@
+/**
+ * The systemd units in boot/: accepted by `systemd-analyze verify` (apart from /usr/bin/gitroot
+ * not being installed on the test machine), and holding the policy docs/deploy.md promises:
+ * fetch after network-online.target as a oneshot, a periodic randomized persistent timer,
+ * mark-good only after boot-complete.target and never in rescue boots.
+ */
+import t from 'tap';
+import { spawnSync } from 'node:child_process';
+import fs from 'node:fs';
+import path from 'node:path';
+import { PROJECT_ROOT } from './helpers/deploy-fixtures.js';
+
+const UNITS = ['gitroot-fetch.service', 'gitroot-fetch.timer', 'gitroot-mark-good.service'];
+const unitPath = (u: string): string => path.join(PROJECT_ROOT, 'boot', u);
+
+/** `key=value` settings of a unit file, by section, comments skipped. */
+function parseUnit(text: string): Map<string, string[]> {
+  const out = new Map<string, string[]>();
+  let section = '';
+  for (const raw of text.split('\n')) {
+    const line = raw.trim();
+    if (line === '' || line.startsWith('#') || line.startsWith(';')) continue;
+    if (line.startsWith('[')) {
+      section = line;
+      continue;
+    }
+    const eq = line.indexOf('=');
+    const key = `${section}${line.slice(0, eq)}`;
+    out.set(key, [...(out.get(key) ?? []), line.slice(eq + 1)]);
+  }
+  return out;
+}
+
+const haveAnalyze = spawnSync('systemd-analyze', ['--version']).status === 0;
+
+t.test('systemd-analyze verify accepts the units', { skip: haveAnalyze ? false : 'no systemd-analyze' }, async (t) => {
+  const r = spawnSync('systemd-analyze', ['verify', ...UNITS.map(unitPath)], { encoding: 'utf8' });
+  const problems = `${r.stdout}${r.stderr}`.split('\n')
+    .filter((l) => l.trim() !== '' && !/Command \/usr\/bin\/gitroot is not executable/.test(l));
+  t.same(problems, [], 'no complaint other than the binary not being installed here');
+});
+
+t.test('the units hold the promised policy', async (t) => {
+  const fetch = parseUnit(fs.readFileSync(unitPath('gitroot-fetch.service'), 'utf8'));
+  t.same(fetch.get('[Unit]After'), ['network-online.target']);
+  t.same(fetch.get('[Unit]Wants'), ['network-online.target']);
+  t.same(fetch.get('[Service]Type'), ['oneshot']);
+  t.match(fetch.get('[Service]ExecStart')?.[0], /^\/usr\/bin\/gitroot fetch --dir \$\{GITROOT_DIR\}$/);
+  t.match(fetch.get('[Service]ExecStartPost')?.[0], /reboot-required.*systemctl --no-block reboot/);
+
+  const timer = parseUnit(fs.readFileSync(unitPath('gitroot-fetch.timer'), 'utf8'));
+  t.ok(timer.has('[Timer]OnBootSec'), 'fetch at boot');
+  t.ok(timer.has('[Timer]OnCalendar'), 'periodic');
+  t.same(timer.get('[Timer]Persistent'), ['true']);
+  t.ok(timer.has('[Timer]RandomizedDelaySec'));
+  t.same(timer.get('[Install]WantedBy'), ['timers.target']);
+
+  const good = parseUnit(fs.readFileSync(unitPath('gitroot-mark-good.service'), 'utf8'));
+  t.same(good.get('[Unit]Requires'), ['boot-complete.target']);
+  t.same(good.get('[Unit]After'), ['boot-complete.target']);
+  t.match(good.get('[Service]ExecStart')?.[0], /^\/usr\/bin\/gitroot mark-good --dir /);
+  t.same(good.get('[Install]WantedBy'), ['multi-user.target'], 'not reached by rescue.target');
+
+  for (const u of UNITS) {
+    const lines = fs.readFileSync(unitPath(u), 'utf8').split('\n');
+    t.ok(lines[0].startsWith('# gitroot: '), `${u}: says what it is on its first line`);
+  }
+});
