@@ -9,10 +9,10 @@
  * once they are used up; a pattern naming the pending entry alone would keep booting it after
  * its tries are gone, because systemd-boot's `default` match ignores the counter.
  */
-import { existsSync, mkdirSync, readdirSync, readFileSync, rmSync } from 'node:fs';
+import { existsSync, readdirSync, readFileSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import { writeFileAtomic, fsyncDir } from '../fsutil/atomic-write.js';
-import { removeAtomicTemps, step } from '../deploy/deploy-steps.js';
+import { ensureDirDurable, removeAtomicTemps, step } from '../deploy/deploy-steps.js';
 import type { BootEntry, BootPlan, KernelLocation } from './boot-plan.js';
 import { findTemplateDir, loadTemplate, renderTemplate } from './boot-templates.js';
 import {
@@ -115,7 +115,7 @@ export class BlsBootloader implements Bootloader {
     const dir = this.entriesDir;
     const keep = new Set<string>();
     step('write boot entries', () => {
-      mkdirSync(dir, { recursive: true });
+      ensureDirDurable(dir);
       const existing = this.entryFiles();
       for (const entry of plan.entries) {
         const content = renderBlsEntry(entryTemplate, entry);

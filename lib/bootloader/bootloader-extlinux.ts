@@ -10,7 +10,7 @@
 import { existsSync, readFileSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import { writeFileAtomic } from '../fsutil/atomic-write.js';
-import { removeAtomicTemps, step } from '../deploy/deploy-steps.js';
+import { ensureDirDurable, removeAtomicTemps, step } from '../deploy/deploy-steps.js';
 import type { BootEntry, BootPlan, KernelLocation } from './boot-plan.js';
 import { findTemplateDir, loadTemplate, renderTemplate } from './boot-templates.js';
 import {
@@ -93,6 +93,7 @@ export class ExtlinuxBootloader implements Bootloader {
     step('copy kernels to the boot directory', () => syncKernelCopies(this.homeDir, this.bootDir, plan));
     step('write extlinux.conf', () => {
       const path = this.confPath;
+      ensureDirDurable(join(this.bootDir, 'extlinux'));
       if (!existsSync(path) || readFileSync(path, 'utf8') !== text) writeFileAtomic(path, text);
       removeAtomicTemps(join(this.bootDir, 'extlinux'), 'extlinux.conf');
     });

@@ -5,11 +5,11 @@
  * `$BOOT`, and otherwise at copies in `$BOOT/gitroot/<sha>/`, which every backend keeps in
  * step with its entries (copied before the entries that use them, removed after them).
  */
-import { existsSync, mkdirSync, readdirSync, realpathSync, rmSync, statSync } from 'node:fs';
+import { existsSync, readdirSync, realpathSync, rmSync, statSync } from 'node:fs';
 import { join, relative, resolve, sep } from 'node:path';
 import { ConfigError } from '../errors/errors.js';
 import { bootFilesDir } from '../deploy/stage-kernel.js';
-import { checkFreeSpace, copyDirDurable, isLeftover } from '../deploy/deploy-steps.js';
+import { checkFreeSpace, copyDirDurable, ensureDirDurable, isLeftover } from '../deploy/deploy-steps.js';
 import type { BootPlan, KernelLocation } from './boot-plan.js';
 
 /** Names of the backends. */
@@ -120,7 +120,7 @@ export function syncKernelCopies(homeDir: string, bootDir: string, plan: BootPla
   const copyRoot = join(bootDir, BOOT_COPY_DIR);
   const todo = plan.kernelDirs.filter((d) => !sameFiles(dirSizes(join(bootFilesDir(homeDir), d)), dirSizes(join(copyRoot, d))));
   if (todo.length === 0) return;
-  mkdirSync(copyRoot, { recursive: true });
+  ensureDirDurable(copyRoot);
   let needed = 0;
   for (const d of todo) {
     const sizes = dirSizes(join(bootFilesDir(homeDir), d));

@@ -4,7 +4,9 @@
  * the directory, rename into place, fsync of the parent), so a kernel directory is either
  * absent or complete.
  */
-import { closeSync, copyFileSync, fsyncSync, mkdirSync, mkdtempSync, openSync, readdirSync, renameSync, rmSync, statfsSync } from 'node:fs';
+import {
+  closeSync, copyFileSync, existsSync, fsyncSync, mkdirSync, mkdtempSync, openSync, readdirSync, renameSync, rmSync, statfsSync,
+} from 'node:fs';
 import { basename, dirname, join } from 'node:path';
 import { GitrootError, NoSpaceError, StateError } from '../errors/errors.js';
 import { fsyncDir } from '../fsutil/atomic-write.js';
@@ -90,9 +92,21 @@ export function fsyncFile(path: string): void {
   }
 }
 
-/** A fresh temp directory `<parent>/<name>.tmp-XXXXXX` (parent created if needed). */
+/** Creates `dir` and any missing parents, fsyncing each parent so the new entries survive a power cut. */
+export function ensureDirDurable(dir: string): void {
+  if (existsSync(dir)) return;
+  ensureDirDurable(dirname(dir));
+  try {
+    mkdirSync(dir);
+  } catch (e) {
+    if ((e as NodeJS.ErrnoException).code !== 'EEXIST') throw e;
+  }
+  fsyncDir(dirname(dir));
+}
+
+/** A fresh temp directory `<parent>/<name>.tmp-XXXXXX` (parent created durably if needed). */
 export function makeTempDir(parent: string, name: string): string {
-  mkdirSync(parent, { recursive: true });
+  ensureDirDurable(parent);
   return mkdtempSync(join(parent, `${name}.tmp-`));
 }
 
