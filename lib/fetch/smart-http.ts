@@ -128,7 +128,7 @@ function isRetriable(err: unknown): boolean {
 const TLS_CODES = /^(CERT_|DEPTH_ZERO_SELF_SIGNED_CERT|SELF_SIGNED_CERT_IN_CHAIN|UNABLE_TO_|ERR_TLS_|ERR_SSL_|HOSTNAME_MISMATCH)/;
 
 /** Turns a got/socket failure into a one-line NetworkError naming host, step and fix. */
-export function networkFailure(err: unknown, step: string, url: string, timeoutMs: number): Error {
+export function networkFailure(err: unknown, step: string, url: string, timeoutMs: number, answered = true): Error {
   if (err instanceof GitrootError) return err;
   const e = err as { code?: string; name?: string; event?: string; message?: string };
   const host = (() => { try { return new URL(url).host; } catch { return url; } })();
@@ -138,7 +138,7 @@ export function networkFailure(err: unknown, step: string, url: string, timeoutM
     if (e.event === 'connect' || e.event === 'lookup' || e.event === 'secureConnect') {
       return retriable(`cannot connect to ${host} within ${secs} (${step}): check the network and the remote URL`, data, err);
     }
-    if (e.event === 'response' || e.event === 'send') {
+    if (e.event === 'response' || e.event === 'send' || !answered) {
       return retriable(`${host} sent no answer within ${secs} (${step}): the server is stuck or overloaded; try again later or raise the timeout`, data, err);
     }
     return retriable(`${host} stopped sending for ${secs} during ${step}: check the network, try again later or raise the timeout`, data, err);
@@ -490,7 +490,7 @@ export class SmartHttpRemote {
     return new Promise((resolve, reject) => {
       const onError = (err: unknown) => {
         stream.destroy();
-        reject(this.opts.signal?.aborted ? abortError(this.opts.signal) : networkFailure(err, step, url, t));
+        reject(this.opts.signal?.aborted ? abortError(this.opts.signal) : networkFailure(err, step, url, t, false));
       };
       stream.once('error', onError);
       stream.once('response', (response: GotResponse) => {
