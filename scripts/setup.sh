@@ -9,8 +9,8 @@ cd "$(dirname "$0")/.."
 #   git (commit/fetch plumbing, test servers), fuse3 + libfuse3-dev + pkg-config (the native
 #   FUSE binding), attr (getfattr/setfattr in tests), libcap2-bin (setcap in tests),
 #   debootstrap (Debian rootfs fixtures), squashfs-tools, make/g++/python3 (node-gyp),
-#   util-linux (mount/umount), procps.
-PACKAGES=(git fuse3 libfuse3-dev pkg-config attr libcap2-bin debootstrap squashfs-tools make g++ python3 util-linux procps)
+#   util-linux (mount/umount), procps, cpio (initrd fixtures).
+PACKAGES=(git fuse3 libfuse3-dev pkg-config attr libcap2-bin debootstrap squashfs-tools make g++ python3 util-linux procps cpio)
 
 missing=()
 for p in "${PACKAGES[@]}"; do

@@ -89,7 +89,9 @@ t.test('fetch-revision tip is fetched and staged with kernel, initrd and a BLS e
   const pending = entries.find((e) => e.includes(releases[1].slice(0, 12)));
   t.ok(pending, `a BLS entry for the revision (${entries.join(', ')})`);
   t.match(pending!, /\+3\.conf$/, 'with boot counting');
-  t.match(fs.readFileSync(path.join(m.boot, 'loader', 'entries', pending!), 'utf8'), new RegExp(`git-revision=${releases[1]}`), 'selects the revision');
+  const entry = fs.readFileSync(path.join(m.boot, 'loader', 'entries', pending!), 'utf8');
+  t.match(entry, new RegExp(`git-revision=${releases[1]}`), 'selects the revision');
+  t.match(entry, /\bquiet\b/, "keeps the running kernel's options");
 
   const again = await fetch(m);
   t.equal(again.status, 0);

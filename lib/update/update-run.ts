@@ -5,7 +5,7 @@
  * state.json, D/boot and the boot entries change only through stageRevision, atomically.
  */
 import { execFile } from 'node:child_process';
-import { mkdirSync } from 'node:fs';
+import { mkdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { loadSettings } from '../params/settings-load.js';
@@ -60,6 +60,15 @@ function lastFetch(dir: string, result: LastFetch['result'], revision: string | 
     });
   } catch {
     /* the record is informational; never let it hide the real outcome */
+  }
+}
+
+/** The running kernel's command line (or the --cmdline file), or undefined if unreadable. */
+function currentCmdline(file?: string): string | undefined {
+  try {
+    return readFileSync(file ?? '/proc/cmdline', 'utf8').trim();
+  } catch {
+    return undefined;
   }
 }
 
@@ -119,6 +128,9 @@ export async function runUpdate(opts: UpdateOptions): Promise<UpdateResult> {
     const staged = await stageRevision({
       dir,
       sha: fetched.commit,
+      // New entries keep this boot's options (console=, gitroot.medium=, ...); the
+      // per-boot keys (git-revision=, update-revision=, noupgrade) are dropped by the planner.
+      kernelCmdline: currentCmdline(opts.cmdlineFile),
       bootloader: s['gitroot.bootloader'],
       bootDir: s['gitroot.boot'],
       tries: s['gitroot.tries'],
