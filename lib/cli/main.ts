@@ -20,6 +20,7 @@ const COMMAND_MODULES: Array<{ names: string[]; load: () => Promise<Register[]> 
   { names: ['fetch'], load: async () => [(await import('./commands/fetch.js')).registerFetch] },
   { names: ['status'], load: async () => [(await import('./commands/status.js')).registerStatus] },
   { names: ['boot'], load: async () => [(await import('./commands/boot.js')).registerBoot] },
+  { names: ['select', 'mark-good', 'mark-bad', 'rollback'], load: async () => [(await import('./commands/assess.js')).registerAssess] },
 ];
 
 /** Builds the commander program; with `only`, registers just the module of that command. */

@@ -1,0 +1,173 @@
+/**
+ * `gitroot select`, `mark-good`, `mark-bad`, `rollback`: the boot decision shown without
+ * acting on it, and the transitions after a boot (docs/rollback.md). The work is in
+ * lib/boot/boot-assess.ts; this file reads options and settings and renders the results.
+ */
+import { readFileSync, statSync } from 'node:fs';
+import type { Command } from 'commander';
+import { DEFAULT_RUN_DIR, readBootRecord } from '../../boot/boot-mount.js';
+import {
+  type BootDecision, type HealthReport, type MarkGoodResult, type TransitionResult,
+  DEFAULT_HEALTH_DIR, DEFAULT_HEALTH_TIMEOUT_MS, HealthCheckError, applyTransition, decideBoot, describeFailure, markGood, secondsToMs,
+} from '../../boot/boot-assess.js';
+import type { TransitionAction } from '../../boot/boot-select.js';
+import type { BootloaderName } from '../../bootloader/bootloader.js';
+import { isSha } from '../../deploy/deploy-state.js';
+import { RevisionNotFoundError, UsageError } from '../../errors/errors.js';
+import { loadSettings } from '../../params/settings-load.js';
+import { note, printJson, printLine } from '../output.js';
+
+interface CommonOpts {
+  dir: string;
+  cmdline?: string;
+  config?: string;
+  wait: number;
+  json?: boolean;
+}
+
+interface AssessOpts extends CommonOpts {
+  runDir: string;
+}
+
+interface MarkGoodOpts extends AssessOpts {
+  healthDir: string;
+  healthTimeout: number;
+}
+
+function requireHome(dir: string): void {
+  let ok = false;
+  try {
+    ok = statSync(dir).isDirectory();
+  } catch {
+    ok = false;
+  }
+  if (!ok) throw new UsageError(`gitroot home ${dir} is not a directory; pass the right --dir`, { data: { dir } });
+}
+
+function readCmdline(file: string): string {
+  try {
+    return readFileSync(file, 'utf8');
+  } catch (e) {
+    throw new UsageError(`cannot read the command line file ${file} (${(e as NodeJS.ErrnoException).code ?? e}): pass --cmdline with a readable file`);
+  }
+}
+
+function seconds(v: string): number {
+  const n = Number(v);
+  if (v.trim() === '' || !Number.isFinite(n) || n < 0) throw new UsageError(`'${v}' is not a number of seconds >= 0`);
+  return n;
+}
+
+/** The revision this boot runs per RUN/booted.json, or null when gitroot did not boot this system. */
+function runningRevision(runDir: string): string | null {
+  const rev = readBootRecord(runDir)?.revision;
+  return isSha(rev) ? rev : null;
+}
+
+function describeDecision(d: BootDecision): string[] {
+  const lines = [`${d.kind} ${d.revision ?? '-'}`, d.reason];
+  for (const n of d.notes) lines.push(`note: ${n}`);
+  const p = d.state.pending;
+  lines.push(`would write: booted ${d.state.booted ?? '-'}, pending ${p === null ? '-' : `${p.revision} (${p.triesLeft} of ${p.tries} tries left)`}` +
+    `, failed ${d.state.failed.length === 0 ? '-' : d.state.failed.join(' ')}`);
+  return lines;
+}
+
+function describeHealth(h: HealthReport, timeoutMs: number): string[] {
+  if (h.checks.length === 0) return [`health checks: none in ${h.healthDir}`];
+  return h.checks.map((c) => `health check ${c.name}: ${c.ok ? 'passed' : `failed (${describeFailure(c, timeoutMs)})`} in ${c.durationMs} ms`);
+}
+
+function describeTransition(r: TransitionResult): string[] {
+  const lines = [r.changed ? r.reason : `nothing to change: ${r.reason}`];
+  lines.push(`next boot: ${r.nextBoot ?? 'none'}`);
+  return lines;
+}
+
+async function settingsFor(opts: CommonOpts): Promise<{ bootloader: BootloaderName; bootDir: string }> {
+  // Never touch the network here: the fleet config comes from its cache.
+  const loaded = await loadSettings({ dir: opts.dir, cmdlineFile: opts.cmdline, configPath: opts.config, offline: true });
+  for (const w of loaded.warnings) note(`warning: ${w}`);
+  return { bootloader: loaded.settings['gitroot.bootloader'], bootDir: loaded.settings['gitroot.boot'] };
+}
+
+function common(c: Command, what: string): Command {
+  return c
+    .requiredOption('--dir <dir>', 'the gitroot home (repo.git, state.json)')
+    .option('--cmdline <file>', 'kernel command line to read settings from (default /proc/cmdline)')
+    .option('--config <path>', 'config file or directory (default /etc/gitroot)')
+    .option('--wait <seconds>', `wait this long for another gitroot process to finish before ${what}`, seconds, 60)
+    .option('--json', 'print the outcome as JSON');
+}
+
+async function transition(action: TransitionAction, opts: AssessOpts | CommonOpts): Promise<void> {
+  requireHome(opts.dir);
+  const s = await settingsFor(opts);
+  const r = await applyTransition({
+    dir: opts.dir, action, bootloader: s.bootloader, bootDir: s.bootDir, waitMs: secondsToMs(opts.wait),
+    running: 'runDir' in opts ? runningRevision(opts.runDir) : null,
+  });
+  for (const w of r.warnings) note(`warning: ${w}`);
+  if (opts.json) printJson(r);
+  else for (const l of describeTransition(r)) printLine(l);
+}
+
+/** Registers select, mark-good, mark-bad and rollback. */
+export function registerAssess(program: Command): void {
+  program
+    .command('select')
+    .description('show which revision the next boot would serve and why, and the state it would write; changes nothing')
+    .requiredOption('--dir <dir>', 'the gitroot home (repo.git, state.json)')
+    .option('--cmdline <file>', 'kernel command line to read git-revision= from', '/proc/cmdline')
+    .option('--json', 'print the decision as JSON')
+    .action(async (opts: { dir: string; cmdline: string; json?: boolean }) => {
+      requireHome(opts.dir);
+      const d = await decideBoot({ dir: opts.dir, cmdline: readCmdline(opts.cmdline), persist: false });
+      if (opts.json) {
+        printJson({
+          revision: d.revision, kind: d.kind, reason: d.reason, notes: d.notes, cmdlineRevision: d.cmdlineRevision, health: d.health, state: d.state,
+        });
+      } else for (const l of describeDecision(d)) printLine(l);
+      // Nothing bootable is an answer, and also what `gitroot boot` would fail on: exit non-zero.
+      if (d.revision === null) throw new RevisionNotFoundError(d.reason, { data: { notes: d.notes } });
+    });
+
+  common(program.command('mark-good'), 'marking')
+    .description('run the health checks, then make the booted revision the known-good one (run by gitroot-mark-good.service)')
+    .option('--health-dir <dir>', 'health checks: every executable file here runs, sorted; one failing vetoes', DEFAULT_HEALTH_DIR)
+    .option('--health-timeout <seconds>', 'how long one health check may run', seconds, DEFAULT_HEALTH_TIMEOUT_MS / 1000)
+    .option('--run-dir <dir>', 'where gitroot boot recorded this boot (booted.json); checked against state.json', DEFAULT_RUN_DIR)
+    .action(async (opts: MarkGoodOpts) => {
+      requireHome(opts.dir);
+      const s = await settingsFor(opts);
+      const timeoutMs = secondsToMs(opts.healthTimeout, '--health-timeout');
+      let r: MarkGoodResult;
+      try {
+        r = await markGood({
+          dir: opts.dir, bootloader: s.bootloader, bootDir: s.bootDir, waitMs: secondsToMs(opts.wait),
+          running: runningRevision(opts.runDir), healthDir: opts.healthDir, healthTimeoutMs: timeoutMs,
+        });
+      } catch (e) {
+        // A veto still reports every check: in the log, and as JSON for tools.
+        const health = e instanceof HealthCheckError ? (e.data.health as HealthReport | undefined) : undefined;
+        if (health !== undefined) {
+          if (opts.json) printJson({ ok: false, error: { code: e instanceof HealthCheckError ? e.code : 'ESTATE', message: (e as Error).message }, health });
+          else for (const l of describeHealth(health, timeoutMs)) note(l);
+        }
+        throw e;
+      }
+      for (const w of r.warnings) note(`warning: ${w}`);
+      for (const sk of r.health.skipped) note(`health check ${sk.name} skipped: ${sk.why}`);
+      if (opts.json) printJson({ ok: true, ...r });
+      else for (const l of [...describeHealth(r.health, timeoutMs), ...describeTransition(r)]) printLine(l);
+    });
+
+  common(program.command('mark-bad'), 'marking')
+    .description('abandon the booted revision at once: record it as failed; the known-good revision boots next')
+    .option('--run-dir <dir>', 'where gitroot boot recorded this boot (booted.json); checked against state.json', DEFAULT_RUN_DIR)
+    .action((opts: AssessOpts) => transition('mark-bad', opts));
+
+  common(program.command('rollback'), 'rolling back')
+    .description('make the previous known-good revision the next boot (a second rollback undoes the first)')
+    .action((opts: CommonOpts) => transition('rollback', opts));
+}
