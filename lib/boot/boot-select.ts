@@ -205,7 +205,7 @@ export function selectRevision(input: SelectInput): Selection {
       return choose(p.revision, 'pending',
         `pending revision ${p.revision}: try ${n} of ${p.tries} (${triesLeft} left after this boot, unless it is marked good)`);
     }
-    pass('pending revision', p.revision, `${healthText(health(p.revision))} (this boot used one of its tries, ${triesLeft} left)`);
+    pass('pending revision', p.revision, `${healthText(health(p.revision))}; this boot used one of its tries (${triesLeft} left)`);
   }
 
   const because = (): string => (passed.length > 0 ? `: ${passed.join('; ')}` : '');
