@@ -236,10 +236,21 @@ export function nextBootRevision(state: DeployState): string | null {
   return selectRevision({ state, cmdlineRevision: null, health: () => 'ok' }).revision;
 }
 
+/**
+ * The plan for `after`: unchanged (and not pruned) when the transition changes nothing; else
+ * with the staged records planRetention does not keep pruned, except that of the revision that
+ * boots next (an earlier good one can boot next when nothing is good).
+ */
 function transition(action: TransitionAction, revision: string, before: DeployState, after: DeployState, reason: string): TransitionPlan {
-  const state = withPrunedStaged(after);
-  const changed = JSON.stringify(state) !== JSON.stringify(before);
-  return { action, revision, changed, reason, nextBoot: nextBootRevision(state), state };
+  if (JSON.stringify(after) === JSON.stringify(before)) {
+    return { action, revision, changed: false, reason, nextBoot: nextBootRevision(before), state: before };
+  }
+  let state = withPrunedStaged(after);
+  const nextBoot = nextBootRevision(state);
+  if (nextBoot !== null && state.staged[nextBoot] === undefined && after.staged[nextBoot] !== undefined) {
+    state = { ...state, staged: Object.fromEntries(Object.entries({ ...state.staged, [nextBoot]: after.staged[nextBoot] }).sort()) };
+  }
+  return { action, revision, changed: true, reason, nextBoot, state };
 }
 
 function requireBooted(action: TransitionAction, state: DeployState): string {
