@@ -161,13 +161,21 @@ export class PackIndex {
    * size minus its 20-byte trailer) for the last one. -1 if no object starts at `offset`.
    */
   entryEnd(offset: number, dataEnd: number): number {
+    const k = this.sortedIndexOf(offset);
+    if (k < 0) return -1;
+    const s = this.sorted!;
+    return k + 1 < s.length ? s[k + 1] : dataEnd;
+  }
+
+  /** Where `offset` stands in the offset-sorted table, or -1 if no entry starts there. */
+  private sortedIndexOf(offset: number): number {
     const s = this.sorted ?? this.buildSorted();
     let lo = 0;
     let hi = s.length;
     while (lo < hi) {
       const mid = (lo + hi) >>> 1;
       const v = s[mid];
-      if (v === offset) return mid + 1 < s.length ? s[mid + 1] : dataEnd;
+      if (v === offset) return mid;
       if (v < offset) lo = mid + 1;
       else hi = mid;
     }
@@ -193,18 +201,10 @@ export class PackIndex {
    */
   crc32AtOffset(offset: number): number | undefined {
     if (this.version !== 2) return undefined;
-    const s = this.sorted ?? this.buildSorted();
-    let lo = 0;
-    let hi = s.length;
-    while (lo < hi) {
-      const mid = (lo + hi) >>> 1;
-      const v = s[mid];
-      if (v === offset) return this.crc32At(this.sortedPos![mid]);
-      if (v < offset) lo = mid + 1;
-      else hi = mid;
-    }
-    return undefined;
+    const k = this.sortedIndexOf(offset);
+    return k < 0 ? undefined : this.crc32At(this.sortedPos![k]);
   }
+
 
   private compareAt(i: number, oid: Buffer, w0: number): number {
     const buf = this.buf;
