@@ -8,7 +8,7 @@
 #   /usr/bin/gitroot                        wrapper: node + bundle + addon
 #   /usr/share/gitroot/boot/                boot loader templates (boot/*.in)
 #   initramfs-tools: /etc/initramfs-tools/hooks/gitroot, /etc/initramfs-tools/scripts/gitroot
-#   dracut:          /usr/lib/dracut/modules.d/95gitroot/
+#   dracut:          /usr/lib/dracut/modules.d/95gitroot/, /etc/dracut.conf.d/gitroot.conf
 #
 # --root installs into DIR instead of / (staging, tests). Afterwards rebuild the initramfs
 # (update-initramfs -u, or dracut -f) and boot with `boot=gitroot gitroot.medium=...` (for
@@ -60,6 +60,9 @@ initramfs-tools)
 dracut)
 	install -d -m 0755 "$root/usr/lib/dracut/modules.d/95gitroot"
 	install -m 0755 "$here"/dracut/95gitroot/*.sh "$root/usr/lib/dracut/modules.d/95gitroot/"
+	# The module only goes in when named (its check() returns 255).
+	install -d -m 0755 "$root/etc/dracut.conf.d"
+	echo 'add_dracutmodules+=" gitroot "' > "$root/etc/dracut.conf.d/gitroot.conf"
 	echo "install: done; now run 'dracut -f' and boot with root=gitroot gitroot.medium=..." >&2
 	;;
 esac

@@ -10,7 +10,7 @@ cd "$(dirname "$0")/.."
 #   FUSE binding), attr (getfattr/setfattr in tests), libcap2-bin (setcap in tests),
 #   debootstrap (Debian rootfs fixtures), squashfs-tools, make/g++/python3 (node-gyp),
 #   util-linux (mount/umount), procps, cpio (initrd fixtures).
-PACKAGES=(git fuse3 libfuse3-dev pkg-config attr libcap2-bin debootstrap squashfs-tools make g++ python3 util-linux procps cpio initramfs-tools busybox klibc-utils zstd qemu-system-x86 e2fsprogs)
+PACKAGES=(git fuse3 libfuse3-dev pkg-config attr libcap2-bin debootstrap squashfs-tools make g++ python3 util-linux procps cpio initramfs-tools busybox klibc-utils zstd qemu-system-x86 e2fsprogs dracut-core)
 
 missing=()
 for p in "${PACKAGES[@]}"; do

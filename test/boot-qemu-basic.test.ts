@@ -12,8 +12,7 @@ import t from 'tap';
 import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import {
-  LOG_DIR, bootGuest, buildDiskImage, buildGuestTree, buildInitramfs, commitTree, ensureKernel, guestAppend,
-  parseGuestSerial, qemuAvailable, readImageFile, writeHomeState,
+  LOG_DIR, bootGuest, buildInitramfs, buildMedium, ensureKernel, guestAppend, parseGuestSerial, qemuAvailable, readImageFile,
 } from '../fixtures/qemu/qemu-harness.js';
 import { tempDir } from './helpers/deploy-fixtures.js';
 
@@ -27,17 +26,10 @@ t.test('QEMU: the good revision boots through initramfs-tools and git-fs', { ski
   if (!avail.ok) return t.fail(`missing ${avail.missing.join(', ')}: run scripts/setup.sh`);
   const kernel = ensureKernel();
   const initrd = buildInitramfs(kernel);
-  const baseline = buildInitramfs(kernel, { withGitroot: false });
+  const baseline = buildInitramfs(kernel, 'baseline');
 
   const dir = tempDir(t, 'qemu-basic');
-  const tree = join(dir, 'tree');
-  buildGuestTree(tree, { label: 'good' });
-  const medium = join(dir, 'medium');
-  const home = join(medium, 'gitroot');
-  const sha = commitTree(tree, join(home, 'repo.git'), 'good');
-  writeHomeState(home, { good: sha });
-  const disk = join(dir, 'disk.img');
-  buildDiskImage(medium, disk);
+  const { disk, sha } = buildMedium(dir, { label: 'good' });
 
   const r = await bootGuest({ kernel: kernel.vmlinuz, initrd: initrd.path, disk, append: guestAppend(), timeoutMs: BOOT_TIMEOUT_MS, logName: 'boot-qemu-basic' });
   const rep = parseGuestSerial(r.serial);

@@ -1,0 +1,36 @@
+#!/bin/bash
+# dracut module "gitroot": root=gitroot boots a revision of the gitroot home served by
+# git-fs with a tmpfs overlay on top, like initramfs-tools' boot=gitroot (docs/boot.md).
+# Policy and install steps only: the work is `gitroot boot` (lib/boot/boot-mount.ts).
+# Installed to /usr/lib/dracut/modules.d/95gitroot by initramfs-hooks/install.sh dracut,
+# which also names the module in /etc/dracut.conf.d/gitroot.conf (never probed).
+# GITROOT_LIBDIR and GITROOT_NODE override where the runtime comes from (builds elsewhere).
+
+# Only when asked for (add_dracutmodules+=" gitroot "): a machine without a gitroot
+# home must not get it by accident.
+check() {
+    [[ -x ${GITROOT_NODE:-$(command -v node)} ]] || return 1
+    [[ -f ${GITROOT_LIBDIR:-/usr/lib/gitroot}/gitroot.cjs ]] || return 1
+    return 255
+}
+
+depends() {
+    echo base
+}
+
+installkernel() {
+    # git-fs needs fuse, the writable layer overlay; ext4 and block drivers carry the medium.
+    hostonly='' instmods fuse overlay ext4 virtio_blk virtio_pci virtio_scsi sd_mod nvme ahci
+}
+
+install() {
+    local libdir=${GITROOT_LIBDIR:-/usr/lib/gitroot}
+    # node and its libraries; the one-file CLI (nothing else is loaded after the switch).
+    inst_binary "${GITROOT_NODE:-$(command -v node)}" /usr/bin/node
+    inst_simple "$libdir/gitroot.cjs" /usr/lib/gitroot/gitroot.cjs
+    # The native addon with libfuse3 (dracut-install resolves ELF dependencies).
+    inst_binary "$libdir/gitroot_native.node" /usr/lib/gitroot/gitroot_native.node
+    inst_multiple mount umount modprobe blkid
+    inst_hook cmdline 90 "$moddir/parse-gitroot.sh"
+    inst_hook mount 90 "$moddir/mount-gitroot.sh"
+}
