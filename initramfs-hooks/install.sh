@@ -7,6 +7,8 @@
 #   /usr/lib/gitroot/gitroot_native.node    the FUSE addon (build/Release/gitroot_native.node)
 #   /usr/bin/gitroot                        wrapper: node + bundle + addon
 #   /usr/share/gitroot/boot/                boot loader templates (boot/*.in)
+#   /usr/lib/systemd/system/                gitroot's units (boot/*.service, boot/*.timer), not enabled
+#   /usr/share/doc/gitroot/                 docs/*.md
 #   initramfs-tools: /etc/initramfs-tools/hooks/gitroot, /etc/initramfs-tools/scripts/gitroot
 #   dracut:          /usr/lib/dracut/modules.d/95gitroot/, /etc/dracut.conf.d/gitroot.conf
 #
@@ -41,6 +43,15 @@ install -d -m 0755 "$root/usr/lib/gitroot" "$root/usr/bin" "$root/usr/share/gitr
 install -m 0644 "$bundle" "$root/usr/lib/gitroot/gitroot.cjs"
 install -m 0755 "$addon" "$root/usr/lib/gitroot/gitroot_native.node"
 install -m 0644 "$project"/boot/*.in "$root/usr/share/gitroot/boot/"
+# systemd units (fetch timer, mark-good) and the documents they point to; enabling is the
+# admin's choice (systemctl enable gitroot-fetch.timer gitroot-mark-good.service).
+for unit in "$project"/boot/*.service "$project"/boot/*.timer; do
+	[ -f "$unit" ] || continue
+	install -d -m 0755 "$root/usr/lib/systemd/system"
+	install -m 0644 "$unit" "$root/usr/lib/systemd/system/"
+done
+install -d -m 0755 "$root/usr/share/doc/gitroot"
+install -m 0644 "$project"/docs/*.md "$root/usr/share/doc/gitroot/"
 # The command for the booted system (units, admins): same bundle, same addon.
 cat > "$root/usr/bin/gitroot.tmp" <<'EOF'
 #!/bin/sh

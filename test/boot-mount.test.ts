@@ -4,44 +4,16 @@
  * The root it builds is writable, reads through to the revision, keeps /tmp 1777 and runs
  * setuid binaries; the daemon runs as `@gitroot` with its cwd in the home; booted.json says
  * what booted. Failures (nothing bootable, a busy target, a failing later step) leave nothing
- * mounted and no daemon running. The interim selection rule is checked case by case.
+ * mounted and no daemon running. The decision itself is boot-select's (tested there); here:
+ * it is the one mounted, and it is written to state.json before mounting unless --no-persist.
  */
 import t from 'tap';
 import { spawnSync } from 'node:child_process';
 import { chmodSync, copyFileSync, existsSync, mkdirSync, readFileSync, readlinkSync, statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { emptyState, type DeployState } from '../lib/deploy/deploy-state.js';
-import { selectRevisionInterim } from '../lib/boot/boot-mount.js';
-import { RevisionNotFoundError } from '../lib/errors/errors.js';
+import { emptyState, readState } from '../lib/deploy/deploy-state.js';
 import { gitroot, isMounted, sh, waitExit } from './helpers/cli.js';
 import { tempDir } from './helpers/deploy-fixtures.js';
-
-const A = 'a'.repeat(40);
-const B = 'b'.repeat(40);
-const C = 'c'.repeat(40);
-
-function state(over: Partial<DeployState>): DeployState {
-  return { ...emptyState(), ...over };
-}
-const pending = (revision: string) => ({ revision, triesLeft: 3, tries: 3, stagedAt: '2026-01-01T00:00:00Z' });
-
-t.test('interim selection: cmdline, then pending, then good; missing revisions passed over', async (t) => {
-  const has = (...shas: string[]) => (s: string) => shas.includes(s);
-  t.match(selectRevisionInterim(state({ good: A }), 'quiet', has(A)), { revision: A, reason: 'good' });
-  t.match(selectRevisionInterim(state({ good: A, pending: pending(B) }), '', has(A, B)), { revision: B, reason: 'pending' });
-  t.match(selectRevisionInterim(state({ good: A, pending: pending(B) }), `x git-revision=${C} y`, has(A, B, C)), { revision: C, reason: 'cmdline' });
-  t.match(selectRevisionInterim(state({ good: A }), `git-revision=${C.toUpperCase()}`, has(A, C)), { revision: C, reason: 'cmdline' }, 'upper-case hex accepted');
-  const missingAsked = selectRevisionInterim(state({ good: A }), `git-revision=${C}`, has(A));
-  t.match(missingAsked, { revision: A, reason: 'good' }, 'an absent git-revision falls back');
-  t.match(missingAsked.notes[0], /not in the repository/);
-  t.match(selectRevisionInterim(state({ good: A }), 'git-revision=abc', has(A)).notes[0], /not a 40-hex/);
-  const missingPending = selectRevisionInterim(state({ good: A, pending: pending(B) }), '', has(A));
-  t.match(missingPending, { revision: A, reason: 'good' }, 'a missing pending revision is passed over for the good one');
-  t.match(missingPending.notes[0], /pending revision .* missing/);
-  t.match(selectRevisionInterim(state({ good: A }), `git-revision=${C} -- git-revision=${B}`, has(A, B, C)), { revision: C }, 'words after -- belong to init');
-  t.throws(() => selectRevisionInterim(state({}), '', has()), RevisionNotFoundError, 'nothing known');
-  t.throws(() => selectRevisionInterim(state({ good: A }), '', has()), RevisionNotFoundError, 'good one missing');
-});
 
 interface Home {
   dir: string;
@@ -63,7 +35,7 @@ function makeHome(t: { teardown(fn: () => unknown): void }, good = true): Home {
   const c = gitroot(['commit', src, '--repo', join(home, 'repo.git'), '-m', 'boot test']);
   if (c.status !== 0) throw new Error(`commit failed: ${c.stderr}`);
   const sha = c.stdout.trim();
-  writeFileSync(join(home, 'state.json'), JSON.stringify(good ? state({ good: sha }) : state({})));
+  writeFileSync(join(home, 'state.json'), JSON.stringify(good ? { ...emptyState(), good: sha } : emptyState()));
   const cmdline = join(dir, 'cmdline');
   writeFileSync(cmdline, 'console=ttyS0 boot=gitroot\n');
   return { dir, home, sha, cmdline };
@@ -97,7 +69,8 @@ t.test('boot: a writable root over the good revision, recorded in booted.json', 
   const r = gitroot(['boot', '--dir', h.home, '--cmdline', h.cmdline, '--target', target, '--run-dir', run, '--json']);
   t.equal(r.status, 0, `boot succeeds: ${r.stderr}`);
   const rec = JSON.parse(r.stdout);
-  t.match(rec, { revision: h.sha, reason: 'good', lower: join(run, 'lower'), home: join(run, 'home'), target });
+  t.match(rec, { revision: h.sha, kind: 'good', stateWritten: true, lower: join(run, 'lower'), home: join(run, 'home'), target });
+  t.equal(readState(h.home).booted, h.sha, 'state.json records the booted revision');
   t.same(JSON.parse(readFileSync(join(run, 'booted.json'), 'utf8')), rec, 'booted.json holds the same record');
   t.match(r.stderr, /boot: serve: \d+ ms/, 'steps and their times are logged on stderr');
 
@@ -128,7 +101,18 @@ t.test('boot: git-revision= on the command line wins when the repository has it'
   mkdirSync(join(h.dir, 'target'));
   const r = gitroot(['boot', '--dir', h.home, '--cmdline', h.cmdline, '--target', join(h.dir, 'target'), '--run-dir', join(h.dir, 'run'), '--json']);
   t.equal(r.status, 0, r.stderr);
-  t.match(JSON.parse(r.stdout), { revision: h.sha, reason: 'cmdline' });
+  t.match(JSON.parse(r.stdout), { revision: h.sha, kind: 'cmdline' });
+});
+
+t.test('boot --no-persist leaves state.json alone', async (t) => {
+  const h = makeHome(t);
+  cleanupBoot(t, h.dir);
+  mkdirSync(join(h.dir, 'target'));
+  const before = readFileSync(join(h.home, 'state.json'), 'utf8');
+  const r = gitroot(['boot', '--dir', h.home, '--cmdline', h.cmdline, '--target', join(h.dir, 'target'), '--run-dir', join(h.dir, 'run'), '--no-persist', '--json']);
+  t.equal(r.status, 0, r.stderr);
+  t.match(JSON.parse(r.stdout), { revision: h.sha, kind: 'good', stateWritten: false });
+  t.equal(readFileSync(join(h.home, 'state.json'), 'utf8'), before, 'state.json unchanged');
 });
 
 t.test('boot failures leave nothing mounted and no daemon', async (t) => {
@@ -139,6 +123,7 @@ t.test('boot failures leave nothing mounted and no daemon', async (t) => {
     const r = gitroot(['boot', '--dir', h.home, '--cmdline', h.cmdline, '--target', join(h.dir, 'target'), '--run-dir', join(h.dir, 'run')]);
     t.equal(r.status, 3, 'exit status of ENOREV');
     t.match(r.stderr, /^gitroot: boot step 'select': no bootable revision.*gitroot fetch/m);
+    t.equal(readState(h.home).booted, null, 'nothing recorded as booted');
     t.notOk(isMounted(join(h.dir, 'run', 'lower')));
   });
   t.test('a later step fails (tmpfs refuses the size): the git-fs mount is undone', async (t) => {

@@ -34,7 +34,7 @@ t.test('QEMU: the good revision boots through initramfs-tools and git-fs', { ski
   const r = await bootGuest({ kernel: kernel.vmlinuz, initrd: initrd.path, disk, append: guestAppend(), timeoutMs: BOOT_TIMEOUT_MS, logName: 'boot-qemu-basic' });
   const rep = parseGuestSerial(r.serial);
   t.equal(r.exitReason, 'exited', `QEMU powered off by itself (serial log: ${r.logPath})`);
-  t.same(rep.booted, { rev: sha, reason: 'good', label: 'good' }, 'GITROOT-BOOTED names the good revision and its tree label');
+  t.same(rep.booted, { rev: sha, kind: 'good', label: 'good' }, 'GITROOT-BOOTED names the good revision and its tree label');
   t.ok(rep.done, 'the test init ran to the end');
   t.match(rep.checks, {
     'root-fs': 'gitroot:overlay',
@@ -50,8 +50,8 @@ t.test('QEMU: the good revision boots through initramfs-tools and git-fs', { ski
   t.match(rep.checks.home, /repo\.git,.*state\.json/, 'the home is reachable at /run/gitroot/home');
   t.notMatch(r.serial, /Kernel panic|could not mount the root/, 'no panic');
 
-  // After the guest: the medium still holds the untouched state.
-  t.match(JSON.parse(readImageFile(disk, '/gitroot/state.json') ?? '{}'), { good: sha }, 'state.json on the medium is intact');
+  // After the guest: the boot recorded what it booted on the medium, before mounting.
+  t.match(JSON.parse(readImageFile(disk, '/gitroot/state.json') ?? '{}'), { good: sha, booted: sha }, 'state.json on the medium: good kept, booted recorded');
 
   const added = initrd.bytes - baseline.bytes;
   const { start, medium: mediumUp, rootMounted, init } = rep.uptime;

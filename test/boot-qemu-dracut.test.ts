@@ -26,7 +26,7 @@ t.test('QEMU: the good revision boots through the dracut module', { skip }, asyn
   const r = await bootGuest({ kernel: kernel.vmlinuz, initrd: initrd.path, disk, append: guestAppend('', 'dracut'), timeoutMs: 300_000, logName: 'boot-qemu-dracut' });
   const rep = parseGuestSerial(r.serial);
   t.equal(r.exitReason, 'exited', `QEMU powered off by itself (serial log: ${r.logPath})`);
-  t.same(rep.booted, { rev: sha, reason: 'good', label: 'dracut-good' }, 'GITROOT-BOOTED names the good revision');
+  t.same(rep.booted, { rev: sha, kind: 'good', label: 'dracut-good' }, 'GITROOT-BOOTED names the good revision');
   t.ok(rep.done, 'the test init ran to the end');
   t.match(rep.checks, {
     'root-fs': 'gitroot:overlay', 'lower-fs': 'fuse.gitfs', 'tmp-mode': '1777', 'setuid-euid': '0', 'root-writable': 'yes',

@@ -23,12 +23,9 @@ import { closeSync, existsSync, mkdirSync, openSync, readFileSync, realpathSync,
 import { isAbsolute, join, resolve } from 'node:path';
 import { promisify } from 'node:util';
 import { GitrootError, MountError, RevisionNotFoundError, UsageError, type ErrorCode } from '../errors/errors.js';
-import { readState, isSha, type DeployState } from '../deploy/deploy-state.js';
 import { DAEMON_NODE_FLAGS } from '../gitfs/mount-daemon.js';
 import { readMounts } from '../gitfs/mount-table.js';
-import { tokenizeCmdline } from '../params/settings-grammar.js';
-import { ObjectStore } from '../store/object-store.js';
-import { parseCommit } from '../store/git-objects.js';
+import { decideBoot } from './boot-assess.js';
 import { writeJsonAtomic } from '../fsutil/atomic-write.js';
 
 const execFileAsync = promisify(execFile);
@@ -42,56 +39,33 @@ export const REPO_DIR = 'repo.git';
 /** Spill files of big blobs go to D/SPILL_DIR (on the medium, not in RAM). */
 export const SPILL_DIR = 'spill';
 
-/** Why a revision was chosen (kept in booted.json and shown by --json). */
-export type SelectionReason = 'cmdline' | 'pending' | 'good' | string;
-
-/** A revision decision: which commit boots, and why. */
+/** The decision `gitroot boot` mounts (from decideBoot in boot-assess.ts). */
 export interface BootSelection {
   revision: string;
-  reason: SelectionReason;
-  /** Notes for the log: revisions passed over and why. */
+  /** pending | good | cmdline | fallback (see SelectionKind in boot-select.ts). */
+  kind: string;
+  /** One line for people: why this revision. */
+  reason: string;
+  /** Revisions passed over and state changes. */
   notes: string[];
+  /** Whether state.json was written (a try used, `booted` set). */
+  stateWritten: boolean;
 }
 
 /**
- * Chooses the revision to boot. The real rules (tries, failed revisions, rollback) live in
- * lib/boot/boot-select.ts when it lands; anything with this signature can be passed to
- * bootMount as `select`.
+ * The decision rule's step: decideBoot (boot-select.ts rules over state.json, git-revision=
+ * and the repository's health), persisted under the home's lock before anything is mounted,
+ * so a boot that dies later still used its try.
  */
-export type RevisionSelector = (state: DeployState, cmdline: string, repoHas: (sha: string) => boolean) => BootSelection;
-
-/**
- * Interim selection (pure): `git-revision=SHA` from the command line if the repository has
- * it, else the pending revision if present, else the known-good one.
- */
-export const selectRevisionInterim: RevisionSelector = (state, cmdline, repoHas) => {
-  const notes: string[] = [];
-  const asked = tokenizeCmdline(cmdline).filter((t) => t.key === 'git-revision').pop()?.value;
-  if (asked !== undefined && asked !== null) {
-    const sha = asked.toLowerCase();
-    if (isSha(sha) && repoHas(sha)) return { revision: sha, reason: 'cmdline', notes };
-    notes.push(`git-revision=${asked} is ${isSha(sha) ? 'not in the repository' : 'not a 40-hex commit id'}; ignored`);
+async function decide(home: string, cmdline: string, persist: boolean): Promise<BootSelection> {
+  const d = await decideBoot({ dir: home, cmdline, persist });
+  if (d.revision === null) {
+    throw new RevisionNotFoundError(
+      `no bootable revision: ${d.reason}${d.notes.length ? ` (${d.notes.join('; ')})` : ''}; stage one with 'gitroot fetch' or pass git-revision=SHA`,
+      { data: { notes: d.notes, health: d.health } },
+    );
   }
-  for (const [reason, sha] of [['pending', state.pending?.revision], ['good', state.good]] as const) {
-    if (!sha) continue;
-    if (repoHas(sha)) return { revision: sha, reason, notes };
-    notes.push(`${reason} revision ${sha} is missing or unreadable; passed over`);
-  }
-  throw new RevisionNotFoundError(
-    `no bootable revision: state.json names none that the repository has${notes.length ? ` (${notes.join('; ')})` : ''}; stage one with 'gitroot fetch' or pass git-revision=SHA`,
-    { data: { notes } },
-  );
-};
-
-/** True if `sha` is a commit whose root tree is present (cheap "readable" check). */
-export function repoHasCommit(store: ObjectStore, sha: string): boolean {
-  try {
-    const obj = store.readObject(sha);
-    if (obj.type !== 'commit') return false;
-    return store.readHeader(parseCommit(obj.data).tree).type === 'tree';
-  } catch {
-    return false;
-  }
+  return { revision: d.revision, kind: d.kind, reason: d.reason, notes: d.notes, stateWritten: d.written };
 }
 
 export interface BootMountOptions {
@@ -105,8 +79,8 @@ export interface BootMountOptions {
   runDir?: string;
   /** The program the daemon runs (the bundle or dist/bin/gitroot.js); default process.argv[1]. */
   script?: string;
-  /** Decision rule; default selectRevisionInterim. */
-  select?: RevisionSelector;
+  /** Write the decision to state.json before mounting (default true; false for dry runs and tests). */
+  persist?: boolean;
   /** Content cache of the daemon in MiB (its --cache-mb); default the mount default. */
   cacheMb?: number;
   /** tmpfs size option for the writable layer (e.g. '50%'); default the kernel's (half of RAM). */
@@ -118,8 +92,12 @@ export interface BootMountOptions {
 /** What booted: written to RUN/booted.json and returned. */
 export interface BootRecord {
   revision: string;
-  reason: SelectionReason;
+  /** pending | good | cmdline | fallback. */
+  kind: string;
+  reason: string;
   notes: string[];
+  /** Whether the decision was written to state.json before mounting. */
+  stateWritten: boolean;
   /** ISO 8601, when the root was ready. */
   time: string;
   /** The serving daemon. */
@@ -281,18 +259,10 @@ export async function bootMount(opts: BootMountOptions): Promise<BootRecord> {
     return { home, target };
   });
 
-  // 2. Decide the revision (pure rule over state.json, the command line and the repository).
-  const selection = await step('select', () => {
-    const state = readState(home);
-    const store = ObjectStore.open(join(home, REPO_DIR), { verify: 'crc32' });
-    try {
-      return (opts.select ?? selectRevisionInterim)(state, opts.cmdline, (sha) => repoHasCommit(store, sha));
-    } finally {
-      store.close();
-    }
-  });
+  // 2. Decide the revision and record the decision in the home (a try used, `booted`).
+  const selection = await step('select', () => decide(home, opts.cmdline, opts.persist ?? true));
   for (const n of selection.notes) log(`note: ${n}`);
-  log(`revision ${selection.revision} (${selection.reason})`);
+  log(`revision ${selection.revision} (${selection.kind}: ${selection.reason})`);
 
   // 3. Serve it read-only with git-fs.
   const daemon = await step('serve', async () => {
@@ -331,8 +301,10 @@ export async function bootMount(opts: BootMountOptions): Promise<BootRecord> {
   // 7. Record what booted.
   const record: BootRecord = {
     revision: selection.revision,
+    kind: selection.kind,
     reason: selection.reason,
     notes: selection.notes,
+    stateWritten: selection.stateWritten,
     time: new Date().toISOString(),
     daemonPid: daemon.pid,
     daemonReadyMs: daemon.readyMs,

@@ -1,4 +1,4 @@
-/** `gitroot boot`: mount the chosen revision as a writable root (run by the initramfs). */
+/** `gitroot boot`: decide the revision (boot-select rules), record it, mount it as a writable root (run by the initramfs). */
 import { readFileSync } from 'node:fs';
 import type { Command } from 'commander';
 import { bootMount, DEFAULT_RUN_DIR } from '../../boot/boot-mount.js';
@@ -12,6 +12,7 @@ interface BootOpts {
   runDir: string;
   cacheMb?: number;
   overlaySize?: string;
+  persist: boolean;
   json?: boolean;
 }
 
@@ -25,6 +26,7 @@ export function registerBoot(program: Command): void {
     .option('--run-dir <dir>', 'where the git-fs mount, the writable layer, the home bind mount and booted.json go (moved into the new root with /run)', DEFAULT_RUN_DIR)
     .option('--cache-mb <n>', "MiB of decoded file content the daemon keeps (its 'mount --cache-mb')", Number)
     .option('--overlay-size <size>', 'tmpfs size of the writable layer (tmpfs size=, e.g. 50% or 2g; default half of RAM)')
+    .option('--no-persist', 'do not write the decision (a try used, booted) to state.json (a dry run of the mounts)')
     .option('--json', 'print what booted as JSON')
     .action(async (opts: BootOpts) => {
       let cmdline: string;
@@ -40,9 +42,10 @@ export function registerBoot(program: Command): void {
         runDir: opts.runDir,
         cacheMb: opts.cacheMb,
         overlaySize: opts.overlaySize,
+        persist: opts.persist,
         log: (line) => note(`boot: ${line}`),
       });
       if (opts.json) printJson(record);
-      else printLine(`${record.revision} ${record.reason} ${record.totalMs}ms`);
+      else printLine(`${record.revision} ${record.kind} ${record.totalMs}ms`);
     });
 }
