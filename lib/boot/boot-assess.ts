@@ -356,16 +356,20 @@ function stateOnDiskIs(dir: string, state: DeployState): boolean {
 }
 
 /**
- * Refusals that depend on more than the state: the booted revision is not what this boot runs
- * (mark-good, mark-bad); the new good revision is not readable (mark-good, rollback).
+ * Refuses mark-good and mark-bad when the state records another booted revision than the one
+ * this boot runs (`running`, from `/run/gitroot/booted.json`; not checked when null).
  */
-export function checkTransition(plan: TransitionPlan, before: DeployState, opts: Pick<TransitionOptions, 'running' | 'health'> & { dir: string }): void {
-  if (plan.action !== 'rollback' && opts.running != null && opts.running !== before.booted) {
-    throw new TransitionRefusedError(plan.action, 'booted-mismatch',
-      `${plan.action}: state.json records ${before.booted ?? 'nothing'} as booted, but this boot runs ${opts.running} ` +
+export function checkRunning(action: TransitionAction, before: DeployState, running: string | null | undefined): void {
+  if (action !== 'rollback' && running != null && running !== before.booted) {
+    throw new TransitionRefusedError(action, 'booted-mismatch',
+      `${action}: state.json records ${before.booted ?? 'nothing'} as booted, but this boot runs ${running} ` +
         '(from /run/gitroot/booted.json): the boot could not record itself; nothing is changed',
-      { booted: before.booted, running: opts.running });
+      { booted: before.booted, running });
   }
+}
+
+/** Refuses making an unreadable revision the known-good one (mark-good, rollback). */
+export function checkNewGood(plan: TransitionPlan, opts: Pick<TransitionOptions, 'health'> & { dir: string }): void {
   if (plan.action !== 'mark-bad' && plan.changed) {
     const h = (opts.health ?? ((sha: string) => readHealth(opts.dir, sha)))(plan.revision);
     if (h !== 'ok') {
@@ -391,8 +395,9 @@ export async function applyTransition(opts: TransitionOptions): Promise<Transiti
     : opts.bootloader;
   return withLock(opts.dir, { waitMs: opts.waitMs ?? 0, command: `gitroot ${opts.action}` }, (lock) => {
     const before = step('read state', () => readState(opts.dir));
+    checkRunning(opts.action, before, opts.running);
     const plan = PLANS[opts.action](before);
-    checkTransition(plan, before, { ...opts });
+    checkNewGood(plan, opts);
     const bootPlan: BootPlan = planBootEntries(plan.state, bootloader.location);
     const warnings = [...bootPlan.warnings];
     if (plan.changed && bootloader.name !== 'none' && plan.nextBoot !== null && bootPlan.entries[0]?.revision !== plan.nextBoot) {
@@ -449,8 +454,8 @@ export interface MarkGoodResult extends TransitionResult {
  */
 export async function markGood(opts: MarkGoodOptions): Promise<MarkGoodResult> {
   const state = step('read state', () => readState(opts.dir));
+  checkRunning('mark-good', state, opts.running);
   const pre = planMarkGood(state);
-  checkTransition(pre, state, { dir: opts.dir, running: opts.running, health: () => 'ok' });
   const timeoutMs = opts.healthTimeoutMs ?? DEFAULT_HEALTH_TIMEOUT_MS;
   const health = await runHealthChecks({
     healthDir: opts.healthDir ?? DEFAULT_HEALTH_DIR,
