@@ -76,7 +76,7 @@ function alive(pid: number): boolean {
 }
 
 /** Waits until `pid` has exited (up to `ms`); true if it did. */
-export async function waitExit(pid: number, ms = 10000): Promise<boolean> {
+export async function waitExit(pid: number, ms = 30000): Promise<boolean> {
   for (let t = 0; t < ms && alive(pid); t += 20) await new Promise((r) => setTimeout(r, 20));
   return !alive(pid);
 }
