@@ -1,7 +1,9 @@
 #!/bin/sh
 # Installs gitroot's boot runtime and one initramfs flavour (named, never probed):
 #
-#   install.sh initramfs-tools|dracut [--root DIR] [--bundle FILE] [--addon FILE]
+#   install.sh initramfs-tools|dracut|runtime [--root DIR] [--bundle FILE] [--addon FILE]
+#
+# runtime installs only the command (no initramfs part): for booted systems and images.
 #
 #   /usr/lib/gitroot/gitroot.cjs            the one-file CLI (npm run bundle -> dist/gitroot.cjs)
 #   /usr/lib/gitroot/gitroot_native.node    the FUSE addon (build/Release/gitroot_native.node)
@@ -19,11 +21,11 @@ set -eu
 
 here=$(cd "$(dirname "$0")" && pwd)
 project=$(dirname "$here")
-usage() { echo "usage: $0 initramfs-tools|dracut [--root DIR] [--bundle FILE] [--addon FILE]" >&2; exit 2; }
+usage() { echo "usage: $0 initramfs-tools|dracut|runtime [--root DIR] [--bundle FILE] [--addon FILE]" >&2; exit 2; }
 
 [ $# -ge 1 ] || usage
 flavour=$1; shift
-case "$flavour" in initramfs-tools|dracut) ;; *) usage ;; esac
+case "$flavour" in initramfs-tools|dracut|runtime) ;; *) usage ;; esac
 root=
 bundle=$project/dist/gitroot.cjs
 addon=$project/build/Release/gitroot_native.node
@@ -75,5 +77,8 @@ dracut)
 	install -d -m 0755 "$root/etc/dracut.conf.d"
 	echo 'add_dracutmodules+=" gitroot "' > "$root/etc/dracut.conf.d/gitroot.conf"
 	echo "install: done; now run 'dracut -f' and boot with root=gitroot gitroot.medium=..." >&2
+	;;
+runtime)
+	echo "install: done (runtime only: /usr/bin/gitroot needs node and libfuse3-3)" >&2
 	;;
 esac

@@ -23,7 +23,7 @@ t.test('QEMU: the good revision boots through the dracut module', { skip }, asyn
   const initrd = buildInitramfs(kernel, 'dracut');
   const dir = tempDir(t, 'qemu-dracut');
   const { disk, sha } = buildMedium(dir, { label: 'dracut-good' });
-  const r = await bootGuest({ kernel: kernel.vmlinuz, initrd: initrd.path, disk, append: guestAppend('', 'dracut'), timeoutMs: 300_000, logName: 'boot-qemu-dracut' });
+  const r = await bootGuest({ kernel: kernel.vmlinuz, initrd: initrd.path, disk, append: guestAppend('', 'dracut'), timeoutMs: 600_000, logName: 'boot-qemu-dracut' });
   const rep = parseGuestSerial(r.serial);
   t.equal(r.exitReason, 'exited', `QEMU powered off by itself (serial log: ${r.logPath})`);
   t.same(rep.booted, { rev: sha, kind: 'good', label: 'dracut-good' }, 'GITROOT-BOOTED names the good revision');
