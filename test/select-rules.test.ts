@@ -46,7 +46,7 @@ function* states(): Generator<{ state: DeployState; label: string }> {
           for (const booted of [null, P, G, X]) {
             const pending = triesLeft === null ? null : { revision: P, triesLeft, tries: 3, stagedAt: T0 };
             const stagedRecs = Object.fromEntries([P, G, Q1].map((s) => [s, staged(s)]));
-            const state: DeployState = { ...emptyState(), good, pending, previousGood, failed, booted, staged: stagedRecs };
+            const state: DeployState = deepFreeze({ ...emptyState(), good, pending, previousGood, failed, booted, staged: stagedRecs });
             const label = `pending=${triesLeft === null ? '-' : `P(${triesLeft}/3)`} good=${good ? 'G' : '-'} prev=[${previousGood.map((s) => NAMES[s]).join(',')}] ` +
               `failed=[${failed.map((s) => NAMES[s]).join(',')}] booted=${booted ? NAMES[booted] : '-'}`;
             yield { state, label };
@@ -135,15 +135,17 @@ function expected(c: Case): { revision: string | null; kind: Selection['kind']; 
 t.test('every combination: invariants and the rules as a priority list', async (t) => {
   const problems: string[] = [];
   const kinds: Record<string, number> = {};
+  const validated = new Set<string>();
   let n = 0;
   const complain = (c: Case, what: string): void => {
     if (problems.length < 20) problems.push(`${c.label}: ${what}`);
   };
   for (const c of cases()) {
     n++;
-    const before = JSON.parse(JSON.stringify(c.state)) as DeployState;
+    // The state is deeply frozen: selectRevision modifying it would throw (and be reported).
+    const before = c.state;
     const asked = new Set<string>();
-    const input: SelectInput = deepFreeze({
+    const input: SelectInput = Object.freeze({
       state: c.state,
       cmdlineRevision: c.cmdline,
       health: (sha: string) => {
@@ -186,17 +188,20 @@ t.test('every combination: invariants and the rules as a priority list', async (
     }
     // booted = chosen; unchanged when nothing boots.
     if (after.booted !== (r.revision ?? before.booted)) complain(c, `booted is ${after.booted}, chose ${r.revision}`);
-    // good, earlier good ones and staged records are not the boot's business.
-    if (after.good !== before.good || JSON.stringify(after.previousGood) !== JSON.stringify(before.previousGood)
-      || JSON.stringify(after.staged) !== JSON.stringify(before.staged) || after.version !== before.version) {
+    // good, earlier good ones and staged records are not the boot's business (the very same objects).
+    if (after.good !== before.good || after.previousGood !== before.previousGood || after.staged !== before.staged || after.version !== before.version) {
       complain(c, 'good, previousGood or staged changed');
     }
-    try {
-      parseState(JSON.stringify(after), 'state.json');
-    } catch (e) {
-      complain(c, `the state to persist is invalid: ${(e as Error).message}`);
+    // The state to persist is valid (many cases persist the same state: checked once each).
+    const text = JSON.stringify(after);
+    if (!validated.has(text)) {
+      validated.add(text);
+      try {
+        parseState(text, 'state.json');
+      } catch (e) {
+        complain(c, `the state to persist is invalid: ${(e as Error).message}`);
+      }
     }
-    if (JSON.stringify(c.state) !== JSON.stringify(before)) complain(c, 'the input state was modified');
     // kind matches the revision's role.
     const roleOk = r.kind === 'none' ? r.revision === null
       : r.kind === 'pending' ? r.revision === p0?.revision && after.pending?.triesLeft === p0.triesLeft - 1
@@ -212,8 +217,8 @@ t.test('every combination: invariants and the rules as a priority list', async (
     }
     const got = p0 === null ? 'none' : after.pending === null ? 'failed' : after.pending.triesLeft === p0.triesLeft - 1 ? 'try' : 'same';
     if (got !== e.pending) complain(c, `pending: ${got}, the rules say ${e.pending}`);
-    // Deterministic.
-    if (JSON.stringify(selectRevision(input)) !== JSON.stringify(r)) complain(c, 'not deterministic');
+    // Deterministic (checked on a sample: the rest of the loop already runs it 150,000 times).
+    if (n % 17 === 0 && JSON.stringify(selectRevision(input)) !== JSON.stringify(r)) complain(c, 'not deterministic');
   }
   t.same(problems, [], `${n} cases`);
   t.ok(n > 100_000, `${n} combinations checked`);
