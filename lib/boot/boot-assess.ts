@@ -467,7 +467,8 @@ export async function markGood(opts: MarkGoodOptions): Promise<MarkGoodResult> {
     err.data.health = health;
     throw err;
   }
-  const result = await applyTransition({ ...opts, action: 'mark-good' });
+  // Under the lock, the booted revision must still be the one the checks judged.
+  const result = await applyTransition({ ...opts, action: 'mark-good', running: opts.running ?? pre.revision });
   return { ...result, health };
 }
 
