@@ -13,6 +13,8 @@ static napi_value init(napi_env env, napi_value exports) {
    * come from the heap and RSS ratchets up (measured: +30 MB over one full-tree read). */
   mallopt(M_MMAP_THRESHOLD, 128 * 1024);
   mallopt(M_TRIM_THRESHOLD, 1024 * 1024);
+  /* FUSE worker threads would each get a malloc arena of their own; two are plenty. */
+  mallopt(M_ARENA_MAX, 2);
   napi_property_descriptor props[] = {
     {"readXattrs", NULL, native_read_xattrs, NULL, NULL, NULL, napi_default, NULL},
     {"mount", NULL, gitfs_mount, NULL, NULL, NULL, napi_default, NULL},

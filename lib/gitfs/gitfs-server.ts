@@ -31,7 +31,7 @@ export interface MountOptions {
   /** SHA, branch or tag; default HEAD. */
   rev?: string;
   mountpoint: string;
-  /** Bytes of decoded file content kept natively (default 8 MiB: the kernel keeps pages once read). */
+  /** Bytes of decoded file content kept natively (default 6 MiB: the kernel keeps pages once read). */
   cacheBytes?: number;
   /** Files bigger than this are served from a spill file (default half of cacheBytes). */
   spillThreshold?: number;
@@ -75,10 +75,10 @@ export function mountGitfs(opts: MountOptions): GitfsMount {
   const mountpoint = checkMountpoint(opts.mountpoint);
   // CRC32-verified pack reads (see ObjectStoreOptions.verify): SHA-1 over every served
   // byte was ~30% of a cold full read. The base cache is kept small for the RSS budget.
-  const store = ObjectStore.open(opts.gitdir, { baseCacheBytes: 8 * 1024 * 1024, verify: 'crc32' });
+  const store = ObjectStore.open(opts.gitdir, { baseCacheBytes: 6 * 1024 * 1024, verify: 'crc32' });
   const commit = resolveRevision(opts.gitdir, opts.rev ?? 'HEAD', store);
   const view = CommitTreeView.open(store, commit);
-  const cacheBytes = opts.cacheBytes ?? 8 * 1024 * 1024;
+  const cacheBytes = opts.cacheBytes ?? 6 * 1024 * 1024;
   // Content up to half the native ring is served from memory; bigger files from a spill file.
   const spillThreshold = opts.spillThreshold ?? Math.floor(cacheBytes / 2);
   const spillDir = opts.spillDir ?? tmpdir();

@@ -134,7 +134,7 @@ export class CommitTreeView {
     const obj = this.store.readObject(oid);
     if (obj.type !== 'tree') throw new ObjectCorruptError(`object ${oid.toString('hex')} should be a tree but is a ${obj.type}: the repository is damaged; run 'git fsck'`);
     const entries = parseTree(obj.data);
-    if (this.treeCache.size >= 512) this.treeCache.delete(this.treeCache.keys().next().value as string);
+    if (this.treeCache.size >= 128) this.treeCache.delete(this.treeCache.keys().next().value as string);
     this.treeCache.set(key, entries);
     return entries;
   }

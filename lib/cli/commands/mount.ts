@@ -63,7 +63,7 @@ export function registerMount(program: Command): void {
     .requiredOption('--repo <gitdir>', 'git directory holding the commit')
     .option('--rev <rev>', 'commit SHA, branch or tag (default HEAD)')
     .option('--foreground', 'serve in this process until unmounted (default: serve in the background once ready)')
-    .option('--cache-mb <n>', 'MiB of decoded file content kept in memory', positiveInt, 8)
+    .option('--cache-mb <n>', 'MiB of decoded file content kept in memory', positiveInt, 6)
     .option('--spill-dir <dir>', 'where files bigger than 8 MiB are unpacked (unlinked temp files; default the temp dir)')
     .option('--log <file>', 'log file of a background mount (default /run/gitroot/mounts/<mountpoint>.log)')
     .option('--json', 'print the mount (mountpoint, commit, pid, readyMs) as JSON')
