@@ -4,7 +4,7 @@
  */
 import t from 'tap';
 import {
-  MAX_PKT_PAYLOAD, PktLineError, PktLineParser, decodePktLines, encodePktLine, encodePktLines, pktText, readPktLines,
+  MAX_PKT_PAYLOAD, PktLineError, PktLineParser, SidebandDemuxer, decodePktLines, encodePktLine, encodePktLines, pktText, readPktLines,
   type Pkt,
 } from '../lib/fetch/pkt-line.js';
 
@@ -60,4 +60,35 @@ t.test('garbage and truncation are PktLineErrors', async (t) => {
   t.same(p.push(Buffer.from('0009ab')), []);
   t.equal(p.pendingBytes, 6);
   t.throws(() => p.end(), PktLineError);
+});
+
+t.test('side-band demuxer: pieces at every split point reassemble the bands', async (t) => {
+  const pack = Buffer.concat([Buffer.from('PACK'), Buffer.alloc(3000, 0xab)]);
+  const input = Buffer.concat([
+    encodePktLine(Buffer.concat([Buffer.from([2]), Buffer.from('Counting objects\n')])),
+    encodePktLine(Buffer.concat([Buffer.from([1]), pack.subarray(0, 1000)])),
+    Buffer.from('0004'), // keep-alive
+    encodePktLine(Buffer.from([1])), // empty band-1 packet
+    encodePktLine(Buffer.concat([Buffer.from([1]), pack.subarray(1000)])),
+    Buffer.from('0000'),
+    Buffer.from('trailing garbage after the flush is ignored'),
+  ]);
+  for (let cut = 0; cut <= input.length; cut += 1) {
+    const d = new SidebandDemuxer();
+    const pieces = [...d.push(input.subarray(0, cut)), ...d.push(input.subarray(cut))];
+    const band = (b: number) => Buffer.concat(pieces.filter((p) => p.band === b).map((p) => p.data));
+    if (!band(1).equals(pack) || band(2).toString() !== 'Counting objects\n' || !d.ended || d.midPacket) {
+      t.fail(`split at ${cut}`);
+      return;
+    }
+  }
+  t.pass('all splits agree');
+  const d = new SidebandDemuxer();
+  d.push(encodePktLine(Buffer.concat([Buffer.from([1]), Buffer.alloc(100)])).subarray(0, 50));
+  t.ok(d.midPacket, 'cut inside a packet is visible');
+  t.notOk(d.ended);
+  t.throws(() => new SidebandDemuxer().push(Buffer.from('0001')), PktLineError, 'delimiter inside the pack');
+  t.throws(() => new SidebandDemuxer().push(Buffer.from('<html>')), PktLineError);
+  const e = new SidebandDemuxer().push(Buffer.concat([encodePktLine(Buffer.concat([Buffer.from([3]), Buffer.from('fatal: out of memory')])), Buffer.from('0000')]));
+  t.same(e.map((p) => [p.band, p.data.toString(), p.packetEnd]), [[3, 'fatal: out of memory', true]]);
 });

@@ -10,12 +10,14 @@
  * repository's own objects are only an alternate, so nothing half-received or unverified
  * ever lands in the repository. Moving the result in is the caller's job (repo-fetch.ts).
  */
-import { spawn } from 'node:child_process';
-import { promises as fsp } from 'node:fs';
+import { spawn, spawnSync } from 'node:child_process';
+import { closeSync, constants as fsConstants, openSync, promises as fsp, unlinkSync } from 'node:fs';
+import net from 'node:net';
 import path from 'node:path';
+import type { Writable } from 'node:stream';
 import { GitrootError, NetworkError, NoSpaceError, ObjectCorruptError, RemoteError } from '../errors/errors.js';
 import { firstErrorLine, gitSpawnFailure } from '../commit/git-exec.js';
-import { previewBytes } from './pkt-line.js';
+import { type SidebandPiece, previewBytes } from './pkt-line.js';
 
 export interface PackProgress {
   phase: 'download' | 'index';
@@ -58,8 +60,36 @@ export interface ReceivedPack {
 const PROGRESS_INTERVAL_MS = 250;
 const STDERR_KEEP = 64 * 1024;
 
+/**
+ * index-pack's standard input. index-pack reads its input 4 KiB at a time; from the UNIX
+ * socket Node gives a child as 'pipe' that costs it up to twice the time of reading a real
+ * pipe (measured on the 61 MB Debian pack under load: 3.8-6.5 s vs 2.8-3.9 s). So the pack
+ * goes through a FIFO in the quarantine: index-pack gets the read end (non-blocking, which
+ * git's xread handles by polling), Node writes the other end as a pipe stream with the usual
+ * backpressure. Without mkfifo it falls back to Node's socket pipe.
+ */
+function openPackInput(fifo: string): {
+  childEnd: number | 'pipe'; writer: Writable | null; afterSpawn: () => void;
+} {
+  if (spawnSync('mkfifo', ['-m', '600', fifo], { stdio: 'ignore' }).status !== 0) {
+    return { childEnd: 'pipe', writer: null, afterSpawn: () => {} };
+  }
+  const readFd = openSync(fifo, fsConstants.O_RDONLY | fsConstants.O_NONBLOCK);
+  let writeFd: number;
+  try {
+    writeFd = openSync(fifo, fsConstants.O_WRONLY | fsConstants.O_NONBLOCK);
+  } catch (e) {
+    closeSync(readFd);
+    throw e;
+  } finally {
+    unlinkSync(fifo);
+  }
+  const writer = new net.Socket({ fd: writeFd, readable: false, writable: true });
+  return { childEnd: readFd, writer, afterSpawn: () => closeSync(readFd) };
+}
+
 /** Streams a side-banded pack into index-pack in the quarantine; resolves when it is indexed. */
-export async function receivePack(packets: AsyncIterable<Buffer>, opts: PackReceiveOptions): Promise<ReceivedPack> {
+export async function receivePack(packets: AsyncIterable<SidebandPiece[]>, opts: PackReceiveOptions): Promise<ReceivedPack> {
   const packDir = path.join(opts.quarantine, 'pack');
   await fsp.mkdir(packDir, { recursive: true });
   const env: NodeJS.ProcessEnv = {
@@ -72,13 +102,16 @@ export async function receivePack(packets: AsyncIterable<Buffer>, opts: PackRece
   delete env.GIT_DIR;
   delete env.GIT_INDEX_FILE;
   const args = ['--git-dir', opts.gitdir, 'index-pack', '--stdin', '--fix-thin', `--keep=${opts.keepMessage}`, '-v'];
-  const child = spawn('git', args, { env, stdio: ['pipe', 'pipe', 'pipe'] });
+  const input = openPackInput(path.join(opts.quarantine, 'incoming.fifo'));
+  const child = spawn('git', args, { env, stdio: [input.childEnd, 'pipe', 'pipe'] });
+  input.afterSpawn();
+  const stdin = input.writer ?? child.stdin!;
 
   let stdout = '';
   let stderr = '';
   let receivedObjects: number | undefined;
-  child.stdout.setEncoding('utf8').on('data', (d: string) => { stdout += d; });
-  child.stderr.setEncoding('utf8').on('data', (d: string) => {
+  child.stdout!.setEncoding('utf8').on('data', (d: string) => { stdout += d; });
+  child.stderr!.setEncoding('utf8').on('data', (d: string) => {
     stderr = (stderr + d).slice(-STDERR_KEEP);
     const all = [...d.matchAll(/Receiving objects:\s+\d+% \((\d+)\/\d+\)/g)];
     if (all.length > 0) receivedObjects = Number(all[all.length - 1][1]);
@@ -90,7 +123,7 @@ export async function receivePack(packets: AsyncIterable<Buffer>, opts: PackRece
     child.on('close', (code) => { exited = true; resolve(code); });
   });
   let stdinError: unknown = null;
-  child.stdin.on('error', (err) => { stdinError = err; });
+  stdin.on('error', (err) => { stdinError = err; });
 
   const started = Date.now();
   let packBytes = 0;
@@ -115,58 +148,68 @@ export async function receivePack(packets: AsyncIterable<Buffer>, opts: PackRece
         { data: { stderr, exitCode: code } });
     }
     return new NetworkError(`${opts.source} sent a damaged or incomplete pack (git index-pack: ${line}): try again later; if it persists, repack the server repository`,
-      { data: { stderr, exitCode: code, url: opts.source } });
+      { data: { stderr, exitCode: code, url: opts.source, serverMessages: serverText } });
   };
 
   try {
-    for await (const pkt of packets) {
+    let errorText = '';
+    for await (const pieces of packets) {
       if (opts.signal?.aborted) throw opts.signal.reason ?? new Error('aborted');
-      const band = pkt[0];
-      const data = pkt.subarray(1);
-      if (band === 1) {
-        if (totalObjects === undefined) {
-          header = Buffer.concat([header, data.subarray(0, 12 - header.length)]);
-          if (header.length >= 12) {
-            if (header.toString('latin1', 0, 4) !== 'PACK') {
-              throw new NetworkError(`${opts.source} sent data that is not a git pack ("${previewBytes(header)}"): the server is broken`,
-                { data: { url: opts.source } });
+      let backlog = false;
+      for (const { band, data, packetEnd } of pieces) {
+        if (band === 1) {
+          if (totalObjects === undefined) {
+            header = Buffer.concat([header, data.subarray(0, 12 - header.length)]);
+            if (header.length >= 12) {
+              if (header.toString('latin1', 0, 4) !== 'PACK') {
+                throw new NetworkError(`${opts.source} sent data that is not a git pack ("${previewBytes(header)}"): the server is broken`,
+                  { data: { url: opts.source } });
+              }
+              totalObjects = header.readUInt32BE(8);
             }
-            totalObjects = header.readUInt32BE(8);
           }
+          packBytes += data.length;
+          if (exited || stdinError !== null) break;
+          if (data.length > 0 && !stdin.write(data)) backlog = true;
+        } else if (band === 2) {
+          serverText = (serverText + data.toString('utf8')).slice(-4096);
+        } else if (band === 3) {
+          errorText += data.toString('utf8');
+          if (packetEnd) {
+            const text = errorText.trim();
+            throw new RemoteError(`${opts.source} aborted sending the pack: ${text || 'no reason given'}`,
+              { data: { url: opts.source, serverMessage: text } });
+          }
+        } else {
+          throw new NetworkError(`${opts.source} sent an invalid side-band packet (band ${band}): the server is broken`,
+            { data: { url: opts.source, preview: previewBytes(data) } });
         }
-        packBytes += data.length;
-        if (exited || stdinError !== null) break;
-        if (!child.stdin.write(data)) {
-          await new Promise<void>((resolve) => {
-            const done = () => { child.stdin.off('drain', done); child.stdin.off('close', done); resolve(); };
-            child.stdin.once('drain', done);
-            child.stdin.once('close', done);
-            void exit.then(done);
-          });
-        }
-        report('download');
-      } else if (band === 2) {
-        serverText = (serverText + data.toString('utf8')).slice(-4096);
-      } else if (band === 3) {
-        const text = data.toString('utf8').trim();
-        throw new RemoteError(`${opts.source} aborted sending the pack: ${text || 'no reason given'}`,
-          { data: { url: opts.source, serverMessage: text } });
-      } else {
-        throw new NetworkError(`${opts.source} sent an invalid side-band packet (band ${band}): the server is broken`,
-          { data: { url: opts.source, preview: previewBytes(pkt) } });
       }
+      if (exited || stdinError !== null) break;
+      // Backpressure: stop reading the network until index-pack has caught up.
+      if (backlog) {
+        await new Promise<void>((resolve) => {
+          const done = () => { stdin.off('drain', done); stdin.off('close', done); child.off('close', done); resolve(); };
+          stdin.on('drain', done);
+          stdin.on('close', done);
+          child.on('close', done);
+          if (exited) done();
+        });
+      }
+      report('download');
     }
     if (exited || stdinError !== null) {
       const code = await exit;
       throw indexPackFailure(code);
     }
     report('download', true);
-    child.stdin.end();
+    stdin.end();
     report('index', true);
     const code = await exit;
     if (code !== 0 || spawnError !== null) throw indexPackFailure(code);
   } catch (err) {
     if (!exited) child.kill('SIGKILL');
+    stdin.destroy();
     await exit;
     throw err;
   }

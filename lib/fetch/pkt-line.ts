@@ -76,54 +76,153 @@ function isHexDigit(c: number): boolean {
  * PktLineError on a malformed length header; `end()` throws if a packet is left incomplete.
  */
 export class PktLineParser {
-  private pending: Buffer = Buffer.alloc(0);
+  /** Unconsumed input: chunks kept by reference until a packet is complete (each byte is
+   *  copied at most once, when a packet spans chunks). */
+  private pending: Buffer[] = [];
+  private pendingLength = 0;
   /** Total bytes fed so far. */
   bytes = 0;
 
   /** Decodes what `chunk` completes; returned payloads are views into the input. */
   push(chunk: Buffer): Pkt[] {
+    return this.pushUntil(chunk, () => false).packets;
+  }
+
+  /**
+   * Like push, but stops after the first packet for which `stop` is true and hands back the
+   * bytes after it (`rest`, null if it did not stop), e.g. to switch to side-band demuxing
+   * where the pack begins. The parser must not be used after it stopped.
+   */
+  pushUntil(chunk: Buffer, stop: (p: Pkt) => boolean): { packets: Pkt[]; rest: Buffer | null } {
     this.bytes += chunk.length;
-    let buf = this.pending.length === 0 ? chunk : Buffer.concat([this.pending, chunk]);
     const out: Pkt[] = [];
+    let buf = chunk;
+    if (this.pendingLength > 0) {
+      this.pending.push(chunk);
+      this.pendingLength += chunk.length;
+      if (this.pendingLength < 4) return { packets: out, rest: null };
+      const head = this.pending[0].length >= 4 ? this.pending[0] : Buffer.concat(this.pending, 4);
+      const need = packetLength(head, 0);
+      if (this.pendingLength < need) return { packets: out, rest: null };
+      buf = Buffer.concat(this.pending, this.pendingLength);
+      this.pending = [];
+      this.pendingLength = 0;
+    }
     let pos = 0;
     while (buf.length - pos >= 4) {
-      for (let i = pos; i < pos + 4; i++) {
-        if (!isHexDigit(buf[i])) {
-          throw new PktLineError(`not git pkt-line data (starts with "${previewBytes(buf.subarray(pos, pos + 60))}")`,
-            previewBytes(buf.subarray(pos, pos + 60)));
-        }
-      }
-      const len = parseInt(buf.toString('latin1', pos, pos + 4), 16);
+      const len = packetLength(buf, pos);
+      let pkt: Pkt;
       if (len < 4) {
-        if (len === 3) throw new PktLineError('invalid pkt-line length 0003', '0003');
-        out.push(len === 0 ? { kind: 'flush' } : len === 1 ? { kind: 'delim' } : { kind: 'response-end' });
+        pkt = len === 0 ? { kind: 'flush' } : len === 1 ? { kind: 'delim' } : { kind: 'response-end' };
         pos += 4;
-        continue;
+      } else {
+        if (buf.length - pos < len) break;
+        pkt = { kind: 'data', payload: buf.subarray(pos + 4, pos + len) };
+        pos += len;
       }
-      if (len > MAX_PKT_LENGTH) {
-        throw new PktLineError(`pkt-line length ${len} exceeds ${MAX_PKT_LENGTH}`, previewBytes(buf.subarray(pos, pos + 60)));
-      }
-      if (buf.length - pos < len) break;
-      out.push({ kind: 'data', payload: buf.subarray(pos + 4, pos + len) });
-      pos += len;
+      out.push(pkt);
+      if (stop(pkt)) return { packets: out, rest: buf.subarray(pos) };
     }
-    // Keep only the unfinished tail, copied so the big chunk it came from can be freed.
-    this.pending = pos >= buf.length ? Buffer.alloc(0) : Buffer.from(buf.subarray(pos));
-    buf = Buffer.alloc(0);
-    return out;
+    if (pos < buf.length) {
+      this.pending = [buf.subarray(pos)];
+      this.pendingLength = buf.length - pos;
+    }
+    return { packets: out, rest: null };
   }
 
   /** Bytes of an unfinished packet held back. */
   get pendingBytes(): number {
-    return this.pending.length;
+    return this.pendingLength;
   }
 
   /** Asserts the input ended on a packet boundary. */
   end(): void {
-    if (this.pending.length > 0) {
-      throw new PktLineError(`input ends inside a pkt-line (${this.pending.length} bytes of an unfinished packet)`,
-        previewBytes(this.pending));
+    if (this.pendingLength > 0) {
+      throw new PktLineError(`input ends inside a pkt-line (${this.pendingLength} bytes of an unfinished packet)`,
+        previewBytes(Buffer.concat(this.pending, Math.min(60, this.pendingLength))));
     }
+  }
+}
+
+/** Length field of the packet at `pos` (0, 1, 2 for special packets); PktLineError if malformed. */
+function packetLength(buf: Buffer, pos: number): number {
+  for (let i = pos; i < pos + 4; i++) {
+    if (!isHexDigit(buf[i])) {
+      const preview = previewBytes(buf.subarray(pos, pos + 60));
+      throw new PktLineError(`not git pkt-line data (starts with "${preview}")`, preview);
+    }
+  }
+  const len = parseInt(buf.toString('latin1', pos, pos + 4), 16);
+  if (len === 3) throw new PktLineError('invalid pkt-line length 0003', '0003');
+  if (len > MAX_PKT_LENGTH) {
+    throw new PktLineError(`pkt-line length ${len} exceeds ${MAX_PKT_LENGTH}`, previewBytes(buf.subarray(pos, pos + 60)));
+  }
+  return len;
+}
+
+/** A piece of one side-band packet: band 1 pack data, 2 progress text, 3 fatal error text. */
+export interface SidebandPiece {
+  band: number;
+  /** View into the input (a packet may arrive as several pieces). */
+  data: Buffer;
+  /** This piece ends its packet. */
+  packetEnd: boolean;
+}
+
+/**
+ * Streaming side-band demultiplexer for the pack part of an upload-pack answer: pkt-lines
+ * whose first payload byte is the band, ended by a flush. Payload bytes are passed on as
+ * views of the input as soon as they arrive, without waiting for (or copying into) whole
+ * packets: only the 5-byte packet header is ever buffered.
+ */
+export class SidebandDemuxer {
+  private header = Buffer.alloc(5);
+  private headerFill = 0;
+  /** Payload bytes (after the band byte) still to come in the current packet. */
+  private remaining = 0;
+  private band = 0;
+  /** The closing flush was seen. */
+  ended = false;
+  bytes = 0;
+
+  /** Demuxes `chunk`; after the flush, further input is ignored. */
+  push(chunk: Buffer): SidebandPiece[] {
+    this.bytes += chunk.length;
+    const out: SidebandPiece[] = [];
+    let pos = 0;
+    while (pos < chunk.length && !this.ended) {
+      if (this.remaining > 0) {
+        const n = Math.min(this.remaining, chunk.length - pos);
+        this.remaining -= n;
+        out.push({ band: this.band, data: chunk.subarray(pos, pos + n), packetEnd: this.remaining === 0 });
+        pos += n;
+        continue;
+      }
+      // Header: 4 length digits, then (for data packets) the band byte.
+      const want = this.headerFill < 4 ? 4 : 5;
+      const n = Math.min(want - this.headerFill, chunk.length - pos);
+      chunk.copy(this.header, this.headerFill, pos, pos + n);
+      this.headerFill += n;
+      pos += n;
+      if (this.headerFill < want) continue;
+      const len = packetLength(this.header, 0);
+      if (this.headerFill === 4) {
+        if (len === 0) { this.ended = true; this.headerFill = 0; break; }
+        if (len < 4) throw new PktLineError(`unexpected ${len === 1 ? 'delimiter' : 'response-end'} packet inside the pack`, previewBytes(this.header.subarray(0, 4)));
+        if (len === 4) { this.headerFill = 0; continue; } // empty packet: keep-alive
+        continue; // read the band byte
+      }
+      this.band = this.header[4];
+      this.remaining = len - 5;
+      this.headerFill = 0;
+      if (this.remaining === 0) out.push({ band: this.band, data: chunk.subarray(pos, pos), packetEnd: true });
+    }
+    return out;
+  }
+
+  /** Bytes of an unfinished packet are still expected. */
+  get midPacket(): boolean {
+    return this.remaining > 0 || this.headerFill > 0;
   }
 }
 

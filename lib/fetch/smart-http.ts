@@ -17,11 +17,12 @@
  */
 import type { Agent as HttpAgent } from 'node:http';
 import type { Agent as HttpsAgent } from 'node:https';
+import type { Readable } from 'node:stream';
 import got, { type Request as GotRequest, type Response as GotResponse } from 'got';
 import { HttpProxyAgent, HttpsProxyAgent } from 'hpagent';
 import { GitrootError, NetworkError, RemoteError, UsageError } from '../errors/errors.js';
-import { type Pkt, PktLineError, PktLineParser, decodePktLines, encodePktLines, previewBytes, pktText,
-  type PktRequestPart } from './pkt-line.js';
+import { type Pkt, PktLineError, PktLineParser, type PktRequestPart, SidebandDemuxer, type SidebandPiece, decodePktLines,
+  encodePktLines, previewBytes, pktText } from './pkt-line.js';
 
 /** gitroot's version as sent to servers. */
 export const GITROOT_VERSION = '0.1.0';
@@ -339,12 +340,12 @@ export class SmartHttpRemote {
 
   /**
    * Requests a pack of `wants` minus what `haves` reach, in one round (`done` sent with the
-   * haves), as a thin pack with ofs-deltas and no progress text. Yields each side-band packet
-   * (band byte first) of the packfile section; returns after the closing flush. Throws
+   * haves), as a thin pack with ofs-deltas and no progress text. Yields the side-band pieces
+   * of each chunk received (views, not copies); returns after the closing flush. Throws
    * NetworkError if the answer is not git or ends early, RemoteError if the server refuses.
    * Never retried: a pack request that failed midway starts over at the next fetch.
    */
-  async *fetchPack(wants: readonly string[], haves: readonly string[]): AsyncGenerator<Buffer, void, undefined> {
+  async *fetchPack(wants: readonly string[], haves: readonly string[]): AsyncGenerator<SidebandPiece[], void, undefined> {
     const url = `${this.baseUrl}/git-upload-pack`;
     const step = 'pack download';
     let body: Buffer;
@@ -373,7 +374,7 @@ export class SmartHttpRemote {
         const raw = await this.readSmall(stream, url, step).catch(() => Buffer.alloc(0));
         throw notGit(url, mediaType(response), raw, step, false);
       }
-      yield* this.packSection(stream, url);
+      yield* this.packSection(stream);
     } catch (err) {
       if (this.opts.signal?.aborted) throw abortError(this.opts.signal);
       throw networkFailure(err, step, url, this.timeoutMs);
@@ -382,46 +383,57 @@ export class SmartHttpRemote {
     }
   }
 
-  /** Parses the response framing up to the pack and passes on its side-band packets. */
-  private async *packSection(stream: GotRequest, url: string): AsyncGenerator<Buffer, void, undefined> {
+  /**
+   * Parses the response framing up to the pack (v2 section headers, v0 ACK/NAK lines), then
+   * demultiplexes the side-band stream, yielding the pieces of each chunk as they arrive.
+   */
+  private async *packSection(stream: GotRequest): AsyncGenerator<SidebandPiece[], void, undefined> {
     const parser = new PktLineParser();
+    const demux = new SidebandDemuxer();
     // 'head': v2 section headers / v0 ACK-NAK lines; 'skip': inside a v2 section we do not use.
     let state: 'head' | 'skip' | 'pack' = 'head';
-    let sawPacket = false;
+    let received = 0;
+    /** Handles one framing packet; true when the pack starts after (v2) or with (v0) it. */
+    const onHeadPacket = (p: Pkt): boolean => {
+      if (p.kind !== 'data') {
+        if (state === 'skip' && p.kind === 'delim') state = 'head';
+        else if (p.kind === 'flush') {
+          throw new NetworkError(`${redactUrl(this.baseUrl)} ended its answer without sending a pack: the server is broken or not git`,
+            { data: { url: redactUrl(this.baseUrl) } });
+        }
+        return false;
+      }
+      const text = p.payload.length < 1000 ? pktText(p.payload) : '';
+      if (text.startsWith('ERR ')) throw remoteRefusal(text.slice(4), this.baseUrl);
+      if (state === 'skip') return false;
+      if (this.protocol === 2) {
+        if (text === 'packfile') return true;
+        if (['acknowledgments', 'shallow-info', 'wanted-refs', 'packfile-uris'].includes(text)) state = 'skip';
+        else throw unexpected(this.baseUrl, p.payload);
+        return false;
+      }
+      if (text.startsWith('ACK ') || text === 'NAK' || text.startsWith('shallow ') || text.startsWith('unshallow ')) return false;
+      if (p.payload[0] >= 1 && p.payload[0] <= 3) return true;
+      throw unexpected(this.baseUrl, p.payload);
+    };
     try {
       for await (const chunk of this.counted(stream)) {
-        for (const p of parser.push(chunk)) {
-          sawPacket = true;
-          if (state === 'pack') {
-            if (p.kind === 'flush') return;
-            if (p.kind !== 'data' || p.payload.length === 0) continue;
-            yield p.payload;
-            continue;
+        received += chunk.length;
+        let data = chunk;
+        const pieces: SidebandPiece[] = [];
+        if (state !== 'pack') {
+          const { packets, rest } = parser.pushUntil(chunk, onHeadPacket);
+          if (rest === null) continue;
+          state = 'pack';
+          const last = packets[packets.length - 1];
+          if (this.protocol === 0 && last.kind === 'data') {
+            pieces.push({ band: last.payload[0], data: last.payload.subarray(1), packetEnd: true });
           }
-          if (p.kind !== 'data') {
-            if (state === 'skip' && p.kind === 'delim') state = 'head';
-            else if (p.kind === 'flush') {
-              throw new NetworkError(`${redactUrl(this.baseUrl)} ended its answer without sending a pack: the server is broken or not git`,
-                { data: { url: redactUrl(this.baseUrl) } });
-            }
-            continue;
-          }
-          const text = p.payload.length < 1000 ? pktText(p.payload) : '';
-          if (text.startsWith('ERR ')) throw remoteRefusal(text.slice(4), this.baseUrl);
-          if (state === 'skip') continue;
-          if (this.protocol === 2) {
-            if (text === 'packfile') state = 'pack';
-            else if (['acknowledgments', 'shallow-info', 'wanted-refs', 'packfile-uris'].includes(text)) state = 'skip';
-            else throw unexpected(this.baseUrl, p.payload);
-          } else if (text.startsWith('ACK ') || text === 'NAK' || text.startsWith('shallow ') || text.startsWith('unshallow ')) {
-            continue;
-          } else if (p.payload[0] >= 1 && p.payload[0] <= 3) {
-            state = 'pack';
-            yield p.payload;
-          } else {
-            throw unexpected(this.baseUrl, p.payload);
-          }
+          data = rest;
         }
+        pieces.push(...demux.push(data));
+        if (pieces.length > 0) yield pieces;
+        if (demux.ended) return;
       }
     } catch (err) {
       if (err instanceof PktLineError) {
@@ -431,8 +443,8 @@ export class SmartHttpRemote {
       throw err;
     }
     throw new NetworkError(
-      `the connection to ${redactUrl(this.baseUrl)} ended before the pack was complete (${parser.bytes} bytes received${sawPacket ? '' : ', no git data'}): try again later`,
-      { data: { url: redactUrl(this.baseUrl), bytes: parser.bytes, retriable: true } },
+      `the connection to ${redactUrl(this.baseUrl)} ended before the pack was complete (${received} bytes received${state === 'pack' ? '' : ', no pack data'}): try again later`,
+      { data: { url: redactUrl(this.baseUrl), bytes: received, retriable: true } },
     );
   }
 
@@ -503,9 +515,9 @@ export class SmartHttpRemote {
   }
 
   private async *counted(stream: GotRequest): AsyncGenerator<Buffer, void, undefined> {
-    for await (const chunk of stream) {
-      this.opts.onBytes?.((chunk as Buffer).length);
-      yield chunk as Buffer;
+    for await (const chunk of chunksOf(stream)) {
+      this.opts.onBytes?.(chunk.length);
+      yield chunk;
     }
   }
 
@@ -549,6 +561,46 @@ export class SmartHttpRemote {
       throw retriable(`${where} answered HTTP ${s} to ${step}${hint ? ` ("${hint}")` : ''}: the server has a problem; try again later`, data);
     }
     throw new NetworkError(`${where} answered HTTP ${s} to ${step}: not a git smart-HTTP server, or a proxy in between refuses`, { data });
+  }
+}
+
+/**
+ * The chunks of a readable stream as they arrive, with backpressure (the stream is paused
+ * while a few chunks wait). Unlike the stream's own async iterator, it never concatenates
+ * buffered chunks into a new buffer, which for a pack means one copy less of every byte.
+ * A stream that closes without 'end' simply stops: callers check the protocol framing.
+ */
+async function* chunksOf(stream: Readable): AsyncGenerator<Buffer, void, undefined> {
+  const queue: Buffer[] = [];
+  let finished = false;
+  let failure: unknown = null;
+  let wake: (() => void) | null = null;
+  const notify = () => { const w = wake; wake = null; w?.(); };
+  const onData = (c: Buffer) => { queue.push(c); if (queue.length >= 8) stream.pause(); notify(); };
+  const onEnd = () => { finished = true; notify(); };
+  const onError = (e: unknown) => { failure = e; notify(); };
+  stream.on('data', onData);
+  stream.on('end', onEnd);
+  stream.on('close', onEnd);
+  stream.on('error', onError);
+  try {
+    for (;;) {
+      const next = queue.shift();
+      if (next !== undefined) {
+        if (queue.length < 2 && stream.isPaused()) stream.resume();
+        yield next;
+        continue;
+      }
+      if (failure !== null) throw failure;
+      if (finished) return;
+      if (stream.isPaused()) stream.resume();
+      await new Promise<void>((resolve) => { wake = resolve; });
+    }
+  } finally {
+    stream.off('data', onData);
+    stream.off('end', onEnd);
+    stream.off('close', onEnd);
+    stream.off('error', onError);
   }
 }
 
