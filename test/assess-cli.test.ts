@@ -311,7 +311,7 @@ t.test('the command line of gitroot-mark-good.service', { skip: hostHas.length >
   const unit = fs.readFileSync(path.join(PROJECT_ROOT, 'boot', 'gitroot-mark-good.service'), 'utf8');
   const exec = /^ExecStart=(.*)$/m.exec(unit)?.[1] ?? '';
   const dirDefault = /^Environment=GITROOT_DIR=(.*)$/m.exec(unit)?.[1];
-  t.equal(dirDefault, '/gitroot');
+  t.equal(dirDefault, '/run/gitroot/home', 'the home as gitroot boot exposes it in the booted system');
   const words = exec.split(/\s+/);
   t.same(words, ['/usr/bin/gitroot', 'mark-good', '--dir', '${GITROOT_DIR}'], 'mark-good of the configured home, with every default');
   // Run exactly that (the defaults read /proc/cmdline, /etc/gitroot, /etc/gitroot/health.d and /run/gitroot).
