@@ -71,21 +71,22 @@ const STDERR_KEEP = 64 * 1024;
 function openPackInput(fifo: string): {
   childEnd: number | 'pipe'; writer: Writable | null; afterSpawn: () => void;
 } {
-  if (spawnSync('mkfifo', ['-m', '600', fifo], { stdio: 'ignore' }).status !== 0) {
-    return { childEnd: 'pipe', writer: null, afterSpawn: () => {} };
-  }
-  const readFd = openSync(fifo, fsConstants.O_RDONLY | fsConstants.O_NONBLOCK);
-  let writeFd: number;
+  const fallback = { childEnd: 'pipe' as const, writer: null, afterSpawn: () => {} };
+  if (spawnSync('mkfifo', ['-m', '600', fifo], { stdio: 'ignore' }).status !== 0) return fallback;
+  let readFd = -1;
   try {
-    writeFd = openSync(fifo, fsConstants.O_WRONLY | fsConstants.O_NONBLOCK);
-  } catch (e) {
-    closeSync(readFd);
-    throw e;
+    readFd = openSync(fifo, fsConstants.O_RDONLY | fsConstants.O_NONBLOCK);
+    const writeFd = openSync(fifo, fsConstants.O_WRONLY | fsConstants.O_NONBLOCK);
+    const writer = new net.Socket({ fd: writeFd, readable: false, writable: true });
+    const childEnd = readFd;
+    return { childEnd, writer, afterSpawn: () => closeSync(childEnd) };
+  } catch {
+    if (readFd >= 0) closeSync(readFd);
+    return fallback;
   } finally {
-    unlinkSync(fifo);
+    // Both ends are open (or given up): the name is not needed any more.
+    try { unlinkSync(fifo); } catch { /* gone */ }
   }
-  const writer = new net.Socket({ fd: writeFd, readable: false, writable: true });
-  return { childEnd: readFd, writer, afterSpawn: () => closeSync(readFd) };
 }
 
 /** Streams a side-banded pack into index-pack in the quarantine; resolves when it is indexed. */
