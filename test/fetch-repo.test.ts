@@ -13,7 +13,7 @@ import path from 'node:path';
 import { startGitHttpServer, type GitHttpFault, type GitHttpServer } from '../fixtures/git-http-server.js';
 import { type FetchCommitOptions, type FetchProgress, fetchCommit } from '../lib/fetch/repo-fetch.js';
 import { GitrootError } from '../lib/errors/errors.js';
-import { type ServerRepo, gitRun, gitSync, makeServerRepo, pushCommit, randomFiles, repoHealth, snapshotRepo }
+import { type ServerRepo, gitSync, makeServerRepo, pushCommit, randomFiles, repoHealth, snapshotRepo }
   from './helpers/fetch-repos.js';
 
 const base = mkdtempSync(path.join(os.tmpdir(), 'gitroot-fetch-'));

@@ -275,6 +275,7 @@ function gitEnv(where: ObjectsEnv): NodeJS.ProcessEnv {
  * are trusted: they were verified when fetched). Uses `git rev-list --objects`.
  */
 async function isComplete(where: ObjectsEnv, commit: string, tips: readonly string[]): Promise<boolean> {
+  if (tips.includes(commit)) return true; // a ref already names it: verified when it was fetched
   const input = [commit, ...tips.filter((t) => t !== commit).map((t) => `^${t}`)].join('\n') + '\n';
   const args = ['--git-dir', where.gitdir, 'rev-list', '--objects', '--missing=error', '--quiet', '--stdin'];
   const run = await runGit(args, { env: gitEnv(where), input });
