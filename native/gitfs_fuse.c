@@ -648,6 +648,14 @@ static const struct fuse_lowlevel_ops gitfs_ops = {
   .statfs = op_statfs,
 };
 
+/* Refuses new JS calls and wakes every waiting one with EIO (unmount, or the loop ended). */
+static void close_calls(gitfs_t *g) {
+  pthread_mutex_lock(&g->lock);
+  g->closing = 1;
+  for (call_t *c = g->calls; c; c = c->next) { c->done = 1; c->err = EIO; pthread_cond_signal(&c->cond); }
+  pthread_mutex_unlock(&g->lock);
+}
+
 /* ---------- the loop thread ---------- */
 
 static void *loop_main(void *arg) {
@@ -658,10 +666,7 @@ static void *loop_main(void *arg) {
   g->loop_status = fuse_session_loop_mt(g->se, cfg);
   fuse_loop_cfg_destroy(cfg);
   /* Wake anybody still waiting (there should be none: the kernel is gone). */
-  pthread_mutex_lock(&g->lock);
-  g->closing = 1;
-  for (call_t *c = g->calls; c; c = c->next) { c->done = 1; c->err = EIO; pthread_cond_signal(&c->cond); }
-  pthread_mutex_unlock(&g->lock);
+  close_calls(g);
   napi_call_threadsafe_function(g->exit_tsfn, NULL, napi_tsfn_nonblocking);
   return NULL;
 }
@@ -853,10 +858,7 @@ napi_value gitfs_unmount(napi_env env, napi_callback_info info) {
   gitfs_t *g = argc >= 1 ? get_handle(env, argv[0]) : NULL;
   if (!g) return throw_msg(env, "EINVAL", "unmount(handle)");
   if (g->joined) return NULL;
-  pthread_mutex_lock(&g->lock);
-  g->closing = 1;
-  for (call_t *c = g->calls; c; c = c->next) { c->done = 1; c->err = EIO; pthread_cond_signal(&c->cond); }
-  pthread_mutex_unlock(&g->lock);
+  close_calls(g);
   fuse_session_exit(g->se);
   fuse_session_unmount(g->se); /* the blocked read() on /dev/fuse returns ENODEV */
   if (g->loop_started) pthread_join(g->loop_thread, NULL);

@@ -24,7 +24,7 @@ import { isAbsolute, join, resolve } from 'node:path';
 import { promisify } from 'node:util';
 import { GitrootError, MountError, RevisionNotFoundError, UsageError, type ErrorCode } from '../errors/errors.js';
 import { DAEMON_NODE_FLAGS } from '../gitfs/mount-daemon.js';
-import { readMounts } from '../gitfs/mount-table.js';
+import { mountAt } from '../gitfs/mount-table.js';
 import { decideBoot } from './boot-assess.js';
 import { writeJsonAtomic } from '../fsutil/atomic-write.js';
 
@@ -136,7 +136,7 @@ async function umount(path: string): Promise<void> {
 }
 
 function isMountpoint(path: string): boolean {
-  return readMounts().some((m) => m.mountpoint === path);
+  return mountAt(path) !== undefined;
 }
 
 function alive(pid: number): boolean {
