@@ -90,7 +90,11 @@ export class CommitTreeView {
     const c = parseCommit(obj.data);
     const rootTree = Buffer.from(c.tree, 'hex');
     let manifest = new Map<string, ManifestEntry>();
-    const root = parseTree(store.readObject(rootTree).data);
+    const rootObj = store.readObject(rootTree);
+    if (rootObj.type !== 'tree') {
+      throw new ObjectCorruptError(`commit ${commit} names ${c.tree} as its tree, but that is a ${rootObj.type}: the revision is damaged; serve another revision`);
+    }
+    const root = parseTree(rootObj.data);
     const m = root.find((e) => e.name === MANIFEST_NAME && (e.mode === GIT_FILE || e.mode === GIT_EXEC));
     if (m) {
       const text = store.readObject(m.oid).data.toString('utf8');
@@ -151,6 +155,18 @@ export class CommitTreeView {
     return n;
   }
 
+  /**
+   * A child directory's subdirectory count (for its nlink). A damaged or hostile child tree
+   * counts as empty here: listing the child fails with EIO, the parent still lists.
+   */
+  private subdirsOrZero(path: string, tree: Buffer): number {
+    try {
+      return this.countSubdirs(path, this.readTree(tree));
+    } catch {
+      return 0;
+    }
+  }
+
   private dirEntry(ino: number, name: string, m: ManifestEntry | null | undefined, subdirs: number): FsEntry {
     const ok = m && m.type === 'dir';
     return {
@@ -194,7 +210,7 @@ export class CommitTreeView {
       if (e.mode === GIT_TREE || e.mode === GIT_SUBMODULE) {
         const tree = e.mode === GIT_TREE ? e.oid : null;
         const child = this.inodeFor(undefined, { kind: 'dir', path, tree });
-        const sub = tree ? this.countSubdirs(path, this.readTree(tree)) : this.countSubdirs(path, []);
+        const sub = tree ? this.subdirsOrZero(path, tree) : this.countSubdirs(path, []);
         out.push(this.dirEntry(child, e.name, m, sub));
       } else if (e.mode === GIT_LINK) {
         const target = this.store.readObject(e.oid);
@@ -208,7 +224,9 @@ export class CommitTreeView {
           xattrs: ok ? m.xattrs : undefined,
         });
       } else {
-        const size = this.store.readHeader(e.oid).size;
+        const header = this.store.readHeader(e.oid);
+        if (header.type !== 'blob') throw new ObjectCorruptError(`file ${path} points at a ${header.type}, not a blob: the repository is damaged`);
+        const size = header.size;
         const ok = m && m.type === 'file';
         const dflt = e.mode === GIT_EXEC ? 0o755 : 0o644;
         const child = this.inodeFor(ok ? m : undefined, { kind: 'file', blob: e.oid, size });

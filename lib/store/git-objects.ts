@@ -3,6 +3,7 @@
  * for tree, commit and tag bodies. Pure functions on Buffers; malformed input raises
  * ObjectCorruptError.
  */
+import { isUtf8 } from 'node:buffer';
 import { createHash } from 'node:crypto';
 import { ObjectCorruptError } from '../errors/errors.js';
 import { OID_BYTES } from './object-id.js';
@@ -58,12 +59,18 @@ function corrupt(what: string, detail: string): ObjectCorruptError {
   );
 }
 
+/** Modes a tree entry may have: git's five, plus 100664 that very old git wrote for files. */
+const TREE_MODES: ReadonlySet<number> = new Set([MODE_TREE, MODE_FILE, MODE_EXECUTABLE, 0o100664, MODE_SYMLINK, MODE_GITLINK]);
+
 /**
- * Parses a tree body into its entries, in stored order. Names that could escape a directory
- * ('', '.', '..', anything with '/') are rejected as corruption.
+ * Parses a tree body into its entries, in stored order. A tree git itself (or `gitroot
+ * commit`) never writes is rejected as corruption, whole: names that could escape a
+ * directory ('', '.', '..', anything with '/'), `.git`, names that are not UTF-8 (they would
+ * decode to a different name), a name given twice, and modes git does not know.
  */
 export function parseTree(data: Buffer): TreeEntry[] {
   const entries: TreeEntry[] = [];
+  const names = new Set<string>();
   const end = data.length;
   let p = 0;
   while (p < end) {
@@ -80,9 +87,13 @@ export function parseTree(data: Buffer): TreeEntry[] {
     const nul = data.indexOf(0, nameStart);
     if (nul < 0 || nul + 1 + OID_BYTES > end) throw corrupt('tree', `truncated entry at byte ${modeStart}`);
     const name = data.toString('utf8', nameStart, nul);
-    if (name === '' || name === '.' || name === '..' || name.includes('/')) {
+    if (name === '' || name === '.' || name === '..' || name.includes('/') || name === '.git') {
       throw corrupt('tree', `unsafe entry name '${name}'`);
     }
+    if (!isUtf8(data.subarray(nameStart, nul))) throw corrupt('tree', `entry name '${name}' is not valid UTF-8`);
+    if (!TREE_MODES.has(mode)) throw corrupt('tree', `entry '${name}' has mode ${mode.toString(8)}, which git does not write`);
+    if (names.has(name)) throw corrupt('tree', `entry name '${name}' appears twice`);
+    names.add(name);
     entries.push({ mode, name, oid: data.subarray(nul + 1, nul + 1 + OID_BYTES) });
     p = nul + 1 + OID_BYTES;
   }
