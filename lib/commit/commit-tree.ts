@@ -27,6 +27,7 @@ import { GIT_MODE_LINK, MANIFEST_NAME, formatManifest, pathToken } from '../mani
 import { blobHeader, commitHeader, fileLine, symlinkLines } from './fast-import-stream.js';
 import { firstErrorLine, git, gitFailure, gitSpawnFailure, runGit } from './git-exec.js';
 import { scanTree } from './scan-tree.js';
+import { loadSigningKey, signAndMove, unsignedBranchName } from './commit-sign.js';
 import type { ScannedFile } from './scan-plan.js';
 
 /** Options of commitDirectory. */
@@ -43,6 +44,8 @@ export interface CommitOptions {
   onProgress?: (done: number, total: number) => void;
   /** Environment for git and the idents (GIT_AUTHOR_*, GIT_COMMITTER_*, SOURCE_DATE_EPOCH); default process.env. */
   env?: NodeJS.ProcessEnv;
+  /** An unencrypted OpenSSH ed25519 private key file: the commit is SSH-signed (see commit-sign.ts). */
+  signKey?: string;
 }
 
 /** What commitDirectory made. */
@@ -57,6 +60,8 @@ export interface CommitResult {
   bytes: number;
   manifestEntries: number;
   warnings: string[];
+  /** With signKey: SHA256 fingerprint of the key that signed the commit. */
+  signedBy?: string;
 }
 
 const DEFAULT_BRANCH = 'master';
@@ -315,6 +320,8 @@ export async function commitDirectory(opts: CommitOptions): Promise<CommitResult
   const rootdir = resolve(opts.rootdir);
 
   await checkBranch(branch, env);
+  // The key first: an unreadable or encrypted key must fail before anything is recorded.
+  const signKey = opts.signKey === undefined ? undefined : loadSigningKey(opts.signKey);
   const needsInit = await gitdirNeedsInit(gitdir, env);
   // Idents first (they need no repository): a bad GIT_*_DATE fails before anything is made.
   const identEnv = identityEnv(env);
@@ -330,12 +337,20 @@ export async function commitDirectory(opts: CommitOptions): Promise<CommitResult
   const parentRun = await runGit([g, 'rev-parse', '--verify', '-q', `refs/heads/${branch}^{commit}`], { env });
   const parent = parentRun.code === 0 ? parentRun.stdout.trim() : null;
 
+  // Signing: fast-import writes onto a temporary branch; the signed commit then replaces it.
+  const importBranch = signKey === undefined ? branch : unsignedBranchName();
   const imported = await fastImport({
     gitdir, env, files: scan.files,
     manifest: scan.manifest.length > 0 ? formatManifest(scan.manifest) : null,
-    header: { branch, author, committer, message: opts.message ?? `Snapshot of ${rootdir}`, parent },
+    header: { branch: importBranch, author, committer, message: opts.message ?? `Snapshot of ${rootdir}`, parent },
     onProgress: opts.onProgress,
   });
+  let signedBy: string | undefined;
+  if (signKey !== undefined) {
+    const signed = await signAndMove({ gitdir, env, key: signKey, unsigned: imported.commit, tmpBranch: importBranch, branch, parent });
+    imported.commit = signed.commit;
+    signedBy = signed.keyFingerprint;
+  }
   const tree = await git([g, 'rev-parse', '--verify', `${imported.commit}^{tree}`], { env });
   const gitWarnings = imported.stderr.split('\n').filter((l) => l.trim() !== '').map((l) => `git fast-import: ${l.trim()}`);
   return {
@@ -347,5 +362,6 @@ export async function commitDirectory(opts: CommitOptions): Promise<CommitResult
     bytes: imported.bytes,
     manifestEntries: scan.manifest.length,
     warnings: [...scan.warnings, ...gitWarnings],
+    ...(signedBy === undefined ? {} : { signedBy }),
   };
 }

@@ -16,6 +16,9 @@ import { ObjectStore } from '../store/object-store.js';
 import { diffCommits, type TreeDiff } from '../diff/tree-diff.js';
 import { GitrootError, UsageError } from '../errors/errors.js';
 import { planUpdate, type UpdatePlan } from './update-plan.js';
+import { ensureSpaceForFetch } from '../prune/prune-auto.js';
+import { checkTrustSettings } from '../trust/revision-trust.js';
+import { runTrustGates, type TrustGateResult } from '../trust/trust-gate.js';
 
 export interface UpdateOptions {
   /** The gitroot home D (created if missing). */
@@ -41,6 +44,8 @@ export interface UpdateResult {
   kernel?: StageResult['kernel'];
   reboot: 'requested' | 'not-requested';
   warnings: string[];
+  /** What the trust gates checked (signature, downgrade); absent when they did not run. */
+  trust?: TrustGateResult;
 }
 
 /** The command that reboots after staging when `gitroot.reboot-after-update` is set. */
@@ -81,6 +86,7 @@ export async function runUpdate(opts: UpdateOptions): Promise<UpdateResult> {
   try {
     const loaded = await loadSettings({ dir, cmdlineFile: opts.cmdlineFile, configPath: opts.configPath });
     const s = loaded.settings;
+    checkTrustSettings(s);
     const warnings = [...loaded.warnings];
     const plan = planUpdate(s);
     const base = { plan, warnings, reboot: 'not-requested' as const };
@@ -91,6 +97,13 @@ export async function runUpdate(opts: UpdateOptions): Promise<UpdateResult> {
     if (plan.action === 'no-remote') throw new UsageError(plan.reason);
 
     const repo = join(dir, 'repo.git');
+    // Free space (docs/prune.md): refuse before downloading anything; prune first when allowed.
+    if (!opts.dryRun) {
+      warnings.push(...(await ensureSpaceForFetch({
+        dir, minFreeMiB: s['gitroot.min-free'], autoPrune: s['gitroot.auto-prune'], keep: s['gitroot.keep'],
+        bootloader: s['gitroot.bootloader'], bootDir: s['gitroot.boot'], waitMs: opts.lockWaitMs,
+      })).warnings);
+    }
     const fetched = await fetchCommit({
       gitdir: repo,
       remote: plan.remote,
@@ -105,10 +118,23 @@ export async function runUpdate(opts: UpdateOptions): Promise<UpdateResult> {
     revision = fetched.commit;
     const fetch = { bytes: fetched.bytes, objects: fetched.objects, upToDate: fetched.upToDate, durationMs: fetched.durationMs, protocol: fetched.protocol };
 
+    // Trust gates (lib/trust/trust-gate.ts): signature, then downgrade. A refusal throws
+    // TrustError before anything is staged. A dry run keeps no objects: checked only when present.
+    let trust: TrustGateResult | undefined;
+    if (!opts.dryRun || fetched.upToDate) {
+      trust = runTrustGates({
+        repo, commit: fetched.commit, target: plan.target.kind === 'sha' ? 'pin' : 'branch',
+        allowedSigners: s['gitroot.allowed-signers'], allowDowngrade: s['gitroot.allow-downgrade'], state: readState(dir),
+      });
+      warnings.push(...trust.warnings);
+    } else {
+      warnings.push('dry run: the signature and downgrade checks run when the revision is fetched for real');
+    }
+
     if (opts.dryRun) {
       const state = readState(dir);
       const decision = planStage(state, fetched.commit, plan.force);
-      const result: UpdateResult = { ...base, action: 'dry-run', revision, reason: `${plan.reason}: ${decision.reason}`, fetch, wouldStage: decision.action };
+      const result: UpdateResult = { ...base, action: 'dry-run', revision, reason: `${plan.reason}: ${decision.reason}`, fetch, wouldStage: decision.action, trust };
       // Files changed, when both revisions are in the repo (a dry run keeps nothing it downloads).
       const from = state.pending?.revision ?? state.booted ?? state.good;
       if (from && from !== fetched.commit) {
@@ -147,9 +173,9 @@ export async function runUpdate(opts: UpdateOptions): Promise<UpdateResult> {
       await promisify(execFile)(cmd, args);
       reboot = 'requested';
     }
-    return { ...base, action, revision, reason: staged.reason, fetch, kernel: staged.kernel, reboot };
+    return { ...base, action, revision, reason: staged.reason, fetch, kernel: staged.kernel, reboot, trust };
   } catch (e) {
-    if (e instanceof GitrootError) lastFetch(dir, 'failed', revision, bytes, e);
+    if (e instanceof GitrootError) lastFetch(dir, e.code === 'ETRUST' ? 'refused' : 'failed', revision, bytes, e);
     throw e;
   }
 }

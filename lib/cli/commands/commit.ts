@@ -11,14 +11,16 @@ export function registerCommit(program: Command): void {
     .requiredOption('--repo <gitdir>', 'git directory (created as a bare repo if missing)')
     .option('--branch <name>', 'branch to commit on', 'master')
     .option('-m, --message <text>', 'commit message')
+    .option('--sign-key <keyfile>', 'sign the commit with this unencrypted OpenSSH ed25519 private key (SSH signature, what git verify-commit checks)')
     .option('--json', 'print the result as JSON')
-    .action(async (rootdir: string, opts: { repo: string; branch: string; message?: string; json?: boolean }) => {
+    .action(async (rootdir: string, opts: { repo: string; branch: string; message?: string; signKey?: string; json?: boolean }) => {
       const bar = progress('committing');
       const res = await commitDirectory({
         rootdir,
         gitdir: opts.repo,
         branch: opts.branch,
         message: opts.message,
+        signKey: opts.signKey,
         onProgress: (done, total) => bar.update(done, total),
       });
       bar.end();

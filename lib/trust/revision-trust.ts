@@ -1,0 +1,173 @@
+/**
+ * Whether a revision is acceptable under an allowed-signers file: the commit (or the
+ * annotated tag naming it) must carry an SSH signature in namespace "git", by a key the file
+ * lists for that namespace, valid at the signed timestamp (git's rule: the committer or
+ * tagger date, as `git verify-commit` passes it to ssh-keygen -Overify-time), that verifies
+ * over the object without its signature. judgeCommit/judgeTag are pure and return a verdict;
+ * requireTrusted turns a refusal into a one-line TrustError naming the object and the fix.
+ */
+import { ConfigError, TrustError } from '../errors/errors.js';
+import type { Settings } from '../params/settings-schema.js';
+import { parseCommit, parseTag } from '../store/git-objects.js';
+import type { ObjectStore } from '../store/object-store.js';
+import { type AllowedSigner, type AllowedSigners, matchPatternList } from './allowed-signers.js';
+import { SignatureFormatError, fingerprint, keyTypeOf, parseSshSignature, verifySshSignature } from './ssh-signature.js';
+
+/** The namespace git signs commits and tags in. */
+export const GIT_NAMESPACE = 'git';
+
+/** Why a revision is refused (`data.why` of the TrustError). */
+export type Distrust =
+  | 'unsigned' | 'openpgp' | 'malformed' | 'wrong-namespace' | 'unlisted-key' | 'namespace-not-allowed'
+  | 'not-yet-valid' | 'expired' | 'bad-signature' | 'not-a-revision';
+
+/** What judgeCommit/judgeTag decided. */
+export type TrustVerdict =
+  | { trusted: true; keyFingerprint: string; keyType: string; principals: string[]; line: number }
+  | { trusted: false; why: Distrust; detail: string; fix: string; keyFingerprint?: string };
+
+const iso = (t: number): string => new Date(t * 1000).toISOString().replace('.000Z', 'Z');
+
+/** Seconds since the epoch of an identity line "Name <email> 1700000000 +0100", or null. */
+function identityTime(ident: string | undefined): number | null {
+  const m = ident === undefined ? null : /> (-?\d+)(?: [+-]\d{4})?$/.exec(ident);
+  return m === null ? null : Number(m[1]);
+}
+
+/**
+ * Judges an armored signature over `payload`, signed at `time` (seconds; null when the object
+ * has no date), against the allowed signers. Pure.
+ */
+export function judgeSignature(signers: AllowedSigners, armored: string, payload: Buffer, time: number | null): TrustVerdict {
+  const file = signers.source;
+  const signHint = `sign it with 'git commit -S' (gpg.format=ssh) or 'gitroot commit --sign-key KEY' using a key listed in ${file}`;
+  let sig;
+  try {
+    sig = parseSshSignature(armored);
+  } catch (e) {
+    const msg = e instanceof SignatureFormatError ? e.message : String(e);
+    if (/OpenPGP/.test(msg)) {
+      return { trusted: false, why: 'openpgp', detail: 'it carries an OpenPGP signature, and gitroot verifies SSH signatures only', fix: `re-sign it with gpg.format=ssh using a key listed in ${file}` };
+    }
+    return { trusted: false, why: 'malformed', detail: `its signature cannot be decoded (${msg})`, fix: signHint };
+  }
+  const fp = fingerprint(sig.publicKey);
+  let keyType = 'unknown';
+  try {
+    keyType = keyTypeOf(sig.publicKey);
+  } catch { /* reported as unlisted below */ }
+  if (sig.namespace !== GIT_NAMESPACE) {
+    return { trusted: false, why: 'wrong-namespace', keyFingerprint: fp, detail: `it is signed in namespace '${sig.namespace}', not '${GIT_NAMESPACE}'`, fix: `sign it with 'git commit -S' (which uses namespace '${GIT_NAMESPACE}')` };
+  }
+  const listed = signers.signers.filter((s) => s.publicKey.equals(sig.publicKey));
+  if (listed.length === 0) {
+    return { trusted: false, why: 'unlisted-key', keyFingerprint: fp, detail: `it is signed by ${keyType} key ${fp}, which ${file} does not list`, fix: `add that key to ${file} if it is yours, or sign with a listed key` };
+  }
+  // ssh-keygen uses the first line that lists the key and allows the namespace and the time.
+  let refusal: TrustVerdict | null = null;
+  let usable: AllowedSigner | null = null;
+  for (const s of listed) {
+    if (s.namespaces !== null && !matchPatternList(GIT_NAMESPACE, s.namespaces)) {
+      refusal ??= { trusted: false, why: 'namespace-not-allowed', keyFingerprint: fp, detail: `${file}:${s.line} allows key ${fp} only for namespaces "${s.namespaces.join(',')}"`, fix: `add ${GIT_NAMESPACE} to its namespaces="..." option` };
+      continue;
+    }
+    if (s.validAfter !== null && (time === null || time < s.validAfter)) {
+      refusal ??= { trusted: false, why: 'not-yet-valid', keyFingerprint: fp, detail: `${file}:${s.line} allows key ${fp} only from ${iso(s.validAfter)}, and it is dated ${time === null ? 'nothing' : iso(time)}`, fix: 'sign it again now, or correct valid-after' };
+      continue;
+    }
+    if (s.validBefore !== null && (time === null || time > s.validBefore)) {
+      refusal ??= { trusted: false, why: 'expired', keyFingerprint: fp, detail: `${file}:${s.line} allows key ${fp} only until ${iso(s.validBefore)}, and it is dated ${time === null ? 'nothing' : iso(time)}`, fix: 'sign it with a current key listed in the file, or extend valid-before' };
+      continue;
+    }
+    usable = s;
+    break;
+  }
+  if (usable === null) return refusal!;
+  const bad = verifySshSignature(sig, payload);
+  if (bad !== null) {
+    return { trusted: false, why: 'bad-signature', keyFingerprint: fp, detail: `its signature by ${fp} does not verify (${bad}): the object was altered after signing or the signature is damaged`, fix: 'publish a freshly signed revision' };
+  }
+  return { trusted: true, keyFingerprint: fp, keyType, principals: usable.principals, line: usable.line };
+}
+
+/** Judges a commit object's body (pure). */
+export function judgeCommit(signers: AllowedSigners, data: Buffer): TrustVerdict {
+  const c = parseCommit(data);
+  if (c.gpgsig === undefined || c.signedData === undefined) {
+    return { trusted: false, why: 'unsigned', detail: 'it is not signed', fix: `sign it with 'git commit -S' (gpg.format=ssh) or 'gitroot commit --sign-key KEY' using a key listed in ${signers.source}` };
+  }
+  return judgeSignature(signers, c.gpgsig, c.signedData, c.committerTime);
+}
+
+/** Where the signature of a tag body starts (the last line opening one, git's rule), or -1. */
+function tagSignatureStart(data: Buffer): number {
+  let match = -1;
+  let p = 0;
+  while (p < data.length) {
+    if (data.subarray(p, p + 11).toString('latin1') === '-----BEGIN ') match = p;
+    const nl = data.indexOf(0x0a, p);
+    p = nl < 0 ? data.length : nl + 1;
+  }
+  return match;
+}
+
+/** Judges an annotated tag object's body (pure): the signature appended to its message. */
+export function judgeTag(signers: AllowedSigners, data: Buffer): TrustVerdict {
+  const tag = parseTag(data);
+  const start = tagSignatureStart(data);
+  if (start < 0) {
+    return { trusted: false, why: 'unsigned', detail: 'it is not signed', fix: `sign it with 'git tag -s' (gpg.format=ssh) using a key listed in ${signers.source}` };
+  }
+  return judgeSignature(signers, data.subarray(start).toString('latin1'), data.subarray(0, start), identityTime(tag.tagger));
+}
+
+/** What was verified, for the fetch result and the benchmark. */
+export interface TrustReport {
+  /** The object that carried the signature (the commit, or the annotated tag). */
+  object: string;
+  kind: 'commit' | 'tag';
+  keyFingerprint: string;
+  keyType: string;
+  principals: string[];
+  /** Line of the allowed-signers file that allowed the key. */
+  line: number;
+}
+
+const short = (sha: string): string => sha.slice(0, 12);
+
+/**
+ * Judges `sha` (a commit, or an annotated tag whose signature then counts) in `store`.
+ * Returns the verdict and the object's kind. Reading errors propagate (ObjectCorruptError...).
+ */
+export function judgeRevision(store: ObjectStore, signers: AllowedSigners, sha: string): { kind: 'commit' | 'tag'; verdict: TrustVerdict } {
+  const obj = store.readObject(sha);
+  if (obj.type === 'commit') return { kind: 'commit', verdict: judgeCommit(signers, obj.data) };
+  if (obj.type === 'tag') return { kind: 'tag', verdict: judgeTag(signers, obj.data) };
+  return { kind: 'commit', verdict: { trusted: false, why: 'not-a-revision', detail: `it is a ${obj.type}, not a commit or a tag`, fix: 'name a commit' } };
+}
+
+/**
+ * Requires `sha` to be trusted; a TrustError naming it (short and full id), the reason and the
+ * fix otherwise. `what` names the object in the message (default its kind).
+ */
+export function requireTrusted(store: ObjectStore, signers: AllowedSigners, sha: string): TrustReport {
+  const { kind, verdict } = judgeRevision(store, signers, sha);
+  if (!verdict.trusted) {
+    throw new TrustError(
+      `refusing ${kind} ${short(sha)} (${sha}): ${verdict.detail}; ${verdict.fix}`,
+      { data: { why: verdict.why, revision: sha, kind, allowedSigners: signers.source, ...(verdict.keyFingerprint ? { key: verdict.keyFingerprint } : {}) } },
+    );
+  }
+  return { object: sha, kind, keyFingerprint: verdict.keyFingerprint, keyType: verdict.keyType, principals: verdict.principals, line: verdict.line };
+}
+
+/**
+ * Refuses trust settings this build cannot honour, at settings load (before any network):
+ * `gitroot.gpg-keyring` (see docs/trust.md for why OpenPGP is not supported).
+ */
+export function checkTrustSettings(s: Pick<Settings, 'gitroot.gpg-keyring'>): void {
+  if (s['gitroot.gpg-keyring'] !== null) {
+    throw new ConfigError('gitroot.gpg-keyring is not supported in this build: use gitroot.allowed-signers (SSH signatures; see docs/trust.md)',
+      { data: { key: 'gitroot.gpg-keyring' } });
+  }
+}

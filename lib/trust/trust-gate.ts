@@ -1,0 +1,63 @@
+/**
+ * The trust gates `gitroot fetch` runs between the fetch and the staging (lib/update/update-run.ts):
+ *   1. signature  with gitroot.allowed-signers set, the fetched commit must be signed by a
+ *                 listed key (revision-trust.ts);
+ *   2. downgrade  a fetch-revision tip must descend from the booted, good and pending
+ *                 revisions (downgrade-check.ts).
+ * Either refusal is a TrustError; the caller stages nothing. Reads only the local object
+ * store and the allowed-signers file; writes nothing.
+ */
+import type { DeployState } from '../deploy/deploy-state.js';
+import { ObjectStore } from '../store/object-store.js';
+import { readAllowedSigners } from './allowed-signers.js';
+import { type DowngradeVerdict, checkDowngrade, heldRevisions } from './downgrade-check.js';
+import { type TrustReport, requireTrusted } from './revision-trust.js';
+
+export interface TrustGateInput {
+  /** The bare repository holding the fetched objects. */
+  repo: string;
+  /** The fetched commit. */
+  commit: string;
+  /** Branch tip (fetch-revision) or explicit pin (update-revision). */
+  target: 'branch' | 'pin';
+  /** gitroot.allowed-signers, or null (no signature required). */
+  allowedSigners: string | null;
+  /** gitroot.allow-downgrade. */
+  allowDowngrade: boolean;
+  /** The deployment state (booted, good, pending). */
+  state: Pick<DeployState, 'booted' | 'good' | 'pending'>;
+}
+
+/** What the gates checked (for `gitroot fetch --json` and the benchmark). */
+export interface TrustGateResult {
+  /** Null when gitroot.allowed-signers is not set. */
+  signature: TrustReport | null;
+  downgrade: DowngradeVerdict;
+  /** Time spent reading the allowed-signers file and verifying the signature. */
+  verifyMs: number;
+  /** Time spent on the downgrade walk. */
+  downgradeMs: number;
+  warnings: string[];
+}
+
+/** Runs both gates; TrustError (or ConfigError for a bad allowed-signers file) when one refuses. */
+export function runTrustGates(input: TrustGateInput): TrustGateResult {
+  const store = ObjectStore.open(input.repo);
+  try {
+    const t0 = performance.now();
+    let signature: TrustReport | null = null;
+    if (input.allowedSigners !== null) {
+      const signers = readAllowedSigners(input.allowedSigners);
+      signature = requireTrusted(store, signers, input.commit);
+    }
+    const t1 = performance.now();
+    const downgrade = checkDowngrade(store, {
+      tip: input.commit, target: input.target, held: heldRevisions(input.state), allowDowngrade: input.allowDowngrade,
+    });
+    const t2 = performance.now();
+    const warnings = downgrade.why === 'allowed-downgrade' ? [`downgrade allowed: ${downgrade.reason}`] : [];
+    return { signature, downgrade, verifyMs: t1 - t0, downgradeMs: t2 - t1, warnings };
+  } finally {
+    store.close();
+  }
+}
