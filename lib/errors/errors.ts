@@ -21,10 +21,11 @@ export type ErrorCode =
   | 'ELOCKED'          // another gitroot process holds the lock
   | 'ENOSPACE'         // not enough free space for the update
   | 'ESTATE'           // the deployment state is unreadable or inconsistent
+  | 'ETRUST'           // a revision is refused: unsigned, badly signed, unlisted key, or a downgrade
   | 'EINTERNAL';       // a bug: report it
 
 /** Exit status for each code: 2 = usage/config, 3 = not found, 4 = data/integrity, 5 = system,
- *  6 = network, 7 = busy (locked). */
+ *  6 = network, 7 = busy (locked), 8 = refused by trust policy (signature, downgrade). */
 export const EXIT_CODES: Record<ErrorCode, number> = {
   EUSAGE: 2,
   ENOREPO: 3,
@@ -41,6 +42,7 @@ export const EXIT_CODES: Record<ErrorCode, number> = {
   ELOCKED: 7,
   ENOSPACE: 5,
   ESTATE: 4,
+  ETRUST: 8,
   EINTERNAL: 70,
 };
 
@@ -110,4 +112,7 @@ export class NoSpaceError extends GitrootError {
 }
 export class StateError extends GitrootError {
   constructor(message: string, opts?: ErrorOptions) { super('ESTATE', message, opts); }
+}
+export class TrustError extends GitrootError {
+  constructor(message: string, opts?: ErrorOptions) { super('ETRUST', message, opts); }
 }
