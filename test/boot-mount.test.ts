@@ -157,3 +157,38 @@ t.test('boot failures leave nothing mounted and no daemon', async (t) => {
     t.match(r.stderr, /has no repo\.git: check gitroot\.dir/);
   });
 });
+
+t.test('boot: gitroot.overlay-size= and gitroot.cache-mb= on the command line size the writable layer and the daemon', async (t) => {
+  const h = makeHome(t);
+  cleanupBoot(t, h.dir);
+  mkdirSync(join(h.dir, 'target'));
+  writeFileSync(h.cmdline, 'console=ttyS0 boot=gitroot gitroot.overlay-size=16m gitroot.cache-mb=8\n');
+  const run = join(h.dir, 'run');
+  const r = gitroot(['boot', '--dir', h.home, '--cmdline', h.cmdline, '--target', join(h.dir, 'target'), '--run-dir', run, '--json']);
+  t.equal(r.status, 0, `boot succeeds: ${r.stderr}`);
+  const mounts = readFileSync('/proc/self/mounts', 'utf8');
+  t.match(mounts, new RegExp(`^gitroot-rw ${join(run, 'rw')} tmpfs \\S*size=16384k`, 'm'), 'the tmpfs is 16 MiB');
+  const pid: number = JSON.parse(r.stdout).daemonPid;
+  t.match(readFileSync(`/proc/${pid}/cmdline`, 'utf8').split('\0').join(' '), /--cache-mb 8 /, 'the daemon got --cache-mb 8');
+});
+
+t.test('boot: a malformed gitroot.overlay-size= warns and boots with the default; an option smuggled in --overlay-size is refused', async (t) => {
+  const h = makeHome(t);
+  cleanupBoot(t, h.dir);
+  mkdirSync(join(h.dir, 'target'));
+  writeFileSync(h.cmdline, 'console=ttyS0 gitroot.overlay-size=1g,exec\n');
+  const run = join(h.dir, 'run');
+  const r = gitroot(['boot', '--dir', h.home, '--cmdline', h.cmdline, '--target', join(h.dir, 'target'), '--run-dir', run, '--json']);
+  t.equal(r.status, 0, `the machine still boots: ${r.stderr}`);
+  t.match(r.stderr, /warning: .*gitroot\.overlay-size needs a size like 512m.*booting with the default/, 'the bad value is named');
+  const line = readFileSync('/proc/self/mounts', 'utf8').split('\n').find((l) => l.startsWith(`gitroot-rw ${join(run, 'rw')} `)) ?? '';
+  t.notMatch(line, /size=1048576k|exec/, 'the malformed value was not used');
+
+  const h2 = makeHome(t);
+  cleanupBoot(t, h2.dir);
+  mkdirSync(join(h2.dir, 'target'));
+  const r2 = gitroot(['boot', '--dir', h2.home, '--cmdline', h2.cmdline, '--target', join(h2.dir, 'target'), '--run-dir', join(h2.dir, 'run'), '--overlay-size', '1g,exec']);
+  t.equal(r2.status, 2, 'usage error');
+  t.match(r2.stderr, /^gitroot: boot step 'check': overlay size '1g,exec' is not a size/m);
+  t.notOk(isMounted(join(h2.dir, 'run', 'lower')), 'nothing mounted');
+});

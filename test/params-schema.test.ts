@@ -41,14 +41,15 @@ function bad(t: Test, key: SettingKey, raw: string | null, re: RegExp): void {
 t.test('the keys the issue asks for, and no others', async (t) => {
   t.same(SETTING_KEYS, [
     'fetch-revision', 'update-revision', 'noupgrade', 'git-revision', 'gitroot.remote', 'gitroot.config', 'noconfig',
-    'gitroot.tries', 'gitroot.bootloader', 'gitroot.boot', 'gitroot.dir', 'gitroot.medium', 'gitroot.reboot-after-update',
-    'gitroot.allowed-signers', 'gitroot.gpg-keyring', 'gitroot.allow-downgrade', 'gitroot.timeout', 'gitroot.retries',
+    'gitroot.tries', 'gitroot.bootloader', 'gitroot.boot', 'gitroot.dir', 'gitroot.medium', 'gitroot.overlay-size', 'gitroot.cache-mb',
+    'gitroot.reboot-after-update', 'gitroot.allowed-signers', 'gitroot.gpg-keyring', 'gitroot.allow-downgrade', 'gitroot.timeout', 'gitroot.retries',
   ]);
   const d = defaultSettings();
   t.same(d, {
     'fetch-revision': 'master', 'update-revision': null, noupgrade: false, 'git-revision': null, 'gitroot.remote': null,
     'gitroot.config': null, noconfig: false, 'gitroot.tries': 3, 'gitroot.bootloader': 'none', 'gitroot.boot': '/boot',
-    'gitroot.dir': '/gitroot', 'gitroot.medium': null, 'gitroot.reboot-after-update': false, 'gitroot.allowed-signers': null,
+    'gitroot.dir': '/gitroot', 'gitroot.medium': null, 'gitroot.overlay-size': null, 'gitroot.cache-mb': null,
+    'gitroot.reboot-after-update': false, 'gitroot.allowed-signers': null,
     'gitroot.gpg-keyring': null, 'gitroot.allow-downgrade': false, 'gitroot.timeout': 30, 'gitroot.retries': 3,
   });
   t.not(defaultSettings(), d, 'a fresh object each time');
@@ -69,6 +70,11 @@ t.test('every key: documented, its default valid, its example parses to a value'
     t.ok(r.ok, `${key} example ${spec.example} is valid`);
     if (r.ok) t.not(r.value, null);
   }
+});
+
+t.test('size', async (t) => {
+  for (const v of ['512m', '2g', '2G', '1048576', '64k', '25%', '100%', '1%']) good(t, 'gitroot.overlay-size', v, v);
+  for (const v of ['0', '0m', '101%', '0%', '1g,exec', '1 g', 'lots', '-1g', '1t', '$(reboot)', '']) bad(t, 'gitroot.overlay-size', v, /needs a size like 512m/);
 });
 
 t.test('flag', async (t) => {

@@ -18,12 +18,12 @@
  * Every step is named; a failing step undoes the steps before it (unmounts, stops the
  * daemon) and raises an error prefixed with the step's name.
  */
-import { spawn, execFile } from 'node:child_process';
-import { closeSync, existsSync, mkdirSync, openSync, readFileSync, realpathSync, writeFileSync } from 'node:fs';
+import { execFile } from 'node:child_process';
+import { existsSync, mkdirSync, readFileSync, realpathSync, writeFileSync } from 'node:fs';
 import { isAbsolute, join, resolve } from 'node:path';
 import { promisify } from 'node:util';
-import { GitrootError, MountError, RevisionNotFoundError, UsageError, type ErrorCode } from '../errors/errors.js';
-import { DAEMON_NODE_FLAGS } from '../gitfs/mount-daemon.js';
+import { GitrootError, MountError, RevisionNotFoundError, UsageError } from '../errors/errors.js';
+import { startDaemon } from '../gitfs/mount-daemon.js';
 import { mountAt } from '../gitfs/mount-table.js';
 import { decideBoot } from './boot-assess.js';
 import { writeJsonAtomic } from '../fsutil/atomic-write.js';
@@ -152,53 +152,24 @@ function alive(pid: number): boolean {
  * Starts the git-fs daemon for `revision` at `lower` and waits until it serves. It runs
  * with argv[0] '@gitroot', its cwd in the home (relative repo and spill paths keep working
  * after the switch to the new root, when absolute initramfs paths are gone), its stderr in
- * `logPath`, and oom_score_adj -1000.
+ * `logPath`, and oom_score_adj -1000 (set right after the spawn, before it reads anything).
  */
 async function startBootDaemon(o: { script: string; home: string; lower: string; revision: string; logPath: string; cacheMb?: number }): Promise<{ pid: number; readyMs: number; oomScoreAdj: number | null }> {
   mkdirSync(join(o.home, SPILL_DIR), { recursive: true });
-  const args = [...DAEMON_NODE_FLAGS, o.script, 'mount', o.lower, '--repo', REPO_DIR, '--rev', o.revision, '--spill-dir', SPILL_DIR];
+  const args = [o.lower, '--repo', REPO_DIR, '--rev', o.revision, '--spill-dir', SPILL_DIR];
   if (o.cacheMb !== undefined) args.push('--cache-mb', String(o.cacheMb));
-  args.push('--foreground', '--ready-fd', '3');
-  const logFd = openSync(o.logPath, 'a', 0o600);
-  const child = spawn(process.execPath, args, {
-    argv0: DAEMON_ARGV0,
-    cwd: o.home,
-    detached: true,
-    stdio: ['ignore', 'ignore', logFd, 'pipe'],
-  });
-  closeSync(logFd);
-  const pid = child.pid;
-  if (pid === undefined) throw new MountError(`cannot start ${process.execPath}: see ${o.logPath}`);
   // Protect it from the OOM killer at once: if it dies, every access to / fails. Without
   // CAP_SYS_RESOURCE (some containers) this fails: the boot goes on, the record says so.
   let oomScoreAdj: number | null = -1000;
-  try {
-    writeFileSync(`/proc/${pid}/oom_score_adj`, '-1000');
-  } catch {
-    oomScoreAdj = null;
-  }
-  const pipe = child.stdio[3] as NodeJS.ReadableStream;
-  let text = '';
-  const line = await new Promise<string>((done) => {
-    pipe.setEncoding('utf8');
-    pipe.on('data', (chunk: string) => {
-      text += chunk;
-      const nl = text.indexOf('\n');
-      if (nl >= 0) done(text.slice(0, nl));
-    });
-    pipe.on('end', () => done(text));
-    child.on('exit', () => done(text));
-  });
-  (pipe as unknown as { destroy(): void }).destroy();
-  let report: { ok: boolean; code?: ErrorCode; message?: string; readyMs?: number };
-  try {
-    report = JSON.parse(line);
-  } catch {
-    throw new MountError(`the git-fs daemon exited before serving: see ${o.logPath}`);
-  }
-  if (!report.ok) throw new GitrootError(report.code ?? 'EMOUNT', report.message ?? `the git-fs daemon failed: see ${o.logPath}`);
-  child.unref();
-  return { pid, readyMs: report.readyMs ?? -1, oomScoreAdj };
+  const protect = (pid: number): void => {
+    try {
+      writeFileSync(`/proc/${pid}/oom_score_adj`, '-1000');
+    } catch {
+      oomScoreAdj = null;
+    }
+  };
+  const d = await startDaemon({ script: o.script, args, mountpoint: o.lower, logPath: o.logPath, argv0: DAEMON_ARGV0, cwd: o.home, onSpawn: protect });
+  return { pid: d.pid, readyMs: d.readyMs, oomScoreAdj };
 }
 
 /**
@@ -251,6 +222,10 @@ export async function bootMount(opts: BootMountOptions): Promise<BootRecord> {
       target = realpathSync(opts.target);
     } catch {
       throw new UsageError(`target ${opts.target} does not exist: create the directory the new root goes on`);
+    }
+    // Goes into a mount option string: no second option may ride along (tmpfs judges the rest).
+    if (opts.overlaySize !== undefined && !/^[0-9A-Za-z%]+$/.test(opts.overlaySize)) {
+      throw new UsageError(`overlay size '${opts.overlaySize}' is not a size: write it like 512m, 2g or 25%`);
     }
     if (isMountpoint(target)) throw new MountError(`target ${target} is already a mount point: unmount it or pick another directory`);
     for (const p of [lower, rw, homeMnt]) {

@@ -30,16 +30,40 @@ export function defaultLogPath(mountpoint: string): string {
   return join('/run/gitroot/mounts', `${mountpoint.replace(/\//g, '_') || '_'}.log`);
 }
 
-/** Spawns `script mount ... --foreground --ready-fd 3` and waits for its ready line. */
-export async function startDaemon(script: string, args: string[], mountpoint: string, logPath?: string): Promise<DaemonResult> {
-  const log = logPath ?? defaultLogPath(mountpoint);
+export interface StartDaemonOptions {
+  /** The program the daemon runs (dist/bin/gitroot.js or the bundle). */
+  script: string;
+  /** Arguments after `mount` (mountpoint first); --foreground --ready-fd 3 are added. */
+  args: string[];
+  /** The mountpoint, for the default log path. */
+  mountpoint: string;
+  /** Where the daemon's stderr goes; default defaultLogPath(mountpoint). */
+  logPath?: string;
+  /** argv[0] of the daemon (e.g. '@gitroot' at boot, so systemd spares it). */
+  argv0?: string;
+  /** Working directory of the daemon (relative paths in args resolve against it). */
+  cwd?: string;
+  /** Called with the pid right after the spawn, before the daemon reports (e.g. OOM protection). */
+  onSpawn?: (pid: number) => void;
+}
+
+/**
+ * Spawns `script mount ARGS --foreground --ready-fd 3` detached and waits for its ready
+ * line; throws the daemon's own typed error when it reports a failure.
+ */
+export async function startDaemon(o: StartDaemonOptions): Promise<DaemonResult> {
+  const log = o.logPath ?? defaultLogPath(o.mountpoint);
   mkdirSync(dirname(log), { recursive: true });
   const logFd = openSync(log, 'a', 0o600);
-  const child = spawn(process.execPath, [...DAEMON_NODE_FLAGS, ...process.execArgv, script, 'mount', ...args, '--foreground', '--ready-fd', '3'], {
+  const child = spawn(process.execPath, [...DAEMON_NODE_FLAGS, ...process.execArgv, o.script, 'mount', ...o.args, '--foreground', '--ready-fd', '3'], {
+    ...(o.argv0 !== undefined ? { argv0: o.argv0 } : {}),
+    ...(o.cwd !== undefined ? { cwd: o.cwd } : {}),
     detached: true,
     stdio: ['ignore', 'ignore', logFd, 'pipe'],
   });
   closeSync(logFd);
+  if (child.pid === undefined) throw new MountError(`cannot start ${process.execPath}: see ${log}`);
+  o.onSpawn?.(child.pid);
   const pipe = child.stdio[3] as NodeJS.ReadableStream;
   let text = '';
   const line = await new Promise<string>((resolve) => {
@@ -57,11 +81,11 @@ export async function startDaemon(script: string, args: string[], mountpoint: st
   try {
     report = JSON.parse(line);
   } catch {
-    throw new MountError(`the mount process exited before the mount was ready: see ${log}`);
+    throw new MountError(`the git-fs daemon exited before the mount was ready: see ${log}`);
   }
   if (!report.ok) throw new GitrootError(report.code ?? 'EMOUNT', report.message ?? `mount failed: see ${log}`);
   child.unref();
-  return { pid: child.pid!, mountpoint: report.mountpoint!, commit: report.commit!, readyMs: report.readyMs!, log };
+  return { pid: child.pid, mountpoint: report.mountpoint!, commit: report.commit!, readyMs: report.readyMs ?? -1, log };
 }
 
 /** In the serving process: reports readiness (or failure) to the parent on `fd`. */

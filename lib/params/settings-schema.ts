@@ -9,7 +9,7 @@
 import { posix } from 'node:path';
 
 /** The value types a setting can have. */
-export type SettingType = 'flag' | 'string' | 'branch' | 'sha40' | 'url' | 'int' | 'enum' | 'path' | 'device';
+export type SettingType = 'flag' | 'string' | 'branch' | 'sha40' | 'url' | 'int' | 'enum' | 'path' | 'device' | 'size';
 
 /** The sources a setting can be written in (besides the built-in default). */
 export type WritableSource = 'file' | 'download' | 'cmdline';
@@ -136,6 +136,24 @@ export const SETTINGS_SCHEMA = {
     meaning: 'The block device holding `gitroot.dir`, mounted by the initramfs: `LABEL=`, `UUID=`, `PARTLABEL=`, `PARTUUID=` or a `/dev/` path. Unset: `gitroot.dir` is taken as it is.',
     example: 'gitroot.medium=LABEL=GITROOT',
     usedBy: 'issue 3: initramfs',
+    allowedIn: LOCAL,
+  },
+  'gitroot.overlay-size': {
+    type: 'size',
+    default: null,
+    meaning: 'Size limit of the tmpfs holding the writable layer over the booted revision (tmpfs `size=`: bytes with an optional k, m or g suffix, or a percentage of RAM). Unset: the kernel default, half of RAM. Read by `gitroot boot` in the initramfs.',
+    example: 'gitroot.overlay-size=25%',
+    usedBy: 'issue 4: gitroot boot',
+    allowedIn: LOCAL,
+  },
+  'gitroot.cache-mb': {
+    type: 'int',
+    default: null,
+    meaning: "MiB of decoded file content the git-fs daemon serving `/` keeps in its ring (its `mount --cache-mb`). Unset: the mount default. Lower it on machines with little RAM; files bigger than half of it are served from spill files in the gitroot home.",
+    example: 'gitroot.cache-mb=16',
+    usedBy: 'issue 4: gitroot boot',
+    min: 4,
+    max: 4096,
     allowedIn: LOCAL,
   },
   'gitroot.reboot-after-update': {
@@ -336,6 +354,10 @@ export function parseValueForSpec(spec: SettingSpec, key: string, raw: string | 
     case 'path':
       if (!raw.startsWith('/')) return { ok: false, problem: `needs an absolute path (starting with /), not '${raw}'` };
       return { ok: true, value: raw === '/' ? raw : posix.normalize(raw).replace(/\/+$/, '') };
+    case 'size':
+      // Digits and one unit only: the value ends up inside a mount option string.
+      if (/^[1-9][0-9]{0,15}[kmgKMG]?$/.test(raw) || /^([1-9][0-9]?|100)%$/.test(raw)) return { ok: true, value: raw };
+      return { ok: false, problem: `needs a size like 512m, 2g or 25% (digits with an optional k, m, g or %), not '${raw}'` };
     case 'device':
       if (/^(LABEL|UUID|PARTLABEL|PARTUUID)=.+$/.test(raw) || /^\/dev\/[^/].*$/.test(raw)) return { ok: true, value: raw };
       return { ok: false, problem: `needs LABEL=..., UUID=..., PARTLABEL=..., PARTUUID=... or a /dev/ path, not '${raw}'` };

@@ -3,6 +3,8 @@ import { readFileSync } from 'node:fs';
 import type { Command } from 'commander';
 import { bootMount, DEFAULT_RUN_DIR } from '../../boot/boot-mount.js';
 import { UsageError } from '../../errors/errors.js';
+import { tokenizeCmdline } from '../../params/settings-grammar.js';
+import { checkToken } from '../../params/settings-resolve.js';
 import { note, printJson, printLine } from '../output.js';
 
 interface BootOpts {
@@ -16,6 +18,26 @@ interface BootOpts {
   json?: boolean;
 }
 
+/**
+ * The boot-time tuning keys on the kernel command line (gitroot.overlay-size=,
+ * gitroot.cache-mb=). Lenient on purpose: a malformed value must not stop the machine from
+ * booting, so it is reported and the default used.
+ */
+export function bootTuning(cmdline: string, warn: (line: string) => void): { overlaySize?: string; cacheMb?: number } {
+  const out: { overlaySize?: string; cacheMb?: number } = {};
+  for (const token of tokenizeCmdline(cmdline)) {
+    if (token.key !== 'gitroot.overlay-size' && token.key !== 'gitroot.cache-mb') continue;
+    try {
+      const r = checkToken(token, 'cmdline', []);
+      if (r?.key === 'gitroot.overlay-size' && typeof r.value === 'string') out.overlaySize = r.value;
+      if (r?.key === 'gitroot.cache-mb' && typeof r.value === 'number') out.cacheMb = r.value;
+    } catch (e) {
+      warn(`warning: ${(e as Error).message}; booting with the default instead`);
+    }
+  }
+  return out;
+}
+
 export function registerBoot(program: Command): void {
   program
     .command('boot')
@@ -24,8 +46,8 @@ export function registerBoot(program: Command): void {
     .option('--cmdline <file>', 'kernel command line to read git-revision= from', '/proc/cmdline')
     .requiredOption('--target <dir>', 'where the new root is mounted (the initramfs ${rootmnt}, dracut $NEWROOT)')
     .option('--run-dir <dir>', 'where the git-fs mount, the writable layer, the home bind mount and booted.json go (moved into the new root with /run)', DEFAULT_RUN_DIR)
-    .option('--cache-mb <n>', "MiB of decoded file content the daemon keeps (its 'mount --cache-mb')", Number)
-    .option('--overlay-size <size>', 'tmpfs size of the writable layer (tmpfs size=, e.g. 50% or 2g; default half of RAM)')
+    .option('--cache-mb <n>', "MiB of decoded file content the daemon keeps (its 'mount --cache-mb'; default gitroot.cache-mb= on the command line)", Number)
+    .option('--overlay-size <size>', 'tmpfs size of the writable layer (tmpfs size=, e.g. 50% or 2g; default gitroot.overlay-size= on the command line, else half of RAM)')
     .option('--no-persist', 'do not write the decision (a try used, booted) to state.json (a dry run of the mounts)')
     .option('--json', 'print what booted as JSON')
     .action(async (opts: BootOpts) => {
@@ -35,13 +57,15 @@ export function registerBoot(program: Command): void {
       } catch (e) {
         throw new UsageError(`cannot read the command line file ${opts.cmdline} (${(e as NodeJS.ErrnoException).code ?? e}): pass --cmdline with a readable file`);
       }
+      // Options given to the command win over the kernel command line's settings.
+      const tuning = bootTuning(cmdline, (line) => note(`boot: ${line}`));
       const record = await bootMount({
         dir: opts.dir,
         cmdline,
         target: opts.target,
         runDir: opts.runDir,
-        cacheMb: opts.cacheMb,
-        overlaySize: opts.overlaySize,
+        cacheMb: opts.cacheMb ?? tuning.cacheMb,
+        overlaySize: opts.overlaySize ?? tuning.overlaySize,
         persist: opts.persist,
         log: (line) => note(`boot: ${line}`),
       });

@@ -73,7 +73,7 @@ export function registerMount(program: Command): void {
       const args = [mountpoint, '--repo', opts.repo, '--cache-mb', String(opts.cacheMb)];
       if (opts.rev) args.push('--rev', opts.rev);
       if (opts.spillDir) args.push('--spill-dir', opts.spillDir);
-      const res = await startDaemon(process.argv[1], args, mountpoint, opts.log);
+      const res = await startDaemon({ script: process.argv[1], args, mountpoint, logPath: opts.log });
       if (opts.json) printJson(res);
       else printLine(res.commit);
     });
