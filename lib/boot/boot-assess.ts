@@ -24,6 +24,7 @@ import { step } from '../deploy/deploy-steps.js';
 import { withLock } from '../deploy/lock.js';
 import { ObjectStore } from '../store/object-store.js';
 import { parseCommit } from '../store/git-objects.js';
+import { packSetKey, readVerdict, verdictHealth } from '../fsck/fsck-verdict.js';
 import {
   type RevisionHealth, type Selection, type TransitionAction, type TransitionPlan, TransitionRefusedError,
   cmdlineRevision, planMarkBad, planMarkGood, planRollback, selectRevision,
@@ -78,8 +79,14 @@ export interface HealthProbe {
   close(): void;
 }
 
-/** Opens `dir/repo.git` once for many readHealth calls; with no repository every revision is missing. */
+/**
+ * Opens `dir/repo.git` once for many readHealth calls; with no repository every revision is
+ * missing. A revision readHealth finds `ok` is `damaged` when the last full `gitroot fsck`
+ * (`D/fsck.json`, still valid for the current pack set) found it broken.
+ */
 export function openHealthProbe(dir: string): HealthProbe {
+  const verdict = readVerdict(dir);
+  const packSet = verdict === null ? '' : packSetKey(join(dir, REPO));
   let store: ObjectStore | null = null;
   let openError: RevisionHealth | null = null;
   try {
@@ -91,7 +98,10 @@ export function openHealthProbe(dir: string): HealthProbe {
   return {
     checked,
     health: (sha) => {
-      checked[sha] ??= store === null ? (isSha(sha) ? (openError as RevisionHealth) : 'missing') : readHealth(dir, sha, store);
+      if (checked[sha] === undefined) {
+        const h = store === null ? (isSha(sha) ? (openError as RevisionHealth) : 'missing') : readHealth(dir, sha, store);
+        checked[sha] = h === 'ok' ? (verdictHealth(verdict, packSet, sha) ?? 'ok') : h;
+      }
       return checked[sha];
     },
     close: () => store?.close(),

@@ -21,12 +21,19 @@
  *      it is recorded as failed instead. Then the good revision, then earlier good ones
  *      (newest first), then the revision the last boot ran, then none.
  * A revision listed in `failed` is never chosen, and one that is missing or broken never.
+ * One that `gitroot fsck` found damaged (its commit and root tree read, but some file does
+ * not) is passed over like a broken one, unless nothing else can boot: then the first damaged
+ * revision in the order above boots (some files fail with EIO, which beats no boot at all).
  */
 import { GitrootError, StateError } from '../errors/errors.js';
 import { type DeployState, isSha, withFailed, withGood, withPrunedStaged } from '../deploy/deploy-state.js';
 
-/** What the repository says about a revision: `ok` (commit and root tree readable), `missing`, `broken`. */
-export type RevisionHealth = 'ok' | 'missing' | 'broken';
+/**
+ * What the repository says about a revision: `ok` (commit and root tree readable), `missing`,
+ * `broken`, or `damaged` (readable, but the last `gitroot fsck` found objects of its tree broken
+ * or missing; see lib/fsck/fsck-verdict.ts).
+ */
+export type RevisionHealth = 'ok' | 'missing' | 'broken' | 'damaged';
 
 /**
  * The role of the chosen revision: `pending` (a try of the staged revision), `good` (the
@@ -94,6 +101,7 @@ export function isRefusal(e: unknown, why?: RefusalReason): e is TransitionRefus
 const short = (sha: string): string => sha.slice(0, 12);
 
 function healthText(h: RevisionHealth): string {
+  if (h === 'damaged') return "damaged (gitroot fsck found some of its files broken; 'gitroot fsck --repair' fetches them again)";
   return h === 'missing' ? 'not in the repository' : 'unreadable (its objects fail verification)';
 }
 
@@ -113,12 +121,29 @@ export function cmdlineRevision(cmdline: string): string | null {
 
 /** Decides which revision boots and the state to persist before mounting it (pure; see the module comment). */
 export function selectRevision(input: SelectInput): Selection {
+  const strict = select(input, false);
+  if (strict.revision !== null) return strict;
+  const damaged = new Set<string>();
+  const probe = (sha: string): RevisionHealth => {
+    const h = input.health(sha);
+    if (h === 'damaged') damaged.add(sha);
+    return h;
+  };
+  const again = select({ ...input, health: probe }, true);
+  if (again.revision === null || !damaged.has(again.revision)) return strict;
+  const why = `nothing undamaged can boot (${strict.reason.replace(/^no bootable revision \((.*)\): stage one.*$/, '$1')}), `
+    + 'so a revision gitroot fsck found damaged boots: its broken files fail with EIO; run \'gitroot fsck --repair\'';
+  return { ...again, reason: `${again.reason}; ${why}`, notes: [...again.notes, `${again.revision} boots although damaged: ${why}`] };
+}
+
+function select(input: SelectInput, acceptDamaged: boolean): Selection {
   const notes: string[] = [];
   const healthMemo = new Map<string, RevisionHealth>();
   const health = (sha: string): RevisionHealth => {
     let h = healthMemo.get(sha);
     if (h === undefined) {
       h = input.health(sha);
+      if (h === 'damaged' && acceptDamaged) h = 'ok';
       healthMemo.set(sha, h);
     }
     return h;

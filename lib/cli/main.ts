@@ -19,6 +19,7 @@ const COMMAND_MODULES: Array<{ names: string[]; load: () => Promise<Register[]> 
   { names: ['diff'], load: async () => [(await import('./commands/diff.js')).registerDiff] },
   { names: ['fetch'], load: async () => [(await import('./commands/fetch.js')).registerFetch] },
   { names: ['status'], load: async () => [(await import('./commands/status.js')).registerStatus] },
+  { names: ['fsck'], load: async () => [(await import('./commands/fsck.js')).registerFsck] },
   { names: ['boot'], load: async () => [(await import('./commands/boot.js')).registerBoot] },
   { names: ['select', 'mark-good', 'mark-bad', 'rollback'], load: async () => [(await import('./commands/assess.js')).registerAssess] },
 ];

@@ -80,6 +80,12 @@ export interface FetchCommitOptions {
   onProgress?: (p: FetchProgress) => void;
   /** Refs, negotiation and the download (into a temp dir, then deleted): measure, change nothing. */
   dryRun?: boolean;
+  /**
+   * Repair (`gitroot fsck --repair`): ask for the commit with no `have`s even when it is here,
+   * index the full pack in a scratch repository with no alternates (so index-pack never reads
+   * the damaged local copies), check it is complete on its own, install it; no ref is written.
+   */
+  full?: boolean;
   signal?: AbortSignal;
 }
 
@@ -353,6 +359,7 @@ export async function fetchCommit(opts: FetchCommitOptions): Promise<FetchCommit
   const target = checkTarget(opts);
   const gitdir = path.resolve(opts.gitdir);
   const dryRun = opts.dryRun === true;
+  const full = opts.full === true && !dryRun;
   let bytes = 0;
   const progress = (p: Omit<FetchProgress, 'bytes'>) => opts.onProgress?.({ ...p, bytes });
 
@@ -391,7 +398,7 @@ export async function fetchCommit(opts: FetchCommitOptions): Promise<FetchCommit
     // 3. already here?  4. haves
     let haves: string[] = [];
     let tips: string[] = [];
-    if (repoExists) {
+    if (repoExists && !full) {
       const store = ObjectStore.open(gitdir);
       try {
         tips = localTips(gitdir, store);
@@ -426,12 +433,16 @@ export async function fetchCommit(opts: FetchCommitOptions): Promise<FetchCommit
     } else {
       await fsp.mkdir(path.join(gitdir, FETCH_TMP_DIR), { recursive: true });
       tmpRoot = await fsp.mkdtemp(path.join(gitdir, FETCH_TMP_DIR, `incoming-${process.pid}-`));
+      if (full) {
+        indexGitdir = path.join(tmpRoot, 'repo.git');
+        await git(['init', '--bare', '--quiet', indexGitdir]);
+      }
     }
     const quarantine = path.join(tmpRoot, 'objects');
     const received = await receivePack(remote.fetchPack([commit], haves), {
       gitdir: indexGitdir,
       quarantine,
-      alternates: repoExists ? [path.join(gitdir, 'objects')] : [],
+      alternates: repoExists && !full ? [path.join(gitdir, 'objects')] : [],
       keepMessage: `${KEEP_MARKER} ${commit} pid ${process.pid}`,
       source: redactUrl(remote.baseUrl),
       signal: opts.signal,
@@ -465,14 +476,14 @@ export async function fetchCommit(opts: FetchCommitOptions): Promise<FetchCommit
     if (opts.signal?.aborted) throw opts.signal.reason;
     const installed = installPack(gitdir, received.files);
     try {
-      recordRef(gitdir, ref, commit);
+      if (!full) recordRef(gitdir, ref, commit);
     } catch (e) {
       uninstallPack(installed);
       throw e;
     }
     const keep = installed.find((f) => f.endsWith('.keep'));
     if (keep !== undefined) unlinkSync(keep);
-    return { ...result, ref, durationMs: performance.now() - started };
+    return { ...result, ref: full ? null : ref, durationMs: performance.now() - started };
   } catch (e) {
     if (e instanceof GitrootError || opts.signal?.aborted) throw e;
     const err = e as NodeJS.ErrnoException;

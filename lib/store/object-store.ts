@@ -56,11 +56,28 @@ const EMPTY: Buffer = Buffer.alloc(0);
 
 type Location = { pack: PackFile; offset: number; loose?: undefined } | { loose: string; pack?: undefined };
 
+/** A stored copy of an object that failed to decode or verify (reads use another copy when there is one). */
+export interface DamagedCopy {
+  /** The object id, 40 hex. */
+  oid: string;
+  /** The pack or loose file holding the damaged copy. */
+  path: string;
+  /** Why it was refused (the error's message). */
+  detail: string;
+}
+
+/** Errors that mean "this stored copy is damaged", as opposed to usage or I/O setup errors. */
+function isDamage(err: unknown): boolean {
+  return err instanceof ObjectCorruptError || err instanceof ObjectMissingError || err instanceof InflateError;
+}
+
 /** One objects directory (the repository's own or an alternate): its packs and loose files. */
 class ObjectDir {
   packs: PackFile[] = [];
   /** Packs that could not be opened, with the reason; retried when the directory changes. */
   broken = new Map<string, string>();
+  /** Inode of each open pack's .idx: a pack replaced under the same name (a repair) is reopened. */
+  private readonly inodes = new Map<PackFile, bigint>();
   private stamp = -1n;
 
   constructor(readonly path: string) {}
@@ -82,7 +99,8 @@ class ObjectDir {
     const idxPaths = new Set(names.filter((n) => n.endsWith('.idx')).map((n) => path.join(packDir, n)));
     let changed = false;
     const kept = this.packs.filter((p) => {
-      if (idxPaths.has(p.index.path)) return true;
+      if (idxPaths.has(p.index.path) && inodeOf(p.index.path) === this.inodes.get(p)) return true;
+      this.inodes.delete(p);
       onDrop(p);
       changed = true;
       return false;
@@ -92,7 +110,10 @@ class ObjectDir {
     for (const idx of idxPaths) {
       if (known.has(idx)) continue;
       try {
-        kept.push(PackFile.open(idx));
+        const ino = inodeOf(idx);
+        const pack = PackFile.open(idx);
+        this.inodes.set(pack, ino);
+        kept.push(pack);
         changed = true;
       } catch (err) {
         // An .idx without its .pack is a pack being deleted; anything else is worth reporting.
@@ -113,6 +134,14 @@ class ObjectDir {
     }
     this.packs = kept;
     return changed;
+  }
+}
+
+function inodeOf(file: string): bigint {
+  try {
+    return fs.statSync(file, { bigint: true }).ino;
+  } catch {
+    return -1n;
   }
 }
 
@@ -196,6 +225,16 @@ async function inflateRange(inflater: StreamInflater, read: PositionedRead, star
   }
 }
 
+/** Key of a packed copy: the opened pack (a pack replaced under the same name is a new one) and the id. */
+function packKey(pack: PackFile, id: Buffer): string {
+  return `p${pack.id}:${id.toString('hex')}`;
+}
+
+/** Key of a loose copy: its path and inode (a file written again under the same name is a new copy). */
+function looseKey(file: string): string {
+  return `l${inodeOf(file)}:${file}`;
+}
+
 export class ObjectStore {
   /** The repository's directories. */
   readonly dirs: GitDirs;
@@ -207,6 +246,8 @@ export class ObjectStore {
   private readonly verifyMode: 'sha1' | 'crc32';
   /** Set by decodePacked: every entry of the last decoded object matched its CRC32. */
   private crcVerified = false;
+  /** Copies that failed, keyed by copyKey: lookups skip them so a good copy elsewhere wins. */
+  private readonly damagedCopies = new Map<string, DamagedCopy>();
 
   private constructor(dirs: GitDirs, opts: ObjectStoreOptions) {
     this.dirs = dirs;
@@ -227,19 +268,39 @@ export class ObjectStore {
     return new ObjectStore(dirs, opts);
   }
 
-  /** Reads and verifies an object; throws ObjectMissingError or ObjectCorruptError. */
+  /**
+   * Reads and verifies an object; throws ObjectMissingError or ObjectCorruptError. A copy that
+   * fails to decode or verify is remembered (see damaged()) and the next copy is tried: another
+   * pack, a loose file, or a pack that appeared since (a repair); the first error is thrown
+   * when no copy is good.
+   */
   readObject(oid: string | Buffer): GitObject {
     const id = this.checkOid(oid);
-    for (let attempt = 0; attempt < 2; attempt++) {
+    let firstError: unknown = null;
+    for (let vanished = 0; vanished < 2;) {
       const loc = this.find(id);
       if (loc === null) break;
-      if (loc.pack !== undefined) return this.readPacked(id, loc.pack, loc.offset);
-      const file = readFileIfExists(loc.loose);
-      if (file !== null) return this.verify(id, this.decodeLooseFile(id, file, loc.loose), loc.loose);
+      try {
+        if (loc.pack !== undefined) return this.readPacked(id, loc.pack, loc.offset);
+        const file = readFileIfExists(loc.loose);
+        if (file !== null) return this.verify(id, this.decodeLooseFile(id, file, loc.loose), loc.loose);
+      } catch (err) {
+        if (!isDamage(err)) throw err;
+        firstError ??= err;
+        this.markDamaged(id, loc, err);
+        continue;
+      }
       // The loose file went away between lookup and read (a concurrent gc packed it): look again.
       this.rescan();
+      vanished++;
     }
+    if (firstError !== null) throw firstError;
     throw this.missing(id);
+  }
+
+  /** Every damaged copy met so far (each also skipped by later reads), in the order met. */
+  damaged(): DamagedCopy[] {
+    return [...this.damagedCopies.values()];
   }
 
   /** Type and size of an object without reading its content (not verified against the id). */
@@ -257,7 +318,7 @@ export class ObjectStore {
 
   /** True if the repository (or an alternate) holds the object. Does not read or verify it. */
   has(oid: string | Buffer): boolean {
-    return this.find(this.checkOid(oid)) !== null;
+    return this.find(this.checkOid(oid), true) !== null;
   }
 
   /**
@@ -269,6 +330,17 @@ export class ObjectStore {
     const id = this.checkOid(oid);
     const loc = this.find(id);
     if (loc === null) throw this.missing(id);
+    try {
+      return await this.copyBlobFrom(id, loc, fd);
+    } catch (err) {
+      // Bytes may have reached `fd` already, so no retry here: the copy is remembered as damaged
+      // and the caller's next attempt (a re-read of the file) gets another copy if there is one.
+      if (isDamage(err)) this.markDamaged(id, loc, err);
+      throw err;
+    }
+  }
+
+  private async copyBlobFrom(id: Buffer, loc: Location, fd: number): Promise<number> {
     if (loc.pack !== undefined) {
       const pack = loc.pack;
       let entry: PackEntry;
@@ -354,17 +426,19 @@ export class ObjectStore {
     return changed;
   }
 
-  private findPacked(id: Buffer): Location | null {
+  private findPacked(id: Buffer, includeDamaged: boolean): Location | null {
+    const skip = (pack: PackFile): boolean => !includeDamaged && this.damagedCopies.size > 0
+      && this.damagedCopies.has(packKey(pack, id));
     const last = this.lastPack;
     if (last !== null) {
       const offset = last.index.lookup(id);
-      if (offset >= 0) return { pack: last, offset };
+      if (offset >= 0 && !skip(last)) return { pack: last, offset };
     }
     for (const dir of this.objectDirs) {
       for (const pack of dir.packs) {
         if (pack === last) continue;
         const offset = pack.index.lookup(id);
-        if (offset >= 0) {
+        if (offset >= 0 && !skip(pack)) {
           this.lastPack = pack;
           return { pack, offset };
         }
@@ -373,19 +447,32 @@ export class ObjectStore {
     return null;
   }
 
-  /** Where an object is: packs first, then loose files, then again after a rescan of the packs. */
-  private find(id: Buffer): Location | null {
+  /**
+   * Where an object is: packs first, then loose files, then again after a rescan of the packs.
+   * Copies found damaged are skipped unless `includeDamaged`.
+   */
+  private find(id: Buffer, includeDamaged = false): Location | null {
     for (let attempt = 0; attempt < 2; attempt++) {
-      const packed = this.findPacked(id);
+      const packed = this.findPacked(id, includeDamaged);
       if (packed !== null) return packed;
       const hex = id.toString('hex');
       for (const dir of this.objectDirs) {
         const file = loosePath(dir.path, hex);
-        if (fs.existsSync(file)) return { loose: file };
+        if (!fs.existsSync(file)) continue;
+        if (includeDamaged || this.damagedCopies.size === 0 || !this.damagedCopies.has(looseKey(file))) return { loose: file };
       }
       if (!this.rescan()) break;
     }
     return null;
+  }
+
+  /** Remembers a copy that failed, so lookups pass it over. */
+  private markDamaged(id: Buffer, loc: Location, err: unknown): void {
+    const key = loc.pack !== undefined ? packKey(loc.pack, id) : looseKey(loc.loose);
+    if (this.damagedCopies.has(key)) return;
+    this.damagedCopies.set(key, {
+      oid: id.toString('hex'), path: loc.pack?.packPath ?? loc.loose ?? '', detail: (err as Error).message,
+    });
   }
 
   private readPacked(id: Buffer, pack: PackFile, offset: number): GitObject {

@@ -1,0 +1,60 @@
+/** `gitroot fsck`: verify every object the kept revisions need, name what is broken, record the verdict, repair. */
+import type { Command } from 'commander';
+import { runFsck } from '../../fsck/fsck-run.js';
+import { type FsckReport, FsckDamageError, damageSummary, formatReport } from '../../fsck/fsck-report.js';
+import { note, printJson, printLine, progress } from '../output.js';
+
+interface FsckOpts {
+  dir: string;
+  revision?: string[];
+  json?: boolean;
+  repair?: boolean;
+  cmdline?: string;
+  config?: string;
+  wait?: number;
+}
+
+function render(report: FsckReport, json: boolean | undefined): void {
+  if (json) printJson(report);
+  else for (const line of formatReport(report)) printLine(line);
+  if (!report.clean) {
+    throw new FsckDamageError(damageSummary(report), {
+      data: { brokenObjects: report.objects.length, brokenRevisions: report.revisions.filter((r) => r.status !== 'ok').map((r) => r.revision) },
+    });
+  }
+}
+
+export function registerFsck(program: Command): void {
+  program
+    .command('fsck')
+    .description('verify (full SHA-1) every object the kept revisions need and the pack checksums; name broken objects and the paths they break')
+    .requiredOption('--dir <dir>', 'the gitroot home (repo.git, state.json)')
+    .option('--revision <rev...>', 'check only these revisions (the verdict for the boot is then not recorded)')
+    .option('--repair', 'fetch broken revisions again from gitroot.remote as full packs and move damaged packs aside')
+    .option('--cmdline <file>', 'kernel command line to read settings from, for --repair (default /proc/cmdline)')
+    .option('--config <path>', 'config file or directory, for --repair (default /etc/gitroot)')
+    .option('--wait <seconds>', 'wait this long for another gitroot process to finish', (v) => Number(v), 10)
+    .option('--json', 'print the report as one JSON object')
+    .action(async (opts: FsckOpts) => {
+      const bar = progress('fsck: objects');
+      const lockWaitMs = Math.max(0, Number.isFinite(opts.wait) ? (opts.wait as number) : 10) * 1000;
+      const onProgress = (done: number, total: number) => bar.update(done, total);
+      try {
+        if (opts.repair) {
+          const { repairHome } = await import('../../fsck/fsck-repair.js');
+          const report = await repairHome({
+            dir: opts.dir, cmdlineFile: opts.cmdline, configPath: opts.config, lockWaitMs, onProgress,
+            onNote: (line) => { bar.end(); note(line); },
+          });
+          bar.end();
+          render(report, opts.json);
+          return;
+        }
+        const { report } = await runFsck({ dir: opts.dir, revisions: opts.revision, onProgress, lockWaitMs });
+        bar.end();
+        render(report, opts.json);
+      } finally {
+        bar.end();
+      }
+    });
+}
