@@ -22,6 +22,7 @@ const COMMAND_MODULES: Array<{ names: string[]; load: () => Promise<Register[]> 
   { names: ['fsck'], load: async () => [(await import('./commands/fsck.js')).registerFsck] },
   { names: ['boot'], load: async () => [(await import('./commands/boot.js')).registerBoot] },
   { names: ['select', 'mark-good', 'mark-bad', 'rollback'], load: async () => [(await import('./commands/assess.js')).registerAssess] },
+  { names: ['prune'], load: async () => [(await import('./commands/prune.js')).registerPrune] },
 ];
 
 /** Builds the commander program; with `only`, registers just the module of that command. */

@@ -204,6 +204,31 @@ export const SETTINGS_SCHEMA = {
     min: 0,
     max: 20,
   },
+  'gitroot.keep': {
+    type: 'int',
+    default: 1,
+    meaning: 'Earlier known-good revisions `gitroot prune` keeps (newest first), besides the booted, pending and known-good ones and the one the next boot runs; their git objects stay so `gitroot rollback` works offline. `--keep` overrides it.',
+    example: 'gitroot.keep=2',
+    usedBy: 'issue 5: gitroot prune, fetch (auto-prune)',
+    min: 0,
+    max: 10,
+  },
+  'gitroot.min-free': {
+    type: 'int',
+    default: 128,
+    meaning: 'MiB that must stay free on the home\'s filesystem after an update: `gitroot fetch` refuses to start unless this plus twice the last fetched pack is free (docs/prune.md). 0 checks only the pack estimate.',
+    example: 'gitroot.min-free=512',
+    usedBy: 'issue 5: gitroot fetch (space check)',
+    min: 0,
+    max: 1048576,
+  },
+  'gitroot.auto-prune': {
+    type: 'flag',
+    default: true,
+    meaning: 'When the space check fails, `gitroot fetch` first runs `gitroot prune` (keeping `gitroot.keep` earlier good revisions) and checks again. Set `gitroot.auto-prune=0` to only refuse.',
+    example: 'gitroot.auto-prune=0',
+    usedBy: 'issue 5: gitroot fetch (space check)',
+  },
 } as const satisfies Record<string, SettingSpec>;
 
 /** Every setting's name. */
