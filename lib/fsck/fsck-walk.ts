@@ -343,6 +343,8 @@ export async function walkRevisions(store: ObjectStore, gitdir: string, roots: r
       finding.broken = [...await walkTree(tree)].sort((a, b) => (a.path < b.path ? -1 : a.path > b.path ? 1 : 0));
       if (finding.broken.length > 0) finding.status = 'broken';
       finding.manifest = manifestOf(tree);
+      // A manifest that does not parse stops the mount as surely as a broken object.
+      if (finding.manifest.status !== 'ok' && finding.manifest.status !== 'absent') finding.status = 'broken';
     }
   } finally {
     if (devNull >= 0) fs.closeSync(devNull);
