@@ -39,8 +39,20 @@ function notARepo(repo: string, detail?: string): RepoNotFoundError {
     { data: { repo } });
 }
 
-/** Resolves the git, common and object directories of `repo`; throws RepoNotFoundError. */
+/**
+ * Resolves the git, common and object directories of `repo`; throws RepoNotFoundError.
+ * A relative `repo` gives paths relative to the working directory: the boot daemon relies
+ * on that, since it runs with its cwd in the gitroot home and, after the switch to the new
+ * root, absolute paths of the initramfs no longer lead anywhere (its cwd still does).
+ */
 export function resolveGitDir(repo: string): GitDirs {
+  const dirs = resolveAbsolute(repo);
+  if (path.isAbsolute(repo)) return dirs;
+  const rel = (p: string): string => path.relative(process.cwd(), p) || '.';
+  return { gitDir: rel(dirs.gitDir), commonDir: rel(dirs.commonDir), objectsDir: rel(dirs.objectsDir) };
+}
+
+function resolveAbsolute(repo: string): GitDirs {
   const abs = path.resolve(repo);
   let gitDir = abs;
   const dotGit = path.join(abs, '.git');
