@@ -10,7 +10,7 @@ import { ConfigError, TrustError } from '../errors/errors.js';
 import type { Settings } from '../params/settings-schema.js';
 import { parseCommit, parseTag } from '../store/git-objects.js';
 import type { ObjectStore } from '../store/object-store.js';
-import { type AllowedSigner, type AllowedSigners, matchPatternList } from './allowed-signers.js';
+import { type AllowedSigner, type AllowedSigners, matchPatternList, readAllowedSigners } from './allowed-signers.js';
 import { SignatureFormatError, fingerprint, keyTypeOf, parseSshSignature, verifySshSignature } from './ssh-signature.js';
 
 /** The namespace git signs commits and tags in. */
@@ -162,12 +162,16 @@ export function requireTrusted(store: ObjectStore, signers: AllowedSigners, sha:
 }
 
 /**
- * Refuses trust settings this build cannot honour, at settings load (before any network):
- * `gitroot.gpg-keyring` (see docs/trust.md for why OpenPGP is not supported).
+ * The trust settings, checked at settings load (before any network): `gitroot.gpg-keyring`
+ * is refused (see docs/trust.md for why OpenPGP is not supported); the allowed-signers file,
+ * when set, is read and parsed (ConfigError naming it or its bad line). Returns the signers,
+ * or null when no signature is required.
  */
-export function checkTrustSettings(s: Pick<Settings, 'gitroot.gpg-keyring'>): void {
+export function loadTrustSettings(s: Pick<Settings, 'gitroot.gpg-keyring' | 'gitroot.allowed-signers'>): AllowedSigners | null {
   if (s['gitroot.gpg-keyring'] !== null) {
     throw new ConfigError('gitroot.gpg-keyring is not supported in this build: use gitroot.allowed-signers (SSH signatures; see docs/trust.md)',
       { data: { key: 'gitroot.gpg-keyring' } });
   }
+  const path = s['gitroot.allowed-signers'];
+  return path === null ? null : readAllowedSigners(path);
 }

@@ -9,7 +9,7 @@
  */
 import type { DeployState } from '../deploy/deploy-state.js';
 import { ObjectStore } from '../store/object-store.js';
-import { readAllowedSigners } from './allowed-signers.js';
+import type { AllowedSigners } from './allowed-signers.js';
 import { type DowngradeVerdict, checkDowngrade, heldRevisions } from './downgrade-check.js';
 import { type TrustReport, requireTrusted } from './revision-trust.js';
 
@@ -20,8 +20,8 @@ export interface TrustGateInput {
   commit: string;
   /** Branch tip (fetch-revision) or explicit pin (update-revision). */
   target: 'branch' | 'pin';
-  /** gitroot.allowed-signers, or null (no signature required). */
-  allowedSigners: string | null;
+  /** The parsed gitroot.allowed-signers (loadTrustSettings), or null (no signature required). */
+  signers: AllowedSigners | null;
   /** gitroot.allow-downgrade. */
   allowDowngrade: boolean;
   /** The deployment state (booted, good, pending). */
@@ -33,7 +33,7 @@ export interface TrustGateResult {
   /** Null when gitroot.allowed-signers is not set. */
   signature: TrustReport | null;
   downgrade: DowngradeVerdict;
-  /** Time spent reading the allowed-signers file and verifying the signature. */
+  /** Time spent verifying the signature (reading the object included). */
   verifyMs: number;
   /** Time spent on the downgrade walk. */
   downgradeMs: number;
@@ -46,10 +46,7 @@ export function runTrustGates(input: TrustGateInput): TrustGateResult {
   try {
     const t0 = performance.now();
     let signature: TrustReport | null = null;
-    if (input.allowedSigners !== null) {
-      const signers = readAllowedSigners(input.allowedSigners);
-      signature = requireTrusted(store, signers, input.commit);
-    }
+    if (input.signers !== null) signature = requireTrusted(store, input.signers, input.commit);
     const t1 = performance.now();
     const downgrade = checkDowngrade(store, {
       tip: input.commit, target: input.target, held: heldRevisions(input.state), allowDowngrade: input.allowDowngrade,

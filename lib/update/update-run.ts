@@ -17,7 +17,7 @@ import { diffCommits, type TreeDiff } from '../diff/tree-diff.js';
 import { GitrootError, UsageError } from '../errors/errors.js';
 import { planUpdate, type UpdatePlan } from './update-plan.js';
 import { ensureSpaceForFetch } from '../prune/prune-auto.js';
-import { checkTrustSettings } from '../trust/revision-trust.js';
+import { loadTrustSettings } from '../trust/revision-trust.js';
 import { runTrustGates, type TrustGateResult } from '../trust/trust-gate.js';
 
 export interface UpdateOptions {
@@ -86,7 +86,7 @@ export async function runUpdate(opts: UpdateOptions): Promise<UpdateResult> {
   try {
     const loaded = await loadSettings({ dir, cmdlineFile: opts.cmdlineFile, configPath: opts.configPath });
     const s = loaded.settings;
-    checkTrustSettings(s);
+    const signers = loadTrustSettings(s);
     const warnings = [...loaded.warnings];
     const plan = planUpdate(s);
     const base = { plan, warnings, reboot: 'not-requested' as const };
@@ -124,7 +124,7 @@ export async function runUpdate(opts: UpdateOptions): Promise<UpdateResult> {
     if (!opts.dryRun || fetched.upToDate) {
       trust = runTrustGates({
         repo, commit: fetched.commit, target: plan.target.kind === 'sha' ? 'pin' : 'branch',
-        allowedSigners: s['gitroot.allowed-signers'], allowDowngrade: s['gitroot.allow-downgrade'], state: readState(dir),
+        signers, allowDowngrade: s['gitroot.allow-downgrade'], state: readState(dir),
       });
       warnings.push(...trust.warnings);
     } else {
