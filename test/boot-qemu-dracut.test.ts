@@ -33,6 +33,7 @@ t.test('QEMU: the good revision boots through the dracut module', { skip }, asyn
     'big-file': 'ok', 'daemon-argv0': '@gitroot', 'daemon-oom': '-1000',
   }, 'checks inside the guest');
   t.match(r.serial, /dracut: Mounted root filesystem gitroot/, 'dracut took the root from the mount hook');
+  t.match(r.serial, /gitroot: medium \S+ checked \(fsck [01]\)/, 'the medium was checked by e2fsck (fs-lib) before the read-write mount');
   const { start, rootMounted } = rep.uptime;
   t.comment(`dracut initramfs ${(initrd.bytes / 1e6).toFixed(1)} MB (zstd); TCG: module start -> root mounted ${rootMounted !== undefined && start !== undefined ? (rootMounted - start).toFixed(2) : '?'} s; QEMU ran ${(r.durationMs / 1000).toFixed(1)} s`);
 });

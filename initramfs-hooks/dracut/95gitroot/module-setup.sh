@@ -15,7 +15,8 @@ check() {
 }
 
 depends() {
-    echo base
+    # fs-lib: fsck_single, to check the medium before it is mounted read-write.
+    echo base fs-lib
 }
 
 installkernel() {
@@ -31,6 +32,8 @@ install() {
     # The native addon with libfuse3 (dracut-install resolves ELF dependencies).
     inst_binary "$libdir/gitroot_native.node" /usr/lib/gitroot/gitroot_native.node
     inst_multiple mount umount modprobe blkid
+    # Checkers for the usual medium file systems (host-only images carry only the host's).
+    inst_multiple -o fsck e2fsck fsck.ext2 fsck.ext3 fsck.ext4 fsck.vfat fsck.fat
     inst_hook cmdline 90 "$moddir/parse-gitroot.sh"
     inst_hook mount 90 "$moddir/mount-gitroot.sh"
 }

@@ -14,6 +14,17 @@ gitroot_medium=$(getarg gitroot.medium=)
 gitroot_dir=$(getarg gitroot.dir=)
 gitroot_dir=${gitroot_dir:-/gitroot}
 gitroot_dev=$(label_uuid_to_dev "$gitroot_medium")
+# Check the medium first, like initramfs-tools' checkfs does (a power cut while the fetcher
+# wrote it is the common case; git's own objects are verified separately by git-fs).
+# Uncorrected errors are reported, not fatal: an unattended machine still tries to boot.
+type fsck_single > /dev/null 2>&1 || . /lib/fs-lib.sh
+fsck_single "$gitroot_dev" auto "" ""
+gitroot_fsck=$?
+case $gitroot_fsck in
+    0 | 1 | 255) ;;
+    *) gitroot_say "warning: fsck of the medium $gitroot_dev returned $gitroot_fsck (uncorrected errors?); mounting it anyway" ;;
+esac
+gitroot_say "medium $gitroot_medium checked (fsck $gitroot_fsck)"
 # Read-write: the fetcher stages new revisions there and the boot counts tries.
 mkdir -p /run/gitroot/medium
 mount -o rw "$gitroot_dev" /run/gitroot/medium \
