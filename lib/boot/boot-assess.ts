@@ -24,6 +24,8 @@ import { step } from '../deploy/deploy-steps.js';
 import { withLock } from '../deploy/lock.js';
 import { ObjectStore } from '../store/object-store.js';
 import { parseCommit } from '../store/git-objects.js';
+import type { AllowedSigners } from '../trust/allowed-signers.js';
+import { judgeCommit } from '../trust/revision-trust.js';
 import { packSetKey, readVerdict, verdictHealth } from '../fsck/fsck-verdict.js';
 import {
   type RevisionHealth, type Selection, type TransitionAction, type TransitionPlan, TransitionRefusedError,
@@ -76,15 +78,19 @@ export interface HealthProbe {
   health: (sha: string) => RevisionHealth;
   /** Every revision asked about, with its answer. */
   checked: Record<string, RevisionHealth>;
+  /** Why each `untrusted` revision is (with signers). */
+  distrust: Record<string, string>;
   close(): void;
 }
 
 /**
  * Opens `dir/repo.git` once for many readHealth calls; with no repository every revision is
  * missing. A revision readHealth finds `ok` is `damaged` when the last full `gitroot fsck`
- * (`D/fsck.json`, still valid for the current pack set) found it broken.
+ * (`D/fsck.json`, still valid for the current pack set) found it broken. With `signers` (the
+ * initramfs's allowed-signers, lib/trust), a readable revision whose commit lacks a valid
+ * signature from a listed key is `untrusted`.
  */
-export function openHealthProbe(dir: string): HealthProbe {
+export function openHealthProbe(dir: string, signers: AllowedSigners | null = null): HealthProbe {
   const verdict = readVerdict(dir);
   const packSet = verdict === null ? '' : packSetKey(join(dir, REPO));
   let store: ObjectStore | null = null;
@@ -95,11 +101,26 @@ export function openHealthProbe(dir: string): HealthProbe {
     openError = (e as GitrootError).code === 'ENOREPO' ? 'missing' : 'broken';
   }
   const checked: Record<string, RevisionHealth> = {};
+  const distrust: Record<string, string> = {};
+  /** The trust check of a readable revision: a commit signature from a listed key. */
+  const trust = (sha: string): RevisionHealth => {
+    if (signers === null || store === null) return 'ok';
+    try {
+      const v = judgeCommit(signers, store.readObject(sha).data);
+      if (v.trusted) return 'ok';
+      distrust[sha] = `${v.detail}; ${v.fix}`;
+      return 'untrusted';
+    } catch {
+      return 'broken';
+    }
+  };
   return {
     checked,
+    distrust,
     health: (sha) => {
       if (checked[sha] === undefined) {
-        const h = store === null ? (isSha(sha) ? (openError as RevisionHealth) : 'missing') : readHealth(dir, sha, store);
+        let h = store === null ? (isSha(sha) ? (openError as RevisionHealth) : 'missing') : readHealth(dir, sha, store);
+        if (h === 'ok') h = trust(sha);
         checked[sha] = h === 'ok' ? (verdictHealth(verdict, packSet, sha) ?? 'ok') : h;
       }
       return checked[sha];
@@ -127,6 +148,8 @@ export interface DecideBootOptions {
   persist?: boolean;
   /** How long to wait for the lock (default 10 s). */
   waitMs?: number;
+  /** The initramfs's allowed-signers (lib/trust): unsigned or badly signed revisions are `untrusted`. */
+  signers?: AllowedSigners | null;
 }
 
 /**
@@ -138,10 +161,12 @@ export interface DecideBootOptions {
 export async function decideBoot(opts: DecideBootOptions): Promise<BootDecision> {
   const asked = cmdlineRevision(opts.cmdline);
   const decide = (state: DeployState): BootDecision => {
-    const probe = openHealthProbe(opts.dir);
+    const probe = openHealthProbe(opts.dir, opts.signers ?? null);
     try {
       const sel = selectRevision({ state, cmdlineRevision: asked, health: probe.health });
-      return { ...sel, cmdlineRevision: asked, health: { ...probe.checked }, written: false };
+      // Why each untrusted revision was passed over, for the boot log.
+      const notes = [...sel.notes, ...Object.entries(probe.distrust).map(([sha, why]) => `revision ${sha} is untrusted: ${why}`)];
+      return { ...sel, notes, cmdlineRevision: asked, health: { ...probe.checked }, written: false };
     } finally {
       probe.close();
     }
@@ -384,7 +409,7 @@ export function checkNewGood(plan: TransitionPlan, opts: Pick<TransitionOptions,
     const h = (opts.health ?? ((sha: string) => readHealth(opts.dir, sha)))(plan.revision);
     if (h !== 'ok') {
       throw new TransitionRefusedError(plan.action, 'unhealthy',
-        `${plan.action}: revision ${plan.revision} is ${h === 'missing' ? 'not in' : 'unreadable in'} ${join(opts.dir, REPO)}, ` +
+        `${plan.action}: revision ${plan.revision} is ${h === 'missing' ? 'not in' : h === 'untrusted' ? 'untrusted in' : 'unreadable in'} ${join(opts.dir, REPO)}, ` +
           'so it could not boot: fetch it again (update-revision=) before making it the known-good revision',
         { revision: plan.revision, health: h });
     }

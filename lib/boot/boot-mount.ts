@@ -26,6 +26,7 @@ import { GitrootError, MountError, RevisionNotFoundError, UsageError } from '../
 import { startDaemon } from '../gitfs/mount-daemon.js';
 import { mountAt } from '../gitfs/mount-table.js';
 import { decideBoot } from './boot-assess.js';
+import { type AllowedSigners, readAllowedSigners } from '../trust/allowed-signers.js';
 import { writeJsonAtomic } from '../fsutil/atomic-write.js';
 
 const execFileAsync = promisify(execFile);
@@ -57,8 +58,8 @@ export interface BootSelection {
  * and the repository's health), persisted under the home's lock before anything is mounted,
  * so a boot that dies later still used its try.
  */
-async function decide(home: string, cmdline: string, persist: boolean): Promise<BootSelection> {
-  const d = await decideBoot({ dir: home, cmdline, persist });
+async function decide(home: string, cmdline: string, persist: boolean, signers: AllowedSigners | null): Promise<BootSelection> {
+  const d = await decideBoot({ dir: home, cmdline, persist, signers });
   if (d.revision === null) {
     throw new RevisionNotFoundError(
       `no bootable revision: ${d.reason}${d.notes.length ? ` (${d.notes.join('; ')})` : ''}; stage one with 'gitroot fetch' or pass git-revision=SHA`,
@@ -81,6 +82,12 @@ export interface BootMountOptions {
   script?: string;
   /** Write the decision to state.json before mounting (default true; false for dry runs and tests). */
   persist?: boolean;
+  /**
+   * The trust root baked into the initramfs (docs/trust.md): an allowed-signers file. When
+   * given, a revision without a valid signature from a listed key is passed over like an
+   * unreadable one; an unreadable or malformed file fails the boot (ConfigError).
+   */
+  allowedSigners?: string;
   /** Content cache of the daemon in MiB (its --cache-mb); default the mount default. */
   cacheMb?: number;
   /** tmpfs size option for the writable layer (e.g. '50%'); default the kernel's (half of RAM). */
@@ -235,7 +242,8 @@ export async function bootMount(opts: BootMountOptions): Promise<BootRecord> {
   });
 
   // 2. Decide the revision and record the decision in the home (a try used, `booted`).
-  const selection = await step('select', () => decide(home, opts.cmdline, opts.persist ?? true));
+  const selection = await step('select', () => decide(home, opts.cmdline, opts.persist ?? true,
+    opts.allowedSigners === undefined ? null : readAllowedSigners(opts.allowedSigners, '--allowed-signers')));
   for (const n of selection.notes) log(`note: ${n}`);
   log(`revision ${selection.revision} (${selection.kind}: ${selection.reason})`);
 

@@ -31,9 +31,12 @@ import { type DeployState, isSha, withFailed, withGood, withPrunedStaged } from 
 /**
  * What the repository says about a revision: `ok` (commit and root tree readable), `missing`,
  * `broken`, or `damaged` (readable, but the last `gitroot fsck` found objects of its tree broken
- * or missing; see lib/fsck/fsck-verdict.ts).
+ * or missing; see lib/fsck/fsck-verdict.ts), or `untrusted` (readable, but the initramfs
+ * carries an allowed-signers file and the commit has no valid signature from a key it lists;
+ * lib/trust). Every rule treats `untrusted` exactly like `broken`: never chosen, not even as
+ * the last resort a damaged revision is.
  */
-export type RevisionHealth = 'ok' | 'missing' | 'broken' | 'damaged';
+export type RevisionHealth = 'ok' | 'missing' | 'broken' | 'damaged' | 'untrusted';
 
 /**
  * The role of the chosen revision: `pending` (a try of the staged revision), `good` (the
@@ -101,6 +104,7 @@ export function isRefusal(e: unknown, why?: RefusalReason): e is TransitionRefus
 const short = (sha: string): string => sha.slice(0, 12);
 
 function healthText(h: RevisionHealth): string {
+  if (h === 'untrusted') return 'untrusted (no valid signature from a key in the allowed-signers file)';
   if (h === 'damaged') return "damaged (gitroot fsck found some of its files broken; 'gitroot fsck --repair' fetches them again)";
   return h === 'missing' ? 'not in the repository' : 'unreadable (its objects fail verification)';
 }

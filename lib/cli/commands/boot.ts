@@ -15,6 +15,7 @@ interface BootOpts {
   cacheMb?: number;
   overlaySize?: string;
   persist: boolean;
+  allowedSigners?: string;
   json?: boolean;
 }
 
@@ -49,6 +50,7 @@ export function registerBoot(program: Command): void {
     .option('--cache-mb <n>', "MiB of decoded file content the daemon keeps (its 'mount --cache-mb'; default gitroot.cache-mb= on the command line)", Number)
     .option('--overlay-size <size>', 'tmpfs size of the writable layer (tmpfs size=, e.g. 50% or 2g; default gitroot.overlay-size= on the command line, else half of RAM)')
     .option('--no-persist', 'do not write the decision (a try used, booted) to state.json (a dry run of the mounts)')
+    .option('--allowed-signers <file>', 'boot only revisions signed by a key of this allowed-signers file (the initramfs passes /etc/gitroot/allowed-signers when it carries one); others are passed over like unreadable ones')
     .option('--json', 'print what booted as JSON')
     .action(async (opts: BootOpts) => {
       let cmdline: string;
@@ -67,6 +69,7 @@ export function registerBoot(program: Command): void {
         cacheMb: opts.cacheMb ?? tuning.cacheMb,
         overlaySize: opts.overlaySize ?? tuning.overlaySize,
         persist: opts.persist,
+        allowedSigners: opts.allowedSigners,
         log: (line) => note(`boot: ${line}`),
       });
       if (opts.json) printJson(record);
