@@ -10,7 +10,7 @@
  */
 import { MANIFEST_NAME, parseManifest, type ManifestEntry } from '../manifest/mtree.js';
 import { parseCommit, parseTree } from '../store/git-objects.js';
-import { ObjectCorruptError } from '../errors/errors.js';
+import { ManifestError, ObjectCorruptError } from '../errors/errors.js';
 import { makedev, type FsEntry } from './entry-codec.js';
 
 /** The part of the object store this view needs. */
@@ -25,6 +25,9 @@ const S_IFLNK = 0o120000;
 const S_IFCHR = 0o020000;
 const S_IFBLK = 0o060000;
 const S_IFIFO = 0o010000;
+
+/** Largest manifest served: a Debian root's is ~10 KB; this bounds what a hostile one can make the daemon hold. */
+const MANIFEST_MAX_BYTES = 64 * 1024 * 1024;
 
 const GIT_TREE = 0o040000;
 const GIT_LINK = 0o120000;
@@ -97,6 +100,10 @@ export class CommitTreeView {
     const root = parseTree(rootObj.data);
     const m = root.find((e) => e.name === MANIFEST_NAME && (e.mode === GIT_FILE || e.mode === GIT_EXEC));
     if (m) {
+      const size = store.readHeader(m.oid).size;
+      if (size > MANIFEST_MAX_BYTES) {
+        throw new ManifestError(`${commit.slice(0, 12)}:${MANIFEST_NAME} is ${size} bytes, over the ${MANIFEST_MAX_BYTES}-byte limit: the revision is damaged or hostile; serve another revision`);
+      }
       const text = store.readObject(m.oid).data.toString('utf8');
       manifest = parseManifest(text, `${commit.slice(0, 12)}:${MANIFEST_NAME}`);
     }

@@ -55,6 +55,11 @@ const ENTRY_TYPES: ReadonlySet<string> = new Set<EntryType>(['file', 'dir', 'lin
 /** Largest uid, gid, device number part, inode group or nlink (unsigned 32-bit). */
 const MAX_U32 = 0xffffffff;
 
+/** Linux's limits (linux/limits.h): an xattr name, one value, and all names of a file together. */
+export const XATTR_NAME_MAX = 255;
+export const XATTR_SIZE_MAX = 65536;
+export const XATTR_LIST_MAX = 65536;
+
 /** Git tree modes gitroot writes. */
 export const GIT_MODE_FILE = 0o100644;
 export const GIT_MODE_EXEC = 0o100755;
@@ -307,6 +312,7 @@ export function parseManifest(text: string, source: string): Map<string, Manifes
     if (entries.has(path)) throw lineError(source, lineNo, `duplicate entry for "${tokens[0]}": keep one line per path`);
 
     let seen = 0;
+    let xattrList = 0;
     const e: ManifestEntry = { path, type: 'file' };
     for (let i = 1; i < tokens.length; i++) {
       const tok = tokens[i]!;
@@ -320,9 +326,13 @@ export function parseManifest(text: string, source: string): Map<string, Manifes
         if (name === null || val === null) throw lineError(source, lineNo, `malformed escape in "${tok}": write bytes as \\ooo (three octal digits)`);
         if (name.length === 0 || !isUtf8(name) || name.includes(0)) throw lineError(source, lineNo, `bad xattr name in "${tok}": names are non-empty UTF-8`);
         const nameStr = name.toString('utf8');
+        if (name.length > XATTR_NAME_MAX) throw lineError(source, lineNo, `xattr name of ${name.length} bytes: Linux allows at most ${XATTR_NAME_MAX}`);
+        if (val.length > XATTR_SIZE_MAX) throw lineError(source, lineNo, `xattr ${nameStr} has a value of ${val.length} bytes: Linux allows at most ${XATTR_SIZE_MAX}`);
         e.xattrs ??= new Map();
         if (e.xattrs.has(nameStr)) throw lineError(source, lineNo, `keyword "${key}" given twice: keep one`);
         e.xattrs.set(nameStr, val);
+        xattrList += name.length + 1;
+        if (xattrList > XATTR_LIST_MAX) throw lineError(source, lineNo, `the xattr names of "${tokens[0]}" take over ${XATTR_LIST_MAX} bytes: Linux allows at most that many`);
         continue;
       }
       const bit = KEYWORD_BITS[key];
