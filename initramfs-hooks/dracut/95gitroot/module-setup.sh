@@ -34,6 +34,11 @@ install() {
     inst_multiple mount umount modprobe blkid
     # Checkers for the usual medium file systems (host-only images carry only the host's).
     inst_multiple -o fsck e2fsck fsck.ext2 fsck.ext3 fsck.ext4 fsck.vfat fsck.fat
+    # The trust root (docs/trust.md): only revisions signed by its keys boot.
+    local signers=${GITROOT_ALLOWED_SIGNERS:-/etc/gitroot/allowed-signers}
+    if [[ -f $signers ]]; then
+        inst_simple "$signers" /etc/gitroot/allowed-signers
+    fi
     inst_hook cmdline 90 "$moddir/parse-gitroot.sh"
     inst_hook mount 90 "$moddir/mount-gitroot.sh"
 }

@@ -32,9 +32,14 @@ mount -o rw "$gitroot_dev" /run/gitroot/medium \
 gitroot_say "medium $gitroot_medium ($gitroot_dev) mounted"
 modprobe -q fuse
 modprobe -q overlay
+# The trust root module-setup.sh baked in, if any: only revisions signed by its keys boot.
+gitroot_trust=
+if [ -f /etc/gitroot/allowed-signers ]; then
+    gitroot_trust="--allowed-signers /etc/gitroot/allowed-signers"
+fi
 GITROOT_NATIVE_ADDON=/usr/lib/gitroot/gitroot_native.node \
     /usr/bin/node /usr/lib/gitroot/gitroot.cjs boot \
     --dir "/run/gitroot/medium$gitroot_dir" --cmdline /proc/cmdline \
-    --target "$NEWROOT" --run-dir /run/gitroot \
+    --target "$NEWROOT" --run-dir /run/gitroot $gitroot_trust \
     || die "gitroot: could not mount the root (see the message above)"
 gitroot_say "root mounted at $NEWROOT"
