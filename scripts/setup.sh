@@ -9,8 +9,9 @@ cd "$(dirname "$0")/.."
 #   git (commit/fetch plumbing, test servers), fuse3 + libfuse3-dev + pkg-config (the native
 #   FUSE binding), attr (getfattr/setfattr in tests), libcap2-bin (setcap in tests),
 #   debootstrap (Debian rootfs fixtures), squashfs-tools, make/g++/python3 (node-gyp),
-#   util-linux (mount/umount), procps, cpio (initrd fixtures).
-PACKAGES=(git fuse3 libfuse3-dev pkg-config attr libcap2-bin debootstrap squashfs-tools make g++ python3 util-linux procps cpio initramfs-tools busybox klibc-utils zstd qemu-system-x86 e2fsprogs dracut-core)
+#   util-linux (mount/umount), procps, cpio (initrd fixtures), openssh-client (ssh-keygen:
+#   signing keys and the signature cross-checks of the trust tests; not needed at run time).
+PACKAGES=(git fuse3 libfuse3-dev pkg-config attr libcap2-bin debootstrap squashfs-tools make g++ python3 util-linux procps cpio initramfs-tools busybox klibc-utils zstd qemu-system-x86 e2fsprogs dracut-core openssh-client)
 
 missing=()
 for p in "${PACKAGES[@]}"; do
