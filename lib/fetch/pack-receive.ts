@@ -11,7 +11,7 @@
  * ever lands in the repository. Moving the result in is the caller's job (repo-fetch.ts).
  */
 import { spawn, spawnSync } from 'node:child_process';
-import { closeSync, constants as fsConstants, openSync, promises as fsp, unlinkSync } from 'node:fs';
+import { closeSync, constants as fsConstants, openSync, promises as fsp, statfsSync, unlinkSync } from 'node:fs';
 import net from 'node:net';
 import path from 'node:path';
 import type { Writable } from 'node:stream';
@@ -58,6 +58,30 @@ export interface ReceivedPack {
 }
 
 const PROGRESS_INTERVAL_MS = 250;
+
+/**
+ * A pack may use the free space its filesystem had when the download started, less this:
+ * a server that streams forever is cut off before the disk is full, so state writes on the
+ * same filesystem still work.
+ */
+const KEEP_FREE_BYTES = 16 * 1024 * 1024;
+
+/**
+ * Most objects a pack may claim. index-pack keeps ~150 bytes per object in memory, so this
+ * bounds its memory (~1.2 GB at the limit); a Debian root is ~6,000 objects, a desktop with
+ * years of history a few million.
+ */
+export const MAX_PACK_OBJECTS = 8_000_000;
+
+/** Free bytes for an unprivileged writer on the filesystem of `dir`, or Infinity when unknown. */
+function freeBytes(dir: string): number {
+  try {
+    const st = statfsSync(dir);
+    return st.bavail * st.bsize;
+  } catch {
+    return Infinity;
+  }
+}
 const STDERR_KEEP = 64 * 1024;
 
 /**
@@ -127,6 +151,7 @@ export async function receivePack(packets: AsyncIterable<SidebandPiece[]>, opts:
   stdin.on('error', (err) => { stdinError = err; });
 
   const started = Date.now();
+  const room = freeBytes(opts.quarantine) - KEEP_FREE_BYTES;
   let packBytes = 0;
   let header = Buffer.alloc(0);
   let totalObjects: number | undefined;
@@ -145,8 +170,10 @@ export async function receivePack(packets: AsyncIterable<SidebandPiece[]>, opts:
     if (spawnError !== null) return gitSpawnFailure(spawnError);
     const line = firstErrorLine(stderr.replace(/\r/g, '\n'));
     if (/No space left on device|ENOSPC/i.test(stderr)) {
-      return new NoSpaceError(`no space left in ${opts.quarantine} while storing the pack: free space on that filesystem`,
-        { data: { stderr, exitCode: code } });
+      // The quarantine is removed by the caller: nothing of this attempt stays (docs/prune.md).
+      return new NoSpaceError(`no space left in ${opts.quarantine} while storing the pack (the disk filled up after ` +
+        `${packBytes} bytes of it; nothing was kept): free space on that filesystem (e.g. 'gitroot prune') and fetch again`,
+        { data: { stderr, exitCode: code, packBytes } });
     }
     return new NetworkError(`${opts.source} sent a damaged or incomplete pack (git index-pack: ${line}): try again later; if it persists, repack the server repository`,
       { data: { stderr, exitCode: code, url: opts.source, serverMessages: serverText } });
@@ -167,9 +194,18 @@ export async function receivePack(packets: AsyncIterable<SidebandPiece[]>, opts:
                   { data: { url: opts.source } });
               }
               totalObjects = header.readUInt32BE(8);
+              if (totalObjects > MAX_PACK_OBJECTS) {
+                throw new NetworkError(`${opts.source} sent a pack claiming ${totalObjects} objects, more than the ${MAX_PACK_OBJECTS} ` +
+                  'gitroot accepts: the server is broken or hostile; check it', { data: { url: opts.source, objects: totalObjects } });
+              }
             }
           }
           packBytes += data.length;
+          if (packBytes > room) {
+            throw new NoSpaceError(`${opts.source} sent more pack data (${packBytes} bytes so far) than the ${Math.max(0, room)} bytes ` +
+              `free in ${opts.quarantine} allow (keeping ${KEEP_FREE_BYTES >> 20} MiB free); nothing was kept: free space (e.g. ` +
+              "'gitroot prune') and fetch again, or check the server if it sends a pack that never ends", { data: { url: opts.source, packBytes } });
+          }
           if (exited || stdinError !== null) break;
           if (data.length > 0 && !stdin.write(data)) backlog = true;
         } else if (band === 2) {
