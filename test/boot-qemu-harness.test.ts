@@ -27,16 +27,25 @@ t.test('parseGuestSerial', async (t) => {
     'gitroot: start [uptime 15.52]',
     'gitroot: medium LABEL=GITROOT (/dev/vda, ext4) mounted [uptime 17.02]',
     'gitroot: boot: select: 1526 ms',
+    'gitroot: boot: note: git-revision=dead is not in the repository: passed over',
+    'gitroot: boot: revision abc (good: known-good revision abc)',
+    'gitroot: boot: serve: 900 ms',
     '[   28.54] gitroot: root mounted at /sysroot [uptime 28.59]',
     'GITROOT-INIT uptime=31.48',
     'GITROOT-BOOTED rev=abc kind=good label=good',
     'GITROOT-CHECK tmp-mode=1777',
     'GITROOT-CHECK home=repo.git,state.json,',
+    'GITROOT-STEP 50-mark-good.sh start uptime=33.10',
+    'GITROOT-STEP 50-mark-good.sh exit=4 uptime=35.20',
+    'GITROOT-FAIL release c: its init exits',
     'GITROOT-DONE uptime=36.72',
   ].join('\n'));
   t.same(rep.uptime, { start: 15.52, medium: 17.02, rootMounted: 28.59, init: 31.48 });
   t.same(rep.booted, { rev: 'abc', kind: 'good', label: 'good' });
   t.same(rep.checks, { 'tmp-mode': '1777', home: 'repo.git,state.json,' });
-  t.same(rep.stepsMs, { select: 1526 });
+  t.same(rep.stepsMs, { select: 1526, serve: 900 });
+  t.same(rep.bootNotes, ['note: git-revision=dead is not in the repository: passed over', 'revision abc (good: known-good revision abc)']);
+  t.same(rep.stepExit, { '50-mark-good.sh': 4 });
+  t.equal(rep.fail, 'release c: its init exits');
   t.ok(rep.done);
 });
