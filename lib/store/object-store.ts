@@ -278,7 +278,9 @@ export class ObjectStore {
     const id = this.checkOid(oid);
     let firstError: unknown = null;
     for (let vanished = 0; vanished < 2;) {
-      const loc = this.find(id);
+      // When every copy is known damaged, the first one is read again: its own error is the
+      // answer (and a damage that has gone away, e.g. a transient read error, heals).
+      const loc = this.find(id) ?? (firstError === null ? this.find(id, true) : null);
       if (loc === null) break;
       try {
         if (loc.pack !== undefined) return this.readPacked(id, loc.pack, loc.offset);
@@ -306,7 +308,7 @@ export class ObjectStore {
   /** Type and size of an object without reading its content (not verified against the id). */
   readHeader(oid: string | Buffer): ObjectHeader {
     const id = this.checkOid(oid);
-    const loc = this.find(id);
+    const loc = this.find(id) ?? this.find(id, true);
     if (loc === null) throw this.missing(id);
     const where = loc.pack?.packPath ?? loc.loose ?? '';
     try {
@@ -328,7 +330,7 @@ export class ObjectStore {
    */
   async copyBlobToFd(oid: string | Buffer, fd: number): Promise<number> {
     const id = this.checkOid(oid);
-    const loc = this.find(id);
+    const loc = this.find(id) ?? this.find(id, true);
     if (loc === null) throw this.missing(id);
     try {
       return await this.copyBlobFrom(id, loc, fd);
