@@ -9,7 +9,7 @@
 import t from 'tap';
 import { type ChildProcess, spawn, spawnSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { existsSync, mkdirSync, mkdtempSync, readdirSync, rmSync, utimesSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -99,18 +99,16 @@ t.test('lock: a stale lock of a dead process is broken', async (t) => {
   t.notOk(existsSync(path.join(gitdir, 'gitroot-fetch.lock')));
 });
 
-t.test('lock: empty lock file (crash between create and write)', async (t) => {
-  const dir = mkdtempSync(path.join(base, 'lk-'));
-  const file = path.join(dir, 'gitroot-fetch.lock');
-  writeFileSync(file, '');
-  const e = await acquireFetchLock(dir, { waitMs: 0 }).then(() => null, (err: GitrootError) => err);
-  t.equal(e?.code, 'ELOCKED', 'a fresh empty lock may be an owner about to write: respected');
-  const old = new Date(Date.now() - 60_000);
-  utimesSync(file, old, old);
-  const lock = await acquireFetchLock(dir, { waitMs: 0 });
-  t.ok(existsSync(file));
-  lock.release();
-  t.notOk(existsSync(file));
+t.test('lock: an empty or unparseable lock file is broken (a live holder always has its record: it is linked in complete)', async (t) => {
+  for (const content of ['', '{"pid":', 'garbage\n']) {
+    const dir = mkdtempSync(path.join(base, 'lk-'));
+    const file = path.join(dir, 'gitroot-fetch.lock');
+    writeFileSync(file, content);
+    const lock = await acquireFetchLock(dir, { waitMs: 0 });
+    t.match(JSON.parse(readFileSync(file, 'utf8')), { pid: process.pid, command: 'gitroot fetch' }, `${JSON.stringify(content)}: taken over, our record in it`);
+    lock.release();
+    t.same(readdirSync(dir), [], 'released: nothing left behind');
+  }
 });
 
 t.test('lock: held by this live process', async (t) => {
@@ -119,7 +117,7 @@ t.test('lock: held by this live process', async (t) => {
   const e = await acquireFetchLock(dir, { waitMs: 150 }).then(() => null, (err: GitrootError) => err);
   t.type(e, GitrootError);
   t.equal(e?.code, 'ELOCKED');
-  t.match(e?.message ?? '', new RegExp(`process ${process.pid}`));
+  t.match(e?.message ?? '', new RegExp(`another fetch into ${dir} is running: process ${process.pid} \\('gitroot fetch'`));
   const waiting = acquireFetchLock(dir, { waitMs: 10_000 });
   await sleep(150);
   a.release();

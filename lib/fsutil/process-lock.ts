@@ -1,7 +1,9 @@
 /**
- * The cross-process lock of a gitroot home: `D/lock`, a small JSON file naming its holder (pid,
- * the process's start time from /proc, the boot id, the command). It is taken atomically by
- * writing the holder's record to a temp file and hard-linking it to `D/lock` (link fails if the
+ * Cross-process lock files, the one implementation gitroot has: the home's lock (`D/lock`,
+ * lib/deploy/lock.ts) and the fetch lock of a repository (lib/fetch/fetch-lock.ts) are both
+ * made here. A lock is a small JSON file naming its holder (pid, the process's start time
+ * from /proc, the boot id, the command). It is taken atomically by writing the holder's
+ * record to a temp file beside it and hard-linking it to the lock's name (link fails if the
  * lock exists), so the lock never exists without its record. A lock whose holder is gone (no
  * such pid, a different process under a reused pid, a zombie, or a record from an earlier boot)
  * is stale and is broken by renaming it away and checking that what was renamed is the stale
@@ -10,13 +12,13 @@
  */
 import { randomBytes } from 'node:crypto';
 import {
-  closeSync, fsyncSync, linkSync, mkdirSync, openSync, readFileSync, readdirSync, renameSync, unlinkSync, writeSync,
+  closeSync, fsyncSync, linkSync, openSync, readFileSync, readdirSync, renameSync, unlinkSync, writeSync,
 } from 'node:fs';
-import { join } from 'node:path';
+import { basename, dirname, join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { LockedError, StateError } from '../errors/errors.js';
 
-/** Who holds a lock, as recorded in `D/lock`. */
+/** Who holds a lock, as recorded in the lock file. */
 export interface LockOwner {
   pid: number;
   /** Start time of the process in clock ticks since boot (field 22 of /proc/PID/stat). */
@@ -33,12 +35,12 @@ export interface LockOwner {
 
 /** A lock this process holds; pass it to writers that need the lock (writeState). */
 export interface HeldLock {
-  /** The gitroot home. */
+  /** The directory holding the lock file (for the home's lock: the gitroot home). */
   readonly dir: string;
-  /** `D/lock`. */
+  /** The lock file. */
   readonly path: string;
   readonly owner: LockOwner;
-  /** Throws LockedError if `D/lock` is no longer this holding (it was removed or taken over). */
+  /** Throws LockedError if the lock file is no longer this holding (it was removed or taken over). */
   assertHeld(): void;
 }
 
@@ -47,11 +49,10 @@ export interface LockOptions {
   waitMs?: number;
   /** What this process is doing, recorded for whoever meets the lock (default `gitroot`). */
   command?: string;
-}
-
-/** Path of the lock of home `dir`. */
-export function lockPath(dir: string): string {
-  return join(dir, 'lock');
+  /** Stops waiting (throws the signal's reason) when aborted. */
+  signal?: AbortSignal;
+  /** The refusal when a live holder keeps the lock past waitMs (default: names the holder and the file). */
+  lockedError?: (path: string, owner: LockOwner | null) => LockedError;
 }
 
 /** Fields of /proc/PID/stat after the command name: [state, ppid, ...]; null if the process is gone. */
@@ -110,20 +111,21 @@ function readLock(path: string): Seen {
     text = readFileSync(path, 'utf8');
   } catch (e) {
     if ((e as NodeJS.ErrnoException).code === 'ENOENT') return { kind: 'none' };
-    throw new StateError(`cannot read the lock ${path}: ${(e as Error).message}; check the gitroot home's permissions`, { cause: e });
+    throw new StateError(`cannot read the lock ${path}: ${(e as Error).message}; check the permissions of ${dirname(path)}`, { cause: e });
   }
   const owner = parseOwner(text);
   return owner === null ? { kind: 'garbage', text } : { kind: 'owner', owner, text };
 }
 
-/** The current holder of the home's lock, or null when it is free or unreadable. */
-export function readLockOwner(dir: string): LockOwner | null {
-  const seen = readLock(lockPath(dir));
+/** The current holder of the lock file `path`, or null when it is free or unreadable. */
+export function readLockFileOwner(path: string): LockOwner | null {
+  const seen = readLock(path);
   return seen.kind === 'owner' ? seen.owner : null;
 }
 
-function uniqueName(dir: string, what: string): string {
-  return join(dir, `.lock.${what}.${process.pid}.${randomBytes(6).toString('hex')}`);
+/** A private temp name beside the lock file `path` (`.<name>.new.<pid>.<random>`). */
+function uniqueName(path: string, what: string): string {
+  return join(dirname(path), `.${basename(path)}.${what}.${process.pid}.${randomBytes(6).toString('hex')}`);
 }
 
 function writeRecord(path: string, text: string): void {
@@ -146,12 +148,12 @@ function unlinkQuiet(path: string): void {
 }
 
 /**
- * Removes a stale lock whose text was `staleText`: renames `D/lock` to a private name, and if
+ * Removes a stale lock whose text was `staleText`: renames the lock to a private name, and if
  * what it renamed is not that stale record but a live holder's (it took the lock in between),
  * puts it back.
  */
-function breakStale(path: string, dir: string, staleText: string): void {
-  const aside = uniqueName(dir, 'stale');
+function breakStale(path: string, staleText: string): void {
+  const aside = uniqueName(path, 'stale');
   try {
     renameSync(path, aside);
   } catch (e) {
@@ -179,8 +181,10 @@ function breakStale(path: string, dir: string, staleText: string): void {
   unlinkQuiet(aside);
 }
 
-/** Removes `.lock.new.*`/`.lock.stale.*` files of processes that are gone (killed mid-acquire). */
-function sweepTemps(dir: string): void {
+/** Removes the `.<name>.new.*`/`.<name>.stale.*` temps of processes that are gone (killed mid-acquire). */
+function sweepTemps(path: string): void {
+  const dir = dirname(path);
+  const prefix = `.${basename(path)}.`;
   let names: string[];
   try {
     names = readdirSync(dir);
@@ -188,7 +192,8 @@ function sweepTemps(dir: string): void {
     return;
   }
   for (const n of names) {
-    const m = /^\.lock\.(?:new|stale)\.(\d+)\./.exec(n);
+    if (!n.startsWith(prefix)) continue;
+    const m = /^(?:new|stale)\.(\d+)\./.exec(n.slice(prefix.length));
     if (m !== null && Number(m[1]) !== process.pid && processStartTime(Number(m[1])) === null) unlinkQuiet(join(dir, n));
   }
 }
@@ -200,17 +205,12 @@ function lockedError(path: string, owner: LockOwner | null): LockedError {
 }
 
 /**
- * Takes the lock of home `dir` (created if missing), waiting up to `waitMs` for a live holder;
- * throws LockedError when it is still held then. Release it with releaseLock.
+ * Takes the lock file `path` (its directory must exist), waiting up to `waitMs` for a live
+ * holder; throws LockedError when it is still held then. Release it with releaseLock.
  */
-export async function acquireLock(dir: string, opts: LockOptions = {}): Promise<HeldLock> {
+export async function acquireLockFile(path: string, opts: LockOptions = {}): Promise<HeldLock> {
   const waitMs = opts.waitMs ?? 0;
-  const path = lockPath(dir);
-  try {
-    mkdirSync(dir, { recursive: true });
-  } catch (e) {
-    throw new StateError(`cannot create the gitroot home ${dir}: ${(e as Error).message}; check the path and its permissions`, { cause: e });
-  }
+  const dir = dirname(path);
   const startTime = processStartTime(process.pid);
   if (startTime === null) throw new StateError('cannot read /proc/self/stat: gitroot needs /proc mounted');
   const owner: LockOwner = {
@@ -221,26 +221,27 @@ export async function acquireLock(dir: string, opts: LockOptions = {}): Promise<
   const deadline = Date.now() + waitMs;
   let pause = 10;
   for (;;) {
-    const tmp = uniqueName(dir, 'new');
+    const tmp = uniqueName(path, 'new');
     try {
       writeRecord(tmp, text);
       linkSync(tmp, path);
       unlinkQuiet(tmp);
-      sweepTemps(dir);
+      sweepTemps(path);
       return makeHeld(dir, path, owner, text);
     } catch (e) {
       unlinkQuiet(tmp);
       if ((e as NodeJS.ErrnoException).code !== 'EEXIST') {
-        throw new StateError(`cannot take the lock ${path}: ${(e as Error).message}; check that the gitroot home is writable`, { cause: e });
+        throw new StateError(`cannot take the lock ${path}: ${(e as Error).message}; check that ${dir} is writable`, { cause: e });
       }
     }
     const seen = readLock(path);
     if (seen.kind === 'none') continue;
     if (seen.kind === 'garbage' || ownerGone(seen.owner) !== null) {
-      breakStale(path, dir, seen.text);
+      breakStale(path, seen.text);
       continue;
     }
-    if (Date.now() >= deadline) throw lockedError(path, seen.owner);
+    if (Date.now() >= deadline) throw (opts.lockedError ?? lockedError)(path, seen.owner);
+    if (opts.signal?.aborted) throw opts.signal.reason;
     await sleep(Math.min(pause, Math.max(1, deadline - Date.now())));
     pause = Math.min(pause * 2, 250);
   }
@@ -260,21 +261,8 @@ function makeHeld(dir: string, path: string, owner: LockOwner, text: string): He
   };
 }
 
-/** Releases a lock taken with acquireLock (only if `D/lock` is still this holding). */
+/** Releases a lock taken with acquireLockFile (only if the file is still this holding). */
 export function releaseLock(lock: HeldLock): void {
   const seen = readLock(lock.path);
   if (seen.kind === 'owner' && seen.owner.token === lock.owner.token) unlinkQuiet(lock.path);
-}
-
-/**
- * Runs `fn` holding the lock of home `dir`, and releases it afterwards whatever happens. A
- * second process waits up to `waitMs`, then gets a LockedError naming the holder.
- */
-export async function withLock<T>(dir: string, opts: LockOptions, fn: (lock: HeldLock) => T | Promise<T>): Promise<T> {
-  const lock = await acquireLock(dir, opts);
-  try {
-    return await fn(lock);
-  } finally {
-    releaseLock(lock);
-  }
 }
