@@ -166,6 +166,17 @@ function shortDetail(message: string): string {
   return m === null ? message : m[1];
 }
 
+/** Loose object files of a repository (for the progress total). */
+function countLoose(gitdir: string): number {
+  let n = 0;
+  for (let i = 0; i < 256; i++) {
+    try {
+      n += fs.readdirSync(path.join(gitdir, 'objects', i.toString(16).padStart(2, '0'))).length;
+    } catch { /* no such fan-out directory */ }
+  }
+  return n;
+}
+
 /** The pack or loose file named by a store error, if any. */
 function whereOf(err: unknown): string | null {
   const p = err instanceof GitrootError ? err.data.path : undefined;
@@ -178,7 +189,7 @@ function whereOf(err: unknown): string | null {
  */
 export async function walkRevisions(store: ObjectStore, gitdir: string, roots: readonly FsckRoot[], opts: WalkOptions = {}): Promise<WalkResult> {
   const packs = packIndexes(gitdir).map(checkPack);
-  const total = Math.max(1, packs.reduce((n, p) => n + p.objects, 0));
+  const total = Math.max(1, packs.reduce((n, p) => n + p.objects, 0) + countLoose(gitdir));
   const broken = new Map<string, BrokenObject>();
   const reachable = new Set<string>();
   /** Objects verified good. */
