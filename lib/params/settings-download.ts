@@ -1,6 +1,6 @@
 /**
  * Downloads the fleet config (`gitroot.config=URL`): HTTP(S) with got (timeouts, retries
- * with exponential backoff, a proxy from HTTPS_PROXY/HTTP_PROXY/NO_PROXY, conditional
+ * with exponential backoff, a proxy from the environment (lib/fetch/http-proxy.ts), conditional
  * requests with If-None-Match), or a `file://` URL read from disk.
  *
  * Every way of not getting a config (refused, timed out, HTTP error, too big, an HTML page
@@ -10,7 +10,7 @@
 import { readFile } from 'node:fs/promises';
 import { fileURLToPath } from 'node:url';
 import got, { HTTPError, RequestError, TimeoutError, type Agents } from 'got';
-import { HttpProxyAgent, HttpsProxyAgent } from 'hpagent';
+import { proxyAgents, proxyForUrl } from '../fetch/http-proxy.js';
 import { NetworkError } from '../errors/errors.js';
 import { redactUrl } from './settings-schema.js';
 
@@ -42,38 +42,9 @@ export type ConfigDownloader = (req: DownloadRequest) => Promise<DownloadResult>
 /** Largest fleet config accepted by default. */
 export const MAX_CONFIG_BYTES = 1 << 20;
 
-/** Whether NO_PROXY (comma or space separated hosts, `.domain` suffixes, `*`, optional `:port`) exempts host:port. */
-export function bypassesProxy(hostname: string, port: string, noProxy: string): boolean {
-  const host = hostname.toLowerCase().replace(/^\[|\]$/g, '');
-  for (const raw of noProxy.split(/[\s,]+/)) {
-    if (raw === '') continue;
-    if (raw === '*') return true;
-    // host, host:port, [v6], [v6]:port, or a bare IPv6 address (more than one ':').
-    const lower = raw.toLowerCase();
-    const br = /^\[([^\]]+)\](?::(\d+))?$/.exec(lower);
-    const hp = br ? [br[1]!, br[2]] : lower.split(':').length === 2 ? lower.split(':') : [lower, undefined];
-    const entry = hp[0]!.replace(/^\*?\./, '.');
-    if (hp[1] !== undefined && hp[1] !== port) continue;
-    if (entry.startsWith('.') ? host.endsWith(entry) || host === entry.slice(1) : host === entry || host.endsWith(`.${entry}`)) return true;
-  }
-  return false;
-}
-
-/** The proxy URL the environment names for `url`, or null (none, or NO_PROXY exempts it). */
-export function proxyFor(url: string, env: NodeJS.ProcessEnv = process.env): string | null {
-  const u = new URL(url);
-  const https = u.protocol === 'https:';
-  const proxy = https ? (env.HTTPS_PROXY ?? env.https_proxy) : (env.http_proxy ?? env.HTTP_PROXY);
-  if (!proxy) return null;
-  const port = u.port || (https ? '443' : '80');
-  if (bypassesProxy(u.hostname, port, env.NO_PROXY ?? env.no_proxy ?? '')) return null;
-  return proxy;
-}
-
 function agentsFor(url: string, env: NodeJS.ProcessEnv): Agents | undefined {
-  const proxy = proxyFor(url, env);
-  if (proxy === null) return undefined;
-  return url.startsWith('https:') ? { https: new HttpsProxyAgent({ proxy }) } : { http: new HttpProxyAgent({ proxy }) };
+  const proxy = proxyForUrl(url, env);
+  return proxy === null ? undefined : proxyAgents(proxy);
 }
 
 /** A short phrase for why a request failed. */
