@@ -43,6 +43,7 @@ t.test('the keys the issue asks for, and no others', async (t) => {
     'fetch-revision', 'update-revision', 'noupgrade', 'git-revision', 'gitroot.remote', 'gitroot.config', 'noconfig',
     'gitroot.tries', 'gitroot.bootloader', 'gitroot.boot', 'gitroot.dir', 'gitroot.medium', 'gitroot.overlay-size', 'gitroot.cache-mb',
     'gitroot.reboot-after-update', 'gitroot.allowed-signers', 'gitroot.gpg-keyring', 'gitroot.allow-downgrade', 'gitroot.timeout', 'gitroot.retries',
+    'gitroot.keep', 'gitroot.min-free', 'gitroot.auto-prune',
   ]);
   const d = defaultSettings();
   t.same(d, {
@@ -51,6 +52,7 @@ t.test('the keys the issue asks for, and no others', async (t) => {
     'gitroot.dir': '/gitroot', 'gitroot.medium': null, 'gitroot.overlay-size': null, 'gitroot.cache-mb': null,
     'gitroot.reboot-after-update': false, 'gitroot.allowed-signers': null,
     'gitroot.gpg-keyring': null, 'gitroot.allow-downgrade': false, 'gitroot.timeout': 30, 'gitroot.retries': 3,
+    'gitroot.keep': 1, 'gitroot.min-free': 128, 'gitroot.auto-prune': true,
   });
   t.not(defaultSettings(), d, 'a fresh object each time');
 });
