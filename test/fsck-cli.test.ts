@@ -10,7 +10,7 @@ import t from 'tap';
 import fs from 'node:fs';
 import path from 'node:path';
 import { type DeployState, emptyState, writeState } from '../lib/deploy/deploy-state.js';
-import { withLock } from '../lib/deploy/lock.js';
+import { acquireLock, releaseLock, withLock } from '../lib/deploy/lock.js';
 import { gitroot } from './helpers/cli.js';
 import { commitSpec, noise, tempDir } from './helpers/deploy-fixtures.js';
 import { gitSync } from './helpers/fetch-repos.js';
@@ -127,6 +127,23 @@ t.test('a missing object and a manifest that does not parse', async (t) => {
   t.match(extra.manifest.detail, /unknown keyword "bogus"/);
   t.match(rep.objects, [{ oid: gone, problem: 'missing', where: null, breaks: [{ revision: commit, paths: ['lost.txt'] }] }]);
   t.equal(rep.revisions.filter((x: { status: string }) => x.status === 'ok').length, 1, 'the other revision is fine');
+});
+
+t.test('the verdict is written only under the home lock: a held lock leaves the old verdict and says why', async (t) => {
+  const work = tempDir(t, 'fsck-lock');
+  const dir = path.join(work, 'home');
+  commitSpec(work, path.join(dir, 'repo.git'), { 'etc/os-release': 'BUILD=1\n' }, 'one');
+  fs.writeFileSync(path.join(dir, 'fsck.json'), 'old verdict\n');
+  const lock = await acquireLock(dir, { command: 'test holder' });
+  t.teardown(() => releaseLock(lock));
+  const r = gitroot(['fsck', '--dir', dir, '--wait', '0', '--json']);
+  t.equal(r.status, 0, 'clean all the same');
+  const rep = JSON.parse(r.stdout);
+  t.equal(rep.verdict.written, false);
+  t.match(rep.verdict.reason, /test holder/, 'names the holder');
+  t.equal(fs.readFileSync(path.join(dir, 'fsck.json'), 'utf8'), 'old verdict\n', 'the old file is untouched');
+  releaseLock(lock);
+  t.equal(JSON.parse(gitroot(['fsck', '--dir', dir, '--json']).stdout).verdict.written, true, 'written once the lock is free');
 });
 
 t.test('usage errors are one line', async (t) => {
