@@ -86,13 +86,23 @@ t.test('a damaged pending revision uses a try and the good one boots; only damag
   t.ok(worst.notes.some((n) => /boots although damaged/.test(n)));
 });
 
-t.test('verdictHealth: only a current verdict counts, and only for what it found broken', async (t) => {
-  const v: FsckVerdict = { version: 1, checkedAt: T0, packSet: 'k1', clean: false, revisions: { [P]: 'broken', [G]: 'ok', [Q]: 'missing' } };
-  t.equal(verdictHealth(v, 'k1', P), 'damaged');
+t.test('verdictHealth: as recorded while the packs are the same; after they changed, only while a listed object still fails', async (t) => {
+  const X1 = '1'.repeat(40);
+  const X2 = '2'.repeat(40);
+  const v: FsckVerdict = {
+    version: 1, checkedAt: T0, packSet: 'k1', clean: false, revisions: { [P]: 'broken', [G]: 'ok', [Q]: 'missing' }, brokenObjects: { [P]: [X1, X2] },
+  };
+  const never = () => t.fail('no object is read while the pack set is unchanged');
+  t.equal(verdictHealth(v, 'k1', P, () => { never(); return false; }), 'damaged');
   t.equal(verdictHealth(v, 'k1', Q), 'damaged');
   t.equal(verdictHealth(v, 'k1', G), null, 'found fine');
   t.equal(verdictHealth(v, 'k1', B), null, 'not checked');
-  t.equal(verdictHealth(v, 'k2', P), null, 'stale: the pack set changed (a fetch or repair) since');
+  const asked: string[] = [];
+  t.equal(verdictHealth(v, 'k2', P, (oid) => { asked.push(oid); return oid === X2; }), 'damaged', 'packs changed, one object still broken');
+  t.same(asked, [X1, X2], 'the listed objects are re-read');
+  t.equal(verdictHealth(v, 'k2', P, () => false), null, 'packs changed and every listed object reads now: repaired');
+  t.equal(verdictHealth(v, 'k2', Q, () => true), null, 'no object listed: a changed pack set retires it');
+  t.equal(verdictHealth({ ...v, brokenObjects: undefined }, 'k2', P, () => true), null, 'a verdict without the list: retired too');
   t.equal(verdictHealth(null, 'k1', P), null, 'no verdict');
 });
 
@@ -128,6 +138,7 @@ t.test('buildReport: each broken object lists every revision and path it breaks;
   t.equal(r.clean, false);
   t.same(r.objects.map((o) => o.breaks), [[{ revision: P, paths: ['bin/ls', 'usr/bin/ls'] }, { revision: G, paths: ['usr/bin/ls'] }]]);
   t.same(verdictOf(r, 'k').revisions, { [P]: 'broken', [G]: 'broken', [Q]: 'ok' });
+  t.same(verdictOf(r, 'k').brokenObjects, { [P]: [X], [G]: [X] }, 'each broken revision lists its broken objects once');
   const clean = buildReport({ ...walk, revisions: [walk.revisions[2]], broken: new Map() }, { repo: '/r', checkedAt: T0, durationMs: 5, complete: true });
   t.equal(clean.clean, true);
   const packBad = buildReport({ ...walk, revisions: [walk.revisions[2]], broken: new Map(),

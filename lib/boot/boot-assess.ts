@@ -86,7 +86,8 @@ export interface HealthProbe {
 /**
  * Opens `dir/repo.git` once for many readHealth calls; with no repository every revision is
  * missing. A revision readHealth finds `ok` is `damaged` when the last full `gitroot fsck`
- * (`D/fsck.json`, still valid for the current pack set) found it broken. With `signers` (the
+ * (`D/fsck.json`) found it broken and, if packs came or went since, one of the broken objects
+ * it lists still fails to read. With `signers` (the
  * initramfs's allowed-signers, lib/trust), a readable revision whose commit lacks a valid
  * signature from a listed key is `untrusted`.
  */
@@ -102,6 +103,15 @@ export function openHealthProbe(dir: string, signers: AllowedSigners | null = nu
   }
   const checked: Record<string, RevisionHealth> = {};
   const distrust: Record<string, string> = {};
+  /** An object fsck found broken still fails to read (verified) now. */
+  const stillBroken = (oid: string): boolean => {
+    try {
+      store?.readObject(oid);
+      return store === null;
+    } catch {
+      return true;
+    }
+  };
   /** The trust check of a readable revision: a commit signature from a listed key. */
   const trust = (sha: string): RevisionHealth => {
     if (signers === null || store === null) return 'ok';
@@ -121,7 +131,7 @@ export function openHealthProbe(dir: string, signers: AllowedSigners | null = nu
       if (checked[sha] === undefined) {
         let h = store === null ? (isSha(sha) ? (openError as RevisionHealth) : 'missing') : readHealth(dir, sha, store);
         if (h === 'ok') h = trust(sha);
-        checked[sha] = h === 'ok' ? (verdictHealth(verdict, packSet, sha) ?? 'ok') : h;
+        checked[sha] = h === 'ok' ? (verdictHealth(verdict, packSet, sha, stillBroken) ?? 'ok') : h;
       }
       return checked[sha];
     },

@@ -8,7 +8,7 @@ import { ObjectCorruptError } from '../errors/errors.js';
 import type { DeployState } from '../deploy/deploy-state.js';
 import type { DamagedCopy } from '../store/object-store.js';
 import type { RefEntry } from '../store/refs.js';
-import { FSCK_VERDICT_VERSION, type FsckVerdict } from './fsck-verdict.js';
+import { FSCK_VERDICT_VERSION, type FsckVerdict, VERDICT_MAX_OBJECTS } from './fsck-verdict.js';
 import type { BrokenObject, FsckRoot, PackFinding, RevisionFinding, WalkResult } from './fsck-walk.js';
 
 /** Version of the `--json` report shape. */
@@ -108,6 +108,8 @@ export function verdictOf(report: FsckReport, packSet: string): FsckVerdict {
   return {
     version: FSCK_VERDICT_VERSION, checkedAt: report.checkedAt, packSet, clean: report.clean,
     revisions: Object.fromEntries(report.revisions.map((r) => [r.revision, r.status])),
+    brokenObjects: Object.fromEntries(report.revisions.filter((r) => r.broken.length > 0)
+      .map((r) => [r.revision, [...new Set(r.broken.map((b) => b.oid))].slice(0, VERDICT_MAX_OBJECTS)])),
   };
 }
 

@@ -1,10 +1,12 @@
 /**
  * `D/fsck.json`: the last full fsck's verdict on each revision the home keeps, which the boot
  * decision reads (boot-assess.ts openHealthProbe) so that a revision fsck found broken is
- * passed over like an unreadable one. The verdict is keyed by the repository's pack set (the
- * names of its .idx files): any fetch, repair or repack changes the set and so retires the
- * verdict, and a repaired revision is never kept out by a stale one. Small on purpose: the
- * boot path loads this module, not the walk.
+ * passed over like an unreadable one. While the repository's pack set (the names of its .idx
+ * files) is the one fsck saw, the verdict holds as it is. Once it changed (a fetch, a repair,
+ * a repack), a revision stays damaged only if one of the broken objects the verdict lists for
+ * it still fails to read: a repaired revision is never kept out by a stale verdict, and an
+ * unrelated fetch does not make fsck's findings forgotten. Small on purpose: the boot path
+ * loads this module, not the walk.
  */
 import fs from 'node:fs';
 import path from 'node:path';
@@ -30,7 +32,12 @@ export interface FsckVerdict {
   clean: boolean;
   /** Every revision checked. */
   revisions: Record<string, FsckRevisionStatus>;
+  /** For each broken revision, the ids of (at most VERDICT_MAX_OBJECTS of) its broken objects. */
+  brokenObjects?: Record<string, string[]>;
 }
+
+/** Broken objects listed per revision: a boot re-reads at most these when the packs changed. */
+export const VERDICT_MAX_OBJECTS = 32;
 
 /** Path of the verdict of home `dir`. */
 export function verdictPath(dir: string): string {
@@ -61,14 +68,19 @@ export function readVerdict(dir: string): FsckVerdict | null {
 }
 
 /**
- * Pure: what the verdict says about `sha` now. `damaged` when the verdict still holds (its
- * pack set is `currentPackSet`) and names `sha` broken or missing; null otherwise (no verdict,
- * a stale one, or a revision it did not check or found fine).
+ * What the verdict says about `sha` now: null when there is no verdict or it did not find
+ * `sha` broken; `damaged` when it did and the pack set is still `currentPackSet`; after the
+ * pack set changed, `damaged` only while one of the broken objects it lists for `sha` still
+ * fails `stillBroken` (which reads the object; the rest is pure), else null.
  */
-export function verdictHealth(verdict: FsckVerdict | null, currentPackSet: string, sha: string): 'damaged' | null {
-  if (verdict === null || verdict.packSet !== currentPackSet) return null;
+export function verdictHealth(verdict: FsckVerdict | null, currentPackSet: string, sha: string,
+  stillBroken: (oid: string) => boolean = () => false): 'damaged' | null {
+  if (verdict === null) return null;
   const s = verdict.revisions[sha];
-  return s === 'broken' || s === 'missing' ? 'damaged' : null;
+  if (s !== 'broken' && s !== 'missing') return null;
+  if (verdict.packSet === currentPackSet) return 'damaged';
+  const listed = verdict.brokenObjects?.[sha] ?? [];
+  return listed.some((oid) => stillBroken(oid)) ? 'damaged' : null;
 }
 
 /** Writes the verdict atomically; needs the home's lock. */
