@@ -21,7 +21,7 @@
 import { execFileSync, spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { cpus, loadavg, tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { startGitHttpServer } from '../fixtures/git-http-server.js';
@@ -99,9 +99,9 @@ async function main(): Promise<void> {
     };
     const fetchArgs = (m: { dir: string; conf: string; cmdline: string }) => ['fetch', '--dir', m.dir, '--config', m.conf, '--cmdline', m.cmdline, '--json'];
 
-    const signedRuns: Array<{ wallMs: number; fetchMs: number; verifyMs: number; downgradeMs: number }> = [];
+    const signedRuns: Array<{ wallMs: number; fetchMs: number; verifyMs: number; verifyCpuMs: number; downgradeMs: number }> = [];
     const plainWall: number[] = [];
-    const upToDate: Array<{ wallMs: number; fetchMs: number; verifyMs: number }> = [];
+    const upToDate: Array<{ wallMs: number; fetchMs: number; verifyMs: number; verifyCpuMs: number }> = [];
     try {
       for (let i = 0; i < RUNS; i++) {
         // Alternate which goes first so warm-up and load spread over both.
@@ -112,12 +112,12 @@ async function main(): Promise<void> {
           if (r.status !== 0) throw new Error(`fetch failed: ${r.stderr}`);
           const out = JSON.parse(r.stdout);
           if (signed) {
-            signedRuns.push({ wallMs: r.ms, fetchMs: out.fetch.durationMs, verifyMs: out.trust.verifyMs, downgradeMs: out.trust.downgradeMs });
+            signedRuns.push({ wallMs: r.ms, fetchMs: out.fetch.durationMs, verifyMs: out.trust.verifyMs, verifyCpuMs: out.trust.verifyCpuMs, downgradeMs: out.trust.downgradeMs });
             const again = await cliRun(fetchArgs(m));
             if (again.status !== 0) throw new Error(`second fetch failed: ${again.stderr}`);
             const o2 = JSON.parse(again.stdout);
             if (o2.action !== 'up-to-date' && o2.action !== 'staged') throw new Error(`unexpected ${o2.action}`);
-            upToDate.push({ wallMs: again.ms, fetchMs: o2.fetch.durationMs, verifyMs: o2.trust.verifyMs });
+            upToDate.push({ wallMs: again.ms, fetchMs: o2.fetch.durationMs, verifyMs: o2.trust.verifyMs, verifyCpuMs: o2.trust.verifyCpuMs });
           } else {
             plainWall.push(r.ms);
           }
@@ -156,12 +156,17 @@ async function main(): Promise<void> {
       node: process.version,
       git: run('git', ['--version']),
       runs: RUNS,
+      /** The machine is shared: its load during the run explains noisy wall times. */
+      cpus: cpus().length,
+      loadavgAtEnd: loadavg(),
       tree: { files: FILES, bytes: FILES * 8192 },
       targetMs: 50,
       fetch: {
         signed: signedRuns,
         plainWallMs: plainWall,
         medianVerifyMs: median(signedRuns.map((r) => r.verifyMs)),
+        medianVerifyCpuMs: median(signedRuns.map((r) => r.verifyCpuMs)),
+        verifyShareOfFetch: median(signedRuns.map((r) => r.verifyMs / r.fetchMs)),
         medianDowngradeMs: median(signedRuns.map((r) => r.downgradeMs)),
         medianFetchMs: median(signedRuns.map((r) => r.fetchMs)),
         medianSignedWallMs: median(signedRuns.map((r) => r.wallMs)),
@@ -171,6 +176,7 @@ async function main(): Promise<void> {
       upToDate: {
         runs: upToDate,
         medianVerifyMs: median(upToDate.map((r) => r.verifyMs)),
+        medianVerifyCpuMs: median(upToDate.map((r) => r.verifyCpuMs)),
         medianFetchMs: median(upToDate.map((r) => r.fetchMs)),
         medianWallMs: median(upToDate.map((r) => r.wallMs)),
       },
@@ -179,13 +185,15 @@ async function main(): Promise<void> {
     };
     const f = result.fetch;
     const line = (a: string, b: string) => console.log(`${a.padEnd(58)} ${b}`);
-    line('fetch (full, CLI): verification, cold, in the fetch process', `${f.medianVerifyMs.toFixed(2)} ms (target <= 50)`);
+    line('fetch (full, CLI): verification, cold, in the fetch process', `${f.medianVerifyMs.toFixed(2)} ms wall, ${f.medianVerifyCpuMs.toFixed(2)} ms CPU (target <= 50)`);
+    line('fetch (full, CLI): verification / fetch (median of ratios)', `${(100 * f.verifyShareOfFetch).toFixed(2)} %`);
     line('fetch (full, CLI): downgrade walk', `${f.medianDowngradeMs.toFixed(2)} ms`);
     line('fetch (full, CLI): the fetch itself (fetch.durationMs)', `${f.medianFetchMs.toFixed(1)} ms`);
     line('fetch (full, CLI): wall, with / without allowed-signers', `${f.medianSignedWallMs.toFixed(1)} / ${f.medianPlainWallMs.toFixed(1)} ms (delta ${f.endToEndDeltaMs.toFixed(1)} ms, noisy)`);
-    line('fetch (up to date): verification / fetch / wall', `${result.upToDate.medianVerifyMs.toFixed(2)} / ${result.upToDate.medianFetchMs.toFixed(1)} / ${result.upToDate.medianWallMs.toFixed(1)} ms`);
+    line('fetch (up to date): verification (CPU) / fetch / wall', `${result.upToDate.medianVerifyMs.toFixed(2)} (${result.upToDate.medianVerifyCpuMs.toFixed(2)}) / ${result.upToDate.medianFetchMs.toFixed(1)} / ${result.upToDate.medianWallMs.toFixed(1)} ms`);
     for (const [k, v] of Object.entries(warm)) line(`warm judgeRevision, ${k}`, `${v.toFixed(3)} ms`);
     line('parse an allowed-signers file of 50 keys', `${result.parse50KeysMs.toFixed(2)} ms`);
+    line('load average at the end (1, 5, 15 min)', `${result.loadavgAtEnd.map((x) => x.toFixed(2)).join(', ')} on ${result.cpus} CPUs`);
     const dir = join(root, 'bench', 'results');
     mkdirSync(dir, { recursive: true });
     writeFileSync(join(dir, `trust-${result.date.replace(/[:.]/g, '-')}.json`), JSON.stringify(result, null, 2) + '\n');

@@ -187,6 +187,8 @@ t.test('downgrade: a branch force-pushed back to an older commit is refused, unl
   t.match(r.stderr, new RegExp(`update-revision=${c.s1}`));
   t.equal(snapshot(m), before, 'nothing staged');
   t.match(lastFetch(m), { result: 'refused', revision: c.s1, error: { code: 'ETRUST' } });
+  const status = await gitroot(['status', '--dir', m.dir]);
+  t.match(status.stdout, new RegExp(`refused: refusing commit ${c.s1.slice(0, 12)}`), 'gitroot status shows the refusal and why');
 
   setBranch(repo, 'line', c.unsigned); // a sibling of s2: another history
   const sib = await fetch(m);

@@ -87,7 +87,8 @@ function fetchLine(f: LastFetch | null): string {
     staged: `staged ${f.revision ?? ''}`.trim(),
     'up-to-date': 'up to date',
     disabled: 'disabled (noupgrade)',
-    refused: `${f.revision ?? 'tip'} failed before, not staged`,
+    // A trust refusal (lib/trust: signature, downgrade) carries its error; planStage's does not.
+    refused: f.error ? `refused: ${f.error.message}` : `${f.revision ?? 'tip'} failed before, not staged`,
     'dry-run': 'dry run',
     failed: `failed: ${f.error?.message ?? 'unknown error'}`,
   };
