@@ -33,7 +33,7 @@ export interface TrustGateResult {
   /** Null when gitroot.allowed-signers is not set. */
   signature: TrustReport | null;
   downgrade: DowngradeVerdict;
-  /** Time spent verifying the signature (reading the object included), wall clock. */
+  /** Time the signature gate took (opening the store, reading the commit, verifying), wall clock. */
   verifyMs: number;
   /** The same in CPU time of this process (user + system): what it costs on an idle machine. */
   verifyCpuMs: number;
@@ -44,10 +44,10 @@ export interface TrustGateResult {
 
 /** Runs both gates; TrustError (or ConfigError for a bad allowed-signers file) when one refuses. */
 export function runTrustGates(input: TrustGateInput): TrustGateResult {
+  const t0 = performance.now();
+  const c0 = process.cpuUsage();
   const store = ObjectStore.open(input.repo);
   try {
-    const t0 = performance.now();
-    const c0 = process.cpuUsage();
     let signature: TrustReport | null = null;
     if (input.signers !== null) signature = requireTrusted(store, input.signers, input.commit);
     const c1 = process.cpuUsage(c0);
