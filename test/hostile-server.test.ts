@@ -74,7 +74,10 @@ function fetch(m: Machine): Promise<Run> {
     const tv = fs.existsSync(timeFile) ? fs.readFileSync(timeFile, 'utf8') : '';
     const rssKb = Number(/Maximum resident set size \(kbytes\): (\d+)/.exec(tv)?.[1] ?? -1);
     const status = Number(/Exit status: (\d+)/.exec(tv)?.[1] ?? code ?? 128);
-    resolve({ status, stdout, stderr: stderr.split('\n').filter((l) => !l.startsWith('\tCommand') && l.trim() !== '').join('\n'), seconds: (Date.now() - t0) / 1000, rssKb });
+    // Progress lines (`gitroot: download, 20.2 MB, ...`) are not part of the error.
+    const lines = stderr.split('\n').filter((l) => !l.startsWith('\tCommand') && l.trim() !== ''
+      && !/^gitroot: (negotiate|download|index)(,|$)/.test(l));
+    resolve({ status, stdout, stderr: lines.join('\n'), seconds: (Date.now() - t0) / 1000, rssKb });
   }));
 }
 

@@ -10,6 +10,7 @@
  *
  *   node dist/test/helpers/hostile-campaign.js render docs/hostile-input.md
  */
+import type { Test } from 'tap';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
@@ -39,9 +40,7 @@ export interface CategoryCounts {
   finishedAt: string;
 }
 
-interface Assert {
-  ok(value: boolean, message: string): unknown;
-}
+type Assert = Pick<Test, 'ok'>;
 
 /** One category's counters. Call save() at the end of the test (teardown does it). */
 export class Campaign {
@@ -63,14 +62,19 @@ export class Campaign {
     this.counts.faults += n;
   }
 
-  /** A tap assertion that is also counted; returns `ok`. */
-  check(t: Assert, ok: boolean, message: string): boolean {
+  /**
+   * A tap assertion that is also counted; returns `ok`. With `todo` (a known defect in a file
+   * the campaign does not own, named in docs/hostile-input.md) a failure still counts here
+   * but is a tap TODO, so the suite stays green until the owner fixes it.
+   */
+  check(t: Assert, ok: boolean, message: string, todo?: string): boolean {
     this.counts.checks += 1;
     if (!ok) {
       this.counts.failures += 1;
-      if (this.counts.failureLines.length < 20) this.counts.failureLines.push(message);
+      if (this.counts.failureLines.length < 20) this.counts.failureLines.push(todo === undefined ? message : `${message} [known: ${todo}]`);
     }
-    t.ok(ok, message);
+    if (todo === undefined) t.ok(ok, message);
+    else t.ok(ok, message, { todo });
     return ok;
   }
 
