@@ -86,7 +86,6 @@ export async function runUpdate(opts: UpdateOptions): Promise<UpdateResult> {
   try {
     const loaded = await loadSettings({ dir, cmdlineFile: opts.cmdlineFile, configPath: opts.configPath });
     const s = loaded.settings;
-    const signers = loadTrustSettings(s);
     const warnings = [...loaded.warnings];
     const plan = planUpdate(s);
     const base = { plan, warnings, reboot: 'not-requested' as const };
@@ -95,6 +94,8 @@ export async function runUpdate(opts: UpdateOptions): Promise<UpdateResult> {
       return { ...base, action: 'disabled', revision: null, reason: plan.reason, fetch: null };
     }
     if (plan.action === 'no-remote') throw new UsageError(plan.reason);
+    // Trust settings (lib/trust): gpg-keyring refused, allowed-signers parsed, before any network.
+    const signers = loadTrustSettings(s);
 
     const repo = join(dir, 'repo.git');
     // Free space (docs/prune.md): refuse before downloading anything; prune first when allowed.
