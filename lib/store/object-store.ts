@@ -289,7 +289,8 @@ export class ObjectStore {
       } catch (err) {
         if (!isDamage(err)) throw err;
         firstError ??= err;
-        this.markDamaged(id, loc, err);
+        // Each failure marks a new copy, so this ends; a copy failing twice means none is left.
+        if (!this.markDamaged(id, loc, err)) break;
         continue;
       }
       // The loose file went away between lookup and read (a concurrent gc packed it): look again.
@@ -468,13 +469,14 @@ export class ObjectStore {
     return null;
   }
 
-  /** Remembers a copy that failed, so lookups pass it over. */
-  private markDamaged(id: Buffer, loc: Location, err: unknown): void {
+  /** Remembers a copy that failed, so lookups pass it over; false if it was already known. */
+  private markDamaged(id: Buffer, loc: Location, err: unknown): boolean {
     const key = loc.pack !== undefined ? packKey(loc.pack, id) : looseKey(loc.loose);
-    if (this.damagedCopies.has(key)) return;
+    if (this.damagedCopies.has(key)) return false;
     this.damagedCopies.set(key, {
       oid: id.toString('hex'), path: loc.pack?.packPath ?? loc.loose ?? '', detail: (err as Error).message,
     });
+    return true;
   }
 
   private readPacked(id: Buffer, pack: PackFile, offset: number): GitObject {
