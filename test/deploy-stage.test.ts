@@ -170,6 +170,9 @@ t.test('a revision without a kernel keeps the current one; with no kernel known,
   t.equal(ok.action, 'stage');
   t.equal(readState(fresh.home).staged[N2].kernelDir, null);
   t.same(fs.readdirSync(fresh.boot), [], 'none writes no boot configuration');
+  t.notMatch(ok.warnings.join('\n'), /boot entry/, 'and does not warn about boot entries it never writes');
+  t.match(planBootEntries(readState(fresh.home), createBootloader('bls', { homeDir: fresh.home, bootDir: fresh.boot }).location).warnings.join('\n'),
+    /has no staged kernel: it gets no boot entry/, 'the same state under bls does warn');
 });
 
 t.test('a failed revision is refused without force and staged with it', async (t) => {

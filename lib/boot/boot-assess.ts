@@ -16,7 +16,7 @@ import { accessSync, constants, readdirSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import { GitrootError, StateError, UsageError } from '../errors/errors.js';
 import { type BootPlan, planBootEntries } from '../bootloader/boot-plan.js';
-import type { Bootloader, BootloaderName } from '../bootloader/bootloader.js';
+import { entryWarnings, type Bootloader, type BootloaderName } from '../bootloader/bootloader.js';
 import { createBootloader } from '../bootloader/create-bootloader.js';
 import { type DeployState, isSha, readState, writeState } from '../deploy/deploy-state.js';
 import { pruneBootFiles } from '../deploy/deploy-stage.js';
@@ -444,7 +444,7 @@ export async function applyTransition(opts: TransitionOptions): Promise<Transiti
     const plan = PLANS[opts.action](before);
     checkNewGood(plan, opts);
     const bootPlan: BootPlan = planBootEntries(plan.state, bootloader.location);
-    const warnings = [...bootPlan.warnings];
+    const warnings = entryWarnings(bootloader, bootPlan);
     if (plan.changed && bootloader.name !== 'none' && plan.nextBoot !== null && bootPlan.entries[0]?.revision !== plan.nextBoot) {
       throw new TransitionRefusedError(plan.action, 'no-boot-entry',
         `${plan.action}: revision ${plan.nextBoot} would boot next but has no staged kernel, so no boot entry can start it: ` +

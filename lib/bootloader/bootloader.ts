@@ -142,6 +142,14 @@ export function removeStaleCopies(bootDir: string, plan: BootPlan): void {
   }
 }
 
+/**
+ * The plan's warnings worth telling the user: with `none` there are no boot entries at all,
+ * so "gets no boot entry" says nothing (the initramfs chooses the revision itself).
+ */
+export function entryWarnings(bootloader: Pick<Bootloader, 'name'>, plan: BootPlan): string[] {
+  return bootloader.name === 'none' ? [] : [...plan.warnings];
+}
+
 /** Checks a backend name from settings; ConfigError for anything else. */
 export function parseBootloaderName(name: string): BootloaderName {
   if ((BOOTLOADER_NAMES as readonly string[]).includes(name)) return name as BootloaderName;

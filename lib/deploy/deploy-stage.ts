@@ -14,7 +14,7 @@ import { join } from 'node:path';
 import { ConfigError, ObjectCorruptError, UsageError } from '../errors/errors.js';
 import { ObjectStore } from '../store/object-store.js';
 import { DEFAULT_BOOT_OPTIONS, type BootPlan, baseOptions, planBootEntries } from '../bootloader/boot-plan.js';
-import type { Bootloader, BootloaderName } from '../bootloader/bootloader.js';
+import { entryWarnings, type Bootloader, type BootloaderName } from '../bootloader/bootloader.js';
 import { createBootloader } from '../bootloader/create-bootloader.js';
 import {
   type DeployState, type StagedRevision, isSha, planRetention, readState, withPrunedStaged, writeState,
@@ -181,7 +181,7 @@ interface ApplyArgs {
  */
 function applyStaging(a: ApplyArgs): BootPlan {
   const plan = planBootEntries(a.next, a.bootloader.location);
-  a.warnings.push(...plan.warnings);
+  a.warnings.push(...entryWarnings(a.bootloader, plan));
   try {
     step('write boot entries', () => a.bootloader.writeEntries(plan));
     step('write state', () => writeState(a.lock, a.next));
@@ -237,7 +237,7 @@ export async function stageRevision(opts: StageRevisionOptions): Promise<StageRe
       // kernels the state does not name: bring the boot configuration back in line with the state
       // (this writes nothing when it already is).
       const plan = planBootEntries(state, bootloader.location);
-      warnings.push(...plan.warnings);
+      warnings.push(...entryWarnings(bootloader, plan));
       step('check boot entries', () => bootloader.writeEntries(plan));
       try {
         pruneBootFiles(dir, state);
