@@ -9,7 +9,9 @@
 import t from 'tap';
 import fs from 'node:fs';
 import path from 'node:path';
-import { healthVeto, runHealthChecks } from '../lib/boot/boot-assess.js';
+import { checkNewGood, healthVeto, runHealthChecks } from '../lib/boot/boot-assess.js';
+import { planMarkGood, TransitionRefusedError, type RevisionHealth } from '../lib/boot/boot-select.js';
+import { emptyState } from '../lib/deploy/deploy-state.js';
 import { tempDir } from './helpers/deploy-fixtures.js';
 
 function script(dir: string, name: string, body: string, mode = 0o755): string {
@@ -131,4 +133,29 @@ t.test('a check that leaves a background process holding its output does not hol
   const r = await runHealthChecks({ healthDir: dir, timeoutMs: 20_000 });
   t.match(r.checks[0], { ok: true, lastLine: 'started' });
   t.ok(Date.now() - start < 3000, 'returned when the check exited');
+});
+
+t.test('checkNewGood: each unhealthy state refuses with its own cause and fix', async (t) => {
+  const A = 'a'.repeat(40);
+  const plan = planMarkGood({ ...emptyState(), booted: A });
+  const want: Record<string, RegExp> = {
+    missing: /is not in \/h\/repo\.git, so it could not boot: fetch it again \(update-revision=\)/,
+    broken: /is unreadable in .*fetch it again/,
+    damaged: /has objects 'gitroot fsck' found damaged in .*repair it \('gitroot fsck --repair'\)/,
+    untrusted: /has no valid signature from the boot trust root in .*stage a revision signed by a listed key/,
+  };
+  for (const [h, re] of Object.entries(want)) {
+    const err = (() => {
+      try {
+        checkNewGood(plan, { dir: '/h', health: () => h as RevisionHealth });
+        return null;
+      } catch (e) {
+        return e as Error;
+      }
+    })();
+    t.type(err, TransitionRefusedError, `${h}: refused`);
+    t.match(err?.message ?? '', new RegExp(`^mark-good: revision ${A} `), `${h}: names the revision`);
+    t.match(err?.message ?? '', re, `${h}: cause and fix`);
+  }
+  t.doesNotThrow(() => checkNewGood(plan, { dir: '/h', health: () => 'ok' }), 'ok passes');
 });

@@ -413,14 +413,22 @@ export function checkRunning(action: TransitionAction, before: DeployState, runn
   }
 }
 
+const HEALTH_WORDS: Record<Exclude<RevisionHealth, 'ok'>, string> = {
+  missing: 'is not in',
+  broken: 'is unreadable in',
+  damaged: "has objects 'gitroot fsck' found damaged in",
+  untrusted: 'has no valid signature from the boot trust root in',
+};
+
 /** Refuses making an unreadable revision the known-good one (mark-good, rollback). */
 export function checkNewGood(plan: TransitionPlan, opts: Pick<TransitionOptions, 'health'> & { dir: string }): void {
   if (plan.action !== 'mark-bad' && plan.changed) {
     const h = (opts.health ?? ((sha: string) => readHealth(opts.dir, sha)))(plan.revision);
     if (h !== 'ok') {
       throw new TransitionRefusedError(plan.action, 'unhealthy',
-        `${plan.action}: revision ${plan.revision} is ${h === 'missing' ? 'not in' : h === 'untrusted' ? 'untrusted in' : 'unreadable in'} ${join(opts.dir, REPO)}, ` +
-          'so it could not boot: fetch it again (update-revision=) before making it the known-good revision',
+        `${plan.action}: revision ${plan.revision} ${HEALTH_WORDS[h]} ${join(opts.dir, REPO)}, so it could not boot: ` +
+          `${h === 'damaged' ? "repair it ('gitroot fsck --repair')" : h === 'untrusted' ? 'stage a revision signed by a listed key' : 'fetch it again (update-revision=)'} ` +
+          'before making it the known-good revision',
         { revision: plan.revision, health: h });
     }
   }
