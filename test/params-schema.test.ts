@@ -76,7 +76,8 @@ t.test('every key: documented, its default valid, its example parses to a value'
 
 t.test('size', async (t) => {
   for (const v of ['512m', '2g', '2G', '1048576', '64k', '25%', '100%', '1%']) good(t, 'gitroot.overlay-size', v, v);
-  for (const v of ['0', '0m', '101%', '0%', '1g,exec', '1 g', 'lots', '-1g', '1t', '$(reboot)', '']) bad(t, 'gitroot.overlay-size', v, /needs a size like 512m/);
+  for (const v of ['0', '0m', '101%', '0%', '1g,exec', '1 g', 'lots', '-1g', '1t', '$(reboot)']) bad(t, 'gitroot.overlay-size', v, /needs a size like 512m/);
+  bad(t, 'gitroot.overlay-size', '', /needs a value/);
 });
 
 t.test('flag', async (t) => {
