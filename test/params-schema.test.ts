@@ -189,7 +189,7 @@ t.test('no value may contain a double quote (the grammar cannot write it back)',
 });
 
 t.test('where each key may be set', async (t) => {
-  const cmdlineOnly = ['git-revision'];
+  const cmdlineOnly = ['git-revision', 'gitroot.overlay-size', 'gitroot.cache-mb'];
   const localOnly = ['gitroot.config', 'noconfig', 'gitroot.dir', 'gitroot.medium', 'gitroot.allowed-signers', 'gitroot.gpg-keyring'];
   for (const key of SETTING_KEYS) {
     t.equal(allowedIn(key, 'cmdline'), true, `${key} on the command line`);
