@@ -37,6 +37,9 @@ t.test('the last fetched pack: the newest, unless the last prune wrote it', asyn
   const b = path.join(packDir, `pack-${'b'.repeat(40)}.pack`);
   fs.writeFileSync(a, Buffer.alloc(5000));
   fs.utimesSync(a, new Date(1000_000), new Date(1000_000));
+  t.equal(lastFetchPackBytes(repo, null), 0, 'a lone pack is the installed image, not an update: 0');
+  t.equal(lastFetchPackBytes(repo, { version: 1, at: '', pack: path.basename(a), lastFetchPackBytes: 77, bytesBefore: 0, bytesAfter: 0 }), 77,
+    'unless the last prune wrote it: then its record counts');
   fs.writeFileSync(b, Buffer.alloc(300));
   t.equal(lastFetchPackBytes(repo, null), 300, 'the newest pack');
   const rec = { version: 1 as const, at: new Date().toISOString(), pack: path.basename(b), lastFetchPackBytes: 4242, bytesBefore: 0, bytesAfter: 0 };

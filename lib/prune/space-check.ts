@@ -72,13 +72,17 @@ export function listPacks(repo: string): { name: string; bytes: number; mtimeMs:
 
 /**
  * Size of the last pack a fetch brought: the newest pack unless it is the one the last prune
- * wrote (then the size that prune recorded); 0 when nothing was fetched yet.
+ * wrote (then the size that prune recorded); 0 when nothing was fetched yet. A lone pack the
+ * last prune did not write is the installed image (made by `gitroot commit` or a first full
+ * fetch): updates are deltas against it, so it says nothing about the next one (counting it
+ * asked for twice a whole OS of free space before a 2 MB update).
  */
 export function lastFetchPackBytes(repo: string, record: PruneRecord | null): number {
   const packs = listPacks(repo);
   const newest = packs[0];
   if (newest === undefined) return 0;
   if (record !== null && record.pack === newest.name) return record.lastFetchPackBytes;
+  if (packs.length === 1) return 0;
   return newest.bytes;
 }
 
