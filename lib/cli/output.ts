@@ -41,7 +41,9 @@ export function progress(label: string): { update(done: number, total: number): 
       }
     },
     end() {
+      // Idempotent: a second call (success path, then a finally) adds no empty line.
       if (tty && shown) process.stderr.write('\n');
+      shown = false;
     },
   };
 }
@@ -72,7 +74,9 @@ export function byteProgress(): { update(phase: string, bytes: number, rate?: nu
       shown = true;
     },
     end() {
+      // Idempotent: a second call (success path, then a finally) adds no empty line.
       if (tty && shown) process.stderr.write('\n');
+      shown = false;
     },
   };
 }

@@ -22,8 +22,7 @@ export function registerCommit(program: Command): void {
         message: opts.message,
         signKey: opts.signKey,
         onProgress: (done, total) => bar.update(done, total),
-      });
-      bar.end();
+      }).finally(() => bar.end());
       for (const w of res.warnings) note(`warning: ${w}`);
       if (opts.json) printJson(res);
       else printLine(res.commit);

@@ -41,6 +41,7 @@ export function registerFetch(program: Command): void {
     .option('--json', 'print the outcome as JSON')
     .action(async (opts: FetchOpts) => {
       const bar = byteProgress();
+      // The bar's line is ended on failure too, so the error gets a line of its own.
       const result = await runUpdate({
         dir: opts.dir,
         cmdlineFile: opts.cmdline,
@@ -48,8 +49,7 @@ export function registerFetch(program: Command): void {
         dryRun: opts.dryRun,
         lockWaitMs: Math.max(0, opts.wait ?? 5) * 1000,
         onProgress: (p) => bar.update(p.phase, p.bytes, p.bytesPerSecond, p.objects, p.totalObjects),
-      });
-      bar.end();
+      }).finally(() => bar.end());
       for (const w of result.warnings) note(`warning: ${w}`);
       if (opts.json) printJson(result);
       else for (const line of describe(result)) printLine(line);
