@@ -21,7 +21,7 @@
  *   - `gitroot fsck` / `gitroot prune` too, when the build has them;
  *   - the next command (the same one, run to completion) succeeds: the dead process's lock is
  *     recoverable.
- * Trials per kind: HOSTILE_POWERCUT_TRIALS (default 12; the recorded campaign runs more). The kill lands at a random moment
+ * Trials per kind: HOSTILE_POWERCUT_TRIALS (default 8; the recorded campaign runs more). The kill lands at a random moment
  * within 1.2 times the undisturbed run time measured first (every third fetch with a slowed
  * server, so more kills land in the download).
  */
@@ -41,7 +41,7 @@ import { commitSpec, debianRoot, fakeKernel } from './helpers/deploy-fixtures.js
 import { randomFiles } from './helpers/fetch-repos.js';
 import { Campaign } from './helpers/hostile-campaign.js';
 
-const TRIALS = Number(process.env.HOSTILE_POWERCUT_TRIALS ?? 12);
+const TRIALS = Number(process.env.HOSTILE_POWERCUT_TRIALS ?? 8);
 const campaign = new Campaign('6-power-cuts', 'test/hostile-powercut.test.ts');
 t.teardown(() => campaign.save());
 
