@@ -21,6 +21,7 @@ import { tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { startGitHttpServer, type GitHttpServer } from '../fixtures/git-http-server.js';
+import { median, writeResults } from './bench-results.js';
 
 const root = resolve(dirname(fileURLToPath(import.meta.url)), '..', '..');
 const cli = join(root, 'dist', 'bin', 'gitroot.js');
@@ -44,10 +45,6 @@ function sh(cmd: string, cwd?: string): string {
   return execFileSync('bash', ['-c', cmd], { cwd, encoding: 'utf8', maxBuffer: 1 << 30 });
 }
 
-function median(xs: number[]): number {
-  const s = [...xs].sort((a, b) => a - b);
-  return s[Math.floor(s.length / 2)];
-}
 
 interface Timed {
   seconds: number;
@@ -215,11 +212,7 @@ async function main() {
     for (const row of rows) {
       console.log(row.metric.padEnd(48) + row.value.toFixed(2).padStart(9) + ('  ' + row.target).padEnd(10) + (row.ok ? '  yes  ' : '  NO   ') + row.detail);
     }
-    const dir = join(root, 'bench', 'results');
-    mkdirSync(dir, { recursive: true });
-    const file = join(dir, `fetch-${result.date.replace(/[:.]/g, '-')}.json`);
-    writeFileSync(file, JSON.stringify(result, null, 2) + '\n');
-    writeFileSync(join(dir, 'fetch-latest.json'), JSON.stringify(result, null, 2) + '\n');
+    const file = writeResults(root, 'fetch', result);
     console.log(`\nwritten: ${file}`);
   } finally {
     await server?.close();

@@ -11,10 +11,11 @@
  * rootfs fixture is cached).
  */
 import { execFileSync, spawnSync } from 'node:child_process';
-import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { median, writeResults } from './bench-results.js';
 
 const root = resolve(dirname(fileURLToPath(import.meta.url)), '..', '..');
 const cli = join(root, 'dist', 'bin', 'gitroot.js');
@@ -35,10 +36,6 @@ function timed(cmd: string[], okStatus = 0): { s: number; stdout: string; rssMB:
   return { s, stdout: r.stdout, rssMB: Number(lines[lines.length - 1]) / 1024 };
 }
 
-function median(xs: number[]): number {
-  const s = [...xs].sort((a, b) => a - b);
-  return s[Math.floor(s.length / 2)];
-}
 
 async function main() {
   const work = mkdtempSync(join(tmpdir(), 'gitroot-fsck-bench-'));
@@ -78,11 +75,7 @@ async function main() {
     console.log(`gitroot fsck      ${m.gitroot.toFixed(2)} s   peak RSS ${m.gitrootRss.toFixed(0)} MB   (${checked} objects verified)`);
     console.log(`git fsck --full   ${m.git.toFixed(2)} s   peak RSS ${m.gitRss.toFixed(0)} MB`);
     console.log(`ratio             ${(m.gitroot / m.git).toFixed(2)}`);
-    const dir = join(root, 'bench', 'results');
-    mkdirSync(dir, { recursive: true });
-    const file = join(dir, `fsck-${result.date.replace(/[:.]/g, '-')}.json`);
-    writeFileSync(file, JSON.stringify(result, null, 2) + '\n');
-    writeFileSync(join(dir, 'fsck-latest.json'), JSON.stringify(result, null, 2) + '\n');
+    const file = writeResults(root, 'fsck', result);
     console.log(`\nwritten: ${file}`);
   } finally {
     rmSync(work, { recursive: true, force: true });

@@ -13,11 +13,12 @@
  * mirror the first time (the rootfs fixture is cached).
  */
 import { execFileSync, spawn, spawnSync } from 'node:child_process';
-import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, statSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { DAEMON_NODE_FLAGS } from '../lib/gitfs/mount-daemon.js';
+import { median, writeResults } from './bench-results.js';
 
 const root = resolve(dirname(fileURLToPath(import.meta.url)), '..', '..');
 const cli = join(root, 'dist', 'bin', 'gitroot.js');
@@ -35,10 +36,6 @@ function timed(cmd: string, cwd?: string): number {
   return Number(process.hrtime.bigint() - t0) / 1e9;
 }
 
-function median(xs: number[]): number {
-  const s = [...xs].sort((a, b) => a - b);
-  return s[Math.floor(s.length / 2)];
-}
 
 interface Daemon { pid: number; readyMs: number; startToAnswerMs: number }
 
@@ -136,11 +133,7 @@ async function main() {
     for (const row of rows) {
       console.log(row.metric.padEnd(44) + row.value.toFixed(2).padStart(10) + ('  ' + row.target).padEnd(10) + (row.ok ? '  yes  ' : '  NO   ') + row.detail);
     }
-    const dir = join(root, 'bench', 'results');
-    mkdirSync(dir, { recursive: true });
-    const file = join(dir, `gitfs-${result.date.replace(/[:.]/g, '-')}.json`);
-    writeFileSync(file, JSON.stringify(result, null, 2) + '\n');
-    writeFileSync(join(dir, 'gitfs-latest.json'), JSON.stringify(result, null, 2) + '\n');
+    const file = writeResults(root, 'gitfs', result);
     console.log(`\nwritten: ${file}`);
   } finally {
     spawnSync('umount', ['-l', mnt]);

@@ -28,6 +28,7 @@ import { startGitHttpServer } from '../fixtures/git-http-server.js';
 import { ObjectStore } from '../lib/store/object-store.js';
 import { parseAllowedSigners, readAllowedSigners } from '../lib/trust/allowed-signers.js';
 import { judgeRevision } from '../lib/trust/revision-trust.js';
+import { median, writeResults } from './bench-results.js';
 
 const root = resolve(dirname(fileURLToPath(import.meta.url)), '..', '..');
 const cli = join(root, 'dist', 'bin', 'gitroot.js');
@@ -38,10 +39,6 @@ const WARM_ITERATIONS = 200;
 const env = { ...process.env, GIT_CONFIG_NOSYSTEM: '1', GIT_CONFIG_GLOBAL: '/dev/null', GIT_AUTHOR_NAME: 'Bench', GIT_AUTHOR_EMAIL: 'bench@example.com', GIT_COMMITTER_NAME: 'Bench', GIT_COMMITTER_EMAIL: 'bench@example.com' };
 const run = (cmd: string, args: string[], input?: string): string => execFileSync(cmd, args, { env, input, encoding: 'utf8', maxBuffer: 1 << 28 }).trim();
 
-function median(xs: number[]): number {
-  const s = [...xs].sort((a, b) => a - b);
-  return s[Math.floor(s.length / 2)];
-}
 
 /** Runs the CLI without blocking this process (the server runs here); wall time in ms and stdout. */
 function cliRun(args: string[]): Promise<{ ms: number; status: number; stdout: string; stderr: string }> {
@@ -194,10 +191,7 @@ async function main(): Promise<void> {
     for (const [k, v] of Object.entries(warm)) line(`warm judgeRevision, ${k}`, `${v.toFixed(3)} ms`);
     line('parse an allowed-signers file of 50 keys', `${result.parse50KeysMs.toFixed(2)} ms`);
     line('load average at the end (1, 5, 15 min)', `${result.loadavgAtEnd.map((x) => x.toFixed(2)).join(', ')} on ${result.cpus} CPUs`);
-    const dir = join(root, 'bench', 'results');
-    mkdirSync(dir, { recursive: true });
-    writeFileSync(join(dir, `trust-${result.date.replace(/[:.]/g, '-')}.json`), JSON.stringify(result, null, 2) + '\n');
-    writeFileSync(join(dir, 'trust-latest.json'), JSON.stringify(result, null, 2) + '\n');
+    writeResults(root, 'trust', result);
   } finally {
     rmSync(work, { recursive: true, force: true });
   }
