@@ -152,8 +152,11 @@ t.test('the verdict is written only under the home lock: a held lock leaves the 
 t.test('usage errors are one line', async (t) => {
   const work = tempDir(t, 'fsck-usage');
   const none = gitroot(['fsck', '--dir', path.join(work, 'nothing')]);
-  t.equal(none.status, 3, 'no repository: not found');
-  t.equal(none.stderr.trim().split('\n').length, 1, none.stderr);
+  t.equal(none.status, 2, 'no such home: usage error, like select, mark-good and prune');
+  t.match(none.stderr, /^gitroot: gitroot home \S+nothing is not a directory; pass the right --dir\n$/);
+  const empty = gitroot(['fsck', '--dir', work]);
+  t.equal(empty.status, 3, 'a home without a repository: not found');
+  t.equal(empty.stderr.trim().split('\n').length, 1, empty.stderr);
   const noDir = gitroot(['fsck']);
   t.equal(noDir.status, 2);
   const help = gitroot(['fsck', '--help']);

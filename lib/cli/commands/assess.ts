@@ -3,7 +3,7 @@
  * acting on it, and the transitions after a boot (docs/rollback.md). The work is in
  * lib/boot/boot-assess.ts; this file reads options and settings and renders the results.
  */
-import { readFileSync, statSync } from 'node:fs';
+import { readFileSync } from 'node:fs';
 import type { Command } from 'commander';
 import { DEFAULT_RUN_DIR, readBootRecord } from '../../boot/boot-mount.js';
 import {
@@ -16,6 +16,7 @@ import { isSha } from '../../deploy/deploy-state.js';
 import { RevisionNotFoundError, UsageError } from '../../errors/errors.js';
 import { loadSettings } from '../../params/settings-load.js';
 import { note, printJson, printLine } from '../output.js';
+import { requireHome } from '../home-arg.js';
 
 interface CommonOpts {
   dir: string;
@@ -32,16 +33,6 @@ interface AssessOpts extends CommonOpts {
 interface MarkGoodOpts extends AssessOpts {
   healthDir: string;
   healthTimeout: number;
-}
-
-function requireHome(dir: string): void {
-  let ok = false;
-  try {
-    ok = statSync(dir).isDirectory();
-  } catch {
-    ok = false;
-  }
-  if (!ok) throw new UsageError(`gitroot home ${dir} is not a directory; pass the right --dir`, { data: { dir } });
 }
 
 function readCmdline(file: string): string {

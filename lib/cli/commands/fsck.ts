@@ -3,6 +3,7 @@ import type { Command } from 'commander';
 import { runFsck } from '../../fsck/fsck-run.js';
 import { type FsckReport, FsckDamageError, damageSummary, formatReport } from '../../fsck/fsck-report.js';
 import { note, printJson, printLine, progress } from '../output.js';
+import { requireHome } from '../home-arg.js';
 
 interface FsckOpts {
   dir: string;
@@ -36,6 +37,7 @@ export function registerFsck(program: Command): void {
     .option('--wait <seconds>', 'wait this long for another gitroot process to finish', (v) => Number(v), 10)
     .option('--json', 'print the report as one JSON object')
     .action(async (opts: FsckOpts) => {
+      requireHome(opts.dir);
       const bar = progress('fsck: objects');
       const lockWaitMs = Math.max(0, Number.isFinite(opts.wait) ? (opts.wait as number) : 10) * 1000;
       const onProgress = (done: number, total: number) => bar.update(done, total);
