@@ -262,6 +262,26 @@ t.test('--keep 0 and --keep 2; bad --keep; held lock', async (t) => {
   }
 });
 
+t.test('a power cut inside git update-ref leaves ref .lock files: the next prune removes them and finishes', async (t) => {
+  const m = machine(tempDir(t, 'prune-stale-lock'));
+  await history(m);
+  const gitdir = path.join(m.dir, 'repo.git');
+  const dry = await prune(m, ['--dry-run']);
+  t.equal(dry.status, 0, dry.stderr);
+  const doomed: string[] = JSON.parse(dry.stdout).refsDeleted;
+  t.ok(doomed.length > 0, 'the plan drops refs');
+  // What a kill -9 between "lock" and "commit" of `git update-ref --stdin` leaves behind.
+  const stale = [`${doomed[0]}.lock`, 'packed-refs.lock'];
+  for (const f of stale) fs.writeFileSync(path.join(gitdir, ...f.split('/')), '');
+  const p = await prune(m);
+  t.equal(p.status, 0, p.stderr);
+  t.same(JSON.parse(p.stdout).refsDeleted, doomed, 'the refs the plan named are gone');
+  for (const f of stale) t.notOk(fs.existsSync(path.join(gitdir, ...f.split('/'))), `${f} removed`);
+  const left = gitSync(['--git-dir', gitdir, 'for-each-ref', '--format=%(refname)', 'refs/gitroot/']).split('\n');
+  for (const r of doomed) t.notOk(left.includes(r), `${r} deleted`);
+  t.equal(spawnSync('git', ['--git-dir', gitdir, 'fsck', '--no-dangling'], { encoding: 'utf8' }).status, 0, 'git fsck is clean');
+});
+
 t.test('space check before a fetch: refuses with a one-line ENOSPACE, or prunes first', async (t) => {
   const m = machine(tempDir(t, 'prune-space'), ['gitroot.min-free=1048576', 'gitroot.auto-prune=0']);
   await fetch(m, `update-revision=${rel[0]}`);

@@ -159,9 +159,41 @@ function isRepo(repo: string): boolean {
   return existsSync(join(repo, 'HEAD')) && existsSync(join(repo, 'objects'));
 }
 
+/**
+ * Removes the `.lock` files a killed `git update-ref` leaves under refs/ (and packed-refs.lock).
+ * git never removes them itself ("cannot lock ref ... File exists"), so without this one power
+ * cut in step 6 would fail every later prune. Safe only under the fetch lock: no other gitroot
+ * command changes refs in the home's repository then, and the home's git runs nowhere else.
+ */
+export function removeStaleRefLocks(repo: string): string[] {
+  const removed: string[] = [];
+  const walk = (rel: string) => {
+    let entries;
+    try {
+      entries = readdirSync(join(repo, rel), { withFileTypes: true });
+    } catch {
+      return;
+    }
+    for (const e of entries) {
+      const r = `${rel}/${e.name}`;
+      if (e.isDirectory()) walk(r);
+      else if (e.name.endsWith('.lock')) {
+        rmSync(join(repo, r), { force: true });
+        removed.push(r);
+      }
+    }
+  };
+  walk('refs');
+  if (existsSync(join(repo, 'packed-refs.lock'))) {
+    rmSync(join(repo, 'packed-refs.lock'), { force: true });
+    removed.push('packed-refs.lock');
+  }
+  return removed;
+}
+
 /** Removes temp packs of killed repacks and quarantines of killed fetches (under the fetch lock). */
 function cleanTemporaries(repo: string): string[] {
-  const removed: string[] = [];
+  const removed: string[] = removeStaleRefLocks(repo);
   const packDir = join(repo, 'objects', 'pack');
   let names: string[] = [];
   try {
@@ -234,6 +266,7 @@ async function apply(opts: PruneOptions, lock: HeldLock, repo: string, onStep: (
     onStep('drop refs');
     if (plan.deleteRefs.length > 0) {
       await stepAsync('drop refs', async () => {
+        removeStaleRefLocks(repo);
         const input = ['start', ...plan.deleteRefs.map((r) => `delete ${r.name} ${r.oid}`), 'commit', ''].join('\n');
         await gitOk(repo, ['update-ref', '--stdin'], input);
         const dirs = new Set(plan.deleteRefs.map((r) => dirname(join(repo, ...r.name.split('/')))));
