@@ -207,6 +207,12 @@ t.test('specific cases', async (t) => {
   t.same(plan.deleteRefs.map((r) => r.name).sort(), [
     keepRefName(F), 'refs/gitroot/fetched/main', ...[A, B, C, D, E].map((s) => `refs/gitroot/fetched/${s}`).filter((n) => !n.endsWith(A) && !n.endsWith(B) && !n.endsWith(C)),
   ].sort(), 'the failed recent tip D, old fetched refs of unkept revisions and the stale keep ref go');
+  // Tag refs (the signed tag a revision was fetched through) live exactly as long as their revision.
+  const tagRefs: RefInfo[] = [A, C, D, F].map((s) => ({ name: `refs/gitroot/tag/${s}`, oid: `${s.slice(0, 39)}0`, ageMs: 10 * FETCH_GRACE_MS }));
+  const withTags = planPrune({ state, keep: 1, refs: [...REFS, ...tagRefs], present: new Set([A, B, C, D, E]), bootNames: BOOT_NAMES });
+  t.same(withTags.deleteRefs.filter((r) => r.name.startsWith('refs/gitroot/tag/')).map((r) => r.name).sort(),
+    [`refs/gitroot/tag/${D}`, `refs/gitroot/tag/${F}`], 'the tag refs of the dropped D and F go; those of the kept A and C stay');
+  t.same(withTags.deleteRefs.filter((r) => !r.name.startsWith('refs/gitroot/tag/')), plan.deleteRefs, 'other refs as before');
   const zero = planPrune({ state, keep: 0, refs: REFS, present: new Set([A, B, C, D, E]), bootNames: BOOT_NAMES });
   t.same(zero.state.previousGood, [], 'keep=0 drops every earlier good revision');
   const missing = planPrune({ state, keep: 1, refs: REFS, present: new Set([A, B, D, E]), bootNames: BOOT_NAMES });

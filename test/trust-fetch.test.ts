@@ -16,8 +16,10 @@ import { startGitHttpServer, type GitHttpServer } from '../fixtures/git-http-ser
 import { commitSpec, debianRoot, tempDir } from './helpers/deploy-fixtures.js';
 import { gitrootAsync as gitroot } from './helpers/cli.js';
 import {
-  type TestKey, catFile, commitTree, gitVerifies, hashObject, keygen, run, setBranch, sshKeygenSign, tamper, withGpgsig,
+  type TestKey, catFile, commitTree, gitVerifies, hashObject, keygen, run, setBranch, setTag, sshKeygenSign, tagObject, tamper, withGpgsig,
 } from './helpers/trust-fixtures.js';
+import { decideBoot } from '../lib/boot/boot-assess.js';
+import { readAllowedSigners } from '../lib/trust/allowed-signers.js';
 
 interface Machine { dir: string; boot: string; conf: string; cmdline: string; base: string[] }
 
@@ -68,6 +70,8 @@ let signersFile: string;
 let keys: Record<'release' | 'other' | 'old' | 'rsa', TestKey>;
 /** Commits on the server, by name. */
 const c: Record<string, string> = {};
+/** Annotated tags on the server (refs/tags/<name>), by name: their object ids. */
+const tags: Record<string, string> = {};
 
 t.before(async () => {
   work = fs.mkdtempSync('/tmp/gitroot-trust-fetch-');
@@ -99,6 +103,15 @@ t.before(async () => {
   c.rsa = commitTree(repo, t2, c.s1, 'signed by the RSA key', keys.rsa);
   for (const name of ['s1', 'unsigned', 'tampered', 'unlisted', 'namespace', 'expired', 'rsa']) setBranch(repo, name, c[name]);
   setBranch(repo, 'master', c.s2);
+  // Tags of the unsigned commit: only a tag's signature can vouch for it.
+  tags['v-signed'] = tagObject(repo, 'v-signed', c.unsigned, 'release 4 (signed tag)', keys.release);
+  tags['v-plain'] = tagObject(repo, 'v-plain', c.unsigned, 'release 4 (unsigned tag)', null);
+  tags['v-unlisted'] = tagObject(repo, 'v-unlisted', c.unsigned, 'release 4 (tag by an unlisted key)', keys.other);
+  tags['v-nested'] = tagObject(repo, 'v-nested', tags['v-plain'], 'release 4 (signed tag of a tag)', keys.release);
+  tags['v-tampered'] = hashObject(repo, 'tag', tamper(catFile(repo, 'tag', tagObject(repo, 'v-tmp', c.unsigned, 'Release 4, tampered', keys.release))));
+  setTag(repo, 'v-tampered', tags['v-tampered']);
+  setTag(repo, 'v-light', c.unsigned); // lightweight: no tag object, the commit itself must be signed
+  tagObject(repo, 's1', c.unsigned, 'a tag named like the branch s1', keys.release); // the branch wins
   server = await startGitHttpServer({ projectRoot });
   url = server.url('os.git');
 });
@@ -213,4 +226,95 @@ t.test('downgrade: a branch force-pushed back to an older commit is refused, unl
   const out = JSON.parse(allowed.stdout);
   t.match(out, { action: 'staged', revision: c.s2, trust: { downgrade: { why: 'allowed-downgrade' } } });
   t.match(out.warnings.join('\n'), /downgrade allowed/, 'with a warning');
+});
+
+t.test('signed annotated tags: fetch-revision=<tag> and update-revision=<tag id> stage the commit the tag vouches for', async (t) => {
+  const m = machine(tempDir(t, 'trust-tag'), [`gitroot.remote=${url}`, `gitroot.allowed-signers=${signersFile}`, 'fetch-revision=v-signed']);
+  const home = path.join(m.dir, 'repo.git');
+  t.ok(gitVerifies(repo, tags['v-signed'], signersFile, 'tag'), 'git verify-tag accepts the tag');
+  t.notOk(gitVerifies(repo, c.unsigned, signersFile), 'git verify-commit refuses its commit');
+  const r = await fetch(m);
+  t.equal(r.status, 0, `exit 0 (${r.stderr.trim()})`);
+  const out = JSON.parse(r.stdout);
+  t.match(out, {
+    action: 'staged', revision: c.unsigned, fetch: { tag: tags['v-signed'] },
+    trust: { signature: { object: tags['v-signed'], kind: 'tag', keyFingerprint: keys.release.fingerprint, principals: ['release@example.com'] } },
+  });
+  const rev = (ref: string) => run('git', ['--git-dir', home, 'rev-parse', '--verify', '-q', ref]).toString().trim();
+  t.equal(rev(`refs/gitroot/tag/${c.unsigned}`), tags['v-signed'], 'refs/gitroot/tag/<commit> names the tag');
+  t.equal(rev('refs/gitroot/fetched/v-signed'), c.unsigned, 'the fetched ref names the commit');
+
+  // The boot's trust root verifies the recorded tag; without it the commit alone is untrusted.
+  const signers = readAllowedSigners(signersFile);
+  const ok = await decideBoot({ dir: m.dir, cmdline: '', signers });
+  t.match(ok, { revision: c.unsigned, kind: 'pending', health: { [c.unsigned]: 'ok' } }, 'gitroot boot trusts it through the tag');
+
+  // prune keeps the tag (ref and object) with its revision; the boot still trusts it after a repack.
+  const p = await gitroot(['prune', '--dir', m.dir, '--config', m.conf, '--cmdline', m.cmdline, '--json']);
+  t.equal(p.status, 0, p.stderr);
+  t.notOk(JSON.parse(p.stdout).refsDeleted.includes(`refs/gitroot/tag/${c.unsigned}`), 'prune keeps the tag ref');
+  t.equal(run('git', ['--git-dir', home, 'cat-file', '-t', tags['v-signed']]).toString().trim(), 'tag', 'the tag object survives the repack');
+  t.match(await decideBoot({ dir: m.dir, cmdline: '', signers }), { revision: c.unsigned, health: { [c.unsigned]: 'ok' } });
+  const fsck = await gitroot(['fsck', '--dir', m.dir, '--json']);
+  t.equal(fsck.status, 0, `gitroot fsck is clean with the tag ref (${fsck.stderr.trim()})`);
+  t.ok(JSON.parse(fsck.stdout).revisions.some((r: { roles: string[] }) => r.roles.includes(`ref:refs/gitroot/tag/${c.unsigned}`)), 'and checks the tag');
+
+  const moved = `${rev(`refs/gitroot/tag/${c.unsigned}`)}`;
+  run('git', ['--git-dir', home, 'update-ref', '-d', `refs/gitroot/tag/${c.unsigned}`]);
+  const untrusted = await decideBoot({ dir: m.dir, cmdline: '', signers });
+  t.match(untrusted, { revision: null, health: { [c.unsigned]: 'untrusted' } }, 'without the tag ref the commit alone is untrusted at boot');
+  t.match(untrusted.notes.join('\n'), /is untrusted: it is not signed/);
+  // A tag ref naming a tag of another commit does not vouch: the peel is checked.
+  run('git', ['--git-dir', home, 'update-ref', `refs/gitroot/tag/${c.unsigned}`, moved]);
+  t.match(await decideBoot({ dir: m.dir, cmdline: '', signers }), { health: { [c.unsigned]: 'ok' } }, 'restored, trusted again');
+
+  // update-revision=<id of a signed tag of an unsigned tag>: peeled through both.
+  const n = machine(tempDir(t, 'trust-tag-pin'), [`gitroot.remote=${url}`, `gitroot.allowed-signers=${signersFile}`]);
+  fs.writeFileSync(n.cmdline, `BOOT_IMAGE=/vmlinuz quiet update-revision=${tags['v-nested']}\n`);
+  const pinned = await fetch(n);
+  t.equal(pinned.status, 0, `update-revision=<tag id> (${pinned.stderr.trim()})`);
+  t.match(JSON.parse(pinned.stdout), { action: 'staged', revision: c.unsigned, trust: { signature: { object: tags['v-nested'], kind: 'tag' } } });
+
+  // A branch and a tag of the same name: the branch is what fetch-revision follows.
+  const b = machine(tempDir(t, 'trust-tag-branch'), [`gitroot.remote=${url}`, `gitroot.allowed-signers=${signersFile}`, 'fetch-revision=s1']);
+  const branch = await fetch(b);
+  t.equal(branch.status, 0, branch.stderr);
+  t.match(JSON.parse(branch.stdout), { revision: c.s1, fetch: { tag: null }, trust: { signature: { kind: 'commit' } } }, 'refs/heads/s1 wins over refs/tags/s1');
+});
+
+const tagRefusals: Array<[string, string, RegExp]> = [
+  ['v-plain', 'unsigned', /^gitroot: refusing tag \S{12} \([0-9a-f]{40}\) of commit \S{12}: it is not signed, and its commit \S{12} is not signed; sign it with 'git tag -s'/],
+  ['v-unlisted', 'unlisted-key', /^gitroot: refusing tag .*: it is signed by ssh-ed25519 key SHA256:\S+, which .*allowed-signers does not list, and its commit \S{12} is not signed/],
+  ['v-tampered', 'bad-signature', /^gitroot: refusing tag .*does not verify .*altered after signing/],
+  ['v-light', 'unsigned', /^gitroot: refusing commit \S{12} \([0-9a-f]{40}\): it is not signed/],
+];
+
+for (const [name, why, message] of tagRefusals) {
+  t.test(`refused: tag ${name} (${why}); nothing staged`, async (t) => {
+    const m = machine(tempDir(t, `trust-${name}`), [`gitroot.remote=${url}`, `gitroot.allowed-signers=${signersFile}`, 'fetch-revision=s1']);
+    const first = await fetch(m);
+    t.equal(first.status, 0, `the signed s1 is staged first (${first.stderr.trim()})`);
+    const before = snapshot(m);
+    configure(m, [`fetch-revision=${name}`]);
+    const r = await fetch(m);
+    t.equal(r.status, 8, 'exit 8 (ETRUST)');
+    const lines = r.stderr.trim().split('\n');
+    t.equal(lines.length, 1, `one line: ${r.stderr.trim()}`);
+    t.match(lines[0], message);
+    if (tags[name] !== undefined) t.match(lines[0], new RegExp(`refusing tag ${tags[name].slice(0, 12)} \\(${tags[name]}\\) of commit ${c.unsigned.slice(0, 12)}`), 'names the tag and its commit');
+    t.equal(snapshot(m), before, 'state.json, D/boot and the entries are unchanged');
+    t.match(lastFetch(m), { result: 'refused', revision: c.unsigned, error: { code: 'ETRUST' } });
+    if (tags[name] !== undefined) t.equal(gitVerifies(repo, tags[name], signersFile, 'tag'), false, 'git verify-tag refuses it too');
+  });
+}
+
+t.test('a tag of a tree is refused before any trust check: one line naming it', async (t) => {
+  const tree = run('git', ['--git-dir', repo, 'rev-parse', `${c.s1}^{tree}`]).toString().trim();
+  const treeTag = tagObject(repo, 'v-tree', tree, 'a tag of a tree', keys.release);
+  const m = machine(tempDir(t, 'trust-tag-tree'), [`gitroot.remote=${url}`, 'fetch-revision=v-tree']);
+  const r = await fetch(m);
+  t.not(r.status, 0, 'refused');
+  t.equal(r.stderr.trim().split('\n').length, 1, `one line: ${r.stderr.trim()}`);
+  t.match(r.stderr, new RegExp(`tag ${treeTag} points at a tree on .*, not a commit: give a commit SHA or an annotated tag of one`));
+  t.notOk(fs.existsSync(path.join(m.dir, 'state.json')), 'nothing staged');
 });

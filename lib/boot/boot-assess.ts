@@ -25,7 +25,9 @@ import { withLock } from '../deploy/lock.js';
 import { ObjectStore } from '../store/object-store.js';
 import { parseCommit } from '../store/git-objects.js';
 import type { AllowedSigners } from '../trust/allowed-signers.js';
-import { judgeCommit } from '../trust/revision-trust.js';
+import { judgeTaggedCommit } from '../trust/revision-trust.js';
+import { readRef } from '../store/refs.js';
+import { tagRefName } from '../store/gitroot-refs.js';
 import { packSetKey, readVerdict, verdictHealth } from '../fsck/fsck-verdict.js';
 import {
   type RevisionHealth, type Selection, type TransitionAction, type TransitionPlan, TransitionRefusedError,
@@ -88,8 +90,8 @@ export interface HealthProbe {
  * missing. A revision readHealth finds `ok` is `damaged` when the last full `gitroot fsck`
  * (`D/fsck.json`) found it broken and, if packs came or went since, one of the broken objects
  * it lists still fails to read. With `signers` (the
- * initramfs's allowed-signers, lib/trust), a readable revision whose commit lacks a valid
- * signature from a listed key is `untrusted`.
+ * initramfs's allowed-signers, lib/trust), a readable revision with no valid signature from a
+ * listed key (on its commit, or on the annotated tag it was fetched through) is `untrusted`.
  */
 export function openHealthProbe(dir: string, signers: AllowedSigners | null = null): HealthProbe {
   const verdict = readVerdict(dir);
@@ -112,11 +114,15 @@ export function openHealthProbe(dir: string, signers: AllowedSigners | null = nu
       return true;
     }
   };
-  /** The trust check of a readable revision: a commit signature from a listed key. */
+  /**
+   * The trust check of a readable revision: a signature from a listed key on its commit, or on
+   * the annotated tag it was fetched through (refs/gitroot/tag/<sha>, re-verified here).
+   */
   const trust = (sha: string): RevisionHealth => {
     if (signers === null || store === null) return 'ok';
     try {
-      const v = judgeCommit(signers, store.readObject(sha).data);
+      const tag = readRef(join(dir, REPO), tagRefName(sha));
+      const v = judgeTaggedCommit(store, signers, sha, tag).verdict;
       if (v.trusted) return 'ok';
       distrust[sha] = `${v.detail}; ${v.fix}`;
       return 'untrusted';

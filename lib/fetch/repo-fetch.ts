@@ -1,7 +1,10 @@
 /**
- * fetchCommit: brings one commit (a branch tip or a pinned SHA) and everything it needs from
- * a smart-HTTP git server into the machine's bare repository, or leaves the repository
- * exactly as it was.
+ * fetchCommit: brings one commit (a branch tip, a tag, or a pinned SHA) and everything it needs
+ * from a smart-HTTP git server into the machine's bare repository, or leaves the repository
+ * exactly as it was. An annotated tag (named by fetch-revision when no such branch exists, or
+ * by its SHA in update-revision) is fetched with its commit and peeled; it is recorded as
+ * refs/gitroot/tag/<commit>, so its signature can vouch for the commit (lib/trust) at fetch
+ * and at every boot, and prune keeps it as long as the commit.
  *
  * Why not isomorphic-git's fetch (measured on the 90 MB Debian minbase pack, see
  * docs/fetch.md): it buffered the whole pack and inflated every object in memory (536 MB
@@ -13,13 +16,14 @@
  *
  * Steps, each failure a one-line typed error:
  *   1. lock        one fetch per repository (fetch-lock.ts); clean what a killed fetch left
- *   2. refs        discover the server, resolve the branch with ls-refs (or take the SHA)
+ *   2. refs        discover the server, resolve the branch (else the tag) with ls-refs (or take the SHA)
  *   3. present?    commit already here and complete: record the ref, no pack request
  *   4. negotiate   our ref tips and their recent ancestors as `have`s, one round
  *   5. download    pack streamed into index-pack in a quarantine objects directory
- *   6. verify      the commit is a commit and its whole tree is present (rev-list --objects)
+ *   6. verify      a tag peels to a commit; the commit's whole tree is present (rev-list --objects)
  *   7. install     .keep, .pack, then .idx renamed into objects/pack (fsync), dir fsync
- *   8. record      refs/gitroot/fetched/<branch-or-sha> written atomically; .keep removed
+ *   8. record      refs/gitroot/tag/<commit> (for a tag), then refs/gitroot/fetched/<name-or-sha>,
+ *                  each written atomically; .keep removed
  * Before step 7 nothing in the repository changes; a kill -9 between 7 and 8 leaves a
  * complete, verified pack no ref names (the next fetch finds the commit and records it).
  */
@@ -31,14 +35,16 @@ import { GitrootError, NoSpaceError, RemoteError, RepoNotFoundError, UsageError 
 import { fsyncDir, writeFileAtomic } from '../fsutil/atomic-write.js';
 import { git, gitFailure, runGit } from '../commit/git-exec.js';
 import { ObjectStore } from '../store/object-store.js';
-import { parseCommit } from '../store/git-objects.js';
+import { parseCommit, parseTag } from '../store/git-objects.js';
 import { listRefs } from '../store/refs.js';
+import { FETCHED_REF_PREFIX, TAG_REF_PREFIX, fetchedRefName, tagRefName } from '../store/gitroot-refs.js';
 import { acquireFetchLock } from './fetch-lock.js';
 import { receivePack } from './pack-receive.js';
 import { SmartHttpRemote, redactUrl } from './smart-http.js';
 
-/** Namespace of the refs fetchCommit records. */
-export const FETCHED_REF_PREFIX = 'refs/gitroot/fetched/';
+export { FETCHED_REF_PREFIX, TAG_REF_PREFIX, fetchedRefName, tagRefName };
+/** Most tags peeled in a row (a tag of a tag of ... a commit); git itself has no limit. */
+export const MAX_TAG_DEPTH = 8;
 /** Directory (inside the repository, outside objects/) holding quarantines. */
 export const FETCH_TMP_DIR = 'gitroot-tmp';
 /** Most `have` lines sent: ref tips first, then their ancestors newest first. */
@@ -61,9 +67,12 @@ export interface FetchCommitOptions {
   gitdir: string;
   /** Smart-HTTP(S) URL of the repository. */
   remote: string;
-  /** Branch whose tip to fetch (short name, as under refs/heads/). Exactly one of branch/sha. */
+  /**
+   * Branch whose tip to fetch (short name, as under refs/heads/); when the server has no such
+   * branch, the tag of that name (refs/tags/). Exactly one of branch/sha.
+   */
   branch?: string;
-  /** Full 40-hex commit id to fetch (older commits too: a deliberate downgrade). */
+  /** Full 40-hex id of a commit or an annotated tag to fetch (older ones too: a deliberate downgrade). */
   sha?: string;
   /** Connect, response and idle-between-bytes timeout in ms (default 30 s). */
   timeoutMs?: number;
@@ -92,6 +101,8 @@ export interface FetchCommitOptions {
 export interface FetchCommitResult {
   /** The fetched commit (40 hex). */
   commit: string;
+  /** The annotated tag named (fetch-revision resolved to a tag, or update-revision is a tag's id) that peels to `commit`, else null. */
+  tag: string | null;
   /** The commit was already present: no pack was requested. */
   upToDate: boolean;
   /** HTTP response body bytes received (discovery, ls-refs and pack). */
@@ -103,11 +114,6 @@ export interface FetchCommitResult {
   ref: string | null;
   /** Protocol the server spoke. */
   protocol: 0 | 2;
-}
-
-/** The ref fetchCommit records for a branch or a SHA. */
-export function fetchedRefName(target: { branch: string } | { sha: string }): string {
-  return FETCHED_REF_PREFIX + ('branch' in target ? target.branch : target.sha.toLowerCase());
 }
 
 /** git's check-ref-format rules for a branch name (as `refs/heads/<name>`). */
@@ -127,7 +133,7 @@ function checkTarget(opts: FetchCommitOptions): Target {
   }
   if (opts.sha !== undefined) {
     if (!/^[0-9a-fA-F]{40}$/.test(opts.sha)) {
-      throw new UsageError(`'${opts.sha}' is not a full commit id: give all 40 hex digits of the SHA`);
+      throw new UsageError(`'${opts.sha}' is not a full commit or tag id: give all 40 hex digits of the SHA`);
     }
     return { kind: 'sha', sha: opts.sha.toLowerCase() };
   }
@@ -208,7 +214,7 @@ function cleanupStale(gitdir: string): void {
     }
     rmSync(path.join(packDir, keep), { force: true });
   }
-  const refDir = path.join(gitdir, ...FETCHED_REF_PREFIX.split('/').filter((s) => s !== ''));
+  const refDir = path.join(gitdir, 'refs', 'gitroot');
   const walk = (dir: string): void => {
     let entries;
     try {
@@ -342,6 +348,51 @@ function readLooseRef(gitdir: string, ref: string): string | null {
   }
 }
 
+/**
+ * Peels `oid` (a commit, or an annotated tag of one, possibly through further tags) with
+ * `read`; RemoteError when it is something else, a tag chain is too deep or an object is absent.
+ * `tag` is `oid` when it was a tag (the signed object fetch-revision/update-revision named).
+ */
+async function peel(oid: string, read: (oid: string) => Promise<{ type: string; data: Buffer } | null>, where = ''):
+  Promise<{ commit: string; tag: string | null }> {
+  let cur = oid;
+  for (let depth = 0; depth <= MAX_TAG_DEPTH; depth++) {
+    const obj = await read(cur);
+    if (obj === null) {
+      throw new RemoteError(`tag ${oid} points at ${cur}, which was not sent${where}: the server repository is damaged`, { data: { sha: oid, missing: cur } });
+    }
+    if (obj.type === 'commit') return { commit: cur, tag: cur === oid ? null : oid };
+    if (obj.type !== 'tag') {
+      const what = cur === oid ? `${oid} is a ${obj.type}${where}` : `tag ${oid} points at a ${obj.type}${where}`;
+      throw new RemoteError(`${what}, not a commit: give a commit SHA or an annotated tag of one`, { data: { sha: oid, type: obj.type } });
+    }
+    let tagged;
+    try {
+      tagged = parseTag(obj.data);
+    } catch (e) {
+      throw new RemoteError(`tag ${cur}${where} cannot be parsed (${(e as Error).message}): the server repository is damaged`, { data: { sha: oid }, cause: e });
+    }
+    cur = tagged.object;
+  }
+  throw new RemoteError(`tag ${oid} is nested more than ${MAX_TAG_DEPTH} deep${where}: tag the commit itself`, { data: { sha: oid } });
+}
+
+/** Reads an object with git (from a quarantine and the repository), or null when absent. */
+async function readObjectGit(where: ObjectsEnv, oid: string): Promise<{ type: string; data: Buffer } | null> {
+  const type = await objectType(where, oid);
+  if (type === null) return null;
+  const args = ['--git-dir', where.gitdir, 'cat-file', type, oid];
+  const run = await runGit(args, { env: gitEnv(where) });
+  if (run.code !== 0) throw gitFailure(args, run);
+  return { type, data: Buffer.from(run.stdout, 'utf8') }; // only the ASCII headers are read
+}
+
+/** Records a fetch: the tag ref first (harmless alone), then the ref naming the fetched commit. */
+function recordRefs(gitdir: string, ref: string, commit: string, tag: string | null): void {
+  if (tag !== null) recordRef(gitdir, tagRefName(commit), tag);
+  recordRef(gitdir, ref, commit);
+}
+
 /** Points `ref` at `commit` (temp file, fsync, rename, fsync dir); no-op if it already does. */
 function recordRef(gitdir: string, ref: string, commit: string): void {
   if (readLooseRef(gitdir, ref) === commit) return;
@@ -381,17 +432,20 @@ export async function fetchCommit(opts: FetchCommitOptions): Promise<FetchCommit
       timeoutMs: opts.timeoutMs, retries: opts.retries, retryDelayMs: opts.retryDelayMs, headers: opts.headers,
       proxy: opts.proxy, signal: opts.signal, onBytes: (n) => { bytes += n; },
     });
-    let commit: string;
+    // `want`: the object asked for, a commit or an annotated tag (peeled after it arrives).
+    let want: string;
     if (target.kind === 'branch') {
-      const full = `refs/heads/${target.branch}`;
-      const found = (await remote.listRefs([full])).find((r) => r.name === full);
+      const heads = `refs/heads/${target.branch}`;
+      const tags = `refs/tags/${target.branch}`;
+      const listed = await remote.listRefs([heads, tags]);
+      const found = listed.find((r) => r.name === heads) ?? listed.find((r) => r.name === tags);
       if (found === undefined) {
-        throw new RemoteError(`branch '${target.branch}' does not exist on ${redactUrl(opts.remote)}: check fetch-revision (or push the branch)`,
+        throw new RemoteError(`neither a branch nor a tag '${target.branch}' exists on ${redactUrl(opts.remote)}: check fetch-revision (or push it)`,
           { data: { branch: target.branch, remote: redactUrl(opts.remote) } });
       }
-      commit = found.peeled ?? found.oid;
+      want = found.oid;
     } else {
-      commit = target.sha;
+      want = target.sha;
     }
     const ref = fetchedRefName(target.kind === 'branch' ? { branch: target.branch } : { sha: target.sha });
 
@@ -402,15 +456,16 @@ export async function fetchCommit(opts: FetchCommitOptions): Promise<FetchCommit
       const store = ObjectStore.open(gitdir);
       try {
         tips = localTips(gitdir, store);
-        if (store.has(commit)) {
-          const type = store.readHeader(commit).type;
-          if (type !== 'commit') {
-            throw new RemoteError(`${commit} is a ${type}, not a commit: give a commit SHA`, { data: { sha: commit, type } });
-          }
+        if (store.has(want)) {
+          const { commit, tag } = await peel(want, async (oid) => {
+            if (!store.has(oid)) return null;
+            const obj = store.readObject(oid);
+            return { type: obj.type, data: obj.data };
+          });
           if (await isComplete({ gitdir, quarantine: null }, commit, tips)) {
-            if (!dryRun) recordRef(gitdir, ref, commit);
+            if (!dryRun) recordRefs(gitdir, ref, commit, tag);
             return {
-              commit, upToDate: true, bytes, objects: 0, durationMs: performance.now() - started,
+              commit, tag, upToDate: true, bytes, objects: 0, durationMs: performance.now() - started,
               ref: dryRun ? null : ref, protocol: remote.protocol,
             };
           }
@@ -439,11 +494,11 @@ export async function fetchCommit(opts: FetchCommitOptions): Promise<FetchCommit
       }
     }
     const quarantine = path.join(tmpRoot, 'objects');
-    const received = await receivePack(remote.fetchPack([commit], haves), {
+    const received = await receivePack(remote.fetchPack([want], haves), {
       gitdir: indexGitdir,
       quarantine,
       alternates: repoExists && !full ? [path.join(gitdir, 'objects')] : [],
-      keepMessage: `${KEEP_MARKER} ${commit} pid ${process.pid}`,
+      keepMessage: `${KEEP_MARKER} ${want} pid ${process.pid}`,
       source: redactUrl(remote.baseUrl),
       signal: opts.signal,
       onProgress: (p) => {
@@ -454,13 +509,10 @@ export async function fetchCommit(opts: FetchCommitOptions): Promise<FetchCommit
     // 6. verify
     progress({ phase: 'index', objects: received.objects, totalObjects: received.objects });
     const where = { gitdir: indexGitdir, quarantine };
-    const type = await objectType(where, commit);
-    if (type === null) {
-      throw new RemoteError(`${redactUrl(opts.remote)} did not send ${commit}: it does not have that commit`, { data: { sha: commit } });
+    if ((await objectType(where, want)) === null) {
+      throw new RemoteError(`${redactUrl(opts.remote)} did not send ${want}: it does not have that commit`, { data: { sha: want } });
     }
-    if (type !== 'commit') {
-      throw new RemoteError(`${commit} is a ${type} on ${redactUrl(opts.remote)}, not a commit: give a commit SHA`, { data: { sha: commit, type } });
-    }
+    const { commit, tag } = await peel(want, (oid) => readObjectGit(where, oid), ` on ${redactUrl(opts.remote)}`);
     if (!(await isComplete(where, commit, tips))) {
       const args = ['--git-dir', indexGitdir, 'rev-list', '--objects', '--missing=error', '--quiet', commit];
       const detail = gitFailure(args, await runGit(args, { env: gitEnv(where) }));
@@ -468,7 +520,7 @@ export async function fetchCommit(opts: FetchCommitOptions): Promise<FetchCommit
         { data: { sha: commit }, cause: detail });
     }
     const result = {
-      commit, upToDate: false, bytes, objects: received.objects, protocol: remote.protocol,
+      commit, tag, upToDate: false, bytes, objects: received.objects, protocol: remote.protocol,
     };
     if (dryRun) return { ...result, ref: null, durationMs: performance.now() - started };
 
@@ -476,7 +528,7 @@ export async function fetchCommit(opts: FetchCommitOptions): Promise<FetchCommit
     if (opts.signal?.aborted) throw opts.signal.reason;
     const installed = installPack(gitdir, received.files);
     try {
-      if (!full) recordRef(gitdir, ref, commit);
+      if (!full) recordRefs(gitdir, ref, commit, tag);
     } catch (e) {
       uninstallPack(installed);
       throw e;

@@ -47,14 +47,14 @@ export const SETTINGS_SCHEMA = {
   'fetch-revision': {
     type: 'branch',
     default: 'master',
-    meaning: 'Branch whose tip `gitroot fetch` follows: the newest commit is staged when it differs from the booted or pending revision.',
+    meaning: 'Branch whose tip `gitroot fetch` follows: the newest commit is staged when it differs from the booted or pending revision. When the server has no such branch, the tag of that name (an annotated tag is peeled to its commit, and its signature counts for `gitroot.allowed-signers`).',
     example: 'fetch-revision=stable',
     usedBy: 'issue 3: gitroot fetch',
   },
   'update-revision': {
     type: 'sha40',
     default: null,
-    meaning: 'Pin: fetch and stage exactly this commit instead of the branch tip, older ones too (a deliberate downgrade). A full 40-hex SHA; abbreviations are refused.',
+    meaning: 'Pin: fetch and stage exactly this commit instead of the branch tip, older ones too (a deliberate downgrade). A full 40-hex SHA of a commit, or of an annotated tag (its commit is staged; its signature counts for `gitroot.allowed-signers`); abbreviations are refused.',
     example: 'update-revision=0123456789abcdef0123456789abcdef01234567',
     usedBy: 'issue 3: gitroot fetch',
   },
@@ -361,7 +361,7 @@ export function parseValueForSpec(spec: SettingSpec, key: string, raw: string | 
       if (/^[0-9a-fA-F]+$/.test(raw)) {
         return { ok: false, problem: `needs a full 40-hex commit SHA, not ${raw.length} hex digits ('${raw}'); abbreviations are refused: write all 40 digits (git rev-parse REV prints them)` };
       }
-      return { ok: false, problem: `needs a full 40-hex commit SHA, not '${raw}' (branch names and other revision syntax are refused here; use fetch-revision for a branch)` };
+      return { ok: false, problem: `needs a full 40-hex commit SHA, not '${raw}' (branch names and other revision syntax are refused here; use fetch-revision for a branch or a tag name)` };
     case 'url':
       return parseUrl(spec, raw);
     case 'int': {

@@ -12,11 +12,10 @@ import {
   type DeployState, type StagedRevision, PREVIOUS_GOOD_LIMIT, isSha, withPrunedStaged,
 } from '../deploy/deploy-state.js';
 import { isLeftover } from '../deploy/deploy-steps.js';
+import { FETCHED_REF_PREFIX as FETCHED_PREFIX, KEEP_REF_PREFIX, TAG_REF_PREFIX, keepRefName } from '../store/gitroot-refs.js';
 
-/** Namespace of the refs prune writes, one per kept revision: `refs/gitroot/keep/<sha>`. */
-export const KEEP_REF_PREFIX = 'refs/gitroot/keep/';
-/** Namespace of the refs the fetcher writes (lib/fetch/repo-fetch.ts FETCHED_REF_PREFIX). */
-export const FETCHED_PREFIX = 'refs/gitroot/fetched/';
+export { FETCHED_PREFIX, KEEP_REF_PREFIX, TAG_REF_PREFIX, keepRefName };
+
 /**
  * A fetched ref younger than this whose commit did not fail is kept: `gitroot fetch` records it
  * before it takes the home's lock to stage it, and a prune in between must not take the objects
@@ -73,11 +72,6 @@ export interface PrunePlan {
   keptKernelDirs: string[];
   removeKernelDirs: string[];
   warnings: string[];
-}
-
-/** The keep ref of a revision. */
-export function keepRefName(sha: string): string {
-  return KEEP_REF_PREFIX + sha;
 }
 
 /** Checks `keep` (UsageError text when out of range), or null when fine. */
@@ -150,8 +144,12 @@ export function planPrune(input: PruneInput): PrunePlan {
   }
   const have = new Map(input.refs.map((r) => [r.name, r.oid]));
   const createRefs = [...want].filter(([name, oid]) => have.get(name) !== oid).map(([name, oid]) => ({ name, oid }));
+  // A tag ref (the signed tag a revision was fetched through) lives as long as its revision.
+  const keptRevisions = new Set(kept.map((k) => k.revision));
   const deleteRefs = input.refs
-    .filter((r) => (r.name.startsWith(KEEP_REF_PREFIX) && !want.has(r.name)) || (r.name.startsWith(FETCHED_PREFIX) && !fetchedKept.has(r.name)))
+    .filter((r) => (r.name.startsWith(KEEP_REF_PREFIX) && !want.has(r.name))
+      || (r.name.startsWith(FETCHED_PREFIX) && !fetchedKept.has(r.name))
+      || (r.name.startsWith(TAG_REF_PREFIX) && !keptRevisions.has(r.name.slice(TAG_REF_PREFIX.length))))
     .map((r) => ({ name: r.name, oid: r.oid }));
 
   // Kernel directories: those the kept staged records use; leftovers of interrupted copies go too.

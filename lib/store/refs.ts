@@ -254,6 +254,16 @@ function peelToCommit(store: ObjectStore, oid: string, rev: string, repo: string
     + 'give the commit id instead', { data: { oid } });
 }
 
+/** The id one full ref name points to (loose, else packed; symbolic refs followed), or null when absent or invalid. */
+export function readRef(gitdir: string, name: string): string | null {
+  if (!name.startsWith('refs/') || !isValidRefName(name)) return null;
+  try {
+    return new RefReader(resolveGitDir(gitdir)).resolve(name)?.oid ?? null;
+  } catch {
+    return null;
+  }
+}
+
 /**
  * Lists the refs under refs/ (loose files override packed-refs), sorted by name, with their
  * ids, peeled ids from packed-refs and symbolic targets. Broken loose refs are skipped, as git

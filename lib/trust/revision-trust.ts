@@ -146,6 +146,59 @@ export function judgeRevision(store: ObjectStore, signers: AllowedSigners, sha: 
   return { kind: 'commit', verdict: { trusted: false, why: 'not-a-revision', detail: `it is a ${obj.type}, not a commit or a tag`, fix: 'name a commit' } };
 }
 
+/** Most tags between the named tag and its commit (repo-fetch.ts MAX_TAG_DEPTH). */
+const MAX_TAG_CHAIN = 8;
+
+/** Whether the annotated tag `tag` peels (through at most MAX_TAG_CHAIN tags) to `commit`. */
+function tagPeelsTo(store: ObjectStore, tag: string, commit: string): boolean {
+  let cur = tag;
+  for (let i = 0; i <= MAX_TAG_CHAIN; i++) {
+    const obj = store.readObject(cur);
+    if (obj.type !== 'tag') return cur === commit && obj.type === 'commit';
+    cur = parseTag(obj.data).object;
+  }
+  return false;
+}
+
+/**
+ * Judges the revision `commit`, fetched through the annotated tag `tag` (or null): trusted when
+ * the tag peels to `commit` and carries a valid signature from a listed key (`git verify-tag`
+ * plus the peel check), or else when the commit's own signature is valid. A refusal reports
+ * the tag's reason (the object the fleet named) and the commit's. Pure over the store; reading
+ * errors propagate.
+ */
+export function judgeTaggedCommit(store: ObjectStore, signers: AllowedSigners, commit: string, tag: string | null):
+  { kind: 'commit' | 'tag'; object: string; verdict: TrustVerdict } {
+  let tagVerdict: TrustVerdict | null = null;
+  if (tag !== null) {
+    const tagObj = store.readObject(tag);
+    tagVerdict = tagObj.type === 'tag' && tagPeelsTo(store, tag, commit)
+      ? judgeTag(signers, tagObj.data)
+      : { trusted: false, why: 'not-a-revision', detail: `it is not an annotated tag of commit ${short(commit)}`, fix: 'name a tag of the commit' };
+    if (tagVerdict.trusted) return { kind: 'tag', object: tag, verdict: tagVerdict };
+  }
+  const own = judgeRevision(store, signers, commit);
+  if (own.verdict.trusted || tag === null || tagVerdict === null) return { kind: own.kind, object: commit, verdict: own.verdict };
+  const why = own.verdict.trusted ? '' : own.verdict.detail.replace(/^it /, '');
+  return { kind: 'tag', object: tag, verdict: { ...tagVerdict, detail: `${tagVerdict.detail}, and its commit ${short(commit)} ${why}` } };
+}
+
+/**
+ * Requires `commit` (fetched through annotated tag `tag`, or null) to be trusted by the tag's
+ * signature or its own; a one-line TrustError naming the object, the reason and the fix otherwise.
+ */
+export function requireTrustedRevision(store: ObjectStore, signers: AllowedSigners, commit: string, tag: string | null): TrustReport {
+  if (tag === null) return requireTrusted(store, signers, commit);
+  const { kind, object, verdict } = judgeTaggedCommit(store, signers, commit, tag);
+  if (!verdict.trusted) {
+    throw new TrustError(
+      `refusing ${kind} ${short(object)} (${object})${kind === 'tag' ? ` of commit ${short(commit)}` : ''}: ${verdict.detail}; ${verdict.fix}`,
+      { data: { why: verdict.why, revision: commit, kind, object, ...(kind === 'tag' ? { tag } : {}), allowedSigners: signers.source, ...(verdict.keyFingerprint ? { key: verdict.keyFingerprint } : {}) } },
+    );
+  }
+  return { object, kind, keyFingerprint: verdict.keyFingerprint, keyType: verdict.keyType, principals: verdict.principals, line: verdict.line };
+}
+
 /**
  * Requires `sha` to be trusted; a TrustError naming it (short and full id), the reason and the
  * fix otherwise. `what` names the object in the message (default its kind).

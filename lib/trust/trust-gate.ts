@@ -1,7 +1,7 @@
 /**
  * The trust gates `gitroot fetch` runs between the fetch and the staging (lib/update/update-run.ts):
- *   1. signature  with gitroot.allowed-signers set, the fetched commit must be signed by a
- *                 listed key (revision-trust.ts);
+ *   1. signature  with gitroot.allowed-signers set, the fetched commit, or the annotated tag
+ *                 it was fetched through, must be signed by a listed key (revision-trust.ts);
  *   2. downgrade  a fetch-revision tip must descend from the booted, good and pending
  *                 revisions (downgrade-check.ts).
  * Either refusal is a TrustError; the caller stages nothing. Reads only the local object
@@ -11,13 +11,15 @@ import type { DeployState } from '../deploy/deploy-state.js';
 import { ObjectStore } from '../store/object-store.js';
 import type { AllowedSigners } from './allowed-signers.js';
 import { type DowngradeVerdict, checkDowngrade, heldRevisions } from './downgrade-check.js';
-import { type TrustReport, requireTrusted } from './revision-trust.js';
+import { type TrustReport, requireTrustedRevision } from './revision-trust.js';
 
 export interface TrustGateInput {
   /** The bare repository holding the fetched objects. */
   repo: string;
   /** The fetched commit. */
   commit: string;
+  /** The annotated tag the commit was fetched through (fetch-revision named a tag, or update-revision a tag's id), or null. */
+  tag?: string | null;
   /** Branch tip (fetch-revision) or explicit pin (update-revision). */
   target: 'branch' | 'pin';
   /** The parsed gitroot.allowed-signers (loadTrustSettings), or null (no signature required). */
@@ -49,7 +51,7 @@ export function runTrustGates(input: TrustGateInput): TrustGateResult {
   const store = ObjectStore.open(input.repo);
   try {
     let signature: TrustReport | null = null;
-    if (input.signers !== null) signature = requireTrusted(store, input.signers, input.commit);
+    if (input.signers !== null) signature = requireTrustedRevision(store, input.signers, input.commit, input.tag ?? null);
     const c1 = process.cpuUsage(c0);
     const t1 = performance.now();
     const downgrade = checkDowngrade(store, {

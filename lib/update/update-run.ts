@@ -37,7 +37,7 @@ export interface UpdateResult {
   revision: string | null;
   reason: string;
   plan: UpdatePlan;
-  fetch: { bytes: number; objects: number; upToDate: boolean; durationMs: number; protocol: number } | null;
+  fetch: { bytes: number; objects: number; upToDate: boolean; durationMs: number; protocol: number; tag: string | null } | null;
   /** Dry run: what staging would do, and what changes against the booted (or good) revision when known. */
   wouldStage?: string;
   diff?: TreeDiff['summary'] & { from: string; to: string };
@@ -117,14 +117,17 @@ export async function runUpdate(opts: UpdateOptions): Promise<UpdateResult> {
     });
     bytes = fetched.bytes;
     revision = fetched.commit;
-    const fetch = { bytes: fetched.bytes, objects: fetched.objects, upToDate: fetched.upToDate, durationMs: fetched.durationMs, protocol: fetched.protocol };
+    const fetch = {
+      bytes: fetched.bytes, objects: fetched.objects, upToDate: fetched.upToDate, durationMs: fetched.durationMs, protocol: fetched.protocol,
+      tag: fetched.tag,
+    };
 
     // Trust gates (lib/trust/trust-gate.ts): signature, then downgrade. A refusal throws
     // TrustError before anything is staged. A dry run keeps no objects: checked only when present.
     let trust: TrustGateResult | undefined;
     if (!opts.dryRun || fetched.upToDate) {
       trust = runTrustGates({
-        repo, commit: fetched.commit, target: plan.target.kind === 'sha' ? 'pin' : 'branch',
+        repo, commit: fetched.commit, tag: fetched.tag, target: plan.target.kind === 'sha' ? 'pin' : 'branch',
         signers, allowDowngrade: s['gitroot.allow-downgrade'], state: readState(dir),
       });
       warnings.push(...trust.warnings);

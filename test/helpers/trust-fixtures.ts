@@ -58,6 +58,21 @@ export function commitTree(repo: string, tree: string, parent: string | null, me
   return run('git', args).toString().trim();
 }
 
+/**
+ * An annotated tag `name` of `target` made by `git tag` (signed with `key`, gpg.format=ssh,
+ * unless null); returns the tag object's id.
+ */
+export function tagObject(repo: string, name: string, target: string, message: string, key: TestKey | null): string {
+  const sign = key === null ? [] : ['-c', 'gpg.format=ssh', '-c', `user.signingkey=${key.path}`];
+  run('git', ['--git-dir', repo, ...sign, 'tag', key === null ? '-a' : '-s', '-m', message, name, target]);
+  return run('git', ['--git-dir', repo, 'rev-parse', `refs/tags/${name}`]).toString().trim();
+}
+
+/** Points `refs/tags/<name>` at `oid` (a lightweight tag, or a hand-made tag object). */
+export function setTag(repo: string, name: string, oid: string): void {
+  run('git', ['--git-dir', repo, 'update-ref', `refs/tags/${name}`, oid]);
+}
+
 /** The raw body of an object. */
 export function catFile(repo: string, type: string, sha: string): Buffer {
   return run('git', ['--git-dir', repo, 'cat-file', type, sha]);
