@@ -22,7 +22,7 @@ t.test('a fresh machine', async (t) => {
   const s = readStatus(home, { remote: null, fetchRevision: 'master' });
   t.same(s, {
     booted: null, good: null, pending: null, failed: [], remote: null, fetchRevision: 'master', lastFetch: null,
-    previousGood: [], kernels: {}, warnings: [],
+    previousGood: [], kernels: {}, tags: {}, warnings: [],
   });
   const text = formatStatus(s);
   t.match(text, /^booted +-$/m);

@@ -244,6 +244,10 @@ t.test('signed annotated tags: fetch-revision=<tag> and update-revision=<tag id>
   t.equal(rev(`refs/gitroot/tag/${c.unsigned}`), tags['v-signed'], 'refs/gitroot/tag/<commit> names the tag');
   t.equal(rev('refs/gitroot/fetched/v-signed'), c.unsigned, 'the fetched ref names the commit');
 
+  const st = await gitroot(['status', '--dir', m.dir, '--json']);
+  t.same(JSON.parse(st.stdout).tags, { [c.unsigned]: { tag: tags['v-signed'], name: 'v-signed' } }, 'status --json names the tag');
+  t.match((await gitroot(['status', '--dir', m.dir])).stdout, new RegExp(`^pending +${c.unsigned} .*tag v-signed`, 'm'), 'and so does the table');
+
   // The boot's trust root verifies the recorded tag; without it the commit alone is untrusted.
   const signers = readAllowedSigners(signersFile);
   const ok = await decideBoot({ dir: m.dir, cmdline: '', signers });

@@ -4,7 +4,12 @@
  * both are replaced atomically). readStatus returns data (the `--json` shape); formatStatus
  * renders the human table.
  */
+import { join } from 'node:path';
 import { type LastFetch, readLastFetch, readState } from './deploy-state.js';
+import { ObjectStore } from '../store/object-store.js';
+import { parseTag } from '../store/git-objects.js';
+import { readRef } from '../store/refs.js';
+import { tagRefName } from '../store/gitroot-refs.js';
 
 /** The status of a gitroot home; the JSON `gitroot status --json` prints. */
 export interface DeployStatus {
@@ -21,6 +26,8 @@ export interface DeployStatus {
   previousGood: string[];
   /** Kernel each of the booted, good and pending revisions boots with. */
   kernels: Record<string, { version: string | null; kernelDir: string | null }>;
+  /** The annotated tag each of the booted, good and pending revisions was fetched through (refs/gitroot/tag/<sha>), when there is one. */
+  tags: Record<string, { tag: string; name: string }>;
   /** Problems met while reading (an unreadable last-fetch record), one line each. */
   warnings: string[];
 }
@@ -50,6 +57,7 @@ export function readStatus(dir: string, opts: StatusOptions): DeployStatus {
     const s = rev === null ? undefined : state.staged[rev];
     if (rev !== null && s !== undefined) kernels[rev] = { version: s.kernelVersion, kernelDir: s.kernelDir };
   }
+  const tags = readTags(dir, [state.booted, state.good, state.pending?.revision ?? null], warnings);
   return {
     booted: state.booted,
     good: state.good,
@@ -60,13 +68,43 @@ export function readStatus(dir: string, opts: StatusOptions): DeployStatus {
     lastFetch,
     previousGood: [...state.previousGood],
     kernels,
+    tags,
     warnings,
   };
 }
 
+/** The tags recorded for `revisions` (name from the tag object); unreadable ones are a warning. */
+function readTags(dir: string, revisions: (string | null)[], warnings: string[]): DeployStatus['tags'] {
+  const repo = join(dir, 'repo.git');
+  const found = revisions.filter((r): r is string => r !== null).map((r) => [r, readRef(repo, tagRefName(r))] as const)
+    .filter((x): x is readonly [string, string] => x[1] !== null);
+  const out: DeployStatus['tags'] = {};
+  if (found.length === 0) return out;
+  let store: ObjectStore;
+  try {
+    store = ObjectStore.open(repo);
+  } catch (e) {
+    warnings.push(`tags not shown: ${(e as Error).message}`);
+    return out;
+  }
+  try {
+    for (const [rev, tag] of found) {
+      try {
+        out[rev] = { tag, name: parseTag(store.readObject(tag).data).tag };
+      } catch (e) {
+        warnings.push(`tag ${tag} of ${rev} cannot be read: ${(e as Error).message}`);
+      }
+    }
+  } finally {
+    store.close();
+  }
+  return out;
+}
+
 function kernelNote(status: DeployStatus, rev: string): string {
   const k = status.kernels[rev];
-  return k?.version ? `  kernel ${k.version}` : '';
+  const tag = status.tags[rev];
+  return (tag ? `  tag ${tag.name}` : '') + (k?.version ? `  kernel ${k.version}` : '');
 }
 
 /** The booted revision with what it is: good, on trial (pending), failed. */
