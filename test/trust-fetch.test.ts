@@ -312,6 +312,25 @@ for (const [name, why, message] of tagRefusals) {
   });
 }
 
+t.test('tags nested deeper than 8 are refused in one line; 8 deep is peeled', async (t) => {
+  let inner = c.s1;
+  const chain: string[] = [];
+  for (let i = 1; i <= 9; i++) {
+    inner = tagObject(repo, `deep-${i}`, inner, `level ${i}`, null);
+    chain.push(inner);
+  }
+  const ok = machine(tempDir(t, 'trust-tag-deep8'), [`gitroot.remote=${url}`, 'fetch-revision=deep-8']);
+  const r8 = await fetch(ok);
+  t.equal(r8.status, 0, `8 deep (${r8.stderr.trim()})`);
+  t.match(JSON.parse(r8.stdout), { action: 'staged', revision: c.s1, fetch: { tag: chain[7] } });
+  const m = machine(tempDir(t, 'trust-tag-deep9'), [`gitroot.remote=${url}`, 'fetch-revision=deep-9']);
+  const r = await fetch(m);
+  t.not(r.status, 0, 'refused');
+  t.equal(r.stderr.trim().split('\n').length, 1, `one line: ${r.stderr.trim()}`);
+  t.match(r.stderr, new RegExp(`tag ${chain[8]} is nested more than 8 deep .*: tag the commit itself`));
+  t.notOk(fs.existsSync(path.join(m.dir, 'state.json')), 'nothing staged');
+});
+
 t.test('a tag of a tree is refused before any trust check: one line naming it', async (t) => {
   const tree = run('git', ['--git-dir', repo, 'rev-parse', `${c.s1}^{tree}`]).toString().trim();
   const treeTag = tagObject(repo, 'v-tree', tree, 'a tag of a tree', keys.release);
