@@ -10,7 +10,8 @@ import { randomBytes } from 'node:crypto';
 import { existsSync, mkdtempSync, readdirSync, rmSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { startGitHttpServer, type GitHttpFault, type GitHttpServer } from '../fixtures/git-http-server.js';
+import { spawnSync } from 'node:child_process';
+import { pkt, sideband, startGitHttpServer, type GitHttpFault, type GitHttpServer } from '../fixtures/git-http-server.js';
 import { type FetchCommitOptions, type FetchProgress, fetchCommit } from '../lib/fetch/repo-fetch.js';
 import { GitrootError } from '../lib/errors/errors.js';
 import { type ServerRepo, gitSync, makeServerRepo, pushCommit, randomFiles, repoHealth, snapshotRepo }
@@ -245,6 +246,29 @@ t.test('failures: typed one-line errors, repository unchanged', async (t) => {
     const h = repoHealth(gitdir);
     t.equal(h.fsck, 0, h.fsckErr);
   });
+});
+
+t.test('index-pack may finish before the answer ends: a pack followed by a long progress tail is fetched', async (t) => {
+  // git index-pack exits (0) at the pack's trailer; the server may still be sending side-band
+  // progress. Under load that exit used to be seen mid-answer and reported as a damaged pack.
+  const tip = gitSync(['--git-dir', repo.bare, 'rev-parse', 'main']).trim();
+  const made = spawnSync('git', ['--git-dir', repo.bare, 'pack-objects', '--revs', '--stdout', '-q'], { input: `${tip}\n`, maxBuffer: 256 << 20 });
+  t.equal(made.status, 0, 'git pack-objects made the pack');
+  const pack = made.stdout;
+  const parts: Buffer[] = [pkt('packfile\n')];
+  for (let off = 0; off < pack.length; off += 65000) parts.push(sideband(pack.subarray(off, off + 65000)));
+  const progress = Buffer.from(`Counting objects: done, ${'.'.repeat(900)}\r`);
+  for (let i = 0; i < 8000; i++) parts.push(sideband(progress, 2)); // about 7 MB of progress after the pack
+  parts.push(Buffer.from('0000'));
+  const gitdir = newGitdir();
+  server.setFault({ kind: 'raw', body: Buffer.concat(parts), scope: 'fetch', times: 1 });
+  try {
+    const r = await fetch(gitdir, { branch: 'main' });
+    t.equal(r.commit, tip, 'the tip is fetched');
+    t.match(repoHealth(gitdir), { fsck: 0, closure: 0 }, 'and complete');
+  } finally {
+    server.setFault(null);
+  }
 });
 
 t.test('protocol v0 server (Git-Protocol header not passed through)', async (t) => {

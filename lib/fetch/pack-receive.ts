@@ -235,14 +235,17 @@ export async function receivePack(packets: AsyncIterable<SidebandPiece[]>, opts:
       }
       report('download');
     }
+    let code: number | null;
     if (exited || stdinError !== null) {
-      const code = await exit;
-      throw indexPackFailure(code);
+      // index-pack stops reading at the pack's trailer and may exit (0) before the last packets
+      // of the response are read (seen under load): that is a finished pack, not a failure.
+      code = await exit;
+    } else {
+      report('download', true);
+      stdin.end();
+      report('index', true);
+      code = await exit;
     }
-    report('download', true);
-    stdin.end();
-    report('index', true);
-    const code = await exit;
     if (code !== 0 || spawnError !== null) throw indexPackFailure(code);
   } catch (err) {
     if (!exited) child.kill('SIGKILL');
