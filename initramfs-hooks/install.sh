@@ -45,8 +45,8 @@ install -d -m 0755 "$root/usr/lib/gitroot" "$root/usr/bin" "$root/usr/share/gitr
 install -m 0644 "$bundle" "$root/usr/lib/gitroot/gitroot.cjs"
 install -m 0755 "$addon" "$root/usr/lib/gitroot/gitroot_native.node"
 install -m 0644 "$project"/boot/*.in "$root/usr/share/gitroot/boot/"
-# systemd units (fetch timer, mark-good) and the documents they point to; enabling is the
-# admin's choice (systemctl enable gitroot-fetch.timer gitroot-mark-good.service).
+# systemd units (fetch timer, mark-good, fsck timer) and the documents they point to; enabling
+# is the admin's choice (systemctl enable gitroot-fetch.timer gitroot-mark-good.service gitroot-fsck.timer).
 for unit in "$project"/boot/*.service "$project"/boot/*.timer; do
 	[ -f "$unit" ] || continue
 	install -d -m 0755 "$root/usr/lib/systemd/system"

@@ -10,7 +10,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { PROJECT_ROOT } from './helpers/deploy-fixtures.js';
 
-const UNITS = ['gitroot-fetch.service', 'gitroot-fetch.timer', 'gitroot-mark-good.service'];
+const UNITS = ['gitroot-fetch.service', 'gitroot-fetch.timer', 'gitroot-mark-good.service', 'gitroot-fsck.service', 'gitroot-fsck.timer'];
 const unitPath = (u: string): string => path.join(PROJECT_ROOT, 'boot', u);
 
 /** `key=value` settings of a unit file, by section, comments skipped. */
@@ -54,6 +54,18 @@ t.test('the units hold the promised policy', async (t) => {
   t.same(timer.get('[Timer]Persistent'), ['true']);
   t.ok(timer.has('[Timer]RandomizedDelaySec'));
   t.same(timer.get('[Install]WantedBy'), ['timers.target']);
+
+  const fsck = parseUnit(fs.readFileSync(unitPath('gitroot-fsck.service'), 'utf8'));
+  t.same(fsck.get('[Service]Type'), ['oneshot']);
+  t.match(fsck.get('[Service]ExecStart')?.[0], /^\/usr\/bin\/gitroot fsck --dir \$\{GITROOT_DIR\} --wait \d+$/, 'checks, records the verdict; repair is opt-in');
+  t.same(fsck.get('[Service]IOSchedulingClass'), ['idle']);
+  t.same(fsck.get('[Unit]ConditionPathExists'), ['/run/gitroot'], 'only where gitroot booted the system');
+  const fsckTimer = parseUnit(fs.readFileSync(unitPath('gitroot-fsck.timer'), 'utf8'));
+  t.same(fsckTimer.get('[Timer]OnCalendar'), ['weekly']);
+  t.notOk(fsckTimer.has('[Timer]OnBootSec'), 'not at boot');
+  t.same(fsckTimer.get('[Timer]Persistent'), ['true']);
+  t.ok(fsckTimer.has('[Timer]RandomizedDelaySec'));
+  t.same(fsckTimer.get('[Install]WantedBy'), ['timers.target']);
 
   const good = parseUnit(fs.readFileSync(unitPath('gitroot-mark-good.service'), 'utf8'));
   t.same(good.get('[Unit]Requires'), ['boot-complete.target']);
