@@ -20,7 +20,7 @@ import { planBootEntries } from '../lib/bootloader/boot-plan.js';
 import { createBootloader } from '../lib/bootloader/create-bootloader.js';
 import { DEPLOY_CHILD, commitSpec, debianRoot, fakeKernel, tempDir, type TreeSpec } from './helpers/deploy-fixtures.js';
 
-const TRIALS = 24;
+const TRIALS = Number(process.env.DEPLOY_CRASH_TRIALS ?? 24);
 const MAX_DELAY_MS = 900;
 
 interface Files { kernel: Buffer; initrd: Buffer }

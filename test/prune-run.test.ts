@@ -282,6 +282,36 @@ t.test('a power cut inside git update-ref leaves ref .lock files: the next prune
   t.equal(spawnSync('git', ['--git-dir', gitdir, 'fsck', '--no-dangling'], { encoding: 'utf8' }).status, 0, 'git fsck is clean');
 });
 
+t.test('temps of killed writers (ref writes, prune.json, fsck.json, last-fetch.json, a first fetch\'s repository) are removed; a live writer\'s stay', async (t) => {
+  const m = machine(tempDir(t, 'prune-dead-temps'));
+  await history(m);
+  const gitdir = path.join(m.dir, 'repo.git');
+  // A pid that is gone, and one that is alive (a sleeping child).
+  const dead = spawnSync('true').pid as number;
+  const live = spawnSync('sh', ['-c', 'sleep 60 >/dev/null 2>&1 & echo $!'], { encoding: 'utf8' });
+  const livePid = Number(live.stdout.trim());
+  t.teardown(() => { try { process.kill(livePid); } catch { /* gone */ } });
+  const deadTemps = [
+    path.join(gitdir, 'refs', 'gitroot', 'keep', `.${rel[0]}.tmp-${dead}-abc`),
+    path.join(gitdir, 'refs', 'gitroot', 'fetched', `.main.tmp-${dead}-abc`),
+    path.join(m.dir, `.prune.json.tmp-${dead}-abc`),
+    path.join(m.dir, `.fsck.json.tmp-${dead}-abc`),
+    path.join(m.dir, `.last-fetch.json.tmp-${dead}-abc`),
+  ];
+  for (const f of deadTemps) {
+    fs.mkdirSync(path.dirname(f), { recursive: true });
+    fs.writeFileSync(f, `${rel[0]}\n`);
+  }
+  const initDir = path.join(m.dir, `.repo.git.init-${dead}-abc`);
+  fs.mkdirSync(path.join(initDir, 'objects'), { recursive: true });
+  const liveTemp = path.join(m.dir, `.last-fetch.json.tmp-${livePid}-abc`);
+  fs.writeFileSync(liveTemp, '{}');
+  const p = await prune(m);
+  t.equal(p.status, 0, p.stderr);
+  for (const f of [...deadTemps, initDir]) t.notOk(fs.existsSync(f), `${path.relative(m.dir, f)} removed`);
+  t.ok(fs.existsSync(liveTemp), 'the temp of a live writer stays');
+});
+
 t.test('space check before a fetch: refuses with a one-line ENOSPACE, or prunes first', async (t) => {
   const m = machine(tempDir(t, 'prune-space'), ['gitroot.min-free=1048576', 'gitroot.auto-prune=0']);
   await fetch(m, `update-revision=${rel[0]}`);

@@ -4,18 +4,20 @@
  * (decideBoot), the health checks that may veto `mark-good` (runHealthChecks), and the
  * transitions mark-good, mark-bad and rollback applied under the home's lock in named steps:
  *   1. read the state and plan the transition (pure; a refusal changes nothing);
- *   2. boot entries for the new state (kernel copies, entries, removal of old ones);
+ *   2. boot entries of both states (the new state's, plus the old state's it drops);
  *   3. `D/state.json`;
- *   4. prune kernel directories the new state no longer keeps.
- * Entries are written before the state, as staging does: a power cut between the two leaves
- * the old state with entries that name only revisions it knows, and the transition is simply
- * not done. docs/rollback.md explains the rules.
+ *   4. the new state's entries only (the dropped ones and their kernel copies go);
+ *   5. prune kernel directories the new state no longer keeps.
+ * As in staging, at every instant the entries on disk include every entry of the state on
+ * disk: a power cut before step 3 leaves the transition simply not done (the old state with
+ * all of its entries); after it, the transition is done and only extra entries remain, which
+ * the next write of entries removes. docs/rollback.md explains the rules.
  */
 import { spawn } from 'node:child_process';
 import { accessSync, constants, readdirSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import { GitrootError, StateError, UsageError } from '../errors/errors.js';
-import { type BootPlan, planBootEntries } from '../bootloader/boot-plan.js';
+import { type BootPlan, planBootEntries, unionPlan } from '../bootloader/boot-plan.js';
 import { entryWarnings, type Bootloader, type BootloaderName } from '../bootloader/bootloader.js';
 import { createBootloader } from '../bootloader/create-bootloader.js';
 import { type DeployState, isSha, readState, writeState } from '../deploy/deploy-state.js';
@@ -466,7 +468,10 @@ export async function applyTransition(opts: TransitionOptions): Promise<Transiti
         { revision: plan.nextBoot, warnings });
     }
     try {
-      step('write boot entries', () => bootloader.writeEntries(bootPlan));
+      // Entries of both states first (a power cut before the state write leaves the old state's
+      // entries in place), the state, then only the new state's entries.
+      const both = plan.changed ? unionPlan(bootPlan, planBootEntries(before, bootloader.location)) : bootPlan;
+      step('write boot entries', () => bootloader.writeEntries(both));
       if (plan.changed) step('write state', () => writeState(lock, plan.state));
     } catch (e) {
       if (plan.changed && !stateOnDiskIs(opts.dir, plan.state)) {
@@ -481,6 +486,8 @@ export async function applyTransition(opts: TransitionOptions): Promise<Transiti
     let pruned: string[] = [];
     if (plan.changed) {
       try {
+        // The state is written: a failure here only leaves extra entries (the next write removes them).
+        step('remove old boot entries', () => bootloader.writeEntries(bootPlan));
         pruned = pruneBootFiles(opts.dir, plan.state);
       } catch (e) {
         warnings.push(`prune staged kernels: ${(e as Error).message} (the next staging tries again)`);

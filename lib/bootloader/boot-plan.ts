@@ -177,3 +177,18 @@ export function planBootEntries(state: DeployState, location: KernelLocation): B
   const kernelDirs = [...new Set(entries.map((e) => e.kernelDir))];
   return { entries, defaultId: entries[0]?.id ?? null, kernelDirs, location, warnings };
 }
+
+/**
+ * The entries of `next` followed by those of `before` that `next` drops (default and sort order
+ * stay `next`'s). A change of state.json from `before` to `next` installs this first, writes the
+ * state, then installs `next` (removing the dropped entries and their kernel copies), so at every
+ * instant each revision either state can boot still has its entry and kernel: a power cut between
+ * the entries and the state leaves neither state without the entry it selects. An entry left
+ * for a revision the new state records as failed is passed over at boot (git-revision= of a
+ * failed revision boots the good one).
+ */
+export function unionPlan(next: BootPlan, before: BootPlan): BootPlan {
+  const ids = new Set(next.entries.map((e) => e.id));
+  const entries = [...next.entries, ...before.entries.filter((e) => !ids.has(e.id))];
+  return { ...next, entries, kernelDirs: [...new Set(entries.map((e) => e.kernelDir))] };
+}

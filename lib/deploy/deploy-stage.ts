@@ -3,17 +3,19 @@
  * stageRevision does it under the home's lock in named steps ordered so that a power cut at
  * any instant leaves a bootable configuration:
  *   1. kernel and initrd into `D/boot/<sha>/` (a new directory, published by rename);
- *   2. boot entries (kernel copies in `$BOOT` first, then entries, then removal of old ones);
+ *   2. boot entries of both states (kernel copies in `$BOOT` first, then the entries of the
+ *      new state and those of the old state it drops);
  *   3. `D/state.json` (pending = sha with its tries);
- *   4. pruning of kernel directories nothing refers to any more.
- * Until step 3 the state still describes the old configuration, whose files all still exist;
- * step 4 only removes what neither the new state nor any entry names.
+ *   4. the new state's entries only (the dropped entries and their kernel copies go);
+ *   5. pruning of kernel directories nothing refers to any more.
+ * Until step 3 the state still describes the old configuration, whose entries and files all
+ * still exist; step 5 only removes what neither the new state nor any entry names.
  */
 import { existsSync, readdirSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import { ConfigError, ObjectCorruptError, UsageError } from '../errors/errors.js';
 import { ObjectStore } from '../store/object-store.js';
-import { DEFAULT_BOOT_OPTIONS, type BootPlan, baseOptions, planBootEntries } from '../bootloader/boot-plan.js';
+import { DEFAULT_BOOT_OPTIONS, type BootPlan, baseOptions, planBootEntries, unionPlan } from '../bootloader/boot-plan.js';
 import { entryWarnings, type Bootloader, type BootloaderName } from '../bootloader/bootloader.js';
 import { createBootloader } from '../bootloader/create-bootloader.js';
 import {
@@ -183,7 +185,9 @@ function applyStaging(a: ApplyArgs): BootPlan {
   const plan = planBootEntries(a.next, a.bootloader.location);
   a.warnings.push(...entryWarnings(a.bootloader, plan));
   try {
-    step('write boot entries', () => a.bootloader.writeEntries(plan));
+    // Entries of both states first (a power cut before the state write leaves the old state's
+    // entries in place), the state, then only the new state's entries (below).
+    step('write boot entries', () => a.bootloader.writeEntries(unionPlan(plan, planBootEntries(a.before, a.bootloader.location))));
     step('write state', () => writeState(a.lock, a.next));
   } catch (e) {
     if (!stateOnDiskIs(a.dir, a.next)) {
@@ -197,6 +201,8 @@ function applyStaging(a: ApplyArgs): BootPlan {
     throw e;
   }
   try {
+    // The state is written: a failure here only leaves extra entries and kernels (the next write removes them).
+    step('remove old boot entries', () => a.bootloader.writeEntries(plan));
     pruneBootFiles(a.dir, a.next);
   } catch (e) {
     a.warnings.push(`prune staged kernels: ${(e as Error).message} (the next staging tries again)`);

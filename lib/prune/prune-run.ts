@@ -24,7 +24,7 @@ import type { BootloaderName } from '../bootloader/bootloader.js';
 import { createBootloader } from '../bootloader/create-bootloader.js';
 import { readState, writeState, type DeployState } from '../deploy/deploy-state.js';
 import { removeAtomicTemps, step, stepAsync } from '../deploy/deploy-steps.js';
-import { withLock, type HeldLock } from '../deploy/lock.js';
+import { processStartTime, withLock, type HeldLock } from '../deploy/lock.js';
 import { bootFilesDir } from '../deploy/stage-kernel.js';
 import { acquireFetchLock, type FetchLock } from '../fetch/fetch-lock.js';
 import { DEFAULT_LOCK_WAIT_MS, FETCH_TMP_DIR } from '../fetch/repo-fetch.js';
@@ -191,9 +191,48 @@ export function removeStaleRefLocks(repo: string): string[] {
   return removed;
 }
 
+/**
+ * Removes what killed writers left elsewhere (under the home's lock and the fetch lock): temp files
+ * of ref writes under refs/gitroot/ (git ignores dot files there, so nothing else ever would),
+ * and, in the home, temps of prune.json, fsck.json and last-fetch.json and half-made repositories
+ * of a first fetch (`.repo.git.init-<pid>-*`), of processes that are gone (last-fetch.json and the
+ * first fetch's repository are written without the home's lock).
+ */
+export function removeDeadWriterTemps(dir: string, repo: string): string[] {
+  const removed: string[] = [];
+  const walk = (rel: string) => {
+    let entries;
+    try {
+      entries = readdirSync(join(repo, rel), { withFileTypes: true });
+    } catch {
+      return;
+    }
+    for (const e of entries) {
+      const r = `${rel}/${e.name}`;
+      if (e.isDirectory()) walk(r);
+      else if (e.name.startsWith('.') && e.name.includes('.tmp-')) {
+        rmSync(join(repo, r), { force: true });
+        removed.push(r);
+      }
+    }
+  };
+  walk('refs/gitroot');
+  let names: string[] = [];
+  try {
+    names = readdirSync(dir);
+  } catch { /* no home */ }
+  for (const n of names) {
+    const m = /^\.(?:(?:prune|fsck|last-fetch)\.json\.tmp|repo\.git\.init)-(\d+)-/.exec(n);
+    if (m === null || (Number(m[1]) !== process.pid && processStartTime(Number(m[1])) !== null)) continue;
+    rmSync(join(dir, n), { recursive: true, force: true });
+    removed.push(n);
+  }
+  return removed;
+}
+
 /** Removes temp packs of killed repacks and quarantines of killed fetches (under the fetch lock). */
-function cleanTemporaries(repo: string): string[] {
-  const removed: string[] = removeStaleRefLocks(repo);
+function cleanTemporaries(dir: string, repo: string): string[] {
+  const removed: string[] = [...removeStaleRefLocks(repo), ...removeDeadWriterTemps(dir, repo)];
   const packDir = join(repo, 'objects', 'pack');
   let names: string[] = [];
   try {
@@ -275,7 +314,7 @@ async function apply(opts: PruneOptions, lock: HeldLock, repo: string, onStep: (
       });
     }
     onStep('clean');
-    step('clean temporaries', () => cleanTemporaries(repo));
+    step('clean temporaries', () => cleanTemporaries(dir, repo));
 
     onStep('repack');
     const record = readPruneRecord(dir);
