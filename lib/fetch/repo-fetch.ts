@@ -32,7 +32,7 @@ import { closeSync, fsyncSync, mkdirSync, openSync, promises as fsp, readdirSync
 import os from 'node:os';
 import path from 'node:path';
 import { GitrootError, NoSpaceError, RemoteError, RepoNotFoundError, UsageError } from '../errors/errors.js';
-import { fsyncDir, writeFileAtomic } from '../fsutil/atomic-write.js';
+import { fsyncDir, isAtomicTemp, removeFilesUnder, writeFileAtomic } from '../fsutil/atomic-write.js';
 import { git, gitFailure, runGit } from '../commit/git-exec.js';
 import { ObjectStore } from '../store/object-store.js';
 import { parseCommit, parseTag } from '../store/git-objects.js';
@@ -214,18 +214,7 @@ function cleanupStale(gitdir: string): void {
     }
     rmSync(path.join(packDir, keep), { force: true });
   }
-  const refDir = path.join(gitdir, 'refs', 'gitroot');
-  const walk = (dir: string): void => {
-    let entries;
-    try {
-      entries = readdirSync(dir, { withFileTypes: true });
-    } catch { return; }
-    for (const e of entries) {
-      if (e.isDirectory()) walk(path.join(dir, e.name));
-      else if (e.name.startsWith('.') && e.name.includes('.tmp-')) rmSync(path.join(dir, e.name), { force: true });
-    }
-  };
-  walk(refDir);
+  removeFilesUnder(gitdir, 'refs/gitroot', isAtomicTemp);
 }
 
 /** Ids our refs point to (peeled) that the store holds: the fetched closure we trust. */

@@ -4,7 +4,7 @@
  * directory, so a power cut at any instant leaves either the old or the new file, never a
  * mix or an empty file.
  */
-import { closeSync, fsyncSync, openSync, renameSync, rmSync, writeSync, mkdirSync } from 'node:fs';
+import { closeSync, fsyncSync, openSync, readdirSync, renameSync, rmSync, writeSync, mkdirSync } from 'node:fs';
 import { basename, dirname, join } from 'node:path';
 
 /** fsyncs a directory so a rename or unlink inside it is durable. */
@@ -20,6 +20,38 @@ export function fsyncDir(dir: string): void {
 /** A temp path next to `path` (same directory, so rename is atomic), unique to this process. */
 export function tempPathFor(path: string): string {
   return join(dirname(path), `.${basename(path)}.tmp-${process.pid}-${Date.now().toString(36)}`);
+}
+
+/** Whether a file name is a temp file of writeFileAtomic (`tempPathFor`), of any process. */
+export function isAtomicTemp(name: string): boolean {
+  return name.startsWith('.') && name.includes('.tmp-');
+}
+
+/**
+ * Removes the files under `base/rel` (recursively) whose name `match` accepts; returns their
+ * paths relative to `base`. A missing directory removes nothing. The caller holds whatever lock
+ * makes the matched files dead (a killed writer's temps, a killed git's ref locks).
+ */
+export function removeFilesUnder(base: string, rel: string, match: (name: string) => boolean): string[] {
+  const removed: string[] = [];
+  const walk = (r: string) => {
+    let entries;
+    try {
+      entries = readdirSync(join(base, r), { withFileTypes: true });
+    } catch {
+      return;
+    }
+    for (const e of entries) {
+      const p = `${r}/${e.name}`;
+      if (e.isDirectory()) walk(p);
+      else if (match(e.name)) {
+        rmSync(join(base, p), { force: true });
+        removed.push(p);
+      }
+    }
+  };
+  walk(rel);
+  return removed;
 }
 
 /** Atomically replaces `path` with `data` (durable when it returns). */

@@ -28,7 +28,7 @@ import { processStartTime, withLock, type HeldLock } from '../deploy/lock.js';
 import { bootFilesDir } from '../deploy/stage-kernel.js';
 import { acquireFetchLock, type FetchLock } from '../fetch/fetch-lock.js';
 import { DEFAULT_LOCK_WAIT_MS, FETCH_TMP_DIR } from '../fetch/repo-fetch.js';
-import { fsyncDir, writeFileAtomic } from '../fsutil/atomic-write.js';
+import { fsyncDir, isAtomicTemp, removeFilesUnder, writeFileAtomic } from '../fsutil/atomic-write.js';
 import { UsageError } from '../errors/errors.js';
 import {
   FETCHED_PREFIX, KEEP_REF_PREFIX, type KeptRevision, type PrunePlan, type RefInfo, keepProblem, planPrune, stateKeeps,
@@ -166,24 +166,7 @@ function isRepo(repo: string): boolean {
  * command changes refs in the home's repository then, and the home's git runs nowhere else.
  */
 export function removeStaleRefLocks(repo: string): string[] {
-  const removed: string[] = [];
-  const walk = (rel: string) => {
-    let entries;
-    try {
-      entries = readdirSync(join(repo, rel), { withFileTypes: true });
-    } catch {
-      return;
-    }
-    for (const e of entries) {
-      const r = `${rel}/${e.name}`;
-      if (e.isDirectory()) walk(r);
-      else if (e.name.endsWith('.lock')) {
-        rmSync(join(repo, r), { force: true });
-        removed.push(r);
-      }
-    }
-  };
-  walk('refs');
+  const removed = removeFilesUnder(repo, 'refs', (name) => name.endsWith('.lock'));
   if (existsSync(join(repo, 'packed-refs.lock'))) {
     rmSync(join(repo, 'packed-refs.lock'), { force: true });
     removed.push('packed-refs.lock');
@@ -199,24 +182,7 @@ export function removeStaleRefLocks(repo: string): string[] {
  * first fetch's repository are written without the home's lock).
  */
 export function removeDeadWriterTemps(dir: string, repo: string): string[] {
-  const removed: string[] = [];
-  const walk = (rel: string) => {
-    let entries;
-    try {
-      entries = readdirSync(join(repo, rel), { withFileTypes: true });
-    } catch {
-      return;
-    }
-    for (const e of entries) {
-      const r = `${rel}/${e.name}`;
-      if (e.isDirectory()) walk(r);
-      else if (e.name.startsWith('.') && e.name.includes('.tmp-')) {
-        rmSync(join(repo, r), { force: true });
-        removed.push(r);
-      }
-    }
-  };
-  walk('refs/gitroot');
+  const removed = removeFilesUnder(repo, 'refs/gitroot', isAtomicTemp);
   let names: string[] = [];
   try {
     names = readdirSync(dir);
