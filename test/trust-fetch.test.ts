@@ -269,6 +269,12 @@ t.test('signed annotated tags: fetch-revision=<tag> and update-revision=<tag id>
   t.match(untrusted, { revision: null, health: { [c.unsigned]: 'untrusted' } }, 'without the tag ref the commit alone is untrusted at boot');
   t.match(untrusted.notes.join('\n'), /is untrusted: it is not signed/);
   // A tag ref naming a tag of another commit does not vouch: the peel is checked.
+  // A tag ref naming an object that is not there vouches for nothing, and does not make the revision unreadable.
+  fs.mkdirSync(path.join(home, 'refs', 'gitroot', 'tag'), { recursive: true });
+  fs.writeFileSync(path.join(home, 'refs', 'gitroot', 'tag', c.unsigned), `${'0'.repeat(39)}1\n`);
+  const gone = await decideBoot({ dir: m.dir, cmdline: '', signers });
+  t.match(gone, { health: { [c.unsigned]: 'untrusted' } }, 'a tag ref to a missing object: untrusted, not broken');
+  t.match(gone.notes.join('\n'), /is untrusted: it cannot be read .*, and its commit \S{12} is not signed/);
   run('git', ['--git-dir', home, 'update-ref', `refs/gitroot/tag/${c.unsigned}`, moved]);
   t.match(await decideBoot({ dir: m.dir, cmdline: '', signers }), { health: { [c.unsigned]: 'ok' } }, 'restored, trusted again');
 

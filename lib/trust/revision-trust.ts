@@ -161,6 +161,25 @@ function tagPeelsTo(store: ObjectStore, tag: string, commit: string): boolean {
 }
 
 /**
+ * The verdict on annotated tag `tag` vouching for `commit`: it must peel to the commit and be
+ * signed. A tag that cannot be read (damaged, or gone) vouches for nothing; the commit's own
+ * signature may still count.
+ */
+function judgeTagOf(store: ObjectStore, signers: AllowedSigners, tag: string, commit: string): TrustVerdict {
+  let data: Buffer;
+  try {
+    const obj = store.readObject(tag);
+    if (obj.type !== 'tag' || !tagPeelsTo(store, tag, commit)) {
+      return { trusted: false, why: 'not-a-revision', detail: `it is not an annotated tag of commit ${short(commit)}`, fix: 'name a tag of the commit' };
+    }
+    data = obj.data;
+  } catch (e) {
+    return { trusted: false, why: 'malformed', detail: `it cannot be read (${(e as Error).message})`, fix: `fetch it again (update-revision=${tag})` };
+  }
+  return judgeTag(signers, data);
+}
+
+/**
  * Judges the revision `commit`, fetched through the annotated tag `tag` (or null): trusted when
  * the tag peels to `commit` and carries a valid signature from a listed key (`git verify-tag`
  * plus the peel check), or else when the commit's own signature is valid. A refusal reports
@@ -171,15 +190,12 @@ export function judgeTaggedCommit(store: ObjectStore, signers: AllowedSigners, c
   { kind: 'commit' | 'tag'; object: string; verdict: TrustVerdict } {
   let tagVerdict: TrustVerdict | null = null;
   if (tag !== null) {
-    const tagObj = store.readObject(tag);
-    tagVerdict = tagObj.type === 'tag' && tagPeelsTo(store, tag, commit)
-      ? judgeTag(signers, tagObj.data)
-      : { trusted: false, why: 'not-a-revision', detail: `it is not an annotated tag of commit ${short(commit)}`, fix: 'name a tag of the commit' };
+    tagVerdict = judgeTagOf(store, signers, tag, commit);
     if (tagVerdict.trusted) return { kind: 'tag', object: tag, verdict: tagVerdict };
   }
   const own = judgeRevision(store, signers, commit);
   if (own.verdict.trusted || tag === null || tagVerdict === null) return { kind: own.kind, object: commit, verdict: own.verdict };
-  const why = own.verdict.trusted ? '' : own.verdict.detail.replace(/^it /, '');
+  const why = own.verdict.detail.replace(/^it /, '');
   return { kind: 'tag', object: tag, verdict: { ...tagVerdict, detail: `${tagVerdict.detail}, and its commit ${short(commit)} ${why}` } };
 }
 
