@@ -37,14 +37,12 @@ import { git, gitFailure, runGit } from '../commit/git-exec.js';
 import { ObjectStore } from '../store/object-store.js';
 import { parseCommit, parseTag } from '../store/git-objects.js';
 import { listRefs } from '../store/refs.js';
-import { FETCHED_REF_PREFIX, TAG_REF_PREFIX, fetchedRefName, tagRefName } from '../store/gitroot-refs.js';
+import { FETCHED_REF_PREFIX, MAX_TAG_DEPTH, TAG_REF_PREFIX, fetchedRefName, tagRefName } from '../store/gitroot-refs.js';
 import { acquireFetchLock } from './fetch-lock.js';
 import { receivePack } from './pack-receive.js';
 import { SmartHttpRemote, redactUrl } from './smart-http.js';
 
-export { FETCHED_REF_PREFIX, TAG_REF_PREFIX, fetchedRefName, tagRefName };
-/** Most tags peeled in a row (a tag of a tag of ... a commit); git itself has no limit. */
-export const MAX_TAG_DEPTH = 8;
+export { FETCHED_REF_PREFIX, MAX_TAG_DEPTH, TAG_REF_PREFIX, fetchedRefName, tagRefName };
 /** Directory (inside the repository, outside objects/) holding quarantines. */
 export const FETCH_TMP_DIR = 'gitroot-tmp';
 /** Most `have` lines sent: ref tips first, then their ancestors newest first. */

@@ -9,6 +9,7 @@
 import { ConfigError, TrustError } from '../errors/errors.js';
 import type { Settings } from '../params/settings-schema.js';
 import { parseCommit, parseTag } from '../store/git-objects.js';
+import { MAX_TAG_DEPTH } from '../store/gitroot-refs.js';
 import type { ObjectStore } from '../store/object-store.js';
 import { type AllowedSigner, type AllowedSigners, matchPatternList, readAllowedSigners } from './allowed-signers.js';
 import { SignatureFormatError, fingerprint, keyTypeOf, parseSshSignature, verifySshSignature } from './ssh-signature.js';
@@ -146,13 +147,10 @@ export function judgeRevision(store: ObjectStore, signers: AllowedSigners, sha: 
   return { kind: 'commit', verdict: { trusted: false, why: 'not-a-revision', detail: `it is a ${obj.type}, not a commit or a tag`, fix: 'name a commit' } };
 }
 
-/** Most tags between the named tag and its commit (repo-fetch.ts MAX_TAG_DEPTH). */
-const MAX_TAG_CHAIN = 8;
-
-/** Whether the annotated tag `tag` peels (through at most MAX_TAG_CHAIN tags) to `commit`. */
+/** Whether the annotated tag `tag` peels (through at most MAX_TAG_DEPTH tags) to `commit`. */
 function tagPeelsTo(store: ObjectStore, tag: string, commit: string): boolean {
   let cur = tag;
-  for (let i = 0; i <= MAX_TAG_CHAIN; i++) {
+  for (let i = 0; i <= MAX_TAG_DEPTH; i++) {
     const obj = store.readObject(cur);
     if (obj.type !== 'tag') return cur === commit && obj.type === 'commit';
     cur = parseTag(obj.data).object;
