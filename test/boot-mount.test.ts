@@ -11,7 +11,7 @@ import t from 'tap';
 import { spawnSync } from 'node:child_process';
 import { chmodSync, copyFileSync, existsSync, mkdirSync, readFileSync, readlinkSync, statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { emptyState, readState } from '../lib/deploy/deploy-state.js';
+import { emptyState, readState } from '../lib/home/home-state.js';
 import { gitroot, isMounted, sh, waitExit } from './helpers/cli.js';
 import { tempDir } from './helpers/deploy-fixtures.js';
 

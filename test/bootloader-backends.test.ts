@@ -9,7 +9,7 @@ import t from 'tap';
 import fs from 'node:fs';
 import path from 'node:path';
 import { ConfigError } from '../lib/errors/errors.js';
-import type { DeployState } from '../lib/deploy/deploy-state.js';
+import type { DeployState } from '../lib/home/home-state.js';
 import { planBootEntries } from '../lib/bootloader/boot-plan.js';
 import { createBootloader } from '../lib/bootloader/create-bootloader.js';
 import { BlsBootloader, parseBlsFileName, parseBlsKeys, updateLoaderConf } from '../lib/bootloader/bootloader-bls.js';

@@ -6,7 +6,7 @@
  * command-line handling (per-boot keys dropped, quotes kept).
  */
 import t from 'tap';
-import type { DeployState, StagedRevision } from '../lib/deploy/deploy-state.js';
+import type { DeployState, StagedRevision } from '../lib/home/home-state.js';
 import {
   type BootPlan, DEFAULT_BOOT_OPTIONS, baseOptions, entryId, entryOptions, planBootEntries, splitCmdline,
 } from '../lib/bootloader/boot-plan.js';

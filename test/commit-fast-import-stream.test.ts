@@ -7,7 +7,7 @@ import t from 'tap';
 import { UsageError } from '../lib/errors/errors.js';
 import { blobHeader, commitHeader, fileLine, quotePath, symlinkLines } from '../lib/commit/fast-import-stream.js';
 import { identityEnv } from '../lib/commit/commit-tree.js';
-import { firstErrorLine } from '../lib/commit/git-exec.js';
+import { firstErrorLine } from '../lib/git/git-exec.js';
 
 t.test('quotePath C-quotes every path', async (t) => {
   const cases: Array<[string, string]> = [

@@ -1,5 +1,5 @@
 /**
- * The home lock (lib/deploy/lock.ts) with real child processes: a held lock refuses or makes
+ * The home lock (lib/home/home-lock.ts) with real child processes: a held lock refuses or makes
  * a second process wait, names its holder; a holder killed with SIGKILL leaves a stale lock
  * that is broken; a recorded pid that now belongs to another process (pid reuse), a record
  * from another boot, a zombie-free dead pid and garbage are stale; two processes incrementing
@@ -12,9 +12,8 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { createInterface } from 'node:readline';
 import { LockedError } from '../lib/errors/errors.js';
-import {
-  acquireLock, currentBootId, lockPath, ownerGone, processStartTime, readLockOwner, releaseLock, withLock,
-} from '../lib/deploy/lock.js';
+import { acquireLock, currentBootId, ownerGone, processStartTime, readLockOwner, releaseLock, withLock } from '../lib/home/home-lock.js';
+import { lockPath } from '../lib/home/home-layout.js';
 import { DEPLOY_CHILD, tempDir } from './helpers/deploy-fixtures.js';
 
 t.before(() => {

@@ -17,8 +17,8 @@ import { createInterface } from 'node:readline';
 import {
   ConfigError, LockedError, NoSpaceError, ObjectCorruptError, RevisionNotFoundError, UsageError,
 } from '../lib/errors/errors.js';
-import { type DeployState, emptyState, readState, withFailed, withGood, writeState } from '../lib/deploy/deploy-state.js';
-import { withLock } from '../lib/deploy/lock.js';
+import { type DeployState, emptyState, readState, withFailed, withGood, writeState } from '../lib/home/home-state.js';
+import { withLock } from '../lib/home/home-lock.js';
 import { kernelDonors, planStage, stageRevision } from '../lib/deploy/deploy-stage.js';
 import { parseBlsKeys } from '../lib/bootloader/bootloader-bls.js';
 import { createBootloader } from '../lib/bootloader/create-bootloader.js';

@@ -1,5 +1,5 @@
 /**
- * The deployment state (lib/deploy/deploy-state.ts): a missing file is a fresh machine, a
+ * The deployment state (lib/home/home-state.ts): a missing file is a fresh machine, a
  * round trip keeps every field, every kind of damage is a StateError naming the file (never a
  * crash, never a silent default), writes need the lock and refuse inconsistent state, the
  * pure helpers keep their bounds, and the last-fetch record is separate and tolerant.
@@ -8,11 +8,10 @@ import t from 'tap';
 import fs from 'node:fs';
 import path from 'node:path';
 import { LockedError, StateError } from '../lib/errors/errors.js';
-import {
-  type DeployState, FAILED_LIMIT, PREVIOUS_GOOD_LIMIT, emptyState, lastFetchPath, parseState, planRetention,
-  readLastFetch, readState, statePath, withFailed, withGood, withPrunedStaged, writeLastFetch, writeState,
-} from '../lib/deploy/deploy-state.js';
-import { acquireLock, lockPath, releaseLock, withLock } from '../lib/deploy/lock.js';
+import { type DeployState, FAILED_LIMIT, PREVIOUS_GOOD_LIMIT, emptyState, parseState, planRetention, readState, withFailed, withGood, withPrunedStaged, writeState } from '../lib/home/home-state.js';
+import { lastFetchPath, statePath, lockPath } from '../lib/home/home-layout.js';
+import { readLastFetch, writeLastFetch } from '../lib/home/last-fetch.js';
+import { acquireLock, releaseLock, withLock } from '../lib/home/home-lock.js';
 import { tempDir } from './helpers/deploy-fixtures.js';
 
 const sha = (n: number): string => n.toString(16).padStart(40, '0');

@@ -6,8 +6,10 @@
 import t from 'tap';
 import fs from 'node:fs';
 import { StateError } from '../lib/errors/errors.js';
-import { type DeployState, lastFetchPath, statePath, writeLastFetch, writeState } from '../lib/deploy/deploy-state.js';
-import { withLock } from '../lib/deploy/lock.js';
+import { type DeployState, writeState } from '../lib/home/home-state.js';
+import { lastFetchPath, statePath } from '../lib/home/home-layout.js';
+import { writeLastFetch } from '../lib/home/last-fetch.js';
+import { withLock } from '../lib/home/home-lock.js';
 import { formatStatus, readStatus } from '../lib/deploy/deploy-status.js';
 import { tempDir } from './helpers/deploy-fixtures.js';
 

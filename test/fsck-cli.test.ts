@@ -9,8 +9,8 @@
 import t from 'tap';
 import fs from 'node:fs';
 import path from 'node:path';
-import { type DeployState, emptyState, writeState } from '../lib/deploy/deploy-state.js';
-import { acquireLock, releaseLock, withLock } from '../lib/deploy/lock.js';
+import { type DeployState, emptyState, writeState } from '../lib/home/home-state.js';
+import { acquireLock, releaseLock, withLock } from '../lib/home/home-lock.js';
 import { gitroot } from './helpers/cli.js';
 import { commitSpec, noise, tempDir } from './helpers/deploy-fixtures.js';
 import { gitSync } from './helpers/fetch-repos.js';

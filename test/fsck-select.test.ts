@@ -6,7 +6,7 @@
  */
 import t from 'tap';
 import { type RevisionHealth, selectRevision } from '../lib/boot/boot-select.js';
-import { type DeployState, emptyState } from '../lib/deploy/deploy-state.js';
+import { type DeployState, emptyState } from '../lib/home/home-state.js';
 import { type FsckVerdict, verdictHealth } from '../lib/fsck/fsck-verdict.js';
 import { buildReport, planRoots, verdictOf } from '../lib/fsck/fsck-report.js';
 import type { WalkResult } from '../lib/fsck/fsck-walk.js';

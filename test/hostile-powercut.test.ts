@@ -33,7 +33,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { createInterface } from 'node:readline';
 import { startGitHttpServer, type GitHttpServer } from '../fixtures/git-http-server.js';
-import { decideBoot } from '../lib/boot/boot-assess.js';
+import { decideBoot } from '../lib/boot/boot-decide.js';
 import { parseBlsKeys } from '../lib/bootloader/bootloader-bls.js';
 import { compareTrees } from './helpers/compare-trees.js';
 import { CLI, PROJECT_ROOT, gitrootAsync, isMounted, waitExit } from './helpers/cli.js';
@@ -339,7 +339,7 @@ interface Kind {
 /** A child that loops boot decisions (state writes) and re-stagings until killed. */
 const BOOT_LOOP = `
 const [dir, boot, r1, r2, distRoot] = process.argv.slice(1);
-const { decideBoot } = await import(distRoot + '/lib/boot/boot-assess.js');
+const { decideBoot } = await import(distRoot + '/lib/boot/boot-decide.js');
 const { stageRevision } = await import(distRoot + '/lib/deploy/deploy-stage.js');
 process.stdout.write('ready\\n');
 for (let i = 0; ; i++) {

@@ -13,7 +13,7 @@
 import t from 'tap';
 import { nextBootRevision } from '../lib/boot/boot-select.js';
 import { planBootEntries } from '../lib/bootloader/boot-plan.js';
-import { type DeployState, type StagedRevision, emptyState, parseState } from '../lib/deploy/deploy-state.js';
+import { type DeployState, type StagedRevision, emptyState, parseState } from '../lib/home/home-state.js';
 import {
   FETCH_GRACE_MS, type PrunePlan, type PruneInput, type RefInfo, keepProblem, keepRefName, planPrune, stateKeeps,
 } from '../lib/prune/prune-plan.js';

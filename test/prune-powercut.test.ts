@@ -17,7 +17,7 @@ import { startGitHttpServer, type GitHttpServer } from '../fixtures/git-http-ser
 import { commitSpec, debianRoot, noise, writeTree } from './helpers/deploy-fixtures.js';
 import { CLI, gitrootAsync as gitroot, sh } from './helpers/cli.js';
 import { gitRun, gitSync } from './helpers/fetch-repos.js';
-import { parseState } from '../lib/deploy/deploy-state.js';
+import { parseState } from '../lib/home/home-state.js';
 
 const TRIALS = Number(process.env.PRUNE_POWERCUT_TRIALS ?? 30);
 

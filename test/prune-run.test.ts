@@ -16,7 +16,7 @@ import { startGitHttpServer, type GitHttpServer } from '../fixtures/git-http-ser
 import { commitSpec, debianRoot, noise, tempDir } from './helpers/deploy-fixtures.js';
 import { gitrootAsync as gitroot, mount, sh } from './helpers/cli.js';
 import { gitRun, gitSync } from './helpers/fetch-repos.js';
-import { acquireLock, releaseLock } from '../lib/deploy/lock.js';
+import { acquireLock, releaseLock } from '../lib/home/home-lock.js';
 
 interface Machine {
   dir: string;

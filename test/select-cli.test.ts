@@ -9,8 +9,9 @@ import t from 'tap';
 import type { Test } from 'tap';
 import fs from 'node:fs';
 import path from 'node:path';
-import { type DeployState, emptyState, statePath, writeState } from '../lib/deploy/deploy-state.js';
-import { withLock } from '../lib/deploy/lock.js';
+import { type DeployState, emptyState, writeState } from '../lib/home/home-state.js';
+import { statePath } from '../lib/home/home-layout.js';
+import { withLock } from '../lib/home/home-lock.js';
 import { gitroot } from './helpers/cli.js';
 import { commitSpec, tempDir } from './helpers/deploy-fixtures.js';
 

@@ -1,5 +1,5 @@
 /**
- * readHealth and decideBoot (lib/boot/boot-assess.ts) on real repositories made with
+ * readHealth and decideBoot (lib/boot/revision-health.ts, lib/boot/boot-decide.ts) on real repositories made with
  * `gitroot commit`: a healthy commit; unknown ids, blobs and a commit whose root tree is gone
  * are missing; a loose commit or tree rewritten with other content, garbage instead of zlib,
  * and a packed commit with one flipped byte are broken; no repository at all. Then the boot
@@ -13,9 +13,11 @@ import fs from 'node:fs';
 import path from 'node:path';
 import zlib from 'node:zlib';
 import { createInterface } from 'node:readline';
-import { decideBoot, openHealthProbe, readHealth } from '../lib/boot/boot-assess.js';
-import { type DeployState, emptyState, readState, statePath, writeState } from '../lib/deploy/deploy-state.js';
-import { withLock } from '../lib/deploy/lock.js';
+import { decideBoot } from '../lib/boot/boot-decide.js';
+import { openHealthProbe, readHealth } from '../lib/boot/revision-health.js';
+import { type DeployState, emptyState, readState, writeState } from '../lib/home/home-state.js';
+import { statePath } from '../lib/home/home-layout.js';
+import { withLock } from '../lib/home/home-lock.js';
 import { LockedError } from '../lib/errors/errors.js';
 import { DEPLOY_CHILD, commitSpec, tempDir } from './helpers/deploy-fixtures.js';
 import { sh } from './helpers/cli.js';

@@ -13,7 +13,7 @@ import t from 'tap';
 import {
   type RevisionHealth, type Selection, type SelectInput, cmdlineRevision, nextBootRevision, selectRevision,
 } from '../lib/boot/boot-select.js';
-import { type DeployState, emptyState, parseState } from '../lib/deploy/deploy-state.js';
+import { type DeployState, emptyState, parseState } from '../lib/home/home-state.js';
 
 const P = 'a'.repeat(40);
 const G = 'b'.repeat(40);

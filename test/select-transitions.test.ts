@@ -11,7 +11,7 @@ import t from 'tap';
 import {
   TransitionRefusedError, type TransitionPlan, type RevisionHealth, isRefusal, nextBootRevision, planMarkBad, planMarkGood, planRollback, selectRevision,
 } from '../lib/boot/boot-select.js';
-import { type DeployState, type StagedRevision, emptyState, parseState } from '../lib/deploy/deploy-state.js';
+import { type DeployState, type StagedRevision, emptyState, parseState } from '../lib/home/home-state.js';
 import { planStage, planStagedState } from '../lib/deploy/deploy-stage.js';
 import { planBootEntries } from '../lib/bootloader/boot-plan.js';
 import { EXIT_CODES } from '../lib/errors/errors.js';

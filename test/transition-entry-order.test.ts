@@ -11,11 +11,13 @@ import t from 'tap';
 import type { Test } from 'tap';
 import fs from 'node:fs';
 import path from 'node:path';
-import { applyTransition, decideBoot, readHealth } from '../lib/boot/boot-assess.js';
+import { applyTransition } from '../lib/boot/transitions.js';
+import { decideBoot } from '../lib/boot/boot-decide.js';
+import { readHealth } from '../lib/boot/revision-health.js';
 import { selectRevision } from '../lib/boot/boot-select.js';
 import type { Bootloader } from '../lib/bootloader/bootloader.js';
 import { createBootloader } from '../lib/bootloader/create-bootloader.js';
-import { readState } from '../lib/deploy/deploy-state.js';
+import { readState } from '../lib/home/home-state.js';
 import { stageRevision } from '../lib/deploy/deploy-stage.js';
 import { commitSpec, debianRoot, tempDir } from './helpers/deploy-fixtures.js';
 

@@ -18,7 +18,7 @@ import { gitrootAsync as gitroot } from './helpers/cli.js';
 import {
   type TestKey, catFile, commitTree, gitVerifies, hashObject, keygen, run, setBranch, setTag, sshKeygenSign, tagObject, tamper, withGpgsig,
 } from './helpers/trust-fixtures.js';
-import { decideBoot } from '../lib/boot/boot-assess.js';
+import { decideBoot } from '../lib/boot/boot-decide.js';
 import { readAllowedSigners } from '../lib/trust/allowed-signers.js';
 
 interface Machine { dir: string; boot: string; conf: string; cmdline: string; base: string[] }

@@ -25,9 +25,10 @@ import { promisify } from 'node:util';
 import { GitrootError, MountError, RevisionNotFoundError, UsageError } from '../errors/errors.js';
 import { startDaemon } from '../gitfs/mount-daemon.js';
 import { mountAt } from '../gitfs/mount-table.js';
-import { decideBoot } from './boot-assess.js';
+import { decideBoot } from './boot-decide.js';
 import { type AllowedSigners, readAllowedSigners } from '../trust/allowed-signers.js';
 import { writeJsonAtomic } from '../fsutil/atomic-write.js';
+import { REPO_DIR, SPILL_DIR, repoPath } from '../home/home-layout.js';
 
 const execFileAsync = promisify(execFile);
 
@@ -35,12 +36,8 @@ const execFileAsync = promisify(execFile);
 export const DEFAULT_RUN_DIR = '/run/gitroot';
 /** argv[0] of the serving daemon: systemd spares uid-0 processes whose argv[0] starts with '@'. */
 export const DAEMON_ARGV0 = '@gitroot';
-/** The repository inside a gitroot home. */
-export const REPO_DIR = 'repo.git';
-/** Spill files of big blobs go to D/SPILL_DIR (on the medium, not in RAM). */
-export const SPILL_DIR = 'spill';
 
-/** The decision `gitroot boot` mounts (from decideBoot in boot-assess.ts). */
+/** The decision `gitroot boot` mounts (from decideBoot in boot-decide.ts). */
 export interface BootSelection {
   revision: string;
   /** pending | good | cmdline | fallback (see SelectionKind in boot-select.ts). */
@@ -222,7 +219,7 @@ export async function bootMount(opts: BootMountOptions): Promise<BootRecord> {
     } catch {
       throw new UsageError(`gitroot home ${opts.dir} does not exist: is the boot medium mounted, and gitroot.dir right?`);
     }
-    if (!existsSync(join(home, REPO_DIR))) {
+    if (!existsSync(repoPath(home))) {
       throw new UsageError(`gitroot home ${home} has no ${REPO_DIR}: check gitroot.dir (and gitroot.medium)`);
     }
     try {

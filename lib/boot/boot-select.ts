@@ -1,9 +1,9 @@
 /**
  * Which revision a boot serves, and the transitions a person or a unit makes after a boot:
- * pure decisions over the deployment state (lib/deploy/deploy-state.ts), with no I/O. The
+ * pure decisions over the deployment state (lib/home/home-state.ts), with no I/O. The
  * caller persists the state a decision returns: `gitroot boot` before it mounts anything (so
  * a power cut during the boot of a pending revision still counts as a try), `mark-good`,
- * `mark-bad` and `rollback` (lib/boot/boot-assess.ts) after rewriting the boot entries.
+ * `mark-bad` and `rollback` (lib/boot/transitions.ts) after rewriting the boot entries.
  * docs/rollback.md states the rules and walks through a failed and a successful update.
  *
  * The rules of selectRevision, in order:
@@ -26,7 +26,8 @@
  * revision in the order above boots (some files fail with EIO, which beats no boot at all).
  */
 import { GitrootError, StateError } from '../errors/errors.js';
-import { type DeployState, isSha, withFailed, withGood, withPrunedStaged } from '../deploy/deploy-state.js';
+import { type DeployState, withFailed, withGood, withPrunedStaged } from '../home/home-state.js';
+import { isSha } from '../store/object-id.js';
 
 /**
  * What the repository says about a revision: `ok` (commit and root tree readable), `missing`,
@@ -51,7 +52,7 @@ export interface SelectInput {
   state: DeployState;
   /** The value of `git-revision=` on the kernel command line, or null when absent. */
   cmdlineRevision: string | null;
-  /** Health of a revision in `D/repo.git` (see readHealth in boot-assess.ts). */
+  /** Health of a revision in `D/repo.git` (see readHealth in revision-health.ts). */
   health: (sha: string) => RevisionHealth;
 }
 

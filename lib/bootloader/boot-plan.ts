@@ -6,7 +6,7 @@
  * gets a plain fallback entry. Each command line is the revision's base options without
  * per-boot keys, plus `git-revision=<sha>`.
  */
-import type { DeployState, StagedRevision } from '../deploy/deploy-state.js';
+import type { DeployState, StagedRevision } from '../home/home-state.js';
 
 /**
  * Keys that only make sense for the boot they were typed at (the revision overrides, `noupgrade`)

@@ -11,8 +11,9 @@
  */
 import { existsSync, readdirSync, readFileSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
-import { writeFileAtomic, fsyncDir } from '../fsutil/atomic-write.js';
-import { ensureDirDurable, removeAtomicTemps, step } from '../deploy/deploy-steps.js';
+import { writeFileAtomic, fsyncDir, removeAtomicTemps } from '../fsutil/atomic-write.js';
+import { ensureDirDurable } from '../fsutil/durable-dir.js';
+import { step } from '../fsutil/named-step.js';
 import type { BootEntry, BootPlan, KernelLocation } from './boot-plan.js';
 import { findTemplateDir, loadTemplate, renderTemplate } from './boot-templates.js';
 import {

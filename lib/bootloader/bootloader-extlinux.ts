@@ -9,8 +9,9 @@
  */
 import { existsSync, readFileSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
-import { writeFileAtomic } from '../fsutil/atomic-write.js';
-import { ensureDirDurable, removeAtomicTemps, step } from '../deploy/deploy-steps.js';
+import { writeFileAtomic, removeAtomicTemps } from '../fsutil/atomic-write.js';
+import { ensureDirDurable } from '../fsutil/durable-dir.js';
+import { step } from '../fsutil/named-step.js';
 import type { BootEntry, BootPlan, KernelLocation } from './boot-plan.js';
 import { findTemplateDir, loadTemplate, renderTemplate } from './boot-templates.js';
 import {

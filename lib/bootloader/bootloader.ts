@@ -8,8 +8,9 @@
 import { existsSync, readdirSync, realpathSync, rmSync, statSync } from 'node:fs';
 import { join, relative, resolve, sep } from 'node:path';
 import { ConfigError } from '../errors/errors.js';
-import { bootFilesDir } from '../deploy/stage-kernel.js';
-import { checkFreeSpace, copyDirDurable, ensureDirDurable, isLeftover } from '../deploy/deploy-steps.js';
+import { bootFilesDir } from '../home/home-layout.js';
+import { checkFreeSpace } from '../fsutil/free-space.js';
+import { copyDirDurable, ensureDirDurable, isLeftover } from '../fsutil/durable-dir.js';
 import type { BootPlan, KernelLocation } from './boot-plan.js';
 
 /** Names of the backends. */

@@ -21,7 +21,7 @@ const COMMAND_MODULES: Array<{ names: string[]; load: () => Promise<Register[]> 
   { names: ['status'], load: async () => [(await import('./commands/status.js')).registerStatus] },
   { names: ['fsck'], load: async () => [(await import('./commands/fsck.js')).registerFsck] },
   { names: ['boot'], load: async () => [(await import('./commands/boot.js')).registerBoot] },
-  { names: ['select', 'mark-good', 'mark-bad', 'rollback'], load: async () => [(await import('./commands/assess.js')).registerAssess] },
+  { names: ['select', 'mark-good', 'mark-bad', 'rollback'], load: async () => [(await import('./commands/transitions.js')).registerTransitions] },
   { names: ['prune'], load: async () => [(await import('./commands/prune.js')).registerPrune] },
 ];
 

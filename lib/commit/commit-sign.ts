@@ -11,7 +11,7 @@ import { readFileSync } from 'node:fs';
 import { UsageError } from '../errors/errors.js';
 import { type SigningKey, SignatureFormatError, fingerprint, parseOpenSshPrivateKey, signSsh } from '../trust/ssh-signature.js';
 import { GIT_NAMESPACE } from '../trust/revision-trust.js';
-import { gitFailure, gitSpawnFailure } from './git-exec.js';
+import { gitFailure, gitSpawnFailure } from '../git/git-exec.js';
 
 /** Reads an unencrypted OpenSSH ed25519 private key; UsageError naming the file and the fix otherwise. */
 export function loadSigningKey(path: string): SigningKey {

@@ -25,7 +25,7 @@ import type { Writable } from 'node:stream';
 import { GitCommandError, RepoNotFoundError, SourceTreeError, UsageError } from '../errors/errors.js';
 import { GIT_MODE_LINK, MANIFEST_NAME, formatManifest, pathToken } from '../manifest/mtree.js';
 import { blobHeader, commitHeader, fileLine, symlinkLines } from './fast-import-stream.js';
-import { firstErrorLine, git, gitFailure, gitSpawnFailure, runGit } from './git-exec.js';
+import { firstErrorLine, git, gitFailure, gitSpawnFailure, runGit } from '../git/git-exec.js';
 import { scanTree } from './scan-tree.js';
 import { loadSigningKey, signAndMove, unsignedBranchName } from './commit-sign.js';
 import type { ScannedFile } from './scan-plan.js';

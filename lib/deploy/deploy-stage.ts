@@ -3,27 +3,25 @@
  * stageRevision does it under the home's lock in named steps ordered so that a power cut at
  * any instant leaves a bootable configuration:
  *   1. kernel and initrd into `D/boot/<sha>/` (a new directory, published by rename);
- *   2. boot entries of both states (kernel copies in `$BOOT` first, then the entries of the
- *      new state and those of the old state it drops);
- *   3. `D/state.json` (pending = sha with its tries);
- *   4. the new state's entries only (the dropped entries and their kernel copies go);
- *   5. pruning of kernel directories nothing refers to any more.
- * Until step 3 the state still describes the old configuration, whose entries and files all
- * still exist; step 5 only removes what neither the new state nor any entry names.
+ *   2. the state change with `pending` = sha (state-change.ts: entries of both states, then
+ *      `D/state.json`, then the new state's entries only, then unused kernel directories).
+ * Until the state is written it still describes the old configuration, whose entries and
+ * files all still exist.
  */
-import { existsSync, readdirSync, rmSync } from 'node:fs';
+import { existsSync } from 'node:fs';
 import { join } from 'node:path';
 import { ConfigError, ObjectCorruptError, UsageError } from '../errors/errors.js';
 import { ObjectStore } from '../store/object-store.js';
-import { DEFAULT_BOOT_OPTIONS, type BootPlan, baseOptions, planBootEntries, unionPlan } from '../bootloader/boot-plan.js';
-import { entryWarnings, type Bootloader, type BootloaderName } from '../bootloader/bootloader.js';
+import { isSha } from '../store/object-id.js';
+import { DEFAULT_BOOT_OPTIONS, type BootPlan, baseOptions } from '../bootloader/boot-plan.js';
+import type { Bootloader, BootloaderName } from '../bootloader/bootloader.js';
 import { createBootloader } from '../bootloader/create-bootloader.js';
-import {
-  type DeployState, type StagedRevision, isSha, planRetention, readState, withPrunedStaged, writeState,
-} from './deploy-state.js';
-import { isLeftover, removeAtomicTemps, step, stepAsync } from './deploy-steps.js';
-import { type HeldLock, withLock } from './lock.js';
-import { bootFilesDir, commitTree, selectKernel, stageKernel, storeTreeSource } from './stage-kernel.js';
+import { step, stepAsync } from '../fsutil/named-step.js';
+import { bootFilesDir, repoPath } from '../home/home-layout.js';
+import { withLock } from '../home/home-lock.js';
+import { type DeployState, type StagedRevision, planRetention, readState, withPrunedStaged } from '../home/home-state.js';
+import { commitTree, selectKernel, stageKernel, storeTreeSource } from './stage-kernel.js';
+import { applyStateChange } from './state-change.js';
 
 /** What planStage decided. */
 export type StageDecision =
@@ -134,82 +132,6 @@ export interface StageResult {
   warnings: string[];
 }
 
-/**
- * Removes `D/boot/<sha>/` directories the state no longer needs, and leftovers of interrupted
- * copies and state writes. Call under the home's lock.
- */
-export function pruneBootFiles(dir: string, state: DeployState): string[] {
-  removeAtomicTemps(dir, 'state.json');
-  const boot = bootFilesDir(dir);
-  if (!existsSync(boot)) return [];
-  const keep = planRetention(state).kernelDirs;
-  const removed: string[] = [];
-  for (const name of readdirSync(boot)) {
-    if (keep.has(name)) continue;
-    if (/^[0-9a-f]{40}$/.test(name) || isLeftover(name)) {
-      rmSync(join(boot, name), { recursive: true, force: true });
-      removed.push(name);
-    }
-  }
-  return removed;
-}
-
-/** True when `D/state.json` now holds `state` (after a write that reported an error). */
-function stateOnDiskIs(dir: string, state: DeployState): boolean {
-  try {
-    return JSON.stringify(readState(dir)) === JSON.stringify(state);
-  } catch {
-    return false;
-  }
-}
-
-interface ApplyArgs {
-  dir: string;
-  lock: HeldLock;
-  bootloader: Bootloader;
-  /** The state before (still in `D/state.json`). */
-  before: DeployState;
-  next: DeployState;
-  /** A `D/boot/<sha>/` this staging created, removed again if it fails. */
-  created: string | null;
-  warnings: string[];
-}
-
-/**
- * Steps 2-4: boot entries, state, pruning. If the entries or the state cannot be written, the
- * entries of `before` are written back and a kernel directory this staging created is removed,
- * so a failed staging leaves the boot configuration, `D/boot` and the state as they were.
- * Pruning is best effort: after the state is written, a failure there is only a warning.
- */
-function applyStaging(a: ApplyArgs): BootPlan {
-  const plan = planBootEntries(a.next, a.bootloader.location);
-  a.warnings.push(...entryWarnings(a.bootloader, plan));
-  try {
-    // Entries of both states first (a power cut before the state write leaves the old state's
-    // entries in place), the state, then only the new state's entries (below).
-    step('write boot entries', () => a.bootloader.writeEntries(unionPlan(plan, planBootEntries(a.before, a.bootloader.location))));
-    step('write state', () => writeState(a.lock, a.next));
-  } catch (e) {
-    if (!stateOnDiskIs(a.dir, a.next)) {
-      try {
-        a.bootloader.writeEntries(planBootEntries(a.before, a.bootloader.location), { allowEmpty: true });
-        if (a.created !== null) rmSync(join(bootFilesDir(a.dir), a.created), { recursive: true, force: true });
-      } catch {
-        // The original error is what the caller needs; the next staging cleans up what is left.
-      }
-    }
-    throw e;
-  }
-  try {
-    // The state is written: a failure here only leaves extra entries and kernels (the next write removes them).
-    step('remove old boot entries', () => a.bootloader.writeEntries(plan));
-    pruneBootFiles(a.dir, a.next);
-  } catch (e) {
-    a.warnings.push(`prune staged kernels: ${(e as Error).message} (the next staging tries again)`);
-  }
-  return plan;
-}
-
 function kernelFilesExist(dir: string, s: StagedRevision): boolean {
   if (s.kernelDir === null || s.kernel === null) return false;
   const base = join(bootFilesDir(dir), s.kernelDir);
@@ -231,7 +153,7 @@ export async function stageRevision(opts: StageRevisionOptions): Promise<StageRe
   const bootloader = typeof opts.bootloader === 'string'
     ? createBootloader(opts.bootloader, { homeDir: dir, bootDir: opts.bootDir })
     : opts.bootloader;
-  const repo = opts.repo ?? join(dir, 'repo.git');
+  const repo = opts.repo ?? repoPath(dir);
   const now = opts.now ?? new Date();
 
   return withLock(dir, { waitMs: opts.waitMs ?? 0, command: opts.command ?? 'gitroot stage' }, async (lock) => {
@@ -239,24 +161,15 @@ export async function stageRevision(opts: StageRevisionOptions): Promise<StageRe
     const decision = planStage(state, sha, opts.force === true);
     const warnings: string[] = [];
     if (decision.action === 'up-to-date' || decision.action === 'refused') {
-      // Nothing to stage, but a staging killed before its state write may have left entries or
-      // kernels the state does not name: bring the boot configuration back in line with the state
-      // (this writes nothing when it already is).
-      const plan = planBootEntries(state, bootloader.location);
-      warnings.push(...entryWarnings(bootloader, plan));
-      step('check boot entries', () => bootloader.writeEntries(plan));
-      try {
-        pruneBootFiles(dir, state);
-      } catch (e) {
-        warnings.push(`prune staged kernels: ${(e as Error).message} (the next staging tries again)`);
-      }
-      return { action: decision.action, revision: sha, reason: decision.reason, kernel: null, state, plan, warnings };
+      // Nothing to stage; the entries and D/boot are only brought back in line with the state.
+      const r = applyStateChange({ dir, lock, bootloader, before: state, next: state });
+      return { action: decision.action, revision: sha, reason: decision.reason, kernel: null, state, plan: r.plan, warnings: r.warnings };
     }
 
     if (decision.action === 'clear-pending') {
       const next = withPrunedStaged({ ...state, pending: null });
-      const plan = applyStaging({ dir, lock, bootloader, before: state, next, created: null, warnings });
-      return { action: decision.action, revision: sha, reason: decision.reason, kernel: null, state: next, plan, warnings };
+      const r = applyStateChange({ dir, lock, bootloader, before: state, next });
+      return { action: decision.action, revision: sha, reason: decision.reason, kernel: null, state: next, plan: r.plan, warnings: r.warnings };
     }
 
     const store = step('open repository', () => ObjectStore.open(repo));
@@ -303,11 +216,11 @@ export async function stageRevision(opts: StageRevisionOptions): Promise<StageRe
     }
 
     const next = planStagedState(state, sha, staged, opts.tries, now);
-    const plan = applyStaging({ dir, lock, bootloader, before: state, next, created, warnings });
+    const r = applyStateChange({ dir, lock, bootloader, before: state, next, created });
     return {
       action: 'stage', revision: sha, reason: decision.reason,
       kernel: { kernelDir: staged.kernelDir, source: staged.kernelSource, version: staged.kernelVersion, kept },
-      state: next, plan, warnings,
+      state: next, plan: r.plan, warnings: [...warnings, ...r.warnings],
     };
   });
 }

@@ -5,11 +5,13 @@
  * renders the human table.
  */
 import { join } from 'node:path';
-import { type LastFetch, readLastFetch, readState } from './deploy-state.js';
+import { type LastFetch, readLastFetch } from '../home/last-fetch.js';
+import { readState } from '../home/home-state.js';
 import { ObjectStore } from '../store/object-store.js';
 import { parseTag } from '../store/git-objects.js';
 import { readRef } from '../store/refs.js';
 import { tagRefName } from '../store/gitroot-refs.js';
+import { repoPath } from '../home/home-layout.js';
 
 /** The status of a gitroot home; the JSON `gitroot status --json` prints. */
 export interface DeployStatus {
@@ -75,7 +77,7 @@ export function readStatus(dir: string, opts: StatusOptions): DeployStatus {
 
 /** The tags recorded for `revisions` (name from the tag object); unreadable ones are a warning. */
 function readTags(dir: string, revisions: (string | null)[], warnings: string[]): DeployStatus['tags'] {
-  const repo = join(dir, 'repo.git');
+  const repo = repoPath(dir);
   const found = revisions.filter((r): r is string => r !== null).map((r) => [r, readRef(repo, tagRefName(r))] as const)
     .filter((x): x is readonly [string, string] => x[1] !== null);
   const out: DeployStatus['tags'] = {};

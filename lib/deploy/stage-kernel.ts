@@ -12,9 +12,11 @@ import { join } from 'node:path';
 import { ObjectCorruptError, RevisionNotFoundError } from '../errors/errors.js';
 import type { ObjectStore } from '../store/object-store.js';
 import { MODE_EXECUTABLE, MODE_FILE, MODE_SYMLINK, MODE_TREE, parseCommit, parseTree } from '../store/git-objects.js';
+import { bootFilesDir, INITRD_FILE, KERNEL_FILE } from '../home/home-layout.js';
 import { compareDebianVersions } from './debian-version.js';
-import { INITRD_FILE, KERNEL_FILE } from './deploy-state.js';
-import { SPACE_MARGIN_BYTES, checkFreeSpace, makeTempDir, publishDir, stepAsync, step } from './deploy-steps.js';
+import { SPACE_MARGIN_BYTES, checkFreeSpace } from '../fsutil/free-space.js';
+import { makeTempDir, publishDir } from '../fsutil/durable-dir.js';
+import { stepAsync, step } from '../fsutil/named-step.js';
 
 /** One entry of a tree, as selectKernel needs it. */
 export interface TreeItem {
@@ -314,11 +316,6 @@ export interface StageKernelOptions {
   selection: KernelSelection & { kernel: KernelFile };
   /** Space kept free beyond the files' size (default SPACE_MARGIN_BYTES). */
   marginBytes?: number;
-}
-
-/** Path of `D/boot`. */
-export function bootFilesDir(dir: string): string {
-  return join(dir, 'boot');
 }
 
 function readHead(path: string): Buffer {

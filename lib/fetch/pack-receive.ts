@@ -16,7 +16,7 @@ import net from 'node:net';
 import path from 'node:path';
 import type { Writable } from 'node:stream';
 import { GitrootError, NetworkError, NoSpaceError, ObjectCorruptError, RemoteError } from '../errors/errors.js';
-import { firstErrorLine, gitSpawnFailure } from '../commit/git-exec.js';
+import { firstErrorLine, gitSpawnFailure } from '../git/git-exec.js';
 import { type SidebandPiece, previewBytes } from './pkt-line.js';
 
 export interface PackProgress {

@@ -33,7 +33,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { GitrootError, NoSpaceError, RemoteError, RepoNotFoundError, UsageError } from '../errors/errors.js';
 import { fsyncDir, isAtomicTemp, removeFilesUnder, writeFileAtomic } from '../fsutil/atomic-write.js';
-import { git, gitFailure, runGit } from '../commit/git-exec.js';
+import { git, gitFailure, runGit } from '../git/git-exec.js';
 import { ObjectStore } from '../store/object-store.js';
 import { parseCommit, parseTag } from '../store/git-objects.js';
 import { listRefs } from '../store/refs.js';

@@ -19,9 +19,9 @@ import type { Agent as HttpAgent } from 'node:http';
 import type { Agent as HttpsAgent } from 'node:https';
 import type { Readable } from 'node:stream';
 import got, { type Request as GotRequest, type Response as GotResponse } from 'got';
-import { proxyAgents, proxyForUrl } from './http-proxy.js';
+import { proxyAgents, proxyForUrl } from '../http/http-proxy.js';
 
-export { proxyForUrl } from './http-proxy.js';
+export { proxyForUrl } from '../http/http-proxy.js';
 import { GitrootError, NetworkError, RemoteError, UsageError } from '../errors/errors.js';
 import { type Pkt, PktLineError, PktLineParser, type PktRequestPart, SidebandDemuxer, type SidebandPiece, decodePktLines,
   encodePktLines, previewBytes, pktText } from './pkt-line.js';

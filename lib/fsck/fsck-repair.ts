@@ -16,7 +16,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { UsageError } from '../errors/errors.js';
 import { fsyncDir } from '../fsutil/atomic-write.js';
-import { stepAsync, step } from '../deploy/deploy-steps.js';
+import { stepAsync, step } from '../fsutil/named-step.js';
 import { acquireFetchLock } from '../fetch/fetch-lock.js';
 import { fetchCommit } from '../fetch/repo-fetch.js';
 import { loadSettings } from '../params/settings-load.js';
@@ -24,8 +24,9 @@ import { decodeLoose } from '../store/loose-objects.js';
 import { hashObject } from '../store/git-objects.js';
 import { PackIndex } from '../store/pack-index.js';
 import { type FsckReport, type RepairSummary } from './fsck-report.js';
-import { REPO, runFsck } from './fsck-run.js';
+import { runFsck } from './fsck-run.js';
 import { packIndexes } from './fsck-walk.js';
+import { repoPath } from '../home/home-layout.js';
 
 export interface RepairOptions {
   dir: string;
@@ -93,7 +94,7 @@ function completeWithout(repo: string, reachable: Set<string>, packsOut: Set<str
 /** Runs the repair (see the module comment); returns the final report with `repair` filled in. */
 export async function repairHome(opts: RepairOptions): Promise<FsckReport> {
   const say = opts.onNote ?? (() => {});
-  const repo = path.join(opts.dir, REPO);
+  const repo = repoPath(opts.dir);
   const first = await runFsck({ dir: opts.dir, onProgress: opts.onProgress, lockWaitMs: opts.lockWaitMs });
   const summary: RepairSummary = {
     fetched: [], movedAside: [], corruptDir: null, kept: [],

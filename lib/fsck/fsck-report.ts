@@ -5,7 +5,7 @@
  * repository ends with. docs/fsck.md documents the JSON shape.
  */
 import { ObjectCorruptError } from '../errors/errors.js';
-import type { DeployState } from '../deploy/deploy-state.js';
+import type { DeployState } from '../home/home-state.js';
 import type { DamagedCopy } from '../store/object-store.js';
 import type { RefEntry } from '../store/refs.js';
 import { FSCK_VERDICT_VERSION, type FsckVerdict, VERDICT_MAX_OBJECTS } from './fsck-verdict.js';

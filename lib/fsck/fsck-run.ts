@@ -6,17 +6,15 @@
  */
 import { join } from 'node:path';
 import { GitrootError } from '../errors/errors.js';
-import { readState } from '../deploy/deploy-state.js';
-import { step } from '../deploy/deploy-steps.js';
-import { withLock } from '../deploy/lock.js';
+import { readState } from '../home/home-state.js';
+import { step } from '../fsutil/named-step.js';
+import { withLock } from '../home/home-lock.js';
 import { ObjectStore } from '../store/object-store.js';
 import { listRefs, resolveRevision } from '../store/refs.js';
 import { type FsckReport, buildReport, planRoots, verdictOf } from './fsck-report.js';
-import { packSetKey, verdictPath, writeVerdict } from './fsck-verdict.js';
+import { packSetKey, writeVerdict } from './fsck-verdict.js';
+import { fsckVerdictPath, repoPath } from '../home/home-layout.js';
 import { type FsckRoot, type WalkResult, walkRevisions } from './fsck-walk.js';
-
-/** The repository inside a gitroot home. */
-export const REPO = 'repo.git';
 
 export interface FsckOptions {
   /** The gitroot home. */
@@ -54,7 +52,7 @@ function roots(dir: string, repo: string, store: ObjectStore, asked: string[] | 
 export async function runFsck(opts: FsckOptions): Promise<FsckOutcome> {
   const started = performance.now();
   const checkedAt = new Date().toISOString();
-  const repo = join(opts.dir, REPO);
+  const repo = repoPath(opts.dir);
   const store = step('open the repository', () => ObjectStore.open(repo));
   try {
     const list = roots(opts.dir, repo, store, opts.revisions);
@@ -63,7 +61,7 @@ export async function runFsck(opts: FsckOptions): Promise<FsckOutcome> {
     const walk = await walkRevisions(store, repo, list, { onProgress: opts.onProgress });
     const after = packSetKey(repo);
     const report = buildReport(walk, { repo, checkedAt, durationMs: Math.round(performance.now() - started), complete });
-    report.verdict.path = verdictPath(opts.dir);
+    report.verdict.path = fsckVerdictPath(opts.dir);
     if (!complete) report.verdict.reason = 'only some revisions were checked (--revision)';
     else if (before !== after) report.verdict.reason = 'packs were added or removed while fsck ran: run it again';
     else if (opts.record === false) report.verdict.reason = 'not asked to';

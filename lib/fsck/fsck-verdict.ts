@@ -1,6 +1,6 @@
 /**
  * `D/fsck.json`: the last full fsck's verdict on each revision the home keeps, which the boot
- * decision reads (boot-assess.ts openHealthProbe) so that a revision fsck found broken is
+ * decision reads (revision-health.ts openHealthProbe) so that a revision fsck found broken is
  * passed over like an unreadable one. While the repository's pack set (the names of its .idx
  * files) is the one fsck saw, the verdict holds as it is. Once it changed (a fetch, a repair,
  * a repack), a revision stays damaged only if one of the broken objects the verdict lists for
@@ -11,14 +11,12 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import { createHash } from 'node:crypto';
+import { fsckVerdictPath } from '../home/home-layout.js';
 import { writeJsonAtomic } from '../fsutil/atomic-write.js';
-import type { HeldLock } from '../deploy/lock.js';
+import type { HeldLock } from '../home/home-lock.js';
 
 /** Version of the fsck.json format. */
 export const FSCK_VERDICT_VERSION = 1;
-/** Name of the verdict file in the home. */
-export const FSCK_VERDICT_FILE = 'fsck.json';
-
 /** What fsck found for one revision. */
 export type FsckRevisionStatus = 'ok' | 'broken' | 'missing';
 
@@ -39,11 +37,6 @@ export interface FsckVerdict {
 /** Broken objects listed per revision: a boot re-reads at most these when the packs changed. */
 export const VERDICT_MAX_OBJECTS = 32;
 
-/** Path of the verdict of home `dir`. */
-export function verdictPath(dir: string): string {
-  return path.join(dir, FSCK_VERDICT_FILE);
-}
-
 /** SHA-1 over the sorted names of the .idx files in `gitdir/objects/pack` (hex). */
 export function packSetKey(gitdir: string): string {
   let names: string[] = [];
@@ -57,7 +50,7 @@ export function packSetKey(gitdir: string): string {
 export function readVerdict(dir: string): FsckVerdict | null {
   let v: unknown;
   try {
-    v = JSON.parse(fs.readFileSync(verdictPath(dir), 'utf8'));
+    v = JSON.parse(fs.readFileSync(fsckVerdictPath(dir), 'utf8'));
   } catch {
     return null;
   }
@@ -86,5 +79,5 @@ export function verdictHealth(verdict: FsckVerdict | null, currentPackSet: strin
 /** Writes the verdict atomically; needs the home's lock. */
 export function writeVerdict(lock: HeldLock, verdict: FsckVerdict): void {
   lock.assertHeld();
-  writeJsonAtomic(verdictPath(lock.dir), verdict);
+  writeJsonAtomic(fsckVerdictPath(lock.dir), verdict);
 }

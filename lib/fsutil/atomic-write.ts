@@ -82,3 +82,17 @@ export function writeFileAtomic(path: string, data: string | Uint8Array, mode = 
 export function writeJsonAtomic(path: string, value: unknown): void {
   writeFileAtomic(path, JSON.stringify(value, null, 2) + '\n');
 }
+
+/**
+ * Removes temp files writeFileAtomic left for `<dir>/<name>` when its writer was killed
+ * (`.<name>.tmp-*`). Call only under the lock that guards writes to that file.
+ */
+export function removeAtomicTemps(dir: string, name: string): void {
+  let names: string[];
+  try {
+    names = readdirSync(dir);
+  } catch {
+    return;
+  }
+  for (const n of names) if (n.startsWith(`.${name}.tmp-`)) rmSync(join(dir, n), { force: true });
+}

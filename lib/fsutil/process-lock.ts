@@ -1,6 +1,6 @@
 /**
  * Cross-process lock files, the one implementation gitroot has: the home's lock (`D/lock`,
- * lib/deploy/lock.ts) and the fetch lock of a repository (lib/fetch/fetch-lock.ts) are both
+ * lib/home/home-lock.ts) and the fetch lock of a repository (lib/fetch/fetch-lock.ts) are both
  * made here. A lock is a small JSON file naming its holder (pid, the process's start time
  * from /proc, the boot id, the command). It is taken atomically by writing the holder's
  * record to a temp file beside it and hard-linking it to the lock's name (link fails if the

@@ -1,6 +1,6 @@
 /**
  * Downloads the fleet config (`gitroot.config=URL`): HTTP(S) with got (timeouts, retries
- * with exponential backoff, a proxy from the environment (lib/fetch/http-proxy.ts), conditional
+ * with exponential backoff, a proxy from the environment (lib/http/http-proxy.ts), conditional
  * requests with If-None-Match), or a `file://` URL read from disk.
  *
  * Every way of not getting a config (refused, timed out, HTTP error, too big, an HTML page
@@ -10,7 +10,7 @@
 import { readFile } from 'node:fs/promises';
 import { fileURLToPath } from 'node:url';
 import got, { HTTPError, RequestError, TimeoutError, type Agents } from 'got';
-import { proxyAgents, proxyForUrl } from '../fetch/http-proxy.js';
+import { proxyAgents, proxyForUrl } from '../http/http-proxy.js';
 import { NetworkError } from '../errors/errors.js';
 import { redactUrl } from './settings-schema.js';
 

@@ -8,10 +8,9 @@
  * docs/prune.md explains each rule.
  */
 import { nextBootRevision } from '../boot/boot-select.js';
-import {
-  type DeployState, type StagedRevision, PREVIOUS_GOOD_LIMIT, isSha, withPrunedStaged,
-} from '../deploy/deploy-state.js';
-import { isLeftover } from '../deploy/deploy-steps.js';
+import { type DeployState, type StagedRevision, PREVIOUS_GOOD_LIMIT, withPrunedStaged } from '../home/home-state.js';
+import { isSha } from '../store/object-id.js';
+import { isLeftover } from '../fsutil/durable-dir.js';
 import { FETCHED_REF_PREFIX as FETCHED_PREFIX, KEEP_REF_PREFIX, TAG_REF_PREFIX, keepRefName } from '../store/gitroot-refs.js';
 
 export { FETCHED_PREFIX, KEEP_REF_PREFIX, TAG_REF_PREFIX, keepRefName };

@@ -18,17 +18,17 @@
  */
 import { existsSync, lstatSync, readdirSync, rmSync, statSync } from 'node:fs';
 import { dirname, join } from 'node:path';
-import { runGit, gitFailure } from '../commit/git-exec.js';
-import { planBootEntries } from '../bootloader/boot-plan.js';
+import { runGit, gitFailure } from '../git/git-exec.js';
 import type { BootloaderName } from '../bootloader/bootloader.js';
 import { createBootloader } from '../bootloader/create-bootloader.js';
-import { readState, writeState, type DeployState } from '../deploy/deploy-state.js';
-import { removeAtomicTemps, step, stepAsync } from '../deploy/deploy-steps.js';
-import { processStartTime, withLock, type HeldLock } from '../deploy/lock.js';
-import { bootFilesDir } from '../deploy/stage-kernel.js';
+import { readState, type DeployState } from '../home/home-state.js';
+import { applyStateChange } from '../deploy/state-change.js';
+import { removeAtomicTemps, fsyncDir, isAtomicTemp, removeFilesUnder, writeFileAtomic } from '../fsutil/atomic-write.js';
+import { step, stepAsync } from '../fsutil/named-step.js';
+import { processStartTime, withLock, type HeldLock } from '../home/home-lock.js';
+import { bootFilesDir, STATE_FILE, repoPath } from '../home/home-layout.js';
 import { acquireFetchLock, type FetchLock } from '../fetch/fetch-lock.js';
 import { DEFAULT_LOCK_WAIT_MS, FETCH_TMP_DIR } from '../fetch/repo-fetch.js';
-import { fsyncDir, isAtomicTemp, removeFilesUnder, writeFileAtomic } from '../fsutil/atomic-write.js';
 import { UsageError } from '../errors/errors.js';
 import {
   FETCHED_PREFIX, KEEP_REF_PREFIX, type KeptRevision, type PrunePlan, type RefInfo, keepProblem, planPrune, stateKeeps,
@@ -245,20 +245,14 @@ async function apply(opts: PruneOptions, lock: HeldLock, repo: string, onStep: (
   });
 
   onStep('write state');
-  if (plan.stateChanged) step('write state', () => writeState(lock, plan.state));
-
-  onStep('boot entries');
-  if (opts.bootloader !== 'none') {
-    step('write boot entries', () => {
-      const bl = createBootloader(opts.bootloader, { homeDir: dir, bootDir: opts.bootDir });
-      bl.writeEntries(planBootEntries(plan.state, bl.location));
-    });
-  }
+  // The one crash-ordered state change (entries of both states, state.json, the new entries).
+  const bootloader = createBootloader(opts.bootloader, { homeDir: dir, bootDir: opts.bootDir });
+  applyStateChange({ dir, lock, bootloader, before: state, next: plan.stateChanged ? plan.state : state });
 
   onStep('kernels');
   const kernelDirsRemoved: string[] = [];
   step('remove kernels', () => {
-    removeAtomicTemps(dir, 'state.json');
+    removeAtomicTemps(dir, STATE_FILE);
     for (const name of plan.removeKernelDirs) {
       rmSync(join(bootFilesDir(dir), name), { recursive: true, force: true });
       kernelDirsRemoved.push(name);
@@ -316,7 +310,7 @@ export async function runPrune(opts: PruneOptions): Promise<PruneResult> {
   const started = performance.now();
   const dir = opts.dir;
   if (!existsSync(dir)) throw new UsageError(`${dir} does not exist: give the gitroot home (--dir) of this machine`);
-  const repo = join(dir, 'repo.git');
+  const repo = repoPath(dir);
   const onStep = opts.onStep ?? (() => {});
   const bytesBefore = diskUsage(dir);
   const packsBefore = listPacks(repo).length;

@@ -10,8 +10,8 @@
 import { existsSync, readdirSync, readFileSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import { NoSpaceError } from '../errors/errors.js';
-import { SPACE_MARGIN_BYTES, formatBytes, freeBytes } from '../deploy/deploy-steps.js';
-import { bootFilesDir } from '../deploy/stage-kernel.js';
+import { SPACE_MARGIN_BYTES, formatBytes, freeBytes } from '../fsutil/free-space.js';
+import { bootFilesDir, pruneRecordPath, repoPath } from '../home/home-layout.js';
 import { writeJsonAtomic } from '../fsutil/atomic-write.js';
 
 /** Multiple of the last fetched pack the next fetch needs free. */
@@ -28,10 +28,6 @@ export interface PruneRecord {
   lastFetchPackBytes: number;
   bytesBefore: number;
   bytesAfter: number;
-}
-
-export function pruneRecordPath(dir: string): string {
-  return join(dir, 'prune.json');
 }
 
 /** Reads `D/prune.json`; null when missing or unreadable (it only refines an estimate). */
@@ -140,7 +136,7 @@ export function biggestKernelDir(dir: string): number {
  * kernel copies) against the rule.
  */
 export function measureSpace(dir: string, minFreeMiB: number, copyBootDir: string | null): SpaceReport {
-  const repo = join(dir, 'repo.git');
+  const repo = repoPath(dir);
   const home = { dir, ...planSpace({ free: freeBytes(dir), minFreeMiB, lastPackBytes: lastFetchPackBytes(repo, readPruneRecord(dir)) }) };
   let boot: SpaceReport['boot'] = null;
   if (copyBootDir !== null && existsSync(copyBootDir)) {

@@ -9,8 +9,23 @@ export const OID_BYTES = 20;
 /** Hex digits in a SHA-1 object id. */
 export const OID_HEX_LENGTH = 40;
 
+/**
+ * A full object id in the canonical form gitroot writes and stores (40 lower-case hex), as a
+ * regular-expression fragment for patterns that embed one (`git-revision=<id>`).
+ */
+export const OID_PATTERN = '[0-9a-f]{40}';
+
+const CANONICAL = new RegExp(`^${OID_PATTERN}$`);
 const FULL_HEX = /^[0-9a-fA-F]{40}$/;
 const SOME_HEX = /^[0-9a-fA-F]+$/;
+
+/**
+ * True if `s` is a full object id in canonical form (40 lower-case hex): what state.json, refs
+ * and boot entries hold. Input from people goes through isOidHex and toOidHex instead.
+ */
+export function isSha(s: unknown): s is string {
+  return typeof s === 'string' && CANONICAL.test(s);
+}
 
 /** True if `s` is a full 40-digit hex object id (either case). */
 export function isOidHex(s: string): boolean {

@@ -9,7 +9,7 @@
  * every small DAG shape; checkDowngrade reads the parents from the local object store.
  */
 import { TrustError } from '../errors/errors.js';
-import type { DeployState } from '../deploy/deploy-state.js';
+import type { DeployState } from '../home/home-state.js';
 import { parseCommit } from '../store/git-objects.js';
 import type { ObjectStore } from '../store/object-store.js';
 

@@ -7,7 +7,7 @@
  * Either refusal is a TrustError; the caller stages nothing. Reads only the local object
  * store and the allowed-signers file; writes nothing.
  */
-import type { DeployState } from '../deploy/deploy-state.js';
+import type { DeployState } from '../home/home-state.js';
 import { ObjectStore } from '../store/object-store.js';
 import type { AllowedSigners } from './allowed-signers.js';
 import { type DowngradeVerdict, checkDowngrade, heldRevisions } from './downgrade-check.js';

@@ -11,7 +11,8 @@ import { promisify } from 'node:util';
 import { loadSettings } from '../params/settings-load.js';
 import { fetchCommit, type FetchProgress } from '../fetch/repo-fetch.js';
 import { stageRevision, planStage, type StageResult } from '../deploy/deploy-stage.js';
-import { readState, writeLastFetch, type LastFetch } from '../deploy/deploy-state.js';
+import { readState } from '../home/home-state.js';
+import { writeLastFetch, type LastFetch } from '../home/last-fetch.js';
 import { ObjectStore } from '../store/object-store.js';
 import { diffCommits, type TreeDiff } from '../diff/tree-diff.js';
 import { GitrootError, UsageError } from '../errors/errors.js';
@@ -19,6 +20,7 @@ import { planUpdate, type UpdatePlan } from './update-plan.js';
 import { ensureSpaceForFetch } from '../prune/prune-auto.js';
 import { loadTrustSettings } from '../trust/revision-trust.js';
 import { runTrustGates, type TrustGateResult } from '../trust/trust-gate.js';
+import { repoPath } from '../home/home-layout.js';
 
 export interface UpdateOptions {
   /** The gitroot home D (created if missing). */
@@ -97,7 +99,7 @@ export async function runUpdate(opts: UpdateOptions): Promise<UpdateResult> {
     // Trust settings (lib/trust): gpg-keyring refused, allowed-signers parsed, before any network.
     const signers = loadTrustSettings(s);
 
-    const repo = join(dir, 'repo.git');
+    const repo = repoPath(dir);
     // Free space (docs/prune.md): refuse before downloading anything; prune first when allowed.
     if (!opts.dryRun) {
       warnings.push(...(await ensureSpaceForFetch({

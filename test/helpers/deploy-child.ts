@@ -9,7 +9,7 @@
  */
 import fs from 'node:fs';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { withLock } from '../../lib/deploy/lock.js';
+import { withLock } from '../../lib/home/home-lock.js';
 import { stageRevision } from '../../lib/deploy/deploy-stage.js';
 import type { BootloaderName } from '../../lib/bootloader/bootloader.js';
 

@@ -3,7 +3,7 @@ import type { Command } from 'commander';
 import { runFsck } from '../../fsck/fsck-run.js';
 import { type FsckReport, FsckDamageError, damageSummary, formatReport } from '../../fsck/fsck-report.js';
 import { note, printJson, printLine, progress } from '../output.js';
-import { requireHome } from '../home-arg.js';
+import { requireHome } from '../../home/home-layout.js';
 
 interface FsckOpts {
   dir: string;

@@ -2,7 +2,7 @@
 import type { Command } from 'commander';
 import { loadSettings } from '../../params/settings-load.js';
 import { runPrune, type PruneResult } from '../../prune/prune-run.js';
-import { formatBytes } from '../../deploy/deploy-steps.js';
+import { formatBytes } from '../../fsutil/free-space.js';
 import { UsageError } from '../../errors/errors.js';
 import { note, printJson, printLine } from '../output.js';
 

@@ -1,22 +1,22 @@
 /**
  * `gitroot select`, `mark-good`, `mark-bad`, `rollback`: the boot decision shown without
  * acting on it, and the transitions after a boot (docs/rollback.md). The work is in
- * lib/boot/boot-assess.ts; this file reads options and settings and renders the results.
+ * lib/boot/ (boot-decide.ts, transitions.ts, health-checks.ts); this file reads options and settings and renders the results.
  */
 import { readFileSync } from 'node:fs';
 import type { Command } from 'commander';
 import { DEFAULT_RUN_DIR, readBootRecord } from '../../boot/boot-mount.js';
-import {
-  type BootDecision, type HealthReport, type MarkGoodResult, type TransitionResult,
-  DEFAULT_HEALTH_DIR, DEFAULT_HEALTH_TIMEOUT_MS, HealthCheckError, applyTransition, decideBoot, describeFailure, markGood, secondsToMs,
-} from '../../boot/boot-assess.js';
+import { type BootDecision, decideBoot } from '../../boot/boot-decide.js';
+import { type HealthReport, DEFAULT_HEALTH_DIR, DEFAULT_HEALTH_TIMEOUT_MS, HealthCheckError, describeFailure } from '../../boot/health-checks.js';
+import { type MarkGoodResult, type TransitionResult, applyTransition, markGood } from '../../boot/transitions.js';
+import { secondsToMs } from '../cli-options.js';
 import type { TransitionAction } from '../../boot/boot-select.js';
 import type { BootloaderName } from '../../bootloader/bootloader.js';
-import { isSha } from '../../deploy/deploy-state.js';
+import { isSha } from '../../store/object-id.js';
 import { RevisionNotFoundError, UsageError } from '../../errors/errors.js';
 import { loadSettings } from '../../params/settings-load.js';
 import { note, printJson, printLine } from '../output.js';
-import { requireHome } from '../home-arg.js';
+import { requireHome } from '../../home/home-layout.js';
 
 interface CommonOpts {
   dir: string;
@@ -26,11 +26,11 @@ interface CommonOpts {
   json?: boolean;
 }
 
-interface AssessOpts extends CommonOpts {
+interface TransitionOpts extends CommonOpts {
   runDir: string;
 }
 
-interface MarkGoodOpts extends AssessOpts {
+interface MarkGoodOpts extends TransitionOpts {
   healthDir: string;
   healthTimeout: number;
 }
@@ -91,7 +91,7 @@ function common(c: Command, what: string): Command {
     .option('--json', 'print the outcome as JSON');
 }
 
-async function transition(action: TransitionAction, opts: AssessOpts | CommonOpts): Promise<void> {
+async function transition(action: TransitionAction, opts: TransitionOpts | CommonOpts): Promise<void> {
   requireHome(opts.dir);
   const s = await settingsFor(opts);
   const r = await applyTransition({
@@ -104,7 +104,7 @@ async function transition(action: TransitionAction, opts: AssessOpts | CommonOpt
 }
 
 /** Registers select, mark-good, mark-bad and rollback. */
-export function registerAssess(program: Command): void {
+export function registerTransitions(program: Command): void {
   program
     .command('select')
     .description('show which revision the next boot would serve and why, and the state it would write; changes nothing')
@@ -156,7 +156,7 @@ export function registerAssess(program: Command): void {
   common(program.command('mark-bad'), 'marking')
     .description('abandon the booted revision at once: record it as failed; the known-good revision boots next')
     .option('--run-dir <dir>', 'where gitroot boot recorded this boot (booted.json); checked against state.json', DEFAULT_RUN_DIR)
-    .action((opts: AssessOpts) => transition('mark-bad', opts));
+    .action((opts: TransitionOpts) => transition('mark-bad', opts));
 
   common(program.command('rollback'), 'rolling back')
     .description('make the previous known-good revision the next boot (a second rollback undoes the first)')

@@ -1,5 +1,5 @@
 /**
- * The health checks of mark-good (runHealthChecks in lib/boot/boot-assess.ts) with real
+ * The health checks of mark-good (runHealthChecks in lib/boot/health-checks.ts) with real
  * scripts: run sorted, every one even after a failure, output captured (both streams, the
  * end of a long one), the environment they get; what is skipped (not executable, hidden,
  * backups, directories); a missing directory means no checks; a check that hangs is ended
@@ -9,9 +9,10 @@
 import t from 'tap';
 import fs from 'node:fs';
 import path from 'node:path';
-import { checkNewGood, healthVeto, runHealthChecks } from '../lib/boot/boot-assess.js';
+import { checkNewGood } from '../lib/boot/transitions.js';
+import { healthVeto, runHealthChecks } from '../lib/boot/health-checks.js';
 import { planMarkGood, TransitionRefusedError, type RevisionHealth } from '../lib/boot/boot-select.js';
-import { emptyState } from '../lib/deploy/deploy-state.js';
+import { emptyState } from '../lib/home/home-state.js';
 import { tempDir } from './helpers/deploy-fixtures.js';
 
 function script(dir: string, name: string, body: string, mode = 0o755): string {

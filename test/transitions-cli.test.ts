@@ -18,12 +18,13 @@ import { spawn } from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';
 import { createInterface } from 'node:readline';
-import { decideBoot } from '../lib/boot/boot-assess.js';
+import { decideBoot } from '../lib/boot/boot-decide.js';
 import { parseBlsKeys } from '../lib/bootloader/bootloader-bls.js';
 import { createBootloader } from '../lib/bootloader/create-bootloader.js';
 import { stageRevision } from '../lib/deploy/deploy-stage.js';
-import { type DeployState, readState, statePath, writeState } from '../lib/deploy/deploy-state.js';
-import { withLock } from '../lib/deploy/lock.js';
+import { type DeployState, readState, writeState } from '../lib/home/home-state.js';
+import { statePath } from '../lib/home/home-layout.js';
+import { withLock } from '../lib/home/home-lock.js';
 import { CLI, gitroot } from './helpers/cli.js';
 import { DEPLOY_CHILD, PROJECT_ROOT, commitSpec, debianRoot, tempDir } from './helpers/deploy-fixtures.js';
 
@@ -44,7 +45,7 @@ interface Machine {
 }
 
 function machine(t: Test, loader: 'bls' | 'extlinux'): Machine {
-  const work = tempDir(t, 'assess');
+  const work = tempDir(t, 'transitions');
   const m = {
     work, loader,
     home: path.join(work, 'gitroot'),

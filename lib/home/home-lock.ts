@@ -4,17 +4,12 @@
  * itself (atomic record, stale holders broken, waiting) is lib/fsutil/process-lock.ts.
  */
 import { mkdirSync } from 'node:fs';
-import { join } from 'node:path';
 import { StateError } from '../errors/errors.js';
+import { lockPath } from './home-layout.js';
 import { acquireLockFile, readLockFileOwner, releaseLock, type HeldLock, type LockOptions, type LockOwner } from '../fsutil/process-lock.js';
 
 export { currentBootId, ownerGone, processStartTime, releaseLock } from '../fsutil/process-lock.js';
 export type { HeldLock, LockOptions, LockOwner } from '../fsutil/process-lock.js';
-
-/** Path of the lock of home `dir`. */
-export function lockPath(dir: string): string {
-  return join(dir, 'lock');
-}
 
 /** The current holder of the home's lock, or null when it is free or unreadable. */
 export function readLockOwner(dir: string): LockOwner | null {

@@ -5,13 +5,15 @@
  * (a missing file is a fresh machine; anything unparseable is a StateError naming the file and
  * the fix) and is written only through writeState, which needs the home's lock and replaces the
  * file atomically. `D/last-fetch.json` records the last fetch attempt for `status`; it never
- * affects what boots. docs/deploy.md describes every field.
+ * affects what boots (last-fetch.ts). docs/deploy.md describes every field.
  */
 import { readFileSync } from 'node:fs';
-import { join } from 'node:path';
 import { StateError } from '../errors/errors.js';
 import { writeJsonAtomic } from '../fsutil/atomic-write.js';
-import type { HeldLock } from './lock.js';
+import type { HeldLock } from './home-lock.js';
+import { isSha } from '../store/object-id.js';
+import { statePath } from './home-layout.js';
+import { Invalid, fail, fileNameOrNull, isObject, isoTime, shaList, shaOrNull, stringOrNull } from './state-fields.js';
 
 /** Version of the state.json format this code reads and writes. */
 export const STATE_VERSION = 1;
@@ -21,10 +23,6 @@ export const PREVIOUS_GOOD_LIMIT = 10;
 export const FAILED_LIMIT = 32;
 /** How many entries of `previousGood` keep their staged kernel (for a rollback without re-staging). */
 export const KEEP_PREVIOUS_KERNELS = 1;
-/** Name of the kernel file inside `D/boot/<sha>/`. */
-export const KERNEL_FILE = 'vmlinuz';
-/** Name of the initrd file inside `D/boot/<sha>/`. */
-export const INITRD_FILE = 'initrd.img';
 
 /** The revision staged to boot next. */
 export interface PendingRevision {
@@ -77,89 +75,9 @@ export interface DeployState {
   staged: Record<string, StagedRevision>;
 }
 
-/** One fetch attempt, as `D/last-fetch.json` records it for `status`. */
-export interface LastFetch {
-  version: typeof STATE_VERSION;
-  /** When the attempt ended (ISO 8601). */
-  at: string;
-  /** What came of it. */
-  result: 'staged' | 'up-to-date' | 'disabled' | 'refused' | 'dry-run' | 'failed';
-  /** The commit fetched (and staged), when known. */
-  revision: string | null;
-  /** Bytes downloaded, when known. */
-  bytes: number | null;
-  /** For `failed`: the error's code and one-line message. */
-  error: { code: string; message: string } | null;
-}
-
-const SHA = /^[0-9a-f]{40}$/;
-const FILE_NAME = /^[A-Za-z0-9._+-]+$/;
-const FETCH_RESULTS = new Set(['staged', 'up-to-date', 'disabled', 'refused', 'dry-run', 'failed']);
-
-/** True if `s` is a full commit id in the form state.json keeps (40 lowercase hex). */
-export function isSha(s: unknown): s is string {
-  return typeof s === 'string' && SHA.test(s);
-}
-
-/** Path of the state file of home `dir`. */
-export function statePath(dir: string): string {
-  return join(dir, 'state.json');
-}
-
-/** Path of the last-fetch record of home `dir`. */
-export function lastFetchPath(dir: string): string {
-  return join(dir, 'last-fetch.json');
-}
-
 /** The state of a fresh machine: nothing good, nothing pending, nothing booted. */
 export function emptyState(): DeployState {
   return { version: STATE_VERSION, good: null, pending: null, booted: null, failed: [], previousGood: [], staged: {} };
-}
-
-/** Thrown inside validation; turned into a StateError naming the file. */
-class Invalid extends Error {}
-
-function fail(what: string): never {
-  throw new Invalid(what);
-}
-
-function isObject(v: unknown): v is Record<string, unknown> {
-  return typeof v === 'object' && v !== null && !Array.isArray(v);
-}
-
-function shaOrNull(v: unknown, key: string): string | null {
-  if (v === null) return null;
-  if (!isSha(v)) fail(`'${key}' is neither null nor a 40-hex commit id`);
-  return v;
-}
-
-function isoTime(v: unknown, key: string): string {
-  if (typeof v !== 'string' || Number.isNaN(Date.parse(v))) fail(`'${key}' is not an ISO date`);
-  return v;
-}
-
-function shaList(v: unknown, key: string, limit: number): string[] {
-  if (!Array.isArray(v)) fail(`'${key}' is not a list`);
-  const seen = new Set<string>();
-  for (const [i, s] of v.entries()) {
-    if (!isSha(s)) fail(`'${key}[${i}]' is not a 40-hex commit id`);
-    if (seen.has(s)) fail(`'${key}' lists ${s} twice`);
-    seen.add(s);
-  }
-  if (v.length > limit) fail(`'${key}' has ${v.length} entries, more than ${limit}`);
-  return [...(v as string[])];
-}
-
-function fileNameOrNull(v: unknown, key: string): string | null {
-  if (v === null) return null;
-  if (typeof v !== 'string' || !FILE_NAME.test(v) || v === '.' || v === '..') fail(`'${key}' is not a plain file name`);
-  return v;
-}
-
-function stringOrNull(v: unknown, key: string): string | null {
-  if (v === null) return null;
-  if (typeof v !== 'string') fail(`'${key}' is neither null nor a string`);
-  return v;
 }
 
 function validatePending(v: unknown): PendingRevision | null {
@@ -332,63 +250,4 @@ export function withPrunedStaged(state: DeployState): DeployState {
   const staged: Record<string, StagedRevision> = {};
   for (const s of Object.keys(state.staged).sort()) if (revisions.has(s)) staged[s] = state.staged[s];
   return { ...state, staged };
-}
-
-function validateLastFetch(v: unknown): LastFetch {
-  if (!isObject(v)) fail('it is not a JSON object');
-  if (v.version !== STATE_VERSION) fail(`'version' is not ${STATE_VERSION}`);
-  if (typeof v.result !== 'string' || !FETCH_RESULTS.has(v.result)) fail("'result' is not a known fetch result");
-  if (v.bytes !== null && !(Number.isInteger(v.bytes) && (v.bytes as number) >= 0)) fail("'bytes' is neither null nor a byte count");
-  let error: LastFetch['error'] = null;
-  if (v.error !== null) {
-    if (!isObject(v.error) || typeof v.error.code !== 'string' || typeof v.error.message !== 'string') {
-      fail("'error' is neither null nor { code, message }");
-    }
-    error = { code: v.error.code, message: v.error.message };
-  }
-  return {
-    version: STATE_VERSION,
-    at: isoTime(v.at, 'at'),
-    result: v.result as LastFetch['result'],
-    revision: shaOrNull(v.revision, 'revision'),
-    bytes: v.bytes as number | null,
-    error,
-  };
-}
-
-/** Reads `D/last-fetch.json`: null when there is none; StateError when it is unreadable. */
-export function readLastFetch(dir: string): LastFetch | null {
-  const file = lastFetchPath(dir);
-  let text: string;
-  try {
-    text = readFileSync(file, 'utf8');
-  } catch (e) {
-    if ((e as NodeJS.ErrnoException).code === 'ENOENT') return null;
-    throw new StateError(`cannot read ${file}: ${(e as Error).message}; check that the gitroot home is readable`, { cause: e });
-  }
-  try {
-    return validateLastFetch(JSON.parse(text));
-  } catch (e) {
-    const detail = e instanceof Invalid ? e.message : `it is not JSON (${(e as Error).message})`;
-    throw new StateError(`${file} is not a valid fetch record: ${detail}; remove it (the next fetch writes a new one)`,
-      { data: { file, detail }, cause: e });
-  }
-}
-
-/**
- * Records a fetch attempt in `D/last-fetch.json` (atomically). Takes no lock: the record is
- * informational and a concurrent writer only replaces it whole.
- */
-export function writeLastFetch(dir: string, record: Omit<LastFetch, 'version'>): void {
-  const value: LastFetch = { version: STATE_VERSION, ...record };
-  try {
-    validateLastFetch(JSON.parse(JSON.stringify(value)));
-  } catch (e) {
-    if (e instanceof Invalid) {
-      throw new StateError(`refusing to write an invalid fetch record: ${e.message}; this is a bug in gitroot, please report it`,
-        { cause: e });
-    }
-    throw e;
-  }
-  writeJsonAtomic(lastFetchPath(dir), value);
 }
