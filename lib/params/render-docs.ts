@@ -1,6 +1,6 @@
 /**
  * Generates the settings table of docs/config.md from settings-schema.ts, so the document
- * cannot drift from the code (test/params-docs.test.ts fails when it does).
+ * cannot drift from the code (test/render-docs.test.ts fails when it does).
  *
  *   node dist/lib/params/render-docs.js                     prints the table
  *   node dist/lib/params/render-docs.js --write docs/config.md   replaces it in the document
