@@ -10,8 +10,10 @@ cd "$(dirname "$0")/.."
 #   FUSE binding), attr (getfattr/setfattr in tests), libcap2-bin (setcap in tests),
 #   debootstrap (Debian rootfs fixtures), squashfs-tools, make/g++/python3 (node-gyp),
 #   util-linux (mount/umount), procps, cpio (initrd fixtures), openssh-client (ssh-keygen:
-#   signing keys and the signature cross-checks of the trust tests; not needed at run time).
-PACKAGES=(git fuse3 libfuse3-dev pkg-config attr libcap2-bin debootstrap squashfs-tools make g++ python3 util-linux procps cpio initramfs-tools busybox klibc-utils zstd qemu-system-x86 e2fsprogs dracut-core openssh-client)
+#   signing keys and the signature cross-checks of the trust tests; not needed at run time),
+#   fdisk (sfdisk), mtools, syslinux + syslinux-common (gitroot image: GPT, FAT, BIOS boot code),
+#   systemd-boot-efi and ovmf (UEFI boot loader and firmware for image tests under QEMU).
+PACKAGES=(git fuse3 libfuse3-dev pkg-config attr libcap2-bin debootstrap squashfs-tools make g++ python3 util-linux procps cpio initramfs-tools busybox klibc-utils zstd qemu-system-x86 e2fsprogs dracut-core openssh-client fdisk mtools syslinux syslinux-common systemd-boot-efi ovmf)
 
 missing=()
 for p in "${PACKAGES[@]}"; do

@@ -22,6 +22,8 @@ export type ErrorCode =
   | 'ENOSPACE'         // not enough free space for the update
   | 'ESTATE'           // the deployment state is unreadable or inconsistent
   | 'ETRUST'           // a revision is refused: unsigned, badly signed, unlisted key, or a downgrade
+  | 'EIMAGE'           // a revision cannot become a bootable image (no kernel, no gitroot initrd, no boot loader)
+  | 'ETOOL'            // a system tool (sfdisk, mkfs.ext4, mtools, ...) failed
   | 'EINTERNAL';       // a bug: report it
 
 /** Exit status for each code: 2 = usage/config, 3 = not found, 4 = data/integrity, 5 = system,
@@ -43,6 +45,8 @@ export const EXIT_CODES: Record<ErrorCode, number> = {
   ENOSPACE: 5,
   ESTATE: 4,
   ETRUST: 8,
+  EIMAGE: 4,
+  ETOOL: 5,
   EINTERNAL: 70,
 };
 
@@ -115,4 +119,14 @@ export class StateError extends GitrootError {
 }
 export class TrustError extends GitrootError {
   constructor(message: string, opts?: ErrorOptions) { super('ETRUST', message, opts); }
+}
+
+/** The revision cannot become a bootable disk image: it lacks a kernel, a gitroot initrd or the boot loader. */
+export class ImageSourceError extends GitrootError {
+  constructor(message: string, opts?: ErrorOptions) { super('EIMAGE', message, opts); }
+}
+
+/** A system tool gitroot runs (sfdisk, mkfs.ext4, mtools, syslinux, ...) failed. */
+export class ToolError extends GitrootError {
+  constructor(message: string, opts?: ErrorOptions) { super('ETOOL', message, opts); }
 }
