@@ -15,6 +15,7 @@ type Register = (program: Command) => void;
 const COMMAND_MODULES: Array<{ names: string[]; load: () => Promise<Register[]> }> = [
   { names: ['commit'], load: async () => [(await import('./commands/commit.js')).registerCommit] },
   { names: ['image'], load: async () => [(await import('./commands/image.js')).registerImage] },
+  { names: ['grow'], load: async () => [(await import('./commands/grow.js')).registerGrow] },
   { names: ['mount', 'umount', 'unmount'], load: async () => [(await import('./commands/mount.js')).registerMount] },
   { names: ['config'], load: async () => [(await import('./commands/config.js')).registerConfig] },
   { names: ['diff'], load: async () => [(await import('./commands/diff.js')).registerDiff] },

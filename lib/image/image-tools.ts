@@ -11,7 +11,7 @@ import { ToolError, UsageError } from '../errors/errors.js';
 /** The Debian package of each tool, for the message when it is missing. */
 export const TOOL_PACKAGES: Record<string, string> = {
   sfdisk: 'fdisk', mformat: 'mtools', mcopy: 'mtools', 'mkfs.ext4': 'e2fsprogs', debugfs: 'e2fsprogs', syslinux: 'syslinux',
-  git: 'git',
+  git: 'git', blockdev: 'util-linux', partx: 'util-linux', resize2fs: 'e2fsprogs', e2fsck: 'e2fsprogs', truncate: 'coreutils',
 };
 
 /** Runs `cmd` with `args` (and `input` on stdin); resolves to stdout; throws one-line errors. */
