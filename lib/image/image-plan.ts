@@ -33,8 +33,12 @@ const LEAD_MIB = 1;
 const TAIL_MIB = 1;
 /** FAT32 needs about 65,525 clusters; with 512-byte clusters that is 32 MiB, more is kinder to firmware. */
 const MIN_BOOT_MIB = 64;
-/** A home needs room for the next update before the partition is grown on first boot. */
-const MIN_DATA_MIB = 64;
+/**
+ * Free space on the data partition beyond the home: the serving daemon spills big files it
+ * decodes there from the first boot on (node itself is one), and the first update needs room
+ * before `gitroot grow` has made the partition fill its disk.
+ */
+export const DATA_FREE_MIB = 512;
 
 /** One partition of the plan. */
 export interface PlannedPartition {
@@ -93,12 +97,11 @@ function mibFor(bytes: number): number {
 /**
  * Plans the image (pure). The boot partition holds its files plus room for two more kernels
  * (a staged update beside the good one, and one being replaced), with a 25% margin; the data
- * partition holds the home with a 25% margin (at least MIN_DATA_MIB), or all that `sizeBytes`
- * leaves. UsageError when `sizeBytes` is smaller than what is needed.
+ * partition holds the home with a 25% margin plus DATA_FREE_MIB, or all that `sizeBytes` leaves. UsageError when `sizeBytes` is smaller than what is needed.
  */
 export function planImage(i: ImagePlanInputs): ImagePlan {
   const bootMib = Math.max(MIN_BOOT_MIB, mibFor((i.bootBytes + 2 * i.kernelBytes) * 1.25));
-  const neededDataMib = Math.max(MIN_DATA_MIB, mibFor(i.homeBytes * 1.25));
+  const neededDataMib = mibFor(i.homeBytes * 1.25) + DATA_FREE_MIB;
   const fixedMib = LEAD_MIB + bootMib + TAIL_MIB;
   let totalMib = fixedMib + neededDataMib;
   if (i.sizeBytes !== null) {
