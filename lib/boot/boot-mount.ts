@@ -176,110 +176,121 @@ async function startBootDaemon(o: { script: string; home: string; lower: string;
   return { pid: d.pid, readyMs: d.readyMs, oomScoreAdj };
 }
 
-/**
- * Mounts the chosen revision as a writable root at `opts.target`; returns what booted.
- * On failure, everything it mounted is unmounted and the daemon stopped.
- */
-export async function bootMount(opts: BootMountOptions): Promise<BootRecord> {
-  const log = opts.log ?? (() => undefined);
-  const t0 = performance.now();
-  const stepsMs: Record<string, number> = {};
-  const undo: Undo[] = [];
+/** The mount points under RUN (see the module comment). */
+interface RunPaths {
+  runDir: string;
+  lower: string;
+  rw: string;
+  homeMnt: string;
+}
 
-  const step = async <T>(name: string, fn: () => Promise<T> | T): Promise<T> => {
+function runPaths(runDir: string): RunPaths {
+  return { runDir, lower: join(runDir, 'lower'), rw: join(runDir, 'rw'), homeMnt: join(runDir, 'home') };
+}
+
+/**
+ * The boot's named steps: each is timed and logged; a failing one undoes what the steps
+ * before it registered (last first) and raises an error prefixed with its name.
+ */
+class BootSteps {
+  /** Milliseconds per finished step. */
+  readonly ms: Record<string, number> = {};
+  private readonly undo: Undo[] = [];
+
+  constructor(private readonly log: (line: string) => void) {}
+
+  /** Registers how to take back what a step did, for a later step's failure. */
+  onUndo(u: Undo): void {
+    this.undo.push(u);
+  }
+
+  /** Runs step `name`; on failure, undoes everything and throws the error prefixed with the step. */
+  async run<T>(name: string, fn: () => Promise<T> | T): Promise<T> {
     const start = performance.now();
     try {
       const out = await fn();
-      stepsMs[name] = Math.round(performance.now() - start);
-      log(`${name}: ${stepsMs[name]} ms`);
+      this.ms[name] = Math.round(performance.now() - start);
+      this.log(`${name}: ${this.ms[name]} ms`);
       return out;
     } catch (e) {
-      for (const u of undo.reverse()) await Promise.resolve().then(u).catch(() => undefined);
+      for (const u of this.undo.reverse()) await Promise.resolve().then(u).catch(() => undefined);
       const msg = (e as Error).message ?? String(e);
       if (e instanceof GitrootError) {
         throw new GitrootError(e.code, `boot step '${name}': ${msg}`, { data: { ...e.data, step: name }, cause: e });
       }
       throw new MountError(`boot step '${name}': ${msg}`, { data: { step: name }, cause: e });
     }
-  };
+  }
+}
 
-  const runDir = resolve(opts.runDir ?? DEFAULT_RUN_DIR);
-  const lower = join(runDir, 'lower');
-  const rw = join(runDir, 'rw');
-  const homeMnt = join(runDir, 'home');
-  const script = opts.script ?? process.argv[1];
-  if (!script || !isAbsolute(resolve(script))) throw new UsageError('cannot tell which program the daemon runs: pass script');
+/** Step 'check': the inputs, before anything is touched; returns the home and target resolved. */
+function checkInputs(opts: BootMountOptions, run: RunPaths): { home: string; target: string } {
+  let home: string;
+  let target: string;
+  try {
+    home = realpathSync(opts.dir);
+  } catch {
+    throw new UsageError(`gitroot home ${opts.dir} does not exist: is the boot medium mounted, and gitroot.dir right?`);
+  }
+  if (!existsSync(repoPath(home))) {
+    throw new UsageError(`gitroot home ${home} has no ${REPO_DIR}: check gitroot.dir (and gitroot.medium)`);
+  }
+  try {
+    target = realpathSync(opts.target);
+  } catch {
+    throw new UsageError(`target ${opts.target} does not exist: create the directory the new root goes on`);
+  }
+  // Goes into a mount option string: no second option may ride along (tmpfs judges the rest).
+  if (opts.overlaySize !== undefined && !/^[0-9A-Za-z%]+$/.test(opts.overlaySize)) {
+    throw new UsageError(`overlay size '${opts.overlaySize}' is not a size: write it like 512m, 2g or 25%`);
+  }
+  if (isMountpoint(target)) throw new MountError(`target ${target} is already a mount point: unmount it or pick another directory`);
+  for (const p of [run.lower, run.rw, run.homeMnt]) {
+    if (isMountpoint(p)) throw new MountError(`${p} is already mounted (a previous boot?): unmount it or use another --run-dir`);
+  }
+  return { home, target };
+}
 
-  // 1. Check the inputs before touching anything.
-  const { home, target } = await step('check', () => {
-    let home: string;
-    let target: string;
-    try {
-      home = realpathSync(opts.dir);
-    } catch {
-      throw new UsageError(`gitroot home ${opts.dir} does not exist: is the boot medium mounted, and gitroot.dir right?`);
-    }
-    if (!existsSync(repoPath(home))) {
-      throw new UsageError(`gitroot home ${home} has no ${REPO_DIR}: check gitroot.dir (and gitroot.medium)`);
-    }
-    try {
-      target = realpathSync(opts.target);
-    } catch {
-      throw new UsageError(`target ${opts.target} does not exist: create the directory the new root goes on`);
-    }
-    // Goes into a mount option string: no second option may ride along (tmpfs judges the rest).
-    if (opts.overlaySize !== undefined && !/^[0-9A-Za-z%]+$/.test(opts.overlaySize)) {
-      throw new UsageError(`overlay size '${opts.overlaySize}' is not a size: write it like 512m, 2g or 25%`);
-    }
-    if (isMountpoint(target)) throw new MountError(`target ${target} is already a mount point: unmount it or pick another directory`);
-    for (const p of [lower, rw, homeMnt]) {
-      if (isMountpoint(p)) throw new MountError(`${p} is already mounted (a previous boot?): unmount it or use another --run-dir`);
-    }
-    return { home, target };
+type BootDaemon = Awaited<ReturnType<typeof startBootDaemon>>;
+
+/** Step 'serve': the revision read-only with git-fs at RUN/lower; undone by unmounting and stopping the daemon. */
+async function serve(steps: BootSteps, run: RunPaths, o: { script: string; home: string; revision: string; cacheMb?: number },
+  log: (line: string) => void): Promise<BootDaemon> {
+  for (const d of [run.runDir, run.lower, run.rw, run.homeMnt]) mkdirSync(d, { recursive: true });
+  const d = await startBootDaemon({ ...o, lower: run.lower, logPath: join(run.runDir, 'gitfs.log') });
+  steps.onUndo(async () => {
+    await umount(run.lower);
+    for (let i = 0; i < 100 && alive(d.pid); i++) await new Promise((r) => setTimeout(r, 20));
+    if (alive(d.pid)) process.kill(d.pid, 'SIGKILL');
   });
+  if (d.oomScoreAdj === null) log('warning: cannot set the daemon\'s oom_score_adj to -1000 (no CAP_SYS_RESOURCE): the OOM killer may pick it');
+  return d;
+}
 
-  // 2. Decide the revision and record the decision in the home (a try used, `booted`).
-  const selection = await step('select', () => decide(home, opts.cmdline, opts.persist ?? true,
-    opts.allowedSigners === undefined ? null : readAllowedSigners(opts.allowedSigners, '--allowed-signers')));
-  for (const n of selection.notes) log(`note: ${n}`);
-  log(`revision ${selection.revision} (${selection.kind}: ${selection.reason})`);
+/** Step 'tmpfs': the writable layer, a tmpfs at RUN/rw holding the overlay's upper and work directories. */
+async function mountWritable(steps: BootSteps, rw: string, overlaySize: string | undefined): Promise<void> {
+  const size = overlaySize ? `,size=${overlaySize}` : '';
+  await runMount(['-t', 'tmpfs', '-o', `mode=0755${size}`, 'gitroot-rw', rw]);
+  steps.onUndo(() => umount(rw));
+  mkdirSync(join(rw, 'upper'), { mode: 0o755 });
+  mkdirSync(join(rw, 'work'), { mode: 0o755 });
+}
 
-  // 3. Serve it read-only with git-fs.
-  const daemon = await step('serve', async () => {
-    for (const d of [runDir, lower, rw, homeMnt]) mkdirSync(d, { recursive: true });
-    const d = await startBootDaemon({ script, home, lower, revision: selection.revision, logPath: join(runDir, 'gitfs.log'), cacheMb: opts.cacheMb });
-    undo.push(async () => {
-      await umount(lower);
-      for (let i = 0; i < 100 && alive(d.pid); i++) await new Promise((r) => setTimeout(r, 20));
-      if (alive(d.pid)) process.kill(d.pid, 'SIGKILL');
-    });
-    if (d.oomScoreAdj === null) log('warning: cannot set the daemon\'s oom_score_adj to -1000 (no CAP_SYS_RESOURCE): the OOM killer may pick it');
-    return d;
-  });
+/** Step 'overlay': the new root at `target`, writable, reading through to the revision. */
+async function mountOverlay(steps: BootSteps, run: RunPaths, target: string): Promise<void> {
+  await runMount(['-t', 'overlay', '-o', `lowerdir=${run.lower},upperdir=${join(run.rw, 'upper')},workdir=${join(run.rw, 'work')}`, 'gitroot', target]);
+  steps.onUndo(() => umount(target));
+}
 
-  // 4. The writable layer: a tmpfs holding the overlay's upper and work directories.
-  await step('tmpfs', async () => {
-    const size = opts.overlaySize ? `,size=${opts.overlaySize}` : '';
-    await runMount(['-t', 'tmpfs', '-o', `mode=0755${size}`, 'gitroot-rw', rw]);
-    undo.push(() => umount(rw));
-    mkdirSync(join(rw, 'upper'), { mode: 0o755 });
-    mkdirSync(join(rw, 'work'), { mode: 0o755 });
-  });
+/** Step 'home': the home bound at RUN/home, reachable from the new root (RUN moves with /run). */
+async function bindHome(steps: BootSteps, home: string, homeMnt: string): Promise<void> {
+  await runMount(['-o', 'bind', home, homeMnt]);
+  steps.onUndo(() => umount(homeMnt));
+}
 
-  // 5. The overlay: the new root, writable, reading through to the revision.
-  await step('overlay', async () => {
-    await runMount(['-t', 'overlay', '-o', `lowerdir=${lower},upperdir=${join(rw, 'upper')},workdir=${join(rw, 'work')}`, 'gitroot', target]);
-    undo.push(() => umount(target));
-  });
-
-  // 6. The home, reachable from the new root at RUN/home (RUN moves with /run).
-  await step('home', async () => {
-    await runMount(['-o', 'bind', home, homeMnt]);
-    undo.push(() => umount(homeMnt));
-  });
-
-  // 7. Record what booted.
-  const record: BootRecord = {
+/** What booted, with the step times so far (totalMs is filled in by the 'record' step). */
+function bootRecord(selection: BootSelection, daemon: BootDaemon, run: RunPaths, target: string, stepsMs: Record<string, number>): BootRecord {
+  return {
     revision: selection.revision,
     kind: selection.kind,
     reason: selection.reason,
@@ -289,15 +300,46 @@ export async function bootMount(opts: BootMountOptions): Promise<BootRecord> {
     daemonPid: daemon.pid,
     daemonReadyMs: daemon.readyMs,
     oomScoreAdj: daemon.oomScoreAdj,
-    lower,
-    home: homeMnt,
+    lower: run.lower,
+    home: run.homeMnt,
     target,
     stepsMs: { ...stepsMs },
     totalMs: 0,
   };
-  await step('record', () => {
+}
+
+/**
+ * Mounts the chosen revision as a writable root at `opts.target`; returns what booted.
+ * On failure, everything it mounted is unmounted and the daemon stopped.
+ */
+export async function bootMount(opts: BootMountOptions): Promise<BootRecord> {
+  const log = opts.log ?? (() => undefined);
+  const t0 = performance.now();
+  const steps = new BootSteps(log);
+  const run = runPaths(resolve(opts.runDir ?? DEFAULT_RUN_DIR));
+  const script = opts.script ?? process.argv[1];
+  if (!script || !isAbsolute(resolve(script))) throw new UsageError('cannot tell which program the daemon runs: pass script');
+
+  // 1. Check the inputs before touching anything.
+  const { home, target } = await steps.run('check', () => checkInputs(opts, run));
+
+  // 2. Decide the revision and record the decision in the home (a try used, `booted`).
+  const selection = await steps.run('select', () => decide(home, opts.cmdline, opts.persist ?? true,
+    opts.allowedSigners === undefined ? null : readAllowedSigners(opts.allowedSigners, '--allowed-signers')));
+  for (const n of selection.notes) log(`note: ${n}`);
+  log(`revision ${selection.revision} (${selection.kind}: ${selection.reason})`);
+
+  // 3-6. Serve it, then the writable layer, the overlay (the new root) and the home.
+  const daemon = await steps.run('serve', () => serve(steps, run, { script, home, revision: selection.revision, cacheMb: opts.cacheMb }, log));
+  await steps.run('tmpfs', () => mountWritable(steps, run.rw, opts.overlaySize));
+  await steps.run('overlay', () => mountOverlay(steps, run, target));
+  await steps.run('home', () => bindHome(steps, home, run.homeMnt));
+
+  // 7. Record what booted.
+  const record = bootRecord(selection, daemon, run, target, steps.ms);
+  await steps.run('record', () => {
     record.totalMs = Math.round(performance.now() - t0);
-    writeJsonAtomic(join(runDir, 'booted.json'), record);
+    writeJsonAtomic(join(run.runDir, 'booted.json'), record);
   });
   return record;
 }

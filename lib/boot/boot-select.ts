@@ -141,124 +141,166 @@ export function selectRevision(input: SelectInput): Selection {
   return { ...again, reason: `${again.reason}; ${why}`, notes: [...again.notes, `${again.revision} boots although damaged: ${why}`] };
 }
 
-function select(input: SelectInput, acceptDamaged: boolean): Selection {
-  const notes: string[] = [];
-  const healthMemo = new Map<string, RevisionHealth>();
-  const health = (sha: string): RevisionHealth => {
-    let h = healthMemo.get(sha);
+/** Where the command line's `git-revision=` points, relative to the state. */
+type AskedKind = 'pending' | 'good' | 'other' | null;
+
+/**
+ * One run of the rules of selectRevision over one input: the state as the rules change it,
+ * the notes, what was passed over (for the reason of a fallback) and what was tried.
+ */
+class SelectionRun {
+  readonly notes: string[] = [];
+  /** What was passed over and why, for the reason of a fallback. */
+  readonly passed: string[] = [];
+  readonly tried = new Set<string>();
+  readonly failed: Set<string>;
+  state: DeployState;
+  private readonly healthMemo = new Map<string, RevisionHealth>();
+
+  constructor(private readonly input: SelectInput, private readonly acceptDamaged: boolean) {
+    this.state = input.state;
+    // 0. A pending entry for the good revision is a finished trial (staging never writes one).
+    if (this.state.pending !== null && this.state.pending.revision === this.state.good) {
+      this.notes.push(`pending revision ${this.state.good} is already the known-good one: its trial is over`);
+      this.state = withGood(this.state, this.state.good);
+    }
+    this.failed = new Set(this.state.failed);
+  }
+
+  /** The health of `sha`, asked once (damaged counts as ok when damaged revisions are accepted). */
+  health(sha: string): RevisionHealth {
+    let h = this.healthMemo.get(sha);
     if (h === undefined) {
-      h = input.health(sha);
-      if (h === 'damaged' && acceptDamaged) h = 'ok';
-      healthMemo.set(sha, h);
+      h = this.input.health(sha);
+      if (h === 'damaged' && this.acceptDamaged) h = 'ok';
+      this.healthMemo.set(sha, h);
     }
     return h;
-  };
-  let state = input.state;
-
-  // 0. A pending entry for the good revision is a finished trial (staging never writes one).
-  if (state.pending !== null && state.pending.revision === state.good) {
-    notes.push(`pending revision ${state.good} is already the known-good one: its trial is over`);
-    state = withGood(state, state.good);
   }
-  const good = state.good;
-  const failed = new Set(state.failed);
-  const tried = new Set<string>();
-  /** What was passed over and why, for the reason of a fallback. */
-  const passed: string[] = [];
 
-  const choose = (revision: string, kind: SelectionKind, reason: string): Selection => ({
-    revision, kind, reason, notes, state: state.booted === revision ? state : { ...state, booted: revision },
-  });
-  const pass = (what: string, sha: string, why: string): void => {
+  /** The selection of `revision`, with `booted` set to it. */
+  choose(revision: string, kind: SelectionKind, reason: string): Selection {
+    const state = this.state;
+    return { revision, kind, reason, notes: this.notes, state: state.booted === revision ? state : { ...state, booted: revision } };
+  }
+
+  /** Records that `sha` (`what`, e.g. 'good revision') was passed over, and why. */
+  pass(what: string, sha: string, why: string): void {
     const sep = what.endsWith('=') ? '' : ' ';
-    notes.push(`${what}${sep}${sha} is ${why}: passed over`);
-    passed.push(`${what}${sep}${short(sha)} is ${why}`);
-  };
+    this.notes.push(`${what}${sep}${sha} is ${why}: passed over`);
+    this.passed.push(`${what}${sep}${short(sha)} is ${why}`);
+  }
+
   /** Tries `sha`: true if healthy; otherwise records why it was passed over. */
-  const usable = (what: string, sha: string): boolean => {
-    tried.add(sha);
-    const h = health(sha);
+  usable(what: string, sha: string): boolean {
+    this.tried.add(sha);
+    const h = this.health(sha);
     if (h === 'ok') return true;
-    pass(what, sha, healthText(h));
+    this.pass(what, sha, healthText(h));
     return false;
-  };
+  }
+
   /** A pending revision whose tries are used up becomes failed. */
-  const failUsedUp = (): void => {
-    const p = state.pending;
+  failUsedUp(): void {
+    const p = this.state.pending;
     if (p === null || p.triesLeft > 0) return;
-    notes.push(`pending revision ${p.revision} used up its ${p.tries} ${p.tries === 1 ? 'try' : 'tries'} without being marked good: recorded as failed`);
-    passed.push(`pending ${short(p.revision)} used up its tries and is recorded as failed`);
-    state = withFailed(state, p.revision);
-    failed.add(p.revision);
-    tried.add(p.revision);
-  };
-
-  // 1-3. What the command line asks for.
-  const raw = input.cmdlineRevision;
-  const asked = raw === null ? null : raw.toLowerCase();
-  let askedKind: 'pending' | 'good' | 'other' | null = null;
-  if (asked !== null) {
-    if (!isSha(asked)) {
-      notes.push(`git-revision=${raw} is not a full commit id (40 hex digits): ignored`);
-      passed.push(`git-revision=${raw} is not a full commit id`);
-    } else if (asked === state.pending?.revision) {
-      askedKind = 'pending';
-    } else if (asked === good) {
-      askedKind = 'good';
-    } else if (failed.has(asked)) {
-      tried.add(asked);
-      pass('git-revision=', asked, `a failed revision (stage it again with update-revision=${asked} to retry it)`);
-    } else {
-      askedKind = 'other';
-    }
-  }
-  if (askedKind === 'other' && asked !== null && usable('git-revision=', asked)) {
-    return choose(asked, 'cmdline', `git-revision=${asked} names it: it boots without changing the pending or good revision`);
-  }
-  if (askedKind === 'good' && good !== null) {
-    failUsedUp();
-    if (usable('good revision', good)) {
-      const after = passed.length > 0 ? `; ${passed.join('; ')}` : '';
-      return choose(good, 'good', `known-good revision ${good}: git-revision= names it (the boot loader fell back, or it was chosen at the menu)${after}`);
-    }
+    this.notes.push(`pending revision ${p.revision} used up its ${p.tries} ${p.tries === 1 ? 'try' : 'tries'} without being marked good: recorded as failed`);
+    this.passed.push(`pending ${short(p.revision)} used up its tries and is recorded as failed`);
+    this.state = withFailed(this.state, p.revision);
+    this.failed.add(p.revision);
+    this.tried.add(p.revision);
   }
 
-  // 4. The pending revision: each boot of it uses a try.
-  failUsedUp();
-  const p = state.pending;
-  if (p !== null) {
-    const triesLeft = p.triesLeft - 1;
-    state = { ...state, pending: { ...p, triesLeft } };
-    tried.add(p.revision);
-    if (health(p.revision) === 'ok') {
-      const n = p.tries - triesLeft;
-      return choose(p.revision, 'pending',
-        `pending revision ${p.revision}: try ${n} of ${p.tries} (${triesLeft} left after this boot, unless it is marked good)`);
-    }
-    pass('pending revision', p.revision, `${healthText(health(p.revision))}; this boot used one of its tries (${triesLeft} left)`);
+  /** ': ' and what was passed over, or '' (the end of a fallback's reason). */
+  because(): string {
+    return this.passed.length > 0 ? `: ${this.passed.join('; ')}` : '';
   }
+}
 
-  const because = (): string => (passed.length > 0 ? `: ${passed.join('; ')}` : '');
-  if (good !== null && !tried.has(good) && usable('good revision', good)) {
-    return choose(good, 'good', `known-good revision ${good}${because()}`);
+/** Rules 1-3, classifying: what `git-revision=` names (a failed or malformed one is passed over here). */
+function classifyAsked(run: SelectionRun, raw: string | null, asked: string | null): AskedKind {
+  if (asked === null) return null;
+  if (!isSha(asked)) {
+    run.notes.push(`git-revision=${raw} is not a full commit id (40 hex digits): ignored`);
+    run.passed.push(`git-revision=${raw} is not a full commit id`);
+    return null;
+  }
+  if (asked === run.state.pending?.revision) return 'pending';
+  if (asked === run.state.good) return 'good';
+  if (run.failed.has(asked)) {
+    run.tried.add(asked);
+    run.pass('git-revision=', asked, `a failed revision (stage it again with update-revision=${asked} to retry it)`);
+    return null;
+  }
+  return 'other';
+}
+
+/** Rules 2-3: the revision `git-revision=` names, when it is another one or the good one and healthy. */
+function chooseAsked(run: SelectionRun, asked: string | null, kind: AskedKind): Selection | null {
+  if (kind === 'other' && asked !== null && run.usable('git-revision=', asked)) {
+    return run.choose(asked, 'cmdline', `git-revision=${asked} names it: it boots without changing the pending or good revision`);
+  }
+  const good = run.state.good;
+  if (kind === 'good' && good !== null) {
+    run.failUsedUp();
+    if (run.usable('good revision', good)) {
+      const after = run.passed.length > 0 ? `; ${run.passed.join('; ')}` : '';
+      return run.choose(good, 'good', `known-good revision ${good}: git-revision= names it (the boot loader fell back, or it was chosen at the menu)${after}`);
+    }
+  }
+  return null;
+}
+
+/** Rule 4, first: the pending revision, using one of its tries (with none left it is recorded as failed). */
+function choosePending(run: SelectionRun): Selection | null {
+  run.failUsedUp();
+  const p = run.state.pending;
+  if (p === null) return null;
+  const triesLeft = p.triesLeft - 1;
+  run.state = { ...run.state, pending: { ...p, triesLeft } };
+  run.tried.add(p.revision);
+  if (run.health(p.revision) === 'ok') {
+    const n = p.tries - triesLeft;
+    return run.choose(p.revision, 'pending',
+      `pending revision ${p.revision}: try ${n} of ${p.tries} (${triesLeft} left after this boot, unless it is marked good)`);
+  }
+  run.pass('pending revision', p.revision, `${healthText(run.health(p.revision))}; this boot used one of its tries (${triesLeft} left)`);
+  return null;
+}
+
+/** Rule 4, then: the good revision, earlier good ones (newest first), the last booted one, or none. */
+function chooseFallback(run: SelectionRun, good: string | null): Selection {
+  const state = run.state;
+  if (good !== null && !run.tried.has(good) && run.usable('good revision', good)) {
+    return run.choose(good, 'good', `known-good revision ${good}${run.because()}`);
   }
   for (const q of state.previousGood) {
-    if (tried.has(q)) continue;
-    if (failed.has(q)) {
-      notes.push(`earlier good revision ${q} failed since: passed over`);
+    if (run.tried.has(q)) continue;
+    if (run.failed.has(q)) {
+      run.notes.push(`earlier good revision ${q} failed since: passed over`);
       continue;
     }
-    if (usable('earlier good revision', q)) return choose(q, 'fallback', `earlier good revision ${q}${because()}`);
+    if (run.usable('earlier good revision', q)) return run.choose(q, 'fallback', `earlier good revision ${q}${run.because()}`);
   }
   const last = state.booted;
-  if (last !== null && !tried.has(last) && !failed.has(last) && usable('last booted revision', last)) {
-    return choose(last, 'fallback', `last booted revision ${last}${because()}`);
+  if (last !== null && !run.tried.has(last) && !run.failed.has(last) && run.usable('last booted revision', last)) {
+    return run.choose(last, 'fallback', `last booted revision ${last}${run.because()}`);
   }
-  const what = passed.length > 0 ? passed.join('; ') : 'the state names no revision';
+  const what = run.passed.length > 0 ? run.passed.join('; ') : 'the state names no revision';
   return {
-    revision: null, kind: 'none', notes, state,
+    revision: null, kind: 'none', notes: run.notes, state: run.state,
     reason: `no bootable revision (${what}): stage one with 'gitroot fetch', or boot with git-revision=SHA naming a commit of the repository`,
   };
+}
+
+/** The rules of selectRevision in order (see the module comment), damaged revisions accepted or not. */
+function select(input: SelectInput, acceptDamaged: boolean): Selection {
+  const run = new SelectionRun(input, acceptDamaged);
+  const good = run.state.good;
+  const raw = input.cmdlineRevision;
+  const asked = raw === null ? null : raw.toLowerCase();
+  const kind = classifyAsked(run, raw, asked);
+  return chooseAsked(run, asked, kind) ?? choosePending(run) ?? chooseFallback(run, good);
 }
 
 /** The revision the next boot chooses with nothing typed at the prompt and every revision healthy (pure). */

@@ -75,6 +75,12 @@ export class GitrootError extends Error {
 export class UsageError extends GitrootError {
   constructor(message: string, opts?: ErrorOptions) { super('EUSAGE', message, opts); }
 }
+/**
+ * An object or pack entry too large to hold in one Buffer: stream it (ObjectStore.copyBlobToFd)
+ * instead. A UsageError (the caller asked for the wrong kind of read), with its own class so
+ * callers that can stream (fsck) tell it from other usage errors by type.
+ */
+export class ObjectTooLargeError extends UsageError {}
 export class RepoNotFoundError extends GitrootError {
   constructor(message: string, opts?: ErrorOptions) { super('ENOREPO', message, opts); }
 }

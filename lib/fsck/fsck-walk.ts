@@ -9,7 +9,7 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import { createHash } from 'node:crypto';
-import { GitrootError, UsageError } from '../errors/errors.js';
+import { GitrootError, ObjectTooLargeError, UsageError } from '../errors/errors.js';
 import { MANIFEST_NAME, parseManifest } from '../manifest/mtree.js';
 import { type DamagedCopy, type GitObject, ObjectStore, type ObjectType } from '../store/object-store.js';
 import { MODE_GITLINK, MODE_TREE, parseCommit, parseTag, parseTree } from '../store/git-objects.js';
@@ -246,7 +246,7 @@ export async function walkRevisions(store: ObjectStore, gitdir: string, roots: r
         return false;
       }
     } catch (e) {
-      if (!(e instanceof UsageError)) {
+      if (!(e instanceof ObjectTooLargeError)) {
         fail(oid, 'blob', e);
         return false;
       }

@@ -11,7 +11,7 @@
 import { closeSync, openSync, statSync, unlinkSync, realpathSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { native, KIND_CONTENT, KIND_HINT, KIND_LOADDIR, type FuseHandle, type FuseStats } from '../native/addon.js';
+import { native, KIND_CONTENT, KIND_HINT, KIND_LOADDIR, type FuseHandle, type FuseStats, type NativeAddon } from '../native/addon.js';
 import { ObjectStore } from '../store/object-store.js';
 import { resolveRevision } from '../store/refs.js';
 import { GitrootError, MountError, UsageError } from '../errors/errors.js';
@@ -24,6 +24,9 @@ const EIO = 5;
 /** Read-ahead across files: how many files and bytes to decode ahead of a sequential reader. */
 const READAHEAD_FILES = 6;
 const READAHEAD_MAX_FILE = 1024 * 1024;
+
+/** Options of a native mount (see NativeAddon.mount). */
+type FuseMountOptions = Parameters<NativeAddon['mount']>[1];
 
 export interface MountOptions {
   /** Git directory (bare repo or a work tree's .git). */
@@ -69,6 +72,170 @@ export function checkMountpoint(mountpoint: string): string {
   return real;
 }
 
+/** How a session serves file content, and where it reports problems. */
+interface ContentSettings {
+  /** Files bigger than this are served from a spill file. */
+  spillThreshold: number;
+  spillDir: string;
+  log: (line: string) => void;
+}
+
+/**
+ * The JavaScript side of one mount: answers the native session's requests (a directory's
+ * entries, a file's content, a read-ahead hint) from the tree view and the verified store.
+ * Its handlers are bound once, so serving a request creates no closure beyond a spill job.
+ */
+class GitfsSession {
+  private handle: FuseHandle | undefined;
+  private unmounted = false;
+  /** Spill jobs running, by inode: a second read of the same big file waits for the first. */
+  private readonly spilling = new Map<number, Promise<void>>();
+  /** Messages already logged (each problem is logged once). */
+  private readonly reported = new Set<string>();
+  /** Read-ahead queue: inodes to decode between requests, and the set of them. */
+  private readonly ahead: number[] = [];
+  private readonly queued = new Set<number>();
+  private pumping = false;
+
+  constructor(
+    private readonly addon: NativeAddon,
+    private readonly store: ObjectStore,
+    private readonly view: CommitTreeView,
+    private readonly settings: ContentSettings,
+  ) {}
+
+  /** Mounts the native session at `mountpoint`; `onExit` runs when the FUSE loop ends. */
+  mount(mountpoint: string, options: FuseMountOptions, onExit: (status: number) => void): void {
+    try {
+      this.handle = this.addon.mount(mountpoint, options, encodeEntry(this.view.rootEntry()), this.onRequest, (status) => {
+        this.stop();
+        onExit(status);
+      });
+    } catch (e) {
+      this.store.close();
+      throw new MountError(`cannot mount ${mountpoint}: ${(e as Error).message}`, { cause: e });
+    }
+  }
+
+  /** Unmounts and closes the store, once; true if this call did it. */
+  stop(): boolean {
+    if (this.unmounted) return false;
+    this.unmounted = true;
+    this.addon.unmount(this.handle!);
+    this.store.close();
+    return true;
+  }
+
+  /** The native session's counters. */
+  stats(): FuseStats {
+    return this.addon.stats(this.handle!);
+  }
+
+  /** The request handler given to the native side. */
+  private readonly onRequest = (kind: number, ino: number, id: number): void => {
+    try {
+      if (kind === KIND_LOADDIR) this.addon.complete(this.handle!, id, kind, ino, 0, encodeDirectory(this.view.listDirectory(ino)));
+      else if (kind === KIND_CONTENT) this.loadContent(id, ino);
+      else if (kind === KIND_HINT) this.readAheadFrom(ino);
+      else this.fail(id, kind, ino, new Error(`unknown request kind ${kind}`));
+    } catch (e) {
+      this.fail(id, kind, ino, e);
+    }
+  };
+
+  /** Answers request `id` with EIO, logging its cause once. */
+  private fail(id: number, kind: number, ino: number, err: unknown): void {
+    const msg = err instanceof GitrootError ? err.message : String((err as Error)?.stack ?? err);
+    if (!this.reported.has(msg)) {
+      this.reported.add(msg);
+      this.settings.log(`I/O error on inode ${ino}: ${msg}`);
+    }
+    this.addon.complete(this.handle!, id, kind, ino, EIO);
+  }
+
+  /** Decodes a small file's verified content (throws on a damaged object). */
+  private decode(file: { blob: Buffer; size: number }): Buffer {
+    const obj = this.store.readObject(file.blob);
+    if (obj.type !== 'blob' || obj.data.length !== file.size) {
+      throw new Error(`object ${file.blob.toString('hex')} is a ${obj.type} of ${obj.data.length} bytes, expected a blob of ${file.size}`);
+    }
+    return obj.data;
+  }
+
+  /** Serves a file's content: small ones from memory (then reads ahead), big ones from a spill file. */
+  private loadContent(id: number, ino: number): void {
+    const file = this.view.fileBlob(ino);
+    if (!file) return this.fail(id, KIND_CONTENT, ino, new Error(`inode ${ino} is not a regular file`));
+    if (file.size <= this.settings.spillThreshold) {
+      if (this.addon.cached(this.handle!, ino)) this.addon.complete(this.handle!, id, KIND_CONTENT, ino, 0);
+      else this.addon.complete(this.handle!, id, KIND_CONTENT, ino, 0, this.decode(file));
+      this.readAheadFrom(ino);
+      return;
+    }
+    let job = this.spilling.get(ino);
+    const first = !job;
+    if (!job) {
+      job = this.spill(id, ino, file).finally(() => this.spilling.delete(ino));
+      this.spilling.set(ino, job);
+    }
+    job.then(
+      () => { if (!first) this.addon.complete(this.handle!, id, KIND_CONTENT, ino, 0); },
+      (e) => this.fail(id, KIND_CONTENT, ino, e),
+    );
+  }
+
+  /** Streams a big blob into an unlinked spill file and hands its fd to the native side (answering `id`). */
+  private async spill(id: number, ino: number, file: { blob: Buffer; size: number }): Promise<void> {
+    const path = join(this.settings.spillDir, `.gitroot-spill-${process.pid}-${ino}`);
+    const fd = openSync(path, 'w+', 0o600);
+    unlinkSync(path);
+    try {
+      const size = await this.store.copyBlobToFd(file.blob, fd);
+      if (size !== file.size) throw new Error(`blob ${file.blob.toString('hex')} has ${size} bytes, expected ${file.size}`);
+    } catch (e) {
+      closeSync(fd);
+      throw e;
+    }
+    this.addon.complete(this.handle!, id, KIND_CONTENT, ino, 0, fd, file.size);
+  }
+
+  // Read-ahead: a reader going through a directory's files in order (tar, cp -a, rsync,
+  // boot-time loading of /usr/lib) finds the next files already decoded. Each file decoded
+  // ahead is handed to the native cache unasked; when the reader reaches it, the native
+  // side sends a hint and the window moves on. Runs between requests (setImmediate), one
+  // file at a time, so demand reads never wait behind more than one small file.
+
+  /** Queues the next few small files after `ino` in its directory for decoding ahead. */
+  private readAheadFrom(ino: number): void {
+    const view = this.view;
+    let next = view.nextFile(ino);
+    for (let i = 0; i < READAHEAD_FILES && next !== undefined; i++, next = view.nextFile(next)) {
+      if (this.queued.has(next)) continue;
+      const f = view.fileBlob(next);
+      if (!f || f.size === 0 || f.size > READAHEAD_MAX_FILE) continue;
+      this.queued.add(next);
+      this.ahead.push(next);
+    }
+    if (!this.pumping && this.ahead.length) {
+      this.pumping = true;
+      setImmediate(this.pump);
+    }
+  }
+
+  /** Decodes one queued file into the native cache, then yields to pending requests. */
+  private readonly pump = (): void => {
+    const ino = this.ahead.shift();
+    if (ino === undefined || this.unmounted) { this.pumping = false; return; }
+    try {
+      if (!this.addon.cached(this.handle!, ino)) this.addon.complete(this.handle!, 0, KIND_CONTENT, ino, 0, this.decode(this.view.fileBlob(ino)!));
+    } catch {
+      /* a damaged object: the demand read will report it */
+    }
+    this.queued.delete(ino);
+    setImmediate(this.pump);
+  };
+}
+
 /** Mounts `opts.rev` of `opts.gitdir` at `opts.mountpoint`, read-only, and serves it in this process. */
 export function mountGitfs(opts: MountOptions): GitfsMount {
   const log = opts.log ?? ((line: string) => process.stderr.write(`gitroot: ${line}\n`));
@@ -81,148 +248,25 @@ export function mountGitfs(opts: MountOptions): GitfsMount {
   const cacheBytes = opts.cacheBytes ?? 6 * 1024 * 1024;
   // Content up to half the native ring is served from memory; bigger files from a spill file.
   const spillThreshold = opts.spillThreshold ?? Math.floor(cacheBytes / 2);
-  const spillDir = opts.spillDir ?? tmpdir();
-  const addon = native();
-  const spilling = new Map<number, Promise<void>>();
-  const reported = new Set<string>();
-  let handle: FuseHandle | undefined;
-  let unmounted = false;
-
-  const fail = (id: number, kind: number, ino: number, err: unknown) => {
-    const msg = err instanceof GitrootError ? err.message : String((err as Error)?.stack ?? err);
-    if (!reported.has(msg)) {
-      reported.add(msg);
-      log(`I/O error on inode ${ino}: ${msg}`);
-    }
-    addon.complete(handle!, id, kind, ino, EIO);
-  };
-
-  /** Decodes a small file's verified content (throws on a damaged object). */
-  const decode = (file: { blob: Buffer; size: number }): Buffer => {
-    const obj = store.readObject(file.blob);
-    if (obj.type !== 'blob' || obj.data.length !== file.size) {
-      throw new Error(`object ${file.blob.toString('hex')} is a ${obj.type} of ${obj.data.length} bytes, expected a blob of ${file.size}`);
-    }
-    return obj.data;
-  };
-
-  // Read-ahead: a reader going through a directory's files in order (tar, cp -a, rsync,
-  // boot-time loading of /usr/lib) finds the next files already decoded. Each file decoded
-  // ahead is handed to the native cache unasked; when the reader reaches it, the native
-  // side sends a hint and the window moves on. Runs between requests (setImmediate), one
-  // file at a time, so demand reads never wait behind more than one small file.
-  const ahead: number[] = [];
-  const queued = new Set<number>();
-  let pumping = false;
-  const readAheadFrom = (ino: number) => {
-    let next = view.nextFile(ino);
-    for (let i = 0; i < READAHEAD_FILES && next !== undefined; i++, next = view.nextFile(next)) {
-      if (queued.has(next)) continue;
-      const f = view.fileBlob(next);
-      if (!f || f.size === 0 || f.size > READAHEAD_MAX_FILE) continue;
-      queued.add(next);
-      ahead.push(next);
-    }
-    if (!pumping && ahead.length) {
-      pumping = true;
-      setImmediate(pump);
-    }
-  };
-  const pump = () => {
-    const ino = ahead.shift();
-    if (ino === undefined || unmounted) { pumping = false; return; }
-    try {
-      if (!addon.cached(handle!, ino)) addon.complete(handle!, 0, KIND_CONTENT, ino, 0, decode(view.fileBlob(ino)!));
-    } catch {
-      /* a damaged object: the demand read will report it */
-    }
-    queued.delete(ino);
-    setImmediate(pump);
-  };
-
-  const loadContent = (id: number, ino: number) => {
-    const file = view.fileBlob(ino);
-    if (!file) return fail(id, KIND_CONTENT, ino, new Error(`inode ${ino} is not a regular file`));
-    if (file.size <= spillThreshold) {
-      if (addon.cached(handle!, ino)) addon.complete(handle!, id, KIND_CONTENT, ino, 0);
-      else addon.complete(handle!, id, KIND_CONTENT, ino, 0, decode(file));
-      readAheadFrom(ino);
-      return;
-    }
-    let job = spilling.get(ino);
-    const first = !job;
-    if (!job) {
-      job = (async () => {
-        const path = join(spillDir, `.gitroot-spill-${process.pid}-${ino}`);
-        const fd = openSync(path, 'w+', 0o600);
-        unlinkSync(path);
-        try {
-          const size = await store.copyBlobToFd(file.blob, fd);
-          if (size !== file.size) throw new Error(`blob ${file.blob.toString('hex')} has ${size} bytes, expected ${file.size}`);
-        } catch (e) {
-          closeSync(fd);
-          throw e;
-        }
-        addon.complete(handle!, id, KIND_CONTENT, ino, 0, fd, file.size);
-      })().finally(() => spilling.delete(ino));
-      spilling.set(ino, job);
-    }
-    job.then(
-      () => { if (!first) addon.complete(handle!, id, KIND_CONTENT, ino, 0); },
-      (e) => fail(id, KIND_CONTENT, ino, e),
-    );
-  };
-
-  const handler = (kind: number, ino: number, id: number) => {
-    try {
-      if (kind === KIND_LOADDIR) addon.complete(handle!, id, kind, ino, 0, encodeDirectory(view.listDirectory(ino)));
-      else if (kind === KIND_CONTENT) loadContent(id, ino);
-      else if (kind === KIND_HINT) readAheadFrom(ino);
-      else fail(id, kind, ino, new Error(`unknown request kind ${kind}`));
-    } catch (e) {
-      fail(id, kind, ino, e);
-    }
-  };
+  const session = new GitfsSession(native(), store, view, { spillThreshold, spillDir: opts.spillDir ?? tmpdir(), log });
 
   let resolveExit!: (status: number) => void;
   const exited = new Promise<number>((r) => (resolveExit = r));
-  try {
-    handle = addon.mount(
-      mountpoint,
-      {
-        fsOptions: `ro,default_permissions,allow_other,suid,dev,fsname=gitroot:${commit.slice(0, 12)},subtype=gitfs`,
-        cacheBytes,
-        maxSpillFds: 32,
-        time: view.time,
-        threads: opts.threads ?? 8,
-      },
-      encodeEntry(view.rootEntry()),
-      handler,
-      (status) => {
-        if (!unmounted) {
-          unmounted = true;
-          addon.unmount(handle!);
-          store.close();
-        }
-        resolveExit(status);
-      },
-    );
-  } catch (e) {
-    store.close();
-    throw new MountError(`cannot mount ${mountpoint}: ${(e as Error).message}`, { cause: e });
-  }
+  session.mount(mountpoint, {
+    fsOptions: `ro,default_permissions,allow_other,suid,dev,fsname=gitroot:${commit.slice(0, 12)},subtype=gitfs`,
+    cacheBytes,
+    maxSpillFds: 32,
+    time: view.time,
+    threads: opts.threads ?? 8,
+  }, (status) => resolveExit(status));
 
   return {
     mountpoint,
     commit,
     exited,
-    stats: () => addon.stats(handle!),
+    stats: () => session.stats(),
     unmount: () => {
-      if (unmounted) return;
-      unmounted = true;
-      addon.unmount(handle!);
-      store.close();
-      resolveExit(0);
+      if (session.stop()) resolveExit(0);
     },
   };
 }

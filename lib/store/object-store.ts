@@ -10,7 +10,7 @@ import path from 'node:path';
 import zlib from 'node:zlib';
 import { createHash } from 'node:crypto';
 import { pipeline } from 'node:stream/promises';
-import { GitrootError, ObjectCorruptError, ObjectMissingError, UsageError } from '../errors/errors.js';
+import { GitrootError, ObjectCorruptError, ObjectMissingError, ObjectTooLargeError, UsageError } from '../errors/errors.js';
 import { applyDelta, readDeltaHeader } from './delta.js';
 import { type CachedBase, DeltaBaseCache, DEFAULT_BASE_CACHE_BYTES } from './delta-base-cache.js';
 import { type GitDirs, resolveGitDir } from './git-dir.js';
@@ -56,6 +56,9 @@ const EMPTY: Buffer = Buffer.alloc(0);
 
 type Location = { pack: PackFile; offset: number; loose?: undefined } | { loose: string; pack?: undefined };
 
+/** One delta of a chain being resolved: where its entry is and its inflated instructions. */
+interface DeltaLink { pack: PackFile; offset: number; delta: Buffer }
+
 /** A stored copy of an object that failed to decode or verify (reads use another copy when there is one). */
 export interface DamagedCopy {
   /** The object id, 40 hex. */
@@ -84,29 +87,48 @@ class ObjectDir {
 
   /** Re-reads objects/pack if it changed since the last scan; true if the set of packs changed. */
   scan(onDrop: (pack: PackFile) => void): boolean {
+    const idxPaths = this.listIndexes();
+    if (idxPaths === null) return false;
+    const kept = this.dropGone(idxPaths, onDrop);
+    let changed = kept.length !== this.packs.length;
+    if (this.openNew(idxPaths, kept)) changed = true;
+    if (changed) sortNewestFirst(kept);
+    this.packs = kept;
+    return changed;
+  }
+
+  /** Paths of the .idx files in objects/pack, or null when it has not changed since the last scan. */
+  private listIndexes(): Set<string> | null {
     const packDir = path.join(this.path, 'pack');
     let stamp: bigint;
     let names: string[];
     try {
       stamp = fs.statSync(packDir, { bigint: true }).mtimeNs;
-      if (stamp === this.stamp) return false;
+      if (stamp === this.stamp) return null;
       names = fs.readdirSync(packDir);
     } catch {
       stamp = -2n;
       names = [];
     }
     this.stamp = stamp;
-    const idxPaths = new Set(names.filter((n) => n.endsWith('.idx')).map((n) => path.join(packDir, n)));
-    let changed = false;
-    const kept = this.packs.filter((p) => {
+    return new Set(names.filter((n) => n.endsWith('.idx')).map((n) => path.join(packDir, n)));
+  }
+
+  /** The open packs whose .idx is still there (same inode); the others go to `onDrop`. */
+  private dropGone(idxPaths: Set<string>, onDrop: (pack: PackFile) => void): PackFile[] {
+    return this.packs.filter((p) => {
       if (idxPaths.has(p.index.path) && inodeOf(p.index.path) === this.inodes.get(p)) return true;
       this.inodes.delete(p);
       onDrop(p);
-      changed = true;
       return false;
     });
+  }
+
+  /** Opens the packs of `idxPaths` not in `kept` and appends them; records those that fail. True if any opened. */
+  private openNew(idxPaths: Set<string>, kept: PackFile[]): boolean {
     const known = new Set(kept.map((p) => p.index.path));
     this.broken.clear();
+    let opened = false;
     for (const idx of idxPaths) {
       if (known.has(idx)) continue;
       try {
@@ -114,27 +136,27 @@ class ObjectDir {
         const pack = PackFile.open(idx);
         this.inodes.set(pack, ino);
         kept.push(pack);
-        changed = true;
+        opened = true;
       } catch (err) {
         // An .idx without its .pack is a pack being deleted; anything else is worth reporting.
         if ((err as NodeJS.ErrnoException).code !== 'ENOENT') this.broken.set(idx, (err as Error).message);
       }
     }
-    if (changed) {
-      const mtime = (p: PackFile): number => {
-        try {
-          return fs.statSync(p.packPath).mtimeMs;
-        } catch {
-          return 0;
-        }
-      };
-      // Newest first, as git does: recent objects are read most.
-      const order = new Map(kept.map((p) => [p, mtime(p)]));
-      kept.sort((a, b) => (order.get(b) as number) - (order.get(a) as number));
-    }
-    this.packs = kept;
-    return changed;
+    return opened;
   }
+}
+
+/** Sorts packs newest first, as git does: recent objects are read most. */
+function sortNewestFirst(packs: PackFile[]): void {
+  const mtime = (p: PackFile): number => {
+    try {
+      return fs.statSync(p.packPath).mtimeMs;
+    } catch {
+      return 0;
+    }
+  };
+  const order = new Map(packs.map((p) => [p, mtime(p)]));
+  packs.sort((a, b) => (order.get(b) as number) - (order.get(a) as number));
 }
 
 function inodeOf(file: string): bigint {
@@ -225,6 +247,19 @@ async function inflateRange(inflater: StreamInflater, read: PositionedRead, star
   }
 }
 
+/**
+ * Checks a pack entry against the CRC32 its .idx records (index-pack's, after it verified the
+ * object): false when the .idx records none (v1); throws ObjectCorruptError on a mismatch.
+ */
+function entryCrcMatches(pack: PackFile, offset: number, entry: PackEntry): boolean {
+  const want = pack.index.crc32AtOffset(offset);
+  if (want === undefined) return false;
+  if (zlib.crc32(entry.raw!) !== want) {
+    throw new ObjectCorruptError(`the pack entry at offset ${offset} of ${pack.packPath} fails its CRC32 check`);
+  }
+  return true;
+}
+
 /** Key of a packed copy: the opened pack (a pack replaced under the same name is a new one) and the id. */
 function packKey(pack: PackFile, id: Buffer): string {
   return `p${pack.id}:${id.toString('hex')}`;
@@ -244,8 +279,6 @@ export class ObjectStore {
   private lastPack: PackFile | null = null;
   private closed = false;
   private readonly verifyMode: 'sha1' | 'crc32';
-  /** Set by decodePacked: every entry of the last decoded object matched its CRC32. */
-  private crcVerified = false;
   /** Copies that failed, keyed by copyKey: lookups skip them so a good copy elsewhere wins. */
   private readonly damagedCopies = new Map<string, DamagedCopy>();
 
@@ -479,31 +512,29 @@ export class ObjectStore {
     return true;
   }
 
+  /** Reads and verifies the packed copy of `id` at `offset`; errors name the object and the pack. */
   private readPacked(id: Buffer, pack: PackFile, offset: number): GitObject {
-    let obj: GitObject;
     try {
-      obj = this.decodePacked(pack, offset);
+      return this.decodePacked(id, pack, offset);
     } catch (err) {
       throw this.wrap(err, id, pack.packPath);
     }
-    if (this.crcVerified) return obj;
-    return this.verify(id, obj, pack.packPath);
   }
 
   /**
-   * Decodes the pack entry at `offset`. For a delta, walks down its chain (iteratively, and
-   * through other packs for REF_DELTA bases) to a whole object or a cached base, then applies
-   * the deltas back up, caching each intermediate base. The returned data is never shared
-   * with the cache.
+   * Decodes the pack entry at `offset` and verifies the result: by the CRC32 of every entry it
+   * is built from when the store verifies so and the .idx records them, else by SHA-1. For a
+   * delta, walks down its chain (iteratively, and through other packs for REF_DELTA bases) to a
+   * whole object or a cached base, then applies the deltas back up, caching each intermediate
+   * base. The returned data is never shared with the cache.
    */
-  private decodePacked(pack: PackFile, offset: number): GitObject {
-    const chain: { pack: PackFile; offset: number; delta: Buffer }[] = [];
+  private decodePacked(id: Buffer, pack: PackFile, offset: number): GitObject {
+    const chain: DeltaLink[] = [];
     let p = pack;
     let off = offset;
     let base: CachedBase;
     let shared = false;
     let crcOk = this.verifyMode === 'crc32';
-    this.crcVerified = false;
     for (;;) {
       const hit = this.cache.get(p.id, off);
       if (hit !== undefined) {
@@ -512,37 +543,47 @@ export class ObjectStore {
         break;
       }
       const entry = p.readEntry(off, this.readBuffer);
-      if (crcOk) {
-        const want = p.index.crc32AtOffset(off);
-        if (want === undefined) crcOk = false;
-        else if (zlib.crc32(entry.raw!) !== want) {
-          throw new ObjectCorruptError(`the pack entry at offset ${off} of ${p.packPath} fails its CRC32 check`);
-        }
-      }
+      if (crcOk) crcOk = entryCrcMatches(p, off, entry);
       if (entry.typeCode <= 4) {
-        const type = PACK_TYPES[entry.typeCode] as ObjectType;
-        if (entry.size >= bufferConstants.MAX_LENGTH) {
-          throw new UsageError(`a ${entry.size}-byte object is too large to read into memory: stream it with copyBlobToFd`);
-        }
-        base = { type, data: inflateExact(entry.payload, entry.size) };
-        if (chain.length > 0) this.cache.set(p.id, off, base.type, base.data);
+        base = this.inflateWhole(p, off, entry, chain.length > 0);
         break;
       }
-      // Inflate now: the payload lives in the shared read buffer until the next read.
-      chain.push({ pack: p, offset: off, delta: inflateExact(entry.payload, entry.size) });
-      if (chain.length > MAX_CHAIN) throw new ObjectCorruptError(`delta chain longer than ${MAX_CHAIN}`);
-      const next = this.deltaBase(p, entry);
+      const next = this.pushDelta(chain, p, off, entry);
       if (next.pack === undefined) {
         // A REF_DELTA base stored loose: whole by definition, read and verified on its own.
         base = this.readObject(entry.baseOid as Buffer);
-        crcOk = false; // the whole object is then verified by SHA-1 in readPacked
+        crcOk = false; // the whole object is then verified by SHA-1 below
         break;
       }
       p = next.pack;
       off = next.offset;
     }
-    this.crcVerified = crcOk;
-    if (chain.length === 0) return { type: base.type, data: shared ? Buffer.from(base.data) : base.data };
+    const obj = chain.length === 0
+      ? { type: base.type, data: shared ? Buffer.from(base.data) : base.data }
+      : this.applyChain(base, chain);
+    return crcOk ? obj : this.verify(id, obj, pack.packPath);
+  }
+
+  /** Inflates a whole (undeltified) entry; caches it when it is the base of a delta chain. */
+  private inflateWhole(pack: PackFile, offset: number, entry: PackEntry, isChainBase: boolean): CachedBase {
+    if (entry.size >= bufferConstants.MAX_LENGTH) {
+      throw new ObjectTooLargeError(`a ${entry.size}-byte object is too large to read into memory: stream it with copyBlobToFd`);
+    }
+    const base = { type: PACK_TYPES[entry.typeCode] as ObjectType, data: inflateExact(entry.payload, entry.size) };
+    if (isChainBase) this.cache.set(pack.id, offset, base.type, base.data);
+    return base;
+  }
+
+  /** Inflates a delta entry onto `chain` and says where its base is. */
+  private pushDelta(chain: DeltaLink[], pack: PackFile, offset: number, entry: PackEntry): Location {
+    // Inflate now: the payload lives in the shared read buffer until the next read.
+    chain.push({ pack, offset, delta: inflateExact(entry.payload, entry.size) });
+    if (chain.length > MAX_CHAIN) throw new ObjectCorruptError(`delta chain longer than ${MAX_CHAIN}`);
+    return this.deltaBase(pack, entry);
+  }
+
+  /** Applies the deltas of `chain` (outermost first) to `base`, caching each intermediate result. */
+  private applyChain(base: CachedBase, chain: DeltaLink[]): GitObject {
     let data = base.data;
     for (let i = chain.length - 1; i >= 0; i--) {
       const link = chain[i];

@@ -5,7 +5,7 @@
  */
 import fs from 'node:fs';
 import { constants as bufferConstants } from 'node:buffer';
-import { ObjectCorruptError, UsageError } from '../errors/errors.js';
+import { ObjectCorruptError, ObjectTooLargeError } from '../errors/errors.js';
 import { OID_BYTES } from './object-id.js';
 import { PackIndex } from './pack-index.js';
 
@@ -136,7 +136,7 @@ export class PackFile {
   readEntry(offset: number, into?: ReadBuffer): PackEntry {
     const end = this.entryEnd(offset);
     if (end - offset >= MAX_LENGTH) {
-      throw new UsageError(`the pack entry at offset ${offset} of ${this.packPath} is too large to read `
+      throw new ObjectTooLargeError(`the pack entry at offset ${offset} of ${this.packPath} is too large to read `
         + 'into memory: stream it with copyBlobToFd');
     }
     const raw = into === undefined ? Buffer.allocUnsafe(end - offset) : into.take(end - offset);
