@@ -6,7 +6,6 @@ import t, { type Test } from 'tap';
 import { tokenizeCmdline } from '../lib/params/settings-grammar.js';
 import {
   allowedIn,
-  branchProblem,
   defaultSettings,
   formatSettingValue,
   isSettingKey,
@@ -21,6 +20,7 @@ import {
   type SettingSpec,
   type SettingValue,
 } from '../lib/params/settings-schema.js';
+import { branchProblem } from '../lib/store/ref-names.js';
 
 const SHA = '0123456789abcdef0123456789abcdef01234567';
 

@@ -27,6 +27,7 @@ import { GIT_MODE_LINK, MANIFEST_NAME, formatManifest, pathToken } from '../mani
 import { blobHeader, commitHeader, fileLine, symlinkLines } from './fast-import-stream.js';
 import { firstErrorLine, git, gitFailure, gitSpawnFailure, runGit } from '../git/git-exec.js';
 import { scanTree } from './scan-tree.js';
+import { branchProblem } from '../store/ref-names.js';
 import { loadSigningKey, signAndMove, unsignedBranchName } from './commit-sign.js';
 import type { ScannedFile } from './scan-plan.js';
 
@@ -93,15 +94,12 @@ export function identityEnv(env: NodeJS.ProcessEnv): NodeJS.ProcessEnv {
   return out;
 }
 
-/** Check a branch name with git's own rules; UsageError if git would refuse it. */
-async function checkBranch(branch: string, env: NodeJS.ProcessEnv): Promise<void> {
-  const bad = (): UsageError => new UsageError(
-    `invalid branch name "${branch}": use a name git accepts, such as master or releases/stable`,
-    { data: { branch } },
-  );
-  if (branch === '' || branch === 'HEAD' || branch.startsWith('-')) throw bad();
-  const run = await runGit(['check-ref-format', '--branch', branch], { env });
-  if (run.code !== 0 || run.stdout.trim() !== branch) throw bad();
+/** Checks a branch name with git's rules (lib/store/ref-names.ts); UsageError if git would refuse it. */
+function checkBranch(branch: string): void {
+  const why = branchProblem(branch);
+  if (why === null) return;
+  throw new UsageError(`invalid branch name "${branch}" (it ${why}): use a name git accepts, such as master or releases/stable`,
+    { data: { branch } });
 }
 
 /** An ident line from `git var` (git parses the dates); UsageError if the environment holds a bad one. */
@@ -319,7 +317,7 @@ export async function commitDirectory(opts: CommitOptions): Promise<CommitResult
   const gitdir = resolve(opts.gitdir);
   const rootdir = resolve(opts.rootdir);
 
-  await checkBranch(branch, env);
+  checkBranch(branch);
   // The key first: an unreadable or encrypted key must fail before anything is recorded.
   const signKey = opts.signKey === undefined ? undefined : loadSigningKey(opts.signKey);
   const needsInit = await gitdirNeedsInit(gitdir, env);

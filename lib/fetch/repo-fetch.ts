@@ -37,6 +37,7 @@ import { git, gitFailure, runGit } from '../git/git-exec.js';
 import { ObjectStore } from '../store/object-store.js';
 import { parseCommit, parseTag } from '../store/git-objects.js';
 import { listRefs } from '../store/refs.js';
+import { isValidBranchName } from '../store/ref-names.js';
 import { FETCHED_REF_PREFIX, MAX_TAG_DEPTH, TAG_REF_PREFIX, fetchedRefName, tagRefName } from '../store/gitroot-refs.js';
 import { acquireFetchLock } from './fetch-lock.js';
 import { receivePack } from './pack-receive.js';
@@ -112,15 +113,6 @@ export interface FetchCommitResult {
   ref: string | null;
   /** Protocol the server spoke. */
   protocol: 0 | 2;
-}
-
-/** git's check-ref-format rules for a branch name (as `refs/heads/<name>`). */
-export function isValidBranchName(name: string): boolean {
-  if (name === '' || name === '@' || name.startsWith('/') || name.endsWith('/') || name.endsWith('.')) return false;
-  if (name.startsWith('-') || name.includes('..') || name.includes('//') || name.includes('@{')) return false;
-  // eslint-disable-next-line no-control-regex
-  if (/[\x00-\x20\x7f~^:?*[\\]/.test(name)) return false;
-  return name.split('/').every((c) => c !== '' && !c.startsWith('.') && !c.endsWith('.lock'));
 }
 
 type Target = { kind: 'branch'; branch: string } | { kind: 'sha'; sha: string };

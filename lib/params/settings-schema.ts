@@ -7,6 +7,7 @@
  * caller (settings-resolve.ts) turns a reason into a ConfigError naming `source:line`.
  */
 import { posix } from 'node:path';
+import { branchProblem } from '../store/ref-names.js';
 
 /** The value types a setting can have. */
 export type SettingType = 'flag' | 'string' | 'branch' | 'sha40' | 'url' | 'int' | 'enum' | 'path' | 'device' | 'size';
@@ -280,22 +281,6 @@ export function allowedIn(key: SettingKey, source: WritableSource): boolean {
 export type ParsedValue = { ok: true; value: SettingValue } | { ok: false; problem: string };
 
 const FLAG_WORDS: Record<string, boolean> = { '1': true, yes: true, true: true, '0': false, no: false, false: false };
-
-/** Why `name` is not a valid branch name (git check-ref-format --branch rules), or null. */
-export function branchProblem(name: string): string | null {
-  if (name.startsWith('-')) return 'cannot start with "-"';
-  if (name === '@') return 'cannot be "@"';
-  if (/[\x00-\x20\x7f~^:?*[\\]/.test(name)) return 'cannot contain spaces, control characters or any of ~ ^ : ? * [ \\';
-  if (name.includes('..')) return 'cannot contain ".."';
-  if (name.includes('@{')) return 'cannot contain "@{"';
-  if (name.startsWith('/') || name.endsWith('/') || name.includes('//')) return 'cannot start or end with "/" or contain "//"';
-  if (name.endsWith('.')) return 'cannot end with "."';
-  for (const part of name.split('/')) {
-    if (part.startsWith('.')) return 'has a component starting with "."';
-    if (part.endsWith('.lock')) return 'has a component ending with ".lock"';
-  }
-  return null;
-}
 
 /** A URL with any password replaced by `***`, for messages and output. */
 export function redactUrl(url: string): string {

@@ -10,6 +10,7 @@ import { type GitDirs, resolveGitDir } from './git-dir.js';
 import { parseCommit, parseTag } from './git-objects.js';
 import { isOidHex } from './object-id.js';
 import { ObjectStore } from './object-store.js';
+import { isValidRefName } from './ref-names.js';
 
 export interface RefEntry {
   /** Full name, e.g. "refs/heads/main". */
@@ -33,14 +34,6 @@ const MIN_ABBREV = 4;
 
 const PSEUDOREF = /^[A-Z][A-Z0-9_]*$/;
 const HEX = /^[0-9a-fA-F]+$/;
-
-/** A ref name that is safe to use as a path and valid by git's check-ref-format rules. */
-function isValidRefName(name: string): boolean {
-  if (name === '' || name === '@' || name.endsWith('/') || name.endsWith('.') || name.endsWith('.lock')) return false;
-  // eslint-disable-next-line no-control-regex
-  if (/[\x00-\x20\x7f~^:?*[\\]|\.\.|@\{|\/\//.test(name)) return false;
-  return name.split('/').every((c) => c !== '' && !c.startsWith('.') && !c.endsWith('.lock'));
-}
 
 type RefValue = { oid: string; symref?: undefined } | { symref: string; oid?: undefined };
 
