@@ -35,15 +35,16 @@ import { GitrootError, NoSpaceError, RemoteError, RepoNotFoundError, UsageError 
 import { fsyncDir, isAtomicTemp, removeFilesUnder, writeFileAtomic } from '../fsutil/atomic-write.js';
 import { git, gitFailure, runGit } from '../git/git-exec.js';
 import { ObjectStore } from '../store/object-store.js';
-import { parseCommit, parseTag } from '../store/git-objects.js';
+import { parseCommit } from '../store/git-objects.js';
 import { listRefs } from '../store/refs.js';
 import { isValidBranchName } from '../store/ref-names.js';
-import { FETCHED_REF_PREFIX, MAX_TAG_DEPTH, TAG_REF_PREFIX, fetchedRefName, tagRefName } from '../store/gitroot-refs.js';
+import { FETCHED_REF_PREFIX, TAG_REF_PREFIX, fetchedRefName, tagRefName } from '../store/gitroot-refs.js';
+import { MAX_TAG_DEPTH, type PeelOutcome, peelTag, peelTagAsync } from '../store/tag-peel.js';
 import { acquireFetchLock } from './fetch-lock.js';
 import { receivePack } from './pack-receive.js';
 import { SmartHttpRemote, redactUrl } from './smart-http.js';
 
-export { FETCHED_REF_PREFIX, MAX_TAG_DEPTH, TAG_REF_PREFIX, fetchedRefName, tagRefName };
+export { FETCHED_REF_PREFIX, TAG_REF_PREFIX, fetchedRefName, tagRefName };
 /** Directory (inside the repository, outside objects/) holding quarantines. */
 export const FETCH_TMP_DIR = 'gitroot-tmp';
 /** Most `have` lines sent: ref tips first, then their ancestors newest first. */
@@ -328,32 +329,23 @@ function readLooseRef(gitdir: string, ref: string): string | null {
 }
 
 /**
- * Peels `oid` (a commit, or an annotated tag of one, possibly through further tags) with
- * `read`; RemoteError when it is something else, a tag chain is too deep or an object is absent.
- * `tag` is `oid` when it was a tag (the signed object fetch-revision/update-revision named).
+ * The commit and tag of a peel of `oid` (lib/store/tag-peel.ts), or a RemoteError when it
+ * reaches no commit. `tag` is `oid` when it was a tag (the signed object fetch-revision/update-revision named).
  */
-async function peel(oid: string, read: (oid: string) => Promise<{ type: string; data: Buffer } | null>, where = ''):
-  Promise<{ commit: string; tag: string | null }> {
-  let cur = oid;
-  for (let depth = 0; depth <= MAX_TAG_DEPTH; depth++) {
-    const obj = await read(cur);
-    if (obj === null) {
-      throw new RemoteError(`tag ${oid} points at ${cur}, which was not sent${where}: the server repository is damaged`, { data: { sha: oid, missing: cur } });
+function peeledOrThrow(oid: string, r: PeelOutcome, where = ''): { commit: string; tag: string | null } {
+  if (r.ok) return { commit: r.commit, tag: r.tag };
+  switch (r.problem) {
+    case 'missing':
+      throw new RemoteError(`tag ${oid} points at ${r.at}, which was not sent${where}: the server repository is damaged`, { data: { sha: oid, missing: r.at } });
+    case 'not-a-commit': {
+      const what = r.at === oid ? `${oid} is a ${r.type}${where}` : `tag ${oid} points at a ${r.type}${where}`;
+      throw new RemoteError(`${what}, not a commit: give a commit SHA or an annotated tag of one`, { data: { sha: oid, type: r.type } });
     }
-    if (obj.type === 'commit') return { commit: cur, tag: cur === oid ? null : oid };
-    if (obj.type !== 'tag') {
-      const what = cur === oid ? `${oid} is a ${obj.type}${where}` : `tag ${oid} points at a ${obj.type}${where}`;
-      throw new RemoteError(`${what}, not a commit: give a commit SHA or an annotated tag of one`, { data: { sha: oid, type: obj.type } });
-    }
-    let tagged;
-    try {
-      tagged = parseTag(obj.data);
-    } catch (e) {
-      throw new RemoteError(`tag ${cur}${where} cannot be parsed (${(e as Error).message}): the server repository is damaged`, { data: { sha: oid }, cause: e });
-    }
-    cur = tagged.object;
+    case 'malformed':
+      throw new RemoteError(`tag ${r.at}${where} cannot be parsed (${r.cause.message}): the server repository is damaged`, { data: { sha: oid }, cause: r.cause });
+    case 'too-deep':
+      throw new RemoteError(`tag ${oid} is nested more than ${MAX_TAG_DEPTH} deep${where}: tag the commit itself`, { data: { sha: oid } });
   }
-  throw new RemoteError(`tag ${oid} is nested more than ${MAX_TAG_DEPTH} deep${where}: tag the commit itself`, { data: { sha: oid } });
 }
 
 /** Reads an object with git (from a quarantine and the repository), or null when absent. */
@@ -436,11 +428,7 @@ export async function fetchCommit(opts: FetchCommitOptions): Promise<FetchCommit
       try {
         tips = localTips(gitdir, store);
         if (store.has(want)) {
-          const { commit, tag } = await peel(want, async (oid) => {
-            if (!store.has(oid)) return null;
-            const obj = store.readObject(oid);
-            return { type: obj.type, data: obj.data };
-          });
+          const { commit, tag } = peeledOrThrow(want, peelTag(want, (oid) => (store.has(oid) ? store.readObject(oid) : null)));
           if (await isComplete({ gitdir, quarantine: null }, commit, tips)) {
             if (!dryRun) recordRefs(gitdir, ref, commit, tag);
             return {
@@ -491,7 +479,7 @@ export async function fetchCommit(opts: FetchCommitOptions): Promise<FetchCommit
     if ((await objectType(where, want)) === null) {
       throw new RemoteError(`${redactUrl(opts.remote)} did not send ${want}: it does not have that commit`, { data: { sha: want } });
     }
-    const { commit, tag } = await peel(want, (oid) => readObjectGit(where, oid), ` on ${redactUrl(opts.remote)}`);
+    const { commit, tag } = peeledOrThrow(want, await peelTagAsync(want, (oid) => readObjectGit(where, oid)), ` on ${redactUrl(opts.remote)}`);
     if (!(await isComplete(where, commit, tips))) {
       const args = ['--git-dir', indexGitdir, 'rev-list', '--objects', '--missing=error', '--quiet', commit];
       const detail = gitFailure(args, await runGit(args, { env: gitEnv(where) }));

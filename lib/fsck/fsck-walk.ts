@@ -12,7 +12,8 @@ import { createHash } from 'node:crypto';
 import { GitrootError, ObjectTooLargeError, UsageError } from '../errors/errors.js';
 import { MANIFEST_NAME, parseManifest } from '../manifest/mtree.js';
 import { type DamagedCopy, type GitObject, ObjectStore, type ObjectType } from '../store/object-store.js';
-import { MODE_GITLINK, MODE_TREE, parseCommit, parseTag, parseTree } from '../store/git-objects.js';
+import { MODE_GITLINK, MODE_TREE, parseCommit, parseTree } from '../store/git-objects.js';
+import { peelTag } from '../store/tag-peel.js';
 import { PackIndex } from '../store/pack-index.js';
 import { loosePath } from '../store/loose-objects.js';
 
@@ -89,6 +90,8 @@ export interface WalkOptions {
 
 const HASH_CHUNK = 4 * 1024 * 1024;
 const PROGRESS_EVERY = 256;
+/** The body peelTag is given for the commit that ends a chain (fsck reads that commit itself). */
+const NO_DATA = Buffer.alloc(0);
 
 /** SHA-1 of bytes [0, end) of an open file, read in chunks. */
 function hashFileRange(fd: number, end: number): Buffer {
@@ -318,24 +321,22 @@ export async function walkRevisions(store: ObjectStore, gitdir: string, roots: r
         revision: root.revision, roles: root.roles, status: 'ok', broken: [], manifest: { status: 'unreadable', detail: 'the commit is broken' },
       };
       revisions.push(finding);
-      // Annotated tags (from refs) peel to their commit.
-      let oid = root.revision;
-      let type: ObjectType = 'commit';
-      try {
-        if (store.has(oid)) type = store.readHeader(oid).type;
-      } catch { /* read() below records it */ }
-      for (let depth = 0; type === 'tag' && depth < 16; depth++) {
-        const tag = read(oid, 'tag');
-        if (tag === null) break;
-        reachable.add(oid);
-        oid = parseTag(tag.data).object;
+      // Annotated tags (from refs) peel to their commit (lib/store/tag-peel.ts). Only a header
+      // is read for what ends the chain: the commit itself is read below, and read() records
+      // an absent or damaged one. A tag that does not parse is damaged too.
+      const peeled = peelTag(root.revision, (id) => {
+        let type: ObjectType = 'commit';
         try {
-          type = store.has(oid) ? store.readHeader(oid).type : 'commit';
-        } catch {
-          type = 'commit';
-        }
+          if (store.has(id)) type = store.readHeader(id).type;
+        } catch { /* read() below records it */ }
+        return type === 'tag' ? read(id, 'tag') : { type: 'commit', data: NO_DATA };
+      });
+      if (!peeled.ok && peeled.problem === 'malformed') {
+        good.delete(peeled.at);
+        fail(peeled.at, 'tag', peeled.cause);
       }
-      const commit = type === 'tag' ? null : read(oid, 'commit');
+      const oid = peeled.ok ? peeled.commit : peeled.at;
+      const commit = peeled.ok ? read(oid, 'commit') : null;
       if (commit === null) {
         finding.broken.push({ oid, path: '' });
         finding.status = broken.get(oid)?.problem === 'missing' && oid === root.revision ? 'missing' : 'broken';

@@ -11,8 +11,6 @@
 export const FETCHED_REF_PREFIX = 'refs/gitroot/fetched/';
 export const TAG_REF_PREFIX = 'refs/gitroot/tag/';
 export const KEEP_REF_PREFIX = 'refs/gitroot/keep/';
-/** Most tags peeled in a row from a named tag to its commit, at fetch and at boot; git itself has no limit. */
-export const MAX_TAG_DEPTH = 8;
 
 /** The ref a fetch records for a branch (or tag name) or a pinned SHA. */
 export function fetchedRefName(target: { branch: string } | { sha: string }): string {

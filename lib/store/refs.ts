@@ -5,12 +5,13 @@
  */
 import fs from 'node:fs';
 import path from 'node:path';
-import { ObjectCorruptError, RevisionNotFoundError } from '../errors/errors.js';
+import { ObjectCorruptError, ObjectMissingError, RevisionNotFoundError } from '../errors/errors.js';
 import { type GitDirs, resolveGitDir } from './git-dir.js';
-import { parseCommit, parseTag } from './git-objects.js';
+import { parseCommit } from './git-objects.js';
 import { isOidHex } from './object-id.js';
 import { ObjectStore } from './object-store.js';
 import { isValidRefName } from './ref-names.js';
+import { MAX_TAG_DEPTH, peelTag } from './tag-peel.js';
 
 export interface RefEntry {
   /** Full name, e.g. "refs/heads/main". */
@@ -27,8 +28,6 @@ export interface RefEntry {
 const DWIM_RULES = ['%s', 'refs/%s', 'refs/tags/%s', 'refs/heads/%s', 'refs/remotes/%s', 'refs/remotes/%s/HEAD'];
 /** git's limit on symbolic ref chains. */
 const MAX_SYMREF_DEPTH = 5;
-/** Tags of tags of …: more than this is a loop or nonsense. */
-const MAX_PEEL_DEPTH = 16;
 /** git's shortest accepted abbreviation. */
 const MIN_ABBREV = 4;
 
@@ -231,20 +230,21 @@ function parentOf(store: ObjectStore, commit: string, n: number, rev: string, re
   return parent;
 }
 
-/** Follows annotated tags to a commit; anything else is RevisionNotFoundError. */
+/** Follows annotated tags to a commit (tag-peel.ts); anything else is RevisionNotFoundError. */
 function peelToCommit(store: ObjectStore, oid: string, rev: string, repo: string): string {
-  let current = oid;
-  for (let depth = 0; depth < MAX_PEEL_DEPTH; depth++) {
-    const obj = store.readObject(current);
-    if (obj.type === 'commit') return current;
-    if (obj.type !== 'tag') {
-      throw new RevisionNotFoundError(`revision '${rev}' in ${repo} names a ${obj.type} (${current}), `
-        + 'not a commit: give a commit SHA, branch or tag', { data: { rev, repo, oid: current } });
-    }
-    current = parseTag(obj.data).object;
+  const r = peelTag(oid, (id) => store.readObject(id));
+  if (r.ok) return r.commit;
+  if (r.problem === 'not-a-commit') {
+    throw new RevisionNotFoundError(`revision '${rev}' in ${repo} names a ${r.type} (${r.at}), `
+      + 'not a commit: give a commit SHA, branch or tag', { data: { rev, repo, oid: r.at } });
   }
-  throw new ObjectCorruptError(`tag ${oid} in ${repo} nests more than ${MAX_PEEL_DEPTH} tags deep: `
-    + 'give the commit id instead', { data: { oid } });
+  if (r.problem === 'too-deep') {
+    throw new ObjectCorruptError(`tag ${oid} in ${repo} nests more than ${MAX_TAG_DEPTH} tags deep: `
+      + 'give the commit id instead', { data: { oid } });
+  }
+  if (r.problem === 'malformed') throw r.cause; // parseTag's ObjectCorruptError
+  // Not reached: the store's reader throws ObjectMissingError rather than return null.
+  throw new ObjectMissingError(`object ${r.at} in ${repo} is missing`, { data: { oid: r.at } });
 }
 
 /** The id one full ref name points to (loose, else packed; symbolic refs followed), or null when absent or invalid. */

@@ -9,7 +9,7 @@
 import { ConfigError, TrustError } from '../errors/errors.js';
 import type { Settings } from '../params/settings-schema.js';
 import { parseCommit, parseTag } from '../store/git-objects.js';
-import { MAX_TAG_DEPTH } from '../store/gitroot-refs.js';
+import { peelTag } from '../store/tag-peel.js';
 import type { ObjectStore } from '../store/object-store.js';
 import { type AllowedSigner, type AllowedSigners, matchPatternList, readAllowedSigners } from './allowed-signers.js';
 import { SignatureFormatError, fingerprint, keyTypeOf, parseSshSignature, verifySshSignature } from './ssh-signature.js';
@@ -147,15 +147,11 @@ export function judgeRevision(store: ObjectStore, signers: AllowedSigners, sha: 
   return { kind: 'commit', verdict: { trusted: false, why: 'not-a-revision', detail: `it is a ${obj.type}, not a commit or a tag`, fix: 'name a commit' } };
 }
 
-/** Whether the annotated tag `tag` peels (through at most MAX_TAG_DEPTH tags) to `commit`. */
+/** Whether the annotated tag `tag` peels (lib/store/tag-peel.ts) to `commit`; reading errors and a tag that does not parse throw. */
 function tagPeelsTo(store: ObjectStore, tag: string, commit: string): boolean {
-  let cur = tag;
-  for (let i = 0; i <= MAX_TAG_DEPTH; i++) {
-    const obj = store.readObject(cur);
-    if (obj.type !== 'tag') return cur === commit && obj.type === 'commit';
-    cur = parseTag(obj.data).object;
-  }
-  return false;
+  const r = peelTag(tag, (oid) => store.readObject(oid));
+  if (!r.ok && r.problem === 'malformed') throw r.cause;
+  return r.ok && r.commit === commit;
 }
 
 /**
