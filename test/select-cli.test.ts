@@ -108,7 +108,7 @@ t.test('one-line errors', async (t) => {
   const h = home(t);
   const cases: Array<[string, string[], number, RegExp]> = [
     ['no such home', ['select', '--dir', path.join(h.work, 'nope'), '--cmdline', h.cmdline('')], 2, /^gitroot: gitroot home .*nope is not a directory/],
-    ['no command line file', ['select', '--dir', h.dir, '--cmdline', path.join(h.work, 'nope')], 2, /^gitroot: cannot read the command line file .*nope \(ENOENT\)/],
+    ['no command line file', ['select', '--dir', h.dir, '--cmdline', path.join(h.work, 'nope')], 2, /^gitroot: cannot read the kernel command line file .*nope \(ENOENT\)/],
     ['no --dir', ['select'], 2, /^gitroot: required option '--dir <dir>' not specified/],
   ];
   for (const [name, args, status, msg] of cases) {

@@ -183,7 +183,7 @@ t.test('a missing default config dir is fine; a missing --config or --cmdline is
   const r = await loadSettings({ dir: h.dir, cmdlineFile: h.cmdline, configPath: undefined, env: {} });
   t.same(r.settings, existsSync('/etc/gitroot') ? r.settings : defaultSettings());
   await t.rejects(loadSettings(h.opts({ configPath: join(h.etc, 'missing') })), ConfigError);
-  await t.rejects(loadSettings(h.opts({ cmdlineFile: join(h.etc, 'no-cmdline') })), { code: 'ECONFIG', message: /cannot read kernel command line file .*no-cmdline: ENOENT/ });
+  await t.rejects(loadSettings(h.opts({ cmdlineFile: join(h.etc, 'no-cmdline') })), { code: 'ECONFIG', message: /cannot read the kernel command line file .*no-cmdline \(ENOENT\): pass --cmdline/ });
 });
 
 t.test('the gitroot home must be a directory', async (t) => {

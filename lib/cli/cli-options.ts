@@ -3,7 +3,6 @@
  * and `--json`, with the same words, parsing and checks everywhere. A command adds them with
  * the helpers below and reads them with the same names.
  */
-import { readFileSync } from 'node:fs';
 import { type Command, InvalidArgumentError } from 'commander';
 import { UsageError } from '../errors/errors.js';
 
@@ -23,14 +22,4 @@ export function secondsToMs(seconds: number, option = '--wait'): number {
 /** Adds `--wait <seconds>`: how long to wait for another gitroot process holding the lock. */
 export function addWaitOption(cmd: Command, what: string, defaultSeconds: number): Command {
   return cmd.option('--wait <seconds>', `wait this long for another gitroot process to finish before ${what}`, parseSeconds, defaultSeconds);
-}
-
-/** The kernel command line of this boot, or of `file` when given (default /proc/cmdline). */
-export function readCmdline(file = '/proc/cmdline'): string {
-  try {
-    return readFileSync(file, 'utf8');
-  } catch (e) {
-    throw new UsageError(`cannot read the kernel command line from ${file} (${(e as NodeJS.ErrnoException).code ?? e}): pass --cmdline FILE`,
-      { cause: e });
-  }
 }

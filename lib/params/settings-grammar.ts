@@ -17,6 +17,7 @@
  * settings-schema.ts's job.
  */
 import { ConfigError } from '../errors/errors.js';
+import { DEFAULT_CMDLINE_FILE } from './cmdline-file.js';
 
 /** Where a token was written: a file path, a URL or '/proc/cmdline', and the 1-based line. */
 export interface Origin {
@@ -106,7 +107,7 @@ function nextArg(s: string, start: number): RawArg {
  * deciding which tokens matter and whether their values are valid is up to the caller.
  * Stops at a lone `--` (the rest is for init).
  */
-export function tokenizeCmdline(text: string, source = '/proc/cmdline'): SettingToken[] {
+export function tokenizeCmdline(text: string, source = DEFAULT_CMDLINE_FILE): SettingToken[] {
   const out: SettingToken[] = [];
   let i = 0;
   for (;;) {

@@ -18,13 +18,12 @@ import { readdirSync, readFileSync, statSync, type Stats } from 'node:fs';
 import { join } from 'node:path';
 import { ConfigError, NetworkError, UsageError } from '../errors/errors.js';
 import { writeFileAtomic, writeJsonAtomic } from '../fsutil/atomic-write.js';
+import { DEFAULT_CMDLINE_FILE, readCmdlineBytes } from './cmdline-file.js';
 import { parseConfigText, tokenizeCmdline } from './settings-grammar.js';
 import type { ConfigDownloader } from './settings-download.js';
 import { planConfigDownload, resolveSettings, type ResolvedSettings, type SettingsSource } from './settings-resolve.js';
 import { redactUrl, type WritableSource } from './settings-schema.js';
 
-/** Where the kernel command line is read from by default. */
-export const DEFAULT_CMDLINE_FILE = '/proc/cmdline';
 /** The local configuration directory read by default. */
 export const DEFAULT_CONFIG_PATH = '/etc/gitroot';
 /** The cache of the downloaded config, relative to the gitroot home. */
@@ -209,7 +208,7 @@ export async function loadSettings(opts: LoadSettingsOptions): Promise<LoadedSet
   const cmdlineFile = opts.cmdlineFile ?? DEFAULT_CMDLINE_FILE;
   let cmdline: SettingsSource | null = null;
   if (opts.cmdlineFile !== undefined || statOrNull(cmdlineFile) !== null) {
-    const text = decodeText(readLocal(cmdlineFile, 'kernel command line file'), cmdlineFile);
+    const text = decodeText(readCmdlineBytes(cmdlineFile), cmdlineFile);
     cmdline = { kind: 'cmdline', name: cmdlineFile, tokens: tokenizeCmdline(text, cmdlineFile) };
     sources.push({ kind: 'cmdline', source: cmdlineFile, status: 'read' });
   } else {

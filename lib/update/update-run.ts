@@ -5,9 +5,10 @@
  * state.json, D/boot and the boot entries change only through stageRevision, atomically.
  */
 import { execFile } from 'node:child_process';
-import { mkdirSync, readFileSync } from 'node:fs';
+import { mkdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
+import { readCmdline } from '../params/cmdline-file.js';
 import { loadSettings } from '../params/settings-load.js';
 import { fetchCommit, type FetchProgress } from '../fetch/repo-fetch.js';
 import { stageRevision, planStage, type StageResult } from '../deploy/deploy-stage.js';
@@ -73,7 +74,7 @@ function lastFetch(dir: string, result: LastFetch['result'], revision: string | 
 /** The running kernel's command line (or the --cmdline file), or undefined if unreadable. */
 function currentCmdline(file?: string): string | undefined {
   try {
-    return readFileSync(file ?? '/proc/cmdline', 'utf8').trim();
+    return readCmdline(file).trim();
   } catch {
     return undefined;
   }

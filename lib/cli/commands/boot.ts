@@ -1,8 +1,7 @@
 /** `gitroot boot`: decide the revision (boot-select rules), record it, mount it as a writable root (run by the initramfs). */
-import { readFileSync } from 'node:fs';
 import type { Command } from 'commander';
 import { bootMount, DEFAULT_RUN_DIR } from '../../boot/boot-mount.js';
-import { UsageError } from '../../errors/errors.js';
+import { DEFAULT_CMDLINE_FILE, readCmdline } from '../../params/cmdline-file.js';
 import { tokenizeCmdline } from '../../params/settings-grammar.js';
 import { checkToken } from '../../params/settings-resolve.js';
 import { note, printJson, printLine } from '../output.js';
@@ -44,7 +43,7 @@ export function registerBoot(program: Command): void {
     .command('boot')
     .description('choose the revision to boot, serve it with git-fs, put a tmpfs overlay on top at the target, record it under /run/gitroot')
     .requiredOption('--dir <dir>', 'the gitroot home (holds repo.git and state.json)')
-    .option('--cmdline <file>', 'kernel command line to read git-revision= from', '/proc/cmdline')
+    .option('--cmdline <file>', 'kernel command line to read git-revision= from', DEFAULT_CMDLINE_FILE)
     .requiredOption('--target <dir>', 'where the new root is mounted (the initramfs ${rootmnt}, dracut $NEWROOT)')
     .option('--run-dir <dir>', 'where the git-fs mount, the writable layer, the home bind mount and booted.json go (moved into the new root with /run)', DEFAULT_RUN_DIR)
     .option('--cache-mb <n>', "MiB of decoded file content the daemon keeps (its 'mount --cache-mb'; default gitroot.cache-mb= on the command line)", Number)
@@ -53,12 +52,7 @@ export function registerBoot(program: Command): void {
     .option('--allowed-signers <file>', 'boot only revisions signed by a key of this allowed-signers file (the initramfs passes /etc/gitroot/allowed-signers when it carries one); others are passed over like unreadable ones')
     .option('--json', 'print what booted as JSON')
     .action(async (opts: BootOpts) => {
-      let cmdline: string;
-      try {
-        cmdline = readFileSync(opts.cmdline, 'utf8');
-      } catch (e) {
-        throw new UsageError(`cannot read the command line file ${opts.cmdline} (${(e as NodeJS.ErrnoException).code ?? e}): pass --cmdline with a readable file`);
-      }
+      const cmdline = readCmdline(opts.cmdline);
       // Options given to the command win over the kernel command line's settings.
       const tuning = bootTuning(cmdline, (line) => note(`boot: ${line}`));
       const record = await bootMount({

@@ -3,7 +3,6 @@
  * acting on it, and the transitions after a boot (docs/rollback.md). The work is in
  * lib/boot/ (boot-decide.ts, transitions.ts, health-checks.ts); this file reads options and settings and renders the results.
  */
-import { readFileSync } from 'node:fs';
 import type { Command } from 'commander';
 import { DEFAULT_RUN_DIR, readBootRecord } from '../../boot/boot-mount.js';
 import { type BootDecision, decideBoot } from '../../boot/boot-decide.js';
@@ -14,6 +13,7 @@ import type { TransitionAction } from '../../boot/boot-select.js';
 import type { BootloaderName } from '../../bootloader/bootloader.js';
 import { isSha } from '../../store/object-id.js';
 import { RevisionNotFoundError, UsageError } from '../../errors/errors.js';
+import { DEFAULT_CMDLINE_FILE, readCmdline } from '../../params/cmdline-file.js';
 import { loadSettings } from '../../params/settings-load.js';
 import { note, printJson, printLine } from '../output.js';
 import { requireHome } from '../../home/home-layout.js';
@@ -33,14 +33,6 @@ interface TransitionOpts extends CommonOpts {
 interface MarkGoodOpts extends TransitionOpts {
   healthDir: string;
   healthTimeout: number;
-}
-
-function readCmdline(file: string): string {
-  try {
-    return readFileSync(file, 'utf8');
-  } catch (e) {
-    throw new UsageError(`cannot read the command line file ${file} (${(e as NodeJS.ErrnoException).code ?? e}): pass --cmdline with a readable file`);
-  }
 }
 
 function seconds(v: string): number {
@@ -109,7 +101,7 @@ export function registerTransitions(program: Command): void {
     .command('select')
     .description('show which revision the next boot would serve and why, and the state it would write; changes nothing')
     .requiredOption('--dir <dir>', 'the gitroot home (repo.git, state.json)')
-    .option('--cmdline <file>', 'kernel command line to read git-revision= from', '/proc/cmdline')
+    .option('--cmdline <file>', 'kernel command line to read git-revision= from', DEFAULT_CMDLINE_FILE)
     .option('--json', 'print the decision as JSON')
     .action(async (opts: { dir: string; cmdline: string; json?: boolean }) => {
       requireHome(opts.dir);
