@@ -11,7 +11,6 @@ import {
   isSettingKey,
   parseSettingValue,
   parseValueForSpec,
-  redactUrl,
   SETTING_KEYS,
   SETTINGS_SCHEMA,
   settingSpec,
@@ -20,6 +19,7 @@ import {
   type SettingSpec,
   type SettingValue,
 } from '../lib/params/settings-schema.js';
+import { redactUrl } from '../lib/http/url-redact.js';
 import { branchProblem } from '../lib/store/ref-names.js';
 
 const SHA = '0123456789abcdef0123456789abcdef01234567';

@@ -12,7 +12,8 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { startGitHttpServer, type GitHttpServer } from '../fixtures/git-http-server.js';
-import { SmartHttpRemote, USER_AGENT, proxyForUrl, redactUrl } from '../lib/fetch/smart-http.js';
+import { SmartHttpRemote, USER_AGENT, proxyForUrl } from '../lib/fetch/smart-http.js';
+import { redactUrl } from '../lib/http/url-redact.js';
 import { fetchCommit } from '../lib/fetch/repo-fetch.js';
 import { type ServerRepo, makeServerRepo } from './helpers/fetch-repos.js';
 
@@ -55,7 +56,7 @@ t.test('proxyForUrl follows the curl conventions', async (t) => {
 });
 
 t.test('redactUrl hides credentials', async (t) => {
-  t.equal(redactUrl('https://user:secret@h.example/os.git'), 'https://h.example/os.git');
+  t.equal(redactUrl('https://user:secret@h.example/os.git'), 'https://user:***@h.example/os.git');
   t.equal(redactUrl('not a url'), 'not a url');
 });
 

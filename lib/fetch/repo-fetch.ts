@@ -42,7 +42,8 @@ import { FETCHED_REF_PREFIX, TAG_REF_PREFIX, fetchedRefName, tagRefName } from '
 import { MAX_TAG_DEPTH, type PeelOutcome, peelTag, peelTagAsync } from '../store/tag-peel.js';
 import { acquireFetchLock } from './fetch-lock.js';
 import { receivePack } from './pack-receive.js';
-import { SmartHttpRemote, redactUrl } from './smart-http.js';
+import { redactUrl } from '../http/url-redact.js';
+import { SmartHttpRemote } from './smart-http.js';
 
 export { FETCHED_REF_PREFIX, TAG_REF_PREFIX, fetchedRefName, tagRefName };
 /** Directory (inside the repository, outside objects/) holding quarantines. */

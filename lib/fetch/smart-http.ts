@@ -20,6 +20,7 @@ import type { Agent as HttpsAgent } from 'node:https';
 import type { Readable } from 'node:stream';
 import got, { type Request as GotRequest, type Response as GotResponse } from 'got';
 import { proxyAgents, proxyForUrl } from '../http/http-proxy.js';
+import { redactUrl } from '../http/url-redact.js';
 
 export { proxyForUrl } from '../http/http-proxy.js';
 import { GitrootError, NetworkError, RemoteError, UsageError } from '../errors/errors.js';
@@ -68,18 +69,6 @@ export interface RemoteRef {
   peeled?: string;
   /** For symbolic refs (HEAD): the ref they point to. */
   symref?: string;
-}
-
-/** `https://user:secret@host/x` -> `https://host/x`, for messages. */
-export function redactUrl(url: string): string {
-  try {
-    const u = new URL(url);
-    u.username = '';
-    u.password = '';
-    return u.toString().replace(/\/$/, '');
-  } catch {
-    return url;
-  }
 }
 
 /** An error worth another attempt (the server or the path to it may recover). */

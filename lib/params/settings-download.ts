@@ -12,7 +12,7 @@ import { fileURLToPath } from 'node:url';
 import got, { HTTPError, RequestError, TimeoutError, type Agents } from 'got';
 import { proxyAgents, proxyForUrl } from '../http/http-proxy.js';
 import { NetworkError } from '../errors/errors.js';
-import { redactUrl } from './settings-schema.js';
+import { redactUrl } from '../http/url-redact.js';
 
 /** A request for the fleet config. */
 export interface DownloadRequest {

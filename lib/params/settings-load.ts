@@ -22,7 +22,8 @@ import { DEFAULT_CMDLINE_FILE, readCmdlineBytes } from './cmdline-file.js';
 import { parseConfigText, tokenizeCmdline } from './settings-grammar.js';
 import type { ConfigDownloader } from './settings-download.js';
 import { planConfigDownload, resolveSettings, type ResolvedSettings, type SettingsSource } from './settings-resolve.js';
-import { redactUrl, type WritableSource } from './settings-schema.js';
+import { redactUrl } from '../http/url-redact.js';
+import type { WritableSource } from './settings-schema.js';
 
 /** The local configuration directory read by default. */
 export const DEFAULT_CONFIG_PATH = '/etc/gitroot';

@@ -282,18 +282,6 @@ export type ParsedValue = { ok: true; value: SettingValue } | { ok: false; probl
 
 const FLAG_WORDS: Record<string, boolean> = { '1': true, yes: true, true: true, '0': false, no: false, false: false };
 
-/** A URL with any password replaced by `***`, for messages and output. */
-export function redactUrl(url: string): string {
-  try {
-    const u = new URL(url);
-    if (u.password === '') return url;
-    u.password = '***';
-    return u.toString();
-  } catch {
-    return url;
-  }
-}
-
 function parseUrl(spec: SettingSpec, v: string): ParsedValue {
   let u: URL;
   try {

@@ -3,7 +3,8 @@ import type { Command } from 'commander';
 import { formatOrigin, quoteValue } from '../../params/settings-grammar.js';
 import { DEFAULT_CMDLINE_FILE } from '../../params/cmdline-file.js';
 import { DEFAULT_CONFIG_PATH, loadSettings, type LoadedSettings } from '../../params/settings-load.js';
-import { SETTING_KEYS, SETTINGS_SCHEMA, redactUrl, type SettingValue } from '../../params/settings-schema.js';
+import { redactUrl } from '../../http/url-redact.js';
+import { SETTING_KEYS, SETTINGS_SCHEMA, type SettingValue } from '../../params/settings-schema.js';
 import { note, printJson, printLine } from '../output.js';
 
 interface ConfigOpts {
