@@ -13,7 +13,7 @@ import { chmodSync, copyFileSync, existsSync, mkdirSync, readFileSync, readlinkS
 import { join } from 'node:path';
 import { emptyState, readState } from '../lib/home/home-state.js';
 import { gitroot, isMounted, sh, waitExit } from './helpers/cli.js';
-import { tempDir } from './helpers/deploy-fixtures.js';
+import { tempDir } from './helpers/temp-dir.js';
 
 interface Home {
   dir: string;

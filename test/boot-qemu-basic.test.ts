@@ -14,7 +14,7 @@ import { join } from 'node:path';
 import {
   LOG_DIR, bootGuest, buildInitramfs, buildMedium, ensureKernel, guestAppend, parseGuestSerial, qemuAvailable, readImageFile,
 } from '../fixtures/qemu/qemu-harness.js';
-import { tempDir } from './helpers/deploy-fixtures.js';
+import { tempDir } from './helpers/temp-dir.js';
 
 // Typically 40-100 s; generous because TCG slows down a lot when the machine is busy.
 const BOOT_TIMEOUT_MS = 600_000;

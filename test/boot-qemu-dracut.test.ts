@@ -9,7 +9,7 @@ import t from 'tap';
 import {
   bootGuest, buildInitramfs, buildMedium, dracutAvailable, ensureKernel, guestAppend, parseGuestSerial, qemuAvailable,
 } from '../fixtures/qemu/qemu-harness.js';
-import { tempDir } from './helpers/deploy-fixtures.js';
+import { tempDir } from './helpers/temp-dir.js';
 
 const avail = qemuAvailable();
 const ci = process.env.CI === 'true';

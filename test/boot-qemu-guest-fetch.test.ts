@@ -28,7 +28,7 @@ import {
   qemuAvailable, readImageJson, reviseGuestTree, statusOf, writeHomeState, writeTimings,
 } from '../fixtures/qemu/qemu-harness.js';
 import { sh } from './helpers/cli.js';
-import { tempDir } from './helpers/deploy-fixtures.js';
+import { tempDir } from './helpers/temp-dir.js';
 
 const BOOT_TIMEOUT_MS = 600_000;
 const avail = qemuAvailable();

@@ -13,7 +13,7 @@ import {
   bootGuest, buildGuestTree, buildInitramfs, commitTree, ensureKernel, newUefiVars, parseGuestSerial, qemuAvailable, readImageJson,
 } from '../fixtures/qemu/qemu-harness.js';
 import { gitroot, sh } from './helpers/cli.js';
-import { tempDir } from './helpers/deploy-fixtures.js';
+import { tempDir } from './helpers/temp-dir.js';
 
 const BOOT_TIMEOUT_MS = 600_000;
 const avail = qemuAvailable();

@@ -23,7 +23,7 @@ import {
   statusOf, withImageMounted, writeHomeState, writeTimings,
 } from '../fixtures/qemu/qemu-harness.js';
 import { gitrootAsync, sh } from './helpers/cli.js';
-import { tempDir } from './helpers/deploy-fixtures.js';
+import { tempDir } from './helpers/temp-dir.js';
 
 // Typically 40-100 s a boot; generous because TCG slows down a lot when the machine is busy.
 const BOOT_TIMEOUT_MS = 600_000;

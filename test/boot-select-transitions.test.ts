@@ -15,6 +15,7 @@ import { type DeployState, type StagedRevision, emptyState, parseState } from '.
 import { planStage, planStagedState } from '../lib/deploy/deploy-stage.js';
 import { planBootEntries } from '../lib/bootloader/boot-plan.js';
 import { EXIT_CODES } from '../lib/errors/errors.js';
+import { mulberry32 } from './helpers/seeded-random.js';
 
 const P = 'a'.repeat(40);
 const G = 'b'.repeat(40);
@@ -193,20 +194,9 @@ t.test('specific transitions', async (t) => {
   t.match(planRollback(rb.state).state, { good: G, previousGood: [Q1, Q2] }, 'rolled forward again');
 });
 
-/** A small seeded PRNG (mulberry32), so a failure can be replayed. */
-function prng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let x = Math.imul(a ^ (a >>> 15), 1 | a);
-    x = (x + Math.imul(x ^ (x >>> 7), 61 | x)) ^ x;
-    return ((x ^ (x >>> 14)) >>> 0) / 4294967296;
-  };
-}
-
 t.test('a random walk of stagings, boots and transitions keeps the state valid and the rules', async (t) => {
   const seed = Number(process.env.GITROOT_WALK_SEED ?? 20260506);
-  const rand = prng(seed);
+  const rand = mulberry32(seed);
   const pick = <T>(xs: readonly T[]): T => xs[Math.floor(rand() * xs.length)];
   const revs = Array.from({ length: 12 }, (_, i) => (i + 1).toString(16).repeat(40).slice(0, 40));
   const health: Record<string, RevisionHealth> = {};

@@ -16,7 +16,8 @@ import { BlsBootloader, parseBlsFileName, parseBlsKeys, updateLoaderConf } from 
 import { ExtlinuxBootloader, parseExtlinuxConf } from '../lib/bootloader/bootloader-extlinux.js';
 import { kernelLocation } from '../lib/bootloader/bootloader.js';
 import { findTemplateDir, renderTemplate } from '../lib/bootloader/boot-templates.js';
-import { PROJECT_ROOT, fakeKernel, makeInitrd, tempDir } from './helpers/deploy-fixtures.js';
+import { PROJECT_ROOT, fakeKernel, makeInitrd } from './helpers/deploy-fixtures.js';
+import { tempDir } from './helpers/temp-dir.js';
 
 const sha = (c: string): string => c.repeat(40);
 const A = sha('a');

@@ -10,7 +10,8 @@ import t from 'tap';
 import fs from 'node:fs';
 import path from 'node:path';
 import { gitroot } from './helpers/cli.js';
-import { tempDir, writeTree } from './helpers/deploy-fixtures.js';
+import { writeTree } from './helpers/deploy-fixtures.js';
+import { tempDir } from './helpers/temp-dir.js';
 import { gitVerifies, keygen, run } from './helpers/trust-fixtures.js';
 
 const refs = (repo: string) => run('git', ['--git-dir', repo, 'for-each-ref', '--format=%(refname) %(objectname)']).toString().trim();

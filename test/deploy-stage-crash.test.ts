@@ -18,7 +18,8 @@ import { withLock } from '../lib/home/home-lock.js';
 import { stageRevision } from '../lib/deploy/deploy-stage.js';
 import { planBootEntries } from '../lib/bootloader/boot-plan.js';
 import { createBootloader } from '../lib/bootloader/create-bootloader.js';
-import { DEPLOY_CHILD, commitSpec, debianRoot, fakeKernel, tempDir, type TreeSpec } from './helpers/deploy-fixtures.js';
+import { DEPLOY_CHILD, commitSpec, debianRoot, fakeKernel, type TreeSpec } from './helpers/deploy-fixtures.js';
+import { tempDir } from './helpers/temp-dir.js';
 
 const TRIALS = Number(process.env.DEPLOY_CRASH_TRIALS ?? 24);
 const MAX_DELAY_MS = 900;

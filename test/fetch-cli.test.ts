@@ -8,26 +8,10 @@ import t from 'tap';
 import fs from 'node:fs';
 import path from 'node:path';
 import { startGitHttpServer, type GitHttpServer } from '../fixtures/git-http-server.js';
-import { commitSpec, debianRoot, tempDir } from './helpers/deploy-fixtures.js';
+import { commitSpec, debianRoot } from './helpers/deploy-fixtures.js';
+import { type Machine, machine } from './helpers/machine.js';
+import { tempDir } from './helpers/temp-dir.js';
 import { gitrootAsync as gitroot } from './helpers/cli.js';
-
-interface Machine {
-  dir: string;
-  boot: string;
-  conf: string;
-  cmdline: string;
-}
-
-function machine(base: string, settings: string[], cmdline = ''): Machine {
-  const dir = path.join(base, 'home');
-  const boot = path.join(base, 'bootmedium');
-  const conf = path.join(base, 'gitroot.conf');
-  const cmd = path.join(base, 'cmdline');
-  fs.mkdirSync(boot, { recursive: true });
-  fs.writeFileSync(conf, ['# test machine', 'gitroot.bootloader=bls', `gitroot.boot=${boot}`, 'gitroot.timeout=5', 'gitroot.retries=0', ...settings].join('\n') + '\n');
-  fs.writeFileSync(cmd, `BOOT_IMAGE=/vmlinuz quiet ${cmdline}\n`);
-  return { dir, boot, conf, cmdline: cmd };
-}
 
 async function fetch(m: Machine, extra: string[] = [], env?: NodeJS.ProcessEnv) {
   return gitroot(['fetch', '--dir', m.dir, '--config', m.conf, '--cmdline', m.cmdline, '--json', ...extra], { env });
@@ -74,7 +58,7 @@ t.teardown(async () => {
 });
 
 t.test('fetch-revision tip is fetched and staged with kernel, initrd and a BLS entry', async (t) => {
-  const m = machine(tempDir(t, 'tip'), [`gitroot.remote=${url}`]);
+  const m = machine(tempDir(t, 'tip'), { remote: url });
   const r = await fetch(m);
   t.equal(r.status, 0, `exit 0 (${r.stderr.trim()})`);
   const out = JSON.parse(r.stdout);
@@ -107,7 +91,7 @@ t.test('fetch-revision tip is fetched and staged with kernel, initrd and a BLS e
 });
 
 t.test('update-revision on the kernel command line pins an older commit', async (t) => {
-  const m = machine(tempDir(t, 'pin'), [`gitroot.remote=${url}`], `update-revision=${releases[0]}`);
+  const m = machine(tempDir(t, 'pin'), { remote: url, cmdline: `BOOT_IMAGE=/vmlinuz quiet update-revision=${releases[0]}` });
   const r = await fetch(m);
   t.equal(r.status, 0, r.stderr);
   const out = JSON.parse(r.stdout);
@@ -117,7 +101,7 @@ t.test('update-revision on the kernel command line pins an older commit', async 
 });
 
 t.test('noupgrade: nothing fetched, no request made, exit 0', async (t) => {
-  const m = machine(tempDir(t, 'noup'), [`gitroot.remote=${url}`], 'noupgrade');
+  const m = machine(tempDir(t, 'noup'), { remote: url, cmdline: 'BOOT_IMAGE=/vmlinuz quiet noupgrade' });
   server.resetStats();
   const r = await fetch(m);
   t.equal(r.status, 0, r.stderr);
@@ -127,7 +111,7 @@ t.test('noupgrade: nothing fetched, no request made, exit 0', async (t) => {
 });
 
 t.test('--dry-run reports the update and changes nothing', async (t) => {
-  const m = machine(tempDir(t, 'dry'), [`gitroot.remote=${url}`]);
+  const m = machine(tempDir(t, 'dry'), { remote: url });
   const r = await fetch(m, ['--dry-run']);
   t.equal(r.status, 0, r.stderr);
   const out = JSON.parse(r.stdout);
@@ -139,7 +123,7 @@ t.test('--dry-run reports the update and changes nothing', async (t) => {
 });
 
 t.test('failures: one-line errors, non-zero exits, state and boot files untouched', async (t) => {
-  const m = machine(tempDir(t, 'fail'), [`gitroot.remote=${url}`], `update-revision=${releases[0]}`);
+  const m = machine(tempDir(t, 'fail'), { remote: url, cmdline: `BOOT_IMAGE=/vmlinuz quiet update-revision=${releases[0]}` });
   t.equal((await fetch(m)).status, 0, 'a first revision is staged');
   fs.writeFileSync(m.cmdline, 'quiet\n');
   const before = snapshot(m);
@@ -157,7 +141,7 @@ t.test('failures: one-line errors, non-zero exits, state and boot files untouche
     t.equal(r.stderr.trim().split('\n').length, 1, `${name}: one line`);
     t.equal(snapshot(m), before, `${name}: state, kernels and entries unchanged`);
   }
-  const badBranch = machine(tempDir(t, 'branch'), [`gitroot.remote=${url}`, 'fetch-revision=no-such-branch']);
+  const badBranch = machine(tempDir(t, 'branch'), { remote: url, settings: ['fetch-revision=no-such-branch'] });
   const r = await fetch(badBranch);
   t.equal(r.status, 3, `unknown branch: exit 3 (${r.stderr.trim()})`);
   t.match(r.stderr, /no-such-branch/);
@@ -171,11 +155,11 @@ t.test('failures: one-line errors, non-zero exits, state and boot files untouche
   t.equal(st.lastFetch.result, 'failed', 'status shows the failed attempt');
   t.match(st.lastFetch.error.message, unknownSha.slice(0, 12));
 
-  const noRemote = machine(tempDir(t, 'noremote'), []);
+  const noRemote = machine(tempDir(t, 'noremote'));
   const r3 = await fetch(noRemote);
   t.equal(r3.status, 2, 'no remote: usage error');
   t.match(r3.stderr, /gitroot\.remote/);
-  const typo = machine(tempDir(t, 'typo'), [`gitroot.remote=${url}`, 'gitroot.trise=4']);
+  const typo = machine(tempDir(t, 'typo'), { remote: url, settings: ['gitroot.trise=4'] });
   const r4 = await fetch(typo);
   t.equal(r4.status, 2, 'unknown key in a config file: exit 2');
   t.match(r4.stderr, /gitroot\.conf:\d+/, 'names the file and line');
@@ -183,7 +167,7 @@ t.test('failures: one-line errors, non-zero exits, state and boot files untouche
 
 t.test('gitroot.reboot-after-update reboots right after staging', async (t) => {
   const base = tempDir(t, 'reboot');
-  const m = machine(base, [`gitroot.remote=${url}`, 'gitroot.reboot-after-update']);
+  const m = machine(base, { remote: url, settings: ['gitroot.reboot-after-update'] });
   const marker = path.join(base, 'rebooted');
   const r = await fetch(m, [], { ...process.env, GITROOT_REBOOT_COMMAND: `touch ${marker}` });
   t.equal(r.status, 0, r.stderr);

@@ -5,26 +5,18 @@
  * holds a file above 64 MiB. Needs root, setfattr/getfattr (attr) and setpriv.
  */
 import t from 'tap';
-import type { Test } from 'tap';
 import { execFile } from 'node:child_process';
 import { promises as fs } from 'node:fs';
-import * as os from 'node:os';
 import * as path from 'node:path';
 import { promisify } from 'node:util';
 import { deflateRawSync } from 'node:zlib';
 import { addSocket, buildEdgeTree, DEFAULT_BIG_FILE_BYTES, type EdgeTreeCounts } from '../fixtures/edge-tree.js';
 import { compareTrees, parseGetfattr } from './helpers/compare-trees.js';
 import { randomReadCompare } from './helpers/random-reads.js';
+import { tempDir } from './helpers/temp-dir.js';
 
 const execFileAsync = promisify(execFile);
 const SMALL = { bigFileBytes: 2 * 1024 * 1024 };
-
-/** A fresh temp directory, removed when the test ends. */
-async function tempDir(t: Test, prefix: string): Promise<string> {
-  const dir = await fs.mkdtemp(path.join(os.tmpdir(), `gitroot-${prefix}-`));
-  t.teardown(() => fs.rm(dir, { recursive: true, force: true }));
-  return dir;
-}
 
 /** Counts a tree the plain way (lstat walk over raw names), for checking expectedCounts. */
 async function countTree(root: string): Promise<{ counts: Partial<EdgeTreeCounts>; inodes: Map<bigint, string[]>; sockets: number }> {
@@ -64,7 +56,7 @@ async function countTree(root: string): Promise<{ counts: Partial<EdgeTreeCounts
 }
 
 t.test('the reported counts match an independent walk', async (t) => {
-  const dir = await tempDir(t, 'edge');
+  const dir = tempDir(t, 'edge');
   const info = await buildEdgeTree(path.join(dir, 'tree'), SMALL);
   const { counts, inodes, sockets } = await countTree(info.root);
   for (const [k, v] of Object.entries(counts)) {
@@ -95,7 +87,7 @@ t.test('the reported counts match an independent walk', async (t) => {
 });
 
 t.test('special entries are what they claim to be', async (t) => {
-  const dir = await tempDir(t, 'edge');
+  const dir = tempDir(t, 'edge');
   const info = await buildEdgeTree(path.join(dir, 'tree'), SMALL);
   const at = (rel: string) => path.join(info.root, rel);
 
@@ -144,7 +136,7 @@ t.test('special entries are what they claim to be', async (t) => {
 });
 
 t.test('the setuid and setgid probes change identity when run by nobody', async (t) => {
-  const dir = await tempDir(t, 'edge');
+  const dir = tempDir(t, 'edge');
   const info = await buildEdgeTree(path.join(dir, 'tree'), SMALL);
   // The temp dir is mode 0700; nobody must be able to reach the probes.
   await fs.chmod(dir, 0o755);
@@ -157,7 +149,7 @@ t.test('the setuid and setgid probes change identity when run by nobody', async 
 });
 
 t.test('two builds are identical to the judge', async (t) => {
-  const dir = await tempDir(t, 'edge');
+  const dir = tempDir(t, 'edge');
   const a = await buildEdgeTree(path.join(dir, 'a'), SMALL);
   const b = await buildEdgeTree(path.join(dir, 'b'), SMALL);
   t.same(a.expectedCounts, b.expectedCounts);
@@ -167,13 +159,13 @@ t.test('two builds are identical to the judge', async (t) => {
 });
 
 t.test('refuses a non-empty directory', async (t) => {
-  const dir = await tempDir(t, 'edge');
+  const dir = tempDir(t, 'edge');
   await fs.writeFile(path.join(dir, 'something'), 'x');
   await t.rejects(buildEdgeTree(dir, SMALL), /not empty/);
 });
 
 t.test('addSocket makes a socket the judge reports', async (t) => {
-  const dir = await tempDir(t, 'edge');
+  const dir = tempDir(t, 'edge');
   const info = await buildEdgeTree(path.join(dir, 'a'), SMALL);
   await execFileAsync('cp', ['-a', info.root, path.join(dir, 'b')]);
   const sock = await addSocket(path.join(dir, 'b'), 'run/some.sock');
@@ -183,7 +175,7 @@ t.test('addSocket makes a socket the judge reports', async (t) => {
 });
 
 t.test('default build: big file above 64 MiB, copy compares equal', async (t) => {
-  const dir = await tempDir(t, 'edge');
+  const dir = tempDir(t, 'edge');
   let t0 = Date.now();
   const info = await buildEdgeTree(path.join(dir, 'a'));
   t.comment(`buildEdgeTree with the default ${DEFAULT_BIG_FILE_BYTES} byte file: ${Date.now() - t0} ms`);

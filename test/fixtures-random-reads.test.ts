@@ -5,21 +5,13 @@
  * file are found.
  */
 import t from 'tap';
-import type { Test } from 'tap';
 import { promises as fs } from 'node:fs';
-import * as os from 'node:os';
 import * as path from 'node:path';
 import { createCipheriv } from 'node:crypto';
 import { planReads, randomReadCompare } from './helpers/random-reads.js';
+import { tempDir } from './helpers/temp-dir.js';
 
 const SIZE = 3 * 1024 * 1024 + 12345;
-
-/** A fresh temp directory, removed when the test ends. */
-async function tempDir(t: Test): Promise<string> {
-  const dir = await fs.mkdtemp(path.join(os.tmpdir(), 'gitroot-reads-'));
-  t.teardown(() => fs.rm(dir, { recursive: true, force: true }));
-  return dir;
-}
 
 /** Writes pseudo-random content to `a` and a copy of it to `b`; returns the content. */
 async function pair(dir: string): Promise<{ a: string; b: string; data: Buffer }> {
@@ -32,7 +24,7 @@ async function pair(dir: string): Promise<{ a: string; b: string; data: Buffer }
 }
 
 t.test('identical files: no mismatch, reads as asked', async (t) => {
-  const { a, b } = await pair(await tempDir(t));
+  const { a, b } = await pair(tempDir(t, 'reads'));
   const r = await randomReadCompare(a, b, { reads: 300, seed: 42 });
   t.same(r, { reads: 300, mismatches: 0, examples: [] });
 });
@@ -56,7 +48,7 @@ t.test('the plan covers boundaries, the last byte and EOF', async (t) => {
 });
 
 t.test('the last byte changed is found', async (t) => {
-  const { a, b, data } = await pair(await tempDir(t));
+  const { a, b, data } = await pair(tempDir(t, 'reads'));
   const changed = Buffer.from(data);
   changed[SIZE - 1] = changed[SIZE - 1]! ^ 1;
   await fs.writeFile(b, changed);
@@ -66,7 +58,7 @@ t.test('the last byte changed is found', async (t) => {
 });
 
 t.test('everything after 1 MiB changed is found', async (t) => {
-  const { a, b, data } = await pair(await tempDir(t));
+  const { a, b, data } = await pair(tempDir(t, 'reads'));
   const changed = Buffer.from(data);
   for (let i = 1024 * 1024; i < SIZE; i++) changed[i] = changed[i]! ^ 0x55;
   await fs.writeFile(b, changed);
@@ -75,7 +67,7 @@ t.test('everything after 1 MiB changed is found', async (t) => {
 });
 
 t.test('sparse single-byte corruption is found', async (t) => {
-  const { a, b, data } = await pair(await tempDir(t));
+  const { a, b, data } = await pair(tempDir(t, 'reads'));
   const changed = Buffer.from(data);
   for (let i = 4000; i < SIZE; i += 8192) changed[i] = changed[i]! ^ 0x80;
   await fs.writeFile(b, changed);
@@ -84,7 +76,7 @@ t.test('sparse single-byte corruption is found', async (t) => {
 });
 
 t.test('a shorter file is found through EOF reads', async (t) => {
-  const { a, b } = await pair(await tempDir(t));
+  const { a, b } = await pair(tempDir(t, 'reads'));
   await fs.truncate(b, SIZE - 1);
   const r = await randomReadCompare(a, b, { reads: 10, seed: 5 });
   t.ok(r.mismatches >= 2, 'last-byte and straddling reads mismatch');

@@ -13,7 +13,9 @@ import { execFileSync } from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';
 import { startGitHttpServer, type GitHttpServer } from '../fixtures/git-http-server.js';
-import { commitSpec, debianRoot, noise, tempDir } from './helpers/deploy-fixtures.js';
+import { commitSpec, debianRoot, noise } from './helpers/deploy-fixtures.js';
+import { machine } from './helpers/machine.js';
+import { tempDir } from './helpers/temp-dir.js';
 import { gitrootAsync as gitroot, isMounted, mount, waitExit } from './helpers/cli.js';
 import { gitSync } from './helpers/fetch-repos.js';
 
@@ -40,15 +42,12 @@ t.teardown(async () => {
 
 interface Machine { dir: string; conf: string; cmdline: (extra?: string) => string }
 
-function machine(base: string, settings: string[]): Machine {
-  const dir = path.join(base, 'home');
-  const boot = path.join(base, 'bootmedium');
-  const conf = path.join(base, 'gitroot.conf');
-  fs.mkdirSync(boot, { recursive: true });
-  fs.writeFileSync(conf, ['gitroot.bootloader=bls', `gitroot.boot=${boot}`, 'gitroot.timeout=10', 'gitroot.retries=0', ...settings].join('\n') + '\n');
+/** A machine whose command line is a new file for each command (`cmdline(extra)`). */
+function repairMachine(base: string): Machine {
+  const m = machine(base, { remote: url, timeout: 10 });
   let n = 0;
   return {
-    dir, conf,
+    dir: m.dir, conf: m.conf,
     cmdline: (extra = '') => {
       const f = path.join(base, `cmdline-${n++}`);
       fs.writeFileSync(f, `quiet ${extra}\n`);
@@ -92,7 +91,7 @@ async function readBack(t: Test, repo: string, rev: string, file: string, work: 
 }
 
 t.test('a damaged pack of the second release: fetched again in full, the damaged pack moved aside, clean after', async (t) => {
-  const m = machine(tempDir(t, 'repair'), [`gitroot.remote=${url}`]);
+  const m = repairMachine(tempDir(t, 'repair'));
   const f1 = await gitroot(['fetch', '--dir', m.dir, '--config', m.conf, '--cmdline', m.cmdline(`update-revision=${releases[0]}`), '--json']);
   t.equal(f1.status, 0, f1.stderr);
   const f2 = await gitroot(['fetch', '--dir', m.dir, '--config', m.conf, '--cmdline', m.cmdline(), '--json']);
@@ -138,7 +137,7 @@ t.test('a damaged pack of the second release: fetched again in full, the damaged
 });
 
 t.test('the only pack damaged: the full pack replaces it, clean after', async (t) => {
-  const m = machine(tempDir(t, 'repair-only'), [`gitroot.remote=${url}`]);
+  const m = repairMachine(tempDir(t, 'repair-only'));
   const f = await gitroot(['fetch', '--dir', m.dir, '--config', m.conf, '--cmdline', m.cmdline(), '--json']);
   t.equal(f.status, 0, f.stderr);
   const repo = path.join(m.dir, 'repo.git');
@@ -155,7 +154,7 @@ t.test('the only pack damaged: the full pack replaces it, clean after', async (t
 });
 
 t.test('repair without gitroot.remote: one-line usage error, nothing changed', async (t) => {
-  const m = machine(tempDir(t, 'repair-noremote'), [`gitroot.remote=${url}`]);
+  const m = repairMachine(tempDir(t, 'repair-noremote'));
   const f = await gitroot(['fetch', '--dir', m.dir, '--config', m.conf, '--cmdline', m.cmdline(), '--json']);
   t.equal(f.status, 0, f.stderr);
   const repo = path.join(m.dir, 'repo.git');

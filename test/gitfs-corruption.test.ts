@@ -12,7 +12,8 @@ import path from 'node:path';
 import { type DeployState, emptyState, writeState } from '../lib/home/home-state.js';
 import { withLock } from '../lib/home/home-lock.js';
 import { gitroot, isMounted, mount, waitExit } from './helpers/cli.js';
-import { commitSpec, noise, tempDir } from './helpers/deploy-fixtures.js';
+import { commitSpec, noise } from './helpers/deploy-fixtures.js';
+import { tempDir } from './helpers/temp-dir.js';
 import { gitSync } from './helpers/fetch-repos.js';
 
 function flip(file: string, at: number): void {

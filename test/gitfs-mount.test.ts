@@ -5,26 +5,20 @@
  * content. Setuid binaries must run setuid and device nodes must work through the mount.
  */
 import t from 'tap';
-import { mkdtempSync, mkdirSync, readFileSync, readdirSync, rmSync, statSync, writeFileSync, chmodSync, existsSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { mkdirSync, readFileSync, readdirSync, statSync, writeFileSync, chmodSync, existsSync } from 'node:fs';
 import { join } from 'node:path';
 import { buildEdgeTree } from '../fixtures/edge-tree.js';
 import { compareTrees } from './helpers/compare-trees.js';
 import { randomReadCompare } from './helpers/random-reads.js';
+import { tempDir } from './helpers/temp-dir.js';
 import { gitroot, isMounted, mount, sh, SHARED, waitExit } from './helpers/cli.js';
-
-function tempdir(t: { teardown(fn: () => void): void }, name: string): string {
-  const dir = mkdtempSync(join(tmpdir(), `gitroot-${name}-`));
-  t.teardown(() => rmSync(dir, { recursive: true, force: true }));
-  return dir;
-}
 
 t.test('/dev/fuse is usable (a missing one fails, never skips)', async (t) => {
   t.ok(existsSync('/dev/fuse'), '/dev/fuse exists');
 });
 
 t.test('edge-case tree: commit, mount, identical entry by entry', async (t) => {
-  const dir = tempdir(t, 'edge');
+  const dir = tempDir(t, 'edge');
   const src = join(dir, 'src');
   const info = await buildEdgeTree(src);
   const repo = join(dir, 'repo.git');
@@ -66,7 +60,7 @@ t.test('edge-case tree: commit, mount, identical entry by entry', async (t) => {
 });
 
 t.test('Debian root filesystem: commit, mount, identical entry by entry', async (t) => {
-  const dir = tempdir(t, 'debian');
+  const dir = tempDir(t, 'debian');
   const src = join(dir, 'rootfs');
   sh(`bash ${SHARED}/fixtures/debian-rootfs.sh ${src} > /dev/null`);
   const repo = join(dir, 'repo.git');
@@ -88,7 +82,7 @@ t.test('Debian root filesystem: commit, mount, identical entry by entry', async 
 });
 
 t.test('a repo made with plain git serves exactly what git archive gives', async (t) => {
-  const dir = tempdir(t, 'plain');
+  const dir = tempDir(t, 'plain');
   const wt = join(dir, 'wt');
   mkdirSync(join(wt, 'a/b/c'), { recursive: true });
   writeFileSync(join(wt, 'README'), 'plain git repo\n');
@@ -114,7 +108,7 @@ t.test('a repo made with plain git serves exactly what git archive gives', async
 });
 
 t.test('--rev serves older commits, tags and branches', async (t) => {
-  const dir = tempdir(t, 'revs');
+  const dir = tempDir(t, 'revs');
   const src = join(dir, 'src');
   mkdirSync(src);
   writeFileSync(join(src, 'version'), '1\n');
@@ -135,7 +129,7 @@ t.test('--rev serves older commits, tags and branches', async (t) => {
 });
 
 t.test('--foreground serves until unmounted, then exits 0', async (t) => {
-  const dir = tempdir(t, 'fg');
+  const dir = tempDir(t, 'fg');
   const src = join(dir, 'src');
   mkdirSync(src);
   writeFileSync(join(src, 'f'), 'foreground\n');
@@ -155,7 +149,7 @@ t.test('--foreground serves until unmounted, then exits 0', async (t) => {
 });
 
 t.test('damaged objects give EIO for that file, never wrong bytes', async (t) => {
-  const dir = tempdir(t, 'corrupt');
+  const dir = tempDir(t, 'corrupt');
   const src = join(dir, 'src');
   mkdirSync(src);
   const victim = Buffer.alloc(300_000);
@@ -183,7 +177,7 @@ t.test('damaged objects give EIO for that file, never wrong bytes', async (t) =>
 });
 
 t.test('bad arguments: one-line errors, non-zero exits', async (t) => {
-  const dir = tempdir(t, 'args');
+  const dir = tempDir(t, 'args');
   const src = join(dir, 'src');
   mkdirSync(src);
   writeFileSync(join(src, 'f'), 'x');

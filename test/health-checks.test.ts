@@ -13,7 +13,7 @@ import { checkNewGood } from '../lib/boot/transitions.js';
 import { healthVeto, runHealthChecks } from '../lib/boot/health-checks.js';
 import { planMarkGood, TransitionRefusedError, type RevisionHealth } from '../lib/boot/boot-select.js';
 import { emptyState } from '../lib/home/home-state.js';
-import { tempDir } from './helpers/deploy-fixtures.js';
+import { tempDir } from './helpers/temp-dir.js';
 
 function script(dir: string, name: string, body: string, mode = 0o755): string {
   const p = path.join(dir, name);

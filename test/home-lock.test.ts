@@ -14,7 +14,8 @@ import { createInterface } from 'node:readline';
 import { LockedError } from '../lib/errors/errors.js';
 import { acquireLock, currentBootId, ownerGone, processStartTime, readLockOwner, releaseLock, withLock } from '../lib/home/home-lock.js';
 import { lockPath } from '../lib/home/home-layout.js';
-import { DEPLOY_CHILD, tempDir } from './helpers/deploy-fixtures.js';
+import { DEPLOY_CHILD } from './helpers/deploy-fixtures.js';
+import { tempDir } from './helpers/temp-dir.js';
 
 t.before(() => {
   if (!fs.existsSync(DEPLOY_CHILD)) throw new Error(`${DEPLOY_CHILD} is missing: run 'npx tsc -p tsconfig.json' first`);

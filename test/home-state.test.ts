@@ -12,7 +12,7 @@ import { type DeployState, FAILED_LIMIT, PREVIOUS_GOOD_LIMIT, emptyState, parseS
 import { lastFetchPath, statePath, lockPath } from '../lib/home/home-layout.js';
 import { readLastFetch, writeLastFetch } from '../lib/home/last-fetch.js';
 import { acquireLock, releaseLock, withLock } from '../lib/home/home-lock.js';
-import { tempDir } from './helpers/deploy-fixtures.js';
+import { tempDir } from './helpers/temp-dir.js';
 
 const sha = (n: number): string => n.toString(16).padStart(40, '0');
 const T0 = '2026-01-02T03:04:05.000Z';

@@ -1,5 +1,5 @@
 /**
- * Hostile input campaign, power cuts: SIGKILL (to the whole process group: the node process
+ * Hostile input, power cuts: SIGKILL (to the whole process group: the node process
  * and any git it started) at random moments of
  *   - `gitroot fetch` with staging (fetch, index-pack, kernel copy, entries, state),
  *   - `gitroot mark-good` and `gitroot mark-bad` (pending revision booted), `gitroot rollback`
@@ -21,7 +21,7 @@
  *   - `gitroot fsck` / `gitroot prune` too, when the build has them;
  *   - the next command (the same one, run to completion) succeeds: the dead process's lock is
  *     recoverable.
- * Trials per kind: HOSTILE_POWERCUT_TRIALS (default 8; the recorded campaign runs more). The kill lands at a random moment
+ * Trials per kind: HOSTILE_POWERCUT_TRIALS (default 8; the run recorded in docs/hostile-input.md used more). The kill lands at a random moment
  * within 1.2 times the undisturbed run time measured first (every third fetch with a slowed
  * server, so more kills land in the download).
  */
@@ -38,6 +38,7 @@ import { parseBlsKeys } from '../lib/bootloader/bootloader-bls.js';
 import { compareTrees } from './helpers/compare-trees.js';
 import { CLI, PROJECT_ROOT, gitrootAsync, isMounted, waitExit } from './helpers/cli.js';
 import { commitSpec, debianRoot, fakeKernel } from './helpers/deploy-fixtures.js';
+import { type MachinePaths as Machine, commandArgs, machine, machinePaths } from './helpers/machine.js';
 import { randomFiles } from './helpers/fetch-repos.js';
 import { Campaign } from './helpers/hostile-campaign.js';
 
@@ -59,7 +60,7 @@ const kernels = new Map<string, { kernel: Buffer; initrd: Buffer }>();
 const archiveHash = new Map<string, string>();
 /** Revision -> its tree extracted from the server's `git archive`. */
 const extracted = new Map<string, string>();
-/** `gitroot --help`: fsck and prune join the campaign once the build has them. */
+/** `gitroot --help`: fsck and prune are killed too when the build has them. */
 const help = spawnSync(process.execPath, [CLI, '--help'], { encoding: 'utf8' }).stdout;
 
 t.teardown(async () => {
@@ -77,36 +78,17 @@ function archive(gitdir: string, rev: string): Buffer | null {
   return r.status === 0 ? r.stdout : null;
 }
 
-/** A machine: its home, boot medium, run dir, config and command line, all under `base`. */
-interface Machine { base: string; dir: string; boot: string; run: string; health: string; conf: string; cmdline: string }
-
-function machineAt(base: string): Machine {
-  return {
-    base, dir: path.join(base, 'home'), boot: path.join(base, 'bootmedium'), run: path.join(base, 'run'),
-    health: path.join(base, 'health.d'), conf: path.join(base, 'gitroot.conf'), cmdline: path.join(base, 'cmdline'),
-  };
-}
-
+/** A machine fetching from the test server, booted with boot=gitroot. */
 function newMachine(base: string): Machine {
-  const m = machineAt(base);
-  for (const d of [m.boot, m.run, m.health]) fs.mkdirSync(d, { recursive: true });
-  fs.writeFileSync(m.conf, ['gitroot.bootloader=bls', `gitroot.boot=${m.boot}`, 'gitroot.timeout=10', 'gitroot.retries=0',
-    `gitroot.remote=${server.url('os.git')}`].join('\n') + '\n');
-  fs.writeFileSync(m.cmdline, 'BOOT_IMAGE=/vmlinuz boot=gitroot quiet\n');
-  return m;
+  return machine(base, { timeout: 10, remote: server.url('os.git'), cmdline: 'BOOT_IMAGE=/vmlinuz boot=gitroot quiet' });
 }
 
 /** Copies a machine (cp -a keeps it exact); the copy's config still points at its own paths. */
 function copyMachine(from: Machine, to: string): Machine {
   if (sh('cp', ['-a', from.base, to]).status !== 0) throw new Error(`cp -a ${from.base} ${to} failed`);
-  const m = machineAt(to);
+  const m = machinePaths(to);
   fs.writeFileSync(m.conf, fs.readFileSync(m.conf, 'utf8').split(from.base).join(to));
   return m;
-}
-
-function args(m: Machine, cmd: string, ...more: string[]): string[] {
-  const extra = cmd === 'mark-good' ? ['--health-dir', m.health, '--run-dir', m.run] : cmd === 'mark-bad' ? ['--run-dir', m.run] : [];
-  return [cmd, '--dir', m.dir, '--config', m.conf, '--cmdline', m.cmdline, ...extra, ...more];
 }
 
 /** A boot as `gitroot boot` records it, without mounting. */
@@ -117,7 +99,7 @@ async function boot(m: Machine): Promise<string | null> {
 }
 
 async function run(t: Test, m: Machine, cmd: string, ...more: string[]): Promise<void> {
-  const r = await gitrootAsync(args(m, cmd, ...more));
+  const r = await gitrootAsync(commandArgs(m, cmd, ...more));
   if (r.status !== 0) t.fail(`${cmd} failed (${r.status}): ${r.stderr}`);
 }
 
@@ -307,19 +289,19 @@ t.before(async () => {
     if (sha === R[0]) {
       // The machine's first life: fetch R1, boot it, mark it good. Then R2 appears.
       seedA = newMachine(path.join(work, 'seedA'));
-      const f = await gitrootAsync(args(seedA, 'fetch', '--json'));
+      const f = await gitrootAsync(commandArgs(seedA, 'fetch', '--json'));
       if (f.status !== 0) throw new Error(`seed fetch failed: ${f.stderr}`);
       await boot(seedA);
-      const g = await gitrootAsync(args(seedA, 'mark-good'));
+      const g = await gitrootAsync(commandArgs(seedA, 'mark-good'));
       if (g.status !== 0) throw new Error(`seed mark-good failed: ${g.stderr}`);
     }
   }
   seedB = copyMachine(seedA, path.join(work, 'seedB'));
-  const f = await gitrootAsync(args(seedB, 'fetch', '--json'));
+  const f = await gitrootAsync(commandArgs(seedB, 'fetch', '--json'));
   if (f.status !== 0) throw new Error(`seed B fetch failed: ${f.stderr}`);
   if ((await boot(seedB)) !== R[1]) throw new Error('seed B did not boot the pending revision');
   seedC = copyMachine(seedB, path.join(work, 'seedC'));
-  const g = await gitrootAsync(args(seedC, 'mark-good'));
+  const g = await gitrootAsync(commandArgs(seedC, 'mark-good'));
   if (g.status !== 0) throw new Error(`seed C mark-good failed: ${g.stderr}`);
 });
 
@@ -352,11 +334,11 @@ const kinds: Kind[] = [
   {
     name: 'fetch',
     seed: () => seedA,
-    argv: (m) => [CLI, ...args(m, 'fetch', '--json')],
+    argv: (m) => [CLI, ...commandArgs(m, 'fetch', '--json')],
     // Every third trial the pack crawls (2 MiB/s), so more kills land in the download.
     before: (i) => { if (i % 3 === 1) server.setFault({ kind: 'slow', bytesPerSecond: 2 * 1024 * 1024, scope: 'fetch', times: 1 }); },
     recover: async (t, m, label) => {
-      const r = await gitrootAsync(args(m, 'fetch', '--json'));
+      const r = await gitrootAsync(commandArgs(m, 'fetch', '--json'));
       const action = r.status === 0 ? JSON.parse(r.stdout).action : r.stderr.trim();
       campaign.check(t, r.status === 0 && (action === 'staged' || action === 'up-to-date'), `${label}: the next fetch succeeds (${action})`);
       const state = JSON.parse(fs.readFileSync(path.join(m.dir, 'state.json'), 'utf8'));
@@ -366,27 +348,27 @@ const kinds: Kind[] = [
   {
     name: 'mark-good',
     seed: () => seedB,
-    argv: (m) => [CLI, ...args(m, 'mark-good')],
+    argv: (m) => [CLI, ...commandArgs(m, 'mark-good')],
     recover: async (t, m, label) => {
-      const r = await gitrootAsync(args(m, 'mark-good', '--json'));
+      const r = await gitrootAsync(commandArgs(m, 'mark-good', '--json'));
       campaign.check(t, r.status === 0 && JSON.parse(r.stdout).revision === R[1], `${label}: the next mark-good succeeds (${r.stderr.trim()})`);
     },
   },
   {
     name: 'mark-bad',
     seed: () => seedB,
-    argv: (m) => [CLI, ...args(m, 'mark-bad')],
+    argv: (m) => [CLI, ...commandArgs(m, 'mark-bad')],
     recover: async (t, m, label) => {
-      const r = await gitrootAsync(args(m, 'mark-bad', '--json'));
+      const r = await gitrootAsync(commandArgs(m, 'mark-bad', '--json'));
       campaign.check(t, r.status === 0, `${label}: the next mark-bad succeeds (${r.stderr.trim()})`);
     },
   },
   {
     name: 'rollback',
     seed: () => seedC,
-    argv: (m) => [CLI, ...args(m, 'rollback')],
+    argv: (m) => [CLI, ...commandArgs(m, 'rollback')],
     recover: async (t, m, label) => {
-      const r = await gitrootAsync(args(m, 'rollback', '--json'));
+      const r = await gitrootAsync(commandArgs(m, 'rollback', '--json'));
       campaign.check(t, r.status === 0, `${label}: the next rollback succeeds (${r.stderr.trim()})`);
     },
   },
@@ -403,9 +385,9 @@ const kinds: Kind[] = [
   {
     name: 'prune',
     seed: () => seedC,
-    argv: (m) => [CLI, ...args(m, 'prune', '--keep', '0', '--json')],
+    argv: (m) => [CLI, ...commandArgs(m, 'prune', '--keep', '0', '--json')],
     recover: async (t, m, label) => {
-      const r = await gitrootAsync(args(m, 'prune', '--keep', '0', '--json'));
+      const r = await gitrootAsync(commandArgs(m, 'prune', '--keep', '0', '--json'));
       campaign.check(t, r.status === 0, `${label}: the next prune succeeds (${r.stderr.trim()})`);
     },
   },

@@ -1,5 +1,5 @@
 /**
- * Hostile input campaign, the server: the real `gitroot fetch` (run under /usr/bin/time -v
+ * Hostile input, the server: the real `gitroot fetch` (run under /usr/bin/time -v
  * for its peak RSS) against a real `git http-backend` made to misbehave
  * (fixtures/git-http-server.ts faults): 100,000 extra refs, a refs advertisement and a pack
  * that never end, garbage and wrongly framed pkt-lines, a pack with a flipped byte, a pack
@@ -19,6 +19,7 @@ import path from 'node:path';
 import { type GitHttpFault, startGitHttpServer, type GitHttpServer } from '../fixtures/git-http-server.js';
 import { CLI } from './helpers/cli.js';
 import { commitSpec, debianRoot } from './helpers/deploy-fixtures.js';
+import { type Machine, machine } from './helpers/machine.js';
 import { repoHealth } from './helpers/fetch-repos.js';
 import { Campaign } from './helpers/hostile-campaign.js';
 
@@ -48,14 +49,9 @@ t.teardown(async () => {
   fs.rmSync(work, { recursive: true, force: true });
 });
 
-interface Machine { base: string; dir: string; boot: string; conf: string; cmdline: string }
-
-function machine(base: string): Machine {
-  const m = { base, dir: path.join(base, 'home'), boot: path.join(base, 'bootmedium'), conf: path.join(base, 'gitroot.conf'), cmdline: path.join(base, 'cmdline') };
-  fs.mkdirSync(m.boot, { recursive: true });
-  fs.writeFileSync(m.conf, `gitroot.bootloader=bls\ngitroot.boot=${m.boot}\ngitroot.remote=${server.url('os.git')}\ngitroot.retries=0\ngitroot.timeout=10\n`);
-  fs.writeFileSync(m.cmdline, 'quiet\n');
-  return m;
+/** A machine fetching from the test server. */
+function serverMachine(base: string): Machine {
+  return machine(base, { remote: server.url('os.git'), timeout: 10 });
 }
 
 interface Run { status: number; stdout: string; stderr: string; seconds: number; rssKb: number }
@@ -102,7 +98,7 @@ let seeded: Machine;
 let rssMax = 0;
 
 t.before(async () => {
-  seeded = machine(path.join(work, 'seed'));
+  seeded = serverMachine(path.join(work, 'seed'));
   const r = await fetch(seeded);
   if (r.status !== 0) throw new Error(`seed fetch failed: ${r.stderr}`);
   R.push(commitSpec(work, srvRepo, debianRoot('6.1.0-2-amd64', 's2'), 'release 2'));
@@ -112,7 +108,7 @@ let n = 0;
 function copyOfSeed(): Machine {
   const base = path.join(work, `m${++n}`);
   spawnSync('cp', ['-a', seeded.base, base]);
-  const m = machine(base);
+  const m = serverMachine(base);
   return m;
 }
 
@@ -174,7 +170,7 @@ t.test('a pack that never ends, into a home on a 64 MiB tmpfs: cut off before th
   fs.mkdirSync(tmpfs);
   const mnt = spawnSync('mount', ['-t', 'tmpfs', '-o', 'size=64m', 'tmpfs', tmpfs]);
   if (mnt.status !== 0) throw new Error(`cannot mount a tmpfs: ${mnt.stderr}`);
-  const m = machine(tmpfs);
+  const m = serverMachine(tmpfs);
   // No reserve beyond the fetcher's own: the space check before the fetch must let it start.
   fs.appendFileSync(m.conf, 'gitroot.min-free=0\n');
   const before = snapshot(m);

@@ -12,7 +12,8 @@ import { spawnSync } from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';
 import { gitroot, sh } from './helpers/cli.js';
-import { type TreeSpec, commitSpec, fakeKernel, tempDir } from './helpers/deploy-fixtures.js';
+import { type TreeSpec, commitSpec, fakeKernel } from './helpers/deploy-fixtures.js';
+import { tempDir } from './helpers/temp-dir.js';
 import { initrdBootsGitroot, listInitrd } from '../lib/image/initrd-contents.js';
 
 const V = '6.12.57+deb13-amd64';

@@ -12,7 +12,8 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { ObjectStore } from '../lib/store/object-store.js';
 import { ObjectCorruptError } from '../lib/errors/errors.js';
-import { noise, tempDir } from './helpers/deploy-fixtures.js';
+import { noise } from './helpers/deploy-fixtures.js';
+import { tempDir } from './helpers/temp-dir.js';
 
 const git = (repo: string, args: string[], input?: string | Buffer): string =>
   execFileSync('git', ['--git-dir', repo, ...args], { input, maxBuffer: 1 << 28 }).toString().trim();

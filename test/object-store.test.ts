@@ -10,13 +10,13 @@ import type { Test } from 'tap';
 import { execFileSync } from 'node:child_process';
 import { createHash, randomBytes } from 'node:crypto';
 import fs from 'node:fs';
-import os from 'node:os';
 import path from 'node:path';
 import zlib from 'node:zlib';
 import { ObjectStore, type ObjectStoreOptions } from '../lib/store/object-store.js';
 import { PackFile } from '../lib/store/pack-file.js';
 import { parseTree } from '../lib/store/git-objects.js';
 import { useInflateImplementation } from '../lib/store/zlib-inflate.js';
+import { tempDir } from './helpers/temp-dir.js';
 
 const GIT_ENV = {
   ...process.env,
@@ -34,13 +34,6 @@ function git(cwd: string, args: string[], input?: string | Buffer): Buffer {
 
 function gitText(cwd: string, ...args: string[]): string {
   return git(cwd, args).toString('utf8').trim();
-}
-
-/** A fresh temp directory, removed when the test ends. */
-function tempDir(t: Test, prefix: string): string {
-  const dir = fs.mkdtempSync(path.join(os.tmpdir(), `gitroot-store-${prefix}-`));
-  t.teardown(() => fs.rmSync(dir, { recursive: true, force: true }));
-  return dir;
 }
 
 function initRepo(t: Test, prefix: string, bare = false): string {

@@ -13,17 +13,12 @@ import { spawnSync } from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';
 import { startGitHttpServer, type GitHttpServer } from '../fixtures/git-http-server.js';
-import { commitSpec, debianRoot, noise, tempDir } from './helpers/deploy-fixtures.js';
+import { commitSpec, debianRoot, noise } from './helpers/deploy-fixtures.js';
+import { type Machine, machine } from './helpers/machine.js';
+import { tempDir } from './helpers/temp-dir.js';
 import { gitrootAsync as gitroot, mount, sh } from './helpers/cli.js';
 import { gitRun, gitSync } from './helpers/fetch-repos.js';
 import { acquireLock, releaseLock } from '../lib/home/home-lock.js';
-
-interface Machine {
-  dir: string;
-  boot: string;
-  conf: string;
-  cmdline: string;
-}
 
 let server: GitHttpServer;
 let work: string;
@@ -59,17 +54,6 @@ t.teardown(async () => {
   await server?.close();
   fs.rmSync(work, { recursive: true, force: true });
 });
-
-function machine(base: string, settings: string[] = []): Machine {
-  const dir = path.join(base, 'home');
-  const boot = path.join(base, 'bootmedium');
-  const conf = path.join(base, 'gitroot.conf');
-  const cmdline = path.join(base, 'cmdline');
-  fs.mkdirSync(boot, { recursive: true });
-  fs.writeFileSync(conf, ['gitroot.bootloader=bls', `gitroot.boot=${boot}`, 'gitroot.timeout=5', 'gitroot.retries=0', `gitroot.remote=${url}`, ...settings].join('\n') + '\n');
-  fs.writeFileSync(cmdline, 'quiet\n');
-  return { dir, boot, conf, cmdline };
-}
 
 async function fetch(m: Machine, extraCmdline = '') {
   fs.writeFileSync(m.cmdline, `quiet ${extraCmdline}\n`);
@@ -135,7 +119,7 @@ function sizePack(gitdir: string): number {
 
 t.test('prune keeps booted, good and gitroot.keep earlier good revisions; removes the rest; repacks', async (t) => {
   const base = tempDir(t, 'prune-main');
-  const m = machine(base);
+  const m = machine(base, { remote: url });
   await history(m);
   const gitdir = path.join(m.dir, 'repo.git');
   const before = readState(m);
@@ -236,7 +220,7 @@ t.test('prune keeps booted, good and gitroot.keep earlier good revisions; remove
 });
 
 t.test('--keep 0 and --keep 2; bad --keep; held lock', async (t) => {
-  const m = machine(tempDir(t, 'prune-keep'));
+  const m = machine(tempDir(t, 'prune-keep'), { remote: url });
   await history(m);
   const k2 = await prune(m, ['--keep', '2']);
   t.equal(k2.status, 0, k2.stderr);
@@ -263,7 +247,7 @@ t.test('--keep 0 and --keep 2; bad --keep; held lock', async (t) => {
 });
 
 t.test('a power cut inside git update-ref leaves ref .lock files: the next prune removes them and finishes', async (t) => {
-  const m = machine(tempDir(t, 'prune-stale-lock'));
+  const m = machine(tempDir(t, 'prune-stale-lock'), { remote: url });
   await history(m);
   const gitdir = path.join(m.dir, 'repo.git');
   const dry = await prune(m, ['--dry-run']);
@@ -283,7 +267,7 @@ t.test('a power cut inside git update-ref leaves ref .lock files: the next prune
 });
 
 t.test('temps of killed writers (ref writes, prune.json, fsck.json, last-fetch.json, a first fetch\'s repository) are removed; a live writer\'s stay', async (t) => {
-  const m = machine(tempDir(t, 'prune-dead-temps'));
+  const m = machine(tempDir(t, 'prune-dead-temps'), { remote: url });
   await history(m);
   const gitdir = path.join(m.dir, 'repo.git');
   // A pid that is gone, and one that is alive (a sleeping child).
@@ -313,7 +297,7 @@ t.test('temps of killed writers (ref writes, prune.json, fsck.json, last-fetch.j
 });
 
 t.test('space check before a fetch: refuses with a one-line ENOSPACE, or prunes first', async (t) => {
-  const m = machine(tempDir(t, 'prune-space'), ['gitroot.min-free=1048576', 'gitroot.auto-prune=0']);
+  const m = machine(tempDir(t, 'prune-space'), { remote: url, settings: ['gitroot.min-free=1048576', 'gitroot.auto-prune=0'] });
   await fetch(m, `update-revision=${rel[0]}`);
   // the first fetch passes only if 1 TiB were free: it is refused; make it pass with min-free=0 first
   fs.appendFileSync(m.conf, 'gitroot.min-free=0\n');

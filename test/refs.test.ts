@@ -9,10 +9,10 @@ import type { Test } from 'tap';
 import { execFileSync } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import fs from 'node:fs';
-import os from 'node:os';
 import path from 'node:path';
 import { listRefs, resolveRevision } from '../lib/store/refs.js';
 import { ObjectStore } from '../lib/store/object-store.js';
+import { tempDir } from './helpers/temp-dir.js';
 
 const GIT_ENV = {
   ...process.env,
@@ -34,12 +34,6 @@ function gitCommit(cwd: string, rev: string): string | null {
   } catch {
     return null;
   }
-}
-
-function tempDir(t: Test, prefix: string): string {
-  const dir = fs.mkdtempSync(path.join(os.tmpdir(), `gitroot-refs-${prefix}-`));
-  t.teardown(() => fs.rmSync(dir, { recursive: true, force: true }));
-  return dir;
 }
 
 function commit(repo: string, file: string, text: string, message: string): string {

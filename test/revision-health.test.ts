@@ -19,7 +19,8 @@ import { type DeployState, emptyState, readState, writeState } from '../lib/home
 import { statePath } from '../lib/home/home-layout.js';
 import { withLock } from '../lib/home/home-lock.js';
 import { LockedError } from '../lib/errors/errors.js';
-import { DEPLOY_CHILD, commitSpec, tempDir } from './helpers/deploy-fixtures.js';
+import { DEPLOY_CHILD, commitSpec } from './helpers/deploy-fixtures.js';
+import { tempDir } from './helpers/temp-dir.js';
 import { sh } from './helpers/cli.js';
 
 const T0 = '2026-05-06T07:08:09.000Z';

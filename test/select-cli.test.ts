@@ -13,7 +13,8 @@ import { type DeployState, emptyState, writeState } from '../lib/home/home-state
 import { statePath } from '../lib/home/home-layout.js';
 import { withLock } from '../lib/home/home-lock.js';
 import { gitroot } from './helpers/cli.js';
-import { commitSpec, tempDir } from './helpers/deploy-fixtures.js';
+import { commitSpec } from './helpers/deploy-fixtures.js';
+import { tempDir } from './helpers/temp-dir.js';
 
 const T0 = '2026-05-06T07:08:09.000Z';
 

@@ -13,7 +13,8 @@ import { NoSpaceError } from '../lib/errors/errors.js';
 import { ensureSpaceForFetch } from '../lib/prune/prune-auto.js';
 import { PACK_FACTOR, lastFetchPackBytes, measureSpace, planSpace, writePruneRecord } from '../lib/prune/space-check.js';
 import { isMounted } from './helpers/cli.js';
-import { noise, tempDir } from './helpers/deploy-fixtures.js';
+import { noise } from './helpers/deploy-fixtures.js';
+import { tempDir } from './helpers/temp-dir.js';
 
 const MIB = 1024 * 1024;
 

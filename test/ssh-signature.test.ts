@@ -11,7 +11,7 @@ import path from 'node:path';
 import { parseAllowedSigners } from '../lib/trust/allowed-signers.js';
 import { judgeCommit, judgeTag } from '../lib/trust/revision-trust.js';
 import { parseOpenSshPrivateKey, parseSshSignature, signSsh, verifySshSignature } from '../lib/trust/ssh-signature.js';
-import { tempDir } from './helpers/deploy-fixtures.js';
+import { tempDir } from './helpers/temp-dir.js';
 import {
   type TestKey, catFile, commitTree, gitEnv, hashObject, keygen, run, sshKeygenSign, status, tamper, withGpgsig, gitVerifies,
 } from './helpers/trust-fixtures.js';

@@ -16,9 +16,8 @@ import { NoSpaceError, ObjectCorruptError } from '../lib/errors/errors.js';
 import { MODE_EXECUTABLE, MODE_FILE, MODE_GITLINK, MODE_SYMLINK, MODE_TREE } from '../lib/store/git-objects.js';
 import { ObjectStore } from '../lib/store/object-store.js';
 import { type KernelSelection, type TreeItem, type TreeSource, checkInitrdImage, checkKernelImage, commitTree, resolveInTree, selectKernel, stageKernel, storeTreeSource } from '../lib/deploy/stage-kernel.js';
-import {
-  commitSpec, debianRoot, fakeKernel, makeInitrd, noise, tempDir, type TreeSpec,
-} from './helpers/deploy-fixtures.js';
+import { commitSpec, debianRoot, fakeKernel, makeInitrd, noise, type TreeSpec } from './helpers/deploy-fixtures.js';
+import { tempDir } from './helpers/temp-dir.js';
 
 // ---------------------------------------------------------------------------------------------
 // In-memory trees: flat specs ({ 'boot/x': 'content', vmlinuz: { link } , sub: { gitlink } }).

@@ -17,7 +17,8 @@ import { applyStateChange } from '../lib/deploy/state-change.js';
 import { bootFilesDir, statePath } from '../lib/home/home-layout.js';
 import { acquireLock, releaseLock } from '../lib/home/home-lock.js';
 import { type DeployState, readState, withFailed, withGood } from '../lib/home/home-state.js';
-import { commitSpec, debianRoot, tempDir } from './helpers/deploy-fixtures.js';
+import { commitSpec, debianRoot } from './helpers/deploy-fixtures.js';
+import { tempDir } from './helpers/temp-dir.js';
 
 type Loader = 'bls' | 'extlinux';
 interface Home { home: string; boot: string; R: string[]; loader: Loader }

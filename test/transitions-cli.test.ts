@@ -26,50 +26,21 @@ import { type DeployState, readState, writeState } from '../lib/home/home-state.
 import { statePath } from '../lib/home/home-layout.js';
 import { withLock } from '../lib/home/home-lock.js';
 import { CLI, gitroot } from './helpers/cli.js';
-import { DEPLOY_CHILD, PROJECT_ROOT, commitSpec, debianRoot, tempDir } from './helpers/deploy-fixtures.js';
+import { DEPLOY_CHILD, PROJECT_ROOT, commitSpec, debianRoot } from './helpers/deploy-fixtures.js';
+import { type Machine, commandArgs, machine } from './helpers/machine.js';
+import { tempDir } from './helpers/temp-dir.js';
 
 const V1 = '6.1.0-9-amd64';
 const V2 = '6.1.0-10-amd64';
 const short = (s: string): string => s.slice(0, 12);
 
-interface Machine {
-  work: string;
-  home: string;
-  boot: string;
-  repo: string;
-  loader: 'bls' | 'extlinux';
-  health: string;
-  run: string;
-  /** Common arguments: --dir, --cmdline, --config, --json. */
-  args: (cmd: string, ...more: string[]) => string[];
-}
-
-function machine(t: Test, loader: 'bls' | 'extlinux'): Machine {
-  const work = tempDir(t, 'transitions');
-  const m = {
-    work, loader,
-    home: path.join(work, 'gitroot'),
-    boot: path.join(work, 'boot'),
-    repo: path.join(work, 'gitroot', 'repo.git'),
-    health: path.join(work, 'health.d'),
-    run: path.join(work, 'run'),
-  };
-  for (const d of [m.home, m.boot, m.health, m.run]) fs.mkdirSync(d);
-  fs.writeFileSync(path.join(work, 'gitroot.conf'), `gitroot.bootloader=${loader}\ngitroot.boot=${m.boot}\n`);
-  fs.writeFileSync(path.join(work, 'cmdline'), 'BOOT_IMAGE=/vmlinuz boot=gitroot quiet\n');
-  const args = (cmd: string, ...more: string[]): string[] => [cmd, '--dir', m.home, '--cmdline', path.join(work, 'cmdline'),
-    '--config', path.join(work, 'gitroot.conf'), ...(cmd === 'mark-good' ? ['--health-dir', m.health] : []),
-    ...(cmd === 'mark-good' || cmd === 'mark-bad' ? ['--run-dir', m.run] : []), ...more];
-  return { ...m, args };
-}
-
 async function stage(m: Machine, sha: string, tries = 3): Promise<void> {
-  await stageRevision({ dir: m.home, sha, bootloader: m.loader, bootDir: m.boot, tries, kernelCmdline: 'boot=gitroot quiet' });
+  await stageRevision({ dir: m.dir, sha, bootloader: m.loader, bootDir: m.boot, tries, kernelCmdline: 'boot=gitroot quiet' });
 }
 
 /** A boot: what `gitroot boot` does before mounting, with the command line of the entry the loader picked. */
 async function boot(m: Machine, revision: string | null): Promise<string | null> {
-  const d = await decideBoot({ dir: m.home, cmdline: `boot=gitroot quiet${revision === null ? '' : ` git-revision=${revision}`}`, persist: true });
+  const d = await decideBoot({ dir: m.dir, cmdline: `boot=gitroot quiet${revision === null ? '' : ` git-revision=${revision}`}`, persist: true });
   fs.writeFileSync(path.join(m.run, 'booted.json'), JSON.stringify({ revision: d.revision, reason: d.kind }));
   return d.revision;
 }
@@ -97,8 +68,8 @@ function snapshot(m: Machine): string {
     }
   };
   walk(m.boot);
-  walk(path.join(m.home, 'boot'));
-  return `${fs.readFileSync(statePath(m.home), 'utf8')}\n${files.join('\n')}`;
+  walk(path.join(m.dir, 'boot'));
+  return `${fs.readFileSync(statePath(m.dir), 'utf8')}\n${files.join('\n')}`;
 }
 
 function oneLine(t: Test, r: { stderr: string }, re: RegExp, what: string): void {
@@ -107,14 +78,14 @@ function oneLine(t: Test, r: { stderr: string }, re: RegExp, what: string): void
 }
 
 t.test('a successful update with BLS entries: health checks, mark-good, rollback, mark-bad', async (t) => {
-  const m = machine(t, 'bls');
-  const A = commitSpec(m.work, m.repo, debianRoot(V1, 'A'));
-  const B = commitSpec(m.work, m.repo, debianRoot(V2, 'B'));
+  const m = machine(tempDir(t, 'transitions'), { loader: 'bls', cmdline: 'BOOT_IMAGE=/vmlinuz boot=gitroot quiet' });
+  const A = commitSpec(m.base, m.repo, debianRoot(V1, 'A'));
+  const B = commitSpec(m.base, m.repo, debianRoot(V2, 'B'));
 
   // The first revision: staged, booted, marked good by the unit.
   await stage(m, A);
   t.equal(await boot(m, A), A);
-  const first = gitroot(m.args('mark-good'));
+  const first = gitroot(commandArgs(m, 'mark-good'));
   t.equal(first.status, 0, first.stderr);
   t.same(first.stdout.split('\n'), [
     `health checks: none in ${m.health}`,
@@ -122,7 +93,7 @@ t.test('a successful update with BLS entries: health checks, mark-good, rollback
     `next boot: ${A}`,
     '',
   ]);
-  t.match(readState(m.home), { good: A, pending: null, booted: A, previousGood: [] });
+  t.match(readState(m.dir), { good: A, pending: null, booted: A, previousGood: [] });
   t.same(Object.keys(blsEntries(m)), [`gitroot-${short(A)}.conf`], 'one plain entry: the counter is gone with the trial');
   t.match(fs.readFileSync(path.join(m.boot, 'loader', 'loader.conf'), 'utf8'), /^default gitroot-\*$/m);
 
@@ -131,7 +102,7 @@ t.test('a successful update with BLS entries: health checks, mark-good, rollback
   t.same(Object.keys(blsEntries(m)).sort(), [`gitroot-${short(A)}.conf`, `gitroot-${short(B)}+3.conf`].sort());
   fs.renameSync(path.join(m.boot, 'loader', 'entries', `gitroot-${short(B)}+3.conf`), path.join(m.boot, 'loader', 'entries', `gitroot-${short(B)}+2-1.conf`));
   t.equal(await boot(m, B), B);
-  t.match(readState(m.home), { booted: B, pending: { revision: B, triesLeft: 2 } });
+  t.match(readState(m.dir), { booted: B, pending: { revision: B, triesLeft: 2 } });
 
   // A health check vetoes: exit 4, names the script and its last line; nothing changes.
   healthScript(m, '10-ok', 'echo fine');
@@ -139,14 +110,14 @@ t.test('a successful update with BLS entries: health checks, mark-good, rollback
   healthScript(m, 'README', 'not a check');
   fs.chmodSync(path.join(m.health, 'README'), 0o644);
   const before = snapshot(m);
-  const veto = gitroot(m.args('mark-good'));
+  const veto = gitroot(commandArgs(m, 'mark-good'));
   t.equal(veto.status, 4);
   t.equal(veto.stdout, '');
   t.match(veto.stderr, /gitroot: health check 10-ok: passed in \d+ ms\n/);
   t.match(veto.stderr, new RegExp(`gitroot: mark-good: health check ${path.join(m.health, '20-app')} failed \\(exit 1\\): kiosk: cannot open display :0; ` +
     'the revision is not marked good and the state is unchanged\n$'));
   t.equal(snapshot(m), before, 'state, entries and kernels unchanged');
-  const vetoJson = gitroot(m.args('mark-good', '--json'));
+  const vetoJson = gitroot(commandArgs(m, 'mark-good', '--json'));
   t.equal(vetoJson.status, 4);
   const vj = JSON.parse(vetoJson.stdout);
   t.match(vj, { ok: false, error: { code: 'ESTATE', message: /20-app failed/ }, health: { ok: false, skipped: [{ name: 'README', why: 'not executable' }] } });
@@ -155,7 +126,7 @@ t.test('a successful update with BLS entries: health checks, mark-good, rollback
 
   // Fixed: it passes, B is good, its entry loses the counter, A's entry goes (A stays the earlier good one).
   healthScript(m, '20-app', 'echo "kiosk up"');
-  const ok = gitroot(m.args('mark-good', '--json'));
+  const ok = gitroot(commandArgs(m, 'mark-good', '--json'));
   t.equal(ok.status, 0, ok.stderr);
   const j = JSON.parse(ok.stdout);
   t.match(j, {
@@ -167,92 +138,92 @@ t.test('a successful update with BLS entries: health checks, mark-good, rollback
   t.match(j.reason, /passed its trial \(try 1 of 3\)/);
   t.same(Object.keys(blsEntries(m)), [`gitroot-${short(B)}.conf`]);
   t.match(blsEntries(m)[`gitroot-${short(B)}.conf`].get('options'), new RegExp(`git-revision=${B}$`));
-  t.ok(fs.existsSync(path.join(m.home, 'boot', A, 'vmlinuz')), "the earlier good revision's kernel is kept for a rollback");
+  t.ok(fs.existsSync(path.join(m.dir, 'boot', A, 'vmlinuz')), "the earlier good revision's kernel is kept for a rollback");
   t.notOk(fs.existsSync(path.join(m.boot, 'gitroot', A)), 'but its copy in $BOOT is gone with its entry');
 
   // Idempotent: the unit runs at every boot.
-  const again = gitroot(m.args('mark-good'));
+  const again = gitroot(commandArgs(m, 'mark-good'));
   t.equal(again.status, 0);
   t.match(again.stdout, new RegExp(`nothing to change: ${B} is already the known-good revision\nnext boot: ${B}\n$`));
 
   // rollback: A boots next, its kernel copied back to $BOOT; a second rollback undoes it.
-  const rb = gitroot(m.args('rollback', '--json'));
+  const rb = gitroot(commandArgs(m, 'rollback', '--json'));
   t.equal(rb.status, 0, rb.stderr);
   t.match(JSON.parse(rb.stdout), { action: 'rollback', revision: A, nextBoot: A, state: { good: A, previousGood: [B] }, entries: [{ revision: A, role: 'good' }] });
   t.same(Object.keys(blsEntries(m)), [`gitroot-${short(A)}.conf`]);
   t.ok(fs.existsSync(path.join(m.boot, 'gitroot', A, 'vmlinuz')), 'kernel copy back in $BOOT');
-  const fwd = gitroot(m.args('rollback'));
+  const fwd = gitroot(commandArgs(m, 'rollback'));
   t.equal(fwd.status, 0);
   t.same(fwd.stdout.split('\n'), [`${B} is the known-good revision again and boots next (${A} is the previous one)`, `next boot: ${B}`, '']);
-  t.match(readState(m.home), { good: B, previousGood: [A] });
+  t.match(readState(m.dir), { good: B, previousGood: [A] });
 
   // mark-bad of the good revision B (booted): A takes its place; B is failed and never boots again.
-  const bad = gitroot(m.args('mark-bad'));
+  const bad = gitroot(commandArgs(m, 'mark-bad'));
   t.equal(bad.status, 0, bad.stderr);
   t.match(bad.stdout, new RegExp(`^${B} is recorded as failed; the earlier good revision ${A} is the known-good one again; the next boot runs ${A}\nnext boot: ${A}\n$`));
-  t.match(readState(m.home), { good: A, failed: [B], previousGood: [] });
+  t.match(readState(m.dir), { good: A, failed: [B], previousGood: [] });
   t.same(Object.keys(blsEntries(m)), [`gitroot-${short(A)}.conf`]);
-  fs.writeFileSync(path.join(m.work, 'cmdline-b'), `boot=gitroot git-revision=${B}\n`);
-  const sel = JSON.parse(gitroot(['select', '--dir', m.home, '--cmdline', path.join(m.work, 'cmdline-b'), '--json']).stdout);
+  fs.writeFileSync(path.join(m.base, 'cmdline-b'), `boot=gitroot git-revision=${B}\n`);
+  const sel = JSON.parse(gitroot(['select', '--dir', m.dir, '--cmdline', path.join(m.base, 'cmdline-b'), '--json']).stdout);
   t.match(sel, { revision: A, kind: 'good' }, 'an old entry naming B would not boot it');
   // After the next boot (A), the fetcher refuses to stage B again.
   t.equal(await boot(m, null), A);
-  const restage = await stageRevision({ dir: m.home, sha: B, bootloader: 'bls', bootDir: m.boot, tries: 3 });
+  const restage = await stageRevision({ dir: m.dir, sha: B, bootloader: 'bls', bootDir: m.boot, tries: 3 });
   t.equal(restage.action, 'refused');
 });
 
 t.test('a failed update with extlinux: tries used up, the good revision boots, mark-good repairs DEFAULT', async (t) => {
-  const m = machine(t, 'extlinux');
-  const A = commitSpec(m.work, m.repo, debianRoot(V1, 'A'));
-  const B = commitSpec(m.work, m.repo, debianRoot(V2, 'B'));
+  const m = machine(tempDir(t, 'transitions'), { loader: 'extlinux', cmdline: 'BOOT_IMAGE=/vmlinuz boot=gitroot quiet' });
+  const A = commitSpec(m.base, m.repo, debianRoot(V1, 'A'));
+  const B = commitSpec(m.base, m.repo, debianRoot(V2, 'B'));
   await stage(m, A);
   await boot(m, A);
-  t.equal(gitroot(m.args('mark-good')).status, 0);
+  t.equal(gitroot(commandArgs(m, 'mark-good')).status, 0);
   await stage(m, B, 2);
-  const bl = createBootloader('extlinux', { homeDir: m.home, bootDir: m.boot });
+  const bl = createBootloader('extlinux', { homeDir: m.dir, bootDir: m.boot });
   t.equal(bl.readEntries().defaultId, `gitroot-${short(B)}`);
 
   // extlinux always starts DEFAULT (B); B never reaches mark-good.
   const booted: Array<string | null> = [];
   for (let i = 0; i < 4; i++) booted.push(await boot(m, B));
   t.same(booted, [B, B, A, A], 'two tries, then the good revision');
-  t.match(readState(m.home), { good: A, booted: A, pending: null, failed: [B] });
+  t.match(readState(m.dir), { good: A, booted: A, pending: null, failed: [B] });
   t.equal(bl.readEntries().defaultId, `gitroot-${short(B)}`, 'nothing rewrote extlinux.conf at boot');
 
   // The good revision completes its boot: the unit's mark-good changes no state but rewrites the entries.
-  const r = gitroot(m.args('mark-good'));
+  const r = gitroot(commandArgs(m, 'mark-good'));
   t.equal(r.status, 0, r.stderr);
   t.match(r.stdout, new RegExp(`\nnothing to change: ${A} is already the known-good revision\n`));
   const after = bl.readEntries();
   t.equal(after.defaultId, `gitroot-${short(A)}`);
   t.same(after.entries.map((e) => e.revision), [A], 'the failed revision has no entry any more');
-  const status = gitroot(['status', '--dir', m.home, '--cmdline', path.join(m.work, 'cmdline'), '--config', path.join(m.work, 'gitroot.conf'), '--json']);
+  const status = gitroot(['status', '--dir', m.dir, '--cmdline', path.join(m.base, 'cmdline'), '--config', path.join(m.base, 'gitroot.conf'), '--json']);
   t.match(JSON.parse(status.stdout), { good: A, booted: A, pending: null, failed: [B] });
 });
 
 t.test('refusals: one line, an exit status, nothing changed', async (t) => {
-  const m = machine(t, 'bls');
-  const A = commitSpec(m.work, m.repo, debianRoot(V1, 'A'));
-  const C = commitSpec(m.work, m.repo, { 'etc/os-release': 'no kernel\n' }, 'C');
+  const m = machine(tempDir(t, 'transitions'), { loader: 'bls', cmdline: 'BOOT_IMAGE=/vmlinuz boot=gitroot quiet' });
+  const A = commitSpec(m.base, m.repo, debianRoot(V1, 'A'));
+  const C = commitSpec(m.base, m.repo, { 'etc/os-release': 'no kernel\n' }, 'C');
 
   // A fresh home: nothing booted, nothing good.
   for (const cmd of ['mark-good', 'mark-bad']) {
-    const r = gitroot(m.args(cmd));
+    const r = gitroot(commandArgs(m, cmd));
     t.equal(r.status, 4, cmd);
     oneLine(t, r, new RegExp(`^gitroot: ${cmd}: state.json records no booted revision`), cmd);
   }
-  const rb = gitroot(m.args('rollback', '--json'));
+  const rb = gitroot(commandArgs(m, 'rollback', '--json'));
   t.equal(rb.status, 4);
   t.equal(rb.stdout, '');
   oneLine(t, rb, /^gitroot: rollback: there is no earlier good revision to go back to/, 'rollback');
 
   await stage(m, A);
   await boot(m, A);
-  t.equal(gitroot(m.args('mark-good')).status, 0);
+  t.equal(gitroot(commandArgs(m, 'mark-good')).status, 0);
 
   // The only good revision cannot be marked bad.
   let before = snapshot(m);
-  const last = gitroot(m.args('mark-bad'));
+  const last = gitroot(commandArgs(m, 'mark-bad'));
   t.equal(last.status, 4);
   oneLine(t, last, /no earlier good revision can replace it/, 'last good');
   t.equal(snapshot(m), before);
@@ -260,7 +231,7 @@ t.test('refusals: one line, an exit status, nothing changed', async (t) => {
   // This boot runs something else than state.json says (the boot could not record itself).
   fs.writeFileSync(path.join(m.run, 'booted.json'), JSON.stringify({ revision: C }));
   for (const cmd of ['mark-good', 'mark-bad']) {
-    const r = gitroot(m.args(cmd));
+    const r = gitroot(commandArgs(m, cmd));
     t.equal(r.status, 4, cmd);
     oneLine(t, r, new RegExp(`state.json records ${A} as booted, but this boot runs ${C}`), `${cmd} mismatch`);
   }
@@ -268,39 +239,39 @@ t.test('refusals: one line, an exit status, nothing changed', async (t) => {
   fs.rmSync(path.join(m.run, 'booted.json'));
 
   // An earlier good revision without a staged kernel: no entry could boot it.
-  await withLock(m.home, {}, (lock) => writeState(lock, { ...readState(m.home), previousGood: [C] } as DeployState));
+  await withLock(m.dir, {}, (lock) => writeState(lock, { ...readState(m.dir), previousGood: [C] } as DeployState));
   before = snapshot(m);
-  const noKernel = gitroot(m.args('rollback'));
+  const noKernel = gitroot(commandArgs(m, 'rollback'));
   t.equal(noKernel.status, 4);
   oneLine(t, noKernel, new RegExp(`^gitroot: rollback: revision ${C} would boot next but has no staged kernel.*update-revision=${C}`), 'no kernel');
   t.equal(snapshot(m), before);
 
   // An earlier good revision gone from the repository.
   const gone = 'e'.repeat(40);
-  await withLock(m.home, {}, (lock) => writeState(lock, { ...readState(m.home), previousGood: [gone] } as DeployState));
+  await withLock(m.dir, {}, (lock) => writeState(lock, { ...readState(m.dir), previousGood: [gone] } as DeployState));
   before = snapshot(m);
-  const missing = gitroot(m.args('rollback'));
+  const missing = gitroot(commandArgs(m, 'rollback'));
   t.equal(missing.status, 4);
   oneLine(t, missing, new RegExp(`^gitroot: rollback: revision ${gone} is not in .*repo.git, so it could not boot`), 'missing');
   t.equal(snapshot(m), before);
 
   // Another process holds the home's lock.
-  const holder = spawn(process.execPath, [DEPLOY_CHILD, 'hold', m.home, 'gitroot fetch'], { stdio: ['pipe', 'pipe', 'inherit'] });
+  const holder = spawn(process.execPath, [DEPLOY_CHILD, 'hold', m.dir, 'gitroot fetch'], { stdio: ['pipe', 'pipe', 'inherit'] });
   t.teardown(() => {
     if (holder.exitCode === null) holder.kill('SIGKILL');
   });
   await new Promise<void>((resolve) => createInterface({ input: holder.stdout! }).once('line', () => resolve()));
-  const locked = gitroot(m.args('mark-good', '--wait', '0.2'));
+  const locked = gitroot(commandArgs(m, 'mark-good', '--wait', '0.2'));
   t.equal(locked.status, 7);
   oneLine(t, locked, /^gitroot: another gitroot process \(pid \d+, 'gitroot fetch'\) holds .*lock/, 'locked');
   holder.stdin!.end();
   await new Promise((r) => holder.once('exit', r));
 
   // Bad arguments.
-  const wait = gitroot(m.args('rollback', '--wait', 'soon'));
+  const wait = gitroot(commandArgs(m, 'rollback', '--wait', 'soon'));
   t.equal(wait.status, 2);
   oneLine(t, wait, /'soon' is not a number of seconds/, 'bad --wait');
-  const home = gitroot(['rollback', '--dir', path.join(m.work, 'nope')]);
+  const home = gitroot(['rollback', '--dir', path.join(m.base, 'nope')]);
   t.equal(home.status, 2);
   oneLine(t, home, /gitroot home .*nope is not a directory/, 'no home');
 });
@@ -316,10 +287,10 @@ t.test('the command line of gitroot-mark-good.service', { skip: hostHas.length >
   const words = exec.split(/\s+/);
   t.same(words, ['/usr/bin/gitroot', 'mark-good', '--dir', '${GITROOT_DIR}'], 'mark-good of the configured home, with every default');
   // Run exactly that (the defaults read /proc/cmdline, /etc/gitroot, /etc/gitroot/health.d and /run/gitroot).
-  const m = machine(t, 'bls');
-  const A = commitSpec(m.work, m.repo, { 'etc/os-release': 'unit\n' });
-  await withLock(m.home, {}, (lock) => writeState(lock, { ...readState(m.home), booted: A }));
-  const argv = words.slice(1).map((w) => w.replace('${GITROOT_DIR}', m.home));
+  const m = machine(tempDir(t, 'transitions'), { loader: 'bls', cmdline: 'BOOT_IMAGE=/vmlinuz boot=gitroot quiet' });
+  const A = commitSpec(m.base, m.repo, { 'etc/os-release': 'unit\n' });
+  await withLock(m.dir, {}, (lock) => writeState(lock, { ...readState(m.dir), booted: A }));
+  const argv = words.slice(1).map((w) => w.replace('${GITROOT_DIR}', m.dir));
   const r = await new Promise<{ status: number | null; stdout: string; stderr: string }>((resolve) => {
     const child = spawn(process.execPath, [CLI, ...argv], { stdio: ['ignore', 'pipe', 'pipe'] });
     let stdout = '';
@@ -330,5 +301,5 @@ t.test('the command line of gitroot-mark-good.service', { skip: hostHas.length >
   });
   t.equal(r.status, 0, r.stderr);
   t.match(r.stdout, /health checks: none in \/etc\/gitroot\/health.d\n/);
-  t.match(readState(m.home), { good: A });
+  t.match(readState(m.dir), { good: A });
 });

@@ -1,9 +1,8 @@
 /**
  * Crash order of boot entries and state.json in mark-bad, rollback and a staging that replaces a
- * pending revision (found by the power-cut campaign: mark-bad killed after its entries were
- * rewritten and before state.json was: the state still had the pending revision, whose entry was
- * already gone). Deterministic: the boot loader is wrapped so that after each entry write (the
- * instant a power cut could land) the state on disk and the entries on disk are compared: the
+ * pending revision: a cut after the entries and before state.json must not leave the state's
+ * pending revision without its entry (docs/deploy.md). Deterministic: the boot loader is
+ * wrapped so that after each entry write (the instant a power cut could land) the state on disk and the entries on disk are compared: the
  * revision `gitroot select` picks from that state (no git-revision= typed) must have an entry,
  * and every entry's kernel and initrd must exist.
  */
@@ -19,7 +18,8 @@ import type { Bootloader } from '../lib/bootloader/bootloader.js';
 import { createBootloader } from '../lib/bootloader/create-bootloader.js';
 import { readState } from '../lib/home/home-state.js';
 import { stageRevision } from '../lib/deploy/deploy-stage.js';
-import { commitSpec, debianRoot, tempDir } from './helpers/deploy-fixtures.js';
+import { commitSpec, debianRoot } from './helpers/deploy-fixtures.js';
+import { tempDir } from './helpers/temp-dir.js';
 
 interface Home { home: string; boot: string; R: string[] }
 

@@ -18,7 +18,8 @@ import { type DeployState, emptyState, readState, writeState } from '../lib/home
 import { withLock } from '../lib/home/home-lock.js';
 import { readAllowedSigners } from '../lib/trust/allowed-signers.js';
 import { CLI, gitroot } from './helpers/cli.js';
-import { tempDir, writeTree } from './helpers/deploy-fixtures.js';
+import { writeTree } from './helpers/deploy-fixtures.js';
+import { tempDir } from './helpers/temp-dir.js';
 import { gitVerifies, keygen } from './helpers/trust-fixtures.js';
 
 const [G, P, Q, O] = ['1', '2', '3', '4'].map((c) => c.repeat(40));

@@ -13,32 +13,15 @@ import t from 'tap';
 import fs from 'node:fs';
 import path from 'node:path';
 import { startGitHttpServer, type GitHttpServer } from '../fixtures/git-http-server.js';
-import { commitSpec, debianRoot, tempDir } from './helpers/deploy-fixtures.js';
+import { commitSpec, debianRoot } from './helpers/deploy-fixtures.js';
+import { type Machine, configure, machine } from './helpers/machine.js';
+import { tempDir } from './helpers/temp-dir.js';
 import { gitrootAsync as gitroot } from './helpers/cli.js';
 import {
   type TestKey, catFile, commitTree, gitVerifies, hashObject, keygen, run, setBranch, setTag, sshKeygenSign, tagObject, tamper, withGpgsig,
 } from './helpers/trust-fixtures.js';
 import { decideBoot } from '../lib/boot/boot-decide.js';
 import { readAllowedSigners } from '../lib/trust/allowed-signers.js';
-
-interface Machine { dir: string; boot: string; conf: string; cmdline: string; base: string[] }
-
-function machine(base: string, settings: string[]): Machine {
-  const dir = path.join(base, 'home');
-  const boot = path.join(base, 'bootmedium');
-  const conf = path.join(base, 'gitroot.conf');
-  const cmdline = path.join(base, 'cmdline');
-  fs.mkdirSync(boot, { recursive: true });
-  const lines = ['gitroot.bootloader=bls', `gitroot.boot=${boot}`, 'gitroot.timeout=5', 'gitroot.retries=0', ...settings];
-  fs.writeFileSync(conf, lines.join('\n') + '\n');
-  fs.writeFileSync(cmdline, 'BOOT_IMAGE=/vmlinuz quiet\n');
-  return { dir, boot, conf, cmdline, base: lines };
-}
-
-/** Rewrites the machine's config file with extra settings. */
-function configure(m: Machine, extra: string[]): void {
-  fs.writeFileSync(m.conf, [...m.base, ...extra].join('\n') + '\n');
-}
 
 const fetch = (m: Machine) => gitroot(['fetch', '--dir', m.dir, '--config', m.conf, '--cmdline', m.cmdline, '--json']);
 
@@ -121,7 +104,7 @@ t.teardown(async () => {
 });
 
 t.test('a commit signed by a listed key is staged; the fetch reports the key', async (t) => {
-  const m = machine(tempDir(t, 'trust-ok'), [`gitroot.remote=${url}`, `gitroot.allowed-signers=${signersFile}`, 'fetch-revision=s1']);
+  const m = machine(tempDir(t, 'trust-ok'), { remote: url, settings: [`gitroot.allowed-signers=${signersFile}`, 'fetch-revision=s1'] });
   const r = await fetch(m);
   t.equal(r.status, 0, `exit 0 (${r.stderr.trim()})`);
   const out = JSON.parse(r.stdout);
@@ -144,7 +127,7 @@ const refusals: Array<[string, string, RegExp]> = [
 
 for (const [branch, why, message] of refusals) {
   t.test(`refused: ${branch} (${why}); nothing staged, last-fetch records it`, async (t) => {
-    const m = machine(tempDir(t, `trust-${branch}`), [`gitroot.remote=${url}`, `gitroot.allowed-signers=${signersFile}`, 'fetch-revision=s1']);
+    const m = machine(tempDir(t, `trust-${branch}`), { remote: url, settings: [`gitroot.allowed-signers=${signersFile}`, 'fetch-revision=s1'] });
     const first = await fetch(m);
     t.equal(first.status, 0, `the signed s1 is staged first (${first.stderr.trim()})`);
     const before = snapshot(m);
@@ -165,7 +148,7 @@ for (const [branch, why, message] of refusals) {
 }
 
 t.test('gitroot.gpg-keyring is refused at settings load, before any network', async (t) => {
-  const m = machine(tempDir(t, 'trust-gpg'), [`gitroot.remote=${url}`, `gitroot.gpg-keyring=${path.join(work, 'fleet.gpg')}`]);
+  const m = machine(tempDir(t, 'trust-gpg'), { remote: url, settings: [`gitroot.gpg-keyring=${path.join(work, 'fleet.gpg')}`] });
   const requests = server.stats.requests;
   const r = await fetch(m);
   t.equal(r.status, 2, 'exit 2 (ECONFIG)');
@@ -174,7 +157,7 @@ t.test('gitroot.gpg-keyring is refused at settings load, before any network', as
 });
 
 t.test('an unreadable allowed-signers file is a config error naming it', async (t) => {
-  const m = machine(tempDir(t, 'trust-nofile'), [`gitroot.remote=${url}`, `gitroot.allowed-signers=${path.join(work, 'missing')}`, 'fetch-revision=s1']);
+  const m = machine(tempDir(t, 'trust-nofile'), { remote: url, settings: [`gitroot.allowed-signers=${path.join(work, 'missing')}`, 'fetch-revision=s1'] });
   const requests = server.stats.requests;
   const r = await fetch(m);
   t.equal(r.status, 2);
@@ -184,7 +167,7 @@ t.test('an unreadable allowed-signers file is a config error naming it', async (
 });
 
 t.test('downgrade: a branch force-pushed back to an older commit is refused, unless pinned or allowed', async (t) => {
-  const m = machine(tempDir(t, 'trust-down'), [`gitroot.remote=${url}`, 'fetch-revision=line']);
+  const m = machine(tempDir(t, 'trust-down'), { remote: url, settings: ['fetch-revision=line'] });
   setBranch(repo, 'line', c.s2);
   const first = await fetch(m);
   t.equal(first.status, 0, `s2 staged (${first.stderr.trim()})`);
@@ -229,7 +212,7 @@ t.test('downgrade: a branch force-pushed back to an older commit is refused, unl
 });
 
 t.test('signed annotated tags: fetch-revision=<tag> and update-revision=<tag id> stage the commit the tag vouches for', async (t) => {
-  const m = machine(tempDir(t, 'trust-tag'), [`gitroot.remote=${url}`, `gitroot.allowed-signers=${signersFile}`, 'fetch-revision=v-signed']);
+  const m = machine(tempDir(t, 'trust-tag'), { remote: url, settings: [`gitroot.allowed-signers=${signersFile}`, 'fetch-revision=v-signed'] });
   const home = path.join(m.dir, 'repo.git');
   t.ok(gitVerifies(repo, tags['v-signed'], signersFile, 'tag'), 'git verify-tag accepts the tag');
   t.notOk(gitVerifies(repo, c.unsigned, signersFile), 'git verify-commit refuses its commit');
@@ -279,14 +262,14 @@ t.test('signed annotated tags: fetch-revision=<tag> and update-revision=<tag id>
   t.match(await decideBoot({ dir: m.dir, cmdline: '', signers }), { health: { [c.unsigned]: 'ok' } }, 'restored, trusted again');
 
   // update-revision=<id of a signed tag of an unsigned tag>: peeled through both.
-  const n = machine(tempDir(t, 'trust-tag-pin'), [`gitroot.remote=${url}`, `gitroot.allowed-signers=${signersFile}`]);
+  const n = machine(tempDir(t, 'trust-tag-pin'), { remote: url, settings: [`gitroot.allowed-signers=${signersFile}`] });
   fs.writeFileSync(n.cmdline, `BOOT_IMAGE=/vmlinuz quiet update-revision=${tags['v-nested']}\n`);
   const pinned = await fetch(n);
   t.equal(pinned.status, 0, `update-revision=<tag id> (${pinned.stderr.trim()})`);
   t.match(JSON.parse(pinned.stdout), { action: 'staged', revision: c.unsigned, trust: { signature: { object: tags['v-nested'], kind: 'tag' } } });
 
   // A branch and a tag of the same name: the branch is what fetch-revision follows.
-  const b = machine(tempDir(t, 'trust-tag-branch'), [`gitroot.remote=${url}`, `gitroot.allowed-signers=${signersFile}`, 'fetch-revision=s1']);
+  const b = machine(tempDir(t, 'trust-tag-branch'), { remote: url, settings: [`gitroot.allowed-signers=${signersFile}`, 'fetch-revision=s1'] });
   const branch = await fetch(b);
   t.equal(branch.status, 0, branch.stderr);
   t.match(JSON.parse(branch.stdout), { revision: c.s1, fetch: { tag: null }, trust: { signature: { kind: 'commit' } } }, 'refs/heads/s1 wins over refs/tags/s1');
@@ -301,7 +284,7 @@ const tagRefusals: Array<[string, string, RegExp]> = [
 
 for (const [name, why, message] of tagRefusals) {
   t.test(`refused: tag ${name} (${why}); nothing staged`, async (t) => {
-    const m = machine(tempDir(t, `trust-${name}`), [`gitroot.remote=${url}`, `gitroot.allowed-signers=${signersFile}`, 'fetch-revision=s1']);
+    const m = machine(tempDir(t, `trust-${name}`), { remote: url, settings: [`gitroot.allowed-signers=${signersFile}`, 'fetch-revision=s1'] });
     const first = await fetch(m);
     t.equal(first.status, 0, `the signed s1 is staged first (${first.stderr.trim()})`);
     const before = snapshot(m);
@@ -325,11 +308,11 @@ t.test('tags nested deeper than 8 are refused in one line; 8 deep is peeled', as
     inner = tagObject(repo, `deep-${i}`, inner, `level ${i}`, null);
     chain.push(inner);
   }
-  const ok = machine(tempDir(t, 'trust-tag-deep8'), [`gitroot.remote=${url}`, 'fetch-revision=deep-8']);
+  const ok = machine(tempDir(t, 'trust-tag-deep8'), { remote: url, settings: ['fetch-revision=deep-8'] });
   const r8 = await fetch(ok);
   t.equal(r8.status, 0, `8 deep (${r8.stderr.trim()})`);
   t.match(JSON.parse(r8.stdout), { action: 'staged', revision: c.s1, fetch: { tag: chain[7] } });
-  const m = machine(tempDir(t, 'trust-tag-deep9'), [`gitroot.remote=${url}`, 'fetch-revision=deep-9']);
+  const m = machine(tempDir(t, 'trust-tag-deep9'), { remote: url, settings: ['fetch-revision=deep-9'] });
   const r = await fetch(m);
   t.not(r.status, 0, 'refused');
   t.equal(r.stderr.trim().split('\n').length, 1, `one line: ${r.stderr.trim()}`);
@@ -340,7 +323,7 @@ t.test('tags nested deeper than 8 are refused in one line; 8 deep is peeled', as
 t.test('a tag of a tree is refused before any trust check: one line naming it', async (t) => {
   const tree = run('git', ['--git-dir', repo, 'rev-parse', `${c.s1}^{tree}`]).toString().trim();
   const treeTag = tagObject(repo, 'v-tree', tree, 'a tag of a tree', keys.release);
-  const m = machine(tempDir(t, 'trust-tag-tree'), [`gitroot.remote=${url}`, 'fetch-revision=v-tree']);
+  const m = machine(tempDir(t, 'trust-tag-tree'), { remote: url, settings: ['fetch-revision=v-tree'] });
   const r = await fetch(m);
   t.not(r.status, 0, 'refused');
   t.equal(r.stderr.trim().split('\n').length, 1, `one line: ${r.stderr.trim()}`);

@@ -13,13 +13,6 @@ import { CLI, PROJECT_ROOT } from './cli.js';
 
 export { PROJECT_ROOT };
 
-/** A temp directory removed when the test ends. */
-export function tempDir(t: { teardown(fn: () => unknown): void }, prefix: string): string {
-  const dir = fs.mkdtempSync(path.join(os.tmpdir(), `gitroot-${prefix}-`));
-  t.teardown(() => fs.rmSync(dir, { recursive: true, force: true }));
-  return dir;
-}
-
 /** Deterministic pseudo-random bytes (with NULs, so never text) for `seed`. */
 export function noise(seed: string, size: number): Buffer {
   const out = Buffer.alloc(size);

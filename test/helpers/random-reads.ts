@@ -6,6 +6,7 @@
  */
 import { promises as fs } from 'node:fs';
 import type { FileHandle } from 'node:fs/promises';
+import { mulberry32 } from './seeded-random.js';
 
 /** Options for randomReadCompare. */
 export interface RandomReadOptions {
@@ -29,18 +30,6 @@ export interface RandomReadResult {
 
 const KIB128 = 128 * 1024;
 const MIB = 1024 * 1024;
-
-/** Small seeded PRNG (mulberry32); returns floats in [0, 1). */
-function mulberry32(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 /** One planned read. */
 interface Range {
