@@ -11,7 +11,7 @@ import { lastFetchPath, statePath } from '../lib/home/home-layout.js';
 import { writeLastFetch } from '../lib/home/last-fetch.js';
 import { withLock } from '../lib/home/home-lock.js';
 import { formatStatus, readStatus } from '../lib/deploy/deploy-status.js';
-import { tempDir } from './helpers/deploy-fixtures.js';
+import { tempDir } from './helpers/temp-dir.js';
 
 const G = '1'.repeat(40);
 const P = '2'.repeat(40);

@@ -16,7 +16,8 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { startGitHttpServer, type GitHttpServer } from '../fixtures/git-http-server.js';
 import { gitrootAsync } from './helpers/cli.js';
-import { type TreeSpec, commitSpec, debianRoot, fakeKernel, makeInitrd, tempDir } from './helpers/deploy-fixtures.js';
+import { type TreeSpec, commitSpec, debianRoot, fakeKernel, makeInitrd } from './helpers/deploy-fixtures.js';
+import { tempDir } from './helpers/temp-dir.js';
 import { repoHealth } from './helpers/fetch-repos.js';
 import { Campaign } from './helpers/hostile-campaign.js';
 

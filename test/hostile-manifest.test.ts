@@ -21,7 +21,7 @@ import path from 'node:path';
 import { parseManifest } from '../lib/manifest/mtree.js';
 import { ManifestError } from '../lib/errors/errors.js';
 import { gitroot, isMounted, mount, waitExit } from './helpers/cli.js';
-import { tempDir } from './helpers/deploy-fixtures.js';
+import { tempDir } from './helpers/temp-dir.js';
 import { gitSync } from './helpers/fetch-repos.js';
 import { Campaign } from './helpers/hostile-campaign.js';
 

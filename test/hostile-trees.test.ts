@@ -16,7 +16,7 @@ import { spawnSync } from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';
 import { gitroot, isMounted, mount, waitExit } from './helpers/cli.js';
-import { tempDir } from './helpers/deploy-fixtures.js';
+import { tempDir } from './helpers/temp-dir.js';
 import { Campaign } from './helpers/hostile-campaign.js';
 
 const campaign = new Campaign('1-trees', 'test/hostile-trees.test.ts');

@@ -41,14 +41,14 @@ function bad(t: Test, key: SettingKey, raw: string | null, re: RegExp): void {
 t.test('the keys the issue asks for, and no others', async (t) => {
   t.same(SETTING_KEYS, [
     'fetch-revision', 'update-revision', 'noupgrade', 'git-revision', 'gitroot.remote', 'gitroot.config', 'noconfig',
-    'gitroot.tries', 'gitroot.bootloader', 'gitroot.boot', 'gitroot.dir', 'gitroot.medium', 'gitroot.overlay-size', 'gitroot.cache-mb',
+    'gitroot.tries', 'gitroot.bootloader', 'gitroot.boot', 'gitroot.boot-medium', 'gitroot.dir', 'gitroot.medium', 'gitroot.overlay-size', 'gitroot.cache-mb',
     'gitroot.reboot-after-update', 'gitroot.allowed-signers', 'gitroot.gpg-keyring', 'gitroot.allow-downgrade', 'gitroot.timeout', 'gitroot.retries',
     'gitroot.keep', 'gitroot.min-free', 'gitroot.auto-prune',
   ]);
   const d = defaultSettings();
   t.same(d, {
     'fetch-revision': 'master', 'update-revision': null, noupgrade: false, 'git-revision': null, 'gitroot.remote': null,
-    'gitroot.config': null, noconfig: false, 'gitroot.tries': 3, 'gitroot.bootloader': 'none', 'gitroot.boot': '/boot',
+    'gitroot.config': null, noconfig: false, 'gitroot.tries': 3, 'gitroot.bootloader': 'none', 'gitroot.boot': '/boot', 'gitroot.boot-medium': null,
     'gitroot.dir': '/gitroot', 'gitroot.medium': null, 'gitroot.overlay-size': null, 'gitroot.cache-mb': null,
     'gitroot.reboot-after-update': false, 'gitroot.allowed-signers': null,
     'gitroot.gpg-keyring': null, 'gitroot.allow-downgrade': false, 'gitroot.timeout': 30, 'gitroot.retries': 3,
@@ -189,7 +189,7 @@ t.test('no value may contain a double quote (the grammar cannot write it back)',
 });
 
 t.test('where each key may be set', async (t) => {
-  const cmdlineOnly = ['git-revision', 'gitroot.overlay-size', 'gitroot.cache-mb'];
+  const cmdlineOnly = ['git-revision', 'gitroot.overlay-size', 'gitroot.cache-mb', 'gitroot.boot-medium'];
   const localOnly = ['gitroot.config', 'noconfig', 'gitroot.dir', 'gitroot.medium', 'gitroot.allowed-signers', 'gitroot.gpg-keyring'];
   for (const key of SETTING_KEYS) {
     t.equal(allowedIn(key, 'cmdline'), true, `${key} on the command line`);

@@ -13,6 +13,8 @@
  *   RUN/home       bind mount of the gitroot home D (repo.git, state.json): the fetcher
  *                  and `gitroot status` use it in the booted system
  *   RUN/booted.json  what booted, why, when, and the daemon's pid
+ *   TARGET/etc/machine-id  the machine's id kept in the home (machine-id.ts)
+ *   TARGET/<gitroot.boot>  the boot partition, with gitroot.boot-medium= (boot-partition.ts)
  *   TARGET         overlay: lowerdir=RUN/lower, upperdir=RUN/rw/upper, workdir=RUN/rw/work
  *
  * Every step is named; a failing step undoes the steps before it (unmounts, stops the
@@ -29,6 +31,8 @@ import { decideBoot } from './boot-decide.js';
 import { type AllowedSigners, readAllowedSigners } from '../trust/allowed-signers.js';
 import { writeJsonAtomic } from '../fsutil/atomic-write.js';
 import { REPO_DIR, SPILL_DIR, repoPath } from '../home/home-layout.js';
+import { mountBootPartition } from './boot-partition.js';
+import { ensureMachineId } from './machine-id.js';
 
 const execFileAsync = promisify(execFile);
 
@@ -114,6 +118,10 @@ export interface BootRecord {
   lower: string;
   home: string;
   target: string;
+  /** The machine's id (from the home; also in the new root's /etc/machine-id), or null when it could not be kept. */
+  machineId: string | null;
+  /** The boot partition mounted in the new root (`gitroot.boot-medium=`), or null. */
+  bootPartition: { device: string; mountpoint: string } | null;
   /** Milliseconds per step up to the record, and in total. */
   stepsMs: Record<string, number>;
   totalMs: number;
@@ -303,6 +311,8 @@ function bootRecord(selection: BootSelection, daemon: BootDaemon, run: RunPaths,
     lower: run.lower,
     home: run.homeMnt,
     target,
+    machineId: null,
+    bootPartition: null,
     stepsMs: { ...stepsMs },
     totalMs: 0,
   };
@@ -335,8 +345,28 @@ export async function bootMount(opts: BootMountOptions): Promise<BootRecord> {
   await steps.run('overlay', () => mountOverlay(steps, run, target));
   await steps.run('home', () => bindHome(steps, home, run.homeMnt));
 
-  // 7. Record what booted.
-  const record = bootRecord(selection, daemon, run, target, steps.ms);
+  // 7-8. The machine's identity and the boot partition: a failure is a warning, never a failed boot.
+  const machineId = await steps.run('identity', () => {
+    try {
+      return ensureMachineId(home, target).id;
+    } catch (e) {
+      log(`warning: cannot keep the machine id in ${home} (${(e as Error).message}): systemd makes a new one this boot`);
+      return null;
+    }
+  });
+  const bootPartition = await steps.run('boot-partition', async () => {
+    try {
+      const p = await mountBootPartition(opts.cmdline, target);
+      if (p !== null) steps.onUndo(() => umount(join(target, p.mountpoint)));
+      return p;
+    } catch (e) {
+      log(`warning: ${(e as Error).message}: the revision boots, but new boot entries cannot be written until it is mounted`);
+      return null;
+    }
+  });
+
+  // 9. Record what booted.
+  const record = { ...bootRecord(selection, daemon, run, target, steps.ms), machineId, bootPartition };
   await steps.run('record', () => {
     record.totalMs = Math.round(performance.now() - t0);
     writeJsonAtomic(join(run.runDir, 'booted.json'), record);

@@ -11,6 +11,7 @@
  *   D/lock               the home's lock (home-lock.ts)
  *   D/boot/<sha>/        a staged revision's kernel and initrd
  *   D/spill/             big blobs the serving daemon decoded to the medium
+ *   D/machine-id         the machine's identity, the same at every boot (lib/boot/machine-id.ts)
  */
 import { statSync } from 'node:fs';
 import { join } from 'node:path';
@@ -32,6 +33,8 @@ export const LOCK_FILE = 'lock';
 export const BOOT_FILES_DIR = 'boot';
 /** Spill files of big blobs (on the medium, not in RAM). */
 export const SPILL_DIR = 'spill';
+/** The machine's id (systemd's machine-id format). */
+export const MACHINE_ID_FILE = 'machine-id';
 /** Name of the kernel file inside `D/boot/<sha>/`. */
 export const KERNEL_FILE = 'vmlinuz';
 /** Name of the initrd file inside `D/boot/<sha>/`. */
@@ -65,6 +68,11 @@ export function pruneRecordPath(dir: string): string {
 /** Path of the lock of home `dir`. */
 export function lockPath(dir: string): string {
   return join(dir, LOCK_FILE);
+}
+
+/** Path of the machine id kept in home `dir`. */
+export function machineIdPath(dir: string): string {
+  return join(dir, MACHINE_ID_FILE);
 }
 
 /** `D/boot`: the directory of staged kernel directories. */

@@ -132,10 +132,11 @@ async function readSource(o: ImageOptions, store: ObjectStore, env: NodeJS.Proce
 }
 
 /** The base kernel command line of the image's entry: where the home is and which boot loader keeps the entries. */
-export function imageOptions(plan: Pick<ImagePlan, 'data' | 'firmware'>, extra = ''): string {
+export function imageOptions(plan: Pick<ImagePlan, 'data' | 'boot' | 'firmware'>, extra = ''): string {
   return baseOptions([
     DEFAULT_BOOT_OPTIONS, `gitroot.medium=PARTUUID=${plan.data.uuid.toLowerCase()}`,
-    `gitroot.bootloader=${plan.firmware === 'uefi' ? 'bls' : 'extlinux'}`, `gitroot.boot=${IMAGE_BOOT_MOUNT}`, extra,
+    `gitroot.bootloader=${plan.firmware === 'uefi' ? 'bls' : 'extlinux'}`, `gitroot.boot=${IMAGE_BOOT_MOUNT}`,
+    `gitroot.boot-medium=PARTUUID=${plan.boot.uuid.toLowerCase()}`, extra,
   ].join(' '));
 }
 

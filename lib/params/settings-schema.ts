@@ -123,6 +123,14 @@ export const SETTINGS_SCHEMA = {
     example: 'gitroot.boot=/efi',
     usedBy: 'issue 3: gitroot fetch (staging)',
   },
+  'gitroot.boot-medium': {
+    type: 'device',
+    default: null,
+    meaning: 'The boot loader\'s partition (the EFI system partition, or the FAT partition syslinux boots from) when it is not the medium: `gitroot boot` mounts it at `gitroot.boot` inside the new root, so updates can write boot entries there. `LABEL=`, `UUID=`, `PARTUUID=`, `PARTLABEL=` or a `/dev/` path. Images made by `gitroot image` set it. Unset: nothing is mounted.',
+    example: 'gitroot.boot-medium=PARTLABEL=GITROOT-BOOT',
+    usedBy: 'issue 4: gitroot boot',
+    allowedIn: ['cmdline'],
+  },
   'gitroot.dir': {
     type: 'path',
     default: '/gitroot',

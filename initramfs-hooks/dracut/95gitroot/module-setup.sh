@@ -21,7 +21,7 @@ depends() {
 
 installkernel() {
     # git-fs needs fuse, the writable layer overlay; ext4 and block drivers carry the medium.
-    hostonly='' instmods fuse overlay ext4 virtio_blk virtio_pci virtio_scsi sd_mod nvme ahci
+    hostonly='' instmods fuse overlay ext4 vfat nls_cp437 nls_ascii nls_utf8 virtio_blk virtio_pci virtio_scsi sd_mod nvme ahci
 }
 
 install() {
