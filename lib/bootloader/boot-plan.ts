@@ -7,6 +7,7 @@
  * per-boot keys, plus `git-revision=<sha>`.
  */
 import type { DeployState, StagedRevision } from '../home/home-state.js';
+import { OID_PATTERN } from '../store/object-id.js';
 
 /**
  * Keys that only make sense for the boot they were typed at (the revision overrides, `noupgrade`)
@@ -103,6 +104,13 @@ export function baseOptions(options: string): string {
   return splitCmdline(options)
     .filter((p) => !PER_BOOT_KEYS.some((k) => p === k || p.startsWith(`${k}=`)))
     .join(' ');
+}
+
+const OPTIONS_REVISION = new RegExp(`(?:^|\\s)git-revision=(${OID_PATTERN})(?:\\s|$)`);
+
+/** The revision an entry's command line selects (its `git-revision=<sha>`), or null. */
+export function optionsRevision(options: string): string | null {
+  return OPTIONS_REVISION.exec(options)?.[1] ?? null;
 }
 
 /** The command line of an entry for `revision`. */

@@ -14,7 +14,7 @@ import { join } from 'node:path';
 import { writeFileAtomic, fsyncDir, removeAtomicTemps } from '../fsutil/atomic-write.js';
 import { ensureDirDurable } from '../fsutil/durable-dir.js';
 import { step } from '../fsutil/named-step.js';
-import type { BootEntry, BootPlan, KernelLocation } from './boot-plan.js';
+import { type BootEntry, type BootPlan, type KernelLocation, optionsRevision } from './boot-plan.js';
 import { findTemplateDir, loadTemplate, renderTemplate } from './boot-templates.js';
 import {
   type Bootloader, type BootloaderOptions, type InstalledEntries, type InstalledEntry, type WriteEntriesOptions,
@@ -167,7 +167,7 @@ export class BlsBootloader implements Bootloader {
     const entries: InstalledEntry[] = this.entryFiles().map(({ file, name }) => {
       const keys = parseBlsKeys(readFileSync(join(this.entriesDir, file), 'utf8'));
       const options = keys.get('options') ?? null;
-      const rev = options === null ? null : (/(?:^|\s)git-revision=([0-9a-f]{40})(?:\s|$)/.exec(options)?.[1] ?? null);
+      const rev = options === null ? null : optionsRevision(options);
       return {
         id: name.id, file: join(this.entriesDir, file), revision: rev, title: keys.get('title') ?? null,
         linux: keys.get('linux') ?? null, initrd: keys.get('initrd') ?? null, options, tries: name.tries,

@@ -12,7 +12,7 @@ import { join } from 'node:path';
 import { writeFileAtomic, removeAtomicTemps } from '../fsutil/atomic-write.js';
 import { ensureDirDurable } from '../fsutil/durable-dir.js';
 import { step } from '../fsutil/named-step.js';
-import type { BootEntry, BootPlan, KernelLocation } from './boot-plan.js';
+import { type BootEntry, type BootPlan, type KernelLocation, optionsRevision } from './boot-plan.js';
 import { findTemplateDir, loadTemplate, renderTemplate } from './boot-templates.js';
 import {
   type Bootloader, type BootloaderOptions, type InstalledEntries, type InstalledEntry, type WriteEntriesOptions,
@@ -50,7 +50,7 @@ export function parseExtlinuxConf(text: string, file: string): InstalledEntries 
       else if (key === 'INITRD') cur.initrd = value;
       else if (key === 'APPEND') {
         cur.options = value;
-        cur.revision = /(?:^|\s)git-revision=([0-9a-f]{40})(?:\s|$)/.exec(value)?.[1] ?? null;
+        cur.revision = optionsRevision(value);
       }
     }
   }

@@ -11,6 +11,7 @@ import { ConfigError } from '../errors/errors.js';
 import { bootFilesDir } from '../home/home-layout.js';
 import { checkFreeSpace } from '../fsutil/free-space.js';
 import { copyDirDurable, ensureDirDurable, isLeftover } from '../fsutil/durable-dir.js';
+import { isSha } from '../store/object-id.js';
 import type { BootPlan, KernelLocation } from './boot-plan.js';
 
 /** Names of the backends. */
@@ -139,7 +140,7 @@ export function removeStaleCopies(bootDir: string, plan: BootPlan): void {
   const keep = new Set(plan.kernelDirs);
   for (const name of readdirSync(copyRoot)) {
     if (keep.has(name)) continue;
-    if (/^[0-9a-f]{40}$/.test(name) || isLeftover(name)) rmSync(join(copyRoot, name), { recursive: true, force: true });
+    if (isSha(name) || isLeftover(name)) rmSync(join(copyRoot, name), { recursive: true, force: true });
   }
 }
 

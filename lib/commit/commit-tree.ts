@@ -27,6 +27,7 @@ import { GIT_MODE_LINK, MANIFEST_NAME, formatManifest, pathToken } from '../mani
 import { blobHeader, commitHeader, fileLine, symlinkLines } from './fast-import-stream.js';
 import { firstErrorLine, git, gitFailure, gitSpawnFailure, runGit } from '../git/git-exec.js';
 import { scanTree } from './scan-tree.js';
+import { OID_PATTERN } from '../store/object-id.js';
 import { branchProblem } from '../store/ref-names.js';
 import { loadSigningKey, signAndMove, unsignedBranchName } from './commit-sign.js';
 import type { ScannedFile } from './scan-plan.js';
@@ -69,6 +70,8 @@ const DEFAULT_BRANCH = 'master';
 const BIG_FILE_THRESHOLD = '16m';
 /** Bytes read per chunk from a file; smaller files are read in one go. */
 const CHUNK = 1 << 20;
+/** The commit id fast-import reports last: SHA-1, or SHA-256 (24 more digits) in such a repository. */
+const FAST_IMPORT_ID = new RegExp(`^${OID_PATTERN}([0-9a-f]{24})?$`);
 /** Bytes queued for fast-import before waiting for it to catch up. */
 const QUEUE_LIMIT = 8 << 20;
 
@@ -298,7 +301,7 @@ async function fastImport(p: ImportPlan): Promise<{ commit: string; bytes: numbe
   const code = await exited;
   if (code !== 0) throw gitFailure(args, { code, stderr });
   const commit = stdout.trim().split('\n').pop() ?? '';
-  if (!/^[0-9a-f]{40}([0-9a-f]{24})?$/.test(commit)) {
+  if (!FAST_IMPORT_ID.test(commit)) {
     throw new GitCommandError(`git fast-import did not report the new commit (got "${commit}"): ${firstErrorLine(stderr)}`);
   }
   return { commit, bytes, stderr };

@@ -18,6 +18,7 @@ import type { Writable } from 'node:stream';
 import { GitrootError, NetworkError, NoSpaceError, ObjectCorruptError, RemoteError } from '../errors/errors.js';
 import { firstErrorLine, gitSpawnFailure } from '../git/git-exec.js';
 import { type SidebandPiece, previewBytes } from './pkt-line.js';
+import { OID_PATTERN } from '../store/object-id.js';
 
 export interface PackProgress {
   phase: 'download' | 'index';
@@ -83,6 +84,8 @@ function freeBytes(dir: string): number {
   }
 }
 const STDERR_KEEP = 64 * 1024;
+/** index-pack's report of the pack it wrote (`pack\t<checksum>`, or `keep\t` with --keep). */
+const PACK_NAME_LINE = new RegExp(`^(?:pack|keep)\t(${OID_PATTERN})$`, 'm');
 
 /**
  * index-pack's standard input. index-pack reads its input 4 KiB at a time; from the UNIX
@@ -219,7 +222,7 @@ class IndexPack {
 
   /** The pack's name (hex checksum) from index-pack's output. */
   packName(): string {
-    const m = /^(?:pack|keep)\t([0-9a-f]{40})$/m.exec(this.stdout);
+    const m = PACK_NAME_LINE.exec(this.stdout);
     if (m === null) {
       throw new ObjectCorruptError(`git index-pack gave no pack name (output "${this.stdout.trim().slice(0, 80)}"): report this`,
         { data: { stdout: this.stdout, stderr: this.stderr } });

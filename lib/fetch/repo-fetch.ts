@@ -37,6 +37,7 @@ import { git, gitFailure, runGit } from '../git/git-exec.js';
 import { ObjectStore } from '../store/object-store.js';
 import { parseCommit } from '../store/git-objects.js';
 import { listRefs } from '../store/refs.js';
+import { isOidHex } from '../store/object-id.js';
 import { isValidBranchName } from '../store/ref-names.js';
 import { FETCHED_REF_PREFIX, TAG_REF_PREFIX, fetchedRefName, tagRefName } from '../store/gitroot-refs.js';
 import { MAX_TAG_DEPTH, type PeelOutcome, peelTag, peelTagAsync } from '../store/tag-peel.js';
@@ -124,7 +125,7 @@ function checkTarget(opts: FetchCommitOptions): Target {
     throw new UsageError('give exactly one of branch or sha to fetch');
   }
   if (opts.sha !== undefined) {
-    if (!/^[0-9a-fA-F]{40}$/.test(opts.sha)) {
+    if (!isOidHex(opts.sha)) {
       throw new UsageError(`'${opts.sha}' is not a full commit or tag id: give all 40 hex digits of the SHA`);
     }
     return { kind: 'sha', sha: opts.sha.toLowerCase() };

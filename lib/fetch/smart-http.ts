@@ -21,6 +21,7 @@ import type { Readable } from 'node:stream';
 import got, { type Request as GotRequest, type Response as GotResponse } from 'got';
 import { proxyAgents, proxyForUrl } from '../http/http-proxy.js';
 import { redactUrl } from '../http/url-redact.js';
+import { OID_PATTERN, isSha } from '../store/object-id.js';
 
 export { proxyForUrl } from '../http/http-proxy.js';
 import { GitrootError, NetworkError, RemoteError, UsageError } from '../errors/errors.js';
@@ -41,6 +42,12 @@ const MAX_SMALL_BODY = 32 * 1024 * 1024;
 const ADVERTISEMENT_TYPE = 'application/x-git-upload-pack-advertisement';
 const REQUEST_TYPE = 'application/x-git-upload-pack-request';
 const RESULT_TYPE = 'application/x-git-upload-pack-result';
+/** upload-pack's refusal of a want it does not have. */
+const NOT_OUR_REF = new RegExp(`not our ref (${OID_PATTERN})`);
+/** A line of the dumb protocol's info/refs (a server without smart HTTP): `<id>\t<name>`. */
+const DUMB_REF_LINE = new RegExp(`^${OID_PATTERN}\t\\S+`);
+/** A ref line of a v0/v1 advertisement: `<id> <name>`. */
+const V0_REF_LINE = new RegExp(`^(${OID_PATTERN}) (\\S+)$`);
 
 export interface SmartHttpOptions {
   /** Connect, response-header and idle-between-bytes timeout in ms (default 30 s). The whole
@@ -564,7 +571,7 @@ function checkObjectFormat(format: string | undefined, url: string): void {
 /** The server's own refusal (ERR packet or band 3): a RemoteError with its text. */
 export function remoteRefusal(text: string, url: string): RemoteError {
   const msg = text.trim().replace(/\s+/g, ' ');
-  const m = /not our ref ([0-9a-f]{40})/.exec(msg);
+  const m = NOT_OUR_REF.exec(msg);
   if (m) {
     return new RemoteError(`commit ${m[1]} is unknown to ${redactUrl(url)} (server said: ${msg}): check the SHA, or that it was pushed there`,
       { data: { url: redactUrl(url), sha: m[1], serverMessage: msg } });
@@ -593,7 +600,7 @@ function notGit(url: string, type: string, body: Buffer, step: string, discovery
     return new NetworkError(`${where} answered ${step} with an HTML page, not git: a captive portal, proxy or web server is in the way; check the remote URL and the network`,
       { data, cause });
   }
-  if (discovery && (body.length === 0 || /^[0-9a-f]{40}\t\S+/.test(head) || type === 'text/plain' || type === 'application/octet-stream')) {
+  if (discovery && (body.length === 0 || DUMB_REF_LINE.test(head) || type === 'text/plain' || type === 'application/octet-stream')) {
     return new NetworkError(`${where} is a dumb HTTP server (static files): not supported; serve the repository with git http-backend (smart HTTP)`,
       { data, cause });
   }
@@ -618,7 +625,7 @@ function parseV0Advertisement(lines: Buffer[], url: string): { refs: RemoteRef[]
         line = raw.subarray(0, nul);
       }
     }
-    const m = /^([0-9a-f]{40}) (\S+)$/.exec(pktText(line));
+    const m = V0_REF_LINE.exec(pktText(line));
     if (m === null) throw unexpected(url, raw);
     const [, oid, name] = m;
     if (name === 'capabilities^{}') return;
@@ -644,7 +651,7 @@ function parseV0Advertisement(lines: Buffer[], url: string): { refs: RemoteRef[]
 /** One v2 ls-refs line: `<oid> <name>[ symref-target:<ref>][ peeled:<oid>]`. */
 function parseRefLine(line: string, url: string): RemoteRef {
   const parts = line.split(' ');
-  if (parts.length < 2 || !/^[0-9a-f]{40}$/.test(parts[0])) {
+  if (parts.length < 2 || !isSha(parts[0])) {
     throw new NetworkError(`${redactUrl(url)} sent a malformed ls-refs line ("${line.slice(0, 80)}"): the server is broken`, { data: { url: redactUrl(url) } });
   }
   const ref: RemoteRef = { oid: parts[0], name: parts[1] };

@@ -14,6 +14,7 @@ import { listRefs, resolveRevision } from '../store/refs.js';
 import { type FsckReport, buildReport, planRoots, verdictOf } from './fsck-report.js';
 import { packSetKey, writeVerdict } from './fsck-verdict.js';
 import { fsckVerdictPath, repoPath } from '../home/home-layout.js';
+import { isOidHex } from '../store/object-id.js';
 import { type FsckRoot, type WalkResult, walkRevisions } from './fsck-walk.js';
 
 export interface FsckOptions {
@@ -41,7 +42,7 @@ function roots(dir: string, repo: string, store: ObjectStore, asked: string[] | 
   if (asked === undefined || asked.length === 0) return kept;
   const out: FsckRoot[] = [];
   for (const rev of asked) {
-    const sha = /^[0-9a-f]{40}$/i.test(rev) ? rev.toLowerCase() : resolveRevision(repo, rev, store);
+    const sha = isOidHex(rev) ? rev.toLowerCase() : resolveRevision(repo, rev, store);
     if (out.some((r) => r.revision === sha)) continue;
     out.push({ revision: sha, roles: ['asked', ...(kept.find((k) => k.revision === sha)?.roles ?? [])] });
   }

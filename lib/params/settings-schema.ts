@@ -7,6 +7,7 @@
  * caller (settings-resolve.ts) turns a reason into a ConfigError naming `source:line`.
  */
 import { posix } from 'node:path';
+import { isOidHex } from '../store/object-id.js';
 import { branchProblem } from '../store/ref-names.js';
 
 /** The value types a setting can have. */
@@ -338,7 +339,7 @@ export function parseValueForSpec(spec: SettingSpec, key: string, raw: string | 
       return why === null ? { ok: true, value: raw } : { ok: false, problem: `needs a branch name like master or release/stable; '${raw}' ${why}` };
     }
     case 'sha40':
-      if (/^[0-9a-fA-F]{40}$/.test(raw)) return { ok: true, value: raw.toLowerCase() };
+      if (isOidHex(raw)) return { ok: true, value: raw.toLowerCase() };
       if (/^[0-9a-fA-F]+$/.test(raw)) {
         return { ok: false, problem: `needs a full 40-hex commit SHA, not ${raw.length} hex digits ('${raw}'); abbreviations are refused: write all 40 digits (git rev-parse REV prints them)` };
       }

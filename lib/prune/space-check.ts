@@ -13,6 +13,7 @@ import { NoSpaceError } from '../errors/errors.js';
 import { SPACE_MARGIN_BYTES, formatBytes, freeBytes } from '../fsutil/free-space.js';
 import { bootFilesDir, pruneRecordPath, repoPath } from '../home/home-layout.js';
 import { writeJsonAtomic } from '../fsutil/atomic-write.js';
+import { isSha } from '../store/object-id.js';
 
 /** Multiple of the last fetched pack the next fetch needs free. */
 export const PACK_FACTOR = 2;
@@ -121,7 +122,7 @@ export function biggestKernelDir(dir: string): number {
     names = readdirSync(boot);
   } catch { /* nothing staged */ }
   for (const n of names) {
-    if (!/^[0-9a-f]{40}$/.test(n)) continue;
+    if (!isSha(n)) continue;
     let sum = 0;
     try {
       for (const f of readdirSync(join(boot, n))) sum += statSync(join(boot, n, f)).size;

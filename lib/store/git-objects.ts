@@ -6,7 +6,7 @@
 import { isUtf8 } from 'node:buffer';
 import { createHash } from 'node:crypto';
 import { ObjectCorruptError } from '../errors/errors.js';
-import { OID_BYTES } from './object-id.js';
+import { OID_BYTES, isSha } from './object-id.js';
 
 export type ObjectType = 'commit' | 'tree' | 'blob' | 'tag';
 
@@ -152,10 +152,8 @@ function parseHeaders(what: string, data: Buffer): { headers: Header[]; message:
   return { headers, message: '' };
 }
 
-const HEX40 = /^[0-9a-f]{40}$/;
-
 function hexField(what: string, key: string, value: string | undefined): string {
-  if (value === undefined || !HEX40.test(value)) throw corrupt(what, `bad or missing '${key}' header`);
+  if (value === undefined || !isSha(value)) throw corrupt(what, `bad or missing '${key}' header`);
   return value;
 }
 

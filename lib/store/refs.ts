@@ -8,7 +8,7 @@ import path from 'node:path';
 import { ObjectCorruptError, ObjectMissingError, RevisionNotFoundError } from '../errors/errors.js';
 import { type GitDirs, resolveGitDir } from './git-dir.js';
 import { parseCommit } from './git-objects.js';
-import { isOidHex } from './object-id.js';
+import { isHexPrefix, isOidHex } from './object-id.js';
 import { ObjectStore } from './object-store.js';
 import { isValidRefName } from './ref-names.js';
 import { MAX_TAG_DEPTH, peelTag } from './tag-peel.js';
@@ -32,7 +32,6 @@ const MAX_SYMREF_DEPTH = 5;
 const MIN_ABBREV = 4;
 
 const PSEUDOREF = /^[A-Z][A-Z0-9_]*$/;
-const HEX = /^[0-9a-fA-F]+$/;
 
 type RefValue = { oid: string; symref?: undefined } | { symref: string; oid?: undefined };
 
@@ -179,7 +178,7 @@ function findTarget(refs: RefReader, store: ObjectStore, rev: string, repo: stri
   // `git describe` output ends in -g<abbreviated id>.
   const described = /-g([0-9a-fA-F]{4,40})$/.exec(rev);
   const hex = described?.[1] ?? rev;
-  if (hex.length >= MIN_ABBREV && HEX.test(hex)) return findAbbreviated(store, hex, rev, repo);
+  if (hex.length >= MIN_ABBREV && isHexPrefix(hex)) return findAbbreviated(store, hex, rev, repo);
   throw unknownRevision(rev, repo);
 }
 

@@ -4,6 +4,7 @@ import { loadSettings } from '../../params/settings-load.js';
 import { runPrune, type PruneResult } from '../../prune/prune-run.js';
 import { formatBytes } from '../../fsutil/free-space.js';
 import { UsageError } from '../../errors/errors.js';
+import { isSha } from '../../store/object-id.js';
 import { note, printJson, printLine } from '../output.js';
 
 interface PruneOpts {
@@ -21,7 +22,7 @@ function describe(r: PruneResult): string[] {
   const lines = r.kept.map((k) => `keep ${short(k.revision)} (${k.reasons.join(', ')})`);
   const verb = r.dryRun ? 'would remove' : 'removed';
   for (const s of r.droppedPreviousGood) lines.push(`${verb} earlier good revision ${short(s)}`);
-  for (const d of r.kernelDirsRemoved) lines.push(`${verb} staged kernel ${/^[0-9a-f]{40}$/.test(d) ? short(d) : d}`);
+  for (const d of r.kernelDirsRemoved) lines.push(`${verb} staged kernel ${isSha(d) ? short(d) : d}`);
   if (r.refsDeleted.length > 0) lines.push(`${verb} ${r.refsDeleted.length} ref(s)`);
   if (r.dryRun) lines.push(`dry run: nothing changed (${formatBytes(r.bytesBefore)} in use)`);
   else lines.push(`disk use ${formatBytes(r.bytesBefore)} -> ${formatBytes(r.bytesAfter)}, packs ${r.packsBefore} -> ${r.packsAfter}, ${(r.durationMs / 1000).toFixed(1)} s`);
