@@ -23,7 +23,8 @@ import { once } from 'node:events';
 import { resolve } from 'node:path';
 import type { Writable } from 'node:stream';
 import { GitCommandError, RepoNotFoundError, SourceTreeError, UsageError } from '../errors/errors.js';
-import { GIT_MODE_LINK, MANIFEST_NAME, formatManifest, pathToken } from '../manifest/mtree.js';
+import { MANIFEST_NAME, formatManifest, pathToken } from '../manifest/mtree.js';
+import { MODE_FILE, MODE_SYMLINK } from '../store/git-objects.js';
 import { blobHeader, commitHeader, fileLine, symlinkLines } from './fast-import-stream.js';
 import { firstErrorLine, git, gitFailure, gitSpawnFailure, runGit } from '../git/git-exec.js';
 import { scanTree } from './scan-tree.js';
@@ -256,7 +257,7 @@ async function fastImport(p: ImportPlan): Promise<{ commit: string; bytes: numbe
   try {
     await w.write('feature done\nfeature get-mark\n');
     // Blobs: each file once; paths of one hardlink group share the first one's blob.
-    const blobFiles = p.files.filter((f) => f.gitMode !== GIT_MODE_LINK);
+    const blobFiles = p.files.filter((f) => f.gitMode !== MODE_SYMLINK);
     const groupMark = new Map<number, number>();
     const total = new Set(blobFiles.map((f) => f.hardlink ?? f.path)).size; // distinct contents
     let next = 1;
@@ -277,9 +278,9 @@ async function fastImport(p: ImportPlan): Promise<{ commit: string; bytes: numbe
     inCommit = true;
     const lines = [commitHeader({ ...p.header, mark: commitMark })];
     for (const f of p.files) {
-      lines.push(f.gitMode === GIT_MODE_LINK ? symlinkLines(f.path, f.linkTarget ?? '') : fileLine(f.gitMode, marks.get(f)!, f.path));
+      lines.push(f.gitMode === MODE_SYMLINK ? symlinkLines(f.path, f.linkTarget ?? '') : fileLine(f.gitMode, marks.get(f)!, f.path));
     }
-    if (p.manifest !== null) lines.push(fileLine(0o100644, manifestMark, MANIFEST_NAME));
+    if (p.manifest !== null) lines.push(fileLine(MODE_FILE, manifestMark, MANIFEST_NAME));
     lines.push(`get-mark :${commitMark}\n`, 'done\n');
     await w.write(lines.join(''));
     w.end();

@@ -6,14 +6,15 @@
 
 import { isUtf8 } from 'node:buffer';
 import { SourceTreeError } from '../errors/errors.js';
+import { MODE_EXECUTABLE, MODE_FILE, MODE_SYMLINK } from '../store/git-objects.js';
 import {
-  GIT_MODE_EXEC, GIT_MODE_FILE, GIT_MODE_LINK, MANIFEST_NAME,
+  MANIFEST_NAME,
   compareUtf8, gitDefaultMode, pathToken, visEncode,
   type EntryType, type ManifestEntry,
 } from '../manifest/mtree.js';
 
 /** Git tree modes of what a scan commits. */
-export type GitFileMode = typeof GIT_MODE_FILE | typeof GIT_MODE_EXEC | typeof GIT_MODE_LINK;
+export type GitFileMode = typeof MODE_FILE | typeof MODE_EXECUTABLE | typeof MODE_SYMLINK;
 
 /** A file or symlink to store in git. */
 export interface ScannedFile {
@@ -70,8 +71,8 @@ export function fileTypeOf(mode: number): EntryType | 'socket' | null {
 }
 
 /** Git mode for a regular file's permissions: 100755 if any exec bit is set, else 100644. */
-export function gitModeForFile(perm: number): typeof GIT_MODE_FILE | typeof GIT_MODE_EXEC {
-  return (perm & 0o111) !== 0 ? GIT_MODE_EXEC : GIT_MODE_FILE;
+export function gitModeForFile(perm: number): typeof MODE_FILE | typeof MODE_EXECUTABLE {
+  return (perm & 0o111) !== 0 ? MODE_EXECUTABLE : MODE_FILE;
 }
 
 /** Split a Linux dev_t (glibc encoding) into major and minor numbers. */
@@ -212,7 +213,7 @@ export function planScan(nodes: NodeFacts[]): ScanResult {
       if (h) f.hardlink = h.inode;
       files.push(f);
     } else if (type === 'link') {
-      files.push({ path: n.path, gitMode: GIT_MODE_LINK, source: n.source, linkTarget: n.linkTarget ?? '', size: n.size });
+      files.push({ path: n.path, gitMode: MODE_SYMLINK, source: n.source, linkTarget: n.linkTarget ?? '', size: n.size });
     }
   }
   const withContent = dirsWithContent(files.map((f) => f.path));
@@ -228,7 +229,7 @@ export function planScan(nodes: NodeFacts[]): ScanResult {
       gitStored: type === 'file' || type === 'link' || (type === 'dir' && withContent.has(n.path)),
     };
     if (type === 'file') facts.gitMode = gitModeForFile(n.mode);
-    if (type === 'link') facts.gitMode = GIT_MODE_LINK;
+    if (type === 'link') facts.gitMode = MODE_SYMLINK;
     if (type === 'char' || type === 'block') facts.rdev = splitDev(n.rdev);
     const h = links.get(n.path);
     if (h) facts.hardlink = h;

@@ -6,7 +6,7 @@
  * means owners, modes, devices or xattrs changed.
  */
 import type { ObjectStore } from '../store/object-store.js';
-import { parseCommit, parseTree, type TreeEntry } from '../store/git-objects.js';
+import { MODE_GITLINK, MODE_TREE, parseCommit, parseTree, type TreeEntry } from '../store/git-objects.js';
 import { ObjectCorruptError } from '../errors/errors.js';
 
 export type ChangeKind = 'added' | 'removed' | 'changed';
@@ -29,8 +29,6 @@ export interface TreeDiff {
   summary: { added: number; removed: number; changed: number; bytesAdded: number; bytesRemoved: number };
 }
 
-const MODE_TREE = 0o040000;
-
 function treeOf(store: ObjectStore, commit: string): Buffer {
   const obj = store.readObject(commit);
   if (obj.type !== 'commit') throw new ObjectCorruptError(`${commit} is a ${obj.type}, not a commit`);
@@ -45,7 +43,7 @@ function entries(store: ObjectStore, tree: Buffer | null): Map<string, TreeEntry
 /** Compares two commits (resolved 40-hex ids). Pure reads; nothing is written. */
 export function diffCommits(store: ObjectStore, from: string, to: string): TreeDiff {
   const changes: FileChange[] = [];
-  const size = (e: TreeEntry | undefined) => (e && e.mode !== 0o160000 ? store.readHeader(e.oid).size : null);
+  const size = (e: TreeEntry | undefined) => (e && e.mode !== MODE_GITLINK ? store.readHeader(e.oid).size : null);
   const file = (path: string, kind: ChangeKind, a: TreeEntry | undefined, b: TreeEntry | undefined) =>
     changes.push({ path, kind, oldMode: a?.mode ?? null, newMode: b?.mode ?? null, oldSize: size(a), newSize: size(b) });
 

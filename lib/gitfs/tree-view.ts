@@ -8,8 +8,8 @@
  * manifest and are merged into their parent directory's listing. The manifest itself is
  * hidden: the served root is exactly the committed directory.
  */
-import { MANIFEST_NAME, parseManifest, type ManifestEntry } from '../manifest/mtree.js';
-import { parseCommit, parseTree } from '../store/git-objects.js';
+import { MANIFEST_NAME, gitDefaultMode, parseManifest, type ManifestEntry } from '../manifest/mtree.js';
+import { MODE_EXECUTABLE, MODE_FILE, MODE_GITLINK, MODE_SYMLINK, MODE_TREE, parseCommit, parseTree } from '../store/git-objects.js';
 import { ManifestError, ObjectCorruptError } from '../errors/errors.js';
 import { makedev, type FsEntry } from './entry-codec.js';
 
@@ -29,11 +29,6 @@ const S_IFIFO = 0o010000;
 /** Largest manifest served: a Debian root's is ~10 KB; this bounds what a hostile one can make the daemon hold. */
 const MANIFEST_MAX_BYTES = 64 * 1024 * 1024;
 
-const GIT_TREE = 0o040000;
-const GIT_LINK = 0o120000;
-const GIT_EXEC = 0o100755;
-const GIT_FILE = 0o100644;
-const GIT_SUBMODULE = 0o160000;
 
 /** What an inode number stands for, on the JS side. */
 interface DirNode {
@@ -98,7 +93,7 @@ export class CommitTreeView {
       throw new ObjectCorruptError(`commit ${commit} names ${c.tree} as its tree, but that is a ${rootObj.type}: the revision is damaged; serve another revision`);
     }
     const root = parseTree(rootObj.data);
-    const m = root.find((e) => e.name === MANIFEST_NAME && (e.mode === GIT_FILE || e.mode === GIT_EXEC));
+    const m = root.find((e) => e.name === MANIFEST_NAME && (e.mode === MODE_FILE || e.mode === MODE_EXECUTABLE));
     if (m) {
       const size = store.readHeader(m.oid).size;
       if (size > MANIFEST_MAX_BYTES) {
@@ -156,7 +151,7 @@ export class CommitTreeView {
     for (const e of entries) {
       if (path === '' && e.name === MANIFEST_NAME) continue;
       names.add(e.name);
-      if (e.mode === GIT_TREE || e.mode === GIT_SUBMODULE) n++;
+      if (e.mode === MODE_TREE || e.mode === MODE_GITLINK) n++;
     }
     for (const [name, m] of this.manifestOnly.get(path) ?? []) if (!names.has(name) && (!m || m.type === 'dir')) n++;
     return n;
@@ -214,12 +209,12 @@ export class CommitTreeView {
       seen.add(e.name);
       const path = join(node.path, e.name);
       const m = this.manifest.get(path);
-      if (e.mode === GIT_TREE || e.mode === GIT_SUBMODULE) {
-        const tree = e.mode === GIT_TREE ? e.oid : null;
+      if (e.mode === MODE_TREE || e.mode === MODE_GITLINK) {
+        const tree = e.mode === MODE_TREE ? e.oid : null;
         const child = this.inodeFor(undefined, { kind: 'dir', path, tree });
         const sub = tree ? this.subdirsOrZero(path, tree) : this.countSubdirs(path, []);
         out.push(this.dirEntry(child, e.name, m, sub));
-      } else if (e.mode === GIT_LINK) {
+      } else if (e.mode === MODE_SYMLINK) {
         const target = this.store.readObject(e.oid);
         if (target.type !== 'blob') throw new ObjectCorruptError(`symlink ${path} points at a ${target.type}, not a blob: the repository is damaged`);
         const child = this.inodeFor(undefined, { kind: 'other' });
@@ -235,7 +230,7 @@ export class CommitTreeView {
         if (header.type !== 'blob') throw new ObjectCorruptError(`file ${path} points at a ${header.type}, not a blob: the repository is damaged`);
         const size = header.size;
         const ok = m && m.type === 'file';
-        const dflt = e.mode === GIT_EXEC ? 0o755 : 0o644;
+        const dflt = gitDefaultMode('file', e.mode);
         const child = this.inodeFor(ok ? m : undefined, { kind: 'file', blob: e.oid, size });
         out.push({
           ino: child, name: e.name,

@@ -17,6 +17,7 @@
 
 import { isUtf8 } from 'node:buffer';
 import { ManifestError } from '../errors/errors.js';
+import { MODE_EXECUTABLE } from '../store/git-objects.js';
 
 /** File name of the manifest at the top level of every committed tree. */
 export const MANIFEST_NAME = '.gitroot.mtree';
@@ -60,11 +61,6 @@ export const XATTR_NAME_MAX = 255;
 export const XATTR_SIZE_MAX = 65536;
 export const XATTR_LIST_MAX = 65536;
 
-/** Git tree modes gitroot writes. */
-export const GIT_MODE_FILE = 0o100644;
-export const GIT_MODE_EXEC = 0o100755;
-export const GIT_MODE_LINK = 0o120000;
-
 /**
  * Permission bits an entry has when the manifest says nothing about its mode: what git's
  * mode implies for files (0755 for 100755, else 0644), 0755 for directories, 0777 for
@@ -72,7 +68,7 @@ export const GIT_MODE_LINK = 0o120000;
  */
 export function gitDefaultMode(type: EntryType, gitMode?: number): number {
   switch (type) {
-    case 'file': return gitMode === GIT_MODE_EXEC ? 0o755 : 0o644;
+    case 'file': return gitMode === MODE_EXECUTABLE ? 0o755 : 0o644;
     case 'dir': return 0o755;
     case 'link': return 0o777;
     case 'char':

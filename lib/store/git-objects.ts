@@ -37,12 +37,14 @@ export function hashObject(type: ObjectType, data: Uint8Array): Buffer {
   return createHash('sha1').update(`${type} ${data.byteLength}\0`).update(data).digest();
 }
 
-/** Tree entry modes git writes. */
+/** Tree entry modes git writes, the one table of them (gitfs, manifest, commit, diff, fsck, staging). */
 export const MODE_TREE = 0o040000;
 export const MODE_FILE = 0o100644;
 export const MODE_EXECUTABLE = 0o100755;
 export const MODE_SYMLINK = 0o120000;
 export const MODE_GITLINK = 0o160000;
+/** A mode only very old git wrote (a group-writable file); read like MODE_FILE. */
+export const MODE_GROUP_WRITABLE = 0o100664;
 
 export interface TreeEntry {
   /** Numeric mode, e.g. 0o100644; compare with the MODE_* constants. */
@@ -60,7 +62,7 @@ function corrupt(what: string, detail: string): ObjectCorruptError {
 }
 
 /** Modes a tree entry may have: git's five, plus 100664 that very old git wrote for files. */
-const TREE_MODES: ReadonlySet<number> = new Set([MODE_TREE, MODE_FILE, MODE_EXECUTABLE, 0o100664, MODE_SYMLINK, MODE_GITLINK]);
+const TREE_MODES: ReadonlySet<number> = new Set([MODE_TREE, MODE_FILE, MODE_EXECUTABLE, MODE_GROUP_WRITABLE, MODE_SYMLINK, MODE_GITLINK]);
 
 /**
  * Parses a tree body into its entries, in stored order. A tree git itself (or `gitroot
