@@ -1,8 +1,13 @@
 /**
  * The settings schema: every type's good and bad values, every key's default and example
- * valid by its own rules, where keys may be set, typo suggestions, URL redaction.
+ * valid by its own rules, who reads each key (real commands), where keys may be set, typo
+ * suggestions, URL redaction.
  */
+// needs: none
 import t, { type Test } from 'tap';
+import fs from 'node:fs';
+import path from 'node:path';
+import { PROJECT_ROOT } from './helpers/cli.js';
 import { tokenizeCmdline } from '../lib/params/settings-grammar.js';
 import {
   allowedIn,
@@ -38,7 +43,7 @@ function bad(t: Test, key: SettingKey, raw: string | null, re: RegExp): void {
   }
 }
 
-t.test('the keys the issue asks for, and no others', async (t) => {
+t.test('exactly the documented keys, and no others', async (t) => {
   t.same(SETTING_KEYS, [
     'fetch-revision', 'update-revision', 'noupgrade', 'git-revision', 'gitroot.remote', 'gitroot.config', 'noconfig',
     'gitroot.tries', 'gitroot.bootloader', 'gitroot.boot', 'gitroot.boot-medium', 'gitroot.dir', 'gitroot.medium', 'gitroot.overlay-size', 'gitroot.cache-mb',
@@ -60,7 +65,7 @@ t.test('the keys the issue asks for, and no others', async (t) => {
 t.test('every key: documented, its default valid, its example parses to a value', async (t) => {
   for (const key of SETTING_KEYS) {
     const spec: SettingSpec = SETTINGS_SCHEMA[key];
-    t.ok(spec.meaning.length > 20 && spec.usedBy.startsWith('issue '), `${key} documented`);
+    t.ok(spec.meaning.length > 20 && spec.usedBy.length > 0, `${key} documented`);
     if (spec.default !== null) {
       const raw = spec.type === 'flag' ? String(spec.default) : formatSettingValue(spec.default);
       t.same(parseSettingValue(key, raw), { ok: true, value: spec.default }, `${key} default ${raw} round-trips`);
@@ -173,8 +178,30 @@ t.test('device', async (t) => {
   for (const d of ['sda1', 'LABEL=', 'label=x', 'ID=x', '/dev/', '/devx/sda', 'dev/sda']) bad(t, 'gitroot.medium', d, /needs LABEL=\.\.\., UUID=\.\.\., PARTLABEL=\.\.\., PARTUUID=\.\.\. or a \/dev\/ path/);
 });
 
+t.test('every key names who reads it: gitroot commands that exist, or the initramfs boot script', async (t) => {
+  // The names lib/cli/commands/ registers (reading the sources: loading every command module
+  // would cost seconds).
+  const commandDir = path.join(PROJECT_ROOT, 'lib', 'cli', 'commands');
+  const commands = new Set(fs.readdirSync(commandDir).flatMap((f) => [...fs.readFileSync(path.join(commandDir, f), 'utf8').matchAll(/\.command\('([a-z-]+)'\)/g)].map((m) => m[1])));
+  t.ok(commands.has('fetch') && commands.has('mark-good'), `commands found: ${[...commands].join(' ')}`);
+  const bootScript = fs.readFileSync(path.join(PROJECT_ROOT, 'initramfs-hooks', 'initramfs-tools', 'scripts', 'gitroot'), 'utf8');
+  for (const key of SETTING_KEYS) {
+    const users = SETTINGS_SCHEMA[key].usedBy.split(', ');
+    t.equal(new Set(users).size, users.length, `${key}: no reader named twice`);
+    for (const user of users) {
+      const m = /^(?:gitroot ([a-z-]+)|(initramfs boot script))(?: \([^()]+\))?$/.exec(user);
+      if (!m) {
+        t.fail(`${key}: '${user}' is neither 'gitroot COMMAND' nor 'initramfs boot script' (each may end with a note in parentheses)`);
+        continue;
+      }
+      if (m[1] !== undefined) t.ok(commands.has(m[1]), `${key}: 'gitroot ${m[1]}' is a command`);
+      if (m[2] !== undefined) t.ok(bootScript.includes(`${key}=*)`), `${key}: the initramfs boot script reads it from the command line`);
+    }
+  }
+});
+
 t.test('string (no key uses it yet; checked through a spec)', async (t) => {
-  const spec: SettingSpec = { type: 'string', default: null, meaning: 'm', example: 'x.y=z', usedBy: 'issue 3' };
+  const spec: SettingSpec = { type: 'string', default: null, meaning: 'm', example: 'x.y=z', usedBy: 'gitroot fetch' };
   t.same(parseValueForSpec(spec, 'x.y', 'any thing=#'), { ok: true, value: 'any thing=#' });
   t.same(parseValueForSpec(spec, 'x.y', ''), { ok: false, problem: 'needs a value: write x.y=z' });
   t.same(parseValueForSpec(spec, 'x.y', null), { ok: false, problem: 'needs a value: write x.y=z' });
