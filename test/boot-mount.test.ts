@@ -7,6 +7,7 @@
  * mounted and no daemon running. The decision itself is boot-select's (tested there); here:
  * it is the one mounted, and it is written to state.json before mounting unless --no-persist.
  */
+// needs: root fuse git
 import t from 'tap';
 import { spawnSync } from 'node:child_process';
 import { chmodSync, copyFileSync, existsSync, mkdirSync, readFileSync, readlinkSync, statSync, writeFileSync } from 'node:fs';

@@ -5,6 +5,7 @@
  * a failed one, one without a kernel), checked against the rules stated once below; plus the
  * command-line handling (per-boot keys dropped, quotes kept).
  */
+// needs: none
 import t from 'tap';
 import type { DeployState, StagedRevision } from '../lib/home/home-state.js';
 import {

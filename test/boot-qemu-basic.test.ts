@@ -8,6 +8,7 @@
  * oom_score_adj. Also reports the compressed initramfs size gitroot adds and the time from
  * the boot script starting to the root being mounted (from uptimes on the serial log).
  */
+// needs: root debian qemu
 import t from 'tap';
 import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';

@@ -5,6 +5,7 @@
  * the initramfs-tools test. Debian boots with initramfs-tools, so dracut (dracut-core) is
  * installed by scripts/setup.sh only for this test; without it the test is skipped.
  */
+// needs: root debian qemu
 import t from 'tap';
 import {
   bootGuest, buildInitramfs, buildMedium, dracutAvailable, ensureKernel, guestAppend, parseGuestSerial, qemuAvailable,

@@ -17,6 +17,7 @@
  * Each boot is judged from its serial console and from the disk image afterwards; boot times
  * go to /tmp/gitroot-qemu-logs/boot-qemu-guest-fetch.json.
  */
+// needs: root git debian qemu
 import t from 'tap';
 import { spawn } from 'node:child_process';
 import { createHash, randomBytes } from 'node:crypto';

@@ -4,6 +4,7 @@
  * serial parser reads the boot script's and the test init's lines, with or without the
  * kernel's timestamp prefix.
  */
+// needs: root qemu
 import t from 'tap';
 import { bootGuest, buildInitramfs, ensureKernel, parseGuestSerial, qemuAvailable } from '../fixtures/qemu/qemu-harness.js';
 

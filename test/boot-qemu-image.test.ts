@@ -3,9 +3,10 @@
  * the tree's systemd-boot -> gitroot's BLS entry) and BIOS (SeaBIOS -> gptmbr -> syslinux ->
  * gitroot's extlinux entry), each into the revision the image holds, served by git-fs. The
  * UEFI image is written to a disk 512 MiB larger than itself, and `gitroot grow` in the guest
- * grows the medium to fill it. The guest OS is a Debian tree with the test init (a full
- * systemd boot is test/boot-qemu-kiosk.test.ts).
+ * grows the medium to fill it. The guest OS is a Debian tree with the test init, not a full
+ * systemd boot (which under TCG takes minutes).
  */
+// needs: root git debian qemu
 import t from 'tap';
 import { copyFileSync, mkdirSync } from 'node:fs';
 import { join } from 'node:path';

@@ -13,6 +13,7 @@
  * reason, the steps' results) and from state.json read off the disk image afterwards. The
  * boot times of every boot go to /tmp/gitroot-qemu-logs/boot-qemu-update.json.
  */
+// needs: root git server debian qemu
 import t from 'tap';
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';

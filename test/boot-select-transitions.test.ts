@@ -7,6 +7,7 @@
  * boots and transitions, checking after each step that the state is valid and the boot rules
  * hold.
  */
+// needs: none
 import t from 'tap';
 import {
   TransitionRefusedError, type TransitionPlan, type RevisionHealth, isRefusal, nextBootRevision, planMarkBad, planMarkGood, planRollback, selectRevision,

@@ -9,6 +9,7 @@
  * valid, good and earlier good ones untouched) and against the rules written out as a plain
  * priority list; then specific cases with their reasons.
  */
+// needs: none
 import t from 'tap';
 import {
   type RevisionHealth, type Selection, type SelectInput, cmdlineRevision, nextBootRevision, selectRevision,
@@ -101,7 +102,7 @@ function deepFreeze<T>(v: T): T {
   return v;
 }
 
-/** The rules of the issue as a plain priority list: what should boot, and what happens to the pending revision. */
+/** The boot rules (docs/rollback.md) as a plain priority list: what should boot, and what happens to the pending revision. */
 function expected(c: Case): { revision: string | null; kind: Selection['kind']; pending: 'same' | 'try' | 'failed' | 'none' } {
   const s = c.state;
   const ok = (r: string | null): r is string => r !== null && c.health[r] === 'ok';

@@ -5,6 +5,7 @@
  * replaced pending revision's entry and copies go; other entries and loader.conf settings
  * stay; an empty plan changes nothing; backends chosen by name only; template rendering.
  */
+// needs: none
 import t from 'tap';
 import fs from 'node:fs';
 import path from 'node:path';

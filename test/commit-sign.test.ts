@@ -6,6 +6,7 @@
  * commit and no temporary branch is left. Keys it cannot use (encrypted, RSA, a public key,
  * a missing file) are refused with exit 2 and one line before anything is recorded.
  */
+// needs: git
 import t from 'tap';
 import fs from 'node:fs';
 import path from 'node:path';

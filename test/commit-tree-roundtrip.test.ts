@@ -5,6 +5,7 @@
  * here, and have the independent judge (test/helpers/compare-trees.ts) find no difference:
  * modes, owners, devices, FIFOs, empty dirs, hardlinks, xattrs and contents all survive.
  */
+// needs: root git
 import t from 'tap';
 import { execFileSync, spawn } from 'node:child_process';
 import { promises as fs } from 'node:fs';

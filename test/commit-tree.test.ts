@@ -3,6 +3,7 @@
  * security.* xattrs), checked with native git: ls-tree modes and blob contents, the
  * manifest, parents, idents, reproducibility, progress, and every error case.
  */
+// needs: root git
 import t from 'tap';
 import { execFileSync, spawnSync } from 'node:child_process';
 import { promises as fs, rmSync } from 'node:fs';

@@ -4,6 +4,7 @@
  * stderr, exit 2 with one line naming file:line for a typo, and a fleet config server on
  * 127.0.0.1 that fails.
  */
+// needs: server
 import t, { type Test } from 'tap';
 import { once } from 'node:events';
 import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';

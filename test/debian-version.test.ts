@@ -2,6 +2,7 @@
  * Debian version ordering (lib/deploy/debian-version.ts) checked against the real
  * `dpkg --compare-versions` on kernel version strings and dpkg's own corner cases.
  */
+// needs: none
 import t from 'tap';
 import { spawnSync } from 'node:child_process';
 import { compareDebianVersions } from '../lib/deploy/debian-version.js';

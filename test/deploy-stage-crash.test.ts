@@ -7,6 +7,7 @@
  * always there and the default names an existing entry. Then a staging in this process breaks
  * the dead child's lock and leaves exactly the expected entries, kernels and no leftovers.
  */
+// needs: git
 import t from 'tap';
 import type { Test } from 'tap';
 import { spawn } from 'node:child_process';

@@ -7,6 +7,7 @@
  * space on a real tmpfs for D/boot or for $BOOT's copies, a held lock) leaving state, D/boot
  * and the boot entries exactly as they were. Also planStage's decisions, exhaustively.
  */
+// needs: root git
 import t from 'tap';
 import type { Test } from 'tap';
 import { type ChildProcess, spawn, spawnSync } from 'node:child_process';

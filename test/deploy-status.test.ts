@@ -1,8 +1,9 @@
 /**
  * `status` data and rendering (lib/deploy/deploy-status.ts): a fresh machine, a machine with
- * good, pending, failed and a last fetch, the JSON shape the issue asks for, a damaged
+ * good, pending, failed and a last fetch, the JSON shape scripts read, a damaged
  * last-fetch record as a warning (it never affects booting), a damaged state as an error.
  */
+// needs: none
 import t from 'tap';
 import fs from 'node:fs';
 import { StateError } from '../lib/errors/errors.js';
@@ -49,7 +50,7 @@ t.test('good, pending, failed and the last fetch; JSON shape and table', async (
   t.match(json, {
     booted: G, good: G, pending: { revision: P, triesLeft: 2 }, failed: [F], remote: opts.remote, fetchRevision: 'master',
     lastFetch: { at: T0, result: 'staged', revision: P, bytes: 123456, error: null },
-  }, 'the JSON shape of issue 3');
+  }, 'the JSON shape of gitroot status --json');
   t.same(s.kernels, { [G]: { version: '6.1.0-9-amd64', kernelDir: G }, [P]: { version: '6.1.0-10-amd64', kernelDir: P } });
   const text = formatStatus(s);
   t.match(text, new RegExp(`^booted +${G} {2}\\(good\\) {2}kernel 6.1.0-9-amd64$`, 'm'));

@@ -5,6 +5,7 @@
  * branch tip or pin; allow-downgrade on or off. Each verdict is compared with an independent
  * oracle (reachability by recursion over the parent lists, not a walk). Then named shapes.
  */
+// needs: none
 import t from 'tap';
 import { type DowngradeVerdict, type HeldRevision, ancestorsAmong, heldRevisions, planDowngradeCheck } from '../lib/trust/downgrade-check.js';
 

@@ -3,6 +3,7 @@
  * identity environment (gitroot defaults, GIT_* overrides, SOURCE_DATE_EPOCH), and git's
  * error-line extraction.
  */
+// needs: none
 import t from 'tap';
 import { UsageError } from '../lib/errors/errors.js';
 import { blobHeader, commitHeader, fileLine, quotePath, symlinkLines } from '../lib/commit/fast-import-stream.js';

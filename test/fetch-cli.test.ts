@@ -4,6 +4,7 @@
  * config files and a kernel command line, the fetch, kernel staging and BLS entries, and
  * the failure paths leaving state.json, D/boot and the entries byte-for-byte as before.
  */
+// needs: git server
 import t from 'tap';
 import fs from 'node:fs';
 import path from 'node:path';

@@ -4,6 +4,7 @@
  * byte, a symlink target, an xattr, a broken hard link, an extra entry, other device
  * numbers, a changed type) is reported, naming the path and only the paths concerned.
  */
+// needs: root
 import t from 'tap';
 import type { Test } from 'tap';
 import { execFile } from 'node:child_process';

@@ -4,6 +4,7 @@
  * setuid bit dropped is reported, and the time compareTrees takes is printed as a
  * comment (no timing assertion). Needs root and the shared fixtures directory.
  */
+// needs: root debian
 import t from 'tap';
 import { execFile } from 'node:child_process';
 import { existsSync, promises as fs } from 'node:fs';

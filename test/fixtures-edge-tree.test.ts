@@ -4,6 +4,7 @@
  * setgid probes really change identity, builds are reproducible, and the default build
  * holds a file above 64 MiB. Needs root, setfattr/getfattr (attr) and setpriv.
  */
+// needs: root
 import t from 'tap';
 import { execFile } from 'node:child_process';
 import { promises as fs } from 'node:fs';

@@ -4,6 +4,7 @@
  * corruptions at the last byte, past a 1 MiB boundary, sparse single bytes or a shorter
  * file are found.
  */
+// needs: none
 import t from 'tap';
 import { promises as fs } from 'node:fs';
 import * as path from 'node:path';

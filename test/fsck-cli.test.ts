@@ -6,6 +6,7 @@
  * boot decision (`gitroot select`) then passes over that revision, until the pack set changes;
  * a missing object and a manifest that does not parse; --revision; usage errors.
  */
+// needs: git
 import t from 'tap';
 import fs from 'node:fs';
 import path from 'node:path';

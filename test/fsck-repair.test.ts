@@ -7,6 +7,7 @@
  * home whose only pack is damaged (the full pack replaces it), and a repair with no
  * gitroot.remote (one-line usage error, nothing changed).
  */
+// needs: root fuse git server
 import t from 'tap';
 import type { Test } from 'tap';
 import { execFileSync } from 'node:child_process';

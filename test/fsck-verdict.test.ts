@@ -4,6 +4,7 @@
  * last resort; the verdict counts only for the pack set it was made for; the kept revisions
  * fsck plans to check; the report maps each broken object to every revision and path it breaks.
  */
+// needs: none
 import t from 'tap';
 import { type RevisionHealth, selectRevision } from '../lib/boot/boot-select.js';
 import { type DeployState, emptyState } from '../lib/home/home-state.js';

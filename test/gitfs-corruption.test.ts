@@ -5,6 +5,7 @@
  * every other file reads back byte for byte as git has it; `gitroot fsck` names exactly those
  * three objects and the paths they break.
  */
+// needs: root fuse git
 import t from 'tap';
 import { execFileSync } from 'node:child_process';
 import fs from 'node:fs';

@@ -4,6 +4,7 @@
  * setuid/setgid/sticky, owner, size, symlink target, device numbers, hardlinks, xattrs and
  * content. Setuid binaries must run setuid and device nodes must work through the mount.
  */
+// needs: root fuse git debian
 import t from 'tap';
 import { mkdirSync, readFileSync, readdirSync, statSync, writeFileSync, chmodSync, existsSync } from 'node:fs';
 import { join } from 'node:path';

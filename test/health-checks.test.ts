@@ -6,6 +6,7 @@
  * with its whole process group at the timeout; the veto message names the script and its
  * last line.
  */
+// needs: none
 import t from 'tap';
 import fs from 'node:fs';
 import path from 'node:path';

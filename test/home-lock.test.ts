@@ -5,6 +5,7 @@
  * from another boot, a zombie-free dead pid and garbage are stale; two processes incrementing
  * a counter under the lock never lose an update; assertHeld notices a lock taken over.
  */
+// needs: none
 import t from 'tap';
 import type { Test } from 'tap';
 import { type ChildProcess, spawn } from 'node:child_process';

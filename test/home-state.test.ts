@@ -4,6 +4,7 @@
  * crash, never a silent default), writes need the lock and refuse inconsistent state, the
  * pure helpers keep their bounds, and the last-fetch record is separate and tolerant.
  */
+// needs: none
 import t from 'tap';
 import fs from 'node:fs';
 import path from 'node:path';

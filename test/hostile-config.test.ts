@@ -1,5 +1,5 @@
 /**
- * Hostile input campaign, settings: values holding shell metacharacters ($(...), backticks,
+ * Hostile input, settings: values holding shell metacharacters ($(...), backticks,
  * `;`, `|`, `&&`, quotes, `${IFS}`, newlines as `\n` text) in the config file (/etc/gitroot),
  * in the downloaded fleet config (gitroot.config=URL, served from 127.0.0.1) and on the
  * kernel command line, for the settings that name a URL, a path or a revision. Each is run
@@ -12,6 +12,7 @@
  * The initramfs-tools boot script's gitroot_parse_cmdline runs under `sh` (dash) with
  * hostile gitroot.medium= / gitroot.dir= values, with the same canary.
  */
+// needs: git server
 import t from 'tap';
 import { spawnSync } from 'node:child_process';
 import fs from 'node:fs';

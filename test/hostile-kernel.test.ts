@@ -1,5 +1,5 @@
 /**
- * Hostile input campaign, kernel and initrd links: releases whose `vmlinuz`/`initrd.img`
+ * Hostile input, kernel and initrd links: releases whose `vmlinuz`/`initrd.img`
  * symlinks point outside the tree (absolute host paths, `../../`), loop, point at a directory
  * or at a device path, or whose only kernel is itself such a link, fetched and staged by the
  * real `gitroot fetch` from a real `git http-backend`. A host file that looks exactly like a
@@ -11,6 +11,7 @@
  * usable kernel at all is refused in one line (exit 2) with nothing staged and no state
  * written.
  */
+// needs: git server
 import t from 'tap';
 import fs from 'node:fs';
 import path from 'node:path';

@@ -1,5 +1,5 @@
 /**
- * Hostile input campaign, manifests: `.gitroot.mtree` files written by hand into commits made
+ * Hostile input, manifests: `.gitroot.mtree` files written by hand into commits made
  * with native git (what a hostile or broken release server could ship), served by a real
  * `gitroot mount`, and a source tree holding a manifest given to `gitroot commit`.
  *
@@ -14,6 +14,7 @@
  *     ignored (git's entry is served with the defaults);
  *   - `gitroot commit` refuses a source tree that holds a `.gitroot.mtree` (it writes its own).
  */
+// needs: root fuse git
 import t from 'tap';
 import { spawnSync } from 'node:child_process';
 import fs from 'node:fs';

@@ -25,6 +25,7 @@
  * within 1.2 times the undisturbed run time measured first (every third fetch with a slowed
  * server, so more kills land in the download).
  */
+// needs: root fuse git server
 import t from 'tap';
 import type { Test } from 'tap';
 import { type ChildProcess, spawn, spawnSync } from 'node:child_process';

@@ -11,6 +11,7 @@
  * flood, succeed), with bounded memory, nothing staged (state.json, D/boot and the boot
  * entries byte-identical), and the repository fsck clean. A clean fetch afterwards works.
  */
+// needs: root git server
 import t from 'tap';
 import type { Test } from 'tap';
 import { spawn, spawnSync } from 'node:child_process';

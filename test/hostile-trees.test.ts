@@ -1,5 +1,5 @@
 /**
- * Hostile input campaign, git trees: tree objects written raw (`git hash-object -t tree
+ * Hostile input, git trees: tree objects written raw (`git hash-object -t tree
  * --literally`) with entries git never writes (`..`, `.`, `.git`, `a/b`, '', a name twice,
  * names that are not UTF-8, unknown modes, entries pointing at the wrong object type, a
  * loose object whose content is not what its name says), served by a real `gitroot mount`.
@@ -11,6 +11,7 @@
  * characters, newlines, spaces, `...`) are served exactly. No listing ever shows a path
  * outside the mount.
  */
+// needs: root fuse git
 import t from 'tap';
 import { spawnSync } from 'node:child_process';
 import fs from 'node:fs';

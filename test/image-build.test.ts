@@ -6,6 +6,7 @@
  * nothing behind, and an unprivileged user can make one. Booting images is
  * test/boot-qemu-image.test.ts.
  */
+// needs: root git
 import t from 'tap';
 import type { Test } from 'tap';
 import { spawnSync } from 'node:child_process';

@@ -3,6 +3,7 @@
  * the disk with room for both GPTs, big enough for what they hold; identifiers derived from the
  * commit (stable, distinct, shaped like UUIDs); --size parsing and refusals.
  */
+// needs: none
 import t from 'tap';
 import { DATA_FREE_MIB, MIB, PART_TYPE, derivedGuid, parseImageSize, planImage, sfdiskScript } from '../lib/image/image-plan.js';
 

@@ -3,6 +3,7 @@
  * finding the medium in a mount table. The growth itself runs on real disks under QEMU
  * (test/boot-qemu-image.test.ts).
  */
+// needs: none
 import t from 'tap';
 import { type DiskTable, GROW_MIN_BYTES, deviceMountedAt, planGrow } from '../lib/image/medium-grow.js';
 

@@ -2,6 +2,7 @@
  * The manifest format: vis encoding, format/parse round trips with every keyword and
  * awkward names, default modes, and every way parseManifest rejects a file.
  */
+// needs: none
 import t from 'tap';
 import { ManifestError } from '../lib/errors/errors.js';
 import {

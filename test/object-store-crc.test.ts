@@ -4,6 +4,7 @@
  * or in any delta base it is built from, must raise ObjectCorruptError and never return
  * data. Exhaustive over every byte of the entries of a small deltified pack.
  */
+// needs: git
 import t from 'tap';
 import { execFileSync } from 'node:child_process';
 import fs from 'node:fs';

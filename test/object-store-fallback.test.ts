@@ -5,6 +5,7 @@
  * damaged copy is reported; with no good copy the read fails (never wrong bytes); a pack
  * replaced under the same name while a store is open is reopened and read.
  */
+// needs: git
 import t from 'tap';
 import type { Test } from 'tap';
 import { execFileSync } from 'node:child_process';

@@ -5,6 +5,7 @@
  * index v1 / 64-bit offsets. Every object must read back exactly as `git cat-file` shows it;
  * damaged packs and loose files must raise ObjectCorruptError and never return data.
  */
+// needs: git
 import t from 'tap';
 import type { Test } from 'tap';
 import { execFileSync } from 'node:child_process';

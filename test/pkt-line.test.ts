@@ -2,6 +2,7 @@
  * pkt-line codec: encoding, the special packets, and the streaming parser fed the same
  * bytes split at every possible boundary (one packet may arrive in many chunks).
  */
+// needs: none
 import t from 'tap';
 import {
   MAX_PKT_PAYLOAD, PktLineError, PktLineParser, SidebandDemuxer, decodePktLines, encodePktLine, encodePktLines, pktText, readPktLines,

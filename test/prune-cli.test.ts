@@ -8,6 +8,7 @@
  * disk use measured against a fresh clone of the kept revisions, dry run, a held lock, and the
  * pre-fetch space check (refusal, auto-prune).
  */
+// needs: root fuse git server
 import t from 'tap';
 import { spawnSync } from 'node:child_process';
 import fs from 'node:fs';

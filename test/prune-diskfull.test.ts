@@ -7,6 +7,7 @@
  * default gitroot.min-free the space check refuses before anything is downloaded. (The fetcher
  * also stops a download that would leave less than 16 MiB free; this test meets that guard.)
  */
+// needs: root git server
 import t from 'tap';
 import { spawnSync } from 'node:child_process';
 import fs from 'node:fs';

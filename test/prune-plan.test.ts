@@ -10,6 +10,7 @@
  * kernels in use stay, what is beyond `keep` goes, and a second plan has nothing left to do.
  * The checker itself is shown to catch broken plans.
  */
+// needs: none
 import t from 'tap';
 import { nextBootRevision } from '../lib/boot/boot-select.js';
 import { planBootEntries } from '../lib/bootloader/boot-plan.js';

@@ -9,6 +9,7 @@
  * prune finishes and ends exactly where an uninterrupted prune ends. The counts (trials, where
  * the kill landed, failures) are printed as a comment and recorded in docs/prune.md.
  */
+// needs: root git server
 import t from 'tap';
 import { spawn, spawnSync } from 'node:child_process';
 import fs from 'node:fs';

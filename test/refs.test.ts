@@ -4,6 +4,7 @@
  * and nested tags, branch/tag name clashes, remotes, detached and unborn HEADs, worktrees,
  * abbreviated ids (unique, ambiguous, commit-preferred) and ~/^ steps.
  */
+// needs: git
 import t from 'tap';
 import type { Test } from 'tap';
 import { execFileSync } from 'node:child_process';

@@ -2,6 +2,7 @@
  * docs/config.md stays in sync with the schema: its generated table is exactly what
  * render-docs produces, every key is in it, and `render-docs.js --check` catches drift.
  */
+// needs: none
 import t from 'tap';
 import { spawnSync } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';

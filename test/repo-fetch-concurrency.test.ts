@@ -6,6 +6,7 @@
  *
  * The fetching child processes run the compiled module (dist/): build first (npx tsc).
  */
+// needs: git server
 import t from 'tap';
 import { type ChildProcess, spawn, spawnSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';

@@ -5,6 +5,7 @@
  * or SHA, 500, HTML, dumb HTTP, truncated pack, hang) as a typed one-line error with the
  * repository unchanged (same refs, same objects/ listing).
  */
+// needs: git server
 import t, { type Test } from 'tap';
 import { randomBytes } from 'node:crypto';
 import { existsSync, mkdtempSync, readdirSync, rmSync } from 'node:fs';

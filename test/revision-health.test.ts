@@ -6,6 +6,7 @@
  * decision persisted under the lock (a try used before mounting), not persisted for `select`,
  * and refused while another process holds the lock.
  */
+// needs: git
 import t from 'tap';
 import type { Test } from 'tap';
 import { spawn, spawnSync } from 'node:child_process';

@@ -2,6 +2,7 @@
  * The pure part of a scan: file types, git modes, device numbers, name checks, which
  * directories git creates, hardlink grouping, and exactly what goes into the manifest.
  */
+// needs: none
 import t from 'tap';
 import { SourceTreeError } from '../lib/errors/errors.js';
 import { gitDefaultMode, type EntryType, type ManifestEntry } from '../lib/manifest/mtree.js';

@@ -5,6 +5,7 @@
  * would write shown but never written; nothing bootable is exit 3 with the JSON still on
  * stdout; bad arguments and a damaged state are one-line errors.
  */
+// needs: git
 import t from 'tap';
 import type { Test } from 'tap';
 import fs from 'node:fs';

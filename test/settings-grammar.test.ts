@@ -3,6 +3,7 @@
  * (quotes, flags, `--`, odd corners), config files (comments, blank lines, CRLF, BOM, line
  * numbers, every error), origins, and value quoting round trips.
  */
+// needs: none
 import t from 'tap';
 import { ConfigError } from '../lib/errors/errors.js';
 import { formatOrigin, parseConfigText, quoteValue, tokenizeCmdline, type SettingToken } from '../lib/params/settings-grammar.js';

@@ -4,6 +4,7 @@
  * 404, hangs, refuses, serves HTML, garbage or a bad config, answers 304 to an ETag; plus a
  * CONNECT proxy to check HTTP_PROXY / NO_PROXY. The cache is checked byte for byte.
  */
+// needs: server
 import t, { type Test } from 'tap';
 import { createHash } from 'node:crypto';
 import { once } from 'node:events';

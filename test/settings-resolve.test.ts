@@ -3,6 +3,7 @@
  * the command line) for keys of every type, flags switched on and off by later sources,
  * noconfig from each place, where each key may be set, and every error naming its origin.
  */
+// needs: none
 import t, { type Test } from 'tap';
 import { ConfigError } from '../lib/errors/errors.js';
 import { parseConfigText, tokenizeCmdline } from '../lib/params/settings-grammar.js';

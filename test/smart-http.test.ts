@@ -4,6 +4,7 @@
  * discovery moving the later requests to the new base, and the pack request going through
  * an explicit HTTP CONNECT proxy.
  */
+// needs: git server
 import t from 'tap';
 import http from 'node:http';
 import net from 'node:net';

@@ -5,6 +5,7 @@
  * holding less room than the biggest staged kernel, refused with a one-line ENOSPACE naming
  * gitroot.boot.
  */
+// needs: root
 import t from 'tap';
 import { spawnSync } from 'node:child_process';
 import fs from 'node:fs';

@@ -5,6 +5,7 @@
  * key, another namespace, a namespace the file does not allow, expired, not yet valid). Every
  * case asserts gitroot's verdict and that `git verify-commit`/`verify-tag` agrees.
  */
+// needs: git
 import t from 'tap';
 import fs from 'node:fs';
 import path from 'node:path';

@@ -6,6 +6,7 @@
  * copies identical to the committed files, a text file refused as a kernel, a bogus initrd
  * refused, too little space on a real 2 MiB tmpfs refused before anything is written, reuse.
  */
+// needs: root git
 import t from 'tap';
 import type { Test } from 'tap';
 import { spawnSync } from 'node:child_process';

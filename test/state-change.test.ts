@@ -6,6 +6,7 @@
  * the state write reported as a warning, and an unchanged state that only brings stray entries
  * and kernel directories back in line. Faults are injected by wrapping the real backend.
  */
+// needs: git
 import t from 'tap';
 import type { Test } from 'tap';
 import fs from 'node:fs';

@@ -3,6 +3,7 @@
  * inflate implementations and the delta base cache. Malformed
  * input must always raise ObjectCorruptError.
  */
+// needs: none
 import t from 'tap';
 import { randomBytes } from 'node:crypto';
 import zlib from 'node:zlib';

@@ -6,6 +6,7 @@
  * its old root. Simulated here by renaming the directories above the repository while a
  * real process holds the store open, then reading an object it has not read before.
  */
+// needs: git
 import t from 'tap';
 import { execFileSync, spawn } from 'node:child_process';
 import { mkdirSync, mkdtempSync, renameSync, rmSync } from 'node:fs';

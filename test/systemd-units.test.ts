@@ -4,6 +4,7 @@
  * fetch after network-online.target as a oneshot, a periodic randomized persistent timer,
  * mark-good only after boot-complete.target and never in rescue boots.
  */
+// needs: none
 import t from 'tap';
 import { spawnSync } from 'node:child_process';
 import fs from 'node:fs';

@@ -4,6 +4,7 @@
  * not a commit, an absent object and a tag that does not parse are named, and the
  * synchronous and asynchronous drivers agree on every case.
  */
+// needs: none
 import t, { type Test } from 'tap';
 import { MAX_TAG_DEPTH, type PeelObject, peelTag, peelTagAsync } from '../lib/store/tag-peel.js';
 

@@ -12,6 +12,7 @@
  *     status, state and entries unchanged;
  *   - the command line of boot/gitroot-mark-good.service.
  */
+// needs: git
 import t from 'tap';
 import type { Test } from 'tap';
 import { spawn } from 'node:child_process';

@@ -2,10 +2,12 @@
  * Crash order of boot entries and state.json in mark-bad, rollback and a staging that replaces a
  * pending revision: a cut after the entries and before state.json must not leave the state's
  * pending revision without its entry (docs/deploy.md). Deterministic: the boot loader is
- * wrapped so that after each entry write (the instant a power cut could land) the state on disk and the entries on disk are compared: the
- * revision `gitroot select` picks from that state (no git-revision= typed) must have an entry,
- * and every entry's kernel and initrd must exist.
+ * wrapped so that after each entry write (the instant a power cut could land) the state on
+ * disk and the entries on disk are compared: the revision `gitroot select` picks from that
+ * state (no git-revision= typed) must have an entry, and every entry's kernel and initrd must
+ * exist.
  */
+// needs: git
 import t from 'tap';
 import type { Test } from 'tap';
 import fs from 'node:fs';

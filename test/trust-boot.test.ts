@@ -8,6 +8,7 @@
  * `gitroot boot --allowed-signers` refuses, before mounting anything, a home where nothing is
  * signed; `gitroot commit --sign-key` commits verify with `git verify-commit`.
  */
+// needs: git
 import t from 'tap';
 import fs from 'node:fs';
 import path from 'node:path';

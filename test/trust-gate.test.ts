@@ -9,6 +9,7 @@
  * force-pushed back to an older commit is refused as a downgrade, unless update-revision
  * names it or gitroot.allow-downgrade is set.
  */
+// needs: git server
 import t from 'tap';
 import fs from 'node:fs';
 import path from 'node:path';
