@@ -41,7 +41,7 @@ t.test('test/README.md lists every test file under the most demanding thing it n
   }
   for (const [name, words] of needs) {
     const top = ORDER.find((o) => words.includes(o));
-    t.equal(listed.get(name), top, `${name} (needs: ${words.join(' ')}) is listed under ${top}`);
+    t.equal(listed.get(name), top, `${name} (needs: ${words.join(' ')}) is listed in test/README.md under ${top}`);
   }
   for (const name of listed.keys()) t.ok(needs.has(name), `${name} is a test file`);
 });

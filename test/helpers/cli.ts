@@ -8,9 +8,20 @@ import { existsSync, readFileSync, realpathSync } from 'node:fs';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
-export const PROJECT_ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '..', '..');
+/**
+ * The project's root: the nearest directory above this file that holds package.json (the same
+ * from test/ and from a compiled or transpiled copy of it).
+ */
+export const PROJECT_ROOT = projectRoot(dirname(fileURLToPath(import.meta.url)));
 export const CLI = join(PROJECT_ROOT, 'dist', 'bin', 'gitroot.js');
 export const SHARED = resolve(PROJECT_ROOT, '..', 'shared');
+
+function projectRoot(from: string): string {
+  for (let dir = from; ; dir = dirname(dir)) {
+    if (existsSync(join(dir, 'package.json'))) return dir;
+    if (dirname(dir) === dir) throw new Error(`no package.json above ${from}`);
+  }
+}
 
 export interface CliResult {
   status: number;
