@@ -63,9 +63,9 @@ export class Campaign {
   }
 
   /**
-   * A tap assertion that is also counted; returns `ok`. With `todo` (a known defect in a file
-   * the campaign does not own, named in docs/hostile-input.md) a failure still counts here
-   * but is a tap TODO, so the suite stays green until the owner fixes it.
+   * A tap assertion that is also counted; returns `ok`. With `todo` (a known defect, named in
+   * docs/hostile-input.md) a failure still counts here but is a tap TODO, so the suite stays
+   * green until the defect is fixed.
    */
   check(t: Assert, ok: boolean, message: string, todo?: string): boolean {
     this.counts.checks += 1;
