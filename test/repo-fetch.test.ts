@@ -136,7 +136,7 @@ t.test('pin an older SHA (sha mode) into a fresh repository', async (t) => {
 
 t.test('dry run measures and changes nothing', async (t) => {
   const missing = newGitdir();
-  const r0 = await fetch(missing, { branch: 'main', dryRun: true });
+  const r0 = await fetch(missing, { branch: 'main', mode: 'dry-run' });
   t.ok(r0.objects > 60);
   t.equal(r0.ref, null);
   t.notOk(existsSync(missing), 'no repository created');
@@ -145,7 +145,7 @@ t.test('dry run measures and changes nothing', async (t) => {
   await fetch(gitdir, { sha: repo.commits[0] });
   const before = snapshotRepo(gitdir);
   server.resetStats();
-  const r = await fetch(gitdir, { branch: 'main', dryRun: true });
+  const r = await fetch(gitdir, { branch: 'main', mode: 'dry-run' });
   t.equal(r.upToDate, false);
   t.ok(r.objects > 0 && r.objects < 20, `objects ${r.objects}`);
   t.equal(r.bytes, server.stats.bytesSent);
@@ -188,7 +188,7 @@ t.test('failures: typed one-line errors, repository unchanged', async (t) => {
   });
   await t.test('HTTP 500 once, then the retry succeeds', async (t) => {
     server.setFault({ kind: 'status', code: 503, times: 1 });
-    const r = await fetch(gitdir, { branch: 'main', retries: 1, dryRun: true });
+    const r = await fetch(gitdir, { branch: 'main', retries: 1, mode: 'dry-run' });
     t.equal(r.upToDate, false);
     server.setFault(null);
   });

@@ -42,7 +42,7 @@ import { isValidBranchName } from '../store/ref-names.js';
 import { FETCHED_REF_PREFIX, TAG_REF_PREFIX, fetchedRefName, tagRefName } from '../store/gitroot-refs.js';
 import { MAX_TAG_DEPTH, type PeelOutcome, peelTag, peelTagAsync } from '../store/tag-peel.js';
 import { acquireFetchLock } from './fetch-lock.js';
-import { receivePack } from './pack-receive.js';
+import { type ReceivedPack, receivePack } from './pack-receive.js';
 import { redactUrl } from '../http/url-redact.js';
 import { SmartHttpRemote } from './smart-http.js';
 
@@ -63,6 +63,17 @@ export interface FetchProgress {
   /** Download rate (download phase). */
   bytesPerSecond?: number;
 }
+
+/**
+ * What a fetch is for:
+ * - `update` (default): steps 1-8; the commit is recorded as refs/gitroot/fetched/<name-or-sha>.
+ * - `dry-run`: refs, negotiation and the download (into a temp dir, then deleted): measure,
+ *   change nothing (no lock, no repository created).
+ * - `repair` (`gitroot fsck --repair`): ask for the commit with no `have`s even when it is here,
+ *   index the full pack in a scratch repository with no alternates (so index-pack never reads
+ *   the damaged local copies), check it is complete on its own, install it; no ref is written.
+ */
+export type FetchMode = 'update' | 'dry-run' | 'repair';
 
 export interface FetchCommitOptions {
   /** The local bare repository (D/repo.git); created if missing. */
@@ -89,14 +100,8 @@ export interface FetchCommitOptions {
   /** Proxy URL; undefined: from the environment; null: none. */
   proxy?: string | null;
   onProgress?: (p: FetchProgress) => void;
-  /** Refs, negotiation and the download (into a temp dir, then deleted): measure, change nothing. */
-  dryRun?: boolean;
-  /**
-   * Repair (`gitroot fsck --repair`): ask for the commit with no `have`s even when it is here,
-   * index the full pack in a scratch repository with no alternates (so index-pack never reads
-   * the damaged local copies), check it is complete on its own, install it; no ref is written.
-   */
-  full?: boolean;
+  /** What the fetch is for (default 'update'); see FetchMode. */
+  mode?: FetchMode;
   signal?: AbortSignal;
 }
 
@@ -372,6 +377,199 @@ function recordRef(gitdir: string, ref: string, commit: string): void {
   writeFileAtomic(refPath(gitdir, ref), `${commit}\n`);
 }
 
+/** One fetch under way: its resolved inputs, the bytes received so far, and what to clean up. */
+class FetchRun {
+  readonly started = performance.now();
+  readonly target: Target;
+  readonly gitdir: string;
+  readonly mode: FetchMode;
+  /** HTTP response body bytes received so far (all requests). */
+  bytes = 0;
+  /** Whether `gitdir` holds a repository (false only in a dry run without one). */
+  repoExists = true;
+  remote: SmartHttpRemote | null = null;
+  /** Directory holding the quarantine (and a scratch repository), removed at the end. */
+  tmpRoot: string | null = null;
+
+  constructor(readonly opts: FetchCommitOptions) {
+    this.target = checkTarget(opts);
+    this.gitdir = path.resolve(opts.gitdir);
+    this.mode = opts.mode ?? 'update';
+  }
+
+  /** Reports progress with the bytes received so far. */
+  progress(p: Omit<FetchProgress, 'bytes'>): void {
+    this.opts.onProgress?.({ ...p, bytes: this.bytes });
+  }
+
+  /** Milliseconds since the fetch started. */
+  elapsed(): number {
+    return performance.now() - this.started;
+  }
+}
+
+/** Step 1, before the lock: the repository, created if missing (a dry run only checks it). */
+async function prepareRepo(run: FetchRun): Promise<void> {
+  if (run.mode !== 'dry-run') {
+    await ensureRepo(run.gitdir);
+    return;
+  }
+  const state = dirState(run.gitdir);
+  run.repoExists = state === 'repo';
+  if (state === 'other') {
+    throw new RepoNotFoundError(`${run.gitdir} exists but is not a git repository: move it away or choose another directory`,
+      { data: { repo: run.gitdir } });
+  }
+}
+
+/**
+ * Step 2: discovers the server and resolves `want`, the object asked for: the branch's tip
+ * (else the tag of that name, an annotated tag peeled after it arrives), or the SHA.
+ */
+async function resolveWant(run: FetchRun): Promise<string> {
+  const opts = run.opts;
+  run.progress({ phase: 'refs' });
+  const remote = await SmartHttpRemote.discover(opts.remote, {
+    timeoutMs: opts.timeoutMs, retries: opts.retries, retryDelayMs: opts.retryDelayMs, headers: opts.headers,
+    proxy: opts.proxy, signal: opts.signal, onBytes: (n) => { run.bytes += n; },
+  });
+  run.remote = remote;
+  const target = run.target;
+  if (target.kind === 'sha') return target.sha;
+  const heads = `refs/heads/${target.branch}`;
+  const tags = `refs/tags/${target.branch}`;
+  const listed = await remote.listRefs([heads, tags]);
+  const found = listed.find((r) => r.name === heads) ?? listed.find((r) => r.name === tags);
+  if (found === undefined) {
+    throw new RemoteError(`neither a branch nor a tag '${target.branch}' exists on ${redactUrl(opts.remote)}: check fetch-revision (or push it)`,
+      { data: { branch: target.branch, remote: redactUrl(opts.remote) } });
+  }
+  return found.oid;
+}
+
+/** What the local repository offers a fetch: the commit when it is already here and complete, else `have`s. */
+interface LocalSurvey {
+  /** Ids our refs name (trusted as complete). */
+  tips: string[];
+  haves: string[];
+  /** `want` peeled, when it and everything it reaches are already here. */
+  present: { commit: string; tag: string | null } | null;
+}
+
+/** Steps 3-4: is the commit already here and complete? If not, the `have`s to negotiate with (none in a repair). */
+async function surveyLocal(run: FetchRun, want: string): Promise<LocalSurvey> {
+  if (!run.repoExists || run.mode === 'repair') return { tips: [], haves: [], present: null };
+  const store = ObjectStore.open(run.gitdir);
+  try {
+    const tips = localTips(run.gitdir, store);
+    if (store.has(want)) {
+      const peeled = peeledOrThrow(want, peelTag(want, (oid) => (store.has(oid) ? store.readObject(oid) : null)));
+      if (await isComplete({ gitdir: run.gitdir, quarantine: null }, peeled.commit, tips)) return { tips, haves: [], present: peeled };
+    }
+    return { tips, haves: collectHaves(store, tips, MAX_HAVES), present: null };
+  } finally {
+    store.close();
+  }
+}
+
+/** Step 3's answer: the ref recorded (not in a dry run), no pack requested. */
+function upToDate(run: FetchRun, ref: string, present: { commit: string; tag: string | null }): FetchCommitResult {
+  const { commit, tag } = present;
+  if (run.mode !== 'dry-run') recordRefs(run.gitdir, ref, commit, tag);
+  return {
+    commit, tag, upToDate: true, bytes: run.bytes, objects: 0, durationMs: run.elapsed(),
+    ref: run.mode === 'dry-run' ? null : ref, protocol: run.remote!.protocol,
+  };
+}
+
+/**
+ * Step 5's place: a quarantine objects directory (in the repository, so step 7 is a rename;
+ * in a dry run, in the system temp directory) and the repository index-pack runs for: the
+ * repository itself, or a scratch one (a repair, or a dry run without a repository).
+ */
+async function makeQuarantine(run: FetchRun): Promise<ObjectsEnv> {
+  let indexGitdir = run.gitdir;
+  let tmpRoot: string;
+  if (run.mode === 'dry-run') {
+    tmpRoot = run.tmpRoot = await fsp.mkdtemp(path.join(os.tmpdir(), 'gitroot-dryrun-'));
+  } else {
+    await fsp.mkdir(path.join(run.gitdir, FETCH_TMP_DIR), { recursive: true });
+    tmpRoot = run.tmpRoot = await fsp.mkdtemp(path.join(run.gitdir, FETCH_TMP_DIR, `incoming-${process.pid}-`));
+  }
+  if (run.mode === 'repair' || !run.repoExists) {
+    indexGitdir = path.join(tmpRoot, 'repo.git');
+    await git(['init', '--bare', '--quiet', indexGitdir]);
+  }
+  return { gitdir: indexGitdir, quarantine: path.join(tmpRoot, 'objects') };
+}
+
+/** Step 5: the pack for `want` streamed into index-pack in the quarantine. */
+function download(run: FetchRun, want: string, haves: string[], where: ObjectsEnv): Promise<ReceivedPack> {
+  const remote = run.remote!;
+  return receivePack(remote.fetchPack([want], haves), {
+    gitdir: where.gitdir,
+    quarantine: where.quarantine!,
+    alternates: run.repoExists && run.mode !== 'repair' ? [path.join(run.gitdir, 'objects')] : [],
+    keepMessage: `${KEEP_MARKER} ${want} pid ${process.pid}`,
+    source: redactUrl(remote.baseUrl),
+    signal: run.opts.signal,
+    onProgress: (p) => {
+      if (p.phase === 'download') run.progress({ phase: 'download', objects: p.objects, totalObjects: p.totalObjects, bytesPerSecond: p.bytesPerSecond });
+    },
+  });
+}
+
+/** Step 6: `want` arrived, peels to a commit, and everything that commit reaches is present. */
+async function verifyReceived(run: FetchRun, want: string, where: ObjectsEnv, tips: readonly string[]):
+  Promise<{ commit: string; tag: string | null }> {
+  const remoteUrl = redactUrl(run.opts.remote);
+  if ((await objectType(where, want)) === null) {
+    throw new RemoteError(`${remoteUrl} did not send ${want}: it does not have that commit`, { data: { sha: want } });
+  }
+  const peeled = peeledOrThrow(want, await peelTagAsync(want, (oid) => readObjectGit(where, oid)), ` on ${remoteUrl}`);
+  if (!(await isComplete(where, peeled.commit, tips))) {
+    const args = ['--git-dir', where.gitdir, 'rev-list', '--objects', '--missing=error', '--quiet', peeled.commit];
+    const detail = gitFailure(args, await runGit(args, { env: gitEnv(where) }));
+    throw new RemoteError(`${remoteUrl} sent an incomplete pack for ${peeled.commit} (${detail.message}): the server repository is damaged`,
+      { data: { sha: peeled.commit }, cause: detail });
+  }
+  return peeled;
+}
+
+/** Steps 7-8: installs the pack, records the refs (not in a repair; the pack goes again if that fails), removes the .keep. */
+function installAndRecord(run: FetchRun, files: readonly string[], ref: string, peeled: { commit: string; tag: string | null }): void {
+  const installed = installPack(run.gitdir, files);
+  try {
+    if (run.mode !== 'repair') recordRefs(run.gitdir, ref, peeled.commit, peeled.tag);
+  } catch (e) {
+    uninstallPack(installed);
+    throw e;
+  }
+  const keep = installed.find((f) => f.endsWith('.keep'));
+  if (keep !== undefined) unlinkSync(keep);
+}
+
+/** The error a failed fetch throws: typed ones and aborts as they are, a full disk as NoSpaceError. */
+function fetchError(run: FetchRun, e: unknown): unknown {
+  if (e instanceof GitrootError || run.opts.signal?.aborted) return e;
+  if ((e as NodeJS.ErrnoException).code === 'ENOSPC') {
+    return new NoSpaceError(`no space left on the filesystem of ${run.gitdir}: free space and fetch again`, { cause: e });
+  }
+  return e;
+}
+
+/** Whatever happened: closes the connection, removes the quarantine (and gitroot-tmp when empty), releases the lock. */
+function finishFetch(run: FetchRun, lock: { release(): void } | null): void {
+  run.remote?.close();
+  if (run.tmpRoot !== null) rmSync(run.tmpRoot, { recursive: true, force: true, maxRetries: 3 });
+  if (run.mode !== 'dry-run') {
+    try {
+      rmdirSync(path.join(run.gitdir, FETCH_TMP_DIR));
+    } catch { /* absent, or another quarantine in it */ }
+  }
+  lock?.release();
+}
+
 /**
  * Fetches a branch tip or a pinned commit from `remote` into `gitdir` (see the module
  * comment for the steps and guarantees). Errors: UsageError (bad arguments), NetworkError
@@ -379,147 +577,33 @@ function recordRef(gitdir: string, ref: string, commit: string): void {
  * repository, branch or SHA on the server), LockedError, NoSpaceError, GitCommandError.
  */
 export async function fetchCommit(opts: FetchCommitOptions): Promise<FetchCommitResult> {
-  const started = performance.now();
-  const target = checkTarget(opts);
-  const gitdir = path.resolve(opts.gitdir);
-  const dryRun = opts.dryRun === true;
-  const full = opts.full === true && !dryRun;
-  let bytes = 0;
-  const progress = (p: Omit<FetchProgress, 'bytes'>) => opts.onProgress?.({ ...p, bytes });
-
-  if (!dryRun) await ensureRepo(gitdir);
-  const repoExists = dryRun ? dirState(gitdir) === 'repo' : true;
-  if (dryRun && dirState(gitdir) === 'other') {
-    throw new RepoNotFoundError(`${gitdir} exists but is not a git repository: move it away or choose another directory`,
-      { data: { repo: gitdir } });
-  }
-  const lock = dryRun ? null : await acquireFetchLock(gitdir, { waitMs: opts.lockWaitMs ?? DEFAULT_LOCK_WAIT_MS, signal: opts.signal });
-  let remote: SmartHttpRemote | null = null;
-  let tmpRoot: string | null = null;
+  const run = new FetchRun(opts);
+  await prepareRepo(run);
+  const lock = run.mode === 'dry-run' ? null
+    : await acquireFetchLock(run.gitdir, { waitMs: opts.lockWaitMs ?? DEFAULT_LOCK_WAIT_MS, signal: opts.signal });
   try {
-    if (!dryRun) cleanupStale(gitdir);
+    if (run.mode !== 'dry-run') cleanupStale(run.gitdir);
+    const want = await resolveWant(run);
+    const ref = fetchedRefName(run.target.kind === 'branch' ? { branch: run.target.branch } : { sha: run.target.sha });
+    const local = await surveyLocal(run, want);
+    if (local.present !== null) return upToDate(run, ref, local.present);
 
-    // 2. refs
-    progress({ phase: 'refs' });
-    remote = await SmartHttpRemote.discover(opts.remote, {
-      timeoutMs: opts.timeoutMs, retries: opts.retries, retryDelayMs: opts.retryDelayMs, headers: opts.headers,
-      proxy: opts.proxy, signal: opts.signal, onBytes: (n) => { bytes += n; },
-    });
-    // `want`: the object asked for, a commit or an annotated tag (peeled after it arrives).
-    let want: string;
-    if (target.kind === 'branch') {
-      const heads = `refs/heads/${target.branch}`;
-      const tags = `refs/tags/${target.branch}`;
-      const listed = await remote.listRefs([heads, tags]);
-      const found = listed.find((r) => r.name === heads) ?? listed.find((r) => r.name === tags);
-      if (found === undefined) {
-        throw new RemoteError(`neither a branch nor a tag '${target.branch}' exists on ${redactUrl(opts.remote)}: check fetch-revision (or push it)`,
-          { data: { branch: target.branch, remote: redactUrl(opts.remote) } });
-      }
-      want = found.oid;
-    } else {
-      want = target.sha;
-    }
-    const ref = fetchedRefName(target.kind === 'branch' ? { branch: target.branch } : { sha: target.sha });
-
-    // 3. already here?  4. haves
-    let haves: string[] = [];
-    let tips: string[] = [];
-    if (repoExists && !full) {
-      const store = ObjectStore.open(gitdir);
-      try {
-        tips = localTips(gitdir, store);
-        if (store.has(want)) {
-          const { commit, tag } = peeledOrThrow(want, peelTag(want, (oid) => (store.has(oid) ? store.readObject(oid) : null)));
-          if (await isComplete({ gitdir, quarantine: null }, commit, tips)) {
-            if (!dryRun) recordRefs(gitdir, ref, commit, tag);
-            return {
-              commit, tag, upToDate: true, bytes, objects: 0, durationMs: performance.now() - started,
-              ref: dryRun ? null : ref, protocol: remote.protocol,
-            };
-          }
-        }
-        haves = collectHaves(store, tips, MAX_HAVES);
-      } finally {
-        store.close();
-      }
-    }
-
-    progress({ phase: 'negotiate' });
-    // 5. download into a quarantine (in the repository, so step 7 is a rename; in a dry run, in /tmp)
-    let indexGitdir = gitdir;
-    if (dryRun) {
-      tmpRoot = await fsp.mkdtemp(path.join(os.tmpdir(), 'gitroot-dryrun-'));
-      if (!repoExists) {
-        indexGitdir = path.join(tmpRoot, 'repo.git');
-        await git(['init', '--bare', '--quiet', indexGitdir]);
-      }
-    } else {
-      await fsp.mkdir(path.join(gitdir, FETCH_TMP_DIR), { recursive: true });
-      tmpRoot = await fsp.mkdtemp(path.join(gitdir, FETCH_TMP_DIR, `incoming-${process.pid}-`));
-      if (full) {
-        indexGitdir = path.join(tmpRoot, 'repo.git');
-        await git(['init', '--bare', '--quiet', indexGitdir]);
-      }
-    }
-    const quarantine = path.join(tmpRoot, 'objects');
-    const received = await receivePack(remote.fetchPack([want], haves), {
-      gitdir: indexGitdir,
-      quarantine,
-      alternates: repoExists && !full ? [path.join(gitdir, 'objects')] : [],
-      keepMessage: `${KEEP_MARKER} ${want} pid ${process.pid}`,
-      source: redactUrl(remote.baseUrl),
-      signal: opts.signal,
-      onProgress: (p) => {
-        if (p.phase === 'download') progress({ phase: 'download', objects: p.objects, totalObjects: p.totalObjects, bytesPerSecond: p.bytesPerSecond });
-      },
-    });
-
-    // 6. verify
-    progress({ phase: 'index', objects: received.objects, totalObjects: received.objects });
-    const where = { gitdir: indexGitdir, quarantine };
-    if ((await objectType(where, want)) === null) {
-      throw new RemoteError(`${redactUrl(opts.remote)} did not send ${want}: it does not have that commit`, { data: { sha: want } });
-    }
-    const { commit, tag } = peeledOrThrow(want, await peelTagAsync(want, (oid) => readObjectGit(where, oid)), ` on ${redactUrl(opts.remote)}`);
-    if (!(await isComplete(where, commit, tips))) {
-      const args = ['--git-dir', indexGitdir, 'rev-list', '--objects', '--missing=error', '--quiet', commit];
-      const detail = gitFailure(args, await runGit(args, { env: gitEnv(where) }));
-      throw new RemoteError(`${redactUrl(opts.remote)} sent an incomplete pack for ${commit} (${detail.message}): the server repository is damaged`,
-        { data: { sha: commit }, cause: detail });
-    }
+    run.progress({ phase: 'negotiate' });
+    const where = await makeQuarantine(run);
+    const received = await download(run, want, local.haves, where);
+    run.progress({ phase: 'index', objects: received.objects, totalObjects: received.objects });
+    const { commit, tag } = await verifyReceived(run, want, where, local.tips);
     const result = {
-      commit, tag, upToDate: false, bytes, objects: received.objects, protocol: remote.protocol,
+      commit, tag, upToDate: false, bytes: run.bytes, objects: received.objects, protocol: run.remote!.protocol,
     };
-    if (dryRun) return { ...result, ref: null, durationMs: performance.now() - started };
+    if (run.mode === 'dry-run') return { ...result, ref: null, durationMs: run.elapsed() };
 
-    // 7. install  8. record
     if (opts.signal?.aborted) throw opts.signal.reason;
-    const installed = installPack(gitdir, received.files);
-    try {
-      if (!full) recordRefs(gitdir, ref, commit, tag);
-    } catch (e) {
-      uninstallPack(installed);
-      throw e;
-    }
-    const keep = installed.find((f) => f.endsWith('.keep'));
-    if (keep !== undefined) unlinkSync(keep);
-    return { ...result, ref: full ? null : ref, durationMs: performance.now() - started };
+    installAndRecord(run, received.files, ref, { commit, tag });
+    return { ...result, ref: run.mode === 'repair' ? null : ref, durationMs: run.elapsed() };
   } catch (e) {
-    if (e instanceof GitrootError || opts.signal?.aborted) throw e;
-    const err = e as NodeJS.ErrnoException;
-    if (err.code === 'ENOSPC') {
-      throw new NoSpaceError(`no space left on the filesystem of ${gitdir}: free space and fetch again`, { cause: e });
-    }
-    throw e;
+    throw fetchError(run, e);
   } finally {
-    remote?.close();
-    if (tmpRoot !== null) rmSync(tmpRoot, { recursive: true, force: true, maxRetries: 3 });
-    if (!dryRun) {
-      try {
-        rmdirSync(path.join(gitdir, FETCH_TMP_DIR));
-      } catch { /* absent, or another quarantine in it */ }
-    }
-    lock?.release();
+    finishFetch(run, lock);
   }
 }

@@ -117,7 +117,7 @@ export async function repairHome(opts: RepairOptions): Promise<FsckReport> {
     for (const revision of summary.before.brokenRevisions) {
       say(`repair: fetching ${revision} again from ${remote} as a full pack`);
       const got = await stepAsync(`fetch ${revision.slice(0, 12)} again`, () => fetchCommit({
-        gitdir: repo, remote, sha: revision, full: true,
+        gitdir: repo, remote, sha: revision, mode: 'repair',
         timeoutMs: s['gitroot.timeout'] * 1000, retries: s['gitroot.retries'], lockWaitMs: opts.lockWaitMs,
       }));
       summary.fetched.push({ revision, objects: got.objects, bytes: got.bytes });

@@ -186,98 +186,130 @@ function whereOf(err: unknown): string | null {
   return typeof p === 'string' ? p : null;
 }
 
-/**
- * Walks `roots` in `store` (which must verify by SHA-1, the default) and checks the packs of
- * `gitdir`. Never throws for damage: it is what the result reports.
- */
-export async function walkRevisions(store: ObjectStore, gitdir: string, roots: readonly FsckRoot[], opts: WalkOptions = {}): Promise<WalkResult> {
-  const packs = packIndexes(gitdir).map(checkPack);
-  const total = Math.max(1, packs.reduce((n, p) => n + p.objects, 0) + countLoose(gitdir));
-  const broken = new Map<string, BrokenObject>();
-  const reachable = new Set<string>();
-  /** Objects verified good. */
-  const good = new Set<string>();
-  /** Broken objects below each tree walked, with their paths relative to it. */
-  const treeMemo = new Map<string, Array<{ oid: string; path: string }>>();
-  let objectsChecked = 0;
-  let bytesChecked = 0;
-  let devNull = -1;
+/** A broken object below a tree, with its path relative to that tree ('' = the tree itself). */
+type BrokenPath = { oid: string; path: string };
 
-  const tick = (): void => {
-    objectsChecked++;
-    if (opts.onProgress !== undefined && objectsChecked % PROGRESS_EVERY === 0) opts.onProgress(Math.min(objectsChecked, total), total);
-  };
-  const fail = (oid: string, expected: ObjectType, err: unknown): void => {
-    if (broken.has(oid)) return;
-    const missing = !store.has(oid);
-    broken.set(oid, {
+/** Orders broken paths by path. */
+function byPath(a: BrokenPath, b: BrokenPath): number {
+  return a.path < b.path ? -1 : a.path > b.path ? 1 : 0;
+}
+
+/**
+ * One fsck walk over a store: what it found so far (broken, reachable and good objects, the
+ * broken paths below each tree, the counts), shared by its steps. Each object is read once.
+ */
+class RevisionWalk {
+  readonly broken = new Map<string, BrokenObject>();
+  readonly reachable = new Set<string>();
+  objectsChecked = 0;
+  bytesChecked = 0;
+  /** Objects verified good. */
+  private readonly good = new Set<string>();
+  /** Broken objects below each tree walked, with their paths relative to it. */
+  private readonly treeMemo = new Map<string, BrokenPath[]>();
+  /** Where too large blobs are streamed to (opened on first use). */
+  private devNull = -1;
+
+  constructor(private readonly store: ObjectStore, private readonly total: number,
+    private readonly onProgress: WalkOptions['onProgress']) {}
+
+  /** Counts one object checked, reporting progress every PROGRESS_EVERY. */
+  private tick(): void {
+    this.objectsChecked++;
+    if (this.onProgress !== undefined && this.objectsChecked % PROGRESS_EVERY === 0) this.onProgress(Math.min(this.objectsChecked, this.total), this.total);
+  }
+
+  /** Reports the final count. */
+  reportDone(): void {
+    this.onProgress?.(Math.min(this.objectsChecked, this.total), this.total);
+  }
+
+  /** Records `oid` as broken (missing, or corrupt with `err` saying why), once. */
+  private fail(oid: string, expected: ObjectType, err: unknown): void {
+    if (this.broken.has(oid)) return;
+    const missing = !this.store.has(oid);
+    this.broken.set(oid, {
       oid, expected, problem: missing ? 'missing' : 'corrupt', where: missing ? null : whereOf(err),
       detail: missing ? 'in no pack and no loose file' : shortDetail((err as Error).message),
     });
-  };
+  }
+
+  /** Records an object that read back verified but does not parse as the `expected` it is. */
+  private failParse(oid: string, expected: ObjectType, err: unknown): void {
+    this.good.delete(oid);
+    this.fail(oid, expected, err);
+  }
+
   /** Reads an object whole and verified, or records it broken and returns null. */
-  const read = (oid: string, expected: ObjectType): GitObject | null => {
-    reachable.add(oid);
-    if (broken.has(oid)) return null;
+  private read(oid: string, expected: ObjectType): GitObject | null {
+    this.reachable.add(oid);
+    if (this.broken.has(oid)) return null;
     try {
-      const obj = store.readObject(oid);
-      tick();
-      bytesChecked += obj.data.length;
+      const obj = this.store.readObject(oid);
+      this.tick();
+      this.bytesChecked += obj.data.length;
       if (obj.type !== expected) {
-        fail(oid, expected, new Error(`object ${oid} is a ${obj.type} where a ${expected} was expected`));
+        this.fail(oid, expected, new Error(`object ${oid} is a ${obj.type} where a ${expected} was expected`));
         return null;
       }
-      good.add(oid);
+      this.good.add(oid);
       return obj;
     } catch (e) {
       if (e instanceof UsageError) throw e;
-      fail(oid, expected, e);
+      this.fail(oid, expected, e);
       return null;
     }
-  };
+  }
+
   /** Verifies a blob without keeping it; true when good. */
-  const checkBlob = async (oid: string): Promise<boolean> => {
-    reachable.add(oid);
-    if (good.has(oid)) return true;
-    if (broken.has(oid)) return false;
+  private async checkBlob(oid: string): Promise<boolean> {
+    this.reachable.add(oid);
+    if (this.good.has(oid)) return true;
+    if (this.broken.has(oid)) return false;
     try {
-      const obj = store.readObject(oid);
-      tick();
-      bytesChecked += obj.data.length;
+      const obj = this.store.readObject(oid);
+      this.tick();
+      this.bytesChecked += obj.data.length;
       if (obj.type !== 'blob') {
-        fail(oid, 'blob', new Error(`object ${oid} is a ${obj.type} where a blob was expected`));
+        this.fail(oid, 'blob', new Error(`object ${oid} is a ${obj.type} where a blob was expected`));
         return false;
       }
     } catch (e) {
       if (!(e instanceof ObjectTooLargeError)) {
-        fail(oid, 'blob', e);
+        this.fail(oid, 'blob', e);
         return false;
       }
-      // Too large to hold in memory: stream it through the same verification.
-      if (devNull < 0) devNull = fs.openSync('/dev/null', 'w');
-      try {
-        bytesChecked += await store.copyBlobToFd(oid, devNull);
-        tick();
-      } catch (err) {
-        fail(oid, 'blob', err);
-        return false;
-      }
+      if (!(await this.streamBlob(oid))) return false;
     }
-    good.add(oid);
+    this.good.add(oid);
     return true;
-  };
-  const walkTree = async (oid: string): Promise<Array<{ oid: string; path: string }>> => {
-    const memo = treeMemo.get(oid);
+  }
+
+  /** A blob too large to hold in memory, streamed through the same verification; true when good. */
+  private async streamBlob(oid: string): Promise<boolean> {
+    if (this.devNull < 0) this.devNull = fs.openSync('/dev/null', 'w');
+    try {
+      this.bytesChecked += await this.store.copyBlobToFd(oid, this.devNull);
+      this.tick();
+      return true;
+    } catch (err) {
+      this.fail(oid, 'blob', err);
+      return false;
+    }
+  }
+
+  /** Checks a tree and everything below it; returns the broken objects below it with their paths (memoized). */
+  private async walkTree(oid: string): Promise<BrokenPath[]> {
+    const memo = this.treeMemo.get(oid);
     if (memo !== undefined) return memo;
-    const out: Array<{ oid: string; path: string }> = [];
-    const obj = read(oid, 'tree');
+    const out: BrokenPath[] = [];
+    const obj = this.read(oid, 'tree');
     let entries: ReturnType<typeof parseTree> | null = null;
     if (obj !== null) {
       try {
         entries = parseTree(obj.data);
       } catch (e) {
-        good.delete(oid);
-        fail(oid, 'tree', e);
+        this.failParse(oid, 'tree', e);
       }
     }
     if (entries === null) {
@@ -287,81 +319,110 @@ export async function walkRevisions(store: ObjectStore, gitdir: string, roots: r
         const child = e.oid.toString('hex');
         if (e.mode === MODE_GITLINK) continue;
         if (e.mode === MODE_TREE) {
-          for (const b of await walkTree(child)) out.push({ oid: b.oid, path: b.path === '' ? e.name : `${e.name}/${b.path}` });
-        } else if (!(await checkBlob(child))) {
+          for (const b of await this.walkTree(child)) out.push({ oid: b.oid, path: b.path === '' ? e.name : `${e.name}/${b.path}` });
+        } else if (!(await this.checkBlob(child))) {
           out.push({ oid: child, path: e.name });
         }
       }
     }
-    treeMemo.set(oid, out);
+    this.treeMemo.set(oid, out);
     return out;
-  };
-  const manifestOf = (treeOid: string): ManifestHealth => {
-    const obj = good.has(treeOid) ? store.readObject(treeOid) : null;
+  }
+
+  /** Health of the `.gitroot.mtree` of a root tree already walked. */
+  private manifestOf(treeOid: string): ManifestHealth {
+    const obj = this.good.has(treeOid) ? this.store.readObject(treeOid) : null;
     if (obj === null) return { status: 'unreadable', detail: 'the root tree is broken' };
     const entry = parseTree(obj.data).find((e) => e.name === MANIFEST_NAME);
     if (entry === undefined) return { status: 'absent' };
     const oid = entry.oid.toString('hex');
-    if (broken.has(oid)) return { status: 'unreadable', detail: `its blob ${oid} is broken` };
+    if (this.broken.has(oid)) return { status: 'unreadable', detail: `its blob ${oid} is broken` };
     try {
-      const text = store.readObject(oid).data.toString('utf8');
+      const text = this.store.readObject(oid).data.toString('utf8');
       return { status: 'ok', entries: parseManifest(text, `${treeOid}:${MANIFEST_NAME}`).size };
     } catch (e) {
-      if (broken.has(oid) || !(e instanceof GitrootError) || e.code !== 'EMANIFEST') {
+      if (this.broken.has(oid) || !(e instanceof GitrootError) || e.code !== 'EMANIFEST') {
         return { status: 'unreadable', detail: (e as Error).message };
       }
       return { status: 'invalid', detail: (e as Error).message };
     }
+  }
+
+  /**
+   * The peel reader: only a header is read for what ends the chain (the commit itself is read
+   * by peelRoot, and read() records an absent or damaged one); each tag is read whole.
+   */
+  private readonly peelRead = (id: string): GitObject | null => {
+    let type: ObjectType = 'commit';
+    try {
+      if (this.store.has(id)) type = this.store.readHeader(id).type;
+    } catch { /* read() records it */ }
+    return type === 'tag' ? this.read(id, 'tag') : { type: 'commit', data: NO_DATA };
   };
 
+  /**
+   * Annotated tags (from refs) peel to their commit (lib/store/tag-peel.ts); a tag that does
+   * not parse is damaged too. Returns the commit read (null when broken) and its id, or the id
+   * where the chain broke.
+   */
+  private peelRoot(revision: string): { oid: string; commit: GitObject | null } {
+    const peeled = peelTag(revision, this.peelRead);
+    if (!peeled.ok && peeled.problem === 'malformed') this.failParse(peeled.at, 'tag', peeled.cause);
+    const oid = peeled.ok ? peeled.commit : peeled.at;
+    return { oid, commit: peeled.ok ? this.read(oid, 'commit') : null };
+  }
+
+  /** Checks one revision: its tags, its commit, its whole tree and its manifest. */
+  async checkRoot(root: FsckRoot): Promise<RevisionFinding> {
+    const finding: RevisionFinding = {
+      revision: root.revision, roles: root.roles, status: 'ok', broken: [], manifest: { status: 'unreadable', detail: 'the commit is broken' },
+    };
+    const { oid, commit } = this.peelRoot(root.revision);
+    if (commit === null) {
+      finding.broken.push({ oid, path: '' });
+      finding.status = this.broken.get(oid)?.problem === 'missing' && oid === root.revision ? 'missing' : 'broken';
+      return finding;
+    }
+    let tree: string;
+    try {
+      tree = parseCommit(commit.data).tree;
+    } catch (e) {
+      this.failParse(oid, 'commit', e);
+      finding.broken.push({ oid, path: '' });
+      finding.status = 'broken';
+      return finding;
+    }
+    finding.broken = [...await this.walkTree(tree)].sort(byPath);
+    if (finding.broken.length > 0) finding.status = 'broken';
+    finding.manifest = this.manifestOf(tree);
+    // A manifest that does not parse stops the mount as surely as a broken object.
+    if (finding.manifest.status !== 'ok' && finding.manifest.status !== 'absent') finding.status = 'broken';
+    return finding;
+  }
+
+  /** Closes what the walk opened. */
+  close(): void {
+    if (this.devNull >= 0) fs.closeSync(this.devNull);
+    this.devNull = -1;
+  }
+}
+
+/**
+ * Walks `roots` in `store` (which must verify by SHA-1, the default) and checks the packs of
+ * `gitdir`. Never throws for damage: it is what the result reports.
+ */
+export async function walkRevisions(store: ObjectStore, gitdir: string, roots: readonly FsckRoot[], opts: WalkOptions = {}): Promise<WalkResult> {
+  const packs = packIndexes(gitdir).map(checkPack);
+  const total = Math.max(1, packs.reduce((n, p) => n + p.objects, 0) + countLoose(gitdir));
+  const walk = new RevisionWalk(store, total, opts.onProgress);
   const revisions: RevisionFinding[] = [];
   try {
-    for (const root of roots) {
-      const finding: RevisionFinding = {
-        revision: root.revision, roles: root.roles, status: 'ok', broken: [], manifest: { status: 'unreadable', detail: 'the commit is broken' },
-      };
-      revisions.push(finding);
-      // Annotated tags (from refs) peel to their commit (lib/store/tag-peel.ts). Only a header
-      // is read for what ends the chain: the commit itself is read below, and read() records
-      // an absent or damaged one. A tag that does not parse is damaged too.
-      const peeled = peelTag(root.revision, (id) => {
-        let type: ObjectType = 'commit';
-        try {
-          if (store.has(id)) type = store.readHeader(id).type;
-        } catch { /* read() below records it */ }
-        return type === 'tag' ? read(id, 'tag') : { type: 'commit', data: NO_DATA };
-      });
-      if (!peeled.ok && peeled.problem === 'malformed') {
-        good.delete(peeled.at);
-        fail(peeled.at, 'tag', peeled.cause);
-      }
-      const oid = peeled.ok ? peeled.commit : peeled.at;
-      const commit = peeled.ok ? read(oid, 'commit') : null;
-      if (commit === null) {
-        finding.broken.push({ oid, path: '' });
-        finding.status = broken.get(oid)?.problem === 'missing' && oid === root.revision ? 'missing' : 'broken';
-        continue;
-      }
-      let tree: string;
-      try {
-        tree = parseCommit(commit.data).tree;
-      } catch (e) {
-        good.delete(oid);
-        fail(oid, 'commit', e);
-        finding.broken.push({ oid, path: '' });
-        finding.status = 'broken';
-        continue;
-      }
-      finding.broken = [...await walkTree(tree)].sort((a, b) => (a.path < b.path ? -1 : a.path > b.path ? 1 : 0));
-      if (finding.broken.length > 0) finding.status = 'broken';
-      finding.manifest = manifestOf(tree);
-      // A manifest that does not parse stops the mount as surely as a broken object.
-      if (finding.manifest.status !== 'ok' && finding.manifest.status !== 'absent') finding.status = 'broken';
-    }
+    for (const root of roots) revisions.push(await walk.checkRoot(root));
   } finally {
-    if (devNull >= 0) fs.closeSync(devNull);
+    walk.close();
   }
-  opts.onProgress?.(Math.min(objectsChecked, total), total);
+  walk.reportDone();
+  const { broken, reachable, objectsChecked, bytesChecked } = walk;
   // A damaged copy shadowed by a good one is worth reporting once (its object reads fine).
   const damagedCopies = store.damaged().filter((d) => !broken.has(d.oid));
   return { revisions, broken, reachable, packs, damagedCopies, objectsChecked, bytesChecked };

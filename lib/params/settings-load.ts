@@ -21,7 +21,7 @@ import { writeFileAtomic, writeJsonAtomic } from '../fsutil/atomic-write.js';
 import { DEFAULT_CMDLINE_FILE, readCmdlineBytes } from './cmdline-file.js';
 import { parseConfigText, tokenizeCmdline } from './settings-grammar.js';
 import type { ConfigDownloader } from './settings-download.js';
-import { planConfigDownload, resolveSettings, type ResolvedSettings, type SettingsSource } from './settings-resolve.js';
+import { type ConfigDownloadPlan, planConfigDownload, resolveSettings, type ResolvedSettings, type SettingsSource } from './settings-resolve.js';
 import { redactUrl } from '../http/url-redact.js';
 import type { WritableSource } from './settings-schema.js';
 
@@ -188,6 +188,123 @@ function downloadSource(body: Buffer, shown: string): SettingsSource {
   return src;
 }
 
+/** What loading reports besides the settings: each source's status, and warnings. */
+interface LoadReport {
+  sources: SourceReport[];
+  warnings: string[];
+}
+
+/** Source 2: the kernel command line (a missing default file counts as no command line). */
+function readCmdlineSource(opts: LoadSettingsOptions, report: LoadReport): SettingsSource | null {
+  const cmdlineFile = opts.cmdlineFile ?? DEFAULT_CMDLINE_FILE;
+  if (opts.cmdlineFile === undefined && statOrNull(cmdlineFile) === null) {
+    report.sources.push({ kind: 'cmdline', source: cmdlineFile, status: 'missing' });
+    return null;
+  }
+  const text = decodeText(readCmdlineBytes(cmdlineFile), cmdlineFile);
+  const source: SettingsSource = { kind: 'cmdline', name: cmdlineFile, tokens: tokenizeCmdline(text, cmdlineFile) };
+  report.sources.push({ kind: 'cmdline', source: cmdlineFile, status: 'read' });
+  return source;
+}
+
+/**
+ * The cached copy of the fleet config as found: `source` when it still validates; `problem`
+ * when it does not (a copy this gitroot no longer accepts, written by an older version, is no
+ * copy: it is neither used nor offered to the server as If-None-Match).
+ */
+interface CachedConfig {
+  entry: { meta: ConfigCacheMeta; body: Buffer } | null;
+  source: SettingsSource | null;
+  problem: string | null;
+}
+
+function readCachedConfig(dir: string, url: string, shown: string): CachedConfig {
+  const entry = readCache(dir, url);
+  if (entry === null) return { entry, source: null, problem: null };
+  try {
+    return { entry, source: downloadSource(entry.body, shown), problem: null };
+  } catch (e) {
+    if (!(e instanceof ConfigError)) throw e;
+    return { entry, source: null, problem: e.message };
+  }
+}
+
+/**
+ * Falls back on the cached copy: reported `cached` (with `why`, when given, as a warning
+ * naming its date), or, with no valid copy, `unavailable` (warned about when there is a why).
+ */
+function fromCache(cache: CachedConfig, shown: string, why: string | null, report: LoadReport): SettingsSource | null {
+  if (cache.entry === null || cache.source === null) {
+    report.sources.push({ kind: 'download', source: shown, status: 'unavailable' });
+    if (cache.problem !== null) {
+      report.warnings.push(`${why ?? `not downloading ${shown}`}; the cached copy is not valid any more (${cache.problem}), continuing without the fleet config`);
+    } else if (why !== null) {
+      report.warnings.push(`${why}; no cached copy either, continuing without the fleet config`);
+    }
+    return null;
+  }
+  report.sources.push({ kind: 'download', source: shown, status: 'cached' });
+  if (why !== null) report.warnings.push(`${why}; using the copy cached at ${cache.entry.meta.fetchedAt}`);
+  return cache.source;
+}
+
+type DownloadPlan = Extract<ConfigDownloadPlan, { action: 'download' }>;
+
+/**
+ * Source 3, downloaded: a new copy is validated, then cached; a 304 keeps the cached copy
+ * (its check time updated); a network failure falls back on the cached copy.
+ */
+async function downloadFleetConfig(opts: LoadSettingsOptions, plan: DownloadPlan, cache: CachedConfig, shown: string,
+  report: LoadReport): Promise<SettingsSource | null> {
+  // got is loaded only when a download happens: every other command starts faster.
+  const fetchConfig = opts.fetchConfig ?? (await import('./settings-download.js')).downloadConfig;
+  let res;
+  try {
+    res = await fetchConfig({
+      url: plan.url,
+      etag: cache.source !== null ? (cache.entry?.meta.etag ?? null) : null,
+      timeoutMs: plan.timeoutSeconds * 1000,
+      retries: plan.retries,
+      backoffMs: opts.backoffMs,
+      env: opts.env,
+    });
+  } catch (e) {
+    if (!(e instanceof NetworkError)) throw e;
+    return fromCache(cache, shown, e.message, report);
+  }
+  const now = new Date().toISOString();
+  if (res.status === 'not-modified' && cache.entry !== null && cache.source !== null) {
+    const source = fromCache(cache, shown, null, report);
+    report.sources[report.sources.length - 1]!.status = 'not-modified';
+    const w = writeCache(opts.dir, { ...cache.entry.meta, checkedAt: now }, null);
+    if (w !== null) report.warnings.push(w);
+    return source;
+  }
+  if (res.status === 'not-modified') {
+    // A 304 to a request that carried no ETag: the server is confused.
+    return fromCache(cache, shown, `${shown} answered 304 Not Modified without being asked`, report);
+  }
+  // Validate first: a bad download throws here and the cache keeps the last good copy.
+  const source = downloadSource(res.body, shown);
+  const w = writeCache(opts.dir, { url: plan.url, fetchedAt: now, checkedAt: now, etag: res.etag, sha256: sha256(res.body), bytes: res.body.length }, res.body);
+  if (w !== null) report.warnings.push(w);
+  report.sources.push({ kind: 'download', source: shown, status: 'downloaded' });
+  return source;
+}
+
+/** Source 3: the fleet config `gitroot.config` names, downloaded or cached, or none (skipped, unavailable). */
+async function fleetConfig(opts: LoadSettingsOptions, plan: ConfigDownloadPlan, report: LoadReport): Promise<SettingsSource | null> {
+  if (plan.action === 'skip') {
+    if (plan.reason === 'noconfig') report.sources.push({ kind: 'download', source: '(gitroot.config)', status: 'skipped' });
+    return null;
+  }
+  const shown = redactUrl(plan.url);
+  const cache = readCachedConfig(opts.dir, plan.url, shown);
+  // noupgrade promises no network; --offline asks for none.
+  if (opts.offline || plan.offline) return fromCache(cache, shown, opts.offline ? `offline: not downloading ${shown}` : null, report);
+  return downloadFleetConfig(opts, plan, cache, shown, report);
+}
+
 /**
  * Loads the effective settings from every source (see the module comment). Throws
  * ConfigError for an unknown or malformed setting in any source, UsageError when `dir` is
@@ -198,99 +315,20 @@ export async function loadSettings(opts: LoadSettingsOptions): Promise<LoadedSet
   if (st === null || !st.isDirectory()) {
     throw new UsageError(`gitroot home ${opts.dir} is not a directory; pass the right --dir (gitroot fetch creates it)`, { data: { dir: opts.dir } });
   }
-  const warnings: string[] = [];
-  const sources: SourceReport[] = [];
+  const report: LoadReport = { sources: [], warnings: [] };
 
+  // 1. Local config files.
   const configPath = opts.configPath ?? DEFAULT_CONFIG_PATH;
   const files = readFiles(configPath, opts.configPath !== undefined);
-  if (files.length === 0) sources.push({ kind: 'file', source: configPath, status: 'missing' });
-  for (const f of files) sources.push({ kind: 'file', source: f.name, status: 'read' });
+  if (files.length === 0) report.sources.push({ kind: 'file', source: configPath, status: 'missing' });
+  for (const f of files) report.sources.push({ kind: 'file', source: f.name, status: 'read' });
 
-  const cmdlineFile = opts.cmdlineFile ?? DEFAULT_CMDLINE_FILE;
-  let cmdline: SettingsSource | null = null;
-  if (opts.cmdlineFile !== undefined || statOrNull(cmdlineFile) !== null) {
-    const text = decodeText(readCmdlineBytes(cmdlineFile), cmdlineFile);
-    cmdline = { kind: 'cmdline', name: cmdlineFile, tokens: tokenizeCmdline(text, cmdlineFile) };
-    sources.push({ kind: 'cmdline', source: cmdlineFile, status: 'read' });
-  } else {
-    sources.push({ kind: 'cmdline', source: cmdlineFile, status: 'missing' });
-  }
+  // 2. The kernel command line.
+  const cmdline = readCmdlineSource(opts, report);
 
-  // Validates the local sources (throws before any network) and decides on the download.
-  const plan = planConfigDownload({ files, cmdline });
-  let download: SettingsSource | null = null;
-  if (plan.action === 'skip') {
-    if (plan.reason === 'noconfig') sources.push({ kind: 'download', source: '(gitroot.config)', status: 'skipped' });
-  } else {
-    const shown = redactUrl(plan.url);
-    const cached = readCache(opts.dir, plan.url);
-    // A copy this gitroot no longer accepts (written by an older version) is no copy: it is
-    // neither used nor offered to the server as If-None-Match.
-    let cachedSource: SettingsSource | null = null;
-    let cacheProblem: string | null = null;
-    if (cached !== null) {
-      try {
-        cachedSource = downloadSource(cached.body, shown);
-      } catch (e) {
-        if (!(e instanceof ConfigError)) throw e;
-        cacheProblem = e.message;
-      }
-    }
-    const fromCache = (why: string | null): void => {
-      if (cached === null || cachedSource === null) {
-        sources.push({ kind: 'download', source: shown, status: 'unavailable' });
-        if (cacheProblem !== null) {
-          warnings.push(`${why ?? `not downloading ${shown}`}; the cached copy is not valid any more (${cacheProblem}), continuing without the fleet config`);
-        } else if (why !== null) {
-          warnings.push(`${why}; no cached copy either, continuing without the fleet config`);
-        }
-        return;
-      }
-      download = cachedSource;
-      sources.push({ kind: 'download', source: shown, status: 'cached' });
-      if (why !== null) warnings.push(`${why}; using the copy cached at ${cached.meta.fetchedAt}`);
-    };
-    if (opts.offline || plan.offline) {
-      // noupgrade promises no network; --offline asks for none.
-      fromCache(opts.offline ? `offline: not downloading ${shown}` : null);
-    } else {
-      // got is loaded only when a download happens: every other command starts faster.
-      const fetchConfig = opts.fetchConfig ?? (await import('./settings-download.js')).downloadConfig;
-      let res;
-      try {
-        res = await fetchConfig({
-          url: plan.url,
-          etag: cachedSource !== null ? (cached?.meta.etag ?? null) : null,
-          timeoutMs: plan.timeoutSeconds * 1000,
-          retries: plan.retries,
-          backoffMs: opts.backoffMs,
-          env: opts.env,
-        });
-      } catch (e) {
-        if (!(e instanceof NetworkError)) throw e;
-        res = e;
-      }
-      const now = new Date().toISOString();
-      if (res instanceof NetworkError) {
-        fromCache(res.message);
-      } else if (res.status === 'not-modified' && cached !== null && cachedSource !== null) {
-        fromCache(null);
-        sources[sources.length - 1]!.status = 'not-modified';
-        const w = writeCache(opts.dir, { ...cached.meta, checkedAt: now }, null);
-        if (w !== null) warnings.push(w);
-      } else if (res.status === 'not-modified') {
-        // A 304 to a request that carried no ETag: the server is confused.
-        fromCache(`${shown} answered 304 Not Modified without being asked`);
-      } else {
-        // Validate first: a bad download throws here and the cache keeps the last good copy.
-        download = downloadSource(res.body, shown);
-        const w = writeCache(opts.dir, { url: plan.url, fetchedAt: now, checkedAt: now, etag: res.etag, sha256: sha256(res.body), bytes: res.body.length }, res.body);
-        if (w !== null) warnings.push(w);
-        sources.push({ kind: 'download', source: shown, status: 'downloaded' });
-      }
-    }
-  }
+  // 3. Validates the local sources (throws before any network), then the fleet config.
+  const download = await fleetConfig(opts, planConfigDownload({ files, cmdline }), report);
 
   const resolved = resolveSettings({ files, download, cmdline });
-  return { ...resolved, warnings: [...warnings, ...resolved.warnings], sources };
+  return { ...resolved, warnings: [...report.warnings, ...resolved.warnings], sources: report.sources };
 }

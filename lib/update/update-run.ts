@@ -10,7 +10,8 @@ import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { readCmdline } from '../params/cmdline-file.js';
 import { loadSettings } from '../params/settings-load.js';
-import { fetchCommit, type FetchProgress } from '../fetch/repo-fetch.js';
+import type { Settings } from '../params/settings-schema.js';
+import { type FetchCommitResult, fetchCommit, type FetchProgress } from '../fetch/repo-fetch.js';
 import { stageRevision, planStage, type StageResult } from '../deploy/deploy-stage.js';
 import { readState } from '../home/home-state.js';
 import { writeLastFetch, type LastFetch } from '../home/last-fetch.js';
@@ -80,109 +81,152 @@ function currentCmdline(file?: string): string | undefined {
   }
 }
 
+/** What an attempt knows so far, for the record written when it fails. */
+interface Attempt {
+  bytes: number | null;
+  revision: string | null;
+}
+
+/** An update attempt past planning: its inputs, settings and plan, and the result's common part (whose warnings grow). */
+interface UpdateContext {
+  opts: UpdateOptions;
+  dir: string;
+  repo: string;
+  s: Settings;
+  plan: Extract<UpdatePlan, { action: 'fetch' }>;
+  base: { plan: UpdatePlan; warnings: string[]; reboot: 'not-requested' };
+}
+
+/** Free space (docs/prune.md): refuse before downloading anything; prune first when allowed. */
+async function makeRoom(ctx: UpdateContext): Promise<void> {
+  const { dir, s, opts } = ctx;
+  ctx.base.warnings.push(...(await ensureSpaceForFetch({
+    dir, minFreeMiB: s['gitroot.min-free'], autoPrune: s['gitroot.auto-prune'], keep: s['gitroot.keep'],
+    bootloader: s['gitroot.bootloader'], bootDir: s['gitroot.boot'], waitMs: opts.lockWaitMs,
+  })).warnings);
+}
+
+/** Fetches the planned revision into D/repo.git (a dry run keeps nothing it downloads). */
+function fetchPlanned(ctx: UpdateContext): Promise<FetchCommitResult> {
+  const { plan, s, opts } = ctx;
+  return fetchCommit({
+    gitdir: ctx.repo,
+    remote: plan.remote,
+    ...(plan.target.kind === 'branch' ? { branch: plan.target.branch } : { sha: plan.target.sha }),
+    timeoutMs: s['gitroot.timeout'] * 1000,
+    retries: s['gitroot.retries'],
+    lockWaitMs: opts.lockWaitMs,
+    onProgress: opts.onProgress,
+    mode: opts.dryRun ? 'dry-run' : 'update',
+  });
+}
+
+/**
+ * Trust gates (lib/trust/trust-gate.ts): signature, then downgrade. A refusal throws
+ * TrustError before anything is staged. A dry run keeps no objects: checked only when present.
+ */
+function checkTrust(ctx: UpdateContext, signers: ReturnType<typeof loadTrustSettings>, fetched: FetchCommitResult): TrustGateResult | undefined {
+  const warnings = ctx.base.warnings;
+  if (ctx.opts.dryRun && !fetched.upToDate) {
+    warnings.push('dry run: the signature and downgrade checks run when the revision is fetched for real');
+    return undefined;
+  }
+  const trust = runTrustGates({
+    repo: ctx.repo, commit: fetched.commit, tag: fetched.tag, target: ctx.plan.target.kind === 'sha' ? 'pin' : 'branch',
+    signers, allowDowngrade: ctx.s['gitroot.allow-downgrade'], state: readState(ctx.dir),
+  });
+  warnings.push(...trust.warnings);
+  return trust;
+}
+
+/** A dry run's answer: what staging would do and, when both revisions are in the repository, what changes. */
+function dryRunResult(ctx: UpdateContext, fetched: FetchCommitResult, fetch: UpdateResult['fetch'], trust: TrustGateResult | undefined): UpdateResult {
+  const state = readState(ctx.dir);
+  const decision = planStage(state, fetched.commit, ctx.plan.force);
+  const result: UpdateResult = {
+    ...ctx.base, action: 'dry-run', revision: fetched.commit, reason: `${ctx.plan.reason}: ${decision.reason}`, fetch, wouldStage: decision.action, trust,
+  };
+  // Files changed, when both revisions are in the repo (a dry run keeps nothing it downloads).
+  const from = state.pending?.revision ?? state.booted ?? state.good;
+  if (from && from !== fetched.commit) {
+    const store = ObjectStore.open(ctx.repo);
+    try {
+      if (store.has(from) && store.has(fetched.commit)) {
+        result.diff = { from, to: fetched.commit, ...diffCommits(store, from, fetched.commit).summary };
+      }
+    } finally {
+      store.close();
+    }
+  }
+  lastFetch(ctx.dir, 'dry-run', fetched.commit, fetched.bytes, null);
+  return result;
+}
+
+/** Stages the fetched revision (atomically, through stageRevision), records the attempt, and reboots when asked to. */
+async function stageFetched(ctx: UpdateContext, fetched: FetchCommitResult, fetch: UpdateResult['fetch'],
+  trust: TrustGateResult | undefined): Promise<UpdateResult> {
+  const { dir, s, opts } = ctx;
+  const staged = await stageRevision({
+    dir,
+    sha: fetched.commit,
+    // New entries keep this boot's options (console=, gitroot.medium=, ...); the
+    // per-boot keys (git-revision=, update-revision=, noupgrade) are dropped by the planner.
+    kernelCmdline: currentCmdline(opts.cmdlineFile),
+    bootloader: s['gitroot.bootloader'],
+    bootDir: s['gitroot.boot'],
+    tries: s['gitroot.tries'],
+    force: ctx.plan.force,
+    waitMs: opts.lockWaitMs,
+    command: 'gitroot fetch',
+  });
+  ctx.base.warnings.push(...staged.warnings);
+  const action = staged.action === 'stage' ? 'staged' : staged.action === 'clear-pending' ? 'withdrawn' : staged.action;
+  lastFetch(dir, action === 'staged' || action === 'withdrawn' ? 'staged' : action, fetched.commit, fetched.bytes, null);
+  let reboot: UpdateResult['reboot'] = 'not-requested';
+  if (action === 'staged' && s['gitroot.reboot-after-update']) {
+    const [cmd, ...args] = rebootCommand();
+    await promisify(execFile)(cmd, args);
+    reboot = 'requested';
+  }
+  return { ...ctx.base, action, revision: fetched.commit, reason: staged.reason, fetch, kernel: staged.kernel, reboot, trust };
+}
+
+/** The steps of one attempt: settings, plan, trust settings, space, fetch, trust gates, then stage (or the dry run's answer). */
+async function attemptUpdate(opts: UpdateOptions, attempt: Attempt): Promise<UpdateResult> {
+  const dir = opts.dir;
+  const loaded = await loadSettings({ dir, cmdlineFile: opts.cmdlineFile, configPath: opts.configPath });
+  const s = loaded.settings;
+  const plan = planUpdate(s);
+  const base = { plan, warnings: [...loaded.warnings], reboot: 'not-requested' as const };
+  if (plan.action === 'disabled') {
+    lastFetch(dir, 'disabled', null, null, null);
+    return { ...base, action: 'disabled', revision: null, reason: plan.reason, fetch: null };
+  }
+  if (plan.action === 'no-remote') throw new UsageError(plan.reason);
+  // Trust settings (lib/trust): gpg-keyring refused, allowed-signers parsed, before any network.
+  const signers = loadTrustSettings(s);
+  const ctx: UpdateContext = { opts, dir, repo: repoPath(dir), s, plan, base };
+
+  if (!opts.dryRun) await makeRoom(ctx);
+  const fetched = await fetchPlanned(ctx);
+  attempt.bytes = fetched.bytes;
+  attempt.revision = fetched.commit;
+  const fetch = {
+    bytes: fetched.bytes, objects: fetched.objects, upToDate: fetched.upToDate, durationMs: fetched.durationMs, protocol: fetched.protocol,
+    tag: fetched.tag,
+  };
+  const trust = checkTrust(ctx, signers, fetched);
+  return opts.dryRun ? dryRunResult(ctx, fetched, fetch, trust) : stageFetched(ctx, fetched, fetch, trust);
+}
+
 /** Runs one update attempt. Throws typed errors; records the outcome either way. */
 export async function runUpdate(opts: UpdateOptions): Promise<UpdateResult> {
-  const dir = opts.dir;
-  mkdirSync(dir, { recursive: true });
-  let bytes: number | null = null;
-  let revision: string | null = null;
+  mkdirSync(opts.dir, { recursive: true });
+  const attempt: Attempt = { bytes: null, revision: null };
   try {
-    const loaded = await loadSettings({ dir, cmdlineFile: opts.cmdlineFile, configPath: opts.configPath });
-    const s = loaded.settings;
-    const warnings = [...loaded.warnings];
-    const plan = planUpdate(s);
-    const base = { plan, warnings, reboot: 'not-requested' as const };
-    if (plan.action === 'disabled') {
-      lastFetch(dir, 'disabled', null, null, null);
-      return { ...base, action: 'disabled', revision: null, reason: plan.reason, fetch: null };
-    }
-    if (plan.action === 'no-remote') throw new UsageError(plan.reason);
-    // Trust settings (lib/trust): gpg-keyring refused, allowed-signers parsed, before any network.
-    const signers = loadTrustSettings(s);
-
-    const repo = repoPath(dir);
-    // Free space (docs/prune.md): refuse before downloading anything; prune first when allowed.
-    if (!opts.dryRun) {
-      warnings.push(...(await ensureSpaceForFetch({
-        dir, minFreeMiB: s['gitroot.min-free'], autoPrune: s['gitroot.auto-prune'], keep: s['gitroot.keep'],
-        bootloader: s['gitroot.bootloader'], bootDir: s['gitroot.boot'], waitMs: opts.lockWaitMs,
-      })).warnings);
-    }
-    const fetched = await fetchCommit({
-      gitdir: repo,
-      remote: plan.remote,
-      ...(plan.target.kind === 'branch' ? { branch: plan.target.branch } : { sha: plan.target.sha }),
-      timeoutMs: s['gitroot.timeout'] * 1000,
-      retries: s['gitroot.retries'],
-      lockWaitMs: opts.lockWaitMs,
-      onProgress: opts.onProgress,
-      dryRun: opts.dryRun,
-    });
-    bytes = fetched.bytes;
-    revision = fetched.commit;
-    const fetch = {
-      bytes: fetched.bytes, objects: fetched.objects, upToDate: fetched.upToDate, durationMs: fetched.durationMs, protocol: fetched.protocol,
-      tag: fetched.tag,
-    };
-
-    // Trust gates (lib/trust/trust-gate.ts): signature, then downgrade. A refusal throws
-    // TrustError before anything is staged. A dry run keeps no objects: checked only when present.
-    let trust: TrustGateResult | undefined;
-    if (!opts.dryRun || fetched.upToDate) {
-      trust = runTrustGates({
-        repo, commit: fetched.commit, tag: fetched.tag, target: plan.target.kind === 'sha' ? 'pin' : 'branch',
-        signers, allowDowngrade: s['gitroot.allow-downgrade'], state: readState(dir),
-      });
-      warnings.push(...trust.warnings);
-    } else {
-      warnings.push('dry run: the signature and downgrade checks run when the revision is fetched for real');
-    }
-
-    if (opts.dryRun) {
-      const state = readState(dir);
-      const decision = planStage(state, fetched.commit, plan.force);
-      const result: UpdateResult = { ...base, action: 'dry-run', revision, reason: `${plan.reason}: ${decision.reason}`, fetch, wouldStage: decision.action, trust };
-      // Files changed, when both revisions are in the repo (a dry run keeps nothing it downloads).
-      const from = state.pending?.revision ?? state.booted ?? state.good;
-      if (from && from !== fetched.commit) {
-        const store = ObjectStore.open(repo);
-        try {
-          if (store.has(from) && store.has(fetched.commit)) {
-            result.diff = { from, to: fetched.commit, ...diffCommits(store, from, fetched.commit).summary };
-          }
-        } finally {
-          store.close();
-        }
-      }
-      lastFetch(dir, 'dry-run', revision, bytes, null);
-      return result;
-    }
-
-    const staged = await stageRevision({
-      dir,
-      sha: fetched.commit,
-      // New entries keep this boot's options (console=, gitroot.medium=, ...); the
-      // per-boot keys (git-revision=, update-revision=, noupgrade) are dropped by the planner.
-      kernelCmdline: currentCmdline(opts.cmdlineFile),
-      bootloader: s['gitroot.bootloader'],
-      bootDir: s['gitroot.boot'],
-      tries: s['gitroot.tries'],
-      force: plan.force,
-      waitMs: opts.lockWaitMs,
-      command: 'gitroot fetch',
-    });
-    warnings.push(...staged.warnings);
-    const action = staged.action === 'stage' ? 'staged' : staged.action === 'clear-pending' ? 'withdrawn' : staged.action;
-    lastFetch(dir, action === 'staged' || action === 'withdrawn' ? 'staged' : action, revision, bytes, null);
-    let reboot: UpdateResult['reboot'] = 'not-requested';
-    if (action === 'staged' && s['gitroot.reboot-after-update']) {
-      const [cmd, ...args] = rebootCommand();
-      await promisify(execFile)(cmd, args);
-      reboot = 'requested';
-    }
-    return { ...base, action, revision, reason: staged.reason, fetch, kernel: staged.kernel, reboot, trust };
+    return await attemptUpdate(opts, attempt);
   } catch (e) {
-    if (e instanceof GitrootError) lastFetch(dir, e.code === 'ETRUST' ? 'refused' : 'failed', revision, bytes, e);
+    if (e instanceof GitrootError) lastFetch(opts.dir, e.code === 'ETRUST' ? 'refused' : 'failed', attempt.revision, attempt.bytes, e);
     throw e;
   }
 }
