@@ -11,7 +11,7 @@
  * ever lands in the repository. Moving the result in is the caller's job (repo-fetch.ts).
  */
 import { type ChildProcess, spawn, spawnSync } from 'node:child_process';
-import { closeSync, constants as fsConstants, openSync, promises as fsp, statfsSync, unlinkSync } from 'node:fs';
+import { closeSync, constants as fsConstants, openSync, promises as fsp, unlinkSync } from 'node:fs';
 import net from 'node:net';
 import path from 'node:path';
 import type { Writable } from 'node:stream';
@@ -19,6 +19,7 @@ import { GitrootError, NetworkError, NoSpaceError, ObjectCorruptError, RemoteErr
 import { firstErrorLine, gitSpawnFailure } from '../git/git-exec.js';
 import { type SidebandPiece, previewBytes } from './pkt-line.js';
 import { OID_PATTERN } from '../store/object-id.js';
+import { freeBytes } from '../fsutil/free-space.js';
 
 export interface PackProgress {
   phase: 'download' | 'index';
@@ -74,11 +75,10 @@ const KEEP_FREE_BYTES = 16 * 1024 * 1024;
  */
 export const MAX_PACK_OBJECTS = 8_000_000;
 
-/** Free bytes for an unprivileged writer on the filesystem of `dir`, or Infinity when unknown. */
-function freeBytes(dir: string): number {
+/** freeBytes of `dir`'s filesystem, or Infinity when statfs cannot say (index-pack's own ENOSPC is then the check). */
+function freeOrUnknown(dir: string): number {
   try {
-    const st = statfsSync(dir);
-    return st.bavail * st.bsize;
+    return freeBytes(dir);
   } catch {
     return Infinity;
   }
@@ -249,7 +249,7 @@ class PackStream {
   private readonly room: number;
 
   constructor(private readonly opts: PackReceiveOptions) {
-    this.room = freeBytes(opts.quarantine) - KEEP_FREE_BYTES;
+    this.room = freeOrUnknown(opts.quarantine) - KEEP_FREE_BYTES;
   }
 
   /** Takes one side-band piece: returns band 1's pack data, null for other bands; throws on band 3 or a bad band. */

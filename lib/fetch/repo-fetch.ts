@@ -27,12 +27,11 @@
  * Before step 7 nothing in the repository changes; a kill -9 between 7 and 8 leaves a
  * complete, verified pack no ref names (the next fetch finds the commit and records it).
  */
-import { closeSync, fsyncSync, mkdirSync, openSync, promises as fsp, readdirSync, readFileSync, renameSync, rmdirSync, rmSync,
-  statSync, unlinkSync } from 'node:fs';
+import { mkdirSync, promises as fsp, readdirSync, readFileSync, renameSync, rmdirSync, rmSync, statSync, unlinkSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { GitrootError, NoSpaceError, RemoteError, RepoNotFoundError, UsageError } from '../errors/errors.js';
-import { fsyncDir, isAtomicTemp, removeFilesUnder, writeFileAtomic } from '../fsutil/atomic-write.js';
+import { fsyncDir, fsyncFile, isAtomicTemp, removeFilesUnder, writeFileAtomic } from '../fsutil/atomic-write.js';
 import { git, gitFailure, runGit } from '../git/git-exec.js';
 import { ObjectStore } from '../store/object-store.js';
 import { parseCommit } from '../store/git-objects.js';
@@ -284,15 +283,6 @@ async function isComplete(where: ObjectsEnv, commit: string, tips: readonly stri
 async function objectType(where: ObjectsEnv, oid: string): Promise<string | null> {
   const run = await runGit(['--git-dir', where.gitdir, 'cat-file', '-t', oid], { env: gitEnv(where) });
   return run.code === 0 ? run.stdout.trim() : null;
-}
-
-function fsyncFile(file: string): void {
-  const fd = openSync(file, 'r');
-  try {
-    fsyncSync(fd);
-  } finally {
-    closeSync(fd);
-  }
 }
 
 /** Moves a verified pack into objects/pack: .keep, .pack (and others), .idx last; durable on return. */

@@ -7,14 +7,19 @@
 import { closeSync, fsyncSync, openSync, readdirSync, renameSync, rmSync, writeSync, mkdirSync } from 'node:fs';
 import { basename, dirname, join } from 'node:path';
 
-/** fsyncs a directory so a rename or unlink inside it is durable. */
-export function fsyncDir(dir: string): void {
-  const fd = openSync(dir, 'r');
+/** fsyncs a file by path, so what was written to it is durable (a directory: what was renamed or unlinked in it). */
+export function fsyncFile(path: string): void {
+  const fd = openSync(path, 'r');
   try {
     fsyncSync(fd);
   } finally {
     closeSync(fd);
   }
+}
+
+/** fsyncs a directory so a rename or unlink inside it is durable. */
+export function fsyncDir(dir: string): void {
+  fsyncFile(dir);
 }
 
 /** A temp path next to `path` (same directory, so rename is atomic), unique to this process. */

@@ -2,19 +2,9 @@
  * Durable directories: created with their parents fsynced, filled in a temp directory and
  * published by rename, so a directory such as a staged kernel's is either absent or complete.
  */
-import { closeSync, copyFileSync, existsSync, fsyncSync, mkdirSync, mkdtempSync, openSync, readdirSync, renameSync, rmSync } from 'node:fs';
+import { copyFileSync, existsSync, mkdirSync, mkdtempSync, readdirSync, renameSync, rmSync } from 'node:fs';
 import { basename, dirname, join } from 'node:path';
-import { fsyncDir } from './atomic-write.js';
-
-/** fsyncs a file by path. */
-export function fsyncFile(path: string): void {
-  const fd = openSync(path, 'r');
-  try {
-    fsyncSync(fd);
-  } finally {
-    closeSync(fd);
-  }
-}
+import { fsyncDir, fsyncFile } from './atomic-write.js';
 
 /** Creates `dir` and any missing parents, fsyncing each parent so the new entries survive a power cut. */
 export function ensureDirDurable(dir: string): void {

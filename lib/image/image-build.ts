@@ -18,13 +18,14 @@
  */
 import { createHash } from 'node:crypto';
 import {
-  closeSync, fsyncSync, lutimesSync, mkdirSync, mkdtempSync, openSync, readSync, readdirSync, renameSync, rmSync, statSync, utimesSync, writeFileSync, writeSync,
+  closeSync, lutimesSync, mkdirSync, mkdtempSync, openSync, readSync, readdirSync, renameSync, rmSync, statSync, utimesSync, writeFileSync, writeSync,
 } from 'node:fs';
 import { basename, dirname, join, relative, resolve } from 'node:path';
 import { ImageSourceError, ToolError, UsageError } from '../errors/errors.js';
 import { DEFAULT_BOOT_OPTIONS, baseOptions, planBootEntries } from '../bootloader/boot-plan.js';
 import { createBootloader } from '../bootloader/create-bootloader.js';
 import { commitTree, resolveInTree, selectKernel, stageKernel, storeTreeSource } from '../deploy/stage-kernel.js';
+import { fsyncFile } from '../fsutil/atomic-write.js';
 import { step, stepAsync } from '../fsutil/named-step.js';
 import { INITRD_FILE, bootFilesDir, repoPath, statePath } from '../home/home-layout.js';
 import { type DeployState, emptyState } from '../home/home-state.js';
@@ -301,12 +302,7 @@ async function makeDisk(file: string, plan: ImagePlan, fat: string, ext4: string
       closeSync(out);
     }
   }
-  const fd = openSync(file, 'r+');
-  try {
-    fsyncSync(fd);
-  } finally {
-    closeSync(fd);
-  }
+  fsyncFile(file);
 }
 
 function sha256File(file: string): string {
