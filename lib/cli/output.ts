@@ -2,6 +2,7 @@
  * How commands speak: results on stdout (plain or, with --json, one JSON document and
  * nothing else), human notes and progress on stderr. Commands return data; these render.
  */
+import { formatBytes } from '../fsutil/free-space.js';
 
 /** Prints a result as JSON on stdout. */
 export function printJson(value: unknown): void {
@@ -48,14 +49,6 @@ export function progress(label: string): { update(done: number, total: number): 
   };
 }
 
-/** Human byte counts: 1.2 MB, 340 kB. */
-export function humanBytes(n: number): string {
-  if (n < 1000) return `${n} B`;
-  if (n < 1e6) return `${(n / 1e3).toFixed(1)} kB`;
-  if (n < 1e9) return `${(n / 1e6).toFixed(1)} MB`;
-  return `${(n / 1e9).toFixed(2)} GB`;
-}
-
 /** Download progress: a live line on a terminal (phase, bytes, rate), a plain line every 5 s otherwise. */
 export function byteProgress(): { update(phase: string, bytes: number, rate?: number, objects?: number, total?: number): void; end(): void } {
   const tty = process.stderr.isTTY === true;
@@ -66,8 +59,8 @@ export function byteProgress(): { update(phase: string, bytes: number, rate?: nu
       const now = Date.now();
       if (now - last < (tty ? 100 : 5000)) return;
       last = now;
-      const parts = [`${phase}`, humanBytes(bytes)];
-      if (rate) parts.push(`${humanBytes(Math.round(rate))}/s`);
+      const parts = [`${phase}`, formatBytes(bytes)];
+      if (rate) parts.push(`${formatBytes(Math.round(rate))}/s`);
       if (objects !== undefined && total) parts.push(`${objects}/${total} objects`);
       if (tty) process.stderr.write(`\r\x1b[K${parts.join('  ')}`);
       else process.stderr.write(`gitroot: ${parts.join(', ')}\n`);

@@ -1,7 +1,8 @@
 /** `gitroot fetch`: fetch the configured revision and stage it (kernel, initrd, boot entries). */
 import type { Command } from 'commander';
 import { runUpdate, type UpdateResult } from '../../update/update-run.js';
-import { byteProgress, humanBytes, note, printJson, printLine } from '../output.js';
+import { formatBytes } from '../../fsutil/free-space.js';
+import { byteProgress, note, printJson, printLine } from '../output.js';
 
 interface FetchOpts {
   dir: string;
@@ -15,12 +16,12 @@ interface FetchOpts {
 function describe(r: UpdateResult): string[] {
   const lines: string[] = [];
   const short = (s: string | null) => (s ? s.slice(0, 12) : '-');
-  if (r.fetch && !r.fetch.upToDate) lines.push(`fetched ${short(r.revision)}: ${r.fetch.objects} objects, ${humanBytes(r.fetch.bytes)} in ${(r.fetch.durationMs / 1000).toFixed(1)} s`);
+  if (r.fetch && !r.fetch.upToDate) lines.push(`fetched ${short(r.revision)}: ${r.fetch.objects} objects, ${formatBytes(r.fetch.bytes)} in ${(r.fetch.durationMs / 1000).toFixed(1)} s`);
   switch (r.action) {
     case 'disabled': lines.push(r.reason + '; nothing fetched'); break;
     case 'dry-run':
       lines.push(`dry run: ${r.reason} (would ${r.wouldStage})`);
-      if (r.fetch) lines.push(`the update is ${r.fetch.objects} objects, ${humanBytes(r.fetch.bytes)}`);
+      if (r.fetch) lines.push(`the update is ${r.fetch.objects} objects, ${formatBytes(r.fetch.bytes)}`);
       if (r.diff) lines.push(`files: ${r.diff.added} added, ${r.diff.removed} removed, ${r.diff.changed} changed against ${short(r.diff.from)}`);
       break;
     default: lines.push(r.reason);
