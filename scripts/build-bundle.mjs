@@ -15,12 +15,16 @@ import { build } from 'esbuild';
 import { statSync } from 'node:fs';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { syncVersion } from './sync-version.mjs';
 
 const root = resolve(dirname(fileURLToPath(import.meta.url)), '..');
 const args = process.argv.slice(2);
 const outIndex = args.indexOf('--out');
 const outfile = resolve(outIndex >= 0 ? args[outIndex + 1] : join(root, 'dist', 'gitroot.cjs'));
 const minify = !args.includes('--no-minify');
+
+// `gitroot --version` in the bundle: the constant must match package.json before it is inlined.
+syncVersion();
 
 // bin/gitroot.ts awaits at top level, which a CommonJS file cannot: this entry does the
 // same with a promise. Only the entry point sets the exit status (house rule).

@@ -42,4 +42,5 @@ if [ ! -f "$addon" ] || [ -n "$(find native binding.gyp -newer "$addon" 2>/dev/n
   echo "setup: building the native addon" >&2
   npx --no-install node-gyp rebuild --silent </dev/null >/dev/null
 fi
+node scripts/sync-version.mjs
 npx --no-install tsc -p tsconfig.json

@@ -4,6 +4,7 @@
  */
 import { Command, CommanderError } from 'commander';
 import { GitrootError, UsageError } from '../errors/errors.js';
+import { GITROOT_VERSION } from '../http/gitroot-version.js';
 
 type Register = (program: Command) => void;
 
@@ -31,7 +32,7 @@ const COMMAND_MODULES: Array<{ names: string[]; load: () => Promise<Register[]> 
 export async function buildProgram(only?: string): Promise<Command> {
   const program = new Command('gitroot')
     .description('git-backed root filesystem: record an OS tree as commits, serve a commit as / over FUSE, fetch updates, roll back')
-    .version('0.1.0')
+    .version(GITROOT_VERSION)
     .exitOverride();
   const wanted = COMMAND_MODULES.filter((m) => only !== undefined && m.names.includes(only));
   for (const m of wanted.length ? wanted : COMMAND_MODULES) for (const register of await m.load()) register(program);

@@ -20,6 +20,7 @@ import type { Agent as HttpsAgent } from 'node:https';
 import type { Readable } from 'node:stream';
 import got, { type Request as GotRequest, type Response as GotResponse } from 'got';
 import { proxyAgents, proxyForUrl } from '../http/http-proxy.js';
+import { USER_AGENT } from '../http/gitroot-version.js';
 import { redactUrl } from '../http/url-redact.js';
 import { OID_PATTERN, isSha } from '../store/object-id.js';
 
@@ -28,9 +29,6 @@ import { GitrootError, NetworkError, RemoteError, UsageError } from '../errors/e
 import { type Pkt, PktLineError, PktLineParser, type PktRequestPart, SidebandDemuxer, type SidebandPiece, decodePktLines,
   encodePktLines, previewBytes, pktText } from './pkt-line.js';
 
-/** gitroot's version as sent to servers. */
-export const GITROOT_VERSION = '0.1.0';
-export const USER_AGENT = `gitroot/${GITROOT_VERSION}`;
 
 export const DEFAULT_TIMEOUT_MS = 30_000;
 export const DEFAULT_RETRIES = 3;

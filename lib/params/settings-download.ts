@@ -12,6 +12,7 @@ import { fileURLToPath } from 'node:url';
 import got, { HTTPError, RequestError, TimeoutError, type Agents } from 'got';
 import { proxyAgents, proxyForUrl } from '../http/http-proxy.js';
 import { NetworkError } from '../errors/errors.js';
+import { USER_AGENT } from '../http/gitroot-version.js';
 import { redactUrl } from '../http/url-redact.js';
 
 /** A request for the fleet config. */
@@ -88,7 +89,7 @@ export async function downloadConfig(req: DownloadRequest): Promise<DownloadResu
   const t = req.timeoutMs;
   const request = got(req.url, {
     responseType: 'buffer',
-    headers: { 'user-agent': 'gitroot', ...(req.etag ? { 'if-none-match': req.etag } : {}) },
+    headers: { 'user-agent': USER_AGENT, ...(req.etag ? { 'if-none-match': req.etag } : {}) },
     timeout: { lookup: t, connect: t, secureConnect: t, socket: t, send: t, response: t },
     retry: {
       limit: req.retries,
