@@ -243,8 +243,16 @@ export function mountGitfs(opts: MountOptions): GitfsMount {
   // CRC32-verified pack reads (see ObjectStoreOptions.verify): SHA-1 over every served
   // byte was ~30% of a cold full read. The base cache is kept small for the RSS budget.
   const store = ObjectStore.open(opts.gitdir, { baseCacheBytes: 6 * 1024 * 1024, verify: 'crc32' });
-  const commit = resolveRevision(opts.gitdir, opts.rev ?? 'HEAD', store);
-  const view = CommitTreeView.open(store, commit);
+  let commit: string;
+  let view: CommitTreeView;
+  try {
+    commit = resolveRevision(opts.gitdir, opts.rev ?? 'HEAD', store);
+    view = CommitTreeView.open(store, commit);
+  } catch (e) {
+    // A revision that does not resolve or read: nothing is served, so nothing stays open.
+    store.close();
+    throw e;
+  }
   const cacheBytes = opts.cacheBytes ?? 6 * 1024 * 1024;
   // Content up to half the native ring is served from memory; bigger files from a spill file.
   const spillThreshold = opts.spillThreshold ?? Math.floor(cacheBytes / 2);
