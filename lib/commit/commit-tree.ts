@@ -7,6 +7,10 @@
  * create the bare repository if needed; resolve the parent commit; stream blobs, the
  * manifest and the commit; read back the commit and tree ids.
  *
+ * The content comes from a TreeSource: a directory (here) or a tar archive (commit-tar.ts).
+ * Each streams its blobs through a BlobWriter and then says which paths the tree holds and
+ * what the manifest records; the steps around it are the same for both.
+ *
  * Safety: fast-import updates refs only after the whole stream has been read and ends with
  * `done` (`feature done`), so a failure at any point leaves the branch as it was. On an
  * error while streaming blobs, the stream is finished without a commit (so fast-import does
@@ -23,7 +27,7 @@ import { once } from 'node:events';
 import { resolve } from 'node:path';
 import type { Writable } from 'node:stream';
 import { GitCommandError, RepoNotFoundError, SourceTreeError, UsageError } from '../errors/errors.js';
-import { MANIFEST_NAME, formatManifest, pathToken } from '../manifest/mtree.js';
+import { MANIFEST_NAME, formatManifest, pathToken, type ManifestEntry } from '../manifest/mtree.js';
 import { MODE_FILE, MODE_SYMLINK } from '../store/git-objects.js';
 import { blobHeader, commitHeader, fileLine, symlinkLines } from './fast-import-stream.js';
 import { firstErrorLine, git, gitFailure, gitSpawnFailure, runGit } from '../git/git-exec.js';
@@ -31,24 +35,65 @@ import { scanTree } from './scan-tree.js';
 import { OID_PATTERN } from '../store/object-id.js';
 import { branchProblem } from '../store/ref-names.js';
 import { loadSigningKey, signAndMove, unsignedBranchName } from './commit-sign.js';
-import type { ScannedFile } from './scan-plan.js';
+import type { GitFileMode, ScannedFile } from './scan-plan.js';
 
-/** Options of commitDirectory. */
-export interface CommitOptions {
-  /** Directory to commit as the root of the tree. */
-  rootdir: string;
+/** Options of every commit, whatever its content comes from. */
+export interface CommitTargetOptions {
   /** Git directory (bare repository); created when missing or an empty directory. */
   gitdir: string;
   /** Branch to commit onto; default master. */
   branch?: string;
-  /** Commit message; default "Snapshot of ROOTDIR". */
+  /** Commit message; default "Snapshot of ROOTDIR" (or of the archive). */
   message?: string;
-  /** Called after each file's content is queued: (files done, files in total). */
-  onProgress?: (done: number, total: number) => void;
   /** Environment for git and the idents (GIT_AUTHOR_*, GIT_COMMITTER_*, SOURCE_DATE_EPOCH); default process.env. */
   env?: NodeJS.ProcessEnv;
   /** An unencrypted OpenSSH ed25519 private key file: the commit is SSH-signed (see commit-sign.ts). */
   signKey?: string;
+}
+
+/** Options of commitDirectory. */
+export interface CommitOptions extends CommitTargetOptions {
+  /** Directory to commit as the root of the tree. */
+  rootdir: string;
+  /** Called after each file's content is queued: (files done, files in total). */
+  onProgress?: (done: number, total: number) => void;
+}
+
+/** A path of the new tree: a file whose blob was written as `mark`, or a symlink. */
+export interface TreeFile {
+  path: string;
+  gitMode: GitFileMode;
+  /** The blob's mark (files). */
+  mark?: number;
+  /** Symlink target, for gitMode 120000. */
+  linkTarget?: string;
+}
+
+/** What a source streamed: the tree's paths, the manifest entries, and its warnings. */
+export interface TreeContent {
+  files: TreeFile[];
+  manifest: ManifestEntry[];
+  warnings: string[];
+}
+
+/** Where a source writes blobs: begin() one, then exactly `size` bytes of data() for it. */
+export interface BlobWriter {
+  /** Starts a blob of `size` bytes and returns its mark. */
+  begin(size: number): Promise<number>;
+  /** Content of the blob begun last. */
+  data(chunk: Buffer): Promise<void>;
+}
+
+/** Where a commit's content comes from. */
+export interface TreeSource {
+  /** What the default message calls it: "Snapshot of <describe>". */
+  describe: string;
+  /** Checks that need no repository (a directory scan, an archive's first header); runs before anything is created. */
+  prepare(): Promise<void>;
+  /** Streams every blob through `blobs` and returns the tree (runs once, after prepare). */
+  write(blobs: BlobWriter): Promise<TreeContent>;
+  /** Releases what prepare opened; always called. */
+  close(): void;
 }
 
 /** What commitDirectory made. */
@@ -184,8 +229,8 @@ class StreamWriter {
   }
 }
 
-/** Stream one regular file as blob `mark`; returns its size. */
-async function streamBlob(w: StreamWriter, mark: number, f: ScannedFile): Promise<number> {
+/** Stream one regular file as a blob; returns its mark. */
+async function streamFile(blobs: BlobWriter, f: ScannedFile): Promise<number> {
   let fh: fs.FileHandle;
   try {
     fh = await fs.open(f.source, constants.O_RDONLY | constants.O_NOFOLLOW | constants.O_NONBLOCK);
@@ -201,8 +246,7 @@ async function streamBlob(w: StreamWriter, mark: number, f: ScannedFile): Promis
       throw new SourceTreeError(`${pathToken(f.path)} is no longer a regular file: do not change the tree while committing`, { data: { path: f.path } });
     }
     const size = st.size;
-    await w.write(blobHeader(mark, size));
-    w.owed = size;
+    const mark = await blobs.begin(size);
     for (let pos = 0; pos < size;) {
       const want = Math.min(size - pos, CHUNK);
       const buf = Buffer.allocUnsafe(want);
@@ -215,26 +259,56 @@ async function streamBlob(w: StreamWriter, mark: number, f: ScannedFile): Promis
       if (got === 0) {
         throw new SourceTreeError(`${pathToken(f.path)} shrank while being read: do not change the tree while committing`, { data: { path: f.path } });
       }
-      await w.writeData(got === want ? buf : buf.subarray(0, got));
+      await blobs.data(got === want ? buf : buf.subarray(0, got));
       pos += got;
     }
-    return size;
+    return mark;
   } finally {
     await fh.close();
   }
 }
 
+/** A directory as a TreeSource: scanned in prepare(), each file read from disk in write(). */
+function directorySource(rootdir: string, onProgress?: (done: number, total: number) => void): TreeSource {
+  let scan: Awaited<ReturnType<typeof scanTree>> | null = null;
+  return {
+    describe: rootdir,
+    async prepare() { scan = await scanTree(rootdir); },
+    async write(blobs) {
+      const { files, manifest, warnings } = scan!;
+      // Blobs: each file once; paths of one hardlink group share the first one's blob.
+      const blobFiles = files.filter((f) => f.gitMode !== MODE_SYMLINK);
+      const groupMark = new Map<number, number>();
+      const marks = new Map<ScannedFile, number>();
+      const total = new Set(blobFiles.map((f) => f.hardlink ?? f.path)).size; // distinct contents
+      let done = 0;
+      for (const f of blobFiles) {
+        const shared = f.hardlink === undefined ? undefined : groupMark.get(f.hardlink);
+        if (shared !== undefined) { marks.set(f, shared); continue; }
+        const mark = await streamFile(blobs, f);
+        marks.set(f, mark);
+        if (f.hardlink !== undefined) groupMark.set(f.hardlink, mark);
+        onProgress?.(++done, total);
+      }
+      return {
+        files: files.map((f) => ({ path: f.path, gitMode: f.gitMode, mark: marks.get(f), linkTarget: f.linkTarget })),
+        manifest,
+        warnings,
+      };
+    },
+    close() { /* nothing held open */ },
+  };
+}
+
 interface ImportPlan {
   gitdir: string;
   env: NodeJS.ProcessEnv;
-  files: ScannedFile[];
-  manifest: string | null;
+  source: TreeSource;
   header: { branch: string; author: string; committer: string; message: string; parent: string | null };
-  onProgress?: (done: number, total: number) => void;
 }
 
-/** Run one fast-import for the whole commit; returns the commit id, bytes streamed, git's warnings. */
-async function fastImport(p: ImportPlan): Promise<{ commit: string; bytes: number; stderr: string }> {
+/** Run one fast-import for the whole commit; returns the commit id, what the source streamed, bytes, git's warnings. */
+async function fastImport(p: ImportPlan): Promise<{ commit: string; content: TreeContent; bytes: number; stderr: string }> {
   // --depth=0: no deltas. fast-import would only try the previous blob in the stream (an
   // unrelated file), which on a Debian tree saved 3% of the pack for 40% more time and
   // 3x the memory; git gc and pack-objects find real deltas (old versions) later.
@@ -251,36 +325,39 @@ async function fastImport(p: ImportPlan): Promise<{ commit: string; bytes: numbe
   exited.catch(() => { /* reported below */ });
   const w = new StreamWriter(child.stdin, exited);
 
-  const marks = new Map<ScannedFile, number>();
+  let next = 1;
   let bytes = 0;
+  const blobs: BlobWriter = {
+    async begin(size) {
+      if (w.owed !== 0) throw new Error(`BlobWriter: a blob began with ${w.owed} bytes of the previous one unwritten`);
+      const mark = next++;
+      await w.write(blobHeader(mark, size));
+      w.owed = size;
+      bytes += size;
+      return mark;
+    },
+    async data(chunk) {
+      if (chunk.length > w.owed) throw new Error(`BlobWriter: ${chunk.length} bytes given where the blob needs ${w.owed}`);
+      await w.writeData(chunk);
+    },
+  };
   let inCommit = false;
+  let content: TreeContent;
   try {
     await w.write('feature done\nfeature get-mark\n');
-    // Blobs: each file once; paths of one hardlink group share the first one's blob.
-    const blobFiles = p.files.filter((f) => f.gitMode !== MODE_SYMLINK);
-    const groupMark = new Map<number, number>();
-    const total = new Set(blobFiles.map((f) => f.hardlink ?? f.path)).size; // distinct contents
-    let next = 1;
-    let done = 0;
-    for (const f of blobFiles) {
-      const shared = f.hardlink === undefined ? undefined : groupMark.get(f.hardlink);
-      if (shared !== undefined) { marks.set(f, shared); continue; }
-      const mark = next++;
-      bytes += await streamBlob(w, mark, f);
-      marks.set(f, mark);
-      if (f.hardlink !== undefined) groupMark.set(f.hardlink, mark);
-      p.onProgress?.(++done, total);
-    }
+    content = await p.source.write(blobs);
+    if (w.owed !== 0) throw new Error(`BlobWriter: the last blob lacks ${w.owed} bytes`);
+    const manifest = content.manifest.length > 0 ? formatManifest(content.manifest) : null;
     const manifestMark = next++;
-    if (p.manifest !== null) await w.write(blobHeader(manifestMark, Buffer.byteLength(p.manifest)) + p.manifest);
+    if (manifest !== null) await w.write(blobHeader(manifestMark, Buffer.byteLength(manifest)) + manifest);
     const commitMark = next++;
 
     inCommit = true;
     const lines = [commitHeader({ ...p.header, mark: commitMark })];
-    for (const f of p.files) {
-      lines.push(f.gitMode === MODE_SYMLINK ? symlinkLines(f.path, f.linkTarget ?? '') : fileLine(f.gitMode, marks.get(f)!, f.path));
+    for (const f of content.files) {
+      lines.push(f.gitMode === MODE_SYMLINK ? symlinkLines(f.path, f.linkTarget ?? '') : fileLine(f.gitMode, f.mark!, f.path));
     }
-    if (p.manifest !== null) lines.push(fileLine(MODE_FILE, manifestMark, MANIFEST_NAME));
+    if (manifest !== null) lines.push(fileLine(MODE_FILE, manifestMark, MANIFEST_NAME));
     lines.push(`get-mark :${commitMark}\n`, 'done\n');
     await w.write(lines.join(''));
     w.end();
@@ -290,8 +367,8 @@ async function fastImport(p: ImportPlan): Promise<{ commit: string; bytes: numbe
       const code = await exited;
       throw gitFailure(args, { code, stderr });
     }
-    // Our side failed (unreadable file, progress callback): end the stream without a
-    // commit so nothing is updated, or kill fast-import if the commit had begun.
+    // Our side failed (unreadable file, damaged archive, progress callback): end the
+    // stream without a commit so nothing is updated, or kill fast-import if the commit had begun.
     try {
       if (inCommit) child.kill('SIGKILL');
       else { await w.settle(); await w.write('done\n'); w.end(); }
@@ -305,7 +382,7 @@ async function fastImport(p: ImportPlan): Promise<{ commit: string; bytes: numbe
   if (!FAST_IMPORT_ID.test(commit)) {
     throw new GitCommandError(`git fast-import did not report the new commit (got "${commit}"): ${firstErrorLine(stderr)}`);
   }
-  return { commit, bytes, stderr };
+  return { commit, content, bytes, stderr };
 }
 
 /**
@@ -316,54 +393,64 @@ async function fastImport(p: ImportPlan): Promise<{ commit: string; bytes: numbe
  * GitCommandError (git failed; the branch is then unchanged).
  */
 export async function commitDirectory(opts: CommitOptions): Promise<CommitResult> {
+  const rootdir = resolve(opts.rootdir);
+  return commitSource(opts, directorySource(rootdir, opts.onProgress));
+}
+
+/**
+ * Commit what `source` streams onto `branch` of `gitdir`, with the steps and guarantees of
+ * commitDirectory (which is this with a directory as the source).
+ */
+export async function commitSource(opts: CommitTargetOptions, source: TreeSource): Promise<CommitResult> {
   const env = opts.env ?? process.env;
   const branch = opts.branch ?? DEFAULT_BRANCH;
   const gitdir = resolve(opts.gitdir);
-  const rootdir = resolve(opts.rootdir);
+  try {
+    checkBranch(branch);
+    // The key first: an unreadable or encrypted key must fail before anything is recorded.
+    const signKey = opts.signKey === undefined ? undefined : loadSigningKey(opts.signKey);
+    const needsInit = await gitdirNeedsInit(gitdir, env);
+    // Idents first (they need no repository): a bad GIT_*_DATE fails before anything is made.
+    const identEnv = identityEnv(env);
+    const [author, committer] = await Promise.all([ident('GIT_AUTHOR_IDENT', identEnv), ident('GIT_COMMITTER_IDENT', identEnv)]);
+    await source.prepare();
 
-  checkBranch(branch);
-  // The key first: an unreadable or encrypted key must fail before anything is recorded.
-  const signKey = opts.signKey === undefined ? undefined : loadSigningKey(opts.signKey);
-  const needsInit = await gitdirNeedsInit(gitdir, env);
-  // Idents first (they need no repository): a bad GIT_*_DATE fails before anything is made.
-  const identEnv = identityEnv(env);
-  const [author, committer] = await Promise.all([ident('GIT_AUTHOR_IDENT', identEnv), ident('GIT_COMMITTER_IDENT', identEnv)]);
-  const scan = await scanTree(rootdir);
+    if (needsInit) {
+      await fs.mkdir(gitdir, { recursive: true });
+      await git(['init', '--bare', '-q', `--initial-branch=${branch}`, gitdir], { env });
+      await git([`--git-dir=${gitdir}`, 'config', 'core.bigFileThreshold', BIG_FILE_THRESHOLD], { env });
+    }
+    const g = `--git-dir=${gitdir}`;
+    const parentRun = await runGit([g, 'rev-parse', '--verify', '-q', `refs/heads/${branch}^{commit}`], { env });
+    const parent = parentRun.code === 0 ? parentRun.stdout.trim() : null;
 
-  if (needsInit) {
-    await fs.mkdir(gitdir, { recursive: true });
-    await git(['init', '--bare', '-q', `--initial-branch=${branch}`, gitdir], { env });
-    await git([`--git-dir=${gitdir}`, 'config', 'core.bigFileThreshold', BIG_FILE_THRESHOLD], { env });
+    // Signing: fast-import writes onto a temporary branch; the signed commit then replaces it.
+    const importBranch = signKey === undefined ? branch : unsignedBranchName();
+    const imported = await fastImport({
+      gitdir, env, source,
+      header: { branch: importBranch, author, committer, message: opts.message ?? `Snapshot of ${source.describe}`, parent },
+    });
+    let signedBy: string | undefined;
+    if (signKey !== undefined) {
+      const signed = await signAndMove({ gitdir, env, key: signKey, unsigned: imported.commit, tmpBranch: importBranch, branch, parent });
+      imported.commit = signed.commit;
+      signedBy = signed.keyFingerprint;
+    }
+    const tree = await git([g, 'rev-parse', '--verify', `${imported.commit}^{tree}`], { env });
+    const gitWarnings = imported.stderr.split('\n').filter((l) => l.trim() !== '').map((l) => `git fast-import: ${l.trim()}`);
+    const { content } = imported;
+    return {
+      commit: imported.commit,
+      tree,
+      parent,
+      branch,
+      files: content.files.length,
+      bytes: imported.bytes,
+      manifestEntries: content.manifest.length,
+      warnings: [...content.warnings, ...gitWarnings],
+      ...(signedBy === undefined ? {} : { signedBy }),
+    };
+  } finally {
+    source.close();
   }
-  const g = `--git-dir=${gitdir}`;
-  const parentRun = await runGit([g, 'rev-parse', '--verify', '-q', `refs/heads/${branch}^{commit}`], { env });
-  const parent = parentRun.code === 0 ? parentRun.stdout.trim() : null;
-
-  // Signing: fast-import writes onto a temporary branch; the signed commit then replaces it.
-  const importBranch = signKey === undefined ? branch : unsignedBranchName();
-  const imported = await fastImport({
-    gitdir, env, files: scan.files,
-    manifest: scan.manifest.length > 0 ? formatManifest(scan.manifest) : null,
-    header: { branch: importBranch, author, committer, message: opts.message ?? `Snapshot of ${rootdir}`, parent },
-    onProgress: opts.onProgress,
-  });
-  let signedBy: string | undefined;
-  if (signKey !== undefined) {
-    const signed = await signAndMove({ gitdir, env, key: signKey, unsigned: imported.commit, tmpBranch: importBranch, branch, parent });
-    imported.commit = signed.commit;
-    signedBy = signed.keyFingerprint;
-  }
-  const tree = await git([g, 'rev-parse', '--verify', `${imported.commit}^{tree}`], { env });
-  const gitWarnings = imported.stderr.split('\n').filter((l) => l.trim() !== '').map((l) => `git fast-import: ${l.trim()}`);
-  return {
-    commit: imported.commit,
-    tree,
-    parent,
-    branch,
-    files: scan.files.length,
-    bytes: imported.bytes,
-    manifestEntries: scan.manifest.length,
-    warnings: [...scan.warnings, ...gitWarnings],
-    ...(signedBy === undefined ? {} : { signedBy }),
-  };
 }

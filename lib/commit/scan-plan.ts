@@ -16,13 +16,16 @@ import {
 /** Git tree modes of what a scan commits. */
 export type GitFileMode = typeof MODE_FILE | typeof MODE_EXECUTABLE | typeof MODE_SYMLINK;
 
-/** A file or symlink to store in git. */
-export interface ScannedFile {
+/**
+ * A file or symlink to store in git. `S` is where its content comes from: a path on disk
+ * for a directory scan, a blob already streamed for a tar member.
+ */
+export interface ScannedFile<S = string> {
   /** Tree path, '/'-separated, no leading './'. */
   path: string;
   gitMode: GitFileMode;
-  /** Absolute path of the source (the file to read; for symlinks, the link itself). */
-  source: string;
+  /** Where the content is: for a directory scan, the absolute path of the file (for symlinks, the link itself). */
+  source: S;
   /** Symlink target, for gitMode 120000. */
   linkTarget?: string;
   /** Bytes: file size, or symlink target length. */
@@ -32,18 +35,21 @@ export interface ScannedFile {
 }
 
 /** What a scan found: git's part, the manifest's part, and what was skipped. */
-export interface ScanResult {
-  files: ScannedFile[];
+export interface ScanResult<S = string> {
+  files: ScannedFile<S>[];
   manifest: ManifestEntry[];
   warnings: string[];
 }
 
-/** lstat facts about one path, as the walk gathered them. */
-export interface NodeFacts {
+/**
+ * lstat facts about one path, as the walk gathered them (or as a tar member states them:
+ * see commit/tar-facts.ts).
+ */
+export interface NodeFacts<S = string> {
   /** Tree path; '' is the root directory itself. */
   path: string;
-  /** Absolute path on disk. */
-  source: string;
+  /** Where the content is: the absolute path on disk for a directory scan. */
+  source: S;
   /** st_mode: file type bits and permission bits. */
   mode: number;
   uid: number;
@@ -73,6 +79,13 @@ export function fileTypeOf(mode: number): EntryType | 'socket' | null {
 /** Git mode for a regular file's permissions: 100755 if any exec bit is set, else 100644. */
 export function gitModeForFile(perm: number): typeof MODE_FILE | typeof MODE_EXECUTABLE {
   return (perm & 0o111) !== 0 ? MODE_EXECUTABLE : MODE_FILE;
+}
+
+/** A Linux dev_t (glibc encoding) from major and minor numbers; the inverse of splitDev. */
+export function joinDev(major: number, minor: number): bigint {
+  const ma = BigInt(major);
+  const mi = BigInt(minor);
+  return ((ma & 0xfffn) << 8n) | ((ma & ~0xfffn) << 32n) | (mi & 0xffn) | ((mi & ~0xffn) << 12n);
 }
 
 /** Split a Linux dev_t (glibc encoding) into major and minor numbers. */
@@ -110,6 +123,17 @@ export function checkName(name: Buffer, parent: string): string {
     );
   }
   return s;
+}
+
+/** A symlink's target (raw bytes) as a string; SourceTreeError if it is not UTF-8, which git and the manifest need. */
+export function checkLinkTarget(target: Buffer, path: string): string {
+  if (!isUtf8(target)) {
+    throw new SourceTreeError(
+      `symlink ${pathToken(path)} points to a name that is not valid UTF-8: change its target before committing`,
+      { data: { path } },
+    );
+  }
+  return target.toString('utf8');
 }
 
 /** Directories whose subtree holds at least one git-stored path (git creates those). */
@@ -183,9 +207,9 @@ export function planHardlinks(candidates: Array<{ path: string; key: string }>):
  * Decide the whole scan from the facts of every path (the root '' included): files and
  * symlinks for git, manifest entries, and warnings for what is skipped (sockets).
  */
-export function planScan(nodes: NodeFacts[]): ScanResult {
+export function planScan<S>(nodes: NodeFacts<S>[]): ScanResult<S> {
   const warnings: string[] = [];
-  const kept: Array<{ n: NodeFacts; type: EntryType }> = [];
+  const kept: Array<{ n: NodeFacts<S>; type: EntryType }> = [];
   for (const n of nodes) {
     const type = fileTypeOf(n.mode);
     if (type === 'socket') {
@@ -196,7 +220,8 @@ export function planScan(nodes: NodeFacts[]): ScanResult {
       throw new SourceTreeError(`${pathToken(n.path)} has an unknown file type (st_mode ${n.mode.toString(8)}): remove it from the tree`, { data: { path: n.path } });
     }
     if (n.path === '' && type !== 'dir') {
-      throw new SourceTreeError(`${n.source} is not a directory: give the root directory to commit`, { data: { path: n.source } });
+      const root = typeof n.source === 'string' ? n.source : 'the root "."';
+      throw new SourceTreeError(`${root} is not a directory: give the root directory to commit`, { data: { path: root } });
     }
     kept.push({ n, type });
   }
@@ -205,10 +230,10 @@ export function planScan(nodes: NodeFacts[]): ScanResult {
   const links = planHardlinks(
     kept.filter(({ n, type }) => type === 'file' && n.nlink > 1).map(({ n }) => ({ path: n.path, key: `${n.dev}:${n.ino}` })),
   );
-  const files: ScannedFile[] = [];
+  const files: ScannedFile<S>[] = [];
   for (const { n, type } of kept) {
     if (type === 'file') {
-      const f: ScannedFile = { path: n.path, gitMode: gitModeForFile(n.mode), source: n.source, size: n.size };
+      const f: ScannedFile<S> = { path: n.path, gitMode: gitModeForFile(n.mode), source: n.source, size: n.size };
       const h = links.get(n.path);
       if (h) f.hardlink = h.inode;
       files.push(f);

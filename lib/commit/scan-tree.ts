@@ -6,12 +6,11 @@
 
 import { constants } from 'node:fs';
 import * as fs from 'node:fs/promises';
-import { isUtf8 } from 'node:buffer';
 import { resolve } from 'node:path';
 import { SourceTreeError } from '../errors/errors.js';
 import { pathToken } from '../manifest/mtree.js';
 import { readXattrs } from '../native/xattr.js';
-import { checkName, fileTypeOf, planScan, type NodeFacts, type ScanResult } from './scan-plan.js';
+import { checkLinkTarget, checkName, fileTypeOf, planScan, type NodeFacts, type ScanResult } from './scan-plan.js';
 
 export type { ScanResult, ScannedFile } from './scan-plan.js';
 
@@ -52,13 +51,7 @@ async function gather(path: string, source: string): Promise<NodeFacts> {
     } catch (err) {
       throw sourceError(path, 'read symlink', err);
     }
-    if (!isUtf8(target)) {
-      throw new SourceTreeError(
-        `symlink ${pathToken(path)} points to a name that is not valid UTF-8: change its target before committing`,
-        { data: { path } },
-      );
-    }
-    n.linkTarget = target.toString('utf8');
+    n.linkTarget = checkLinkTarget(target, path);
   } else if (type === 'file') {
     try {
       await fs.access(source, constants.R_OK);
