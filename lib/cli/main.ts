@@ -20,6 +20,7 @@ const COMMAND_MODULES: Array<{ names: string[]; load: () => Promise<Register[]> 
   { names: ['mount', 'umount', 'unmount'], load: async () => [(await import('./commands/mount.js')).registerMount] },
   { names: ['config'], load: async () => [(await import('./commands/config.js')).registerConfig] },
   { names: ['diff'], load: async () => [(await import('./commands/diff.js')).registerDiff] },
+  { names: ['export'], load: async () => [(await import('./commands/export.js')).registerExport] },
   { names: ['fetch'], load: async () => [(await import('./commands/fetch.js')).registerFetch] },
   { names: ['status'], load: async () => [(await import('./commands/status.js')).registerStatus] },
   { names: ['fsck'], load: async () => [(await import('./commands/fsck.js')).registerFsck] },

@@ -24,6 +24,7 @@ export type ErrorCode =
   | 'ETRUST'           // a revision is refused: unsigned, badly signed, unlisted key, or a downgrade
   | 'EIMAGE'           // a revision cannot become a bootable image (no kernel, no gitroot initrd, no boot loader)
   | 'ETOOL'            // a system tool (sfdisk, mkfs.ext4, mtools, ...) failed
+  | 'EOUTPUT'          // a result (an exported archive) cannot be written to its file or pipe
   | 'EINTERNAL';       // a bug: report it
 
 /** Exit status for each code: 2 = usage/config, 3 = not found, 4 = data/integrity, 5 = system,
@@ -47,6 +48,7 @@ export const EXIT_CODES: Record<ErrorCode, number> = {
   ETRUST: 8,
   EIMAGE: 4,
   ETOOL: 5,
+  EOUTPUT: 5,
   EINTERNAL: 70,
 };
 
@@ -135,4 +137,9 @@ export class ImageSourceError extends GitrootError {
 /** A system tool gitroot runs (sfdisk, mkfs.ext4, mtools, syslinux, ...) failed. */
 export class ToolError extends GitrootError {
   constructor(message: string, opts?: ErrorOptions) { super('ETOOL', message, opts); }
+}
+
+/** A result gitroot writes (an exported archive) cannot be written to its file or pipe. */
+export class OutputError extends GitrootError {
+  constructor(message: string, opts?: ErrorOptions) { super('EOUTPUT', message, opts); }
 }

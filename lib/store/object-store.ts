@@ -363,11 +363,20 @@ export class ObjectStore {
    * whole first. The hash is checked at the end: on rejection, what was written is garbage.
    */
   async copyBlobToFd(oid: string | Buffer, fd: number): Promise<number> {
+    return this.copyBlobTo(oid, (piece) => writeAll(fd, piece));
+  }
+
+  /**
+   * Streams a blob's content to `sink` in pieces and returns its size, as copyBlobToFd does.
+   * A piece may be a view of a buffer that is reused once `sink`'s promise settles: copy
+   * what must outlive it.
+   */
+  async copyBlobTo(oid: string | Buffer, sink: (piece: Buffer) => Promise<void>): Promise<number> {
     const id = this.checkOid(oid);
     const loc = this.find(id) ?? this.find(id, true);
     if (loc === null) throw this.missing(id);
     try {
-      return await this.copyBlobFrom(id, loc, fd);
+      return await this.copyBlobFrom(id, loc, sink);
     } catch (err) {
       // Bytes may have reached `fd` already, so no retry here: the copy is remembered as damaged
       // and the caller's next attempt (a re-read of the file) gets another copy if there is one.
@@ -376,7 +385,7 @@ export class ObjectStore {
     }
   }
 
-  private async copyBlobFrom(id: Buffer, loc: Location, fd: number): Promise<number> {
+  private async copyBlobFrom(id: Buffer, loc: Location, out: (piece: Buffer) => Promise<void>): Promise<number> {
     if (loc.pack !== undefined) {
       const pack = loc.pack;
       let entry: PackEntry;
@@ -385,12 +394,12 @@ export class ObjectStore {
       } catch (err) {
         throw this.wrap(err, id, pack.packPath);
       }
-      if (entry.typeCode > 4) return this.copyWhole(id, fd, pack.packPath);
+      if (entry.typeCode > 4) return this.copyWhole(id, out, pack.packPath);
       this.expectBlob(id, PACK_TYPES[entry.typeCode] as ObjectType, pack.packPath);
       pack.pin();
       try {
         return await this.streamObject(id, pack.packPath, (buf, len, pos) => pack.readAtAsync(buf, len, pos),
-          entry.payloadOffset, entry.end, fd, { type: 'blob', size: entry.size });
+          entry.payloadOffset, entry.end, out, { type: 'blob', size: entry.size });
       } finally {
         pack.unpin();
       }
@@ -400,11 +409,11 @@ export class ObjectStore {
       file = fs.openSync(loc.loose, 'r');
     } catch {
       // Packed away by a concurrent gc since the lookup: the whole-object path looks again.
-      return this.copyWhole(id, fd, loc.loose);
+      return this.copyWhole(id, out, loc.loose);
     }
     try {
       return await this.streamObject(id, loc.loose, (buf, len, pos) => preadAsync(file, buf, len, pos),
-        0, fs.fstatSync(file).size, fd, null);
+        0, fs.fstatSync(file).size, out, null);
     } finally {
       fs.closeSync(file);
     }
@@ -674,21 +683,21 @@ export class ObjectStore {
     if (type !== 'blob') throw this.corrupt(id, where, `it is a ${type}, where a blob was expected`);
   }
 
-  /** Reads a (deltified) blob whole and writes it to `fd`. */
-  private async copyWhole(id: Buffer, fd: number, where: string): Promise<number> {
+  /** Reads a (deltified) blob whole and hands it to `out`. */
+  private async copyWhole(id: Buffer, out: (piece: Buffer) => Promise<void>, where: string): Promise<number> {
     const obj = this.readObject(id);
     this.expectBlob(id, obj.type, where);
-    await writeAll(fd, obj.data);
+    await out(obj.data);
     return obj.data.length;
   }
 
   /**
    * Inflates the compressed bytes [start, end) that `read` returns and writes the object body
-   * to `fd`, hashing as it goes. `known` gives type and size for pack entries; loose objects
+   * to `out`, hashing as it goes. `known` gives type and size for pack entries; loose objects
    * carry them in their first inflated bytes.
    */
   private async streamObject(id: Buffer, where: string, read: PositionedRead, start: number, end: number,
-    fd: number, known: ObjectHeader | null): Promise<number> {
+    out: (piece: Buffer) => Promise<void>, known: ObjectHeader | null): Promise<number> {
     const hash = createHash('sha1');
     let header = known;
     let head = EMPTY;
@@ -709,7 +718,7 @@ export class ObjectStore {
       }
       if (written + chunk.length > header.size) throw new ObjectCorruptError(`inflates to more than ${header.size} bytes`);
       hash.update(chunk);
-      await writeAll(fd, chunk);
+      await out(chunk);
       written += chunk.length;
     };
     try {
