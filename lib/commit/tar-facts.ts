@@ -77,7 +77,14 @@ export function memberPath(name: Buffer, archive: string): string {
     if (part.length === 2 && part[0] === 0x2e && part[1] === 0x2e) {
       throw memberError(name, archive, 'has a ".." component, which would climb out of the tree', 'archive the tree from its root (tar -C DIR -cf OUT .), without .. in any name');
     }
-    const s = checkName(part, path);
+    let s: string;
+    try {
+      s = checkName(part, path);
+    } catch (err) {
+      // The directory scan's own rule and words, with the archive named.
+      if (err instanceof SourceTreeError) throw new SourceTreeError(`${archive}: ${err.message}`, { data: { ...err.data, archive } });
+      throw err;
+    }
     path = path === '' ? s : `${path}/${s}`;
   }
   return path;

@@ -333,7 +333,7 @@ export class TarReader {
         else if (k === 'GNU.sparse.numbytes') sparse.sizes.push(paxNumber(r));
         else if (k === 'GNU.sparse.numblocks') paxNumber(r);
         else if (k.startsWith('SCHILY.acl.') && r.value.length > 0) {
-          throw this.memberError(m, `carries a POSIX ACL (pax ${k})`, 'gitroot does not record ACLs from a tar; create the archive without them (tar or bsdtar --no-acls) or commit the extracted tree');
+          throw this.memberError(m, `carries a POSIX ACL (pax ${k})`, 'gitroot records ACLs only as system.posix_acl_* xattrs: create the archive with GNU tar --xattrs --xattrs-include=\'*\' and without --acls, or commit the extracted tree');
         } else if (k === 'RHT.security.selinux' && r.value.length > 0) {
           throw this.memberError(m, `carries an SELinux label (pax ${k})`, 'create the archive without --selinux, or store the label as an xattr (tar --xattrs --xattrs-include=security.selinux)');
         } else if (!IGNORED_KEYS.has(k) && !k.startsWith('SCHILY.acl.') && !k.startsWith('GNU.volume.') && k !== 'RHT.security.selinux') {
