@@ -12,8 +12,10 @@ cd "$(dirname "$0")/.."
 #   util-linux (mount/umount), procps, cpio (initrd fixtures), openssh-client (ssh-keygen:
 #   signing keys and the signature cross-checks of the trust tests; not needed at run time),
 #   fdisk (sfdisk), mtools, syslinux + syslinux-common (gitroot image: GPT, FAT, BIOS boot code),
-#   systemd-boot-efi and ovmf (UEFI boot loader and firmware for image tests under QEMU).
-PACKAGES=(git fuse3 libfuse3-dev pkg-config attr libcap2-bin debootstrap squashfs-tools make g++ python3 util-linux procps cpio initramfs-tools busybox klibc-utils zstd qemu-system-x86 e2fsprogs dracut-core openssh-client fdisk mtools syslinux syslinux-common systemd-boot-efi ovmf)
+#   systemd-boot-efi and ovmf (UEFI boot loader and firmware for image tests under QEMU),
+#   xz-utils + zstd + bzip2 (commit --from-tar decompresses through them), libarchive-tools
+#   (bsdtar), mmdebstrap + uidmap and acl (setfacl): archives from real tools in the tar tests.
+PACKAGES=(git fuse3 libfuse3-dev pkg-config attr libcap2-bin debootstrap squashfs-tools make g++ python3 util-linux procps cpio initramfs-tools busybox klibc-utils zstd qemu-system-x86 e2fsprogs dracut-core openssh-client fdisk mtools syslinux syslinux-common systemd-boot-efi ovmf xz-utils bzip2 libarchive-tools mmdebstrap uidmap acl)
 
 missing=()
 for p in "${PACKAGES[@]}"; do

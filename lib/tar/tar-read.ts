@@ -248,7 +248,10 @@ export class TarReader {
           ? `${this.where()} without the end-of-archive block`
           : `after an extended header at byte ${first}, before its member`);
       }
-      if (block.length < BLOCK) throw this.truncated(`inside the header at byte ${offset} (${this.where()})`);
+      if (block.length < BLOCK) {
+        if (offset === 0) throw this.damaged(0, `it is ${block.length} bytes, shorter than one tar header`);
+        throw this.truncated(`inside the header at byte ${offset} (${this.where()})`);
+      }
       if (isZeroBlock(block)) {
         if (offset !== first) throw this.damaged(offset, 'an extended header is followed by the end of the archive');
         this.done = true;
