@@ -30,7 +30,7 @@ export interface TarInput {
 }
 
 /** Bytes read at once from a file. */
-const READ_CHUNK = 1 << 20;
+const READ_CHUNK = 256 << 10;
 
 const TOOLS: Record<'xz' | 'zstd' | 'bzip2', { cmd: string; args: string[]; pkg: string }> = {
   xz: { cmd: 'xz', args: ['-dc'], pkg: 'xz-utils' },
