@@ -4,6 +4,7 @@
  * hardlinks, symlinks and xattrs are recorded, and every member it must refuse, checked
  * through planScan's manifest where the rule shows there.
  */
+// needs: none
 import t from 'tap';
 import { SourceTreeError } from '../lib/errors/errors.js';
 import { formatManifest } from '../lib/manifest/mtree.js';

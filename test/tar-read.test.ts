@@ -7,6 +7,7 @@
  * target, device numbers, xattrs (binary values included) and a SHA-256 of the content
  * (holes of sparse files as zeros).
  */
+// needs: root
 import t from 'tap';
 import type { Test } from 'tap';
 import { isDeepStrictEqual } from 'node:util';

@@ -9,6 +9,7 @@
  * - the output is deterministic, every member has the commit's committer time, and -o
  *   writes complete archives or nothing; errors are one line with the documented exit codes.
  */
+// needs: root fuse git debian
 import t from 'tap';
 import { spawnSync } from 'node:child_process';
 import { lstatSync, mkdirSync, readdirSync, readFileSync, readlinkSync, statSync } from 'node:fs';

@@ -1,5 +1,5 @@
 /**
- * `gitroot commit --from-tar` end to end (lib/commit/commit-tar.ts), through the real CLI:
+ * `gitroot commit --from-tar` (lib/commit/commit-tar.ts) end to end, through the real CLI:
  * the tree (and so the manifest) it records from an archive is the very tree `gitroot
  * commit DIR` records from that directory, compared by tree SHA, for
  * - the real Debian bookworm minbase tree archived by GNU tar (file and pipe), bsdtar, and
@@ -10,6 +10,7 @@
  * Then every kind of bad archive, each made by real tools: exit status 4, one line naming
  * the member (or the archive) and the fix, nothing on stdout, and the branch unchanged.
  */
+// needs: root git debian
 import t from 'tap';
 import { spawnSync } from 'node:child_process';
 import { chownSync, mkdirSync, readdirSync, statSync, writeFileSync, linkSync } from 'node:fs';
