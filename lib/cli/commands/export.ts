@@ -2,7 +2,8 @@
 import type { Command } from 'commander';
 import { UsageError } from '../../errors/errors.js';
 import { exportTar, exportTarToFile } from '../../export/export-tar.js';
-import { humanBytes, printJson, printLine } from '../output.js';
+import { formatBytes } from '../../fsutil/free-space.js';
+import { printJson, printLine } from '../output.js';
 
 /** Writes a piece of the archive to standard output, resolving once it is handed to the kernel. */
 function writeStdout(chunk: Buffer): Promise<void> {
@@ -30,6 +31,6 @@ export function registerExport(program: Command): void {
       }
       const res = await exportTarToFile({ gitdir: opts.repo, rev, file: opts.output });
       if (opts.json) printJson(res);
-      else printLine(`${res.output}: revision ${res.commit}, ${res.entries} entries, ${humanBytes(res.bytes)}`);
+      else printLine(`${res.output}: revision ${res.commit}, ${res.entries} entries, ${formatBytes(res.bytes)}`);
     });
 }
