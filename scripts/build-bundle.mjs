@@ -7,12 +7,14 @@
  * only other file; its path comes from GITROOT_NATIVE_ADDON (lib/native/addon.ts) and the
  * daemon loads it at start, before the switch.
  *
- *   node scripts/build-bundle.mjs [--out dist/gitroot.cjs] [--no-minify]
+ *   node scripts/build-bundle.mjs [--out dist/gitroot.cjs] [--no-minify] [--metafile FILE]
  *
- * Prints the output path and size on stderr.
+ * Prints the output path and size on stderr. --metafile writes esbuild's list of every
+ * input file (the Debian package build reads it to name the bundled npm packages in
+ * debian/copyright: packaging/copyright.mjs).
  */
 import { build } from 'esbuild';
-import { statSync } from 'node:fs';
+import { statSync, writeFileSync } from 'node:fs';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { syncVersion } from './sync-version.mjs';
@@ -22,6 +24,8 @@ const args = process.argv.slice(2);
 const outIndex = args.indexOf('--out');
 const outfile = resolve(outIndex >= 0 ? args[outIndex + 1] : join(root, 'dist', 'gitroot.cjs'));
 const minify = !args.includes('--no-minify');
+const metaIndex = args.indexOf('--metafile');
+const metafile = metaIndex >= 0 ? resolve(args[metaIndex + 1]) : null;
 
 // `gitroot --version` in the bundle: the constant must match package.json before it is inlined.
 syncVersion();
@@ -33,7 +37,7 @@ import { run } from './lib/cli/main.ts';
 run(process.argv).then((status) => { process.exitCode = status; });
 `;
 
-await build({
+const result = await build({
   stdin: { contents: entry, resolveDir: root, sourcefile: 'gitroot-bundle-entry.ts', loader: 'ts' },
   outfile,
   bundle: true,
@@ -51,6 +55,8 @@ await build({
   // reads the bundle's own file URL instead.
   define: { 'import.meta.url': '__gitrootBundleUrl' },
   banner: { js: '"use strict";const __gitrootBundleUrl=require("node:url").pathToFileURL(__filename).href;' },
+  metafile: metafile !== null,
 });
+if (metafile !== null) writeFileSync(metafile, JSON.stringify(result.metafile));
 
 process.stderr.write(`bundle: ${outfile} (${(statSync(outfile).size / 1e6).toFixed(2)} MB)\n`);

@@ -14,7 +14,10 @@ cd "$(dirname "$0")/.."
 #   fdisk (sfdisk), mtools, syslinux + syslinux-common (gitroot image: GPT, FAT, BIOS boot code),
 #   systemd-boot-efi and ovmf (UEFI boot loader and firmware for image tests under QEMU),
 #   xz-utils + zstd + bzip2 (commit --from-tar decompresses through them), libarchive-tools
-#   (bsdtar), mmdebstrap + uidmap and acl (setfacl): archives from real tools in the tar tests.
+#   (bsdtar), mmdebstrap + uidmap and acl (setfacl): archives from real tools in the tar tests;
+#   mmdebstrap + uidmap also make the Debian 13 build roots and test trees for the Debian package
+#   and the kiosk example, in private namespaces (scripts/debian-root.sh; lintian runs inside the
+#   trixie build root, so the host needs none).
 PACKAGES=(git fuse3 libfuse3-dev pkg-config attr libcap2-bin debootstrap squashfs-tools make g++ python3 util-linux procps cpio initramfs-tools busybox klibc-utils zstd qemu-system-x86 e2fsprogs dracut-core openssh-client fdisk mtools syslinux syslinux-common systemd-boot-efi ovmf xz-utils bzip2 libarchive-tools mmdebstrap uidmap acl)
 
 missing=()
