@@ -48,6 +48,7 @@ t.test('the units hold the promised policy', async (t) => {
   t.same(fetch.get('[Service]Type'), ['oneshot']);
   t.match(fetch.get('[Service]ExecStart')?.[0], /^\/usr\/bin\/gitroot fetch --dir \$\{GITROOT_DIR\}$/);
   t.notOk(fetch.has('[Service]ExecStartPost'), 'the reboot after an update is the fetch command\'s, not the unit\'s');
+  t.same(fetch.get('[Unit]ConditionPathIsDirectory'), ['/run/gitroot'], 'only where gitroot booted the system (the package enables the timer)');
 
   const timer = parseUnit(fs.readFileSync(unitPath('gitroot-fetch.timer'), 'utf8'));
   t.ok(timer.has('[Timer]OnBootSec'), 'fetch at boot');

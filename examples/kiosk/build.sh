@@ -68,7 +68,7 @@ fi
 # tools the initramfs and the medium need, and what the gitroot package depends on.
 depends=$(dpkg-deb -f "$deb" Depends | tr ',' '\n' | sed -E 's/\(.*\)//; s/\|.*//; s/[[:space:]]//g; /^$/d' | paste -sd, -)
 base=$(bash "$project/scripts/debian-root.sh" --name kiosk-base --suite "$suite" --variant apt \
-	--include "linux-image-amd64,systemd,systemd-sysv,systemd-boot,udev,dbus,initramfs-tools,kmod,e2fsprogs,dosfstools,iproute2,procps,$depends")
+	--include "linux-image-amd64,systemd,systemd-sysv,systemd-boot,systemd-boot-efi,udev,dbus,initramfs-tools,kmod,e2fsprogs,dosfstools,iproute2,procps,$depends")
 
 # 3. The base with gitroot installed and its initramfs built (the slow part: node goes into
 # the initrd), cached by the base, the .deb and the signers file the hook bakes in.

@@ -3,7 +3,8 @@
 # git-fs with a tmpfs overlay on top, like initramfs-tools' boot=gitroot (docs/boot.md).
 # Policy and install steps only: the work is `gitroot boot` (lib/boot/boot-mount.ts).
 # Installed to /usr/lib/dracut/modules.d/95gitroot by initramfs-hooks/install.sh dracut,
-# which also names the module in /etc/dracut.conf.d/gitroot.conf (never probed).
+# which also names the module in /etc/dracut.conf.d/gitroot.conf (never probed), or by the
+# Debian package, which names it in /usr/lib/dracut/dracut.conf.d/90-gitroot.conf.
 # GITROOT_LIBDIR and GITROOT_NODE override where the runtime comes from (builds elsewhere).
 
 # Only when asked for (add_dracutmodules+=" gitroot "): a machine without a gitroot
