@@ -55,7 +55,7 @@ t.test('the Debian 13 package', { skip }, async (t) => {
     t.ok(depends.some((d) => /^libfuse3-4 \(>= 3\.\d+/.test(d)), `libfuse3-4 from the addon's ELF dependencies (${depends.join(', ')})`);
     t.notOk(depends.some((d) => d.startsWith('libfuse3-3')), 'not bookworm\'s libfuse3-3');
     t.notOk(depends.some((d) => d.startsWith('libnode')), 'the addon does not link libnode: N-API comes from the loading node');
-    for (const d of ['nodejs (>= 20)', 'fuse3', 'git', 'ca-certificates']) t.ok(depends.includes(d), `depends on ${d}`);
+    for (const d of ['nodejs (>= 20)', 'fuse3', 'git', 'ca-certificates', 'fdisk', 'e2fsprogs']) t.ok(depends.includes(d), `depends on ${d}`);
   });
 
   await t.test('contents', async (t) => {
@@ -103,7 +103,8 @@ t.test('the Debian 13 package', { skip }, async (t) => {
     t.ok([...initrd].some((f) => /\/kernel\/fs\/overlayfs\/overlay\.ko(\.xz|\.zst)?$/.test(f)), 'the overlay module is in');
 
     const units = ok('units', 'units listed');
-    for (const u of ['multi-user.target.wants/gitroot-mark-good.service', 'timers.target.wants/gitroot-fetch.timer', 'timers.target.wants/gitroot-fsck.timer']) {
+    for (const u of ['multi-user.target.wants/gitroot-mark-good.service', 'timers.target.wants/gitroot-fetch.timer',
+      'timers.target.wants/gitroot-fsck.timer', 'multi-user.target.wants/gitroot-grow.service']) {
       t.match(units, new RegExp(`/etc/systemd/system/${u.replace(/\./g, '\\.')} -> /usr/lib/systemd/system/`), `${u} enabled`);
     }
     t.equal(ok('version', 'the installed gitroot runs').trim(), version);
