@@ -58,6 +58,16 @@ t.test('the Debian 13 package', { skip }, async (t) => {
     for (const d of ['nodejs (>= 20)', 'fuse3', 'git', 'ca-certificates', 'fdisk', 'e2fsprogs']) t.ok(depends.includes(d), `depends on ${d}`);
   });
 
+  await t.test('the same sources built for bookworm depend on libfuse3-3', async (t) => {
+    const outB = tempDir(t, 'deb-bookworm');
+    const b = run('bash', [join(PROJECT_ROOT, 'scripts', 'build-deb.sh'), '--suite', 'bookworm', '--out', outB]);
+    t.equal(b.status, 0, `build-deb.sh --suite bookworm${b.status === 0 ? '' : `: ${b.stderr.slice(-2000)}`}`);
+    if (b.status !== 0) return;
+    const depends = run('dpkg-deb', ['-f', b.stdout.trim().split('\n').pop() ?? '', 'Depends']).stdout.trim().split(/,\s*/);
+    t.ok(depends.some((d) => /^libfuse3-3 \(>= 3\.\d+/.test(d)), `libfuse3-3 (${depends.join(', ')})`);
+    t.notOk(depends.some((d) => d.startsWith('libfuse3-4')), 'not trixie\'s libfuse3-4');
+  });
+
   await t.test('contents', async (t) => {
     const files = new Set(run('dpkg-deb', ['-c', deb]).stdout.split('\n').map((l) => l.split(/\s+/)[5]?.replace(/^\./, '')).filter(Boolean));
     for (const f of [
