@@ -3,13 +3,14 @@
  * trixie build root (mmdebstrap, cached) and checked the way a user meets it: lintian has no
  * errors; the .deb holds the command, the bundle, the addon linked against trixie's
  * libfuse3.so.4, the initramfs-tools and dracut parts, the units and the docs, and depends
- * on libfuse3-4 and Debian's nodejs; `apt-get install ./gitroot_*.deb` into a fresh trixie
+ * on libfuse3-4 and Debian's nodejs (built for bookworm, the same sources depend on
+ * libfuse3-3); `apt-get install ./gitroot_*.deb` into a fresh trixie
  * tree (kernel, initramfs-tools, systemd) succeeds, its trigger rebuilds the initrd with
  * gitroot inside (lsinitramfs), the units are enabled, and the installed `gitroot commit` and
  * `gitroot mount` serve a file over FUSE with trixie's node and libfuse3-4
  * (fixtures/deb/install-check.sh: a chroot with its own /dev and /proc in mmdebstrap's
  * private namespace). Needs root, mmdebstrap and /dev/fuse: under CI=true their absence is
- * a failure, elsewhere a skip. About 5 minutes from scratch, under 2 with the caches warm.
+ * a failure, elsewhere a skip. About 8 minutes from scratch, under 3 with the caches warm.
  */
 import t from 'tap';
 import { spawnSync } from 'node:child_process';
