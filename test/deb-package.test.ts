@@ -12,11 +12,13 @@
  * private namespace). Needs root, mmdebstrap and /dev/fuse: under CI=true their absence is
  * a failure, elsewhere a skip. About 8 minutes from scratch, under 3 with the caches warm.
  */
+// needs: root fuse debian
 import t from 'tap';
 import { spawnSync } from 'node:child_process';
 import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { PROJECT_ROOT, tempDir } from './helpers/deploy-fixtures.js';
+import { PROJECT_ROOT } from './helpers/deploy-fixtures.js';
+import { tempDir } from './helpers/temp-dir.js';
 
 const ci = process.env.CI === 'true';
 const missing = [

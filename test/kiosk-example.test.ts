@@ -9,11 +9,13 @@
  * under CI=true their absence is a failure, elsewhere a skip. About 10 minutes from scratch,
  * 4 with the caches warm.
  */
+// needs: root git debian
 import t from 'tap';
 import { spawnSync } from 'node:child_process';
 import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { PROJECT_ROOT, tempDir } from './helpers/deploy-fixtures.js';
+import { PROJECT_ROOT } from './helpers/deploy-fixtures.js';
+import { tempDir } from './helpers/temp-dir.js';
 
 // Two image builds and commits: more than tap's default file timeout from scratch.
 t.setTimeout(40 * 60_000);
