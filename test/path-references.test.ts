@@ -12,7 +12,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { PROJECT_ROOT } from './helpers/cli.js';
 
-const TOP = ['lib', 'docs', 'test', 'scripts', 'fixtures', 'bench', 'boot', 'native', 'initramfs-hooks', 'bin'];
+const TOP = ['lib', 'docs', 'test', 'scripts', 'fixtures', 'bench', 'boot', 'native', 'initramfs-hooks', 'bin', 'packaging', 'examples'];
 const SOURCE_DIRS = TOP.filter((d) => d !== 'docs');
 const CODE = /\.(ts|mjs|js|c|h)$/;
 const HASH_COMMENTED = /(\.(sh|service|timer|in|conf|gyp)|^[^.]+)$/;
