@@ -27,6 +27,7 @@ const COMMAND_MODULES: Array<{ names: string[]; load: () => Promise<Register[]> 
   { names: ['boot'], load: async () => [(await import('./commands/boot.js')).registerBoot] },
   { names: ['select', 'mark-good', 'mark-bad', 'rollback'], load: async () => [(await import('./commands/transitions.js')).registerTransitions] },
   { names: ['prune'], load: async () => [(await import('./commands/prune.js')).registerPrune] },
+  { names: ['publish'], load: async () => [(await import('./commands/publish.js')).registerPublish] },
 ];
 
 /** Builds the commander program; with `only`, registers just the module of that command. */

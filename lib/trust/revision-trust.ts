@@ -37,9 +37,11 @@ function identityTime(ident: string | undefined): number | null {
 
 /**
  * Judges an armored signature over `payload`, signed at `time` (seconds; null when the object
- * has no date), against the allowed signers. Pure.
+ * has no date), against the allowed signers, in `namespace` (git's by default; the channel
+ * manifest has its own, lib/channel/channel-manifest.ts). Pure.
  */
-export function judgeSignature(signers: AllowedSigners, armored: string, payload: Buffer, time: number | null): TrustVerdict {
+export function judgeSignature(signers: AllowedSigners, armored: string, payload: Buffer, time: number | null,
+  namespace = GIT_NAMESPACE): TrustVerdict {
   const file = signers.source;
   const signHint = `sign it with 'git commit -S' (gpg.format=ssh) or 'gitroot commit --sign-key KEY' using a key listed in ${file}`;
   let sig;
@@ -57,8 +59,8 @@ export function judgeSignature(signers: AllowedSigners, armored: string, payload
   try {
     keyType = keyTypeOf(sig.publicKey);
   } catch { /* reported as unlisted below */ }
-  if (sig.namespace !== GIT_NAMESPACE) {
-    return { trusted: false, why: 'wrong-namespace', keyFingerprint: fp, detail: `it is signed in namespace '${sig.namespace}', not '${GIT_NAMESPACE}'`, fix: `sign it with 'git commit -S' (which uses namespace '${GIT_NAMESPACE}')` };
+  if (sig.namespace !== namespace) {
+    return { trusted: false, why: 'wrong-namespace', keyFingerprint: fp, detail: `it is signed in namespace '${sig.namespace}', not '${namespace}'`, fix: namespace === GIT_NAMESPACE ? `sign it with 'git commit -S' (which uses namespace '${GIT_NAMESPACE}')` : `sign it in namespace '${namespace}'` };
   }
   const listed = signers.signers.filter((s) => s.publicKey.equals(sig.publicKey));
   if (listed.length === 0) {
@@ -68,8 +70,8 @@ export function judgeSignature(signers: AllowedSigners, armored: string, payload
   let refusal: TrustVerdict | null = null;
   let usable: AllowedSigner | null = null;
   for (const s of listed) {
-    if (s.namespaces !== null && !matchPatternList(GIT_NAMESPACE, s.namespaces)) {
-      refusal ??= { trusted: false, why: 'namespace-not-allowed', keyFingerprint: fp, detail: `${file}:${s.line} allows key ${fp} only for namespaces "${s.namespaces.join(',')}"`, fix: `add ${GIT_NAMESPACE} to its namespaces="..." option` };
+    if (s.namespaces !== null && !matchPatternList(namespace, s.namespaces)) {
+      refusal ??= { trusted: false, why: 'namespace-not-allowed', keyFingerprint: fp, detail: `${file}:${s.line} allows key ${fp} only for namespaces "${s.namespaces.join(',')}"`, fix: `add ${namespace} to its namespaces="..." option` };
       continue;
     }
     if (s.validAfter !== null && (time === null || time < s.validAfter)) {
