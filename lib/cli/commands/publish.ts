@@ -3,7 +3,8 @@ import type { Command } from 'commander';
 import { UsageError } from '../../errors/errors.js';
 import { formatDuration, parseDuration, parseIsoTime } from '../../channel/channel-time.js';
 import { type PublishResult, publishChannel } from '../../publish/publish-run.js';
-import { humanBytes, printJson, printLine, progress } from '../output.js';
+import { formatBytes } from '../../fsutil/free-space.js';
+import { printJson, printLine, progress } from '../output.js';
 
 interface PublishOpts {
   repo: string;
@@ -55,7 +56,7 @@ function rollout(o: PublishOpts): { startMs: number; durationSeconds: number; fr
 function describe(r: PublishResult): string[] {
   const made = r.bundles.filter((b) => b.made);
   const lines = [`published ${r.channel} version ${r.version}: ${r.pin ? 'pinned ' : ''}tip ${r.tip} (${r.note})`];
-  for (const b of made) lines.push(`  made ${b.uri} (${b.kind}, ${humanBytes(b.size)})`);
+  for (const b of made) lines.push(`  made ${b.uri} (${b.kind}, ${formatBytes(b.size)})`);
   lines.push(`  ${r.bundles.length} bundles listed, ${r.retired.length} retired, ${r.deleted.length} deleted; expires ${r.expires}`);
   if (r.rollout) lines.push(`  rollout from ${r.rollout.fromPercent}% at ${r.rollout.start} to 100% over ${formatDuration(r.rollout.durationSeconds)}`);
   return lines;
