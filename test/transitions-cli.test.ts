@@ -271,7 +271,7 @@ t.test('refusals: one line, an exit status, nothing changed', async (t) => {
   // Bad arguments.
   const wait = gitroot(commandArgs(m, 'rollback', '--wait', 'soon'));
   t.equal(wait.status, 2);
-  oneLine(t, wait, /'soon' is not a number of seconds/, 'bad --wait');
+  oneLine(t, wait, /argument 'soon' is invalid\. give a number of seconds >= 0/, 'bad --wait');
   const home = gitroot(['rollback', '--dir', path.join(m.base, 'nope')]);
   t.equal(home.status, 2);
   oneLine(t, home, /gitroot home .*nope is not a directory/, 'no home');

@@ -32,6 +32,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { GitrootError, NoSpaceError, RemoteError, RepoNotFoundError, UsageError } from '../errors/errors.js';
 import { fsyncDir, fsyncFile, isAtomicTemp, removeFilesUnder, writeFileAtomic } from '../fsutil/atomic-write.js';
+import { DEFAULT_LOCK_WAIT_MS } from '../fsutil/process-lock.js';
 import { git, gitFailure, runGit } from '../git/git-exec.js';
 import { ObjectStore } from '../store/object-store.js';
 import { parseCommit } from '../store/git-objects.js';
@@ -50,7 +51,6 @@ export { FETCHED_REF_PREFIX, TAG_REF_PREFIX, fetchedRefName, tagRefName };
 export const FETCH_TMP_DIR = 'gitroot-tmp';
 /** Most `have` lines sent: ref tips first, then their ancestors newest first. */
 export const MAX_HAVES = 256;
-export const DEFAULT_LOCK_WAIT_MS = 5_000;
 const KEEP_MARKER = 'gitroot fetch';
 
 export interface FetchProgress {

@@ -17,6 +17,7 @@ import path from 'node:path';
 import { UsageError } from '../errors/errors.js';
 import { fsyncDir } from '../fsutil/atomic-write.js';
 import { stepAsync, step } from '../fsutil/named-step.js';
+import { DEFAULT_LOCK_WAIT_MS } from '../fsutil/process-lock.js';
 import { acquireFetchLock } from '../fetch/fetch-lock.js';
 import { fetchCommit } from '../fetch/repo-fetch.js';
 import { loadSettings } from '../params/settings-load.js';
@@ -128,7 +129,7 @@ export async function repairHome(opts: RepairOptions): Promise<FsckReport> {
   const mid = await runFsck({ dir: opts.dir, record: false, onProgress: opts.onProgress });
 
   // 4. move aside
-  const lock = await acquireFetchLock(repo, { waitMs: opts.lockWaitMs ?? 10_000 });
+  const lock = await acquireFetchLock(repo, { waitMs: opts.lockWaitMs ?? DEFAULT_LOCK_WAIT_MS });
   try {
     const packsOut = new Set(mid.report.packs.filter((p) => p.problems.length > 0).map((p) => p.index));
     for (const d of mid.report.damagedCopies) if (d.path.endsWith('.pack')) packsOut.add(d.path.replace(/\.pack$/, '.idx'));

@@ -8,6 +8,7 @@ import { join } from 'node:path';
 import { GitrootError } from '../errors/errors.js';
 import { readState } from '../home/home-state.js';
 import { step } from '../fsutil/named-step.js';
+import { DEFAULT_LOCK_WAIT_MS } from '../fsutil/process-lock.js';
 import { withLock } from '../home/home-lock.js';
 import { ObjectStore } from '../store/object-store.js';
 import { listRefs, resolveRevision } from '../store/refs.js';
@@ -23,7 +24,7 @@ export interface FsckOptions {
   /** Check only these revisions (SHA, ref or abbreviation); the verdict is then not recorded. */
   revisions?: string[];
   onProgress?: (done: number, total: number) => void;
-  /** How long to wait for the home's lock to record the verdict (default 10 s). */
+  /** How long to wait for the home's lock to record the verdict (default DEFAULT_LOCK_WAIT_MS, 5 s). */
   lockWaitMs?: number;
   /** Record the verdict in D/fsck.json (default true; only for a full check). */
   record?: boolean;
@@ -68,7 +69,7 @@ export async function runFsck(opts: FsckOptions): Promise<FsckOutcome> {
     else if (opts.record === false) report.verdict.reason = 'not asked to';
     else {
       try {
-        await withLock(opts.dir, { waitMs: opts.lockWaitMs ?? 10_000, command: 'gitroot fsck' },
+        await withLock(opts.dir, { waitMs: opts.lockWaitMs ?? DEFAULT_LOCK_WAIT_MS, command: 'gitroot fsck' },
           (lock) => step('record the verdict', () => writeVerdict(lock, verdictOf(report, after))));
         report.verdict.written = true;
       } catch (e) {

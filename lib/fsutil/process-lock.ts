@@ -44,6 +44,13 @@ export interface HeldLock {
   assertHeld(): void;
 }
 
+/**
+ * How long a command waits by default for another gitroot process holding a lock (a fetch,
+ * prune, fsck; `--wait` of the CLI): long enough for a quick holder to finish, short enough
+ * that a timer-driven run gives up and tries at its next turn.
+ */
+export const DEFAULT_LOCK_WAIT_MS = 5_000;
+
 export interface LockOptions {
   /** How long to wait for another holder to finish (default 0: refuse at once). */
   waitMs?: number;

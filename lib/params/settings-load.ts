@@ -23,10 +23,9 @@ import { parseConfigText, tokenizeCmdline } from './settings-grammar.js';
 import type { ConfigDownloader } from './settings-download.js';
 import { type ConfigDownloadPlan, planConfigDownload, resolveSettings, type ResolvedSettings, type SettingsSource } from './settings-resolve.js';
 import { redactUrl } from '../http/url-redact.js';
+import { DEFAULT_CONFIG_PATH } from './config-path.js';
 import type { WritableSource } from './settings-schema.js';
 
-/** The local configuration directory read by default. */
-export const DEFAULT_CONFIG_PATH = '/etc/gitroot';
 /** The cache of the downloaded config, relative to the gitroot home. */
 export const CONFIG_CACHE_DIR = 'config-cache';
 const CACHE_CONF = 'downloaded.conf';

@@ -28,7 +28,8 @@ import { step, stepAsync } from '../fsutil/named-step.js';
 import { processStartTime, withLock, type HeldLock } from '../home/home-lock.js';
 import { bootFilesDir, STATE_FILE, repoPath } from '../home/home-layout.js';
 import { acquireFetchLock, type FetchLock } from '../fetch/fetch-lock.js';
-import { DEFAULT_LOCK_WAIT_MS, FETCH_TMP_DIR } from '../fetch/repo-fetch.js';
+import { FETCH_TMP_DIR } from '../fetch/repo-fetch.js';
+import { DEFAULT_LOCK_WAIT_MS } from '../fsutil/process-lock.js';
 import { UsageError } from '../errors/errors.js';
 import {
   FETCHED_PREFIX, KEEP_REF_PREFIX, type KeptRevision, type PrunePlan, type RefInfo, keepProblem, planPrune, stateKeeps,

@@ -1,21 +1,19 @@
 /** `gitroot boot`: decide the revision (boot-select rules), record it, mount it as a writable root (run by the initramfs). */
 import type { Command } from 'commander';
 import { bootMount, DEFAULT_RUN_DIR } from '../../boot/boot-mount.js';
-import { DEFAULT_CMDLINE_FILE, readCmdline } from '../../params/cmdline-file.js';
+import { readCmdline } from '../../params/cmdline-file.js';
 import { tokenizeCmdline } from '../../params/settings-grammar.js';
 import { checkToken } from '../../params/settings-resolve.js';
 import { note, printJson, printLine } from '../output.js';
+import { type SharedOpts, addCmdlineOption, addDirOption, addJsonOption } from '../cli-options.js';
 
-interface BootOpts {
-  dir: string;
-  cmdline: string;
+interface BootOpts extends Omit<SharedOpts, 'config' | 'wait'> {
   target: string;
   runDir: string;
   cacheMb?: number;
   overlaySize?: string;
   persist: boolean;
   allowedSigners?: string;
-  json?: boolean;
 }
 
 /**
@@ -39,18 +37,19 @@ export function bootTuning(cmdline: string, warn: (line: string) => void): { ove
 }
 
 export function registerBoot(program: Command): void {
-  program
+  const cmd = program
     .command('boot')
-    .description('choose the revision to boot, serve it with git-fs, put a tmpfs overlay on top at the target, record it under /run/gitroot')
-    .requiredOption('--dir <dir>', 'the gitroot home (holds repo.git and state.json)')
-    .option('--cmdline <file>', 'kernel command line to read git-revision= from', DEFAULT_CMDLINE_FILE)
+    .description('choose the revision to boot, serve it with git-fs, put a tmpfs overlay on top at the target, record it under /run/gitroot');
+  addDirOption(cmd);
+  addCmdlineOption(cmd, 'git-revision= and the boot tuning (gitroot.cache-mb=, gitroot.overlay-size=)');
+  cmd
     .requiredOption('--target <dir>', 'where the new root is mounted (the initramfs ${rootmnt}, dracut $NEWROOT)')
     .option('--run-dir <dir>', 'where the git-fs mount, the writable layer, the home bind mount and booted.json go (moved into the new root with /run)', DEFAULT_RUN_DIR)
     .option('--cache-mb <n>', "MiB of decoded file content the daemon keeps (its 'mount --cache-mb'; default gitroot.cache-mb= on the command line)", Number)
     .option('--overlay-size <size>', 'tmpfs size of the writable layer (tmpfs size=, e.g. 50% or 2g; default gitroot.overlay-size= on the command line, else half of RAM)')
     .option('--no-persist', 'do not write the decision (a try used, booted) to state.json (a dry run of the mounts)')
-    .option('--allowed-signers <file>', 'boot only revisions signed by a key of this allowed-signers file (the initramfs passes /etc/gitroot/allowed-signers when it carries one); others are passed over like unreadable ones')
-    .option('--json', 'print what booted as JSON')
+    .option('--allowed-signers <file>', 'boot only revisions signed by a key of this allowed-signers file (the initramfs passes /etc/gitroot/allowed-signers when it carries one); others are passed over like unreadable ones');
+  addJsonOption(cmd, 'what booted')
     .action(async (opts: BootOpts) => {
       const cmdline = readCmdline(opts.cmdline);
       // Options given to the command win over the kernel command line's settings.

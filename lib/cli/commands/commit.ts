@@ -4,9 +4,10 @@ import { commitTar } from '../../commit/commit-tar.js';
 import { commitDirectory } from '../../commit/commit-tree.js';
 import { UsageError } from '../../errors/errors.js';
 import { byteProgress, note, printJson, printLine, progress } from '../output.js';
+import { addJsonOption } from '../cli-options.js';
 
 export function registerCommit(program: Command): void {
-  program
+  const cmd = program
     .command('commit')
     .description('record a directory tree (an OS root), or a tar archive of one, as a new commit, with owners, modes, devices, hardlinks and xattrs in a manifest')
     .argument('[rootdir]', 'directory to record (or give --from-tar)')
@@ -14,8 +15,8 @@ export function registerCommit(program: Command): void {
     .option('--from-tar <file>', 'record this tar archive (plain, gzip, xz or zstd; - for standard input) as root would extract it, without extracting it')
     .option('--branch <name>', 'branch to commit on', 'master')
     .option('-m, --message <text>', 'commit message')
-    .option('--sign-key <keyfile>', 'sign the commit with this unencrypted OpenSSH ed25519 private key (SSH signature, what git verify-commit checks)')
-    .option('--json', 'print the result as JSON')
+    .option('--sign-key <keyfile>', 'sign the commit with this unencrypted OpenSSH ed25519 private key (SSH signature, what git verify-commit checks)');
+  addJsonOption(cmd, 'the result')
     .action(async (rootdir: string | undefined, opts: { repo: string; fromTar?: string; branch: string; message?: string; signKey?: string; json?: boolean }) => {
       if ((rootdir === undefined) === (opts.fromTar === undefined)) {
         throw new UsageError('give either a directory or --from-tar FILE (not both, not neither): see gitroot commit --help');

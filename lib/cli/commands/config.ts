@@ -1,18 +1,14 @@
 /** `gitroot config`: print the effective settings and where each came from. */
 import type { Command } from 'commander';
 import { formatOrigin, quoteValue } from '../../params/settings-grammar.js';
-import { DEFAULT_CMDLINE_FILE } from '../../params/cmdline-file.js';
-import { DEFAULT_CONFIG_PATH, loadSettings, type LoadedSettings } from '../../params/settings-load.js';
+import { loadSettings, type LoadedSettings } from '../../params/settings-load.js';
 import { redactUrl } from '../../http/url-redact.js';
 import { SETTING_KEYS, SETTINGS_SCHEMA, type SettingValue } from '../../params/settings-schema.js';
 import { note, printJson, printLine } from '../output.js';
+import { type SharedOpts, addCmdlineOption, addConfigOption, addDirOption, addJsonOption } from '../cli-options.js';
 
-interface ConfigOpts {
-  dir: string;
-  cmdline?: string;
-  config?: string;
+interface ConfigOpts extends Omit<SharedOpts, 'wait'> {
   showOrigin?: boolean;
-  json?: boolean;
   offline?: boolean;
 }
 
@@ -39,15 +35,16 @@ export function settingsJson(loaded: LoadedSettings): Record<string, unknown> {
 
 /** Registers `gitroot config` on the program. */
 export function registerConfig(program: Command): void {
-  program
+  const cmd = program
     .command('config')
-    .description('print the effective settings (defaults < config files < downloaded fleet config < kernel command line) and where each came from')
-    .requiredOption('--dir <dir>', 'gitroot home (the downloaded config is cached in DIR/config-cache)')
-    .option('--cmdline <file>', `kernel command line to read (default: ${DEFAULT_CMDLINE_FILE})`)
-    .option('--config <path>', `config file, or directory of *.conf files and conf.d/ (default: ${DEFAULT_CONFIG_PATH})`)
+    .description('print the effective settings (defaults < config files < downloaded fleet config < kernel command line) and where each came from');
+  addDirOption(cmd, 'the downloaded config is cached in DIR/config-cache');
+  addCmdlineOption(cmd);
+  addConfigOption(cmd);
+  cmd
     .option('--show-origin', 'print where each value came from (default, file:line, URL:line, the command line file)')
-    .option('--offline', 'do not download the fleet config; use its cached copy')
-    .option('--json', 'print one JSON object {settings, origins, warnings, sources}')
+    .option('--offline', 'do not download the fleet config; use its cached copy');
+  addJsonOption(cmd, '{settings, origins, warnings, sources}')
     .action(async (opts: ConfigOpts) => {
       const loaded = await loadSettings({
         dir: opts.dir,

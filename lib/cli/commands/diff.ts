@@ -4,6 +4,7 @@ import { ObjectStore } from '../../store/object-store.js';
 import { resolveRevision } from '../../store/refs.js';
 import { diffCommits, type FileChange } from '../../diff/tree-diff.js';
 import { printJson, printLine } from '../output.js';
+import { addJsonOption } from '../cli-options.js';
 
 const MARK = { added: 'A', removed: 'D', changed: 'M' } as const;
 
@@ -16,14 +17,14 @@ function describe(c: FileChange): string {
 }
 
 export function registerDiff(program: Command): void {
-  program
+  const cmd = program
     .command('diff')
     .description('show the files added, removed and changed between two revisions, with their sizes')
     .argument('<from>', 'older revision (SHA, branch or tag)')
     .argument('<to>', 'newer revision (SHA, branch or tag)')
     .requiredOption('--repo <gitdir>', 'git directory holding both revisions')
-    .option('--stat', 'print only the totals')
-    .option('--json', 'print the changes and totals as JSON')
+    .option('--stat', 'print only the totals');
+  addJsonOption(cmd, 'the changes and totals')
     .action((from: string, to: string, opts: { repo: string; stat?: boolean; json?: boolean }) => {
       const store = ObjectStore.open(opts.repo);
       try {

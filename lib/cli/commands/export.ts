@@ -4,6 +4,7 @@ import { UsageError } from '../../errors/errors.js';
 import { exportTar, exportTarToFile } from '../../export/export-tar.js';
 import { formatBytes } from '../../fsutil/free-space.js';
 import { printJson, printLine } from '../output.js';
+import { addJsonOption } from '../cli-options.js';
 
 /** Writes a piece of the archive to standard output, resolving once it is handed to the kernel. */
 function writeStdout(chunk: Buffer): Promise<void> {
@@ -11,14 +12,14 @@ function writeStdout(chunk: Buffer): Promise<void> {
 }
 
 export function registerExport(program: Command): void {
-  program
+  const cmd = program
     .command('export')
     .description('write a revision as a pax tar archive (numeric owners, modes, devices, hardlinks, xattrs) straight from the git objects: no mount, no root')
     .argument('<rev>', 'revision to export (SHA, branch or tag)')
     .requiredOption('--repo <gitdir>', 'git directory holding the revision')
     .option('--format <format>', 'archive format (only tar)', 'tar')
-    .option('-o, --output <file>', 'write the archive to this file (atomically: complete or not at all) instead of standard output')
-    .option('--json', 'print what was written as JSON (needs -o, since standard output otherwise carries the archive)')
+    .option('-o, --output <file>', 'write the archive to this file (atomically: complete or not at all) instead of standard output');
+  addJsonOption(cmd, 'what was written', 'needs -o, since standard output otherwise carries the archive')
     .action(async (rev: string, opts: { repo: string; format: string; output?: string; json?: boolean }) => {
       if (opts.format !== 'tar') throw new UsageError(`unknown archive format "${opts.format}": only --format tar is supported`);
       if (opts.output === undefined) {

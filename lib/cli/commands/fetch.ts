@@ -3,14 +3,10 @@ import type { Command } from 'commander';
 import { runUpdate, type UpdateResult } from '../../update/update-run.js';
 import { formatBytes } from '../../fsutil/free-space.js';
 import { byteProgress, note, printJson, printLine } from '../output.js';
+import { type SharedOpts, addCmdlineOption, addConfigOption, addDirOption, addJsonOption, addWaitOption, secondsToMs } from '../cli-options.js';
 
-interface FetchOpts {
-  dir: string;
-  cmdline?: string;
-  config?: string;
-  json?: boolean;
+interface FetchOpts extends SharedOpts {
   dryRun?: boolean;
-  wait?: number;
 }
 
 function describe(r: UpdateResult): string[] {
@@ -31,15 +27,15 @@ function describe(r: UpdateResult): string[] {
 }
 
 export function registerFetch(program: Command): void {
-  program
+  const cmd = program
     .command('fetch')
-    .description('fetch the configured revision (fetch-revision tip, or update-revision) and stage it for the next boot')
-    .requiredOption('--dir <dir>', 'the gitroot home (repo.git, state.json, boot/); created if missing')
-    .option('--cmdline <file>', 'kernel command line to read settings from (default /proc/cmdline)')
-    .option('--config <path>', 'config file or directory (default /etc/gitroot)')
-    .option('--dry-run', 'report what would be fetched and how big the update is; change nothing')
-    .option('--wait <seconds>', 'wait this long for another gitroot process to finish', (v) => Number(v), 5)
-    .option('--json', 'print the outcome as JSON')
+    .description('fetch the configured revision (fetch-revision tip, or update-revision) and stage it for the next boot');
+  addDirOption(cmd, 'created if missing');
+  addCmdlineOption(cmd);
+  addConfigOption(cmd);
+  cmd.option('--dry-run', 'report what would be fetched and how big the update is; change nothing');
+  addWaitOption(cmd, 'fetching');
+  addJsonOption(cmd, 'the outcome')
     .action(async (opts: FetchOpts) => {
       const bar = byteProgress();
       // The bar's line is ended on failure too, so the error gets a line of its own.
@@ -48,7 +44,7 @@ export function registerFetch(program: Command): void {
         cmdlineFile: opts.cmdline,
         configPath: opts.config,
         dryRun: opts.dryRun,
-        lockWaitMs: Math.max(0, opts.wait ?? 5) * 1000,
+        lockWaitMs: secondsToMs(opts.wait),
         onProgress: (p) => bar.update(p.phase, p.bytes, p.bytesPerSecond, p.objects, p.totalObjects),
       }).finally(() => bar.end());
       for (const w of result.warnings) note(`warning: ${w}`);

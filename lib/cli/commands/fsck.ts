@@ -4,15 +4,11 @@ import { runFsck } from '../../fsck/fsck-run.js';
 import { type FsckReport, FsckDamageError, damageSummary, formatReport } from '../../fsck/fsck-report.js';
 import { note, printJson, printLine, progress } from '../output.js';
 import { requireHome } from '../../home/home-layout.js';
+import { type SharedOpts, addCmdlineOption, addConfigOption, addDirOption, addJsonOption, addWaitOption, secondsToMs } from '../cli-options.js';
 
-interface FsckOpts {
-  dir: string;
+interface FsckOpts extends SharedOpts {
   revision?: string[];
-  json?: boolean;
   repair?: boolean;
-  cmdline?: string;
-  config?: string;
-  wait?: number;
 }
 
 function render(report: FsckReport, json: boolean | undefined): void {
@@ -26,20 +22,21 @@ function render(report: FsckReport, json: boolean | undefined): void {
 }
 
 export function registerFsck(program: Command): void {
-  program
+  const cmd = program
     .command('fsck')
-    .description('verify (full SHA-1) every object the kept revisions need and the pack checksums; name broken objects and the paths they break')
-    .requiredOption('--dir <dir>', 'the gitroot home (repo.git, state.json)')
+    .description('verify (full SHA-1) every object the kept revisions need and the pack checksums; name broken objects and the paths they break');
+  addDirOption(cmd);
+  cmd
     .option('--revision <rev...>', 'check only these revisions (the verdict for the boot is then not recorded)')
-    .option('--repair', 'fetch broken revisions again from gitroot.remote as full packs and move damaged packs aside')
-    .option('--cmdline <file>', 'kernel command line to read settings from, for --repair (default /proc/cmdline)')
-    .option('--config <path>', 'config file or directory, for --repair (default /etc/gitroot)')
-    .option('--wait <seconds>', 'wait this long for another gitroot process to finish', (v) => Number(v), 10)
-    .option('--json', 'print the report as one JSON object')
+    .option('--repair', 'fetch broken revisions again from gitroot.remote as full packs and move damaged packs aside');
+  addCmdlineOption(cmd, 'settings (for --repair)');
+  addConfigOption(cmd, 'read for --repair');
+  addWaitOption(cmd, 'recording the verdict or repairing');
+  addJsonOption(cmd, 'the report')
     .action(async (opts: FsckOpts) => {
       requireHome(opts.dir);
       const bar = progress('fsck: objects');
-      const lockWaitMs = Math.max(0, Number.isFinite(opts.wait) ? (opts.wait as number) : 10) * 1000;
+      const lockWaitMs = secondsToMs(opts.wait);
       const onProgress = (done: number, total: number) => bar.update(done, total);
       try {
         if (opts.repair) {

@@ -2,14 +2,15 @@
 import type { Command } from 'commander';
 import { growMedium } from '../../image/medium-grow.js';
 import { printJson, printLine } from '../output.js';
+import { addJsonOption } from '../cli-options.js';
 
 export function registerGrow(program: Command): void {
-  program
+  const cmd = program
     .command('grow')
     .description('grow the gitroot medium (the last partition of its disk, ext4) to fill the disk; does nothing when it already does (run by gitroot-grow.service)')
     .option('--medium <dir>', 'where the medium is mounted', '/run/gitroot/medium')
-    .option('--dry-run', 'only say what would change')
-    .option('--json', 'print the result as JSON')
+    .option('--dry-run', 'only say what would change');
+  addJsonOption(cmd, 'the result')
     .action(async (opts: { medium: string; dryRun?: boolean; json?: boolean }) => {
       const r = await growMedium({ mountPoint: opts.medium, dryRun: opts.dryRun });
       if (opts.json) return printJson(r);

@@ -4,11 +4,12 @@ import { UsageError } from '../../errors/errors.js';
 import { buildImage } from '../../image/image-build.js';
 import { FIRMWARES, type Firmware, parseImageSize } from '../../image/image-plan.js';
 import { note, printJson, printLine } from '../output.js';
+import { addJsonOption } from '../cli-options.js';
 
 interface ImageOpts { repo: string; rev: string; output: string; size?: string; firmware: string; cmdline?: string; json?: boolean }
 
 export function registerImage(program: Command): void {
-  program
+  const cmd = program
     .command('image')
     .description('make a bootable GPT disk image of a revision (for dd to a disk or USB stick, or QEMU): boot partition with the ' +
       "revision's own boot loader and gitroot's entries, and a data partition holding the gitroot home with the revision as known good")
@@ -17,8 +18,8 @@ export function registerImage(program: Command): void {
     .requiredOption('-o, --output <file>', 'the image file to write (replaced only when the image is complete)')
     .option('--size <size>', 'size of the whole image, e.g. 4G (default: the smallest that fits; the data partition grows to fill the disk on first boot)')
     .option('--firmware <kind>', `uefi (systemd-boot, BLS entries with boot counting) or bios (syslinux, extlinux entries)`, 'uefi')
-    .option('--cmdline <options>', 'kernel options for the boot entries, kept by later updates (e.g. "console=ttyS0 quiet")')
-    .option('--json', 'print the result as JSON')
+    .option('--cmdline <options>', 'kernel options for the boot entries, kept by later updates (e.g. "console=ttyS0 quiet")');
+  addJsonOption(cmd, 'the result')
     .action(async (opts: ImageOpts) => {
       if (!(FIRMWARES as readonly string[]).includes(opts.firmware)) {
         throw new UsageError(`--firmware must be ${FIRMWARES.join(' or ')}, not '${opts.firmware}'`);

@@ -8,6 +8,7 @@ import { reportReady, startDaemon } from '../../gitfs/mount-daemon.js';
 import { GITFS_FSTYPE, mountAt } from '../../gitfs/mount-table.js';
 import { GitrootError, MountError, UsageError } from '../../errors/errors.js';
 import { note, printJson, printLine } from '../output.js';
+import { addJsonOption } from '../cli-options.js';
 
 interface MountOpts {
   repo: string;
@@ -56,7 +57,7 @@ async function serveForeground(mountpoint: string, opts: MountOpts): Promise<voi
 }
 
 export function registerMount(program: Command): void {
-  program
+  const mount = program
     .command('mount')
     .description('serve a commit read-only at a mountpoint (FUSE), exactly as it was committed')
     .argument('<mountpoint>', 'empty directory to mount on')
@@ -66,8 +67,8 @@ export function registerMount(program: Command): void {
     .option('--cache-mb <n>', 'MiB of decoded file content kept in memory', positiveInt, 6)
     .option('--spill-dir <dir>', 'where files bigger than 8 MiB are unpacked (unlinked temp files; default the temp dir)')
     .option('--log <file>', 'log file of a background mount (default /run/gitroot/mounts/<mountpoint>.log)')
-    .option('--json', 'print the mount (mountpoint, commit, pid, readyMs) as JSON')
-    .addOption(new Option('--ready-fd <fd>', 'internal: report readiness on this fd').argParser(Number).hideHelp())
+    .addOption(new Option('--ready-fd <fd>', 'internal: report readiness on this fd').argParser(Number).hideHelp());
+  addJsonOption(mount, 'the mount (mountpoint, commit, pid, readyMs)')
     .action(async (mountpoint: string, opts: MountOpts) => {
       if (opts.foreground || opts.readyFd !== undefined) return serveForeground(mountpoint, opts);
       const args = [mountpoint, '--repo', opts.repo, '--cache-mb', String(opts.cacheMb)];
@@ -78,13 +79,13 @@ export function registerMount(program: Command): void {
       else printLine(res.commit);
     });
 
-  program
+  const umount = program
     .command('umount')
     .alias('unmount')
     .description('unmount a gitroot mount; its serving process exits')
     .argument('<mountpoint>', 'where it is mounted')
-    .option('--lazy', 'detach now even if busy; the mount goes away when the last user leaves')
-    .option('--json', 'print the result as JSON')
+    .option('--lazy', 'detach now even if busy; the mount goes away when the last user leaves');
+  addJsonOption(umount, 'the result')
     .action(async (mountpoint: string, opts: { lazy?: boolean; json?: boolean }) => {
       let real: string;
       try {

@@ -6,15 +6,11 @@ import { formatBytes } from '../../fsutil/free-space.js';
 import { UsageError } from '../../errors/errors.js';
 import { isSha } from '../../store/object-id.js';
 import { note, printJson, printLine } from '../output.js';
+import { type SharedOpts, addCmdlineOption, addConfigOption, addDirOption, addJsonOption, addWaitOption, secondsToMs } from '../cli-options.js';
 
-interface PruneOpts {
-  dir: string;
+interface PruneOpts extends SharedOpts {
   keep?: string;
   dryRun?: boolean;
-  json?: boolean;
-  cmdline?: string;
-  config?: string;
-  wait?: number;
 }
 
 function describe(r: PruneResult): string[] {
@@ -30,16 +26,17 @@ function describe(r: PruneResult): string[] {
 }
 
 export function registerPrune(program: Command): void {
-  program
+  const cmd = program
     .command('prune')
-    .description('remove revisions, staged kernels and git objects no longer needed (never the booted, pending or known-good ones) and repack')
-    .requiredOption('--dir <dir>', 'the gitroot home')
+    .description('remove revisions, staged kernels and git objects no longer needed (never the booted, pending or known-good ones) and repack');
+  addDirOption(cmd);
+  cmd
     .option('--keep <n>', 'earlier good revisions to keep besides booted, pending and good (default: gitroot.keep)')
-    .option('--dry-run', 'show what would be kept and removed; change nothing')
-    .option('--cmdline <file>', 'kernel command line to read settings from (default /proc/cmdline)')
-    .option('--config <path>', 'config file or directory (default /etc/gitroot)')
-    .option('--wait <seconds>', 'wait this long for a running fetch or staging to finish', (v) => Number(v), 5)
-    .option('--json', 'print the outcome as JSON')
+    .option('--dry-run', 'show what would be kept and removed; change nothing');
+  addCmdlineOption(cmd);
+  addConfigOption(cmd);
+  addWaitOption(cmd, 'pruning (a running fetch or staging)');
+  addJsonOption(cmd, 'the outcome')
     .action(async (opts: PruneOpts) => {
       // Settings from local sources and the cached fleet config only: pruning needs no network.
       const loaded = await loadSettings({ dir: opts.dir, cmdlineFile: opts.cmdline, configPath: opts.config, offline: true });
@@ -51,7 +48,7 @@ export function registerPrune(program: Command): void {
       }
       const result = await runPrune({
         dir: opts.dir, keep, dryRun: opts.dryRun, bootloader: s['gitroot.bootloader'], bootDir: s['gitroot.boot'],
-        waitMs: Math.max(0, opts.wait ?? 5) * 1000,
+        waitMs: secondsToMs(opts.wait),
       });
       for (const w of [...loaded.warnings, ...result.warnings]) note(`warning: ${w}`);
       if (opts.json) printJson(result);

@@ -3,16 +3,17 @@ import type { Command } from 'commander';
 import { loadSettings } from '../../params/settings-load.js';
 import { readStatus, formatStatus } from '../../deploy/deploy-status.js';
 import { note, printJson, printLine } from '../output.js';
+import { type SharedOpts, addCmdlineOption, addConfigOption, addDirOption, addJsonOption } from '../cli-options.js';
 
 export function registerStatus(program: Command): void {
-  program
+  const cmd = program
     .command('status')
-    .description('show the booted, known-good, pending and failed revisions and the last fetch')
-    .requiredOption('--dir <dir>', 'the gitroot home')
-    .option('--cmdline <file>', 'kernel command line to read settings from (default /proc/cmdline)')
-    .option('--config <path>', 'config file or directory (default /etc/gitroot)')
-    .option('--json', 'print the status as one JSON object')
-    .action(async (opts: { dir: string; cmdline?: string; config?: string; json?: boolean }) => {
+    .description('show the booted, known-good, pending and failed revisions and the last fetch');
+  addDirOption(cmd);
+  addCmdlineOption(cmd);
+  addConfigOption(cmd);
+  addJsonOption(cmd, 'the status')
+    .action(async (opts: Omit<SharedOpts, 'wait'>) => {
       // Never touch the network for a status: the fleet config comes from its cache.
       const loaded = await loadSettings({ dir: opts.dir, cmdlineFile: opts.cmdline, configPath: opts.config, offline: true });
       const status = readStatus(opts.dir, { remote: loaded.settings['gitroot.remote'], fetchRevision: loaded.settings['fetch-revision'] });

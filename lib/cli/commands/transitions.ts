@@ -8,23 +8,19 @@ import { DEFAULT_RUN_DIR, readBootRecord } from '../../boot/boot-mount.js';
 import { type BootDecision, decideBoot } from '../../boot/boot-decide.js';
 import { type HealthReport, DEFAULT_HEALTH_DIR, DEFAULT_HEALTH_TIMEOUT_MS, HealthCheckError, describeFailure } from '../../boot/health-checks.js';
 import { type MarkGoodResult, type TransitionResult, applyTransition, markGood } from '../../boot/transitions.js';
-import { secondsToMs } from '../cli-options.js';
+import {
+  type SharedOpts, addCmdlineOption, addConfigOption, addDirOption, addJsonOption, addWaitOption, parseSeconds, secondsToMs,
+} from '../cli-options.js';
 import type { TransitionAction } from '../../boot/boot-select.js';
 import type { BootloaderName } from '../../bootloader/bootloader.js';
 import { isSha } from '../../store/object-id.js';
-import { RevisionNotFoundError, UsageError } from '../../errors/errors.js';
-import { DEFAULT_CMDLINE_FILE, readCmdline } from '../../params/cmdline-file.js';
+import { RevisionNotFoundError } from '../../errors/errors.js';
+import { readCmdline } from '../../params/cmdline-file.js';
 import { loadSettings } from '../../params/settings-load.js';
 import { note, printJson, printLine } from '../output.js';
 import { requireHome } from '../../home/home-layout.js';
 
-interface CommonOpts {
-  dir: string;
-  cmdline?: string;
-  config?: string;
-  wait: number;
-  json?: boolean;
-}
+type CommonOpts = SharedOpts;
 
 interface TransitionOpts extends CommonOpts {
   runDir: string;
@@ -35,11 +31,12 @@ interface MarkGoodOpts extends TransitionOpts {
   healthTimeout: number;
 }
 
-function seconds(v: string): number {
-  const n = Number(v);
-  if (v.trim() === '' || !Number.isFinite(n) || n < 0) throw new UsageError(`'${v}' is not a number of seconds >= 0`);
-  return n;
-}
+/**
+ * `--wait` of the transitions: longer than a fetch's. What the next boot runs must not be lost
+ * to a fetch or prune holding the lock for a while, least of all mark-good at boot, which
+ * gitroot-mark-good.service runs while the fetch timer may be staging.
+ */
+const TRANSITION_WAIT_SECONDS = 60;
 
 /** The revision this boot runs per RUN/booted.json, or null when gitroot did not boot this system. */
 function runningRevision(runDir: string): string | null {
@@ -75,12 +72,11 @@ async function settingsFor(opts: CommonOpts): Promise<{ bootloader: BootloaderNa
 }
 
 function common(c: Command, what: string): Command {
-  return c
-    .requiredOption('--dir <dir>', 'the gitroot home (repo.git, state.json)')
-    .option('--cmdline <file>', 'kernel command line to read settings from (default /proc/cmdline)')
-    .option('--config <path>', 'config file or directory (default /etc/gitroot)')
-    .option('--wait <seconds>', `wait this long for another gitroot process to finish before ${what}`, seconds, 60)
-    .option('--json', 'print the outcome as JSON');
+  addDirOption(c);
+  addCmdlineOption(c);
+  addConfigOption(c);
+  addWaitOption(c, what, TRANSITION_WAIT_SECONDS, 'longer than a fetch\'s: the next boot\'s choice must not be lost to a fetch staging at boot');
+  return addJsonOption(c, 'the outcome');
 }
 
 async function transition(action: TransitionAction, opts: TransitionOpts | CommonOpts): Promise<void> {
@@ -97,13 +93,13 @@ async function transition(action: TransitionAction, opts: TransitionOpts | Commo
 
 /** Registers select, mark-good, mark-bad and rollback. */
 export function registerTransitions(program: Command): void {
-  program
+  const select = program
     .command('select')
-    .description('show which revision the next boot would serve and why, and the state it would write; changes nothing')
-    .requiredOption('--dir <dir>', 'the gitroot home (repo.git, state.json)')
-    .option('--cmdline <file>', 'kernel command line to read git-revision= from', DEFAULT_CMDLINE_FILE)
-    .option('--json', 'print the decision as JSON')
-    .action(async (opts: { dir: string; cmdline: string; json?: boolean }) => {
+    .description('show which revision the next boot would serve and why, and the state it would write; changes nothing');
+  addDirOption(select);
+  addCmdlineOption(select, 'git-revision=');
+  addJsonOption(select, 'the decision')
+    .action(async (opts: Omit<SharedOpts, 'config' | 'wait'>) => {
       requireHome(opts.dir);
       const d = await decideBoot({ dir: opts.dir, cmdline: readCmdline(opts.cmdline), persist: false });
       if (opts.json) {
@@ -118,7 +114,7 @@ export function registerTransitions(program: Command): void {
   common(program.command('mark-good'), 'marking')
     .description('run the health checks, then make the booted revision the known-good one (run by gitroot-mark-good.service)')
     .option('--health-dir <dir>', 'health checks: every executable file here runs, sorted; one failing vetoes', DEFAULT_HEALTH_DIR)
-    .option('--health-timeout <seconds>', 'how long one health check may run', seconds, DEFAULT_HEALTH_TIMEOUT_MS / 1000)
+    .option('--health-timeout <seconds>', 'how long one health check may run', parseSeconds, DEFAULT_HEALTH_TIMEOUT_MS / 1000)
     .option('--run-dir <dir>', 'where gitroot boot recorded this boot (booted.json); checked against state.json', DEFAULT_RUN_DIR)
     .action(async (opts: MarkGoodOpts) => {
       requireHome(opts.dir);
