@@ -5,6 +5,7 @@ import { formatDuration, parseDuration, parseIsoTime } from '../../channel/chann
 import { type PublishResult, publishChannel } from '../../publish/publish-run.js';
 import { formatBytes } from '../../fsutil/free-space.js';
 import { printJson, printLine, progress } from '../output.js';
+import { addJsonOption } from '../cli-options.js';
 
 interface PublishOpts {
   repo: string;
@@ -63,7 +64,7 @@ function describe(r: PublishResult): string[] {
 }
 
 export function registerPublish(program: Command): void {
-  program
+  const cmd = program
     .command('publish')
     .description('publish a branch as a channel of static files (signed manifest, git bundle list, bundles) for gitroot.remote or gitroot fetch --from')
     .requiredOption('--repo <gitdir>', 'the release repository')
@@ -80,8 +81,8 @@ export function registerPublish(program: Command): void {
     .option('--rollups-kept <n>', 'roll-ups listed before the full base moves up', '10')
     .option('--keep-retired <duration>', 'how long a bundle file stays after the manifest stops listing it', '7d')
     .option('--time <time>', 'the signed time (default now)')
-    .option('--bundle-uri-base <url>', "absolute URL for the bundle list's URIs (git 2.39 resolves relative ones against its working directory)")
-    .option('--json', 'print the result as JSON')
+    .option('--bundle-uri-base <url>', "absolute URL for the bundle list's URIs (git 2.39 resolves relative ones against its working directory)");
+  addJsonOption(cmd, 'the result')
     .action(async (o: PublishOpts) => {
       const bar = progress('making bundles');
       const result = await publishChannel({
