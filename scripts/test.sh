@@ -10,6 +10,9 @@
 set -uo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh || exit 1
+# The linter first (eslint.config.js); its verdict counts like a failed test, but the tests still run.
+lint=0
+npx --no-install eslint lib bin test bench fixtures scripts examples </dev/null || { lint=1; echo "lint: eslint found problems (above): fix them or run 'npm run lint'"; }
 tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
 
@@ -50,6 +53,7 @@ for log in "${logs[@]}"; do
 	total=$((total + ${t:-0})); pass=$((pass + ${p:-0})); skip=$((skip + ${s:-0}))
 done
 fail=$((total - pass - skip))
+if [ "$lint" -ne 0 ]; then fail=$((fail + 1)); [ "$status" -ne 0 ] || status=1; fi
 if [ "$status" -ne 0 ] && [ "$fail" -eq 0 ]; then fail=1; fi
 echo "${pass} passed, ${fail} failed, ${skip} skipped"
 exit "$status"

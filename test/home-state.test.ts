@@ -53,6 +53,7 @@ t.test('write then read keeps every field; the file is pretty JSON written atomi
 t.test('every kind of damage is a StateError naming the file and the fix', async (t) => {
   const home = tempDir(t, 'state');
   const good = JSON.stringify(sample());
+  // eslint-disable-next-line @typescript-eslint/no-explicit-any -- mutations write fields of any shape on purpose
   const mutate = (f: (s: Record<string, any>) => void): string => {
     const s = JSON.parse(good);
     f(s);

@@ -99,11 +99,6 @@ async function boot(m: Machine): Promise<string | null> {
   return d.revision;
 }
 
-async function run(t: Test, m: Machine, cmd: string, ...more: string[]): Promise<void> {
-  const r = await gitrootAsync(commandArgs(m, cmd, ...more));
-  if (r.status !== 0) t.fail(`${cmd} failed (${r.status}): ${r.stderr}`);
-}
-
 /** Starts `argv` in its own process group (so the kill takes its git children too). */
 function startGroup(argv: string[]): { child: ChildProcess; exited: Promise<void>; out: () => string } {
   const child = spawn(process.execPath, argv, { stdio: ['ignore', 'pipe', 'pipe'], detached: true });

@@ -60,7 +60,7 @@ export async function decideBoot(opts: DecideBootOptions): Promise<BootDecision>
   return withLock(opts.dir, { waitMs: opts.waitMs ?? 10_000, command: 'gitroot boot' }, (lock) => {
     const before = step('read state', () => readState(opts.dir));
     const d = decide(before);
-    if (JSON.stringify(d.state) === JSON.stringify(before)) return d;
+    if (sameState(d.state, before)) return d;
     step('write state', () => writeState(lock, d.state));
     return { ...d, written: true };
   });

@@ -6,7 +6,6 @@
  * entries of both states, then `D/state.json`, then the new state's entries only). mark-good
  * runs the health checks first, outside the lock. docs/rollback.md explains the rules.
  */
-import { join } from 'node:path';
 import { planBootEntries } from '../bootloader/boot-plan.js';
 import { type Bootloader, type BootloaderName, entryWarnings } from '../bootloader/bootloader.js';
 import { createBootloader } from '../bootloader/create-bootloader.js';

@@ -4,7 +4,6 @@
  * both are replaced atomically). readStatus returns data (the `--json` shape); formatStatus
  * renders the human table.
  */
-import { join } from 'node:path';
 import { type LastFetch, readLastFetch } from '../home/last-fetch.js';
 import { readState } from '../home/home-state.js';
 import { ObjectStore } from '../store/object-store.js';

@@ -4,7 +4,6 @@
  * `D/fsck.json` under the home's lock, when every kept revision was checked and no pack came
  * or went meanwhile. The repair (fsck-repair.ts) runs this before and after it fetches.
  */
-import { join } from 'node:path';
 import { GitrootError } from '../errors/errors.js';
 import { readState } from '../home/home-state.js';
 import { step } from '../fsutil/named-step.js';

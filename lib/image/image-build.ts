@@ -34,7 +34,7 @@ import { parseCommit } from '../store/git-objects.js';
 import { ObjectStore } from '../store/object-store.js';
 import { initrdBootsGitroot, listInitrd } from './initrd-contents.js';
 import {
-  BOOT_LABEL, DATA_LABEL, type Firmware, type ImagePlan, MIB, SECTOR, planImage, sfdiskScript,
+  BOOT_LABEL, DATA_LABEL, type Firmware, type ImagePlan, MIB, planImage, sfdiskScript,
 } from './image-plan.js';
 import { copyInto, pipeTools, runTool } from './image-tools.js';
 

@@ -6,7 +6,6 @@
  */
 import { execFile } from 'node:child_process';
 import { mkdirSync } from 'node:fs';
-import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { readCmdline } from '../params/cmdline-file.js';
 import { loadSettings } from '../params/settings-load.js';
