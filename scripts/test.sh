@@ -12,7 +12,7 @@ cd "$(dirname "$0")/.."
 bash scripts/setup.sh || exit 1
 # The linter first (eslint.config.js); its verdict counts like a failed test, but the tests still run.
 lint=0
-npx --no-install eslint lib bin test bench fixtures scripts examples </dev/null || { lint=1; echo "lint: eslint found problems (above): fix them or run 'npm run lint'"; }
+npx --no-install eslint lib bin test bench fixtures scripts </dev/null || { lint=1; echo "lint: eslint found problems (above): fix them or run 'npm run lint'"; }
 tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
 
