@@ -330,6 +330,45 @@ function treeBytes(dir: string): number {
   return n;
 }
 
+type Selected = ReturnType<typeof selectKernel> & { kernel: NonNullable<ReturnType<typeof selectKernel>['kernel']> };
+
+/** Step 2: the home in `dataRoot/gitroot`: repository, staged kernel (its initrd checked), state. */
+async function writeHome(o: ImageOptions & { repo: string }, store: ObjectStore, s: Source, selection: Selected, dataRoot: string,
+  env: NodeJS.ProcessEnv): Promise<{ home: string; state: DeployState; options: string }> {
+  const home = join(dataRoot, IMAGE_HOME_DIR);
+  mkdirSync(home, { recursive: true });
+  await stepAsync('write repository', () => writeRepository(o, home, s, env));
+  const files = await stepAsync('stage kernel', () => stageKernel({ dir: home, sha: s.sha, store, selection, marginBytes: 0 }));
+  const names = await stepAsync('check initrd', () => listInitrd(join(bootFilesDir(home), s.sha, INITRD_FILE)));
+  if (!initrdBootsGitroot(names)) {
+    throw new ImageSourceError(`the initrd of revision ${s.sha} (${selection.initrd?.path}) does not boot gitroot ` +
+      '(no scripts/gitroot or 95gitroot module with usr/lib/gitroot/gitroot.cjs): install the gitroot package in the release and run update-initramfs there',
+      { data: { revision: s.sha } });
+  }
+  // The entry names the partitions by GUID, which does not depend on the sizes planned later.
+  const ids = planImage({ commit: s.sha, firmware: o.firmware, bootBytes: 0, kernelBytes: 0, homeBytes: 0, sizeBytes: null, epoch: s.epoch });
+  const options = imageOptions(ids, o.cmdline);
+  const state = seededState(s.sha, {
+    kernelDir: files.kernelDir, kernel: files.kernel, initrd: files.initrd, kernelVersion: files.kernelVersion,
+    kernelSource: files.kernelSource, options, stagedAt: new Date(s.epoch * 1000).toISOString(),
+  });
+  step('write state', () => writeFileSync(statePath(home), `${JSON.stringify(state, null, 2)}\n`));
+  return { home, state, options };
+}
+
+/** The BIOS boot code from the tree, as a file (null for UEFI). */
+async function gptMbr(o: ImageOptions, store: ObjectStore, s: Source, work: string): Promise<string | null> {
+  if (o.firmware !== 'bios') return null;
+  const mbr = join(work, 'gptmbr.bin');
+  const fd = openSync(mbr, 'w');
+  try {
+    await store.copyBlobToFd(s.loader.gptmbr.oid, fd);
+  } finally {
+    closeSync(fd);
+  }
+  return mbr;
+}
+
 /** Makes the disk image (see the module comment); nothing is left at `out` unless it succeeds. */
 export async function buildImage(o: ImageOptions): Promise<ImageResult> {
   const env = o.env ?? process.env;
@@ -346,43 +385,20 @@ export async function buildImage(o: ImageOptions): Promise<ImageResult> {
   try {
     on('source');
     const s = await stepAsync('source', () => readSource({ ...o, repo }, store, env));
-    const selection = s.selection as ReturnType<typeof selectKernel> & { kernel: NonNullable<ReturnType<typeof selectKernel>['kernel']> };
-
+    const selection = s.selection as Selected;
     on('home');
     const dataRoot = join(work, 'data');
-    const home = join(dataRoot, IMAGE_HOME_DIR);
-    mkdirSync(home, { recursive: true });
-    await stepAsync('write repository', () => writeRepository({ ...o, repo }, home, s, env));
-    const files = await stepAsync('stage kernel', () => stageKernel({ dir: home, sha: s.sha, store, selection, marginBytes: 0 }));
-    const names = await stepAsync('check initrd', () => listInitrd(join(bootFilesDir(home), s.sha, INITRD_FILE)));
-    if (!initrdBootsGitroot(names)) {
-      throw new ImageSourceError(`the initrd of revision ${s.sha} (${selection.initrd?.path}) does not boot gitroot ` +
-        '(no scripts/gitroot or 95gitroot module with usr/lib/gitroot/gitroot.cjs): install the gitroot package in the release and run update-initramfs there',
-        { data: { revision: s.sha } });
-    }
-
-    // The plan needs the sizes; the partition GUID the entries name does not depend on them.
-    const kernelBytes = selection.kernel.size + (selection.initrd?.size ?? 0);
-    const probe = planImage({ commit: s.sha, firmware: o.firmware, bootBytes: 0, kernelBytes: 0, homeBytes: 0, sizeBytes: null, epoch: s.epoch });
-    const options = imageOptions(probe, o.cmdline);
-    const state = seededState(s.sha, {
-      kernelDir: files.kernelDir, kernel: files.kernel, initrd: files.initrd, kernelVersion: files.kernelVersion,
-      kernelSource: files.kernelSource, options, stagedAt: new Date(s.epoch * 1000).toISOString(),
-    });
-    step('write state', () => writeFileSync(statePath(home), `${JSON.stringify(state, null, 2)}\n`));
-
+    const { home, state, options } = await writeHome({ ...o, repo }, store, s, selection, dataRoot, env);
     on('boot');
     const bootDir = join(work, 'boot');
     mkdirSync(bootDir);
     await stepAsync('write boot files', () => writeBootFiles(o, store, s, home, bootDir, state));
-
     on('plan');
     const plan = planImage({
-      commit: s.sha, firmware: o.firmware, bootBytes: treeBytes(bootDir), kernelBytes, homeBytes: treeBytes(dataRoot),
-      sizeBytes: o.sizeBytes, epoch: s.epoch,
+      commit: s.sha, firmware: o.firmware, bootBytes: treeBytes(bootDir), kernelBytes: selection.kernel.size + (selection.initrd?.size ?? 0),
+      homeBytes: treeBytes(dataRoot), sizeBytes: o.sizeBytes, epoch: s.epoch,
     });
     pinTimes(bootDir, s.epoch);
-
     on('fat');
     const fat = join(work, 'boot.fat');
     await stepAsync('make boot partition', () => makeFat(fat, plan, bootDir, env));
@@ -391,16 +407,7 @@ export async function buildImage(o: ImageOptions): Promise<ImageResult> {
     await stepAsync('make data partition', () => makeExt4(ext4, plan, dataRoot, env));
     on('disk');
     const disk = join(work, 'disk.img');
-    let mbr: string | null = null;
-    if (o.firmware === 'bios') {
-      mbr = join(work, 'gptmbr.bin');
-      const fd = openSync(mbr, 'w');
-      try {
-        await store.copyBlobToFd(s.loader.gptmbr.oid, fd);
-      } finally {
-        closeSync(fd);
-      }
-    }
+    const mbr = await gptMbr(o, store, s, work);
     await stepAsync('make disk', () => makeDisk(disk, plan, fat, ext4, mbr, env));
     on('publish');
     const sha256 = sha256File(disk);
@@ -416,4 +423,3 @@ export async function buildImage(o: ImageOptions): Promise<ImageResult> {
     rmSync(work, { recursive: true, force: true });
   }
 }
-
