@@ -30,14 +30,14 @@ import { mountAt } from '../gitfs/mount-table.js';
 import { decideBoot } from './boot-decide.js';
 import { type AllowedSigners, readAllowedSigners } from '../trust/allowed-signers.js';
 import { writeJsonAtomic } from '../fsutil/atomic-write.js';
-import { REPO_DIR, SPILL_DIR, repoPath } from '../home/home-layout.js';
+import { BOOT_RECORD_FILE, DEFAULT_RUN_DIR, REPO_DIR, SPILL_DIR, repoPath } from '../home/home-layout.js';
+
+export { DEFAULT_RUN_DIR };
 import { mountBootPartition } from './boot-partition.js';
 import { ensureMachineId } from './machine-id.js';
 
 const execFileAsync = promisify(execFile);
 
-/** Where gitroot keeps its boot-time mounts and record; moved into the new root with /run. */
-export const DEFAULT_RUN_DIR = '/run/gitroot';
 /** argv[0] of the serving daemon: systemd spares uid-0 processes whose argv[0] starts with '@'. */
 export const DAEMON_ARGV0 = '@gitroot';
 
@@ -369,7 +369,7 @@ export async function bootMount(opts: BootMountOptions): Promise<BootRecord> {
   const record = { ...bootRecord(selection, daemon, run, target, steps.ms), machineId, bootPartition };
   await steps.run('record', () => {
     record.totalMs = Math.round(performance.now() - t0);
-    writeJsonAtomic(join(run.runDir, 'booted.json'), record);
+    writeJsonAtomic(join(run.runDir, BOOT_RECORD_FILE), record);
   });
   return record;
 }
@@ -377,7 +377,7 @@ export async function bootMount(opts: BootMountOptions): Promise<BootRecord> {
 /** Reads RUN/booted.json, or null when this boot did not go through gitroot. */
 export function readBootRecord(runDir = DEFAULT_RUN_DIR): BootRecord | null {
   try {
-    return JSON.parse(readFileSync(join(runDir, 'booted.json'), 'utf8')) as BootRecord;
+    return JSON.parse(readFileSync(join(runDir, BOOT_RECORD_FILE), 'utf8')) as BootRecord;
   } catch {
     return null;
   }

@@ -6,6 +6,7 @@
  */
 import { type Command, InvalidArgumentError } from 'commander';
 import { UsageError } from '../errors/errors.js';
+import { bootedHome } from '../home/home-layout.js';
 import { DEFAULT_LOCK_WAIT_MS } from '../fsutil/process-lock.js';
 import { DEFAULT_CMDLINE_FILE } from '../params/cmdline-file.js';
 import { DEFAULT_CONFIG_PATH } from '../params/config-path.js';
@@ -39,9 +40,24 @@ export function secondsToMs(seconds: number, option = '--wait'): number {
   return Math.round(seconds * 1000);
 }
 
-/** Adds the required `--dir <dir>`, the gitroot home; `note` adds what this command does with it. */
-export function addDirOption(cmd: Command, note?: string): Command {
-  return cmd.requiredOption('--dir <dir>', `the gitroot home (repo.git, state.json, boot/)${note === undefined ? '' : `; ${note}`}`);
+/**
+ * Adds `--dir <dir>`, the gitroot home; `note` adds what this command does with it. On a
+ * machine gitroot booted it defaults to the booted home (/run/gitroot/home, like
+ * `rpm-ostree status` needs no arguments); elsewhere a missing `--dir` is a one-line usage
+ * error. `required` (gitroot boot, which runs before there is a booted home) never defaults.
+ */
+export function addDirOption(cmd: Command, note?: string, opts: { required?: boolean } = {}): Command {
+  const help = `the gitroot home (repo.git, state.json, boot/)${note === undefined ? '' : `; ${note}`}`;
+  if (opts.required === true) return cmd.requiredOption('--dir <dir>', help);
+  return cmd.option('--dir <dir>', `${help} (default on a machine gitroot booted: its home, /run/gitroot/home)`)
+    .hook('preAction', (c) => {
+      if (c.opts().dir !== undefined) return;
+      const home = bootedHome();
+      if (home === null) {
+        throw new UsageError(`gitroot ${c.name()} needs --dir: this machine was not booted by gitroot (no /run/gitroot/booted.json), so name the gitroot home`);
+      }
+      c.setOptionValue('dir', home);
+    });
 }
 
 /**

@@ -13,7 +13,7 @@
  *   D/spill/             big blobs the serving daemon decoded to the medium
  *   D/machine-id         the machine's identity, the same at every boot (lib/boot/machine-id.ts)
  */
-import { statSync } from 'node:fs';
+import { readFileSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import { UsageError } from '../errors/errors.js';
 
@@ -78,6 +78,29 @@ export function machineIdPath(dir: string): string {
 /** `D/boot`: the directory of staged kernel directories. */
 export function bootFilesDir(dir: string): string {
   return join(dir, BOOT_FILES_DIR);
+}
+
+/**
+ * Where `gitroot boot` keeps its mounts and its record on a machine it booted (moved into the
+ * new root with /run): RUN/home is the home, RUN/booted.json says what booted.
+ */
+export const DEFAULT_RUN_DIR = '/run/gitroot';
+/** The record of the boot, in the run directory. */
+export const BOOT_RECORD_FILE = 'booted.json';
+
+/**
+ * The home of the running system when gitroot booted it: the `home` its boot record names
+ * (RUN/home), or null on a machine gitroot did not boot. `GITROOT_RUN_DIR` names another run
+ * directory (for tests and unusual layouts).
+ */
+export function bootedHome(runDir = process.env.GITROOT_RUN_DIR ?? DEFAULT_RUN_DIR): string | null {
+  try {
+    const record = JSON.parse(readFileSync(join(runDir, BOOT_RECORD_FILE), 'utf8')) as { home?: unknown };
+    const home = typeof record.home === 'string' ? record.home : join(runDir, 'home');
+    return statSync(home).isDirectory() ? home : null;
+  } catch {
+    return null;
+  }
 }
 
 /** Throws UsageError unless `dir` is a directory (checked before a command does any work). */

@@ -40,7 +40,7 @@ export function registerBoot(program: Command): void {
   const cmd = program
     .command('boot')
     .description('choose the revision to boot, serve it with git-fs, put a tmpfs overlay on top at the target, record it under /run/gitroot');
-  addDirOption(cmd);
+  addDirOption(cmd, undefined, { required: true });
   addCmdlineOption(cmd, 'git-revision= and the boot tuning (gitroot.cache-mb=, gitroot.overlay-size=)');
   cmd
     .requiredOption('--target <dir>', 'where the new root is mounted (the initramfs ${rootmnt}, dracut $NEWROOT)')
