@@ -18,7 +18,7 @@ cd "$(dirname "$0")/.."
 #   mmdebstrap + uidmap also make the Debian 13 build roots and test trees for the Debian package
 #   and the kiosk example, in private namespaces (scripts/debian-root.sh; lintian runs inside the
 #   trixie build root, so the host needs none).
-PACKAGES=(git fuse3 libfuse3-dev pkg-config attr libcap2-bin debootstrap squashfs-tools make g++ python3 util-linux procps cpio initramfs-tools busybox klibc-utils zstd qemu-system-x86 e2fsprogs dracut-core openssh-client fdisk mtools syslinux syslinux-common systemd-boot-efi ovmf xz-utils bzip2 libarchive-tools mmdebstrap uidmap acl)
+PACKAGES=(git fuse3 libfuse3-dev pkg-config attr libcap2-bin debootstrap squashfs-tools make g++ python3 util-linux procps cpio initramfs-tools busybox klibc-utils zstd qemu-system-x86 e2fsprogs dracut-core openssh-client fdisk mtools syslinux syslinux-common systemd-boot-efi ovmf xz-utils bzip2 libarchive-tools mmdebstrap uidmap acl nginx openssl)
 
 missing=()
 for p in "${PACKAGES[@]}"; do

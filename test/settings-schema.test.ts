@@ -48,6 +48,7 @@ t.test('exactly the documented keys, and no others', async (t) => {
     'fetch-revision', 'update-revision', 'noupgrade', 'git-revision', 'gitroot.remote', 'gitroot.config', 'noconfig',
     'gitroot.tries', 'gitroot.bootloader', 'gitroot.boot', 'gitroot.boot-medium', 'gitroot.dir', 'gitroot.medium', 'gitroot.overlay-size', 'gitroot.cache-mb',
     'gitroot.reboot-after-update', 'gitroot.allowed-signers', 'gitroot.gpg-keyring', 'gitroot.allow-downgrade', 'gitroot.timeout', 'gitroot.retries',
+    'gitroot.ca', 'gitroot.client-cert', 'gitroot.client-key', 'gitroot.rate-limit',
     'gitroot.keep', 'gitroot.min-free', 'gitroot.auto-prune',
   ]);
   const d = defaultSettings();
@@ -57,6 +58,7 @@ t.test('exactly the documented keys, and no others', async (t) => {
     'gitroot.dir': '/gitroot', 'gitroot.medium': null, 'gitroot.overlay-size': null, 'gitroot.cache-mb': null,
     'gitroot.reboot-after-update': false, 'gitroot.allowed-signers': null,
     'gitroot.gpg-keyring': null, 'gitroot.allow-downgrade': false, 'gitroot.timeout': 30, 'gitroot.retries': 3,
+    'gitroot.ca': null, 'gitroot.client-cert': null, 'gitroot.client-key': null, 'gitroot.rate-limit': null,
     'gitroot.keep': 1, 'gitroot.min-free': 128, 'gitroot.auto-prune': true,
   });
   t.not(defaultSettings(), d, 'a fresh object each time');
@@ -217,7 +219,7 @@ t.test('no value may contain a double quote (the grammar cannot write it back)',
 
 t.test('where each key may be set', async (t) => {
   const cmdlineOnly = ['git-revision', 'gitroot.overlay-size', 'gitroot.cache-mb', 'gitroot.boot-medium'];
-  const localOnly = ['gitroot.config', 'noconfig', 'gitroot.dir', 'gitroot.medium', 'gitroot.allowed-signers', 'gitroot.gpg-keyring'];
+  const localOnly = ['gitroot.config', 'noconfig', 'gitroot.dir', 'gitroot.medium', 'gitroot.allowed-signers', 'gitroot.gpg-keyring', 'gitroot.ca', 'gitroot.client-cert', 'gitroot.client-key'];
   for (const key of SETTING_KEYS) {
     t.equal(allowedIn(key, 'cmdline'), true, `${key} on the command line`);
     t.equal(allowedIn(key, 'file'), !cmdlineOnly.includes(key), `${key} in files`);

@@ -130,6 +130,7 @@ function fetchLine(f: LastFetch | null): string {
     refused: f.error ? `refused: ${f.error.message}` : `${f.revision ?? 'tip'} failed before, not staged`,
     'dry-run': 'dry run',
     failed: `failed: ${f.error?.message ?? 'unknown error'}`,
+    waiting: `${f.revision ?? 'the release'} waits for the rollout (see channel)`,
   };
   const bytes = f.bytes === null ? '' : `, ${f.bytes} bytes`;
   return `${when}  ${what[f.result]}${bytes}`;

@@ -45,13 +45,14 @@ import { acquireFetchLock } from './fetch-lock.js';
 import { type ReceivedPack, receivePack } from './pack-receive.js';
 import { redactUrl } from '../http/url-redact.js';
 import { SmartHttpRemote } from './smart-http.js';
+import type { TlsFiles } from '../http/delivery-identity.js';
 
 export { FETCHED_REF_PREFIX, TAG_REF_PREFIX, fetchedRefName, tagRefName };
 /** Directory (inside the repository, outside objects/) holding quarantines. */
 export const FETCH_TMP_DIR = 'gitroot-tmp';
 /** Most `have` lines sent: ref tips first, then their ancestors newest first. */
 export const MAX_HAVES = 256;
-const KEEP_MARKER = 'gitroot fetch';
+export const KEEP_MARKER = 'gitroot fetch';
 
 export interface FetchProgress {
   phase: 'refs' | 'negotiate' | 'download' | 'index';
@@ -94,8 +95,10 @@ export interface FetchCommitOptions {
   retryDelayMs?: number;
   /** How long to wait for another fetch holding the lock (default 5 s), then LockedError. */
   lockWaitMs?: number;
-  /** Extra HTTP headers (authentication), like git's http.extraHeader. */
+  /** Extra HTTP headers (authentication, the delivery identity), like git's http.extraHeader. */
   headers?: Record<string, string>;
+  /** A private CA and a client certificate (lib/http/delivery-identity.ts). */
+  tls?: TlsFiles;
   /** Proxy URL; undefined: from the environment; null: none. */
   proxy?: string | null;
   onProgress?: (p: FetchProgress) => void;
@@ -162,7 +165,7 @@ function dirState(dir: string): 'missing' | 'empty' | 'repo' | 'other' {
 }
 
 /** Creates the bare repository if missing: initialized beside it, then renamed into place. */
-async function ensureRepo(gitdir: string): Promise<void> {
+export async function ensureRepo(gitdir: string): Promise<void> {
   const state = dirState(gitdir);
   if (state === 'repo') return;
   if (state === 'other') {
@@ -192,7 +195,7 @@ async function ensureRepo(gitdir: string): Promise<void> {
  * files of ref writes, and our .keep markers (a kept pack is complete and verified: it was
  * moved in only after the connectivity check; one without its .idx is dropped).
  */
-function cleanupStale(gitdir: string): void {
+export function cleanupStale(gitdir: string): void {
   rmSync(path.join(gitdir, FETCH_TMP_DIR), { recursive: true, force: true, maxRetries: 3 });
   const packDir = path.join(gitdir, 'objects', 'pack');
   let names: string[] = [];
@@ -215,7 +218,7 @@ function cleanupStale(gitdir: string): void {
 }
 
 /** Ids our refs point to (peeled) that the store holds: the fetched closure we trust. */
-function localTips(gitdir: string, store: ObjectStore): string[] {
+export function localTips(gitdir: string, store: ObjectStore): string[] {
   const tips = new Set<string>();
   for (const r of listRefs(gitdir)) {
     const oid = r.peeled ?? r.oid;
@@ -249,14 +252,14 @@ function collectHaves(store: ObjectStore, tips: readonly string[], max: number):
   return haves;
 }
 
-interface ObjectsEnv {
+export interface ObjectsEnv {
   /** Quarantine objects directory, if the objects are not in the repository yet. */
   quarantine: string | null;
   /** The repository whose objects are the alternate. */
   gitdir: string;
 }
 
-function gitEnv(where: ObjectsEnv): NodeJS.ProcessEnv {
+export function gitEnv(where: ObjectsEnv): NodeJS.ProcessEnv {
   const env: NodeJS.ProcessEnv = { ...process.env, LC_ALL: 'C', GIT_TERMINAL_PROMPT: '0' };
   delete env.GIT_DIR;
   delete env.GIT_OBJECT_DIRECTORY;
@@ -272,7 +275,7 @@ function gitEnv(where: ObjectsEnv): NodeJS.ProcessEnv {
  * True if `commit` and every object it reaches are present (objects reachable from `tips`
  * are trusted: they were verified when fetched). Uses `git rev-list --objects`.
  */
-async function isComplete(where: ObjectsEnv, commit: string, tips: readonly string[]): Promise<boolean> {
+export async function isComplete(where: ObjectsEnv, commit: string, tips: readonly string[]): Promise<boolean> {
   if (tips.includes(commit)) return true; // a ref already names it: verified when it was fetched
   const input = [commit, ...tips.filter((t) => t !== commit).map((t) => `^${t}`)].join('\n') + '\n';
   const args = ['--git-dir', where.gitdir, 'rev-list', '--objects', '--missing=error', '--quiet', '--stdin'];
@@ -286,7 +289,7 @@ async function objectType(where: ObjectsEnv, oid: string): Promise<string | null
 }
 
 /** Moves a verified pack into objects/pack: .keep, .pack (and others), .idx last; durable on return. */
-function installPack(gitdir: string, files: readonly string[]): string[] {
+export function installPack(gitdir: string, files: readonly string[]): string[] {
   const packDir = path.join(gitdir, 'objects', 'pack');
   mkdirSync(packDir, { recursive: true });
   const rank = (f: string) => (f.endsWith('.keep') ? 0 : f.endsWith('.idx') ? 2 : 1);
@@ -308,7 +311,7 @@ function installPack(gitdir: string, files: readonly string[]): string[] {
 }
 
 /** Removes an installed pack (index first, so no reader ever sees an index without its pack). */
-function uninstallPack(installed: readonly string[]): void {
+export function uninstallPack(installed: readonly string[]): void {
   const rank = (f: string) => (f.endsWith('.idx') ? 0 : f.endsWith('.keep') ? 2 : 1);
   for (const f of [...installed].sort((a, b) => rank(a) - rank(b))) rmSync(f, { force: true });
 }
@@ -356,7 +359,7 @@ async function readObjectGit(where: ObjectsEnv, oid: string): Promise<{ type: st
 }
 
 /** Records a fetch: the tag ref first (harmless alone), then the ref naming the fetched commit. */
-function recordRefs(gitdir: string, ref: string, commit: string, tag: string | null): void {
+export function recordRefs(gitdir: string, ref: string, commit: string, tag: string | null): void {
   if (tag !== null) recordRef(gitdir, tagRefName(commit), tag);
   recordRef(gitdir, ref, commit);
 }
@@ -420,7 +423,7 @@ async function resolveWant(run: FetchRun): Promise<string> {
   const opts = run.opts;
   run.progress({ phase: 'refs' });
   const remote = await SmartHttpRemote.discover(opts.remote, {
-    timeoutMs: opts.timeoutMs, retries: opts.retries, retryDelayMs: opts.retryDelayMs, headers: opts.headers,
+    timeoutMs: opts.timeoutMs, retries: opts.retries, retryDelayMs: opts.retryDelayMs, headers: opts.headers, tls: opts.tls,
     proxy: opts.proxy, signal: opts.signal, onBytes: (n) => { run.bytes += n; },
   });
   run.remote = remote;

@@ -21,6 +21,7 @@ import type { Readable } from 'node:stream';
 import got, { type Request as GotRequest, type Response as GotResponse } from 'got';
 import { proxyAgents, proxyForUrl } from '../http/http-proxy.js';
 import { USER_AGENT } from '../http/gitroot-version.js';
+import type { TlsFiles } from '../http/delivery-identity.js';
 import { redactUrl } from '../http/url-redact.js';
 import { OID_PATTERN, isSha } from '../store/object-id.js';
 
@@ -57,6 +58,8 @@ export interface SmartHttpOptions {
   retryDelayMs?: number;
   /** Extra request headers, like git's http.extraHeader (e.g. an Authorization header). */
   headers?: Record<string, string>;
+  /** A private CA and a client certificate (lib/http/delivery-identity.ts). */
+  tls?: TlsFiles;
   /** Proxy URL; undefined: from https_proxy/http_proxy/all_proxy and no_proxy; null: none. */
   proxy?: string | null;
   /** Environment to read proxy settings from (default process.env). */
@@ -447,6 +450,7 @@ export class SmartHttpRemote {
       body,
       headers,
       agent: this.agent,
+      https: this.opts.tls,
       timeout: { lookup: t, connect: t, secureConnect: t, send: t, response: t, socket: t },
       retry: { limit: 0 },
       throwHttpErrors: false,

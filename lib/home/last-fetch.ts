@@ -16,7 +16,7 @@ export interface LastFetch {
   /** When the attempt ended (ISO 8601). */
   at: string;
   /** What came of it. */
-  result: 'staged' | 'up-to-date' | 'disabled' | 'refused' | 'dry-run' | 'failed';
+  result: 'staged' | 'up-to-date' | 'disabled' | 'refused' | 'dry-run' | 'failed' | 'waiting';
   /** The commit fetched (and staged), when known. */
   revision: string | null;
   /** Bytes downloaded, when known. */
@@ -25,7 +25,7 @@ export interface LastFetch {
   error: { code: string; message: string } | null;
 }
 
-const FETCH_RESULTS = new Set(['staged', 'up-to-date', 'disabled', 'refused', 'dry-run', 'failed']);
+const FETCH_RESULTS = new Set(['staged', 'up-to-date', 'disabled', 'refused', 'dry-run', 'failed', 'waiting']);
 
 function validateLastFetch(v: unknown): LastFetch {
   if (!isObject(v)) fail('it is not a JSON object');

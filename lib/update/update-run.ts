@@ -6,6 +6,8 @@
  */
 import { execFile } from 'node:child_process';
 import { mkdirSync } from 'node:fs';
+import path from 'node:path';
+import { pathToFileURL } from 'node:url';
 import { promisify } from 'node:util';
 import { readCmdline } from '../params/cmdline-file.js';
 import { loadSettings } from '../params/settings-load.js';
@@ -22,6 +24,10 @@ import { ensureSpaceForFetch } from '../prune/prune-auto.js';
 import { loadTrustSettings } from '../trust/revision-trust.js';
 import { runTrustGates, type TrustGateResult } from '../trust/trust-gate.js';
 import { repoPath } from '../home/home-layout.js';
+import { heldRevisions } from '../trust/downgrade-check.js';
+import type { DeliveryIdentity } from '../http/delivery-identity.js';
+import type { ChannelFetchResult } from '../fetch/channel-fetch.js';
+import { fetchIfChannel, machineDelivery } from './update-channel.js';
 
 export interface UpdateOptions {
   /** The gitroot home D (created if missing). */
@@ -32,10 +38,15 @@ export interface UpdateOptions {
   onProgress?: (p: FetchProgress) => void;
   /** How long to wait for another gitroot process's lock (ms). */
   lockWaitMs?: number;
+  /**
+   * `gitroot fetch --from DIR`: take the update from a published channel directory (a USB
+   * stick) instead of gitroot.remote, with the same checks; the fleet config is not downloaded.
+   */
+  from?: string;
 }
 
 export interface UpdateResult {
-  action: 'disabled' | 'up-to-date' | 'staged' | 'withdrawn' | 'refused' | 'dry-run';
+  action: 'disabled' | 'up-to-date' | 'staged' | 'withdrawn' | 'refused' | 'dry-run' | 'waiting';
   /** The revision fetched (and staged), when there was one. */
   revision: string | null;
   reason: string;
@@ -49,6 +60,10 @@ export interface UpdateResult {
   warnings: string[];
   /** What the trust gates checked (signature, downgrade); absent when they did not run. */
   trust?: TrustGateResult;
+  /** How the update came: a git smart-HTTP remote or a channel of static files (docs/channel.md). */
+  transport?: 'smart-http' | 'channel';
+  /** A channel's manifest, rollout decision and downloads. */
+  channel?: Omit<ChannelFetchResult, 'commit' | 'bytes' | 'objects' | 'durationMs' | 'ref'>;
 }
 
 /** The command that reboots after staging when `gitroot.reboot-after-update` is set. */
@@ -94,6 +109,10 @@ interface UpdateContext {
   s: Settings;
   plan: Extract<UpdatePlan, { action: 'fetch' }>;
   base: { plan: UpdatePlan; warnings: string[]; reboot: 'not-requested' };
+  /** The machine's identity for update servers (TLS, headers). */
+  delivery?: DeliveryIdentity;
+  /** The revision comes with update-revision semantics (a pinned channel manifest). */
+  pinned?: boolean;
 }
 
 /** Free space (docs/prune.md): refuse before downloading anything; prune first when allowed. */
@@ -117,6 +136,8 @@ function fetchPlanned(ctx: UpdateContext): Promise<FetchCommitResult> {
     lockWaitMs: opts.lockWaitMs,
     onProgress: opts.onProgress,
     mode: opts.dryRun ? 'dry-run' : 'update',
+    headers: ctx.delivery?.headers,
+    tls: ctx.delivery?.tls,
   });
 }
 
@@ -131,7 +152,7 @@ function checkTrust(ctx: UpdateContext, signers: ReturnType<typeof loadTrustSett
     return undefined;
   }
   const trust = runTrustGates({
-    repo: ctx.repo, commit: fetched.commit, tag: fetched.tag, target: ctx.plan.target.kind === 'sha' ? 'pin' : 'branch',
+    repo: ctx.repo, commit: fetched.commit, tag: fetched.tag, target: ctx.plan.target.kind === 'sha' || ctx.pinned ? 'pin' : 'branch',
     signers, allowDowngrade: ctx.s['gitroot.allow-downgrade'], state: readState(ctx.dir),
   });
   warnings.push(...trust.warnings);
@@ -174,7 +195,7 @@ async function stageFetched(ctx: UpdateContext, fetched: FetchCommitResult, fetc
     bootloader: s['gitroot.bootloader'],
     bootDir: s['gitroot.boot'],
     tries: s['gitroot.tries'],
-    force: ctx.plan.force,
+    force: ctx.plan.force || ctx.pinned === true,
     waitMs: opts.lockWaitMs,
     command: 'gitroot fetch',
   });
@@ -193,9 +214,10 @@ async function stageFetched(ctx: UpdateContext, fetched: FetchCommitResult, fetc
 /** The steps of one attempt: settings, plan, trust settings, space, fetch, trust gates, then stage (or the dry run's answer). */
 async function attemptUpdate(opts: UpdateOptions, attempt: Attempt): Promise<UpdateResult> {
   const dir = opts.dir;
-  const loaded = await loadSettings({ dir, cmdlineFile: opts.cmdlineFile, configPath: opts.configPath });
+  // --from promises no network: the fleet config comes from its cache.
+  const loaded = await loadSettings({ dir, cmdlineFile: opts.cmdlineFile, configPath: opts.configPath, offline: opts.from !== undefined });
   const s = loaded.settings;
-  const plan = planUpdate(s);
+  const plan = planUpdate(opts.from === undefined ? s : { ...s, 'gitroot.remote': pathToFileURL(path.resolve(opts.from)).href });
   const base = { plan, warnings: [...loaded.warnings], reboot: 'not-requested' as const };
   if (plan.action === 'disabled') {
     lastFetch(dir, 'disabled', null, null, null);
@@ -207,6 +229,14 @@ async function attemptUpdate(opts: UpdateOptions, attempt: Attempt): Promise<Upd
   const ctx: UpdateContext = { opts, dir, repo: repoPath(dir), s, plan, base };
 
   if (!opts.dryRun) await makeRoom(ctx);
+  const state = readState(dir);
+  ctx.delivery = machineDelivery(dir, s, state);
+  const channel = await fetchIfChannel({
+    dir, gitdir: ctx.repo, remote: plan.remote, offline: opts.from !== undefined, s, signers, identity: ctx.delivery,
+    held: heldRevisions(state).map((h) => h.sha), pinSha: plan.target.kind === 'sha' ? plan.target.sha : null,
+    dryRun: opts.dryRun === true, lockWaitMs: opts.lockWaitMs, onProgress: opts.onProgress,
+  });
+  if (channel !== null) return channelOutcome(ctx, signers, channel, attempt);
   const fetched = await fetchPlanned(ctx);
   attempt.bytes = fetched.bytes;
   attempt.revision = fetched.commit;
@@ -216,6 +246,30 @@ async function attemptUpdate(opts: UpdateOptions, attempt: Attempt): Promise<Upd
   };
   const trust = checkTrust(ctx, signers, fetched);
   return opts.dryRun ? dryRunResult(ctx, fetched, fetch, trust) : stageFetched(ctx, fetched, fetch, trust);
+}
+
+/** After a channel fetch: waiting for the rollout, or the same trust gates and staging as a git fetch. */
+function channelOutcome(ctx: UpdateContext, signers: ReturnType<typeof loadTrustSettings>, ch: ChannelFetchResult, attempt: Attempt): Promise<UpdateResult> | UpdateResult {
+  const { commit: _c, bytes: _b, objects: _o, durationMs: _d, ref: _r, ...channel } = ch;
+  ctx.pinned = ch.pin;
+  attempt.revision = ch.commit;
+  attempt.bytes = ch.bytes;
+  const fetch = {
+    bytes: ctx.opts.dryRun ? ch.download.bytes : ch.bytes, objects: ch.objects, upToDate: ch.outcome === 'up-to-date',
+    durationMs: ch.durationMs, protocol: 0, tag: null,
+  };
+  const extra = { transport: 'channel' as const, channel };
+  if (ch.outcome === 'waiting') {
+    lastFetch(ctx.dir, 'waiting', ch.commit, ch.bytes, null);
+    return { ...ctx.base, action: 'waiting', revision: ch.commit, reason: ch.rollout.reason, fetch, ...extra };
+  }
+  const fetched: FetchCommitResult = {
+    commit: ch.commit, tag: null, upToDate: ch.outcome === 'up-to-date', bytes: fetch.bytes, objects: ch.objects, durationMs: ch.durationMs,
+    ref: ch.ref, protocol: 0,
+  };
+  const trust = checkTrust(ctx, signers, fetched);
+  if (ctx.opts.dryRun) return { ...dryRunResult(ctx, fetched, fetch, trust), ...extra };
+  return stageFetched(ctx, fetched, fetch, trust).then((r) => ({ ...r, ...extra }));
 }
 
 /** Runs one update attempt. Throws typed errors; records the outcome either way. */

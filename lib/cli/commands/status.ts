@@ -1,14 +1,15 @@
-/** `gitroot status`: what is booted, known good, pending and failed, and the last fetch. */
+/** `gitroot status`: what is booted, known good, pending and failed, the last fetch, and the channel. */
 import type { Command } from 'commander';
 import { loadSettings } from '../../params/settings-load.js';
 import { readStatus, formatStatus } from '../../deploy/deploy-status.js';
+import { channelStatusLines, readChannelState } from '../../channel/channel-state.js';
 import { note, printJson, printLine } from '../output.js';
 import { type SharedOpts, addCmdlineOption, addConfigOption, addDirOption, addJsonOption } from '../cli-options.js';
 
 export function registerStatus(program: Command): void {
   const cmd = program
     .command('status')
-    .description('show the booted, known-good, pending and failed revisions and the last fetch');
+    .description('show the booted, known-good, pending and failed revisions, the last fetch and the channel followed');
   addDirOption(cmd);
   addCmdlineOption(cmd);
   addConfigOption(cmd);
@@ -16,9 +17,25 @@ export function registerStatus(program: Command): void {
     .action(async (opts: Omit<SharedOpts, 'wait'>) => {
       // Never touch the network for a status: the fleet config comes from its cache.
       const loaded = await loadSettings({ dir: opts.dir, cmdlineFile: opts.cmdline, configPath: opts.config, offline: true });
-      const status = readStatus(opts.dir, { remote: loaded.settings['gitroot.remote'], fetchRevision: loaded.settings['fetch-revision'] });
-      for (const w of [...loaded.warnings, ...status.warnings]) note(`warning: ${w}`);
-      if (opts.json) printJson(status);
-      else printLine(formatStatus(status));
+      const follows = loaded.settings['fetch-revision'];
+      const status = readStatus(opts.dir, { remote: loaded.settings['gitroot.remote'], fetchRevision: follows });
+      const warnings = [...loaded.warnings, ...status.warnings];
+      let channel: { key: string; value: string }[] = [];
+      let record = null;
+      try {
+        const state = readChannelState(opts.dir);
+        record = state.channels[follows] ?? null;
+        channel = channelStatusLines(state, follows, Date.now());
+      } catch (e) {
+        warnings.push((e as Error).message);
+      }
+      for (const w of warnings) note(`warning: ${w}`);
+      if (opts.json) {
+        const { manifest: _text, ...rest } = record ?? { manifest: '' };
+        printJson({ ...status, channel: record === null ? null : { ...rest, lines: channel.map((l) => `${l.key}: ${l.value}`) } });
+      } else {
+        const width = Math.max(14, ...channel.map((l) => l.key.length));
+        printLine(formatStatus(status) + channel.map((l) => `${l.key.padEnd(width)}  ${l.value}`).join('\n'));
+      }
     });
 }
