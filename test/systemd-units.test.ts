@@ -80,3 +80,27 @@ t.test('the units hold the promised policy', async (t) => {
     t.ok(lines[0].startsWith('# gitroot: '), `${u}: says what it is on its first line`);
   }
 });
+
+t.test('a stick labelled GITROOT-UPDATE: the udev rule starts the unit, which mounts read-only and runs fetch --from', async (t) => {
+  const rule = fs.readFileSync(unitPath('90-gitroot-update.rules'), 'utf8').split('\n').filter((l) => l.trim() !== '' && !l.startsWith('#'));
+  t.equal(rule.length, 1, 'one rule');
+  t.match(rule[0], /ACTION=="add", SUBSYSTEM=="block", ENV\{ID_FS_LABEL\}=="GITROOT-UPDATE", TAG\+="systemd", ENV\{SYSTEMD_WANTS\}\+="gitroot-update@%k\.service"/);
+  const unit = parseUnit(fs.readFileSync(unitPath('gitroot-update@.service'), 'utf8'));
+  t.same(unit.get('[Service]Type'), ['oneshot']);
+  t.same(unit.get('[Unit]BindsTo'), ['dev-%i.device']);
+  const start = unit.get('[Service]ExecStart') ?? [];
+  t.match(start[0], /^\/usr\/bin\/mount -o ro,nosuid,nodev,noexec \/dev\/%i /, 'mounted read-only first');
+  t.match(start[1], /^\/usr\/bin\/gitroot fetch --dir \$\{GITROOT_DIR\} --from \/run\/gitroot-update\/%i$/);
+  t.same(unit.get('[Service]RuntimeDirectoryPreserve'), ['yes'], 'systemd never removes the mount point (nothing deleted through a mount)');
+  if (haveAnalyze) {
+    const dir = fs.mkdtempSync('/tmp/gitroot-units-');
+    try {
+      fs.copyFileSync(unitPath('gitroot-update@.service'), path.join(dir, 'gitroot-update@sdz1.service'));
+      const r = spawnSync('systemd-analyze', ['verify', path.join(dir, 'gitroot-update@sdz1.service')], { encoding: 'utf8' });
+      const problems = `${r.stdout}${r.stderr}`.split('\n').filter((l) => l.trim() !== '' && !/is not executable|dev-sdz1\.device/.test(l));
+      t.same(problems, [], 'systemd-analyze verify accepts an instance');
+    } finally {
+      fs.rmSync(dir, { recursive: true, force: true });
+    }
+  }
+});
