@@ -111,7 +111,7 @@ t.test('one-line errors', async (t) => {
   const cases: Array<[string, string[], number, RegExp]> = [
     ['no such home', ['select', '--dir', path.join(h.work, 'nope'), '--cmdline', h.cmdline('')], 2, /^gitroot: gitroot home .*nope is not a directory/],
     ['no command line file', ['select', '--dir', h.dir, '--cmdline', path.join(h.work, 'nope')], 2, /^gitroot: cannot read the kernel command line file .*nope \(ENOENT\)/],
-    ['no --dir', ['select'], 2, /^gitroot: required option '--dir <dir>' not specified/],
+    ['no --dir', ['select'], 2, /^gitroot: gitroot select needs --dir: this machine was not booted by gitroot/],
   ];
   for (const [name, args, status, msg] of cases) {
     const r = gitroot(args);
