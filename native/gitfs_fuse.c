@@ -15,6 +15,20 @@
  * posts a message through a napi threadsafe function and waits on a condition variable;
  * JS answers with complete(handle, id, kind, ino, errno, payload). Unmount wakes every
  * waiter with EIO before joining, so JS never deadlocks against a blocked worker.
+ *
+ * Switching revisions (swap, see docs/live.md): JS hands over, in one batch, the new
+ * children of every directory whose listing changed and the new attributes of directories
+ * that stay. The batch is applied under the lock in one step, so a request sees either the
+ * old tree or the new one. Paths that did not change keep their inode (and the kernel keeps
+ * their cached pages); what changed gets new inodes, and the old ones stay readable for as
+ * long as the kernel holds them (an open file reads its old content to the end). The kernel's
+ * references are counted (lookup and readdirplus replies minus forgets): an inode no
+ * directory lists any more is freed, with its cached content, when the kernel forgets it.
+ * The kernel's cached entries and attributes of what changed are invalidated afterwards from
+ * a thread of its own, never from a FUSE worker and never with the lock held: an
+ * invalidation waits for the kernel's locks on the directory, which a request in progress
+ * may hold while a worker answers it (libfuse: notify_inval_entry must not run in the path
+ * of a related operation or under a lock such an operation needs).
  */
 #include "gitroot_native.h"
 #include <fuse_lowlevel.h>
@@ -32,6 +46,11 @@
 #define KIND_LOADDIR 1
 #define KIND_CONTENT 2
 #define KIND_HINT 3     /* fire-and-forget: a prefetched file is being read */
+#define KIND_FREED 4    /* fire-and-forget: inodes were freed (JS drains them with drainFreed) */
+
+/* Ops of a swap batch (see gitfs_swap). */
+#define SWAP_ATTR 1
+#define SWAP_CHILDREN 2
 
 /* A commit is immutable: let the kernel cache for (practically) ever. */
 #define FOREVER 31536000.0
@@ -71,6 +90,9 @@ typedef struct inode {
   child_t *children;
   uint32_t nchildren;
   content_t *content;
+  uint64_t nlookup;            /* the kernel's references: entry replies minus forgets */
+  uint32_t nparents;           /* children arrays listing it (hardlinks: several) */
+  double time;                 /* its timestamps: the commit time of the revision that made it */
 } inode_t;
 
 typedef struct call {
@@ -113,8 +135,13 @@ typedef struct gitfs {
   int no_open;                        /* kernel supports zero-message open */
   napi_threadsafe_function tsfn;      /* requests to JS */
   napi_threadsafe_function exit_tsfn; /* loop ended (unmounted from outside) */
+  uint64_t *freed;                    /* inodes freed since JS last drained them */
+  uint64_t nfreed, freed_cap;
+  pthread_t notify_thread;            /* sends a swap's invalidations */
+  int notifying;                      /* a notify thread was started and not joined yet */
   /* counters */
   uint64_t n_js_calls, n_lookups, n_reads, n_read_bytes, n_evictions, n_opens;
+  uint64_t n_swaps, n_freed_total, n_inval_entries, n_inval_inodes;
 } gitfs_t;
 
 /* ---------- inode table (caller holds g->lock) ---------- */
@@ -146,7 +173,7 @@ static void fill_stat(gitfs_t *g, uint64_t ino, const inode_t *in, struct stat *
   st->st_size = (off_t)in->size;
   st->st_blksize = 4096;
   st->st_blocks = (blkcnt_t)((in->size + 511) / 512);
-  st->st_atim.tv_sec = st->st_mtim.tv_sec = st->st_ctim.tv_sec = (time_t)g->time;
+  st->st_atim.tv_sec = st->st_mtim.tv_sec = st->st_ctim.tv_sec = (time_t)in->time;
 }
 
 /* Packed entry format written by lib/gitfs/entry-codec.ts (little endian):
@@ -163,6 +190,12 @@ static uint64_t rd(reader_t *r, int n) {
   for (int i = 0; i < n; i++) v |= (uint64_t)r->p[i] << (8 * i);
   r->p += n;
   return v;
+}
+
+/* Skips `n` bytes. */
+static void rd_skip(reader_t *r, uint64_t n) {
+  if (r->bad || (uint64_t)(r->end - r->p) < n) { r->bad = 1; return; }
+  r->p += n;
 }
 
 static char *rd_str(reader_t *r, uint64_t len) {
@@ -208,6 +241,7 @@ static uint64_t install_entry(gitfs_t *g, reader_t *r, uint64_t parent, char **n
     in->mode = mode; in->uid = uid; in->gid = gid; in->nlink = nlink;
     in->size = size; in->rdev = rdev; in->link = link;
     in->xattrs = xs; in->nxattrs = nx; in->parent = parent;
+    in->time = g->time;
     g->inodes[ino] = in;
     g->count++;
   }
@@ -239,6 +273,7 @@ static int install_dir(gitfs_t *g, uint64_t dir, const uint8_t *buf, size_t len)
     return EIO;
   }
   qsort(kids, n, sizeof *kids, child_cmp);
+  for (i = 0; i < n; i++) get_inode(g, kids[i].ino)->nparents++;
   d = get_inode(g, dir);
   d->children = kids;
   d->nchildren = n;
@@ -400,6 +435,92 @@ static int ensure_loaded(gitfs_t *g, uint64_t ino) {
   return loaded ? 0 : EIO;
 }
 
+/* ---------- lifetime of inodes (caller holds g->lock) ---------- */
+
+/* Tells JS (once per batch) that inodes were freed; it drains them with drainFreed. */
+static void record_freed(gitfs_t *g, uint64_t ino) {
+  if (g->nfreed == g->freed_cap) {
+    uint64_t ncap = g->freed_cap ? g->freed_cap * 2 : 256;
+    uint64_t *n = realloc(g->freed, ncap * sizeof *n);
+    if (!n) return; /* JS keeps a stale node: harmless, only memory */
+    g->freed = n;
+    g->freed_cap = ncap;
+  }
+  if (g->nfreed++ == 0 && g->tsfn) {
+    msg_t *m = malloc(sizeof *m);
+    if (m) {
+      m->id = 0; m->kind = KIND_FREED; m->ino = 0;
+      if (napi_call_threadsafe_function(g->tsfn, m, napi_tsfn_nonblocking) != napi_ok) free(m);
+    }
+  }
+  g->freed[g->nfreed - 1] = ino;
+}
+
+/*
+ * Frees `ino` if nothing needs it any more: no directory lists it and the kernel holds no
+ * reference. Its children lose a parent and may go too (a removed directory the kernel
+ * forgot). Content a reader is replying from right now stays in the cache lists until it
+ * is evicted as usual; it only stops belonging to the inode.
+ */
+static void maybe_free(gitfs_t *g, uint64_t ino) {
+  uint64_t stack_small[64], *stack = stack_small, cap = 64, top = 0;
+  stack[top++] = ino;
+  while (top) {
+    uint64_t i = stack[--top];
+    inode_t *in = get_inode(g, i);
+    if (!in || i == FUSE_ROOT_ID || in->nlookup || in->nparents) continue;
+    for (uint32_t k = 0; k < in->nchildren; k++) {
+      inode_t *c = get_inode(g, in->children[k].ino);
+      if (c && c->nparents) c->nparents--;
+      if (top == cap) {
+        uint64_t *n = malloc(cap * 2 * sizeof *n);
+        if (!n) break;
+        memcpy(n, stack, top * sizeof *n);
+        if (stack != stack_small) free(stack);
+        stack = n;
+        cap *= 2;
+      }
+      stack[top++] = in->children[k].ino;
+      free(in->children[k].name);
+    }
+    free(in->children);
+    if (in->content) {
+      content_t *c = in->content;
+      in->content = NULL;
+      if (c->refs == 0) { lru_unlink(g, c); content_free(g, c); }
+    }
+    free(in->link);
+    for (uint32_t k = 0; k < in->nxattrs; k++) { free(in->xattrs[k].name); free(in->xattrs[k].value); }
+    free(in->xattrs);
+    free(in);
+    g->inodes[i] = NULL;
+    g->count--;
+    g->n_freed_total++;
+    record_freed(g, i);
+  }
+  if (stack != stack_small) free(stack);
+}
+
+/* The kernel dropped `n` references to `ino`. */
+static void forget_locked(gitfs_t *g, uint64_t ino, uint64_t n) {
+  inode_t *in = get_inode(g, ino);
+  if (!in) return;
+  in->nlookup = in->nlookup > n ? in->nlookup - n : 0;
+  if (in->nlookup == 0) maybe_free(g, ino);
+}
+
+/* A reply that would have given the kernel a reference did not reach it: take it back. */
+static void unref_unsent(gitfs_t *g, uint64_t ino) {
+  pthread_mutex_lock(&g->lock);
+  forget_locked(g, ino, 1);
+  pthread_mutex_unlock(&g->lock);
+}
+
+/* Whether the kernel may have cached something of `ino` (notifying about others is useless). */
+static int kernel_knows(const inode_t *in, uint64_t ino) {
+  return ino == FUSE_ROOT_ID || in->nlookup > 0;
+}
+
 /* ---------- FUSE operations ---------- */
 
 static void op_init(void *userdata, struct fuse_conn_info *conn) {
@@ -421,9 +542,11 @@ static void reply_entry_locked_unlock(gitfs_t *g, fuse_req_t req, uint64_t ino, 
   e.ino = ino;
   e.attr_timeout = FOREVER;
   e.entry_timeout = FOREVER;
-  if (in) fill_stat(g, ino, in, &e.attr);
+  if (in) { fill_stat(g, ino, in, &e.attr); in->nlookup++; }
   pthread_mutex_unlock(&g->lock);
-  fuse_reply_entry(req, &e); /* ino 0: a negative entry, cached by the kernel too */
+  /* ino 0: a negative entry, cached by the kernel too. A reply that fails (an interrupted
+   * request) gave the kernel no reference. */
+  if (fuse_reply_entry(req, &e) != 0 && in) unref_unsent(g, ino);
 }
 
 static void op_lookup(fuse_req_t req, fuse_ino_t parent, const char *name) {
@@ -433,6 +556,7 @@ static void op_lookup(fuse_req_t req, fuse_ino_t parent, const char *name) {
   if (err) { fuse_reply_err(req, err); return; }
   pthread_mutex_lock(&g->lock);
   inode_t *d = get_inode(g, parent);
+  if (!d) { pthread_mutex_unlock(&g->lock); fuse_reply_err(req, ENOENT); return; }
   child_t key = {(char *)name, 0};
   child_t *hit = d->nchildren ? bsearch(&key, d->children, d->nchildren, sizeof key, child_cmp) : NULL;
   if (!hit) { reply_entry_locked_unlock(g, req, 0, NULL); return; }
@@ -480,9 +604,11 @@ static void do_readdir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, i
   if (err) { fuse_reply_err(req, err); return; }
   char *buf = malloc(size);
   size_t used = 0;
+  uint64_t *counted = plus ? malloc((size / 24 + 1) * sizeof *counted) : NULL; /* an entry takes > 24 bytes */
+  size_t ncounted = 0;
   pthread_mutex_lock(&g->lock);
   inode_t *d = get_inode(g, ino);
-  uint64_t total = (uint64_t)d->nchildren + 2;
+  uint64_t total = d ? (uint64_t)d->nchildren + 2 : 0;
   for (uint64_t i = (uint64_t)off; i < total; i++) {
     const char *name;
     uint64_t cino;
@@ -508,9 +634,16 @@ static void do_readdir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, i
     }
     if (need > size - used) break;
     used += need;
+    /* readdirplus gives the kernel a reference to every entry but "." and ".." */
+    if (plus && i >= 2 && c && counted) { c->nlookup++; counted[ncounted++] = cino; }
   }
   pthread_mutex_unlock(&g->lock);
-  fuse_reply_buf(req, buf, used);
+  if (fuse_reply_buf(req, buf, used) != 0 && ncounted) {
+    pthread_mutex_lock(&g->lock);
+    for (size_t k = 0; k < ncounted; k++) forget_locked(g, counted[k], 1);
+    pthread_mutex_unlock(&g->lock);
+  }
+  free(counted);
   free(buf);
 }
 
@@ -550,7 +683,7 @@ static void op_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, stru
     if (err) { fuse_reply_err(req, err); return; }
     pthread_mutex_lock(&g->lock);
     in = get_inode(g, ino);
-    c = in->content;
+    c = in ? in->content : NULL;
   }
   if (!c) { pthread_mutex_unlock(&g->lock); fuse_reply_err(req, EIO); return; }
   c->refs++;
@@ -633,8 +766,26 @@ static void op_statfs(fuse_req_t req, fuse_ino_t ino) {
   fuse_reply_statfs(req, &sv);
 }
 
+static void op_forget(fuse_req_t req, fuse_ino_t ino, uint64_t nlookup) {
+  gitfs_t *g = fuse_req_userdata(req);
+  pthread_mutex_lock(&g->lock);
+  forget_locked(g, ino, nlookup);
+  pthread_mutex_unlock(&g->lock);
+  fuse_reply_none(req);
+}
+
+static void op_forget_multi(fuse_req_t req, size_t count, struct fuse_forget_data *forgets) {
+  gitfs_t *g = fuse_req_userdata(req);
+  pthread_mutex_lock(&g->lock);
+  for (size_t i = 0; i < count; i++) forget_locked(g, forgets[i].ino, forgets[i].nlookup);
+  pthread_mutex_unlock(&g->lock);
+  fuse_reply_none(req);
+}
+
 static const struct fuse_lowlevel_ops gitfs_ops = {
   .init = op_init,
+  .forget = op_forget,
+  .forget_multi = op_forget_multi,
   .lookup = op_lookup,
   .getattr = op_getattr,
   .readlink = op_readlink,
@@ -862,6 +1013,8 @@ napi_value gitfs_unmount(napi_env env, napi_callback_info info) {
   fuse_session_exit(g->se);
   fuse_session_unmount(g->se); /* the blocked read() on /dev/fuse returns ENODEV */
   if (g->loop_started) pthread_join(g->loop_thread, NULL);
+  /* A swap's invalidations fail fast now that the kernel side is gone. */
+  if (g->notifying) { pthread_join(g->notify_thread, NULL); g->notifying = 0; }
   g->joined = 1;
   fuse_session_destroy(g->se);
   napi_release_threadsafe_function(g->tsfn, napi_tsfn_release);
@@ -897,12 +1050,361 @@ napi_value gitfs_stats(napi_env env, napi_callback_info info) {
   napi_create_object(env, &o);
   pthread_mutex_lock(&g->lock);
   double vals[] = {(double)g->count, (double)g->cache_bytes, (double)g->cache_fds, (double)g->n_js_calls,
-                   (double)g->n_lookups, (double)g->n_reads, (double)g->n_read_bytes, (double)g->n_evictions, (double)g->n_opens};
+                   (double)g->n_lookups, (double)g->n_reads, (double)g->n_read_bytes, (double)g->n_evictions, (double)g->n_opens,
+                   (double)g->n_swaps, (double)g->n_freed_total, (double)g->n_inval_entries, (double)g->n_inval_inodes};
   pthread_mutex_unlock(&g->lock);
-  const char *names[] = {"inodes", "cacheBytes", "spillFds", "jsCalls", "lookups", "reads", "readBytes", "evictions", "opens"};
+  const char *names[] = {"inodes", "cacheBytes", "spillFds", "jsCalls", "lookups", "reads", "readBytes", "evictions", "opens",
+                         "swaps", "freed", "invalEntries", "invalInodes"};
   for (size_t i = 0; i < sizeof vals / sizeof vals[0]; i++) {
     napi_create_double(env, vals[i], &v);
     napi_set_named_property(env, o, names[i], v);
   }
   return o;
+}
+
+/* ---------- switching revisions ---------- */
+
+/* children(handle, ino) -> null when `ino` is unknown or its children are not loaded, else a
+ * Buffer: u32 count, then per child (sorted by name): u64 ino, u8 loaded (a directory whose
+ * children are loaded), u16 namelen, name. */
+napi_value gitfs_children(napi_env env, napi_callback_info info) {
+  size_t argc = 2;
+  napi_value argv[2], res;
+  napi_get_cb_info(env, info, &argc, argv, NULL, NULL);
+  gitfs_t *g = argc >= 2 ? get_handle(env, argv[0]) : NULL;
+  if (!g) return throw_msg(env, "EINVAL", "children(handle, ino)");
+  double dino;
+  napi_get_value_double(env, argv[1], &dino);
+  pthread_mutex_lock(&g->lock);
+  inode_t *d = get_inode(g, (uint64_t)dino);
+  if (!d || !d->loaded) {
+    pthread_mutex_unlock(&g->lock);
+    napi_get_null(env, &res);
+    return res;
+  }
+  size_t len = 4;
+  for (uint32_t i = 0; i < d->nchildren; i++) len += 8 + 1 + 2 + strlen(d->children[i].name);
+  uint8_t *p;
+  if (napi_create_buffer(env, len, (void **)&p, &res) != napi_ok) {
+    pthread_mutex_unlock(&g->lock);
+    return throw_msg(env, "ENOMEM", "children: out of memory");
+  }
+  uint32_t n = d->nchildren;
+  memcpy(p, &n, 4); p += 4;
+  for (uint32_t i = 0; i < n; i++) {
+    uint64_t ino = d->children[i].ino;
+    inode_t *c = get_inode(g, ino);
+    uint8_t loaded = c && c->loaded;
+    uint16_t nl = (uint16_t)strlen(d->children[i].name);
+    memcpy(p, &ino, 8); p += 8;
+    *p++ = loaded;
+    memcpy(p, &nl, 2); p += 2;
+    memcpy(p, d->children[i].name, nl); p += nl;
+  }
+  pthread_mutex_unlock(&g->lock);
+  return res;
+}
+
+/* drainFreed(handle) -> the inodes freed since the last call (numbers). */
+napi_value gitfs_drain_freed(napi_env env, napi_callback_info info) {
+  size_t argc = 1;
+  napi_value argv[1], arr, v;
+  napi_get_cb_info(env, info, &argc, argv, NULL, NULL);
+  gitfs_t *g = argc >= 1 ? get_handle(env, argv[0]) : NULL;
+  if (!g) return throw_msg(env, "EINVAL", "drainFreed(handle)");
+  pthread_mutex_lock(&g->lock);
+  uint64_t n = g->nfreed;
+  uint64_t *list = n ? malloc(n * sizeof *list) : NULL;
+  if (list) memcpy(list, g->freed, n * sizeof *list); else n = 0;
+  g->nfreed = 0;
+  pthread_mutex_unlock(&g->lock);
+  napi_create_array_with_length(env, n, &arr);
+  for (uint64_t i = 0; i < n; i++) {
+    napi_create_double(env, (double)list[i], &v);
+    napi_set_element(env, arr, (uint32_t)i, v);
+  }
+  free(list);
+  return arr;
+}
+
+/* One invalidation to send after a swap: an entry (parent, name) or an inode (ino, off). */
+typedef struct note {
+  uint64_t ino;
+  char *name;        /* entry: the name in directory `ino`; NULL for an inode */
+  off_t off;         /* inode: 0 = attributes and cached pages, -1 = attributes only */
+} note_t;
+
+typedef struct notes {
+  note_t *v;
+  size_t n, cap;
+} notes_t;
+
+static void note_add(notes_t *ns, uint64_t ino, const char *name, off_t off) {
+  if (ns->n == ns->cap) {
+    size_t ncap = ns->cap ? ns->cap * 2 : 64;
+    note_t *nv = realloc(ns->v, ncap * sizeof *nv);
+    if (!nv) return; /* the kernel keeps a stale cache entry: reported as fewer sent */
+    ns->v = nv;
+    ns->cap = ncap;
+  }
+  char *copy = name ? strdup(name) : NULL;
+  if (name && !copy) return;
+  ns->v[ns->n++] = (note_t){ino, copy, off};
+}
+
+typedef struct notify_job {
+  gitfs_t *g;
+  notes_t notes;
+  napi_threadsafe_function done;
+  uint64_t sent, gone, failed, entries, inodes;
+  int skip;          /* no thread could be started: send nothing */
+  double ms;
+} notify_job_t;
+
+static double now_ms(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return ts.tv_sec * 1000.0 + ts.tv_nsec / 1e6;
+}
+
+/* The notify thread: a thread of its own (not a FUSE worker, no lock held), so that an
+ * invalidation waiting for the kernel's directory lock never waits for itself. */
+static void *notify_main(void *arg) {
+  notify_job_t *job = arg;
+  gitfs_t *g = job->g;
+  double t0 = now_ms();
+  for (size_t i = 0; i < job->notes.n; i++) {
+    note_t *nt = &job->notes.v[i];
+    if (job->skip) { job->failed++; continue; }
+    if (nt->name) job->entries++; else job->inodes++;
+    int r = nt->name ? fuse_lowlevel_notify_inval_entry(g->se, nt->ino, nt->name, strlen(nt->name))
+                     : fuse_lowlevel_notify_inval_inode(g->se, nt->ino, nt->off, 0);
+    /* -ENOENT: the kernel had nothing cached for it (already forgotten). */
+    if (r == 0) job->sent++; else if (r == -ENOENT) job->gone++; else job->failed++;
+  }
+  job->ms = now_ms() - t0;
+  pthread_mutex_lock(&g->lock);
+  g->n_inval_entries += job->entries;
+  g->n_inval_inodes += job->inodes;
+  pthread_mutex_unlock(&g->lock);
+  napi_call_threadsafe_function(job->done, job, napi_tsfn_blocking);
+  napi_release_threadsafe_function(job->done, napi_tsfn_release);
+  return NULL;
+}
+
+static void call_done(napi_env env, napi_value js_cb, void *context, void *data) {
+  notify_job_t *job = data;
+  if (env) {
+    napi_value o, v, undef;
+    napi_create_object(env, &o);
+    napi_create_double(env, (double)job->notes.n, &v); napi_set_named_property(env, o, "notes", v);
+    napi_create_double(env, (double)job->sent, &v); napi_set_named_property(env, o, "sent", v);
+    napi_create_double(env, (double)job->gone, &v); napi_set_named_property(env, o, "gone", v);
+    napi_create_double(env, (double)job->failed, &v); napi_set_named_property(env, o, "failed", v);
+    napi_create_double(env, job->ms, &v); napi_set_named_property(env, o, "ms", v);
+    napi_get_undefined(env, &undef);
+    napi_call_function(env, undef, js_cb, 1, &o, NULL);
+  }
+  for (size_t i = 0; i < job->notes.n; i++) free(job->notes.v[i].name);
+  free(job->notes.v);
+  free(job);
+}
+
+/* Replaces the children of `dir` with `kids` (sorted; their nparents already counted); notes
+ * the names that changed for invalidation, and queues the old children for freeing. */
+static void replace_children(gitfs_t *g, uint64_t dir, child_t *kids, uint32_t n, notes_t *notes,
+                             uint64_t **cand, size_t *ncand, size_t *candcap) {
+  inode_t *d = get_inode(g, dir);
+  int known = kernel_knows(d, dir);
+  uint32_t i = 0, j = 0;
+  while (i < d->nchildren || j < n) {
+    int cmp = i >= d->nchildren ? 1 : j >= n ? -1 : strcmp(d->children[i].name, kids[j].name);
+    if (cmp == 0) {
+      if (d->children[i].ino != kids[j].ino && known) note_add(notes, dir, kids[j].name, 0);
+      i++; j++;
+    } else if (cmp < 0) {
+      if (known) note_add(notes, dir, d->children[i].name, 0);
+      i++;
+    } else {
+      if (known) note_add(notes, dir, kids[j].name, 0); /* a cached negative entry */
+      j++;
+    }
+  }
+  for (i = 0; i < d->nchildren; i++) {
+    inode_t *c = get_inode(g, d->children[i].ino);
+    if (c && c->nparents) c->nparents--;
+    if (*ncand == *candcap) {
+      size_t ncap = *candcap ? *candcap * 2 : 256;
+      uint64_t *nc = realloc(*cand, ncap * sizeof *nc);
+      if (nc) { *cand = nc; *candcap = ncap; }
+    }
+    if (*ncand < *candcap) (*cand)[(*ncand)++] = d->children[i].ino;
+    free(d->children[i].name);
+  }
+  free(d->children);
+  d->children = kids;
+  d->nchildren = n;
+  d->loaded = 1;
+  d->time = g->time;
+  if (known) note_add(notes, dir, NULL, 0); /* its attributes and cached listing */
+}
+
+/* Updates an inode's attributes from a packed entry (the inode must exist). */
+static int set_attrs(gitfs_t *g, reader_t *r, notes_t *notes) {
+  uint64_t ino = rd(r, 8);
+  uint32_t mode = (uint32_t)rd(r, 4), uid = (uint32_t)rd(r, 4), gid = (uint32_t)rd(r, 4),
+           nlink = (uint32_t)rd(r, 4);
+  uint64_t size = rd(r, 8), rdev = rd(r, 8);
+  free(rd_str(r, rd(r, 2))); /* its name: not needed */
+  uint64_t linklen = rd(r, 4);
+  char *link = linklen ? rd_str(r, linklen) : NULL;
+  uint32_t nx = (uint32_t)rd(r, 2);
+  xattr_t *xs = nx ? calloc(nx, sizeof *xs) : NULL;
+  for (uint32_t i = 0; i < nx && !r->bad; i++) {
+    xs[i].name = rd_str(r, rd(r, 2));
+    xs[i].len = (uint32_t)rd(r, 4);
+    xs[i].value = rd_str(r, xs[i].len);
+  }
+  inode_t *in = r->bad ? NULL : get_inode(g, ino);
+  if (!in || (in->mode & S_IFMT) != (mode & S_IFMT)) {
+    free(link);
+    for (uint32_t i = 0; i < nx; i++) { free(xs[i].name); free(xs[i].value); }
+    free(xs);
+    return EIO;
+  }
+  for (uint32_t i = 0; i < in->nxattrs; i++) { free(in->xattrs[i].name); free(in->xattrs[i].value); }
+  free(in->xattrs);
+  free(in->link);
+  in->mode = mode; in->uid = uid; in->gid = gid; in->nlink = nlink;
+  in->size = size; in->rdev = rdev; in->link = link;
+  in->xattrs = xs; in->nxattrs = nx;
+  in->time = g->time;
+  if (kernel_knows(in, ino)) note_add(notes, ino, NULL, -1);
+  return 0;
+}
+
+/*
+ * swap(handle, batch, time, onDone) -> { ops, notes }: applies a revision switch in one step
+ * under the lock, then sends the kernel invalidations from a thread of its own and calls
+ * onDone({notes, sent, gone, failed, ms}) when they are out. `time` becomes the timestamp of
+ * what the batch creates or changes. Batch (little endian): u32 count, then ops:
+ *   u8 SWAP_ATTR, entry                   new attributes of an existing inode (same type)
+ *   u8 SWAP_CHILDREN, u64 dir, u32 n, n entries
+ *                                         the directory's new children: an entry naming an
+ *                                         existing inode keeps it (its attributes are not
+ *                                         read), others are created
+ * The batch is checked whole before anything changes: a malformed one changes nothing.
+ */
+napi_value gitfs_swap(napi_env env, napi_callback_info info) {
+  size_t argc = 4;
+  napi_value argv[4];
+  napi_get_cb_info(env, info, &argc, argv, NULL, NULL);
+  gitfs_t *g = argc >= 4 ? get_handle(env, argv[0]) : NULL;
+  if (!g) return throw_msg(env, "EINVAL", "swap(handle, batch, time, onDone)");
+  void *buf;
+  size_t len;
+  if (napi_get_buffer_info(env, argv[1], &buf, &len) != napi_ok) return throw_msg(env, "EINVAL", "swap: batch must be a Buffer");
+  double time;
+  napi_get_value_double(env, argv[2], &time);
+  if (g->joined || g->closing) return throw_msg(env, "EIO", "swap: the filesystem is unmounted");
+  if (g->notifying) {
+    /* The previous swap's thread: joined here only once it is done (JS waits for onDone). */
+    pthread_join(g->notify_thread, NULL);
+    g->notifying = 0;
+  }
+
+  notify_job_t *job = calloc(1, sizeof *job);
+  if (!job) return throw_msg(env, "ENOMEM", "swap: out of memory");
+  job->g = g;
+  napi_value name;
+  napi_create_string_utf8(env, "gitroot-swap", NAPI_AUTO_LENGTH, &name);
+  if (napi_create_threadsafe_function(env, argv[3], NULL, name, 0, 1, NULL, NULL, NULL, call_done, &job->done) != napi_ok) {
+    free(job);
+    return throw_msg(env, "EINVAL", "swap: cannot create the completion callback");
+  }
+
+  /* Pass 1, under the lock: check the whole batch (its structure, and that every directory
+   * and inode it names exists with the right type). Nothing is installed yet. */
+  pthread_mutex_lock(&g->lock);
+  reader_t chk = {buf, (const uint8_t *)buf + len, 0};
+  uint32_t nops = (uint32_t)rd(&chk, 4);
+  for (uint32_t k = 0; k < nops && !chk.bad; k++) {
+    int op = (int)rd(&chk, 1);
+    uint32_t nent = 1;
+    if (op == SWAP_CHILDREN) {
+      inode_t *d = get_inode(g, rd(&chk, 8));
+      if (!d || !S_ISDIR(d->mode)) chk.bad = 1;
+      nent = (uint32_t)rd(&chk, 4);
+    } else if (op != SWAP_ATTR) {
+      chk.bad = 1;
+    }
+    for (uint32_t e = 0; e < nent && !chk.bad; e++) {
+      uint64_t ino = rd(&chk, 8);
+      uint32_t mode = (uint32_t)rd(&chk, 4);
+      rd_skip(&chk, 3 * 4 + 8 + 8);
+      rd_skip(&chk, rd(&chk, 2));
+      rd_skip(&chk, rd(&chk, 4));
+      uint32_t nx = (uint32_t)rd(&chk, 2);
+      for (uint32_t x = 0; x < nx && !chk.bad; x++) {
+        rd_skip(&chk, rd(&chk, 2));
+        rd_skip(&chk, rd(&chk, 4));
+      }
+      if (ino == 0 || (ino == FUSE_ROOT_ID && op == SWAP_CHILDREN)) chk.bad = 1;
+      if (op == SWAP_ATTR) {
+        inode_t *in = chk.bad ? NULL : get_inode(g, ino);
+        if (!in || (in->mode & S_IFMT) != (mode & S_IFMT)) chk.bad = 1;
+      }
+    }
+  }
+  if (chk.bad || chk.p != chk.end) {
+    pthread_mutex_unlock(&g->lock);
+    napi_release_threadsafe_function(job->done, napi_tsfn_abort);
+    free(job);
+    return throw_msg(env, "EINVAL", "swap: malformed batch (nothing was changed)");
+  }
+
+  /* Pass 2, still under the lock: apply. A request sees the old tree or the new one. */
+  uint64_t *cand = NULL;
+  size_t ncand = 0, candcap = 0;
+  reader_t r = {buf, (const uint8_t *)buf + len, 0};
+  g->time = time;
+  rd(&r, 4);
+  for (uint32_t k = 0; k < nops; k++) {
+    int op = (int)rd(&r, 1);
+    if (op == SWAP_ATTR) {
+      set_attrs(g, &r, &job->notes);
+      continue;
+    }
+    uint64_t dir = rd(&r, 8);
+    uint32_t n = (uint32_t)rd(&r, 4);
+    child_t *kids = n ? calloc(n, sizeof *kids) : NULL;
+    uint32_t filled = 0;
+    for (uint32_t i = 0; i < n; i++) {
+      uint64_t ino = install_entry(g, &r, dir, &kids[filled].name);
+      if (ino) kids[filled++].ino = ino; /* 0 only when out of memory: the entry is left out */
+    }
+    qsort(kids, filled, sizeof *kids, child_cmp);
+    for (uint32_t i = 0; i < filled; i++) get_inode(g, kids[i].ino)->nparents++;
+    replace_children(g, dir, kids, filled, &job->notes, &cand, &ncand, &candcap);
+  }
+  /* Old children nobody lists or holds any more go now (with their content). */
+  for (size_t i = 0; i < ncand; i++) maybe_free(g, cand[i]);
+  g->n_swaps++;
+  pthread_mutex_unlock(&g->lock);
+  free(cand);
+
+  napi_value res, v;
+  napi_create_object(env, &res);
+  napi_create_double(env, (double)job->notes.n, &v);
+  napi_set_named_property(env, res, "notes", v);
+  if (pthread_create(&g->notify_thread, NULL, notify_main, job) != 0) {
+    /* No thread: never notify from here (the JS thread may be what a request in the kernel
+     * waits for). The new tree is served; the kernel's cached entries of what changed stay
+     * until the next switch or unmount, and onDone says none was sent. */
+    job->skip = 1;
+    notify_main(job);
+  } else {
+    g->notifying = 1;
+  }
+  return res;
 }

@@ -1,7 +1,8 @@
 /*
  * Entry point of the gitroot native addon: registers the exported functions.
  * - readXattrs: xattrs of a path (xattr.c), used by `gitroot commit`.
- * - mount/complete/unmount/stats: the FUSE git-fs session (gitfs_fuse.c).
+ * - mount/complete/unmount/stats/cached: the FUSE git-fs session (gitfs_fuse.c);
+ *   children/drainFreed/swap: switching the revision it serves.
  */
 #include "gitroot_native.h"
 #include <malloc.h>
@@ -22,6 +23,9 @@ static napi_value init(napi_env env, napi_value exports) {
     {"unmount", NULL, gitfs_unmount, NULL, NULL, NULL, napi_default, NULL},
     {"stats", NULL, gitfs_stats, NULL, NULL, NULL, napi_default, NULL},
     {"cached", NULL, gitfs_cached, NULL, NULL, NULL, napi_default, NULL},
+    {"children", NULL, gitfs_children, NULL, NULL, NULL, napi_default, NULL},
+    {"drainFreed", NULL, gitfs_drain_freed, NULL, NULL, NULL, napi_default, NULL},
+    {"swap", NULL, gitfs_swap, NULL, NULL, NULL, napi_default, NULL},
   };
   napi_define_properties(env, exports, sizeof props / sizeof props[0], props);
   return exports;

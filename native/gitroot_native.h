@@ -10,5 +10,8 @@ napi_value gitfs_complete(napi_env env, napi_callback_info info);
 napi_value gitfs_unmount(napi_env env, napi_callback_info info);
 napi_value gitfs_stats(napi_env env, napi_callback_info info);
 napi_value gitfs_cached(napi_env env, napi_callback_info info);
+napi_value gitfs_children(napi_env env, napi_callback_info info);
+napi_value gitfs_drain_freed(napi_env env, napi_callback_info info);
+napi_value gitfs_swap(napi_env env, napi_callback_info info);
 
 #endif

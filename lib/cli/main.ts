@@ -18,6 +18,7 @@ const COMMAND_MODULES: Array<{ names: string[]; load: () => Promise<Register[]> 
   { names: ['image'], load: async () => [(await import('./commands/image.js')).registerImage] },
   { names: ['grow'], load: async () => [(await import('./commands/grow.js')).registerGrow] },
   { names: ['mount', 'umount', 'unmount'], load: async () => [(await import('./commands/mount.js')).registerMount] },
+  { names: ['switch'], load: async () => [(await import('./commands/switch.js')).registerSwitch] },
   { names: ['config'], load: async () => [(await import('./commands/config.js')).registerConfig] },
   { names: ['diff'], load: async () => [(await import('./commands/diff.js')).registerDiff] },
   { names: ['export'], load: async () => [(await import('./commands/export.js')).registerExport] },

@@ -64,6 +64,70 @@ export function encodeEntry(e: FsEntry): Buffer {
   return buf;
 }
 
+/** One step of a revision switch (native gitfs_swap). */
+export type SwapOp =
+  /** New attributes of an inode that stays (a directory). */
+  | { op: 'attr'; entry: FsEntry }
+  /** A directory's new children; entries naming existing inodes keep them as they are. */
+  | { op: 'children'; dir: number; entries: FsEntry[] };
+
+/** Encodes a switch: u32 count, then per op u8 kind (1 attr, 2 children) and its entries. */
+export function encodeSwap(ops: SwapOp[]): Buffer {
+  let total = 4;
+  const names = new Map<FsEntry, Buffer>();
+  const nameOf = (e: FsEntry): Buffer => {
+    let b = names.get(e);
+    if (!b) names.set(e, (b = Buffer.from(e.name)));
+    return b;
+  };
+  for (const o of ops) {
+    total += 1;
+    if (o.op === 'attr') total += entrySize(o.entry, nameOf(o.entry));
+    else {
+      total += 8 + 4;
+      for (const e of o.entries) total += entrySize(e, nameOf(e));
+    }
+  }
+  const buf = Buffer.alloc(total);
+  buf.writeUInt32LE(ops.length, 0);
+  let off = 4;
+  for (const o of ops) {
+    if (o.op === 'attr') {
+      buf.writeUInt8(1, off++);
+      off = writeEntry(buf, off, o.entry, nameOf(o.entry));
+    } else {
+      buf.writeUInt8(2, off++);
+      buf.writeBigUInt64LE(BigInt(o.dir), off); off += 8;
+      buf.writeUInt32LE(o.entries.length, off); off += 4;
+      for (const e of o.entries) off = writeEntry(buf, off, e, nameOf(e));
+    }
+  }
+  return buf;
+}
+
+/** A loaded directory's children as the native side holds them (native gitfs_children). */
+export interface NativeChild {
+  ino: number;
+  name: string;
+  /** A directory whose children are loaded. */
+  loaded: boolean;
+}
+
+/** Decodes native children(): u32 count, then u64 ino, u8 loaded, u16 namelen, name. */
+export function decodeChildren(buf: Buffer): NativeChild[] {
+  const n = buf.readUInt32LE(0);
+  const out: NativeChild[] = [];
+  let off = 4;
+  for (let i = 0; i < n; i++) {
+    const ino = Number(buf.readBigUInt64LE(off)); off += 8;
+    const loaded = buf[off++] === 1;
+    const len = buf.readUInt16LE(off); off += 2;
+    out.push({ ino, loaded, name: buf.toString('utf8', off, off + len) });
+    off += len;
+  }
+  return out;
+}
+
 /** Encodes a directory listing: u32 count, then the entries. */
 export function encodeDirectory(entries: FsEntry[]): Buffer {
   const names = entries.map((e) => Buffer.from(e.name));

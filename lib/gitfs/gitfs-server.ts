@@ -2,6 +2,8 @@
  * Serves one commit over FUSE: opens the object store, resolves the revision, mounts the
  * native session and answers its two questions (a directory's entries, a file's content)
  * from CommitTreeView and the verified object store. Everything else is answered natively.
+ * A running mount can switch to another revision (switchTo, tree-switch.ts): unchanged paths
+ * keep their inodes and the kernel's caches, an open file keeps reading what it opened.
  *
  * Content up to `spillThreshold` is decoded in memory and copied into the native cache;
  * bigger blobs are streamed once into an unlinked spill file that the native side reads
@@ -11,13 +13,17 @@
 import { closeSync, openSync, statSync, unlinkSync, realpathSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { native, KIND_CONTENT, KIND_HINT, KIND_LOADDIR, type FuseHandle, type FuseStats, type NativeAddon } from '../native/addon.js';
+import { native, KIND_CONTENT, KIND_FREED, KIND_HINT, KIND_LOADDIR, type FuseHandle, type FuseStats, type NativeAddon, type SwapNotified } from '../native/addon.js';
 import { ObjectStore } from '../store/object-store.js';
-import { resolveRevision } from '../store/refs.js';
-import { GitrootError, MountError, UsageError } from '../errors/errors.js';
-import { CommitTreeView } from './tree-view.js';
+import { readRef, resolveRevision } from '../store/refs.js';
+import { tagRefName } from '../store/gitroot-refs.js';
+import { GitrootError, LockedError, MountError, UsageError } from '../errors/errors.js';
+import type { AllowedSigners } from '../trust/allowed-signers.js';
+import { requireTrustedRevision } from '../trust/revision-trust.js';
+import { CommitTreeView, type InodeTable, type ViewRef } from './tree-view.js';
 import { encodeDirectory, encodeEntry } from './entry-codec.js';
 import { GITFS_FSTYPE, mountAt } from './mount-table.js';
+import { nativeTree, planSwitch, type SwitchCounts } from './tree-switch.js';
 
 const EIO = 5;
 
@@ -46,12 +52,35 @@ export interface MountOptions {
   log?: (line: string) => void;
 }
 
+/** What a switch did (the answer of `gitroot switch`). */
+export interface SwitchResult {
+  /** The revision served before, and now. */
+  from: string;
+  to: string;
+  /** False when the mount already served `to`. */
+  changed: boolean;
+  counts: SwitchCounts;
+  /** The kernel invalidations: how many were needed, sent, and found nothing cached. */
+  notified: SwapNotified;
+  /** Milliseconds: planning (reading the trees), the native swap, the invalidations, and in all. */
+  ms: { plan: number; swap: number; notify: number; total: number };
+}
+
+/** Options of a switch. */
+export interface SwitchOptions {
+  /** With these, the revision must carry a valid signature from a listed key (lib/trust), like `gitroot boot`'s. */
+  signers?: AllowedSigners | null;
+}
+
 export interface GitfsMount {
   readonly mountpoint: string;
+  /** The revision served now. */
   readonly commit: string;
   /** Resolves with the loop's status when the filesystem is unmounted (by us or from outside). */
   readonly exited: Promise<number>;
   stats(): FuseStats;
+  /** Starts serving revision `rev` (see GitfsSession.switchTo); refused, changing nothing, when it cannot be read or trusted. */
+  switchTo(rev: string, opts?: SwitchOptions): Promise<SwitchResult>;
   unmount(): void;
 }
 
@@ -88,6 +117,10 @@ interface ContentSettings {
 class GitfsSession {
   private handle: FuseHandle | undefined;
   private unmounted = false;
+  /** The view every current directory is listed from (moved by a switch). */
+  private readonly current: ViewRef;
+  private readonly table: InodeTable;
+  private switching = false;
   /** Spill jobs running, by inode: a second read of the same big file waits for the first. */
   private readonly spilling = new Map<number, Promise<void>>();
   /** Messages already logged (each problem is logged once). */
@@ -100,14 +133,22 @@ class GitfsSession {
   constructor(
     private readonly addon: NativeAddon,
     private readonly store: ObjectStore,
-    private readonly view: CommitTreeView,
-    private readonly settings: ContentSettings,
-  ) {}
+    view: CommitTreeView,
+    private readonly settings: ContentSettings & { gitdir: string },
+  ) {
+    this.table = view.table;
+    this.current = this.table.dir(1)!.ref;
+  }
+
+  /** The revision served now. */
+  get commit(): string {
+    return this.current.view.commit;
+  }
 
   /** Mounts the native session at `mountpoint`; `onExit` runs when the FUSE loop ends. */
   mount(mountpoint: string, options: FuseMountOptions, onExit: (status: number) => void): void {
     try {
-      this.handle = this.addon.mount(mountpoint, options, encodeEntry(this.view.rootEntry()), this.onRequest, (status) => {
+      this.handle = this.addon.mount(mountpoint, options, encodeEntry(this.current.view.rootEntry()), this.onRequest, (status) => {
         this.stop();
         onExit(status);
       });
@@ -134,9 +175,10 @@ class GitfsSession {
   /** The request handler given to the native side. */
   private readonly onRequest = (kind: number, ino: number, id: number): void => {
     try {
-      if (kind === KIND_LOADDIR) this.addon.complete(this.handle!, id, kind, ino, 0, encodeDirectory(this.view.listDirectory(ino)));
+      if (kind === KIND_LOADDIR) this.addon.complete(this.handle!, id, kind, ino, 0, encodeDirectory(this.table.listDirectory(ino)));
       else if (kind === KIND_CONTENT) this.loadContent(id, ino);
       else if (kind === KIND_HINT) this.readAheadFrom(ino);
+      else if (kind === KIND_FREED) this.forgetFreed();
       else this.fail(id, kind, ino, new Error(`unknown request kind ${kind}`));
     } catch (e) {
       this.fail(id, kind, ino, e);
@@ -164,7 +206,7 @@ class GitfsSession {
 
   /** Serves a file's content: small ones from memory (then reads ahead), big ones from a spill file. */
   private loadContent(id: number, ino: number): void {
-    const file = this.view.fileBlob(ino);
+    const file = this.table.fileBlob(ino);
     if (!file) return this.fail(id, KIND_CONTENT, ino, new Error(`inode ${ino} is not a regular file`));
     if (file.size <= this.settings.spillThreshold) {
       if (this.addon.cached(this.handle!, ino)) this.addon.complete(this.handle!, id, KIND_CONTENT, ino, 0);
@@ -199,6 +241,63 @@ class GitfsSession {
     this.addon.complete(this.handle!, id, KIND_CONTENT, ino, 0, fd, file.size);
   }
 
+  /** Forgets the inodes the native side freed (the old revision's, once the kernel let them go). */
+  private forgetFreed(): void {
+    for (const ino of this.addon.drainFreed(this.handle!)) this.table.forget(ino);
+  }
+
+  /**
+   * Starts serving revision `rev`: resolves it in this mount's repository, checks it (its
+   * commit, root tree and manifest must read back verified; with `signers`, it must be
+   * trusted like at boot), plans the switch (tree-switch.ts) and applies it in one native
+   * step, then waits for the kernel invalidations to be sent. One switch at a time; a refused
+   * switch changes nothing. The event loop keeps serving requests while it plans.
+   */
+  async switchTo(rev: string, opts: SwitchOptions = {}): Promise<SwitchResult> {
+    if (this.unmounted) throw new MountError('the mount is gone: nothing to switch');
+    if (this.switching) throw new LockedError(`a switch of this mount is already running: wait for it, then ask again`);
+    this.switching = true;
+    try {
+      const t0 = performance.now();
+      const from = this.commit;
+      const to = resolveRevision(this.settings.gitdir, rev, this.store);
+      if (opts.signers) requireTrustedRevision(this.store, opts.signers, to, readRef(this.settings.gitdir, tagRefName(to)));
+      const none: SwapNotified = { notes: 0, sent: 0, gone: 0, failed: 0, ms: 0 };
+      const zero: SwitchCounts = { dirsCompared: 0, dirsChanged: 0, kept: 0, created: 0, detached: 0 };
+      if (to === from) return { from, to, changed: false, counts: zero, notified: none, ms: { plan: 0, swap: 0, notify: 0, total: Math.round(performance.now() - t0) } };
+      const newView = CommitTreeView.open(this.store, to, this.table);
+      const plan = await planSwitch({
+        table: this.table, current: this.current, oldView: this.current.view, newView,
+        native: nativeTree((ino) => this.addon.children(this.handle!, ino)),
+      });
+      if (this.unmounted) {
+        plan.abort();
+        throw new MountError('the mount went away during the switch');
+      }
+      const t1 = performance.now();
+      let notified!: Promise<SwapNotified>;
+      try {
+        // From here to apply(): one tick, so no request sees a half-switched tree.
+        const batch = plan.finish();
+        notified = new Promise<SwapNotified>((resolve) => this.addon.swap(this.handle!, batch, newView.time, resolve));
+      } catch (e) {
+        plan.abort();
+        throw new MountError(`cannot switch to ${to}: ${(e as Error).message}`, { cause: e });
+      }
+      plan.apply();
+      const t2 = performance.now();
+      const n = await notified;
+      const t3 = performance.now();
+      this.settings.log(`switched from ${from} to ${to}: ${plan.counts.dirsChanged} directories changed, ${plan.counts.created} new inodes, ${n.sent} cache entries invalidated`);
+      return {
+        from, to, changed: true, counts: plan.counts, notified: n,
+        ms: { plan: Math.round(t1 - t0), swap: Math.round(t2 - t1), notify: Math.round(n.ms), total: Math.round(t3 - t0) },
+      };
+    } finally {
+      this.switching = false;
+    }
+  }
+
   // Read-ahead: a reader going through a directory's files in order (tar, cp -a, rsync,
   // boot-time loading of /usr/lib) finds the next files already decoded. Each file decoded
   // ahead is handed to the native cache unasked; when the reader reaches it, the native
@@ -207,11 +306,11 @@ class GitfsSession {
 
   /** Queues the next few small files after `ino` in its directory for decoding ahead. */
   private readAheadFrom(ino: number): void {
-    const view = this.view;
-    let next = view.nextFile(ino);
-    for (let i = 0; i < READAHEAD_FILES && next !== undefined; i++, next = view.nextFile(next)) {
+    const table = this.table;
+    let next = table.nextFile(ino);
+    for (let i = 0; i < READAHEAD_FILES && next !== undefined; i++, next = table.nextFile(next)) {
       if (this.queued.has(next)) continue;
-      const f = view.fileBlob(next);
+      const f = table.fileBlob(next);
       if (!f || f.size === 0 || f.size > READAHEAD_MAX_FILE) continue;
       this.queued.add(next);
       this.ahead.push(next);
@@ -227,7 +326,8 @@ class GitfsSession {
     const ino = this.ahead.shift();
     if (ino === undefined || this.unmounted) { this.pumping = false; return; }
     try {
-      if (!this.addon.cached(this.handle!, ino)) this.addon.complete(this.handle!, 0, KIND_CONTENT, ino, 0, this.decode(this.view.fileBlob(ino)!));
+      const file = this.table.fileBlob(ino); // gone when a switch freed it meanwhile
+      if (file && !this.addon.cached(this.handle!, ino)) this.addon.complete(this.handle!, 0, KIND_CONTENT, ino, 0, this.decode(file));
     } catch {
       /* a damaged object: the demand read will report it */
     }
@@ -256,7 +356,7 @@ export function mountGitfs(opts: MountOptions): GitfsMount {
   const cacheBytes = opts.cacheBytes ?? 6 * 1024 * 1024;
   // Content up to half the native ring is served from memory; bigger files from a spill file.
   const spillThreshold = opts.spillThreshold ?? Math.floor(cacheBytes / 2);
-  const session = new GitfsSession(native(), store, view, { spillThreshold, spillDir: opts.spillDir ?? tmpdir(), log });
+  const session = new GitfsSession(native(), store, view, { spillThreshold, spillDir: opts.spillDir ?? tmpdir(), log, gitdir: opts.gitdir });
 
   let resolveExit!: (status: number) => void;
   const exited = new Promise<number>((r) => (resolveExit = r));
@@ -270,9 +370,10 @@ export function mountGitfs(opts: MountOptions): GitfsMount {
 
   return {
     mountpoint,
-    commit,
+    get commit() { return session.commit; },
     exited,
     stats: () => session.stats(),
+    switchTo: (rev, o) => session.switchTo(rev, o),
     unmount: () => {
       if (session.stop()) resolveExit(0);
     },

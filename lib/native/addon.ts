@@ -16,6 +16,19 @@ export const KIND_LOADDIR = 1;
 export const KIND_CONTENT = 2;
 /** Not a question: a file installed ahead of demand is being read (keep reading ahead). */
 export const KIND_HINT = 3;
+/** Not a question: inodes were freed (the kernel forgot them and no directory lists them); drainFreed says which. */
+export const KIND_FREED = 4;
+
+/** What a swap's invalidations did (see NativeAddon.swap). */
+export interface SwapNotified {
+  /** Invalidations to send: entries (directory, name) and inodes. */
+  notes: number;
+  sent: number;
+  /** The kernel had nothing cached for them. */
+  gone: number;
+  failed: number;
+  ms: number;
+}
 
 export interface FuseStats {
   inodes: number;
@@ -27,6 +40,13 @@ export interface FuseStats {
   readBytes: number;
   evictions: number;
   opens: number;
+  /** Revision switches applied. */
+  swaps: number;
+  /** Inodes freed (forgotten by the kernel and listed by no directory). */
+  freed: number;
+  /** Entry and inode invalidations sent to the kernel by switches. */
+  invalEntries: number;
+  invalInodes: number;
 }
 
 export interface NativeAddon {
@@ -42,6 +62,16 @@ export interface NativeAddon {
   unmount(handle: FuseHandle): void;
   stats(handle: FuseHandle): FuseStats;
   cached(handle: FuseHandle, ino: number): boolean;
+  /** A loaded directory's children (see native/gitfs_fuse.c gitfs_children), or null. */
+  children(handle: FuseHandle, ino: number): Buffer | null;
+  /** The inodes freed since the last call. */
+  drainFreed(handle: FuseHandle): number[];
+  /**
+   * Applies a revision switch (entry-codec.ts encodeSwap) in one step; `onDone` gets the
+   * invalidations' outcome once they are sent (from a native thread). Throws, changing
+   * nothing, on a malformed batch.
+   */
+  swap(handle: FuseHandle, batch: Buffer, time: number, onDone: (n: SwapNotified) => void): { notes: number };
 }
 
 let cached: NativeAddon | undefined;

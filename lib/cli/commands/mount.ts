@@ -5,6 +5,8 @@ import { realpathSync } from 'node:fs';
 import { promisify } from 'node:util';
 import { mountGitfs } from '../../gitfs/gitfs-server.js';
 import { reportReady, startDaemon } from '../../gitfs/mount-daemon.js';
+import { startControlServer } from '../../gitfs/switch-control.js';
+import { parseAllowedSigners } from '../../trust/allowed-signers.js';
 import { GITFS_FSTYPE, mountAt } from '../../gitfs/mount-table.js';
 import { GitrootError, MountError, UsageError } from '../../errors/errors.js';
 import { note, printJson, printLine } from '../output.js';
@@ -44,8 +46,21 @@ async function serveForeground(mountpoint: string, opts: MountOpts): Promise<voi
     }
     throw e;
   }
+  // The control socket beside the mount (gitroot switch): started once the mount answers.
+  const log = (line: string) => process.stderr.write(`gitroot: ${line}\n`);
+  const since = new Date().toISOString();
+  let switches = 0;
+  const control = await startControlServer(mount.mountpoint, {
+    status: () => ({ mountpoint: mount.mountpoint, commit: mount.commit, pid: process.pid, since, switches, stats: mount.stats() }),
+    switchTo: async (req) => {
+      const signers = req.allowedSigners ? parseAllowedSigners(req.allowedSigners.text, req.allowedSigners.source) : null;
+      const r = await mount.switchTo(req.rev, { signers });
+      if (r.changed) switches++;
+      return r;
+    },
+  }, log);
   const readyMs = Math.round(performance.now());
-  const report = { ok: true, mountpoint: mount.mountpoint, commit: mount.commit, pid: process.pid, readyMs };
+  const report = { ok: true, mountpoint: mount.mountpoint, commit: mount.commit, pid: process.pid, readyMs, control: control?.path ?? null };
   if (opts.readyFd !== undefined) reportReady(opts.readyFd, report);
   else if (opts.json) printJson(report);
   else note(`serving ${mount.commit} at ${mount.mountpoint} (ready in ${readyMs} ms); stop with 'gitroot umount ${mount.mountpoint}' or Ctrl-C`);
@@ -54,6 +69,7 @@ async function serveForeground(mountpoint: string, opts: MountOpts): Promise<voi
   process.once('SIGTERM', stop);
   process.once('SIGHUP', stop);
   await mount.exited;
+  control?.close();
 }
 
 export function registerMount(program: Command): void {
