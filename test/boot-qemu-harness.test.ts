@@ -15,8 +15,11 @@ t.test('a guest that hangs is killed at the timeout', { skip }, async (t) => {
   if (!avail.ok) return t.fail(`missing ${avail.missing.join(', ')}: run scripts/setup.sh`);
   const kernel = ensureKernel();
   const initrd = buildInitramfs(kernel, 'baseline');
-  // No disk and break=top: the initramfs stops at a shell prompt and waits forever.
-  const r = await bootGuest({ kernel: kernel.vmlinuz, initrd: initrd.path, disk: [], append: 'console=ttyS0 break=top panic=1', timeoutMs: 8000, logName: 'harness-timeout' });
+  // No disk, and a root device that never appears: the initramfs waits for it (rootdelay=600).
+  // (A break=top shell is no hang: it reads QEMU's stdin, /dev/null, exits, and the kernel panics.)
+  const r = await bootGuest({
+    kernel: kernel.vmlinuz, initrd: initrd.path, disk: [], append: 'console=ttyS0 root=/dev/vdz rootdelay=600 panic=1', timeoutMs: 8000, logName: 'harness-timeout',
+  });
   t.equal(r.exitReason, 'timeout');
   t.ok(r.durationMs >= 8000 && r.durationMs < 40_000, `killed promptly (${r.durationMs} ms)`);
   t.match(r.serial, /Linux version/, 'the serial output so far is returned');
