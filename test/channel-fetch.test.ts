@@ -90,9 +90,6 @@ async function refused(t: Test, m: Machine, code: number, re: RegExp, what: stri
   t.equal(snapshot(m), before, `${what}: state, kernels and entries unchanged`);
 }
 
-/** Bytes nginx sent for `file` (bodies), over all requests so far. */
-const bodyBytesFor = (file: string) => server.log().filter((l) => l.path.endsWith(file)).reduce((a, l) => a + l.bodyBytes, 0);
-
 t.before(async () => {
   if (!haveNginx) return;
   work = fs.mkdtempSync('/tmp/gitroot-channel-fetch-');
