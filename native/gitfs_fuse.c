@@ -34,11 +34,14 @@
 #include <fuse_lowlevel.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <poll.h>
 #include <pthread.h>
 #include <stdarg.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
+#include <stdio.h>
+#include <sys/mount.h>
 #include <sys/stat.h>
 #include <sys/statvfs.h>
 #include <unistd.h>
@@ -133,6 +136,7 @@ typedef struct gitfs {
   int joined;
   unsigned max_threads;
   int no_open;                        /* kernel supports zero-message open */
+  char *own_mount;                    /* the mountpoint, when this process mounted it itself (root) */
   napi_threadsafe_function tsfn;      /* requests to JS */
   napi_threadsafe_function exit_tsfn; /* loop ended (unmounted from outside) */
   uint64_t *freed;                    /* inodes freed since JS last drained them */
@@ -885,6 +889,66 @@ static double get_num_prop(napi_env env, napi_value obj, const char *name, doubl
   return d;
 }
 
+/*
+ * As root, the file system is mounted here with mount(2) and libfuse gets the open /dev/fuse
+ * descriptor as "/dev/fd/N" (libfuse >= 3.3). libfuse's own mount, as root, afterwards runs
+ * `/bin/mount --no-canonicalize -i -f` to record the mount in mtab, and fails the whole mount
+ * when that program does not understand it: klibc's mount in an initramfs without busybox
+ * (Debian 13's initramfs-tools). `fsopts` is libfuse's option syntax, of which gitroot uses
+ * ro, suid/nosuid, dev/nodev, exec/noexec, default_permissions, allow_other, fsname=, subtype=.
+ * Returns the descriptor, or -1 with `err` set.
+ */
+static int mount_self(const char *mnt, const char *fsopts, char *err, size_t errlen) {
+  unsigned long flags = MS_NOSUID | MS_NODEV; /* libfuse's defaults for root */
+  char source[256] = "gitroot", type[256] = "fuse", kopts[1024] = "";
+  char buf[4096];
+  snprintf(buf, sizeof buf, "%s", fsopts);
+  for (char *save = NULL, *o = strtok_r(buf, ",", &save); o; o = strtok_r(NULL, ",", &save)) {
+    if (!strcmp(o, "ro")) flags |= MS_RDONLY;
+    else if (!strcmp(o, "rw")) flags &= ~MS_RDONLY;
+    else if (!strcmp(o, "suid")) flags &= ~MS_NOSUID;
+    else if (!strcmp(o, "nosuid")) flags |= MS_NOSUID;
+    else if (!strcmp(o, "dev")) flags &= ~MS_NODEV;
+    else if (!strcmp(o, "nodev")) flags |= MS_NODEV;
+    else if (!strcmp(o, "exec")) flags &= ~MS_NOEXEC;
+    else if (!strcmp(o, "noexec")) flags |= MS_NOEXEC;
+    else if (!strncmp(o, "fsname=", 7)) snprintf(source, sizeof source, "%s", o + 7);
+    else if (!strncmp(o, "subtype=", 8)) snprintf(type, sizeof type, "fuse.%s", o + 8);
+    else if (!strcmp(o, "default_permissions") || !strcmp(o, "allow_other") || !strncmp(o, "max_read=", 9)) {
+      size_t used = strlen(kopts);
+      snprintf(kopts + used, sizeof kopts - used, ",%s", o);
+    } else {
+      snprintf(err, errlen, "unknown mount option '%s'", o);
+      return -1;
+    }
+  }
+  struct stat st;
+  if (stat(mnt, &st) != 0) { snprintf(err, errlen, "mountpoint %s: %s", mnt, strerror(errno)); return -1; }
+  int fd = open("/dev/fuse", O_RDWR | O_CLOEXEC);
+  if (fd < 0) { snprintf(err, errlen, "cannot open /dev/fuse: %s (modprobe fuse?)", strerror(errno)); return -1; }
+  char data[1200];
+  snprintf(data, sizeof data, "fd=%d,rootmode=%o,user_id=%u,group_id=%u%s", fd, st.st_mode & S_IFMT, getuid(), getgid(), kopts);
+  if (mount(source, mnt, type, flags, data) != 0) {
+    snprintf(err, errlen, "mount(2) of %s at %s: %s", type, mnt, strerror(errno));
+    close(fd);
+    return -1;
+  }
+  return fd;
+}
+
+/*
+ * Detaches a mount made by mount_self, unless the connection is gone already (unmounted from
+ * outside: the descriptor polls POLLERR, as libfuse checks too), so that another file system
+ * mounted at the same path since is never taken down.
+ */
+static void unmount_self(gitfs_t *g) {
+  if (!g->own_mount) return;
+  struct pollfd pfd = {.fd = fuse_session_fd(g->se), .events = 0};
+  if (!(poll(&pfd, 1, 0) == 1 && (pfd.revents & POLLERR))) umount2(g->own_mount, MNT_DETACH);
+  free(g->own_mount);
+  g->own_mount = NULL;
+}
+
 /* mount(mountpoint, options, rootEntry, handler, onExit) -> handle
  * options: { fsOptions: string, cacheBytes, maxSpillFds, time, threads } */
 napi_value gitfs_mount(napi_env env, napi_callback_info info) {
@@ -936,13 +1000,30 @@ napi_value gitfs_mount(napi_env env, napi_callback_info info) {
     napi_release_threadsafe_function(g->exit_tsfn, napi_tsfn_abort);
     return throw_msg(env, "EMOUNT", last_log[0] ? last_log : "cannot create the FUSE session (bad options?)");
   }
-  if (fuse_session_mount(g->se, mountpoint) != 0) {
+  char where[64], err[512] = "";
+  const char *target = mountpoint;
+  if (geteuid() == 0) {
+    int fd = mount_self(mountpoint, fsopts, err, sizeof err);
+    if (fd < 0) {
+      fuse_session_destroy(g->se);
+      napi_release_threadsafe_function(g->tsfn, napi_tsfn_abort);
+      napi_release_threadsafe_function(g->exit_tsfn, napi_tsfn_abort);
+      return throw_msg(env, "EMOUNT", err);
+    }
+    g->own_mount = strdup(mountpoint);
+    snprintf(where, sizeof where, "/dev/fd/%d", fd);
+    target = where;
+  }
+  if (fuse_session_mount(g->se, target) != 0) {
+    if (g->own_mount) umount2(g->own_mount, MNT_DETACH);
+    free(g->own_mount);
     fuse_session_destroy(g->se);
     napi_release_threadsafe_function(g->tsfn, napi_tsfn_abort);
     napi_release_threadsafe_function(g->exit_tsfn, napi_tsfn_abort);
     return throw_msg(env, "EMOUNT", last_log[0] ? last_log : "mount failed (is /dev/fuse available and are you root?)");
   }
   if (pthread_create(&g->loop_thread, NULL, loop_main, g) != 0) {
+    unmount_self(g);
     fuse_session_unmount(g->se);
     fuse_session_destroy(g->se);
     return throw_msg(env, "EMOUNT", "cannot start the FUSE loop thread");
@@ -1011,6 +1092,8 @@ napi_value gitfs_unmount(napi_env env, napi_callback_info info) {
   if (g->joined) return NULL;
   close_calls(g);
   fuse_session_exit(g->se);
+  /* A mount of our own: libfuse only knows /dev/fd/N, so the mountpoint is detached here. */
+  unmount_self(g);
   fuse_session_unmount(g->se); /* the blocked read() on /dev/fuse returns ENODEV */
   if (g->loop_started) pthread_join(g->loop_thread, NULL);
   /* A swap's invalidations fail fast now that the kernel side is gone. */

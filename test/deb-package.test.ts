@@ -112,12 +112,17 @@ t.test('the Debian 13 package', { skip }, async (t) => {
     for (const f of ['usr/lib/gitroot/gitroot.cjs', 'usr/lib/gitroot/gitroot_native.node', 'scripts/gitroot', 'usr/bin/node', 'usr/lib/x86_64-linux-gnu/libfuse3.so.4']) {
       t.ok(initrd.has(f), `the initrd holds ${f}`);
     }
+    // Debian's node reads these at every start (shared builtins): without them it aborts in the initramfs.
+    for (const f of ['usr/share/nodejs/cjs-module-lexer/lexer.js', 'usr/share/nodejs/undici/undici-fetch.js', 'usr/share/nodejs/acorn/dist/acorn.js']) {
+      t.ok(initrd.has(f), `the initrd holds node's shared builtin ${f}`);
+    }
+    t.ok([...initrd].some((f) => /(^|\/)s?bin\/fsck\.ext4$/.test(f)), 'and fsck.ext4, to check the medium before it is mounted');
     // fuse is built into Debian's kernel; overlay is a module the hook adds.
     t.ok([...initrd].some((f) => /\/kernel\/fs\/overlayfs\/overlay\.ko(\.xz|\.zst)?$/.test(f)), 'the overlay module is in');
 
     const units = ok('units', 'units listed');
     for (const u of ['multi-user.target.wants/gitroot-mark-good.service', 'timers.target.wants/gitroot-fetch.timer',
-      'timers.target.wants/gitroot-fsck.timer', 'multi-user.target.wants/gitroot-grow.service']) {
+      'timers.target.wants/gitroot-fsck.timer', 'multi-user.target.wants/gitroot-grow.service', 'boot-complete.target.requires/gitroot-health.service']) {
       t.match(units, new RegExp(`/etc/systemd/system/${u.replace(/\./g, '\\.')} -> /usr/lib/systemd/system/`), `${u} enabled`);
     }
     t.equal(ok('version', 'the installed gitroot runs').trim(), version);

@@ -72,7 +72,7 @@ t.test('two kiosk releases built with examples/kiosk/build.sh', { skip }, async 
   // The tree stores symlinks as git symlinks: read their targets.
   const link = (path: string): string => show(two.sha, path);
   for (const u of ['multi-user.target.wants/gitroot-mark-good.service', 'timers.target.wants/gitroot-fetch.timer',
-    'timers.target.wants/gitroot-fsck.timer', 'multi-user.target.wants/gitroot-grow.service', 'multi-user.target.wants/kiosk.service']) {
+    'timers.target.wants/gitroot-fsck.timer', 'multi-user.target.wants/gitroot-grow.service', 'boot-complete.target.requires/gitroot-health.service', 'multi-user.target.wants/kiosk.service']) {
     t.match(link(`etc/systemd/system/${u}`), /^\/(usr\/lib|etc)\/systemd\/system\//, `${u} enabled`);
   }
   t.equal(link('etc/systemd/system/getty@tty1.service'), '/dev/null', 'tty1\'s getty masked: the kiosk has the screen');

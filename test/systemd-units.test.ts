@@ -2,7 +2,8 @@
  * The systemd units in boot/: accepted by `systemd-analyze verify` (apart from /usr/bin/gitroot
  * not being installed on the test machine), and holding the policy docs/deploy.md promises:
  * fetch after network-online.target as a oneshot, a periodic randomized persistent timer,
- * mark-good only after boot-complete.target and never in rescue boots.
+ * the health checks before boot-complete.target (which requires them), mark-good only after it
+ * (without running the checks again) and never in rescue boots.
  */
 // needs: none
 import t from 'tap';
@@ -11,7 +12,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { PROJECT_ROOT } from './helpers/deploy-fixtures.js';
 
-const UNITS = ['gitroot-fetch.service', 'gitroot-fetch.timer', 'gitroot-mark-good.service', 'gitroot-fsck.service', 'gitroot-fsck.timer'];
+const UNITS = ['gitroot-fetch.service', 'gitroot-fetch.timer', 'gitroot-health.service', 'gitroot-mark-good.service', 'gitroot-fsck.service', 'gitroot-fsck.timer'];
 const unitPath = (u: string): string => path.join(PROJECT_ROOT, 'boot', u);
 
 /** `key=value` settings of a unit file, by section, comments skipped. */
@@ -71,8 +72,15 @@ t.test('the units hold the promised policy', async (t) => {
 
   const good = parseUnit(fs.readFileSync(unitPath('gitroot-mark-good.service'), 'utf8'));
   t.same(good.get('[Unit]Requires'), ['boot-complete.target']);
-  t.same(good.get('[Unit]After'), ['boot-complete.target']);
-  t.match(good.get('[Service]ExecStart')?.[0], /^\/usr\/bin\/gitroot mark-good --dir /);
+  t.same(good.get('[Unit]After'), ['boot-complete.target', 'multi-user.target systemd-bless-boot.service'],
+    'after the boot is complete, the system is up and the loader blessed the entry');
+  t.match(good.get('[Service]ExecStart')?.[0], /^\/usr\/bin\/gitroot mark-good --dir \$\{GITROOT_DIR\} --no-health-checks$/);
+  const health = parseUnit(fs.readFileSync(unitPath('gitroot-health.service'), 'utf8'));
+  t.same(health.get('[Unit]Before'), ['boot-complete.target'], 'the checks judge the boot before it counts as complete');
+  t.same(health.get('[Install]RequiredBy'), ['boot-complete.target'], 'and a failing check keeps it from being reached');
+  t.same(health.get('[Unit]After'), ['multi-user.target'], 'on the system as it runs');
+  t.match(health.get('[Service]ExecStart')?.[0], /^\/usr\/bin\/gitroot health --dir \$\{GITROOT_DIR\}$/);
+  t.same(health.get('[Unit]ConditionPathIsDirectory'), ['/run/gitroot']);
   t.same(good.get('[Install]WantedBy'), ['multi-user.target'], 'not reached by rescue.target');
 
   for (const u of UNITS) {

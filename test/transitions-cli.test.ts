@@ -7,10 +7,14 @@
  *     dropped when it is marked good, rollback and roll forward, mark-bad of the good one;
  *   - a failed update (extlinux): tries used up at boot, the good revision boots, and
  *     mark-good of it brings DEFAULT back to the good entry;
+ *   - a kernel that never reaches the initramfs (bls): systemd-boot used up the entry's tries
+ *     (renamed to +0-N) while the state still counts them; mark-good in the good revision's
+ *     boot records it as failed, removes its entry, and the fetcher does not stage it again;
  *   - refusals (nothing booted, no earlier good revision, another revision running, no
  *     staged kernel, a revision gone from the repository, a held lock): one line, exit
  *     status, state and entries unchanged;
- *   - the command line of boot/gitroot-mark-good.service.
+ *   - the command lines of boot/gitroot-health.service and gitroot-mark-good.service, and
+ *     `gitroot health` (the checks alone: pass, veto, refusals).
  */
 // needs: git
 import t from 'tap';
@@ -202,6 +206,53 @@ t.test('a failed update with extlinux: tries used up, the good revision boots, m
   t.match(JSON.parse(status.stdout), { good: A, booted: A, pending: null, failed: [B] });
 });
 
+t.test('a kernel that never reaches the initramfs (bls): the loader used up its tries, mark-good records it as failed', async (t) => {
+  const m = machine(tempDir(t, 'transitions'), { loader: 'bls', cmdline: 'BOOT_IMAGE=/vmlinuz boot=gitroot quiet' });
+  const A = commitSpec(m.base, m.repo, debianRoot(V1, 'A'));
+  const B = commitSpec(m.base, m.repo, debianRoot(V2, 'B'));
+  await stage(m, A);
+  await boot(m, A);
+  t.equal(gitroot(commandArgs(m, 'mark-good')).status, 0);
+  await stage(m, B, 2);
+  const entries = path.join(m.boot, 'loader', 'entries');
+  // systemd-boot tried B's entry twice (+2 -> +1-1 -> +0-2); its kernel panicked both times, so
+  // gitroot's initramfs never ran and the state still says 2 tries left.
+  fs.renameSync(path.join(entries, `gitroot-${short(B)}+2.conf`), path.join(entries, `gitroot-${short(B)}+0-2.conf`));
+  t.equal(await boot(m, A), A, 'the loader falls back to the good entry: A boots');
+  t.match(readState(m.dir), { good: A, booted: A, pending: { revision: B, triesLeft: 2 }, failed: [] }, 'the boot alone learns nothing');
+  const r = gitroot(commandArgs(m, 'mark-good'));
+  t.equal(r.status, 0, r.stderr);
+  t.same(r.stdout.split('\n'), [
+    `health checks: none in ${m.health}`,
+    `note: the boot loader counted 2 tries of pending revision ${B} that never reached gitroot's initramfs ` +
+      `(entry ${path.join(entries, `gitroot-${short(B)}+0-2.conf`)}): it has no tries left and the loader boots another entry, so it is recorded as failed`,
+    `${A} is already the known-good revision`,
+    `next boot: ${A}`,
+    '',
+  ]);
+  t.match(readState(m.dir), { good: A, booted: A, pending: null, failed: [B] });
+  t.same(Object.keys(blsEntries(m)), [`gitroot-${short(A)}.conf`], "B's entry is gone");
+  t.notOk(fs.existsSync(path.join(m.boot, 'gitroot', B)), 'and its kernel copy');
+  const again = gitroot(commandArgs(m, 'mark-good', '--json'));
+  t.match(JSON.parse(again.stdout), { changed: false, notes: [] }, 'the next mark-good has nothing to learn');
+  const restage = await stageRevision({ dir: m.dir, sha: B, bootloader: 'bls', bootDir: m.boot, tries: 2 });
+  t.equal(restage.action, 'refused', 'the fetcher does not stage it again');
+
+  // One try lost to a panic, then the kernel boots: the state keeps the lower count.
+  const C = commitSpec(m.base, m.repo, debianRoot(V2, 'C'));
+  await stage(m, C, 3);
+  fs.renameSync(path.join(entries, `gitroot-${short(C)}+3.conf`), path.join(entries, `gitroot-${short(C)}+1-2.conf`));
+  t.equal(await boot(m, C), C);
+  t.match(readState(m.dir), { pending: { revision: C, triesLeft: 2 } });
+  healthScript(m, '20-app', 'echo "kiosk: no display" >&2; exit 1');
+  t.equal(gitroot(commandArgs(m, 'mark-good')).status, 4, 'a veto changes nothing, the count included');
+  t.match(readState(m.dir), { pending: { revision: C, triesLeft: 2 } });
+  fs.rmSync(path.join(m.health, '20-app'));
+  const rb = gitroot(commandArgs(m, 'mark-bad', '--json'));
+  t.equal(rb.status, 0, rb.stderr);
+  t.match(JSON.parse(rb.stdout), { notes: [/counted 1 try of pending revision .*: 1 left$/], state: { failed: [C, B], pending: null } });
+});
+
 t.test('refusals: one line, an exit status, nothing changed', async (t) => {
   const m = machine(tempDir(t, 'transitions'), { loader: 'bls', cmdline: 'BOOT_IMAGE=/vmlinuz boot=gitroot quiet' });
   const A = commitSpec(m.base, m.repo, debianRoot(V1, 'A'));
@@ -280,27 +331,62 @@ t.test('refusals: one line, an exit status, nothing changed', async (t) => {
 /** The unit's defaults read these; a host that has them would change the outcome. */
 const hostHas = ['/etc/gitroot', '/run/gitroot/booted.json'].filter((p) => fs.existsSync(p));
 
-t.test('the command line of gitroot-mark-good.service', { skip: hostHas.length > 0 ? `this host has ${hostHas.join(', ')}` : false }, async (t) => {
-  const unit = fs.readFileSync(path.join(PROJECT_ROOT, 'boot', 'gitroot-mark-good.service'), 'utf8');
+/** Runs a unit's ExecStart (with GITROOT_DIR set to `dir`) as systemd would, with every default. */
+async function runUnit(t: Test, unitName: string, dir: string): Promise<{ words: string[]; status: number | null; stdout: string; stderr: string }> {
+  const unit = fs.readFileSync(path.join(PROJECT_ROOT, 'boot', unitName), 'utf8');
   const exec = /^ExecStart=(.*)$/m.exec(unit)?.[1] ?? '';
-  const dirDefault = /^Environment=GITROOT_DIR=(.*)$/m.exec(unit)?.[1];
-  t.equal(dirDefault, '/run/gitroot/home', 'the home as gitroot boot exposes it in the booted system');
+  t.equal(/^Environment=GITROOT_DIR=(.*)$/m.exec(unit)?.[1], '/run/gitroot/home', `${unitName}: the home as gitroot boot exposes it in the booted system`);
   const words = exec.split(/\s+/);
-  t.same(words, ['/usr/bin/gitroot', 'mark-good', '--dir', '${GITROOT_DIR}'], 'mark-good of the configured home, with every default');
-  // Run exactly that (the defaults read /proc/cmdline, /etc/gitroot, /etc/gitroot/health.d and /run/gitroot).
-  const m = machine(tempDir(t, 'transitions'), { loader: 'bls', cmdline: 'BOOT_IMAGE=/vmlinuz boot=gitroot quiet' });
-  const A = commitSpec(m.base, m.repo, { 'etc/os-release': 'unit\n' });
-  await withLock(m.dir, {}, (lock) => writeState(lock, { ...readState(m.dir), booted: A }));
-  const argv = words.slice(1).map((w) => w.replace('${GITROOT_DIR}', m.dir));
-  const r = await new Promise<{ status: number | null; stdout: string; stderr: string }>((resolve) => {
+  const argv = words.slice(1).map((w) => w.replace('${GITROOT_DIR}', dir));
+  return new Promise((resolve) => {
     const child = spawn(process.execPath, [CLI, ...argv], { stdio: ['ignore', 'pipe', 'pipe'] });
     let stdout = '';
     let stderr = '';
     child.stdout.on('data', (d) => (stdout += d));
     child.stderr.on('data', (d) => (stderr += d));
-    child.on('close', (status) => resolve({ status, stdout, stderr }));
+    child.on('close', (status) => resolve({ words, status, stdout, stderr }));
   });
-  t.equal(r.status, 0, r.stderr);
-  t.match(r.stdout, /health checks: none in \/etc\/gitroot\/health.d\n/);
+}
+
+t.test('the command lines of gitroot-health.service and gitroot-mark-good.service', { skip: hostHas.length > 0 ? `this host has ${hostHas.join(', ')}` : false }, async (t) => {
+  // Run exactly those (the defaults read /proc/cmdline, /etc/gitroot, /etc/gitroot/health.d and /run/gitroot).
+  const m = machine(tempDir(t, 'transitions'), { loader: 'bls', cmdline: 'BOOT_IMAGE=/vmlinuz boot=gitroot quiet' });
+  const A = commitSpec(m.base, m.repo, { 'etc/os-release': 'unit\n' });
+  await withLock(m.dir, {}, (lock) => writeState(lock, { ...readState(m.dir), booted: A }));
+  const health = await runUnit(t, 'gitroot-health.service', m.dir);
+  t.same(health.words, ['/usr/bin/gitroot', 'health', '--dir', '${GITROOT_DIR}'], 'the health checks of the configured home, with every default');
+  t.equal(health.status, 0, health.stderr);
+  t.same(health.stdout.split('\n'), ['health checks: none in /etc/gitroot/health.d', `${A} passed its health checks`, '']);
+  t.match(readState(m.dir), { good: null, booted: A }, 'the checks change nothing');
+  const good = await runUnit(t, 'gitroot-mark-good.service', m.dir);
+  t.same(good.words, ['/usr/bin/gitroot', 'mark-good', '--dir', '${GITROOT_DIR}', '--no-health-checks'],
+    'mark-good of the configured home, the checks not run again (boot-complete.target required them)');
+  t.equal(good.status, 0, good.stderr);
+  t.match(good.stdout, /^health checks: not run \(--no-health-checks\)\n/);
   t.match(readState(m.dir), { good: A });
+});
+
+t.test('gitroot health: the checks alone, judged against the booted revision', async (t) => {
+  const m = machine(tempDir(t, 'transitions'), { loader: 'bls', cmdline: 'BOOT_IMAGE=/vmlinuz boot=gitroot quiet' });
+  const A = commitSpec(m.base, m.repo, debianRoot(V1, 'A'));
+  await stage(m, A);
+  const args = (...more: string[]) => ['health', '--dir', m.dir, '--health-dir', m.health, '--run-dir', m.run, ...more];
+  const none = gitroot(args());
+  t.equal(none.status, 4, 'nothing booted yet: refused');
+  oneLine(t, none, /records no booted revision/, 'nothing booted');
+  t.equal(await boot(m, A), A);
+  healthScript(m, '10-env', 'echo "judging $GITROOT_REVISION in $GITROOT_DIR"');
+  const ok = gitroot(args('--json'));
+  t.equal(ok.status, 0, ok.stderr);
+  t.match(JSON.parse(ok.stdout), { ok: true, revision: A, health: { ok: true, checks: [{ name: '10-env', ok: true, lastLine: `judging ${A} in ${m.dir}` }] } });
+  healthScript(m, '20-app', 'echo "kiosk.service is failed after 3 restarts" >&2; exit 1');
+  const before = snapshot(m);
+  const veto = gitroot(args());
+  t.equal(veto.status, 4);
+  t.match(veto.stderr, new RegExp(`gitroot: health: health check ${path.join(m.health, '20-app')} failed \\(exit 1\\): kiosk.service is failed after 3 restarts; ` +
+    'the boot does not count as complete \\(boot-complete.target\\): the boot entry is not blessed and the revision not marked good\n$'));
+  t.equal(snapshot(m), before, 'state and entries unchanged');
+  t.match(JSON.parse(gitroot(args('--json')).stdout), { ok: false, error: { code: 'ESTATE' }, health: { ok: false } });
+  fs.writeFileSync(path.join(m.run, 'booted.json'), JSON.stringify({ revision: 'f'.repeat(40) }));
+  oneLine(t, gitroot(args()), /this boot runs f{40}/, 'another revision running: refused');
 });

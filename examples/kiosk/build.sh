@@ -1,13 +1,14 @@
 #!/usr/bin/env bash
 # Builds one release of a small Debian 13 kiosk OS and commits it into a gitroot repository:
 #
-#   build.sh REPO.git [--remote URL] [--sign-key KEY] [--label TEXT] [--deb FILE]
+#   build.sh REPO.git [--remote URL] [--sign-key KEY] [--label TEXT] [--deb FILE] [--overlay DIR]...
 #
 # The release: Debian 13 (trixie) made with mmdebstrap, with linux-image-amd64, systemd,
 # systemd-boot, the gitroot Debian package (whose initramfs-tools hook puts gitroot into the
 # initrd), /etc/gitroot/gitroot.conf naming the update remote, an allowed-signers file
 # (with --sign-key: the key's public half, baked into the initramfs too) and a kiosk
-# service that shows the label and the booted revision full-screen on tty1. It is committed
+# service that shows the label and the booted revision full-screen on tty1, with a health
+# check that keeps a release whose kiosk program does not run from being marked good. It is committed
 # with `gitroot commit` (signed with --sign-key) on the repository's master branch, on top
 # of the previous release; the new commit's SHA is the last line printed.
 #
@@ -23,16 +24,19 @@ project=$(cd "$here/../.." && pwd)
 # shellcheck source=../../scripts/mmdebstrap-lib.sh
 . "$project/scripts/mmdebstrap-lib.sh"
 
-usage() { echo "usage: $0 REPO.git [--remote URL] [--sign-key KEY] [--label TEXT] [--deb FILE]" >&2; exit 2; }
+usage() { echo "usage: $0 REPO.git [--remote URL] [--sign-key KEY] [--label TEXT] [--deb FILE] [--overlay DIR]..." >&2; exit 2; }
 [ $# -ge 1 ] || usage
 repo=$1; shift
 remote= signkey= label="gitroot kiosk" deb=
+overlays=()
 while [ $# -gt 0 ]; do
 	case "$1" in
 	--remote) remote=$2; shift 2 ;;
 	--sign-key) signkey=$(realpath "$2"); shift 2 ;;
 	--label) label=$2; shift 2 ;;
 	--deb) deb=$(realpath "$2"); shift 2 ;;
+	# Your own files over the release (units, settings, a changed program), in order.
+	--overlay) [ -d "$2" ] || { echo "kiosk: --overlay $2 is not a directory" >&2; exit 2; }; overlays+=("$(realpath "$2")"); shift 2 ;;
 	*) usage ;;
 	esac
 done
@@ -64,11 +68,13 @@ if [ -z "$deb" ]; then
 fi
 [ -f "$deb" ] || { echo "kiosk: $deb does not exist: build it with npm run deb" >&2; exit 1; }
 
-# 2. The base system, cached by its package list: a kernel, systemd with systemd-boot, the
-# tools the initramfs and the medium need, and what the gitroot package depends on.
+# 2. The base system, cached by its package list: a kernel, systemd with systemd-boot (UEFI)
+# and extlinux with syslinux-common (BIOS: gitroot image --firmware bios takes the boot loader
+# from the release), the tools the initramfs and the medium need, and what the gitroot
+# package depends on.
 depends=$(dpkg-deb -f "$deb" Depends | tr ',' '\n' | sed -E 's/\(.*\)//; s/\|.*//; s/[[:space:]]//g; /^$/d' | paste -sd, -)
 base=$(bash "$project/scripts/debian-root.sh" --name kiosk-base --suite "$suite" --variant apt \
-	--include "linux-image-amd64,systemd,systemd-sysv,systemd-boot,systemd-boot-efi,udev,dbus,initramfs-tools,kmod,e2fsprogs,dosfstools,iproute2,procps,$depends")
+	--include "linux-image-amd64,systemd,systemd-sysv,systemd-boot,systemd-boot-efi,extlinux,syslinux-common,udev,dbus,initramfs-tools,kmod,e2fsprogs,dosfstools,iproute2,procps,$depends")
 
 # 3. The base with gitroot installed and its initramfs built (the slow part: node goes into
 # the initrd), cached by the base, the .deb and the signers file the hook bakes in.
@@ -118,6 +124,11 @@ ${signkey:+gitroot.allowed-signers=/etc/gitroot/allowed-signers}
 EOF
 printf '%s\n' "$label" > "$work/kiosk-label"
 chmod a+r "$work/gitroot.conf" "$work/kiosk-label"
+# The build already ran what ConditionNeedsUpdate= units (ldconfig, the hwdb and journal
+# catalog updates) would run at every boot of a tree newer than its /etc/.updated and
+# /var/.updated: git-fs gives every file the commit's time, so these two files say "done".
+overlayhooks=()
+for o in "${overlays[@]}"; do overlayhooks+=(--customize-hook="sync-in $o /"); done
 log=$work/release.log
 step "building the release \"$label\""
 mmdebstrap --mode="$mode" --variant=custom --skip=update --skip=chroot/mount/sys \
@@ -128,12 +139,16 @@ mmdebstrap --mode="$mode" --variant=custom --skip=update --skip=chroot/mount/sys
 	--customize-hook="upload $here/kiosk-display.sh /usr/local/lib/kiosk/kiosk-display" \
 	--customize-hook="upload $here/kiosk.service /etc/systemd/system/kiosk.service" \
 	--customize-hook="upload $here/fstab /etc/fstab" \
-	--customize-hook='chmod 0755 "$1/usr/local/lib/kiosk/kiosk-display"; chmod 0644 "$1/etc/gitroot/gitroot.conf" "$1/etc/kiosk-label" "$1/etc/systemd/system/kiosk.service" "$1/etc/fstab"' \
+	--customize-hook='mkdir -p "$1/etc/gitroot/health.d"' \
+	--customize-hook="upload $here/health-kiosk.sh /etc/gitroot/health.d/20-kiosk" \
+	--customize-hook='chmod 0755 "$1/usr/local/lib/kiosk/kiosk-display" "$1/etc/gitroot/health.d/20-kiosk"; chmod 0644 "$1/etc/gitroot/gitroot.conf" "$1/etc/kiosk-label" "$1/etc/systemd/system/kiosk.service" "$1/etc/fstab"' \
 	--customize-hook='echo kiosk > "$1/etc/hostname"' \
 	--customize-hook='printf "127.0.0.1 localhost\n127.0.1.1 kiosk\n" > "$1/etc/hosts"' \
 	--customize-hook='rm -f "$1/etc/resolv.conf"' \
 	--customize-hook='chroot "$1" systemctl enable kiosk.service' \
 	--customize-hook='chroot "$1" systemctl mask getty@tty1.service' \
+	--customize-hook='touch "$1/etc/.updated" "$1/var/.updated"' \
+	"${overlayhooks[@]}" \
 	--format=tar '' "$work/release.tar" >"$log" 2>&1 \
 	|| { grep -v '^I: ' "$log" | tail -n 20 >&2; echo "kiosk: building the release failed (above)" >&2; exit 1; }
 

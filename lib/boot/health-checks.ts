@@ -173,14 +173,23 @@ export function describeFailure(r: HealthCheckResult, timeoutMs = DEFAULT_HEALTH
   return r.exitCode !== null ? `exit ${r.exitCode}` : `killed by ${r.signal}`;
 }
 
-/** The error of a vetoed mark-good: names the first failing check and its last output line. */
-export function healthVeto(report: HealthReport, timeoutMs = DEFAULT_HEALTH_TIMEOUT_MS): HealthCheckError {
+/** What a veto means, by the command that ran the checks. */
+const VETO_MEANS = {
+  'mark-good': 'the revision is not marked good and the state is unchanged',
+  health: 'the boot does not count as complete (boot-complete.target): the boot entry is not blessed and the revision not marked good',
+} as const;
+
+/**
+ * The error of a vetoed mark-good (or `gitroot health`, `who`): names the first failing check
+ * and its last output line.
+ */
+export function healthVeto(report: HealthReport, timeoutMs = DEFAULT_HEALTH_TIMEOUT_MS, who: keyof typeof VETO_MEANS = 'mark-good'): HealthCheckError {
   const failed = report.checks.filter((c) => !c.ok);
   const first = failed[0];
   const more = failed.length > 1 ? ` (and ${failed.length - 1} more: ${failed.slice(1).map((c) => c.name).join(', ')})` : '';
   return new HealthCheckError(
-    `mark-good: health check ${first.path} failed (${describeFailure(first, timeoutMs)})` +
-      `${first.lastLine === null ? ', printing nothing' : `: ${first.lastLine}`}${more}; the revision is not marked good and the state is unchanged`,
+    `${who}: health check ${first.path} failed (${describeFailure(first, timeoutMs)})` +
+      `${first.lastLine === null ? ', printing nothing' : `: ${first.lastLine}`}${more}; ${VETO_MEANS[who]}`,
     { data: { script: first.path, failed: failed.map((c) => c.name), lastLine: first.lastLine, exitCode: first.exitCode, timedOut: first.timedOut } },
   );
 }

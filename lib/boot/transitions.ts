@@ -3,7 +3,9 @@
  * boot-select.ts, refused in one line when they would make an unreadable revision the known
  * good one, name a revision this boot does not run, or leave the next boot without an entry;
  * otherwise applied under the home's lock as one state change (deploy/state-change.ts: the
- * entries of both states, then `D/state.json`, then the new state's entries only). mark-good
+ * entries of both states, then `D/state.json`, then the new state's entries only). Each first
+ * folds in the boot loader's count of the pending revision's tries (loader-count.ts: a pending
+ * kernel that never reached the initramfs used up its tries in the loader only). mark-good
  * runs the health checks first, outside the lock. docs/rollback.md explains the rules.
  */
 import { planBootEntries } from '../bootloader/boot-plan.js';
@@ -13,13 +15,15 @@ import { applyStateChange } from '../deploy/state-change.js';
 import { step } from '../fsutil/named-step.js';
 import { repoPath } from '../home/home-layout.js';
 import { withLock } from '../home/home-lock.js';
-import { type DeployState, readState } from '../home/home-state.js';
+import { type DeployState, readState, withPrunedStaged } from '../home/home-state.js';
 import {
   type RevisionHealth, type TransitionAction, type TransitionPlan, TransitionRefusedError,
   planMarkBad, planMarkGood, planRollback,
 } from './boot-select.js';
 import { DEFAULT_HEALTH_DIR, DEFAULT_HEALTH_TIMEOUT_MS, type HealthReport, healthVeto, runHealthChecks } from './health-checks.js';
 import { readHealth } from './revision-health.js';
+import { applyLoaderCount, pendingLoaderCount } from './loader-count.js';
+import { sameState } from '../deploy/state-change.js';
 
 /** What a transition did. */
 export interface TransitionResult extends TransitionPlan {
@@ -27,6 +31,8 @@ export interface TransitionResult extends TransitionPlan {
   entries: Array<{ id: string; revision: string; role: string; tries: number | null }>;
   /** Kernel directories removed from `D/boot`. */
   pruned: string[];
+  /** What else the state learnt, one line each (the boot loader's count of the pending revision's tries). */
+  notes: string[];
   warnings: string[];
 }
 
@@ -103,7 +109,9 @@ export async function applyTransition(opts: TransitionOptions): Promise<Transiti
   return withLock(opts.dir, { waitMs: opts.waitMs ?? 0, command: `gitroot ${opts.action}` }, (lock) => {
     const before = step('read state', () => readState(opts.dir));
     checkRunning(opts.action, before, opts.running);
-    const plan = PLANS[opts.action](before);
+    const loader = step('read boot loader counts', () => applyLoaderCount(before, pendingLoaderCount(before, bootloader.readEntries().entries)));
+    let plan = PLANS[opts.action](loader.state);
+    if (loader.note !== null && !plan.changed) plan = { ...plan, changed: true, state: withPrunedStaged(plan.state) };
     checkNewGood(plan, opts);
     const bootPlan = planBootEntries(plan.state, bootloader.location);
     if (plan.changed && bootloader.name !== 'none' && plan.nextBoot !== null && bootPlan.entries[0]?.revision !== plan.nextBoot) {
@@ -116,45 +124,77 @@ export async function applyTransition(opts: TransitionOptions): Promise<Transiti
     const change = applyStateChange({ dir: opts.dir, lock, bootloader, before, next: plan.state });
     const entries = bootloader.name === 'none' ? []
       : change.plan.entries.map((e) => ({ id: e.id, revision: e.revision, role: e.role, tries: e.tries }));
-    return { ...plan, entries, pruned: change.pruned, warnings: change.warnings };
+    return { ...plan, changed: !sameState(before, plan.state), entries, pruned: change.pruned, notes: loader.note === null ? [] : [loader.note], warnings: change.warnings };
   });
 }
 
-export interface MarkGoodOptions extends Omit<TransitionOptions, 'action'> {
-  /** Health checks to run first (default DEFAULT_HEALTH_DIR). */
+export interface JudgeOptions {
+  /** The gitroot home. */
+  dir: string;
+  /** The revision this boot runs (booted.json); refused when the state records another. Null or absent: not checked. */
+  running?: string | null;
+  /** Health checks to run (default DEFAULT_HEALTH_DIR). */
   healthDir?: string;
   /** Per check (default DEFAULT_HEALTH_TIMEOUT_MS). */
   healthTimeoutMs?: number;
 }
 
-/** What markGood did: the health checks, and the transition when they all passed. */
-export interface MarkGoodResult extends TransitionResult {
+/** What judgeBoot found: the revision judged and the checks' report (all passed). */
+export interface BootJudgement {
+  revision: string;
   health: HealthReport;
 }
 
 /**
- * `gitroot mark-good`: refuses at once what the state does not allow (nothing booted, another
- * revision booted), then runs the health checks (outside the lock: they may take minutes),
- * each with GITROOT_DIR and GITROOT_REVISION in its environment; any failing check vetoes
- * (HealthCheckError naming it and its last output line; the state is unchanged). Then the
- * transition, under the lock.
+ * The health checks of the booted revision (`gitroot health`, run by gitroot-health.service
+ * before boot-complete.target; mark-good runs them too): refused at once when nothing is booted
+ * or another revision is booted (TransitionRefusedError); then every check, each with GITROOT_DIR
+ * and GITROOT_REVISION in its environment; any failing check vetoes (HealthCheckError naming it
+ * and its last output line, with the report in `data.health`). Changes nothing.
  */
-export async function markGood(opts: MarkGoodOptions): Promise<MarkGoodResult> {
+export async function judgeBoot(opts: JudgeOptions, who: 'mark-good' | 'health' = 'health'): Promise<BootJudgement> {
   const state = step('read state', () => readState(opts.dir));
   checkRunning('mark-good', state, opts.running);
-  const pre = planMarkGood(state);
+  const revision = planMarkGood(state).revision;
   const timeoutMs = opts.healthTimeoutMs ?? DEFAULT_HEALTH_TIMEOUT_MS;
   const health = await runHealthChecks({
     healthDir: opts.healthDir ?? DEFAULT_HEALTH_DIR,
     timeoutMs,
-    env: { GITROOT_DIR: opts.dir, GITROOT_REVISION: pre.revision },
+    env: { GITROOT_DIR: opts.dir, GITROOT_REVISION: revision },
   });
   if (!health.ok) {
-    const err = healthVeto(health, timeoutMs);
+    const err = healthVeto(health, timeoutMs, who);
     err.data.health = health;
     throw err;
   }
+  return { revision, health };
+}
+
+export interface MarkGoodOptions extends Omit<TransitionOptions, 'action'>, Omit<JudgeOptions, 'dir' | 'running'> {
+  /** Do not run the health checks (gitroot-health.service ran them before boot-complete.target). */
+  skipHealth?: boolean;
+}
+
+/** What markGood did: the health checks (null when skipped), and the transition when they all passed. */
+export interface MarkGoodResult extends TransitionResult {
+  health: HealthReport | null;
+}
+
+/**
+ * `gitroot mark-good`: the health checks (judgeBoot, outside the lock: they may take minutes)
+ * unless skipped, then the transition, under the lock, for the revision the checks judged.
+ */
+export async function markGood(opts: MarkGoodOptions): Promise<MarkGoodResult> {
+  let revision: string;
+  let health: HealthReport | null = null;
+  if (opts.skipHealth) {
+    const state = step('read state', () => readState(opts.dir));
+    checkRunning('mark-good', state, opts.running);
+    revision = planMarkGood(state).revision;
+  } else {
+    ({ revision, health } = await judgeBoot(opts, 'mark-good'));
+  }
   // Under the lock, the booted revision must still be the one the checks judged.
-  const result = await applyTransition({ ...opts, action: 'mark-good', running: opts.running ?? pre.revision });
+  const result = await applyTransition({ ...opts, action: 'mark-good', running: opts.running ?? revision });
   return { ...result, health };
 }

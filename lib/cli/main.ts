@@ -26,7 +26,7 @@ const COMMAND_MODULES: Array<{ names: string[]; load: () => Promise<Register[]> 
   { names: ['status'], load: async () => [(await import('./commands/status.js')).registerStatus] },
   { names: ['fsck'], load: async () => [(await import('./commands/fsck.js')).registerFsck] },
   { names: ['boot'], load: async () => [(await import('./commands/boot.js')).registerBoot] },
-  { names: ['select', 'mark-good', 'mark-bad', 'rollback'], load: async () => [(await import('./commands/transitions.js')).registerTransitions] },
+  { names: ['select', 'health', 'mark-good', 'mark-bad', 'rollback'], load: async () => [(await import('./commands/transitions.js')).registerTransitions] },
   { names: ['prune'], load: async () => [(await import('./commands/prune.js')).registerPrune] },
   { names: ['publish'], load: async () => [(await import('./commands/publish.js')).registerPublish] },
 ];

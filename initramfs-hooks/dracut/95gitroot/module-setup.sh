@@ -28,7 +28,13 @@ installkernel() {
 install() {
     local libdir=${GITROOT_LIBDIR:-/usr/lib/gitroot}
     # node and its libraries; the one-file CLI (nothing else is loaded after the switch).
-    inst_binary "${GITROOT_NODE:-$(command -v node)}" /usr/bin/node
+    local node=${GITROOT_NODE:-$(command -v node)} f
+    inst_binary "$node" /usr/bin/node
+    # Debian's node reads some of its own JavaScript from /usr/share/nodejs at every start
+    # (--shared-builtin-*-path) and aborts without it; node names those files itself.
+    for f in $("$node" -p 'process.config.target_defaults.defines.map((d) => /^NODE_SHARED_BUILTIN_\w+_PATH=(.+)$/.exec(d)?.[1]).filter(Boolean).join("\n")'); do
+        inst_simple "$f" "$f"
+    done
     inst_simple "$libdir/gitroot.cjs" /usr/lib/gitroot/gitroot.cjs
     # The native addon with libfuse3 (dracut-install resolves ELF dependencies).
     inst_binary "$libdir/gitroot_native.node" /usr/lib/gitroot/gitroot_native.node

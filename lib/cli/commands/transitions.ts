@@ -7,7 +7,7 @@ import type { Command } from 'commander';
 import { DEFAULT_RUN_DIR, readBootRecord } from '../../boot/boot-mount.js';
 import { type BootDecision, decideBoot } from '../../boot/boot-decide.js';
 import { type HealthReport, DEFAULT_HEALTH_DIR, DEFAULT_HEALTH_TIMEOUT_MS, HealthCheckError, describeFailure } from '../../boot/health-checks.js';
-import { type MarkGoodResult, type TransitionResult, applyTransition, markGood } from '../../boot/transitions.js';
+import { type MarkGoodResult, type TransitionResult, applyTransition, judgeBoot, markGood } from '../../boot/transitions.js';
 import {
   type SharedOpts, addCmdlineOption, addConfigOption, addDirOption, addJsonOption, addWaitOption, parseSeconds, secondsToMs,
 } from '../cli-options.js';
@@ -26,9 +26,17 @@ interface TransitionOpts extends CommonOpts {
   runDir: string;
 }
 
-interface MarkGoodOpts extends TransitionOpts {
+interface HealthOpts {
+  dir: string;
+  runDir: string;
   healthDir: string;
   healthTimeout: number;
+  json?: boolean;
+}
+
+interface MarkGoodOpts extends TransitionOpts, HealthOpts {
+  /** false with --no-health-checks. */
+  healthChecks: boolean;
 }
 
 /**
@@ -53,13 +61,14 @@ function describeDecision(d: BootDecision): string[] {
   return lines;
 }
 
-function describeHealth(h: HealthReport, timeoutMs: number): string[] {
+function describeHealth(h: HealthReport | null, timeoutMs: number): string[] {
+  if (h === null) return ['health checks: not run (--no-health-checks)'];
   if (h.checks.length === 0) return [`health checks: none in ${h.healthDir}`];
   return h.checks.map((c) => `health check ${c.name}: ${c.ok ? 'passed' : `failed (${describeFailure(c, timeoutMs)})`} in ${c.durationMs} ms`);
 }
 
 function describeTransition(r: TransitionResult): string[] {
-  const lines = [r.changed ? r.reason : `nothing to change: ${r.reason}`];
+  const lines = [...r.notes.map((n) => `note: ${n}`), r.changed ? r.reason : `nothing to change: ${r.reason}`];
   lines.push(`next boot: ${r.nextBoot ?? 'none'}`);
   return lines;
 }
@@ -91,7 +100,7 @@ async function transition(action: TransitionAction, opts: TransitionOpts | Commo
   else for (const l of describeTransition(r)) printLine(l);
 }
 
-/** Registers select, mark-good, mark-bad and rollback. */
+/** Registers select, health, mark-good, mark-bad and rollback. */
 export function registerTransitions(program: Command): void {
   const select = program
     .command('select')
@@ -111,34 +120,54 @@ export function registerTransitions(program: Command): void {
       if (d.revision === null) throw new RevisionNotFoundError(d.reason, { data: { notes: d.notes } });
     });
 
-  common(program.command('mark-good'), 'marking')
-    .description('run the health checks, then make the booted revision the known-good one (run by gitroot-mark-good.service)')
+  const healthOptions = (c: Command): Command => c
     .option('--health-dir <dir>', 'health checks: every executable file here runs, sorted; one failing vetoes', DEFAULT_HEALTH_DIR)
     .option('--health-timeout <seconds>', 'how long one health check may run', parseSeconds, DEFAULT_HEALTH_TIMEOUT_MS / 1000)
-    .option('--run-dir <dir>', 'where gitroot boot recorded this boot (booted.json); checked against state.json', DEFAULT_RUN_DIR)
+    .option('--run-dir <dir>', 'where gitroot boot recorded this boot (booted.json); checked against state.json', DEFAULT_RUN_DIR);
+
+  /** Runs `fn` (which runs the health checks); a veto still reports every check: in the log, and as JSON for tools. */
+  const reportingVeto = async <T>(opts: HealthOpts, timeoutMs: number, fn: () => Promise<T>): Promise<T> => {
+    try {
+      return await fn();
+    } catch (e) {
+      const health = e instanceof HealthCheckError ? (e.data.health as HealthReport | undefined) : undefined;
+      if (health !== undefined) {
+        if (opts.json) printJson({ ok: false, error: { code: e instanceof HealthCheckError ? e.code : 'ESTATE', message: (e as Error).message }, health });
+        else for (const l of describeHealth(health, timeoutMs)) note(l);
+      }
+      throw e;
+    }
+  };
+
+  healthOptions(common(program.command('mark-good'), 'marking'))
+    .description('run the health checks, then make the booted revision the known-good one (run by gitroot-mark-good.service)')
+    .option('--no-health-checks', 'do not run the health checks (gitroot-health.service ran them before boot-complete.target)')
     .action(async (opts: MarkGoodOpts) => {
       requireHome(opts.dir);
       const s = await settingsFor(opts);
       const timeoutMs = secondsToMs(opts.healthTimeout, '--health-timeout');
-      let r: MarkGoodResult;
-      try {
-        r = await markGood({
-          dir: opts.dir, bootloader: s.bootloader, bootDir: s.bootDir, waitMs: secondsToMs(opts.wait),
-          running: runningRevision(opts.runDir), healthDir: opts.healthDir, healthTimeoutMs: timeoutMs,
-        });
-      } catch (e) {
-        // A veto still reports every check: in the log, and as JSON for tools.
-        const health = e instanceof HealthCheckError ? (e.data.health as HealthReport | undefined) : undefined;
-        if (health !== undefined) {
-          if (opts.json) printJson({ ok: false, error: { code: e instanceof HealthCheckError ? e.code : 'ESTATE', message: (e as Error).message }, health });
-          else for (const l of describeHealth(health, timeoutMs)) note(l);
-        }
-        throw e;
-      }
+      const r: MarkGoodResult = await reportingVeto(opts, timeoutMs, () => markGood({
+        dir: opts.dir, bootloader: s.bootloader, bootDir: s.bootDir, waitMs: secondsToMs(opts.wait),
+        running: runningRevision(opts.runDir), healthDir: opts.healthDir, healthTimeoutMs: timeoutMs, skipHealth: !opts.healthChecks,
+      }));
       for (const w of r.warnings) note(`warning: ${w}`);
-      for (const sk of r.health.skipped) note(`health check ${sk.name} skipped: ${sk.why}`);
+      for (const sk of r.health?.skipped ?? []) note(`health check ${sk.name} skipped: ${sk.why}`);
       if (opts.json) printJson({ ok: true, ...r });
       else for (const l of [...describeHealth(r.health, timeoutMs), ...describeTransition(r)]) printLine(l);
+    });
+
+  healthOptions(addJsonOption(addDirOption(program.command('health')), 'the checks\' report'))
+    .description('run the health checks of the booted revision and change nothing; exit 4 when one fails ' +
+      '(run by gitroot-health.service before boot-complete.target, so a failing check keeps the boot from counting as complete)')
+    .action(async (opts: HealthOpts) => {
+      requireHome(opts.dir);
+      const timeoutMs = secondsToMs(opts.healthTimeout, '--health-timeout');
+      const r = await reportingVeto(opts, timeoutMs, () => judgeBoot({
+        dir: opts.dir, running: runningRevision(opts.runDir), healthDir: opts.healthDir, healthTimeoutMs: timeoutMs,
+      }));
+      for (const sk of r.health.skipped) note(`health check ${sk.name} skipped: ${sk.why}`);
+      if (opts.json) printJson({ ok: true, ...r });
+      else for (const l of [...describeHealth(r.health, timeoutMs), `${r.revision} passed its health checks`]) printLine(l);
     });
 
   common(program.command('mark-bad'), 'marking')
