@@ -9,12 +9,14 @@
  *   gitroot export master --repo R -o OUT       (the way back)
  *
  * plus the peak RSS of --from-tar on an archive holding the tree twice (under ./a and ./b),
- * to show memory does not grow with the tree. Medians of BENCH_RUNS (default 3) runs, page
- * cache warm for all; written as JSON under bench/results/. Needs root and, the first time,
+ * to show memory does not grow with the tree. Then the same DIR-against-tar comparison on the
+ * example kiosk OS (examples/kiosk: its cached system layer, a real Debian 13 tree of ~15k
+ * files) when a build has cached one, or the tar named by BENCH_KIOSK_TAR. Medians of
+ * BENCH_RUNS (default 3) runs, page cache warm for all; written as JSON under bench/results/. Needs root and, the first time,
  * a Debian mirror (the rootfs fixture is cached).
  */
 import { execFileSync, spawnSync } from 'node:child_process';
-import { mkdtempSync, rmSync, statSync } from 'node:fs';
+import { copyFileSync, existsSync, mkdirSync, mkdtempSync, readdirSync, rmSync, statSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -37,6 +39,39 @@ function timed(cmd: string): { s: number; rssMB: number } {
   if (r.status !== 0) throw new Error(`benchmark step failed (${r.status}): ${cmd}\n${r.stderr}`);
   const lines = r.stderr.trim().split('\n');
   return { s, rssMB: Number(lines[lines.length - 1]) / 1024 };
+}
+
+/** The example OS's archive: BENCH_KIOSK_TAR, or the newest system layer a kiosk build cached; null when there is none. */
+function kioskTar(): string | null {
+  if (process.env.BENCH_KIOSK_TAR) return process.env.BENCH_KIOSK_TAR;
+  const dir = '/var/cache/gitroot-build/kiosk';
+  if (!existsSync(dir)) return null;
+  const tars = readdirSync(dir).filter((n) => /^system-.*\.tar$/.test(n)).map((n) => join(dir, n)).sort((a, b) => statSync(b).mtimeMs - statSync(a).mtimeMs);
+  return tars[0] ?? null;
+}
+
+/** commit DIR against commit --from-tar on one more tree (its archive extracted as root for the DIR side). */
+function compareOn(work: string, cached: string): { files: number; bytes: number; dir: { s: number; rssMB: number }; tar: { s: number; rssMB: number }; raw: unknown } {
+  // A copy: a kiosk build running meanwhile replaces its cached layer when its inputs change.
+  const tar = join(work, 'kiosk.tar');
+  copyFileSync(cached, tar);
+  const tree = join(work, 'kiosk-root');
+  mkdirSync(tree);
+  sh(`tar --xattrs --xattrs-include='*' --numeric-owner -xpf ${tar} -C ${tree}`);
+  const files = Number(sh(`find ${tree} -type f | wc -l`).trim());
+  const repo = (name: string): string => { const r = join(work, `${name}.git`); rmSync(r, { recursive: true, force: true }); return r; };
+  const dir = () => timed(`node ${cli} commit ${tree} --repo ${repo('kiosk-dir')} >/dev/null 2>&1`);
+  const fromTar = () => timed(`node ${cli} commit --from-tar ${tar} --repo ${repo('kiosk-tar')} >/dev/null 2>&1`);
+  const r = { dir: [] as Array<{ s: number; rssMB: number }>, tar: [] as Array<{ s: number; rssMB: number }> };
+  for (let i = 0; i < RUNS; i++) {
+    process.stderr.write(`bench: example OS run ${i + 1}/${RUNS}\n`);
+    if (i % 2 === 0) { r.dir.push(dir()); r.tar.push(fromTar()); } else { r.tar.push(fromTar()); r.dir.push(dir()); }
+  }
+  const trees = ['kiosk-dir', 'kiosk-tar'].map((n) => sh(`git --git-dir=${join(work, `${n}.git`)} rev-parse HEAD^{tree}`).trim());
+  if (trees[0] !== trees[1]) throw new Error(`the example OS trees differ: ${trees.join(' ')}`);
+  rmSync(tree, { recursive: true, force: true });
+  const m = (xs: Array<{ s: number; rssMB: number }>) => ({ s: median(xs.map((x) => x.s)), rssMB: median(xs.map((x) => x.rssMB)) });
+  return { files, bytes: statSync(tar).size, dir: m(r.dir), tar: m(r.tar), raw: r };
 }
 
 async function main(): Promise<void> {
@@ -97,6 +132,15 @@ async function main(): Promise<void> {
     line('commit --from-tar, the tree twice', med.tarDouble);
     console.log(`ratio from-tar / DIR          ${(med.tar.s / med.dir.s).toFixed(2)}`);
     console.log(`ratio zstd pipe / DIR         ${(med.zstdPipe.s / med.dir.s).toFixed(2)}`);
+    const kiosk = kioskTar();
+    if (kiosk !== null) {
+      const k = compareOn(work, kiosk);
+      Object.assign(result, { exampleOS: { archive: kiosk, ...k, ratio: k.tar.s / k.dir.s } });
+      console.log(`\nexample kiosk OS: ${k.files} files, archive ${(k.bytes / 1e6).toFixed(1)} MB, median of ${RUNS}`);
+      line('commit DIR (reference)', k.dir);
+      line('commit --from-tar FILE', k.tar);
+      console.log(`ratio from-tar / DIR          ${(k.tar.s / k.dir.s).toFixed(2)}`);
+    } else console.log('\nexample kiosk OS: no cached build (run examples/kiosk/build.sh, or set BENCH_KIOSK_TAR)');
     console.log(`\nwritten: ${writeResults(root, 'tar', result)}`);
   } finally {
     rmSync(work, { recursive: true, force: true });
