@@ -12,6 +12,7 @@ import {
   compareUtf8, gitDefaultMode, pathToken, visEncode,
   type EntryType, type ManifestEntry,
 } from '../manifest/mtree.js';
+import { fileTypeBits, S_IFBLK, S_IFCHR, S_IFDIR, S_IFIFO, S_IFLNK, S_IFREG, S_IFSOCK } from '../fsutil/file-mode.js';
 
 /** Git tree modes of what a scan commits. */
 export type GitFileMode = typeof MODE_FILE | typeof MODE_EXECUTABLE | typeof MODE_SYMLINK;
@@ -65,15 +66,14 @@ export interface NodeFacts<S = string> {
   xattrs?: Map<string, Buffer>;
 }
 
-const S_IFMT = 0o170000;
 const FILE_TYPES: ReadonlyMap<number, EntryType | 'socket'> = new Map([
-  [0o100000, 'file'], [0o040000, 'dir'], [0o120000, 'link'],
-  [0o020000, 'char'], [0o060000, 'block'], [0o010000, 'fifo'], [0o140000, 'socket'],
+  [S_IFREG, 'file'], [S_IFDIR, 'dir'], [S_IFLNK, 'link'],
+  [S_IFCHR, 'char'], [S_IFBLK, 'block'], [S_IFIFO, 'fifo'], [S_IFSOCK, 'socket'],
 ] as const);
 
 /** The entry type of an st_mode, 'socket', or null for a type Linux does not have. */
 export function fileTypeOf(mode: number): EntryType | 'socket' | null {
-  return FILE_TYPES.get(mode & S_IFMT) ?? null;
+  return FILE_TYPES.get(fileTypeBits(mode)) ?? null;
 }
 
 /** Git mode for a regular file's permissions: 100755 if any exec bit is set, else 100644. */

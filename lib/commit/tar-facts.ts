@@ -27,6 +27,7 @@ import { SourceTreeError } from '../errors/errors.js';
 import { XATTR_LIST_MAX, XATTR_NAME_MAX, XATTR_SIZE_MAX, pathToken } from '../manifest/mtree.js';
 import { memberLabel, type TarMember, type TarMemberType } from '../tar/tar-read.js';
 import { checkLinkTarget, checkName, joinDev, type NodeFacts } from './scan-plan.js';
+import { fileTypeBits, S_IFBLK, S_IFCHR, S_IFDIR, S_IFIFO, S_IFLNK, S_IFREG } from '../fsutil/file-mode.js';
 
 /** Where a regular file's content went: the fast-import mark of its blob. */
 export interface TarBlob {
@@ -37,10 +38,8 @@ export interface TarBlob {
 export type TarNodeFacts = NodeFacts<TarBlob | null>;
 
 const S_IFMT_OF: Readonly<Record<Exclude<TarMemberType, 'hardlink'>, number>> = {
-  file: 0o100000, dir: 0o040000, symlink: 0o120000, char: 0o020000, block: 0o060000, fifo: 0o010000,
+  file: S_IFREG, dir: S_IFDIR, symlink: S_IFLNK, char: S_IFCHR, block: S_IFBLK, fifo: S_IFIFO,
 };
-const S_IFDIR = 0o040000;
-const S_IFREG = 0o100000;
 
 /** Mode and owner of a directory that extraction creates on its own (see the header). */
 export const IMPLICIT_DIR = { mode: S_IFDIR | 0o755, uid: 0, gid: 0 } as const;
@@ -131,7 +130,7 @@ export class TarTreeFacts {
       if (target === undefined) {
         throw memberError(m.name, this.archive, `is a hardlink to ${memberLabel(m.linkname)}, which no member before it holds`, 'put the file itself into the archive before its other names (tar and bsdtar do this when they archive both)');
       }
-      if ((target.mode & 0o170000) === S_IFDIR) {
+      if (fileTypeBits(target.mode) === S_IFDIR) {
         throw memberError(m.name, this.archive, `is a hardlink to the directory ${pathToken(targetPath)}`, 'directories cannot be hardlinked; remove the member');
       }
       n = { ...target, path };
@@ -149,7 +148,7 @@ export class TarTreeFacts {
       if (m.type === 'symlink') n.linkTarget = checkLinkTarget(m.linkname, path);
       if (m.xattrs.size > 0) n.xattrs = m.xattrs;
     }
-    if (path === '' && (n.mode & 0o170000) !== S_IFDIR) {
+    if (path === '' && fileTypeBits(n.mode) !== S_IFDIR) {
       throw memberError(m.name, this.archive, 'is the root of the tree but not a directory', 'archive a directory tree (tar -C DIR -cf OUT .)');
     }
     this.byPath.set(path, n);
@@ -171,13 +170,13 @@ export class TarTreeFacts {
     if (!this.byPath.has('')) addImplicit('');
     const links = new Map<bigint, number>();
     for (const n of [...this.byPath.values()]) {
-      if ((n.mode & 0o170000) === S_IFREG) links.set(n.ino, (links.get(n.ino) ?? 0) + 1);
+      if (fileTypeBits(n.mode) === S_IFREG) links.set(n.ino, (links.get(n.ino) ?? 0) + 1);
       for (let p = n.path; p !== '';) {
         p = parentOf(p);
         const up = this.byPath.get(p);
         if (up === undefined) { addImplicit(p); continue; }
-        if ((up.mode & 0o170000) !== S_IFDIR) {
-          const what = (up.mode & 0o170000) === 0o120000 ? 'a symlink' : 'not a directory';
+        if (fileTypeBits(up.mode) !== S_IFDIR) {
+          const what = fileTypeBits(up.mode) === S_IFLNK ? 'a symlink' : 'not a directory';
           throw new SourceTreeError(
             `member ${pathToken(n.path)} of ${this.archive} is inside ${pathToken(p)}, which the archive holds as ${what}: remove one of the two from the archive`,
             { data: { archive: this.archive, member: pathToken(n.path) } },
@@ -187,7 +186,7 @@ export class TarTreeFacts {
       }
     }
     const out = [...this.byPath.values()];
-    for (const n of out) if ((n.mode & 0o170000) === S_IFREG) n.nlink = links.get(n.ino) ?? 1;
+    for (const n of out) if (fileTypeBits(n.mode) === S_IFREG) n.nlink = links.get(n.ino) ?? 1;
     return out;
   }
 }

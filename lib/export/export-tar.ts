@@ -23,6 +23,7 @@ import { ObjectStore } from '../store/object-store.js';
 import { resolveRevision } from '../store/refs.js';
 import { archiveEnd, encodeEntry, paddingFor, type TarEntry } from '../tar/tar-write.js';
 import type { TarMemberType } from '../tar/tar-read.js';
+import { fileTypeBits, S_IFBLK, S_IFCHR, S_IFDIR, S_IFIFO, S_IFLNK, S_IFREG } from '../fsutil/file-mode.js';
 
 /** Options of exportTar. */
 export interface ExportOptions {
@@ -55,9 +56,8 @@ export interface ExportResult {
 /** Bytes collected before handing a piece to the output. */
 const OUTPUT_CHUNK = 1 << 20;
 
-const S_IFMT = 0o170000;
 const TYPE_OF: ReadonlyMap<number, TarMemberType> = new Map([
-  [0o100000, 'file'], [0o040000, 'dir'], [0o120000, 'symlink'], [0o020000, 'char'], [0o060000, 'block'], [0o010000, 'fifo'],
+  [S_IFREG, 'file'], [S_IFDIR, 'dir'], [S_IFLNK, 'symlink'], [S_IFCHR, 'char'], [S_IFBLK, 'block'], [S_IFIFO, 'fifo'],
 ] as const);
 
 /** Collects small writes into pieces of OUTPUT_CHUNK bytes for `write`. */
@@ -123,7 +123,7 @@ export async function exportTar(opts: ExportOptions): Promise<ExportResult> {
       children.sort((a, b) => Buffer.compare(names.get(a)!, names.get(b)!));
       for (const c of children) {
         const path = `${dir}${c.name}`;
-        const type = TYPE_OF.get(c.mode & S_IFMT);
+        const type = TYPE_OF.get(fileTypeBits(c.mode));
         if (type === undefined) throw new ObjectCorruptError(`./${path} has an unknown file type: the revision is damaged`);
         if (type === 'dir') {
           await header(entryOf(c, `./${path}/`, 'dir', mtime));

@@ -23,7 +23,8 @@
  */
 import { setImmediate as yieldNow } from 'node:timers/promises';
 import { decodeChildren, encodeSwap, type FsEntry, type NativeChild, type SwapOp } from './entry-codec.js';
-import { CommitTreeView, InodeTable, S_IFDIR, type ChildDesc, type ViewRef } from './tree-view.js';
+import { S_IFDIR } from '../fsutil/file-mode.js';
+import { CommitTreeView, InodeTable, type ChildDesc, type ViewRef } from './tree-view.js';
 
 /** How long planning works before it lets the event loop run (ms). */
 const SLICE_MS = 8;

@@ -19,6 +19,7 @@ import { MANIFEST_NAME, gitDefaultMode, parseManifest, type ManifestEntry } from
 import { MODE_EXECUTABLE, MODE_FILE, MODE_GITLINK, MODE_SYMLINK, MODE_TREE, parseCommit, parseTree } from '../store/git-objects.js';
 import { ManifestError, ObjectCorruptError } from '../errors/errors.js';
 import { makedev, type FsEntry } from './entry-codec.js';
+import { S_IFBLK, S_IFCHR, S_IFDIR, S_IFIFO, S_IFLNK, S_IFMT, S_IFREG } from '../fsutil/file-mode.js';
 
 /** The part of the object store this view needs. */
 export interface ObjectReader {
@@ -26,13 +27,6 @@ export interface ObjectReader {
   readHeader(oid: string | Buffer): { type: string; size: number };
 }
 
-export const S_IFMT = 0o170000;
-export const S_IFDIR = 0o040000;
-export const S_IFREG = 0o100000;
-const S_IFLNK = 0o120000;
-const S_IFCHR = 0o020000;
-const S_IFBLK = 0o060000;
-const S_IFIFO = 0o010000;
 
 /** Largest manifest served: a Debian root's is ~10 KB; this bounds what a hostile one can make the daemon hold. */
 const MANIFEST_MAX_BYTES = 64 * 1024 * 1024;

@@ -21,6 +21,7 @@ import {
   closeSync, lutimesSync, mkdirSync, mkdtempSync, openSync, readSync, readdirSync, renameSync, rmSync, statSync, utimesSync, writeFileSync, writeSync,
 } from 'node:fs';
 import { basename, dirname, join, relative, resolve } from 'node:path';
+import { S_IFDIR, S_IFREG } from '../fsutil/file-mode.js';
 import { ImageSourceError, ToolError, UsageError } from '../errors/errors.js';
 import { DEFAULT_BOOT_OPTIONS, baseOptions, planBootEntries } from '../bootloader/boot-plan.js';
 import { createBootloader } from '../bootloader/create-bootloader.js';
@@ -263,7 +264,7 @@ async function makeExt4(file: string, plan: ImagePlan, dataRoot: string, env: No
   }
   for (const e of [{ path: '', dir: true, mode: 0o755 }, { path: 'lost+found', dir: true, mode: 0o700 }, ...tree]) {
     const q = quote(`/${e.path}`);
-    const mode = (e.dir ? 0o040000 : 0o100000) | e.mode;
+    const mode = (e.dir ? S_IFDIR : S_IFREG) | e.mode;
     cmds.push(`sif ${q} mode 0${mode.toString(8)}`, `sif ${q} uid 0`, `sif ${q} gid 0`, ...['atime', 'ctime', 'mtime', 'crtime'].map((f) => `sif ${q} ${f} ${hex}`));
   }
   const script = `${file}.debugfs`;
