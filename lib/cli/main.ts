@@ -19,6 +19,7 @@ const COMMAND_MODULES: Array<{ names: string[]; load: () => Promise<Register[]> 
   { names: ['grow'], load: async () => [(await import('./commands/grow.js')).registerGrow] },
   { names: ['mount', 'umount', 'unmount'], load: async () => [(await import('./commands/mount.js')).registerMount] },
   { names: ['switch'], load: async () => [(await import('./commands/switch.js')).registerSwitch] },
+  { names: ['apply-live'], load: async () => [(await import('./commands/apply-live.js')).registerApplyLive] },
   { names: ['config'], load: async () => [(await import('./commands/config.js')).registerConfig] },
   { names: ['diff'], load: async () => [(await import('./commands/diff.js')).registerDiff] },
   { names: ['export'], load: async () => [(await import('./commands/export.js')).registerExport] },

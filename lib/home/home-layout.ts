@@ -12,6 +12,9 @@
  *   D/boot/<sha>/        a staged revision's kernel and initrd
  *   D/spill/             big blobs the serving daemon decoded to the medium
  *   D/machine-id         the machine's identity, the same at every boot (lib/boot/machine-id.ts)
+ *
+ * and the run directory of a machine gitroot booted (RUN, /run/gitroot): RUN/booted.json
+ * (what booted) and RUN/live.json (what runs live since, lib/live/live-record.ts).
  */
 import { readFileSync, statSync } from 'node:fs';
 import { join } from 'node:path';
@@ -87,13 +90,20 @@ export function bootFilesDir(dir: string): string {
 export const DEFAULT_RUN_DIR = '/run/gitroot';
 /** The record of the boot, in the run directory. */
 export const BOOT_RECORD_FILE = 'booted.json';
+/** The record of what runs live since the boot (`gitroot apply-live`, lib/live/live-record.ts), in the run directory. */
+export const LIVE_RECORD_FILE = 'live.json';
+
+/** The run directory commands use: GITROOT_RUN_DIR (tests, unusual layouts) or DEFAULT_RUN_DIR. */
+export function runDirFromEnv(): string {
+  return process.env.GITROOT_RUN_DIR ?? DEFAULT_RUN_DIR;
+}
 
 /**
  * The home of the running system when gitroot booted it: the `home` its boot record names
  * (RUN/home), or null on a machine gitroot did not boot. `GITROOT_RUN_DIR` names another run
  * directory (for tests and unusual layouts).
  */
-export function bootedHome(runDir = process.env.GITROOT_RUN_DIR ?? DEFAULT_RUN_DIR): string | null {
+export function bootedHome(runDir = runDirFromEnv()): string | null {
   try {
     const record = JSON.parse(readFileSync(join(runDir, BOOT_RECORD_FILE), 'utf8')) as { home?: unknown };
     const home = typeof record.home === 'string' ? record.home : join(runDir, 'home');

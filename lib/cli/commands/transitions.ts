@@ -4,7 +4,8 @@
  * lib/boot/ (boot-decide.ts, transitions.ts, health-checks.ts); this file reads options and settings and renders the results.
  */
 import type { Command } from 'commander';
-import { DEFAULT_RUN_DIR, readBootRecord } from '../../boot/boot-mount.js';
+import { DEFAULT_RUN_DIR } from '../../boot/boot-mount.js';
+import { runningRevision as liveRunningRevision } from '../../live/live-record.js';
 import { type BootDecision, decideBoot } from '../../boot/boot-decide.js';
 import { type HealthReport, DEFAULT_HEALTH_DIR, DEFAULT_HEALTH_TIMEOUT_MS, HealthCheckError, describeFailure } from '../../boot/health-checks.js';
 import { type MarkGoodResult, type TransitionResult, applyTransition, judgeBoot, markGood } from '../../boot/transitions.js';
@@ -13,7 +14,6 @@ import {
 } from '../cli-options.js';
 import type { TransitionAction } from '../../boot/boot-select.js';
 import type { BootloaderName } from '../../bootloader/bootloader.js';
-import { isSha } from '../../store/object-id.js';
 import { RevisionNotFoundError } from '../../errors/errors.js';
 import { readCmdline } from '../../params/cmdline-file.js';
 import { loadSettings } from '../../params/settings-load.js';
@@ -46,10 +46,12 @@ interface MarkGoodOpts extends TransitionOpts, HealthOpts {
  */
 const TRANSITION_WAIT_SECONDS = 60;
 
-/** The revision this boot runs per RUN/booted.json, or null when gitroot did not boot this system. */
+/**
+ * The revision this boot runs: RUN/live.json's after `gitroot apply-live`, else RUN/booted.json's;
+ * null when gitroot did not boot this system. mark-good and mark-bad judge that one.
+ */
 function runningRevision(runDir: string): string | null {
-  const rev = readBootRecord(runDir)?.revision;
-  return isSha(rev) ? rev : null;
+  return liveRunningRevision(runDir);
 }
 
 function describeDecision(d: BootDecision): string[] {
