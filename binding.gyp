@@ -2,7 +2,7 @@
   "targets": [
     {
       "target_name": "gitroot_native",
-      "sources": ["native/gitroot_native.c", "native/gitfs_fuse.c", "native/xattr.c"],
+      "sources": ["native/gitroot_native.c", "native/gitfs_fuse.c", "native/xattr.c", "native/mount_move.c"],
       "cflags": ["-O2", "-Wall", "-Wextra", "-Wno-unused-parameter", "-std=gnu11",
                  "<!@(pkg-config --cflags fuse3)"],
       "libraries": ["<!@(pkg-config --libs fuse3)", "-lpthread"],

@@ -1,6 +1,7 @@
 /*
  * Entry point of the gitroot native addon: registers the exported functions.
  * - readXattrs: xattrs of a path (xattr.c), used by `gitroot commit`.
+ * - moveMounts: prepared mounts moved into place back to back (mount_move.c), `gitroot apply-live`.
  * - mount/complete/unmount/stats/cached: the FUSE git-fs session (gitfs_fuse.c);
  *   children/drainFreed/swap: switching the revision it serves.
  */
@@ -18,6 +19,7 @@ static napi_value init(napi_env env, napi_value exports) {
   mallopt(M_ARENA_MAX, 2);
   napi_property_descriptor props[] = {
     {"readXattrs", NULL, native_read_xattrs, NULL, NULL, NULL, napi_default, NULL},
+    {"moveMounts", NULL, native_move_mounts, NULL, NULL, NULL, napi_default, NULL},
     {"mount", NULL, gitfs_mount, NULL, NULL, NULL, napi_default, NULL},
     {"complete", NULL, gitfs_complete, NULL, NULL, NULL, napi_default, NULL},
     {"unmount", NULL, gitfs_unmount, NULL, NULL, NULL, napi_default, NULL},

@@ -5,6 +5,7 @@
 #include <stdio.h>
 
 napi_value native_read_xattrs(napi_env env, napi_callback_info info);
+napi_value native_move_mounts(napi_env env, napi_callback_info info);
 napi_value gitfs_mount(napi_env env, napi_callback_info info);
 napi_value gitfs_complete(napi_env env, napi_callback_info info);
 napi_value gitfs_unmount(napi_env env, napi_callback_info info);

@@ -14,7 +14,12 @@ import { repoPath } from '../home/home-layout.js';
 
 /** The status of a gitroot home; the JSON `gitroot status --json` prints. */
 export interface DeployStatus {
+  /** What the kernel booted (RUN/booted.json's when a live update runs, else state.json's `booted`). */
   booted: string | null;
+  /** What runs: `booted`, or the revision a live update switched to (`gitroot apply-live`). */
+  running: string | null;
+  /** The live update running since the boot, or null. */
+  live: LiveStatus | null;
   good: string | null;
   pending: { revision: string; triesLeft: number; tries: number; stagedAt: string } | null;
   failed: string[];
@@ -33,7 +38,19 @@ export interface DeployStatus {
   warnings: string[];
 }
 
+/** What runs live since the boot (RUN/live.json, read by the caller: lib/live/live-record.ts). */
+export interface LiveStatus {
+  booted: string;
+  running: string;
+  /** ISO 8601, since when `running` runs. */
+  since: string;
+  /** Live updates made since the boot. */
+  rounds: number;
+}
+
 export interface StatusOptions {
+  /** The live update running, or null/absent. */
+  live?: LiveStatus | null;
   /** `gitroot.remote` from settings, or null. */
   remote: string | null;
   /** `fetch-revision` from settings. */
@@ -54,13 +71,16 @@ export function readStatus(dir: string, opts: StatusOptions): DeployStatus {
     warnings.push((e as Error).message);
   }
   const kernels: DeployStatus['kernels'] = {};
-  for (const rev of [state.booted, state.good, state.pending?.revision ?? null]) {
+  for (const rev of [opts.live?.booted ?? null, state.booted, state.good, state.pending?.revision ?? null]) {
     const s = rev === null ? undefined : state.staged[rev];
     if (rev !== null && s !== undefined) kernels[rev] = { version: s.kernelVersion, kernelDir: s.kernelDir };
   }
-  const tags = readTags(dir, [state.booted, state.good, state.pending?.revision ?? null], warnings);
+  const tags = readTags(dir, [opts.live?.booted ?? null, state.booted, state.good, state.pending?.revision ?? null], warnings);
+  const live = opts.live ?? null;
   return {
-    booted: state.booted,
+    booted: live?.booted ?? state.booted,
+    running: live?.running ?? state.booted,
+    live,
     good: state.good,
     pending: state.pending === null ? null : { ...state.pending },
     failed: [...state.failed],
@@ -109,8 +129,7 @@ function kernelNote(status: DeployStatus, rev: string): string {
 }
 
 /** The booted revision with what it is: good, on trial (pending), failed. */
-function bootedLine(status: DeployStatus): string {
-  const rev = status.booted;
+function bootedLine(status: DeployStatus, rev: string | null): string {
   if (rev === null) return '-';
   const tags: string[] = [];
   if (rev === status.good) tags.push('good');
@@ -139,7 +158,8 @@ function fetchLine(f: LastFetch | null): string {
 /** Renders a status as an aligned two-column table for people (ends with a newline). */
 export function formatStatus(status: DeployStatus): string {
   const rows: [string, string][] = [
-    ['booted', bootedLine(status)],
+    ['booted', bootedLine(status, status.booted)],
+    ...(status.live === null || status.live.running === status.live.booted ? [] : [['running', `${bootedLine(status, status.running)}  live since ${status.live.since}`] as [string, string]]),
     ['good', status.good === null ? '-' : `${status.good}${kernelNote(status, status.good)}`],
     ['pending', status.pending === null ? '-'
       : `${status.pending.revision}  (${status.pending.triesLeft} of ${status.pending.tries} tries left, staged ${status.pending.stagedAt})` +

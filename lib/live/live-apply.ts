@@ -24,7 +24,6 @@
  */
 import { execFile } from 'node:child_process';
 import { mkdirSync, realpathSync } from 'node:fs';
-import { release } from 'node:os';
 import { join, relative } from 'node:path';
 import { promisify } from 'node:util';
 import type { Bootloader, BootloaderName } from '../bootloader/bootloader.js';
@@ -49,7 +48,7 @@ import { type LiveChange, diffViews } from './live-diff.js';
 import { type LiveDecision, decideLive, liveStateRefusal, planLiveState } from './live-decision.js';
 import { type LiveRecord, type LiveRound, readLiveRecord, writeLiveRecord } from './live-record.js';
 import { type RestartPlan, planRestarts, readUnitExecs } from './live-units.js';
-import { type ViewMount, applyViews, hiddenIn, planViews, prepareViews } from './live-views.js';
+import { type ViewMount, hiddenIn, placeViews, planViews, prepareViews, stageViews, unstageViews } from './live-views.js';
 
 const execFileAsync = promisify(execFile);
 
@@ -217,7 +216,6 @@ export async function applyLive(o: ApplyLiveOptions): Promise<ApplyLiveResult> {
         changes,
         optionsBefore: state.staged[from]?.options ?? null,
         optionsAfter: state.staged[to]?.options ?? null,
-        runningKernel: release(),
         mountPoints,
       });
       if (decision.action === 'reboot') throw new LiveRefusedError(`apply-live: ${to} ${decision.reason}; stage it and reboot (nothing is changed)`, 'reboot', { blockers: decision.blockers });
@@ -275,9 +273,10 @@ export async function applyLive(o: ApplyLiveOptions): Promise<ApplyLiveResult> {
   // 4. prepare: the new writable layer (nothing visible changes yet).
   let views: ViewMount[] = [];
   try {
-    await steps.run('prepare', () => {
+    await steps.run('prepare', async () => {
       if (plan.mode === 'live') {
         views = prepareViews({ root: ctx.root, points: plan.views.points, layer, uppers: plan.uppers, lower: ctx.lower, attrs: plan.dirAttrs });
+        await stageViews(layer, views);
       } else {
         mkdirSync(nextRoot, { recursive: true });
         if (mountAt(realpathSync(nextRoot)) !== undefined) throw new MountError(`${nextRoot} is already a mount point: a soft-reboot is prepared already (unmount it to prepare another)`);
@@ -305,6 +304,7 @@ export async function applyLive(o: ApplyLiveOptions): Promise<ApplyLiveResult> {
       v: CONTROL_VERSION, op: 'switch', rev: plan.to, ...(signersText ? { allowedSigners: signersText } : {}),
     }) as SwitchResult);
   } catch (e) {
+    await unstageViews(layer);
     restoreRecord();
     await putStateBack();
     throw e;
@@ -314,7 +314,7 @@ export async function applyLive(o: ApplyLiveOptions): Promise<ApplyLiveResult> {
   try {
     await steps.run('views', async () => {
       if (plan.mode === 'live') {
-        await applyViews(views);
+        await placeViews(layer, views);
         return;
       }
       await execFileAsync('mount', ['-t', 'overlay', '-o', `lowerdir=${ctx.lower},upperdir=${join(layer, 'upper')},workdir=${join(layer, 'work')}`, 'gitroot', nextRoot])

@@ -4,7 +4,7 @@
  * (test/live-decision.test.ts). docs/live.md explains the rules:
  *
  *   reboot       the kernel must change: kernel or initrd files (boot/, the vmlinuz and
- *                initrd.img links at the top), the running kernel's modules, or the boot
+ *                initrd.img links at the top), kernel modules (any of lib/modules), or the boot
  *                entries' kernel command line
  *   soft-reboot  only userspace must restart: PID 1 (systemd, its private libraries), the
  *                D-Bus broker (every service holds a connection to it), or entries of /
@@ -35,7 +35,7 @@ const NEED_ACTION: Record<LiveNeed, Exclude<LiveAction, 'live'>> = {
 
 const NEED_WORDS: Record<LiveNeed, string> = {
   kernel: 'the kernel or its initrd changes',
-  modules: 'the running kernel\'s modules change',
+  modules: 'kernel modules change',
   init: 'PID 1 (systemd) changes',
   bus: 'the D-Bus broker changes (restarting it cuts every service\'s connection)',
   root: 'entries of / change (a running system cannot get a fresh view of /)',
@@ -55,16 +55,14 @@ const BUS = [
 ];
 
 /**
- * Why `path` needs more than a live switch, or null. `runningKernel` (uname -r) narrows the
- * modules rule to the running kernel's directory; without it every modules directory counts.
+ * Why `path` needs more than a live switch, or null. Every modules directory counts, not only
+ * the running kernel's: the revision's kernel is the one that boots next, and a module loaded
+ * later (hotplug, on demand) must match the running kernel byte for byte.
  */
-export function classifyPath(path: string, runningKernel: string | null = null): LiveNeed | null {
+export function classifyPath(path: string): LiveNeed | null {
   if (path === '') return null; // the root directory's own attributes: overlayfs shows the upper's
   if (path === 'boot' || path.startsWith('boot/') || /^(vmlinuz|vmlinux|initrd\.img)(\.old|-.*)?$/.test(path)) return 'kernel';
-  const mod = /^(usr\/)?lib\/modules\/([^/]+)/.exec(path);
-  if (mod || /^(usr\/)?lib\/modules$/.test(path)) {
-    return runningKernel === null || mod === null || mod[2] === runningKernel ? 'modules' : null;
-  }
+  if (/^(usr\/)?lib\/modules(\/|$)/.test(path)) return 'modules';
   if (INIT.some((re) => re.test(path))) return 'init';
   if (BUS.some((re) => re.test(path))) return 'bus';
   if (!path.includes('/')) return 'root';
@@ -76,8 +74,6 @@ export interface DecideLiveInput {
   /** The kernel command line of the running and the new revision's boot entries (staged records), when known. */
   optionsBefore: string | null;
   optionsAfter: string | null;
-  /** `uname -r`, when known. */
-  runningKernel?: string | null;
   /** Paths (in the tree) the running system has other filesystems mounted on (dev, run, tmp): their own entries at / are not seen. */
   mountPoints?: string[];
 }
@@ -87,7 +83,7 @@ export function decideLive(input: DecideLiveInput): LiveDecision {
   const blockers: LiveDecision['blockers'] = [];
   const mounted = new Set(input.mountPoints ?? []);
   for (const c of input.changes) {
-    const need = classifyPath(c.path, input.runningKernel ?? null);
+    const need = classifyPath(c.path);
     // A top-level entry another filesystem is mounted on (dev, run) is not seen.
     if (need === 'root' && mounted.has(c.path)) continue;
     if (need !== null) blockers.push({ path: c.path, need });

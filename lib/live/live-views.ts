@@ -15,7 +15,11 @@
  * U_i holds full paths, so a later update can stack at an ancestor or a descendant of an
  * earlier point and still take every earlier layer.
  *
- * planViews (pure, test/live-views.test.ts) picks the points; applyViews mounts them.
+ * planViews (pure, test/live-views.test.ts) picks the points. Between the switch and the
+ * views, a lookup of a changed path through an old view fails with ESTALE; so the views are
+ * mounted aside before the switch (stageViews: a private tmpfs in the update's layer, so the
+ * mounts can be moved out of it) and moved over the root's directories just after it
+ * (placeViews: mount(2) MS_MOVE back to back, microseconds for all of them).
  */
 import { execFile } from 'node:child_process';
 import { chownSync, lstatSync, mkdirSync, realpathSync } from 'node:fs';
@@ -23,6 +27,8 @@ import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { MountError } from '../errors/errors.js';
 import { readXattrs } from '../native/xattr.js';
+import { moveMounts } from '../native/mount-move.js';
+import { constants as osConstants } from 'node:os';
 import type { LiveChange } from './live-diff.js';
 
 const execFileAsync = promisify(execFile);
@@ -147,6 +153,8 @@ export interface ViewMount {
   lowerdirs: string[];
   upperdir: string;
   workdir: string;
+  /** Where it is mounted before the switch (moved to `target` after). */
+  stage: string;
 }
 
 /** Attributes a view point's directory has in the new revision (its upper root gets them). */
@@ -163,6 +171,7 @@ export interface DirAttrs {
  */
 export function prepareViews(o: { root: string; points: string[]; layer: string; uppers: string[]; lower: string; attrs: (path: string) => DirAttrs }): ViewMount[] {
   const out: ViewMount[] = [];
+  if (o.points.length > 0) mkdirSync(join(o.layer, 'upper'), { recursive: true, mode: 0o755 });
   o.points.forEach((point, i) => {
     const target = join(o.root, point);
     let real: string;
@@ -189,31 +198,73 @@ export function prepareViews(o: { root: string; points: string[]; layer: string;
     }
     const workdir = join(o.layer, 'work', String(i));
     mkdirSync(workdir, { recursive: true, mode: 0o755 });
-    out.push({ point, target, lowerdirs: viewLayers(point, o.uppers, o.lower), upperdir: join(o.layer, 'upper', point), workdir });
+    out.push({ point, target, lowerdirs: viewLayers(point, o.uppers, o.lower), upperdir: join(o.layer, 'upper', point), workdir, stage: join(stageDir(o.layer), String(i)) });
   });
   return out;
 }
 
-/** The mount(8) arguments of a view. */
-export function viewMountArgs(v: ViewMount): string[] {
+/** Where an update's views are mounted before the switch: a private tmpfs in its layer. */
+export function stageDir(layer: string): string {
+  return join(layer, 'stage');
+}
+
+/** The mount(8) arguments of a view, mounted at `at` (its stage). */
+export function viewMountArgs(v: ViewMount, at = v.stage): string[] {
   const opts = `index=off,lowerdir=${v.lowerdirs.map(escapeLayer).join(':')},upperdir=${escapeLayer(v.upperdir)},workdir=${escapeLayer(v.workdir)}`;
-  return ['-t', 'overlay', '-o', opts, 'gitroot-live', v.target];
+  return ['-t', 'overlay', '-o', opts, 'gitroot-live', at];
+}
+
+function firstLine(e: unknown): string {
+  const x = e as { stderr?: string; message?: string };
+  return String(x.stderr || x.message).trim().split('\n')[0];
 }
 
 /**
- * Mounts the views in order; if one fails, the ones mounted by this call are unmounted again
+ * Mounts the views at their stages (before the switch; nothing visible changes): a private
+ * tmpfs at the layer's stage directory (a mount under a shared one cannot be moved), then
+ * each view, in parallel. A failure unmounts what this call mounted and names the view.
+ */
+export async function stageViews(layer: string, views: ViewMount[]): Promise<void> {
+  if (views.length === 0) return;
+  const stage = stageDir(layer);
+  mkdirSync(stage, { recursive: true, mode: 0o700 });
+  try {
+    await execFileAsync('mount', ['-t', 'tmpfs', '-o', 'size=64k,mode=700', 'gitroot-live-stage', stage]);
+    await execFileAsync('mount', ['--make-private', stage]);
+  } catch (e) {
+    await execFileAsync('umount', [stage]).catch(() => undefined);
+    throw new MountError(`stage the fresh views at ${stage}: ${firstLine(e)}`, { cause: e });
+  }
+  for (const v of views) mkdirSync(v.stage, { mode: 0o700 });
+  const results = await Promise.allSettled(views.map((v) => execFileAsync('mount', viewMountArgs(v))));
+  const failed = results.findIndex((r) => r.status === 'rejected');
+  if (failed < 0) return;
+  await unstageViews(layer);
+  throw new MountError(`fresh view of /${views[failed].point}: ${firstLine((results[failed] as PromiseRejectedResult).reason)}`);
+}
+
+/** Unmounts whatever is left at the stage (views not placed, and the stage's tmpfs). */
+export async function unstageViews(layer: string): Promise<void> {
+  await execFileAsync('umount', ['-R', '-l', stageDir(layer)]).catch(() => undefined);
+}
+
+/**
+ * Moves the staged views over the root's directories, back to back (just after the switch),
+ * then unmounts the empty stage. If one cannot be moved, the ones moved are unmounted again
  * and the error names the view.
  */
-export async function applyViews(views: ViewMount[]): Promise<void> {
-  const done: ViewMount[] = [];
-  for (const v of views) {
-    try {
-      await execFileAsync('mount', viewMountArgs(v));
-      done.push(v);
-    } catch (e) {
-      for (const d of done.reverse()) await execFileAsync('umount', ['-l', d.target]).catch(() => undefined);
-      const msg = String((e as { stderr?: string }).stderr || (e as Error).message).trim().split('\n')[0];
-      throw new MountError(`fresh view of /${v.point}: ${msg}`, { cause: e });
-    }
+export async function placeViews(layer: string, views: ViewMount[]): Promise<void> {
+  if (views.length === 0) return;
+  const { moved, errno } = moveMounts(views.map((v) => ({ from: v.stage, to: v.target })));
+  if (moved < views.length) {
+    for (const v of views.slice(0, moved).reverse()) await execFileAsync('umount', ['-l', v.target]).catch(() => undefined);
+    await unstageViews(layer);
+    throw new MountError(`fresh view of /${views[moved].point}: cannot move it from ${views[moved].stage} (errno ${errno}: ${osErrorName(errno)})`);
   }
+  await unstageViews(layer);
+}
+
+function osErrorName(errno: number): string {
+  const names = osConstants.errno as Record<string, number>;
+  return Object.keys(names).find((k) => names[k] === errno) ?? 'unknown';
 }

@@ -51,6 +51,8 @@ export interface FuseStats {
 
 export interface NativeAddon {
   readXattrs(path: string): Array<[string, Buffer]>;
+  /** mount(2) MS_MOVE of each (source, target) pair, in order, back to back: [how many moved, errno of the one that failed or 0]. */
+  moveMounts(paths: string[]): [number, number];
   mount(
     mountpoint: string,
     options: { fsOptions: string; cacheBytes: number; maxSpillFds: number; time: number; threads: number },

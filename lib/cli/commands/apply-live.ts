@@ -3,6 +3,7 @@
  * only content changes, by a soft-reboot when userspace must restart (docs/live.md). The work
  * is lib/live/live-apply.ts; this file reads options and settings and renders the result.
  */
+import { resolve } from 'node:path';
 import type { Command } from 'commander';
 import { type ApplyLiveResult, applyLive } from '../../live/live-apply.js';
 import { requireHome, runDirFromEnv } from '../../home/home-layout.js';
@@ -63,7 +64,7 @@ export function registerApplyLive(program: Command): void {
       for (const w of loaded.warnings) note(`warning: ${w}`);
       const signersPath = loaded.settings['gitroot.allowed-signers'];
       const r = await applyLive({
-        dir: opts.dir, runDir: opts.runDir, root: opts.root, nextRoot: opts.nextRoot,
+        dir: resolve(opts.dir), runDir: resolve(opts.runDir), root: resolve(opts.root), nextRoot: resolve(opts.nextRoot),
         revision: opts.revision, softReboot: opts.softReboot, dryRun: opts.dryRun, noRestart: !opts.restart,
         bootloader: loaded.settings['gitroot.bootloader'], bootDir: loaded.settings['gitroot.boot'],
         allowedSigners: signersPath === null ? null : { path: signersPath, signers: readAllowedSigners(signersPath) },
