@@ -135,7 +135,14 @@ function writeState(m: Machine, s: { good?: string | null; pending?: string | nu
   fs.writeFileSync(path.join(m.home, 'state.json'), JSON.stringify(state));
 }
 
-function applyLive(m: Machine, args: string[]): { status: number; stdout: string; stderr: string; json: Record<string, any> | null } {
+/** The parts of apply-live's --json the tests read. */
+interface LiveJson {
+  action: string;
+  to: string;
+  units: { restart: string[] };
+}
+
+function applyLive(m: Machine, args: string[]): { status: number; stdout: string; stderr: string; json: LiveJson | null } {
   const r = gitroot(['apply-live', '--dir', m.home, '--run-dir', m.run, '--root', m.target, ...args], { env: m.env });
   let json = null;
   try {
