@@ -1,6 +1,7 @@
 /**
  * `status` data and rendering (lib/deploy/deploy-status.ts): a fresh machine, a machine with
  * good, pending, failed and a last fetch, the JSON shape scripts read, a damaged
+ * a revision running live (booted A, running B), a damaged
  * last-fetch record as a warning (it never affects booting), a damaged state as an error.
  */
 // needs: none
@@ -24,7 +25,7 @@ t.test('a fresh machine', async (t) => {
   const home = tempDir(t, 'status');
   const s = readStatus(home, { remote: null, fetchRevision: 'master' });
   t.same(s, {
-    booted: null, good: null, pending: null, failed: [], remote: null, fetchRevision: 'master', lastFetch: null,
+    booted: null, running: null, live: null, good: null, pending: null, failed: [], remote: null, fetchRevision: 'master', lastFetch: null,
     previousGood: [], kernels: {}, tags: {}, warnings: [],
   });
   const text = formatStatus(s);
@@ -58,6 +59,17 @@ t.test('good, pending, failed and the last fetch; JSON shape and table', async (
   t.match(text, new RegExp(`^failed +${F}$`, 'm'));
   t.match(text, /^remote +https:\/\/updates.example.org\/kiosk.git$/m);
   t.match(text, new RegExp(`^last fetch +2026-05-06 07:08:09Z {2}staged ${P}, 123456 bytes$`, 'm'));
+  t.notMatch(text, /^running/m, 'nothing runs live: no running line');
+
+  // P applied live (gitroot apply-live: state.json's booted is P, RUN/live.json says G booted).
+  await withLock(home, {}, (lock) => writeState(lock, { ...state, booted: P, pending: null }));
+  const live = readStatus(home, { ...opts, live: { booted: G, running: P, since: T0, rounds: 1 } });
+  t.same([live.booted, live.running, live.live?.rounds], [G, P, 1], 'JSON: booted G, running P live');
+  const liveText = formatStatus(live);
+  t.match(liveText, new RegExp(`^booted +${G} {2}\\(good\\) {2}kernel 6.1.0-9-amd64$`, 'm'));
+  t.match(liveText, new RegExp(`^running +${P} {2}kernel 6.1.0-10-amd64 {2}live since ${T0}$`, 'm'));
+  const back = formatStatus(readStatus(home, { ...opts, live: { booted: G, running: G, since: T0, rounds: 2 } }));
+  t.notMatch(back, /^running/m, 'back on the booted revision: no running line');
   const widths = new Set(text.trimEnd().split('\n').map((l) => l.search(/ {2}\S/)));
   t.equal(widths.size, 1, 'one column width');
 

@@ -17,7 +17,7 @@ import type { CommitTreeView, ChildDesc } from '../gitfs/tree-view.js';
 import type { LiveChange } from './live-diff.js';
 
 /** The unit directories of a system (in the tree; /run/systemd/system is never in a revision). */
-export const UNIT_DIRS = ['etc/systemd/system', 'usr/local/lib/systemd/system', 'usr/lib/systemd/system', 'lib/systemd/system'];
+export const UNIT_DIRS = ['etc', 'usr/local/lib', 'usr/lib', 'lib'].map((d) => `${d}/systemd/system`);
 
 /** Exec settings whose programs a service runs. */
 const EXEC_KEYS = new Set(['ExecStart', 'ExecStartPre', 'ExecStartPost', 'ExecCondition', 'ExecReload', 'ExecStop', 'ExecStopPost']);
