@@ -34,7 +34,8 @@ import { GitrootError, MountError, StateError, UsageError } from '../errors/erro
 import type { SwitchResult } from '../gitfs/gitfs-server.js';
 import { GITFS_FSTYPE, mountAt, readMounts } from '../gitfs/mount-table.js';
 import { askDaemon, CONTROL_VERSION } from '../gitfs/switch-control.js';
-import { CommitTreeView, S_IFMT } from '../gitfs/tree-view.js';
+import { CommitTreeView } from '../gitfs/tree-view.js';
+import { S_IFMT } from '../fsutil/file-mode.js';
 import { BOOT_RECORD_FILE, repoPath } from '../home/home-layout.js';
 import { withLock } from '../home/home-lock.js';
 import { type DeployState, readState } from '../home/home-state.js';
