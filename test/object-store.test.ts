@@ -577,6 +577,56 @@ t.test('copyBlobToFd streams big blobs exactly', async (t) => {
   t.equal(n, fs.statSync(path.join(out, 'delta')).size);
 });
 
+t.test('crc32 mode streams a packed blob checked by its .idx CRC32, and refuses a mismatch', async (t) => {
+  const repo = initRepo(t, 'crcbig');
+  const big = randomBytes(3 * 1024 * 1024);
+  fs.writeFileSync(path.join(repo, 'big.bin'), big);
+  git(repo, ['add', '-A']);
+  git(repo, ['commit', '-q', '-m', 'big']);
+  git(repo, ['gc', '-q']);
+  const oid = gitText(repo, 'rev-parse', 'HEAD:big.bin');
+  const out = tempDir(t, 'crcout');
+  /** Streams the blob with a store verifying `verify`; the bytes written, or the error. */
+  const stream = async (verify: 'sha1' | 'crc32', name: string): Promise<Buffer | Error> => {
+    const store = ObjectStore.open(repo, { verify });
+    const file = path.join(out, name);
+    const fd = fs.openSync(file, 'w');
+    try {
+      const n = await store.copyBlobToFd(oid, fd);
+      t.equal(n, big.length, `${name}: returns the size`);
+      return fs.readFileSync(file);
+    } catch (err) {
+      return err as Error;
+    } finally {
+      fs.closeSync(fd);
+      store.close();
+    }
+  };
+  const good = await stream('crc32', 'good');
+  t.ok(Buffer.isBuffer(good) && good.equals(big), 'an intact entry streams exactly');
+
+  // The .idx records another CRC32 for the entry (its bytes are intact): only the CRC check can see it.
+  const idxPath = packs(repo)[0].replace(/\.pack$/, '.idx');
+  fs.chmodSync(idxPath, 0o644);
+  const idx = fs.readFileSync(idxPath);
+  const n = idx.readUInt32BE(8 + 255 * 4);
+  let k = 0;
+  while (idx.subarray(8 + 1024 + k * 20, 8 + 1024 + k * 20 + 20).toString('hex') !== oid) k++;
+  const at = 8 + 1024 + n * 20 + k * 4;
+  idx.writeUInt32BE((idx.readUInt32BE(at) ^ 1) >>> 0, at);
+  fs.writeFileSync(idxPath, idx);
+  const refused = await stream('crc32', 'mismatch');
+  t.match(refused, { code: 'ECORRUPT', message: /CRC32/ }, 'a CRC32 mismatch is refused');
+  const sha = await stream('sha1', 'sha1');
+  t.ok(Buffer.isBuffer(sha) && sha.equals(big), 'sha1 mode checks the content itself and accepts it');
+
+  // Damaged compressed bytes are refused too (zlib or the CRC, whichever sees it first).
+  fs.writeFileSync(idxPath, (() => { idx.writeUInt32BE((idx.readUInt32BE(at) ^ 1) >>> 0, at); return idx; })());
+  const { offset, size } = packEntry(repo, oid);
+  flipByte(packs(repo)[0], offset + Math.floor(size / 2));
+  t.match(await stream('crc32', 'flipped'), { code: 'ECORRUPT' }, 'a flipped byte is refused');
+});
+
 t.test('parseTree agrees with git ls-tree on real trees', async (t) => {
   const repo = smallRepo(t);
   const store = ObjectStore.open(repo);

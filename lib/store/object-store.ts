@@ -398,8 +398,11 @@ export class ObjectStore {
       this.expectBlob(id, PACK_TYPES[entry.typeCode] as ObjectType, pack.packPath);
       pack.pin();
       try {
-        return await this.streamObject(id, pack.packPath, (buf, len, pos) => pack.readAtAsync(buf, len, pos),
-          entry.payloadOffset, entry.end, out, { type: 'blob', size: entry.size });
+        const read: PositionedRead = (buf, len, pos) => pack.readAtAsync(buf, len, pos);
+        const crc = this.verifyMode === 'crc32' ? pack.index.crc32AtOffset(loc.offset) : undefined;
+        const known = { type: 'blob' as const, size: entry.size };
+        if (crc !== undefined) return await this.streamCrcChecked(id, pack, loc.offset, entry, crc, read, out);
+        return await this.streamObject(id, pack.packPath, read, entry.payloadOffset, entry.end, out, known);
       } finally {
         pack.unpin();
       }
@@ -689,6 +692,53 @@ export class ObjectStore {
     this.expectBlob(id, obj.type, where);
     await out(obj.data);
     return obj.data.length;
+  }
+
+  /**
+   * Streams a whole packed blob checked like decodePacked's 'crc32' mode: the CRC32 of the
+   * entry's compressed bytes (header included) must be the one index-pack recorded after it
+   * verified the object's SHA-1, and zlib checks its Adler-32 and the exact size. No SHA-1
+   * over the inflated bytes (the spill of a 177 MB library: ~0.3 s of CPU less). As with
+   * streamObject, what reached `out` is garbage when this rejects.
+   */
+  private async streamCrcChecked(id: Buffer, pack: PackFile, offset: number, entry: PackEntry, want: number,
+    read: PositionedRead, out: (piece: Buffer) => Promise<void>): Promise<number> {
+    const head = Buffer.allocUnsafe(entry.payloadOffset - offset);
+    let crc = 0;
+    try {
+      if (await read(head, head.length, offset) !== head.length) throw new ObjectCorruptError(`pack ends inside the entry at offset ${offset}`);
+      crc = zlib.crc32(head);
+    } catch (err) {
+      throw this.wrap(err, id, pack.packPath);
+    }
+    // inflateRange reads [payloadOffset, end) front to back exactly once: the CRC follows the reads.
+    const checked: PositionedRead = async (buf, len, pos) => {
+      const n = await read(buf, len, pos);
+      crc = zlib.crc32(buf.subarray(0, n), crc);
+      return n;
+    };
+    let written = 0;
+    const sink = async (piece: Buffer): Promise<void> => {
+      if (written + piece.length > entry.size) throw new ObjectCorruptError(`inflates to more than ${entry.size} bytes`);
+      await out(piece);
+      written += piece.length;
+    };
+    const inflater = StreamInflater.create();
+    if (inflater === null) {
+      return this.streamObject(id, pack.packPath, read, entry.payloadOffset, entry.end, out, { type: 'blob', size: entry.size });
+    }
+    try {
+      await inflateRange(inflater, checked, entry.payloadOffset, entry.end, sink);
+    } catch (err) {
+      throw this.wrap(err, id, pack.packPath);
+    } finally {
+      inflater.close();
+    }
+    if (written !== entry.size) throw this.corrupt(id, pack.packPath, `inflates to ${written} bytes, expected ${entry.size}`);
+    if (crc !== want) {
+      throw this.corrupt(id, pack.packPath, `the pack entry at offset ${offset} fails its CRC32 check`);
+    }
+    return written;
   }
 
   /**
