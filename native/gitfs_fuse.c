@@ -1270,8 +1270,11 @@ static void *notify_main(void *arg) {
   g->n_inval_entries += job->entries;
   g->n_inval_inodes += job->inodes;
   pthread_mutex_unlock(&g->lock);
-  napi_call_threadsafe_function(job->done, job, napi_tsfn_blocking);
-  napi_release_threadsafe_function(job->done, napi_tsfn_release);
+  /* call_done frees the job on the JS thread, maybe before the call below returns: keep the
+   * callback's handle in a local for the release. */
+  napi_threadsafe_function done = job->done;
+  napi_call_threadsafe_function(done, job, napi_tsfn_blocking);
+  napi_release_threadsafe_function(done, napi_tsfn_release);
   return NULL;
 }
 
