@@ -8,7 +8,10 @@
  *   4. boot entries  rewritten from the new state (unchanged in practice; stale ones go)
  *   5. kernels       D/boot/<sha>/ the new state does not use
  *   6. drop refs     stale keep refs and fetched refs (directories fsynced)
- *   7. clean         quarantines of killed fetches, temp packs of killed repacks
+ *   7. clean         quarantines of killed fetches, temp packs of killed repacks, and packs
+ *                    made redundant by a repack cut before it deleted the old ones (every
+ *                    object in another intact pack; .idx first; pack-redundancy.ts), so the
+ *                    repack below has the room it needs
  *   8. repack        `git repack -a -d`: one new pack of what the refs reach, written and
  *                    fsynced and renamed in before the old packs are deleted
  *   9. prune         `git prune --expire=now`: loose objects no ref reaches
@@ -35,6 +38,7 @@ import {
   FETCHED_PREFIX, KEEP_REF_PREFIX, type KeptRevision, type PrunePlan, type RefInfo, keepProblem, planPrune, stateKeeps,
 } from './prune-plan.js';
 import { listPacks, lastFetchPackBytes, readPruneRecord, writePruneRecord } from './space-check.js';
+import { dropRedundantPacks } from './pack-redundancy-run.js';
 
 /**
  * Delta search for a root filesystem: git's default window (10) finds the previous release of
@@ -277,9 +281,16 @@ async function apply(opts: PruneOptions, lock: HeldLock, repo: string, onStep: (
     onStep('clean');
     step('clean temporaries', () => cleanTemporaries(dir, repo));
 
+    onStep('redundant packs');
+    const packsBeforeDrop = listPacks(repo);
+    const dropped = step('drop redundant packs', () => dropRedundantPacks(repo));
+
     onStep('repack');
     const record = readPruneRecord(dir);
-    const lastPack = lastFetchPackBytes(repo, record);
+    // After a cut repack, the redundant packs are the old set it was folding in: the last
+    // fetched pack is the newest of them (what that repack would have recorded).
+    const oldSet = new Set(dropped.redundant.map((r) => `${r.stem}.pack`));
+    const lastPack = lastFetchPackBytes(repo, record, oldSet.size > 0 ? packsBeforeDrop.filter((p) => oldSet.has(p.name)) : undefined);
     await stepAsync('repack', () => gitOk(repo, [
       '-c', 'pack.threads=1', '-c', 'repack.writeBitmaps=false', 'repack', '-a', '-d', '-q',
       `--window=${REPACK_WINDOW}`, `--depth=${REPACK_DEPTH}`, `--window-memory=${REPACK_WINDOW_MEMORY}`,

@@ -72,10 +72,10 @@ export function listPacks(repo: string): { name: string; bytes: number; mtimeMs:
  * wrote (then the size that prune recorded); 0 when nothing was fetched yet. A lone pack the
  * last prune did not write is the installed image (made by `gitroot commit` or a first full
  * fetch): updates are deltas against it, so it says nothing about the next one (counting it
- * asked for twice a whole OS of free space before a 2 MB update).
+ * asked for twice a whole OS of free space before a 2 MB update). `packs` (newest first)
+ * defaults to the packs in the repository.
  */
-export function lastFetchPackBytes(repo: string, record: PruneRecord | null): number {
-  const packs = listPacks(repo);
+export function lastFetchPackBytes(repo: string, record: PruneRecord | null, packs = listPacks(repo)): number {
   const newest = packs[0];
   if (newest === undefined) return 0;
   if (record !== null && record.pack === newest.name) return record.lastFetchPackBytes;
