@@ -13,7 +13,8 @@
  *                    object in another intact pack; .idx first; pack-redundancy.ts), so the
  *                    repack below has the room it needs
  *   8. repack        `git repack -a -d`: one new pack of what the refs reach, written and
- *                    fsynced and renamed in before the old packs are deleted
+ *                    fsynced and renamed in before the old packs are deleted; skipped with a
+ *                    warning when the new pack cannot fit (repackRoom), so prune still ends
  *   9. prune         `git prune --expire=now`: loose objects no ref reaches
  * Nothing is deleted before step 5, and by then the state names only revisions steps 2 made
  * refs for; objects go only in steps 8-9, and only those no ref reaches. docs/prune.md has the
@@ -37,7 +38,8 @@ import { UsageError } from '../errors/errors.js';
 import {
   FETCHED_PREFIX, KEEP_REF_PREFIX, type KeptRevision, type PrunePlan, type RefInfo, keepProblem, planPrune, stateKeeps,
 } from './prune-plan.js';
-import { listPacks, lastFetchPackBytes, readPruneRecord, writePruneRecord } from './space-check.js';
+import { listPacks, lastFetchPackBytes, readPruneRecord, repackRoom, writePruneRecord } from './space-check.js';
+import { formatBytes, freeBytes } from '../fsutil/free-space.js';
 import { dropRedundantPacks } from './pack-redundancy-run.js';
 
 /**
@@ -224,6 +226,7 @@ function cleanTemporaries(dir: string, repo: string): string[] {
 
 interface Applied {
   plan: PrunePlan;
+  warnings: string[];
   refsCreated: string[];
   refsDeleted: string[];
   kernelDirsRemoved: string[];
@@ -266,6 +269,7 @@ async function apply(opts: PruneOptions, lock: HeldLock, repo: string, onStep: (
   });
 
   const refsDeleted: string[] = [];
+  const warnings: string[] = [];
   if (hasRepo) {
     onStep('drop refs');
     if (plan.deleteRefs.length > 0) {
@@ -286,15 +290,24 @@ async function apply(opts: PruneOptions, lock: HeldLock, repo: string, onStep: (
     const dropped = step('drop redundant packs', () => dropRedundantPacks(repo));
 
     onStep('repack');
+    const folded = listPacks(repo).reduce((sum, p) => sum + p.bytes, 0) + looseBytes(repo);
+    const free = freeBytes(repo);
+    const room = repackRoom(free, folded);
     const record = readPruneRecord(dir);
     // After a cut repack, the redundant packs are the old set it was folding in: the last
     // fetched pack is the newest of them (what that repack would have recorded).
     const oldSet = new Set(dropped.redundant.map((r) => `${r.stem}.pack`));
     const lastPack = lastFetchPackBytes(repo, record, oldSet.size > 0 ? packsBeforeDrop.filter((p) => oldSet.has(p.name)) : undefined);
-    await stepAsync('repack', () => gitOk(repo, [
-      '-c', 'pack.threads=1', '-c', 'repack.writeBitmaps=false', 'repack', '-a', '-d', '-q',
-      `--window=${REPACK_WINDOW}`, `--depth=${REPACK_DEPTH}`, `--window-memory=${REPACK_WINDOW_MEMORY}`,
-    ]));
+    if (room.ok) {
+      await stepAsync('repack', () => gitOk(repo, [
+        '-c', 'pack.threads=1', '-c', 'repack.writeBitmaps=false', 'repack', '-a', '-d', '-q',
+        `--window=${REPACK_WINDOW}`, `--depth=${REPACK_DEPTH}`, `--window-memory=${REPACK_WINDOW_MEMORY}`,
+      ]));
+    } else {
+      warnings.push(`repack skipped: ${formatBytes(free)} free in ${repo}, ${formatBytes(room.needed)} needed for its new pack` +
+        (dropped.bytes > 0 ? ` (the ${formatBytes(dropped.bytes)} of redundant packs removed come free once no process holds them open, e.g. the git-fs serving / until the next boot)` : '') +
+        '; the next prune with room repacks');
+    }
     onStep('prune');
     await stepAsync('prune objects', () => gitOk(repo, ['prune', '--expire=now']));
     step('sync', () => {
@@ -309,7 +322,22 @@ async function apply(opts: PruneOptions, lock: HeldLock, repo: string, onStep: (
     }));
   }
   onStep('done');
-  return { plan, refsCreated: plan.createRefs.map((r) => r.name), refsDeleted, kernelDirsRemoved };
+  return { plan, warnings, refsCreated: plan.createRefs.map((r) => r.name), refsDeleted, kernelDirsRemoved };
+}
+
+/** Bytes of the loose objects (objects/xx/...), which a repack also folds into its new pack. */
+function looseBytes(repo: string): number {
+  let sum = 0;
+  let dirs: string[] = [];
+  try {
+    dirs = readdirSync(join(repo, 'objects')).filter((d) => /^[0-9a-f]{2}$/.test(d));
+  } catch { /* none */ }
+  for (const d of dirs) {
+    try {
+      for (const f of readdirSync(join(repo, 'objects', d))) sum += statSync(join(repo, 'objects', d, f)).size;
+    } catch { /* gone meanwhile */ }
+  }
+  return sum;
 }
 
 /**
@@ -332,7 +360,7 @@ export async function runPrune(opts: PruneOptions): Promise<PruneResult> {
   if (opts.dryRun) {
     const state = step('read state', () => readState(dir));
     const plan = await makePlan(dir, repo, opts.keep, state);
-    applied = { plan, refsCreated: plan.createRefs.map((r) => r.name), refsDeleted: plan.deleteRefs.map((r) => r.name),
+    applied = { plan, warnings: [], refsCreated: plan.createRefs.map((r) => r.name), refsDeleted: plan.deleteRefs.map((r) => r.name),
       kernelDirsRemoved: plan.removeKernelDirs };
   } else {
     applied = await withLock(dir, { waitMs, command: opts.command ?? 'gitroot prune' }, async (lock) => {
@@ -360,7 +388,7 @@ export async function runPrune(opts: PruneOptions): Promise<PruneResult> {
     packsBefore,
     packsAfter: opts.dryRun ? packsBefore : listPacks(repo).length,
     durationMs: performance.now() - started,
-    warnings: plan.warnings,
+    warnings: [...plan.warnings, ...applied.warnings],
   };
 }
 

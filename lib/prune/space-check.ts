@@ -106,6 +106,16 @@ export function planSpace(input: SpaceInput): SpacePlan {
   return { ok: input.free >= needed, free: input.free, needed, rule };
 }
 
+/**
+ * Pure: whether a `git repack -a -d` fits: it writes its new pack (at most the packs and loose
+ * objects it folds in) before it deletes anything. Space held by deleted packs a process still
+ * has open (the git-fs serving / until the next boot) is not free.
+ */
+export function repackRoom(free: number, foldedBytes: number): { ok: boolean; needed: number } {
+  const needed = foldedBytes + SPACE_MARGIN_BYTES;
+  return { ok: free >= needed, needed };
+}
+
 /** What measureSpace found for the home (and the boot medium in copy mode). */
 export interface SpaceReport {
   home: SpacePlan & { dir: string };
