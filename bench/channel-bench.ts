@@ -38,7 +38,9 @@ function treeCpu(pid: number): number {
     try {
       const f = readFileSync(`/proc/${p}/stat`, 'utf8').split(') ')[1]!.split(' ');
       if (Number(p) === pid || Number(f[1]) === pid) total += (Number(f[11]) + Number(f[12])) / TICK;
-    } catch { /* gone */ }
+    } catch {
+      /* gone */
+    }
   }
   return total;
 }
@@ -48,7 +50,9 @@ async function timed(argv: string[]): Promise<{ seconds: number; maxRss: number;
   const t0 = process.hrtime.bigint();
   const child = spawn('/usr/bin/time', ['-f', '%M', '-o', join(out, 't'), ...argv], { stdio: ['ignore', 'pipe', 'inherit'] });
   let stdout = '';
-  child.stdout.setEncoding('utf8').on('data', (d: string) => { stdout += d; });
+  child.stdout.setEncoding('utf8').on('data', (d: string) => {
+    stdout += d;
+  });
   const code = await new Promise<number | null>((r) => child.on('close', r));
   const seconds = Number(process.hrtime.bigint() - t0) / 1e9;
   if (code !== 0) throw new Error(`failed (${code}): ${argv.join(' ')}`);
@@ -109,7 +113,8 @@ async function main() {
     const signers = `gitroot.allowed-signers=${work}/signers`;
     const smart = machineConf(join(work, 'smart'), git.url('os.git'), [signers]);
     const chan = machineConf(join(work, 'chan'), `${nginx.url}/channel/`, [signers, `gitroot.ca=${pki.caCert}`]);
-    const fetch = (m: { dir: string; conf: string; cmdline: string }) => timed([process.execPath, cli, 'fetch', '--dir', m.dir, '--config', m.conf, '--cmdline', m.cmdline, '--json']);
+    const fetch = (m: { dir: string; conf: string; cmdline: string }) =>
+      timed([process.execPath, cli, 'fetch', '--dir', m.dir, '--config', m.conf, '--cmdline', m.cmdline, '--json']);
 
     // Both machines at release 1 (the branch points there while they fetch it).
     sh(`git --git-dir ${repo} update-ref refs/heads/master ${r1}`);
@@ -132,7 +137,10 @@ async function main() {
     const nginxCpu = treeCpu(nginx.pid) - p0;
     const lines = nginx.log().slice(n0);
     const chanStats = { bytes: lines.reduce((a, l) => a + l.bodyBytes, 0), bytesWithHeaders: lines.reduce((a, l) => a + l.bytes, 0), requests: lines.length };
-    for (const [name, r, want] of [['smart', su, r2], ['channel', cu, r2]] as const) {
+    for (const [name, r, want] of [
+      ['smart', su, r2],
+      ['channel', cu, r2],
+    ] as const) {
       const out = JSON.parse(r.stdout) as { revision: string; action: string };
       if (out.revision !== want || out.action !== 'staged') throw new Error(`${name}: ${r.stdout}`);
     }
@@ -146,26 +154,45 @@ async function main() {
     const chanPoll = poll.reduce((a, l) => a + l.bytes + l.requestBytes, 0);
 
     const result = {
-      date: new Date().toISOString(), loadavg: loadavg(),
+      date: new Date().toISOString(),
+      loadavg: loadavg(),
       update: { r1, r2, channelBundleBytes: chanStats.bytes },
-      smartHttp: { serverCpuSeconds: smartCpu, bytes: smartStats.bytes, requests: smartStats.requests, pollBytes: smartPoll, clientSeconds: su.seconds, clientPeakRss: su.maxRss },
-      channel: { serverCpuSeconds: nginxCpu, bytes: chanStats.bytes, bytesWithHeaders: chanStats.bytesWithHeaders, requests: chanStats.requests, pollBytes: chanPoll, pollStatus: poll.map((l) => l.status), clientSeconds: cu.seconds, clientPeakRss: cu.maxRss },
+      smartHttp: {
+        serverCpuSeconds: smartCpu,
+        bytes: smartStats.bytes,
+        requests: smartStats.requests,
+        pollBytes: smartPoll,
+        clientSeconds: su.seconds,
+        clientPeakRss: su.maxRss,
+      },
+      channel: {
+        serverCpuSeconds: nginxCpu,
+        bytes: chanStats.bytes,
+        bytesWithHeaders: chanStats.bytesWithHeaders,
+        requests: chanStats.requests,
+        pollBytes: chanPoll,
+        pollStatus: poll.map((l) => l.status),
+        clientSeconds: cu.seconds,
+        clientPeakRss: cu.maxRss,
+      },
       ratio: { bytes: chanStats.bytes / smartStats.bytes },
       publish: { baseSeconds: publishBase, incrementalSeconds: publishInc },
     };
     const file = writeResults(root, 'channel', result);
     const mb = (n: number) => `${(n / 1e6).toFixed(2)} MB`;
-    process.stdout.write([
-      '| per machine, one-release update | smart HTTP (git http-backend) | channel (nginx, static) |',
-      '|---|---|---|',
-      `| server CPU | ${smartCpu.toFixed(2)} s | ${nginxCpu.toFixed(2)} s |`,
-      `| bytes | ${smartStats.bytes} | ${chanStats.bytes} (${result.ratio.bytes.toFixed(3)}x) |`,
-      `| requests | ${smartStats.requests} | ${chanStats.requests} |`,
-      `| no-update poll | ${smartPoll} B (bodies) | ${chanPoll} B (HTTP incl. headers, ${poll.map((l) => l.status).join(',')}) |`,
-      `| client wall time | ${su.seconds.toFixed(2)} s | ${cu.seconds.toFixed(2)} s |`,
-      `| client peak RSS | ${mb(su.maxRss)} | ${mb(cu.maxRss)} |`,
-      `publish: base ${publishBase.toFixed(1)} s, incremental ${publishInc.toFixed(1)} s; ${file}`,
-    ].join('\n') + '\n');
+    process.stdout.write(
+      [
+        '| per machine, one-release update | smart HTTP (git http-backend) | channel (nginx, static) |',
+        '|---|---|---|',
+        `| server CPU | ${smartCpu.toFixed(2)} s | ${nginxCpu.toFixed(2)} s |`,
+        `| bytes | ${smartStats.bytes} | ${chanStats.bytes} (${result.ratio.bytes.toFixed(3)}x) |`,
+        `| requests | ${smartStats.requests} | ${chanStats.requests} |`,
+        `| no-update poll | ${smartPoll} B (bodies) | ${chanPoll} B (HTTP incl. headers, ${poll.map((l) => l.status).join(',')}) |`,
+        `| client wall time | ${su.seconds.toFixed(2)} s | ${cu.seconds.toFixed(2)} s |`,
+        `| client peak RSS | ${mb(su.maxRss)} | ${mb(cu.maxRss)} |`,
+        `publish: base ${publishBase.toFixed(1)} s, incremental ${publishInc.toFixed(1)} s; ${file}`,
+      ].join('\n') + '\n',
+    );
   } finally {
     for (const s of stop.reverse()) await s().catch(() => {});
     rmSync(work, { recursive: true, force: true });

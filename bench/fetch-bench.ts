@@ -45,7 +45,6 @@ function sh(cmd: string, cwd?: string): string {
   return execFileSync('bash', ['-c', cmd], { cwd, encoding: 'utf8', maxBuffer: 1 << 30 });
 }
 
-
 interface Timed {
   seconds: number;
   /** Largest resident set of the process tree (ru_maxrss of it and its waited children), bytes. */
@@ -60,7 +59,9 @@ async function timedRun(argv: string[]): Promise<Timed> {
   const t0 = process.hrtime.bigint();
   const child = spawn('/usr/bin/time', ['-f', '%M', '-o', timeFile, ...argv], { stdio: ['ignore', 'pipe', 'inherit'] });
   let stdout = '';
-  child.stdout.setEncoding('utf8').on('data', (d: string) => { stdout += d; });
+  child.stdout.setEncoding('utf8').on('data', (d: string) => {
+    stdout += d;
+  });
   const code = await new Promise<number | null>((r) => child.on('close', r));
   const seconds = Number(process.hrtime.bigint() - t0) / 1e9;
   if (code !== 0) throw new Error(`benchmark step failed (${code}): ${argv.join(' ')}`);
@@ -129,8 +130,16 @@ async function main() {
         r.ours.push(t);
         r.oursReported.push(JSON.parse(t.stdout));
       };
-      const runNative = async () => { r.native.push(await nativeClone(theirs, url)); };
-      if (i % 2 === 0) { await runOurs(); await runNative(); } else { await runNative(); await runOurs(); }
+      const runNative = async () => {
+        r.native.push(await nativeClone(theirs, url));
+      };
+      if (i % 2 === 0) {
+        await runOurs();
+        await runNative();
+      } else {
+        await runNative();
+        await runOurs();
+      }
       if (i === 0) keep = mine;
       else rmSync(dirname(mine), { recursive: true, force: true });
       if (i > 0) rmSync(theirs, { recursive: true, force: true });
@@ -159,8 +168,11 @@ async function main() {
       const bigWork = join(work, 'big-work');
       mkdirSync(bigWork);
       for (let i = 0; i < BIG_MB / 4; i++) writeFileSync(join(bigWork, `blob-${i}.bin`), randomBytes(4 * 1024 * 1024));
-      sh(`git init -q . && git add -A && git -c user.name=bench -c user.email=bench@localhost -c core.compression=1 commit -qm big`
-        + ` && git clone -q --bare . ${join(projectRoot, 'big.git')} && git -C ${join(projectRoot, 'big.git')} repack -adq`, bigWork);
+      sh(
+        `git init -q . && git add -A && git -c user.name=bench -c user.email=bench@localhost -c core.compression=1 commit -qm big` +
+          ` && git clone -q --bare . ${join(projectRoot, 'big.git')} && git -C ${join(projectRoot, 'big.git')} repack -adq`,
+        bigWork,
+      );
       rmSync(bigWork, { recursive: true, force: true });
       const bigPack = Number(sh(`ls -l ${projectRoot}/big.git/objects/pack/*.pack | awk '{s+=$5} END {print s}'`).trim());
       const bigBranch = sh(`git -C ${projectRoot}/big.git symbolic-ref --short HEAD`).trim();
@@ -179,16 +191,45 @@ async function main() {
     const nativeMax = Math.max(...r.native.map((x) => x.maxRss));
     const updHwm = Number(updReported.vmHWM);
     const rows = [
-      { metric: '(1) full fetch time / native clone --bare', value: mOurs / mNative, target: '<= 1.5', ok: mOurs / mNative <= 1.5,
-        detail: `${mOurs.toFixed(2)} s (fetchCommit itself ${mInternal.toFixed(2)} s) vs ${mNative.toFixed(2)} s` },
-      { metric: '(2) peak RSS, fetching node process (MB)', value: hwm / 1e6, target: '<= 160', ok: hwm / 1e6 <= 160,
-        detail: `VmHWM; ${(updHwm / 1e6).toFixed(1)} MB on the ${(oursBytes / 1e6).toFixed(1)} MB update` },
-      { metric: '(2) peak RSS, largest of node/index-pack (MB)', value: treeMax / 1e6, target: 'report', ok: true,
-        detail: `native clone tree: ${(nativeMax / 1e6).toFixed(1)} MB` },
-      ...(big === null ? [] : [{ metric: '(2) peak RSS on a bigger pack (MB)', value: big.vmHWM / 1e6, target: '<= 160', ok: big.vmHWM / 1e6 <= 160,
-        detail: `${(big.packBytes / 1e6).toFixed(0)} MB pack; ${big.seconds.toFixed(1)} s vs native ${big.nativeSeconds.toFixed(1)} s` }]),
-      { metric: '(3) update bytes / native git fetch', value: oursBytes / nativeBytes, target: '<= 1.2', ok: oursBytes / nativeBytes <= 1.2,
-        detail: `${oursBytes} vs ${nativeBytes} bytes (${(changedBytes / 1e6).toFixed(1)} MB changed)` },
+      {
+        metric: '(1) full fetch time / native clone --bare',
+        value: mOurs / mNative,
+        target: '<= 1.5',
+        ok: mOurs / mNative <= 1.5,
+        detail: `${mOurs.toFixed(2)} s (fetchCommit itself ${mInternal.toFixed(2)} s) vs ${mNative.toFixed(2)} s`,
+      },
+      {
+        metric: '(2) peak RSS, fetching node process (MB)',
+        value: hwm / 1e6,
+        target: '<= 160',
+        ok: hwm / 1e6 <= 160,
+        detail: `VmHWM; ${(updHwm / 1e6).toFixed(1)} MB on the ${(oursBytes / 1e6).toFixed(1)} MB update`,
+      },
+      {
+        metric: '(2) peak RSS, largest of node/index-pack (MB)',
+        value: treeMax / 1e6,
+        target: 'report',
+        ok: true,
+        detail: `native clone tree: ${(nativeMax / 1e6).toFixed(1)} MB`,
+      },
+      ...(big === null
+        ? []
+        : [
+            {
+              metric: '(2) peak RSS on a bigger pack (MB)',
+              value: big.vmHWM / 1e6,
+              target: '<= 160',
+              ok: big.vmHWM / 1e6 <= 160,
+              detail: `${(big.packBytes / 1e6).toFixed(0)} MB pack; ${big.seconds.toFixed(1)} s vs native ${big.nativeSeconds.toFixed(1)} s`,
+            },
+          ]),
+      {
+        metric: '(3) update bytes / native git fetch',
+        value: oursBytes / nativeBytes,
+        target: '<= 1.2',
+        ok: oursBytes / nativeBytes <= 1.2,
+        detail: `${oursBytes} vs ${nativeBytes} bytes (${(changedBytes / 1e6).toFixed(1)} MB changed)`,
+      },
     ];
     const result = {
       date: new Date().toISOString(),
@@ -197,10 +238,14 @@ async function main() {
       runs: RUNS,
       repo: { blobs, packBytes, commits: [first, second], changedBytes },
       full: {
-        oursSeconds: r.ours.map((x) => x.seconds), nativeSeconds: r.native.map((x) => x.seconds),
-        oursInternalMs: r.oursReported.map((x) => x.durationMs), oursBytes: r.oursReported.map((x) => x.bytes),
-        oursObjects: r.oursReported.map((x) => x.objects), oursVmHWM: r.oursReported.map((x) => x.vmHWM),
-        oursTreeMaxRss: r.ours.map((x) => x.maxRss), nativeTreeMaxRss: r.native.map((x) => x.maxRss),
+        oursSeconds: r.ours.map((x) => x.seconds),
+        nativeSeconds: r.native.map((x) => x.seconds),
+        oursInternalMs: r.oursReported.map((x) => x.durationMs),
+        oursBytes: r.oursReported.map((x) => x.bytes),
+        oursObjects: r.oursReported.map((x) => x.objects),
+        oursVmHWM: r.oursReported.map((x) => x.vmHWM),
+        oursTreeMaxRss: r.ours.map((x) => x.maxRss),
+        nativeTreeMaxRss: r.native.map((x) => x.maxRss),
       },
       update: { oursBytes, nativeBytes, oursObjects: updReported.objects, oursVmHWM: updHwm, oursSeconds: upd.seconds, fsck },
       big,

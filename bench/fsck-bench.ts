@@ -36,7 +36,6 @@ function timed(cmd: string[], okStatus = 0): { s: number; stdout: string; rssMB:
   return { s, stdout: r.stdout, rssMB: Number(lines[lines.length - 1]) / 1024 };
 }
 
-
 async function main() {
   const work = mkdtempSync(join(tmpdir(), 'gitroot-fsck-bench-'));
   const tree = join(work, 'rootfs');
@@ -67,9 +66,13 @@ async function main() {
     }
     const m = Object.fromEntries(Object.entries(r).map(([k, v]) => [k, median(v)])) as Record<keyof typeof r, number>;
     const result = {
-      date: new Date().toISOString(), node: process.version, runs: RUNS,
+      date: new Date().toISOString(),
+      node: process.version,
+      runs: RUNS,
       repo: { commit, objects, objectsChecked: checked, packBytes: pack },
-      medians: m, ratio: m.gitroot / m.git, raw: r,
+      medians: m,
+      ratio: m.gitroot / m.git,
+      raw: r,
     };
     console.log(`\nfsck benchmark: Debian minbase, ${objects} objects, pack ${(pack / 1e6).toFixed(1)} MB, median of ${RUNS}\n`);
     console.log(`gitroot fsck      ${m.gitroot.toFixed(2)} s   peak RSS ${m.gitrootRss.toFixed(0)} MB   (${checked} objects verified)`);

@@ -44,8 +44,11 @@ function timed(cmd: string, cwd?: string): number {
   return Number(process.hrtime.bigint() - t0) / 1e9;
 }
 
-
-interface Daemon { pid: number; readyMs: number; startToAnswerMs: number }
+interface Daemon {
+  pid: number;
+  readyMs: number;
+  startToAnswerMs: number;
+}
 
 /** Starts a foreground mount daemon and waits until the mount answers; measures from spawn. */
 async function startMount(repo: string, mnt: string): Promise<Daemon> {
@@ -59,8 +62,13 @@ async function startMount(repo: string, mnt: string): Promise<Daemon> {
   let answered = 0;
   for (let i = 0; i < 20000; i++) {
     try {
-      if (statSync(mnt).dev !== before) { answered = Number(process.hrtime.bigint() - t0) / 1e6; break; }
-    } catch { /* not yet */ }
+      if (statSync(mnt).dev !== before) {
+        answered = Number(process.hrtime.bigint() - t0) / 1e6;
+        break;
+      }
+    } catch {
+      /* not yet */
+    }
     await new Promise((r) => setTimeout(r, 1));
   }
   if (!answered) throw new Error('mount did not become ready');
@@ -78,10 +86,18 @@ function stopMount(d: Daemon, mnt: string): number {
 }
 
 const median3 = (xs: number[]): number => median(xs);
-const dropCaches = (): void => { spawnSync('bash', ['-c', 'sync; echo 3 > /proc/sys/vm/drop_caches']); };
+const dropCaches = (): void => {
+  spawnSync('bash', ['-c', 'sync; echo 3 > /proc/sys/vm/drop_caches']);
+};
 const loadAvg = (): string => readFileSync('/proc/loadavg', 'utf8').split(' ').slice(0, 3).join(' ');
 
-interface Row { metric: string; value: number; target: string; ok: boolean; detail: string }
+interface Row {
+  metric: string;
+  value: number;
+  target: string;
+  ok: boolean;
+  detail: string;
+}
 
 /** Commits `tree` into a new repo at `repo`, repacked like a fetched one; returns its facts. */
 function prepareRepo(tree: string, repo: string, message: string) {
@@ -97,9 +113,16 @@ function prepareRepo(tree: string, repo: string, message: string) {
 /** Figures (a)-(e) of one tree; every run measures the reference beside the mount. */
 async function benchTree(label: string, tree: string, repo: string, commit: string, mnt: string) {
   const r = {
-    archive: [] as number[], cold: [] as number[], warmMount: [] as number[], warmDisk: [] as number[],
-    findMountCold: [] as number[], findMountWarm: [] as number[], findDisk: [] as number[],
-    rss: [] as number[], readyMs: [] as number[], startToAnswerMs: [] as number[],
+    archive: [] as number[],
+    cold: [] as number[],
+    warmMount: [] as number[],
+    warmDisk: [] as number[],
+    findMountCold: [] as number[],
+    findMountWarm: [] as number[],
+    findDisk: [] as number[],
+    rss: [] as number[],
+    readyMs: [] as number[],
+    startToAnswerMs: [] as number[],
   };
   // Warm the pack in the page cache and the reference tree in the dcache once.
   timed(`git -C ${repo} archive ${commit} | cat > /dev/null`);
@@ -123,12 +146,42 @@ async function benchTree(label: string, tree: string, repo: string, commit: stri
   const m = Object.fromEntries(Object.entries(r).map(([k, v]) => [k, median3(v)])) as Record<keyof typeof r, number>;
   const peak = Math.max(...r.rss) / 1e6;
   const rows: Row[] = [
-    { metric: `${label} (a) cold full read / git archive`, value: m.cold / m.archive, target: '<= 1.1', ok: m.cold / m.archive <= 1.1, detail: `${m.cold.toFixed(3)} s vs ${m.archive.toFixed(3)} s` },
-    { metric: `${label} (b) warm re-read speed / disk`, value: m.warmDisk / m.warmMount, target: '>= 0.9', ok: m.warmDisk / m.warmMount >= 0.9, detail: `${m.warmMount.toFixed(3)} s vs ${m.warmDisk.toFixed(3)} s` },
-    { metric: `${label} (c) stat every path, cold mount / disk`, value: m.findMountCold / m.findDisk, target: '<= 2', ok: m.findMountCold / m.findDisk <= 2, detail: `${m.findMountCold.toFixed(3)} s vs ${m.findDisk.toFixed(3)} s` },
-    { metric: `${label} (c) stat every path, warm mount / disk`, value: m.findMountWarm / m.findDisk, target: 'report', ok: true, detail: `${m.findMountWarm.toFixed(3)} s vs ${m.findDisk.toFixed(3)} s` },
+    {
+      metric: `${label} (a) cold full read / git archive`,
+      value: m.cold / m.archive,
+      target: '<= 1.1',
+      ok: m.cold / m.archive <= 1.1,
+      detail: `${m.cold.toFixed(3)} s vs ${m.archive.toFixed(3)} s`,
+    },
+    {
+      metric: `${label} (b) warm re-read speed / disk`,
+      value: m.warmDisk / m.warmMount,
+      target: '>= 0.9',
+      ok: m.warmDisk / m.warmMount >= 0.9,
+      detail: `${m.warmMount.toFixed(3)} s vs ${m.warmDisk.toFixed(3)} s`,
+    },
+    {
+      metric: `${label} (c) stat every path, cold mount / disk`,
+      value: m.findMountCold / m.findDisk,
+      target: '<= 2',
+      ok: m.findMountCold / m.findDisk <= 2,
+      detail: `${m.findMountCold.toFixed(3)} s vs ${m.findDisk.toFixed(3)} s`,
+    },
+    {
+      metric: `${label} (c) stat every path, warm mount / disk`,
+      value: m.findMountWarm / m.findDisk,
+      target: 'report',
+      ok: true,
+      detail: `${m.findMountWarm.toFixed(3)} s vs ${m.findDisk.toFixed(3)} s`,
+    },
     { metric: `${label} (d) daemon peak RSS (MB)`, value: peak, target: '<= 64', ok: peak <= 64, detail: `max of ${r.rss.length} mounts` },
-    { metric: `${label} (e) process start -> mount answers (ms)`, value: m.startToAnswerMs, target: '<= 200', ok: m.startToAnswerMs <= 200, detail: `daemon's own clock: ${m.readyMs} ms` },
+    {
+      metric: `${label} (e) process start -> mount answers (ms)`,
+      value: m.startToAnswerMs,
+      target: '<= 200',
+      ok: m.startToAnswerMs <= 200,
+      detail: `daemon's own clock: ${m.readyMs} ms`,
+    },
   ];
   return { medians: m, raw: r, rows, peak };
 }
@@ -158,15 +211,35 @@ async function benchFirefox(tree: string, repo: string, mnt: string, work: strin
   const gitDir = join(work, 'plain.git');
   const t0 = process.hrtime.bigint();
   const rssFile = join(work, 'plain.rss');
-  sh(`git init -q --bare ${gitDir} && /usr/bin/time -f %M -o ${rssFile} bash -c "git --git-dir=${gitDir} --work-tree=${tree} add -A && git --git-dir=${gitDir} --work-tree=${tree} -c user.name=b -c user.email=b@b commit -qm plain"`);
+  sh(
+    `git init -q --bare ${gitDir} && /usr/bin/time -f %M -o ${rssFile} bash -c "git --git-dir=${gitDir} --work-tree=${tree} add -A && git --git-dir=${gitDir} --work-tree=${tree} -c user.name=b -c user.email=b@b commit -qm plain"`,
+  );
   const plain = Number(process.hrtime.bigint() - t0) / 1e9;
   const plainRss = Number(readFileSync(rssFile, 'utf8').trim().split('\n').pop()) / 1024;
   const disk = median3(r.disk);
   const gitfs = median3(r.gitfs);
   const rows: Row[] = [
-    { metric: 'firefox (f) cold app start, git-fs + overlay / disk', value: gitfs / disk, target: '<= 1.2', ok: gitfs / disk <= 1.2, detail: `${gitfs.toFixed(2)} s vs ${disk.toFixed(2)} s; daemon peak ${(Math.max(...r.gitfsRss) / 1e6).toFixed(0)} MB` },
-    { metric: 'firefox (g) gitroot commit / git add+commit', value: commitTimes.gitroot / plain, target: '<= 1.2', ok: commitTimes.gitroot / plain <= 1.2, detail: `${commitTimes.gitroot.toFixed(1)} s vs ${plain.toFixed(1)} s` },
-    { metric: 'firefox (g) gitroot commit peak RSS (MB)', value: commitTimes.gitrootRss, target: '<= 160', ok: commitTimes.gitrootRss <= 160, detail: `git add+commit: ${plainRss.toFixed(0)} MB` },
+    {
+      metric: 'firefox (f) cold app start, git-fs + overlay / disk',
+      value: gitfs / disk,
+      target: '<= 1.2',
+      ok: gitfs / disk <= 1.2,
+      detail: `${gitfs.toFixed(2)} s vs ${disk.toFixed(2)} s; daemon peak ${(Math.max(...r.gitfsRss) / 1e6).toFixed(0)} MB`,
+    },
+    {
+      metric: 'firefox (g) gitroot commit / git add+commit',
+      value: commitTimes.gitroot / plain,
+      target: '<= 1.2',
+      ok: commitTimes.gitroot / plain <= 1.2,
+      detail: `${commitTimes.gitroot.toFixed(1)} s vs ${plain.toFixed(1)} s`,
+    },
+    {
+      metric: 'firefox (g) gitroot commit peak RSS (MB)',
+      value: commitTimes.gitrootRss,
+      target: '<= 160',
+      ok: commitTimes.gitrootRss <= 160,
+      detail: `git add+commit: ${plainRss.toFixed(0)} MB`,
+    },
   ];
   return { raw: r, plain, plainRss, rows };
 }
@@ -203,17 +276,37 @@ async function main() {
       const rssFile = join(work, 'commit.rss');
       const t0 = process.hrtime.bigint();
       const commit = sh(`/usr/bin/time -f %M -o ${rssFile} node ${cli} commit ${ffTree} --repo ${ffRepo} -m firefox`).trim();
-      const commitTimes = { gitroot: Number(process.hrtime.bigint() - t0) / 1e9, gitrootRss: Number(readFileSync(rssFile, 'utf8').trim().split('\n').pop()) / 1024 };
+      const commitTimes = {
+        gitroot: Number(process.hrtime.bigint() - t0) / 1e9,
+        gitrootRss: Number(readFileSync(rssFile, 'utf8').trim().split('\n').pop()) / 1024,
+      };
       sh(`git -C ${ffRepo} repack -adq --window=10 --depth=50`);
-      const ff = { commit, pack: Number(sh(`ls -l ${ffRepo}/objects/pack/*.pack | awk '{s+=$5} END {print s}'`).trim()),
+      const ff = {
+        commit,
+        pack: Number(sh(`ls -l ${ffRepo}/objects/pack/*.pack | awk '{s+=$5} END {print s}'`).trim()),
         blobs: Number(sh(`git -C ${ffRepo} ls-tree -r ${commit} | grep -c ' blob '`).trim()),
-        bytes: Number(sh(`git -C ${ffRepo} ls-tree -r -l ${commit} | awk '$2=="blob"{s+=$4} END {print s}'`).trim()) };
+        bytes: Number(sh(`git -C ${ffRepo} ls-tree -r -l ${commit} | awk '$2=="blob"{s+=$4} END {print s}'`).trim()),
+      };
       const figures = await benchTree('firefox', ffTree, ffRepo, commit, mnt);
       const app = await benchFirefox(ffTree, ffRepo, mnt, work, commitTimes);
-      rows.push(...figures.rows,
-        { metric: 'daemon peak RSS growth, firefox / minbase tree', value: figures.peak / minbase.peak, target: 'report', ok: true, detail: `${figures.peak.toFixed(0)} MB vs ${minbase.peak.toFixed(0)} MB for ${(ff.bytes / mb.bytes).toFixed(1)}x the bytes` },
-        ...app.rows);
-      firefox = { tree: ff, medians: figures.medians, raw: figures.raw, appStart: app.raw, commit: { ...commitTimes, plain: app.plain, plainRss: app.plainRss } };
+      rows.push(
+        ...figures.rows,
+        {
+          metric: 'daemon peak RSS growth, firefox / minbase tree',
+          value: figures.peak / minbase.peak,
+          target: 'report',
+          ok: true,
+          detail: `${figures.peak.toFixed(0)} MB vs ${minbase.peak.toFixed(0)} MB for ${(ff.bytes / mb.bytes).toFixed(1)}x the bytes`,
+        },
+        ...app.rows,
+      );
+      firefox = {
+        tree: ff,
+        medians: figures.medians,
+        raw: figures.raw,
+        appStart: app.raw,
+        commit: { ...commitTimes, plain: app.plain, plainRss: app.plainRss },
+      };
     }
     const result = {
       date: new Date().toISOString(),
@@ -227,14 +320,21 @@ async function main() {
       firefox,
       rows,
     };
-    printRows(`git-fs benchmark: Debian minbase, ${mb.blobs} blobs, ${(mb.bytes / 1e6).toFixed(1)} MB, pack ${(mb.pack / 1e6).toFixed(1)} MB`
-      + `${withFirefox ? ', and bookworm + firefox-esr' : ''}; median of ${RUNS}; load ${result.load}`, rows);
+    printRows(
+      `git-fs benchmark: Debian minbase, ${mb.blobs} blobs, ${(mb.bytes / 1e6).toFixed(1)} MB, pack ${(mb.pack / 1e6).toFixed(1)} MB` +
+        `${withFirefox ? ', and bookworm + firefox-esr' : ''}; median of ${RUNS}; load ${result.load}`,
+      rows,
+    );
     const file = writeResults(root, 'gitfs', result);
     console.log(`\nwritten: ${file}`);
   } finally {
     spawnSync('umount', ['-l', mnt]);
     // Never delete through a mount: remove the work directory only when nothing is mounted under it.
-    if (readFileSync('/proc/mounts', 'utf8').split('\n').some((l) => l.split(' ')[1]?.startsWith(work))) {
+    if (
+      readFileSync('/proc/mounts', 'utf8')
+        .split('\n')
+        .some((l) => l.split(' ')[1]?.startsWith(work))
+    ) {
       process.stderr.write(`bench: a mount is still under ${work}: unmount it (umount -R), then remove the directory\n`);
     } else {
       rmSync(work, { recursive: true, force: true });

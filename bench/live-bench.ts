@@ -110,8 +110,11 @@ async function main() {
       load: loadavg()[0],
       tree: { files: Number(sh(`find ${tree} -xdev -type f | wc -l`).trim()) },
       seconds: {
-        applyLive: median(applyTimes), applyLiveBack: median(backTimes), switch: median(switchTimes),
-        statusReference: status, fullReadFromCacheReference: fullReadCached,
+        applyLive: median(applyTimes),
+        applyLiveBack: median(backTimes),
+        switch: median(switchTimes),
+        statusReference: status,
+        fullReadFromCacheReference: fullReadCached,
       },
       ratios: {
         applyLiveOverStatus: median(applyTimes) / status,
@@ -125,7 +128,11 @@ async function main() {
     process.stdout.write(JSON.stringify(result, null, 2) + '\n');
     process.stderr.write(`bench: wrote ${file}\n`);
   } finally {
-    const mounted = () => readFileSync('/proc/self/mountinfo', 'utf8').split('\n').map((l) => l.split(' ')[4]).filter((p) => p !== undefined && p.startsWith(`${work}/`));
+    const mounted = () =>
+      readFileSync('/proc/self/mountinfo', 'utf8')
+        .split('\n')
+        .map((l) => l.split(' ')[4])
+        .filter((p) => p !== undefined && p.startsWith(`${work}/`));
     for (const p of mounted().sort().reverse()) spawnSync('umount', ['-l', p]);
     if (daemonPid !== null) {
       for (let i = 0; i < 100; i++) {

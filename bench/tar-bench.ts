@@ -46,12 +46,18 @@ function kioskTar(): string | null {
   if (process.env.BENCH_KIOSK_TAR) return process.env.BENCH_KIOSK_TAR;
   const dir = '/var/cache/gitroot-build/kiosk';
   if (!existsSync(dir)) return null;
-  const tars = readdirSync(dir).filter((n) => /^system-.*\.tar$/.test(n)).map((n) => join(dir, n)).sort((a, b) => statSync(b).mtimeMs - statSync(a).mtimeMs);
+  const tars = readdirSync(dir)
+    .filter((n) => /^system-.*\.tar$/.test(n))
+    .map((n) => join(dir, n))
+    .sort((a, b) => statSync(b).mtimeMs - statSync(a).mtimeMs);
   return tars[0] ?? null;
 }
 
 /** commit DIR against commit --from-tar on one more tree (its archive extracted as root for the DIR side). */
-function compareOn(work: string, cached: string): { files: number; bytes: number; dir: { s: number; rssMB: number }; tar: { s: number; rssMB: number }; raw: unknown } {
+function compareOn(
+  work: string,
+  cached: string,
+): { files: number; bytes: number; dir: { s: number; rssMB: number }; tar: { s: number; rssMB: number }; raw: unknown } {
   // A copy: a kiosk build running meanwhile replaces its cached layer when its inputs change.
   const tar = join(work, 'kiosk.tar');
   copyFileSync(cached, tar);
@@ -59,13 +65,23 @@ function compareOn(work: string, cached: string): { files: number; bytes: number
   mkdirSync(tree);
   sh(`tar --xattrs --xattrs-include='*' --numeric-owner -xpf ${tar} -C ${tree}`);
   const files = Number(sh(`find ${tree} -type f | wc -l`).trim());
-  const repo = (name: string): string => { const r = join(work, `${name}.git`); rmSync(r, { recursive: true, force: true }); return r; };
+  const repo = (name: string): string => {
+    const r = join(work, `${name}.git`);
+    rmSync(r, { recursive: true, force: true });
+    return r;
+  };
   const dir = () => timed(`node ${cli} commit ${tree} --repo ${repo('kiosk-dir')} >/dev/null 2>&1`);
   const fromTar = () => timed(`node ${cli} commit --from-tar ${tar} --repo ${repo('kiosk-tar')} >/dev/null 2>&1`);
   const r = { dir: [] as Array<{ s: number; rssMB: number }>, tar: [] as Array<{ s: number; rssMB: number }> };
   for (let i = 0; i < RUNS; i++) {
     process.stderr.write(`bench: example OS run ${i + 1}/${RUNS}\n`);
-    if (i % 2 === 0) { r.dir.push(dir()); r.tar.push(fromTar()); } else { r.tar.push(fromTar()); r.dir.push(dir()); }
+    if (i % 2 === 0) {
+      r.dir.push(dir());
+      r.tar.push(fromTar());
+    } else {
+      r.tar.push(fromTar());
+      r.dir.push(dir());
+    }
   }
   const trees = ['kiosk-dir', 'kiosk-tar'].map((n) => sh(`git --git-dir=${join(work, `${n}.git`)} rev-parse HEAD^{tree}`).trim());
   if (trees[0] !== trees[1]) throw new Error(`the example OS trees differ: ${trees.join(' ')}`);
@@ -85,11 +101,17 @@ async function main(): Promise<void> {
     sh(`bash ${fixture} ${tree} >/dev/null`);
     sh(`tar --xattrs --xattrs-include='*' --numeric-owner -cf ${tar} -C ${tree} .`);
     sh(`zstd -q -T0 -c ${tar} > ${zst}`);
-    sh(`tar --xattrs --xattrs-include='*' --numeric-owner -cf ${double} -C ${tree} --transform='s,^\\.,./a,' . && ` +
-      `tar --xattrs --xattrs-include='*' --numeric-owner -rf ${double} -C ${tree} --transform='s,^\\.,./b,' .`);
+    sh(
+      `tar --xattrs --xattrs-include='*' --numeric-owner -cf ${double} -C ${tree} --transform='s,^\\.,./a,' . && ` +
+        `tar --xattrs --xattrs-include='*' --numeric-owner -rf ${double} -C ${tree} --transform='s,^\\.,./b,' .`,
+    );
     const files = Number(sh(`find ${tree} -type f | wc -l`).trim());
     const bytes = statSync(tar).size;
-    const repo = (name: string): string => { const r = join(work, `${name}.git`); rmSync(r, { recursive: true, force: true }); return r; };
+    const repo = (name: string): string => {
+      const r = join(work, `${name}.git`);
+      rmSync(r, { recursive: true, force: true });
+      return r;
+    };
     const run = {
       dir: () => timed(`node ${cli} commit ${tree} --repo ${repo('dir')} >/dev/null 2>&1`),
       tar: () => timed(`node ${cli} commit --from-tar ${tar} --repo ${repo('tar')} >/dev/null 2>&1`),
@@ -101,12 +123,17 @@ async function main(): Promise<void> {
     run.dir();
     run.tar();
     const r: Record<keyof typeof run, { s: number[]; rssMB: number[] }> = {
-      dir: { s: [], rssMB: [] }, tar: { s: [], rssMB: [] }, zstdPipe: { s: [], rssMB: [] }, export: { s: [], rssMB: [] }, tarDouble: { s: [], rssMB: [] },
+      dir: { s: [], rssMB: [] },
+      tar: { s: [], rssMB: [] },
+      zstdPipe: { s: [], rssMB: [] },
+      export: { s: [], rssMB: [] },
+      tarDouble: { s: [], rssMB: [] },
     };
     for (let i = 0; i < RUNS; i++) {
       process.stderr.write(`bench: run ${i + 1}/${RUNS}\n`);
       // Alternate the order so neither side always runs on a warmer machine.
-      const order: Array<keyof typeof run> = i % 2 === 0 ? ['dir', 'tar', 'zstdPipe', 'export', 'tarDouble'] : ['tar', 'dir', 'zstdPipe', 'export', 'tarDouble'];
+      const order: Array<keyof typeof run> =
+        i % 2 === 0 ? ['dir', 'tar', 'zstdPipe', 'export', 'tarDouble'] : ['tar', 'dir', 'zstdPipe', 'export', 'tarDouble'];
       for (const k of order) {
         const m = run[k]();
         r[k].s.push(m.s);
@@ -115,9 +142,14 @@ async function main(): Promise<void> {
     }
     const trees = ['dir', 'tar', 'zst'].map((n) => sh(`git --git-dir=${join(work, `${n}.git`)} rev-parse HEAD^{tree}`).trim());
     if (new Set(trees).size !== 1) throw new Error(`the trees differ: ${trees.join(' ')}`);
-    const med = Object.fromEntries(Object.entries(r).map(([k, v]) => [k, { s: median(v.s), rssMB: median(v.rssMB) }])) as Record<keyof typeof run, { s: number; rssMB: number }>;
+    const med = Object.fromEntries(Object.entries(r).map(([k, v]) => [k, { s: median(v.s), rssMB: median(v.rssMB) }])) as Record<
+      keyof typeof run,
+      { s: number; rssMB: number }
+    >;
     const result = {
-      date: new Date().toISOString(), node: process.version, runs: RUNS,
+      date: new Date().toISOString(),
+      node: process.version,
+      runs: RUNS,
       tree: { files, archiveBytes: bytes, treeId: trees[0] },
       medians: med,
       ratio: { tarVsDir: med.tar.s / med.dir.s, zstdPipeVsDir: med.zstdPipe.s / med.dir.s },

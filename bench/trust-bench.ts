@@ -36,9 +36,16 @@ const RUNS = Number(process.env.BENCH_RUNS ?? 7);
 const FILES = Number(process.env.BENCH_FILES ?? 2000);
 const WARM_ITERATIONS = 200;
 
-const env = { ...process.env, GIT_CONFIG_NOSYSTEM: '1', GIT_CONFIG_GLOBAL: '/dev/null', GIT_AUTHOR_NAME: 'Bench', GIT_AUTHOR_EMAIL: 'bench@example.com', GIT_COMMITTER_NAME: 'Bench', GIT_COMMITTER_EMAIL: 'bench@example.com' };
+const env = {
+  ...process.env,
+  GIT_CONFIG_NOSYSTEM: '1',
+  GIT_CONFIG_GLOBAL: '/dev/null',
+  GIT_AUTHOR_NAME: 'Bench',
+  GIT_AUTHOR_EMAIL: 'bench@example.com',
+  GIT_COMMITTER_NAME: 'Bench',
+  GIT_COMMITTER_EMAIL: 'bench@example.com',
+};
 const run = (cmd: string, args: string[], input?: string): string => execFileSync(cmd, args, { env, input, encoding: 'utf8', maxBuffer: 1 << 28 }).trim();
-
 
 /** Runs the CLI without blocking this process (the server runs here); wall time in ms and stdout. */
 function cliRun(args: string[]): Promise<{ ms: number; status: number; stdout: string; stderr: string }> {
@@ -59,12 +66,21 @@ async function main(): Promise<void> {
   try {
     // Keys, allowed-signers, and a server repo whose tip is signed by real git.
     const keys: Record<string, string> = {};
-    for (const [name, type, bits] of [['ed25519', 'ed25519', ''], ['rsa3072', 'rsa', '3072'], ['ecdsa256', 'ecdsa', '256']]) {
+    for (const [name, type, bits] of [
+      ['ed25519', 'ed25519', ''],
+      ['rsa3072', 'rsa', '3072'],
+      ['ecdsa256', 'ecdsa', '256'],
+    ]) {
       keys[name] = join(work, name);
       run('ssh-keygen', ['-q', '-t', type, ...(bits ? ['-b', bits] : []), '-N', '', '-C', name, '-f', keys[name]]);
     }
     const signersFile = join(work, 'allowed-signers');
-    writeFileSync(signersFile, Object.keys(keys).map((k) => `${k}@example.com namespaces="git" ${readFileSync(`${keys[k]}.pub`, 'utf8').trim()}`).join('\n') + '\n');
+    writeFileSync(
+      signersFile,
+      Object.keys(keys)
+        .map((k) => `${k}@example.com namespaces="git" ${readFileSync(`${keys[k]}.pub`, 'utf8').trim()}`)
+        .join('\n') + '\n',
+    );
     const srv = join(work, 'srv');
     const repo = join(srv, 'os.git');
     const tree = join(work, 'tree');
@@ -78,7 +94,19 @@ async function main(): Promise<void> {
     const treeId = run('git', ['--git-dir', repo, 'write-tree']);
     const tips: Record<string, string> = {};
     for (const k of Object.keys(keys)) {
-      tips[k] = run('git', ['--git-dir', repo, '-c', 'gpg.format=ssh', '-c', `user.signingkey=${keys[k]}`, 'commit-tree', '-S', '-m', `release signed with ${k}`, treeId]);
+      tips[k] = run('git', [
+        '--git-dir',
+        repo,
+        '-c',
+        'gpg.format=ssh',
+        '-c',
+        `user.signingkey=${keys[k]}`,
+        'commit-tree',
+        '-S',
+        '-m',
+        `release signed with ${k}`,
+        treeId,
+      ]);
       run('git', ['--git-dir', repo, 'update-ref', `refs/heads/${k}`, tips[k]]);
     }
     run('git', ['--git-dir', repo, 'repack', '-adq']);
@@ -90,7 +118,12 @@ async function main(): Promise<void> {
       mkdirSync(base, { recursive: true });
       const conf = join(base, 'gitroot.conf');
       const cmdline = join(base, 'cmdline');
-      writeFileSync(conf, [`gitroot.remote=${url}`, `fetch-revision=${branch}`, 'gitroot.bootloader=none', ...(signed ? [`gitroot.allowed-signers=${signersFile}`] : [])].join('\n') + '\n');
+      writeFileSync(
+        conf,
+        [`gitroot.remote=${url}`, `fetch-revision=${branch}`, 'gitroot.bootloader=none', ...(signed ? [`gitroot.allowed-signers=${signersFile}`] : [])].join(
+          '\n',
+        ) + '\n',
+      );
       writeFileSync(cmdline, 'quiet\n');
       return { dir: join(base, 'home'), conf, cmdline };
     };
@@ -109,7 +142,13 @@ async function main(): Promise<void> {
           if (r.status !== 0) throw new Error(`fetch failed: ${r.stderr}`);
           const out = JSON.parse(r.stdout);
           if (signed) {
-            signedRuns.push({ wallMs: r.ms, fetchMs: out.fetch.durationMs, verifyMs: out.trust.verifyMs, verifyCpuMs: out.trust.verifyCpuMs, downgradeMs: out.trust.downgradeMs });
+            signedRuns.push({
+              wallMs: r.ms,
+              fetchMs: out.fetch.durationMs,
+              verifyMs: out.trust.verifyMs,
+              verifyCpuMs: out.trust.verifyCpuMs,
+              downgradeMs: out.trust.downgradeMs,
+            });
             const again = await cliRun(fetchArgs(m));
             if (again.status !== 0) throw new Error(`second fetch failed: ${again.stderr}`);
             const o2 = JSON.parse(again.stdout);
@@ -140,7 +179,10 @@ async function main(): Promise<void> {
       warm[k] = median(xs);
     }
     store.close();
-    const many = Array.from({ length: 50 }, (_, i) => `user${i}@example.com namespaces="git" ${readFileSync(`${keys[['ed25519', 'rsa3072', 'ecdsa256'][i % 3]]}.pub`, 'utf8').trim()}`).join('\n');
+    const many = Array.from(
+      { length: 50 },
+      (_, i) => `user${i}@example.com namespaces="git" ${readFileSync(`${keys[['ed25519', 'rsa3072', 'ecdsa256'][i % 3]]}.pub`, 'utf8').trim()}`,
+    ).join('\n');
     const parseXs: number[] = [];
     for (let i = 0; i < 50; i++) {
       const t0 = performance.now();
@@ -182,12 +224,21 @@ async function main(): Promise<void> {
     };
     const f = result.fetch;
     const line = (a: string, b: string) => console.log(`${a.padEnd(58)} ${b}`);
-    line('fetch (full, CLI): verification, cold, in the fetch process', `${f.medianVerifyMs.toFixed(2)} ms wall, ${f.medianVerifyCpuMs.toFixed(2)} ms CPU (target <= 50)`);
+    line(
+      'fetch (full, CLI): verification, cold, in the fetch process',
+      `${f.medianVerifyMs.toFixed(2)} ms wall, ${f.medianVerifyCpuMs.toFixed(2)} ms CPU (target <= 50)`,
+    );
     line('fetch (full, CLI): verification / fetch (median of ratios)', `${(100 * f.verifyShareOfFetch).toFixed(2)} %`);
     line('fetch (full, CLI): downgrade walk', `${f.medianDowngradeMs.toFixed(2)} ms`);
     line('fetch (full, CLI): the fetch itself (fetch.durationMs)', `${f.medianFetchMs.toFixed(1)} ms`);
-    line('fetch (full, CLI): wall, with / without allowed-signers', `${f.medianSignedWallMs.toFixed(1)} / ${f.medianPlainWallMs.toFixed(1)} ms (delta ${f.endToEndDeltaMs.toFixed(1)} ms, noisy)`);
-    line('fetch (up to date): verification (CPU) / fetch / wall', `${result.upToDate.medianVerifyMs.toFixed(2)} (${result.upToDate.medianVerifyCpuMs.toFixed(2)}) / ${result.upToDate.medianFetchMs.toFixed(1)} / ${result.upToDate.medianWallMs.toFixed(1)} ms`);
+    line(
+      'fetch (full, CLI): wall, with / without allowed-signers',
+      `${f.medianSignedWallMs.toFixed(1)} / ${f.medianPlainWallMs.toFixed(1)} ms (delta ${f.endToEndDeltaMs.toFixed(1)} ms, noisy)`,
+    );
+    line(
+      'fetch (up to date): verification (CPU) / fetch / wall',
+      `${result.upToDate.medianVerifyMs.toFixed(2)} (${result.upToDate.medianVerifyCpuMs.toFixed(2)}) / ${result.upToDate.medianFetchMs.toFixed(1)} / ${result.upToDate.medianWallMs.toFixed(1)} ms`,
+    );
     for (const [k, v] of Object.entries(warm)) line(`warm judgeRevision, ${k}`, `${v.toFixed(3)} ms`);
     line('parse an allowed-signers file of 50 keys', `${result.parse50KeysMs.toFixed(2)} ms`);
     line('load average at the end (1, 5, 15 min)', `${result.loadavgAtEnd.map((x) => x.toFixed(2)).join(', ')} on ${result.cpus} CPUs`);

@@ -75,7 +75,9 @@ function bundledPackages(meta) {
 function copyrightOf(dir, pkg) {
   const file = readdirSync(dir).find((f) => /^licen[cs]e/i.test(f));
   if (file !== undefined) {
-    const line = readFileSync(join(dir, file), 'utf8').split('\n').map((l) => l.trim())
+    const line = readFileSync(join(dir, file), 'utf8')
+      .split('\n')
+      .map((l) => l.trim())
       .find((l) => /^copyright\b/i.test(l) && !/notice/i.test(l));
     if (line !== undefined) return line.replace(/^copyright\s*(\(c\)|©)?\s*/i, '');
   }
@@ -94,7 +96,9 @@ for (const name of bundledPackages(meta)) {
   const license = DEBIAN_NAME[pkg.license];
   if (license === undefined) throw new Error(`${name}: license ${pkg.license} has no text in packaging/copyright.mjs: add it`);
   used.add(license);
-  paragraphs.push(`Files: node_modules/${name}/*\nCopyright: ${copyrightOf(dir, pkg)}\nLicense: ${license}\nComment: ${name} ${pkg.version}, bundled into /usr/lib/gitroot/gitroot.cjs`);
+  paragraphs.push(
+    `Files: node_modules/${name}/*\nCopyright: ${copyrightOf(dir, pkg)}\nLicense: ${license}\nComment: ${name} ${pkg.version}, bundled into /usr/lib/gitroot/gitroot.cjs`,
+  );
 }
 
 const text = [
@@ -106,6 +110,12 @@ Comment: /usr/lib/gitroot/gitroot.cjs is one file holding gitroot's own code and
 Copyright: 2026 the gitroot developers
 License: ${DEBIAN_NAME[own.license]}`,
   ...paragraphs,
-  ...[...used].sort().map((l) => `License: ${l}\n${LICENSE_TEXT[l].split('\n').map((x) => ` ${x}`).join('\n')}`),
+  ...[...used].sort().map(
+    (l) =>
+      `License: ${l}\n${LICENSE_TEXT[l]
+        .split('\n')
+        .map((x) => ` ${x}`)
+        .join('\n')}`,
+  ),
 ].join('\n\n');
 writeFileSync(outPath, `${text}\n`);

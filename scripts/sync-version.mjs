@@ -37,7 +37,9 @@ export function syncVersion() {
   let have = null;
   try {
     have = readFileSync(file, 'utf8');
-  } catch { /* first run */ }
+  } catch {
+    /* first run */
+  }
   if (have === want) return false;
   writeFileSync(file, want);
   return true;

@@ -36,7 +36,9 @@ for (const a of allowed) {
   if (!NEEDS.includes(a)) fail(`--allow ${a}: not a need (${NEEDS.join(', ')})`);
 }
 
-const files = readdirSync(join(root, 'test')).filter((f) => f.endsWith('.test.ts')).sort();
+const files = readdirSync(join(root, 'test'))
+  .filter((f) => f.endsWith('.test.ts'))
+  .sort();
 const problems = [];
 const selected = [];
 for (const f of files) {
@@ -83,13 +85,17 @@ async function runAll(files) {
 
   const results = [];
   const queue = [...files];
-  await Promise.all(Array.from({ length: JOBS }, async () => {
-    for (let f = queue.shift(); f !== undefined; f = queue.shift()) results.push(await runOne(f, join(out, f.replace(/\.ts$/, '.js'))));
-  }));
+  await Promise.all(
+    Array.from({ length: JOBS }, async () => {
+      for (let f = queue.shift(); f !== undefined; f = queue.shift()) results.push(await runOne(f, join(out, f.replace(/\.ts$/, '.js'))));
+    }),
+  );
   const failed = results.filter((r) => !r.ok);
   for (const r of failed) process.stdout.write(`\n# ${r.file} failed (${r.why}); its output:\n${r.output}`);
   const seconds = ((Date.now() - started) / 1000).toFixed(1);
-  process.stdout.write(`\n${files.length - failed.length} of ${files.length} test files passed in ${seconds} s${failed.length ? `; failed: ${failed.map((r) => r.file).join(' ')}` : ''}\n`);
+  process.stdout.write(
+    `\n${files.length - failed.length} of ${files.length} test files passed in ${seconds} s${failed.length ? `; failed: ${failed.map((r) => r.file).join(' ')}` : ''}\n`,
+  );
   process.exit(failed.length ? 1 : 0);
 }
 
@@ -102,7 +108,11 @@ function runOne(file, js) {
     child.stdout.on('data', (d) => (output += d));
     child.stderr.on('data', (d) => (output += d));
     const timer = setTimeout(() => {
-      try { process.kill(-child.pid, 'SIGKILL'); } catch { /* already gone */ }
+      try {
+        process.kill(-child.pid, 'SIGKILL');
+      } catch {
+        /* already gone */
+      }
     }, FILE_TIMEOUT_MS);
     child.on('close', (code, signal) => {
       clearTimeout(timer);

@@ -10,9 +10,11 @@
 set -uo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh || exit 1
-# The linter first (eslint.config.js); its verdict counts like a failed test, but the tests still run.
+# The linter and the formatter first (eslint.config.js, .prettierrc.json); their verdict counts like a
+# failed test, but the tests still run.
 lint=0
 npx --no-install eslint lib bin test bench fixtures scripts </dev/null || { lint=1; echo "lint: eslint found problems (above): fix them or run 'npm run lint'"; }
+npx --no-install prettier --check . </dev/null >/dev/null || { lint=1; echo "lint: files not in prettier's layout (npx prettier --check . lists them): run 'npm run format'"; }
 tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
 

@@ -92,8 +92,15 @@ async function cleanup(dir: string): Promise<void> {
   let pid: number | undefined;
   try {
     pid = JSON.parse(fs.readFileSync(path.join(dir, 'run', 'booted.json'), 'utf8')).daemonPid;
-  } catch { /* no boot */ }
-  const mounted = () => fs.readFileSync('/proc/self/mountinfo', 'utf8').split('\n').map((l) => l.split(' ')[4]).filter((p) => p !== undefined && (p === dir || p.startsWith(`${dir}/`)));
+  } catch {
+    /* no boot */
+  }
+  const mounted = () =>
+    fs
+      .readFileSync('/proc/self/mountinfo', 'utf8')
+      .split('\n')
+      .map((l) => l.split(' ')[4])
+      .filter((p) => p !== undefined && (p === dir || p.startsWith(`${dir}/`)));
   for (const p of mounted().sort().reverse()) spawnSync('umount', ['-l', p]);
   if (pid !== undefined && !(await waitExit(pid, 5000))) process.kill(pid, 'SIGKILL');
   if (mounted().length > 0) throw new Error(`still mounted under ${dir}: ${mounted().join(' ')}`);
@@ -105,8 +112,14 @@ async function bootedMachine(tt: { teardown(fn: () => unknown): void }, prefix: 
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), `gitroot-${prefix}-`));
   tt.teardown(() => cleanup(dir));
   const m: Machine = {
-    dir, src: path.join(dir, 'src'), home: path.join(dir, 'home'), run: path.join(dir, 'run'), target: path.join(dir, 'target'),
-    cmdline: path.join(dir, 'cmdline'), log: path.join(dir, 'systemctl.log'), env: {},
+    dir,
+    src: path.join(dir, 'src'),
+    home: path.join(dir, 'home'),
+    run: path.join(dir, 'run'),
+    target: path.join(dir, 'target'),
+    cmdline: path.join(dir, 'cmdline'),
+    log: path.join(dir, 'systemctl.log'),
+    env: {},
   };
   fs.mkdirSync(m.src);
   fs.mkdirSync(m.target);
@@ -126,12 +139,14 @@ async function bootedMachine(tt: { teardown(fn: () => unknown): void }, prefix: 
 }
 
 function writeState(m: Machine, s: { good?: string | null; pending?: string | null; booted?: string | null; failed?: string[] }): void {
-  const state = fs.existsSync(path.join(m.home, 'state.json')) ? JSON.parse(fs.readFileSync(path.join(m.home, 'state.json'), 'utf8'))
+  const state = fs.existsSync(path.join(m.home, 'state.json'))
+    ? JSON.parse(fs.readFileSync(path.join(m.home, 'state.json'), 'utf8'))
     : { version: 1, good: null, pending: null, booted: null, failed: [], previousGood: [], staged: {} };
   if (s.good !== undefined) state.good = s.good;
   if (s.booted !== undefined) state.booted = s.booted;
   if (s.failed !== undefined) state.failed = s.failed;
-  if (s.pending !== undefined) state.pending = s.pending === null ? null : { revision: s.pending, triesLeft: 3, tries: 3, stagedAt: '2026-12-01T00:00:00.000Z' };
+  if (s.pending !== undefined)
+    state.pending = s.pending === null ? null : { revision: s.pending, triesLeft: 3, tries: 3, stagedAt: '2026-12-01T00:00:00.000Z' };
   fs.writeFileSync(path.join(m.home, 'state.json'), JSON.stringify(state));
 }
 
@@ -147,7 +162,9 @@ function applyLive(m: Machine, args: string[]): { status: number; stdout: string
   let json = null;
   try {
     json = JSON.parse(r.stdout);
-  } catch { /* not --json, or refused */ }
+  } catch {
+    /* not --json, or refused */
+  }
   return { ...r, json };
 }
 
@@ -155,16 +172,26 @@ const serving = (m: Machine): string => JSON.parse(gitroot(['switch', path.join(
 const read = (m: Machine, p: string) => fs.readFileSync(path.join(m.target, p), 'utf8');
 const cached = (file: string) => Number(sh(`fincore --bytes --noheadings --output RES ${JSON.stringify(file)}`).trim());
 /** stderr without the step-time lines apply-live writes. */
-const errorLines = (s: string) => s.trim().split('\n').filter((l) => !/^gitroot: [a-z]+: \d+ ms$/.test(l));
+const errorLines = (s: string) =>
+  s
+    .trim()
+    .split('\n')
+    .filter((l) => !/^gitroot: [a-z]+: \d+ ms$/.test(l));
 const systemctlCalls = (m: Machine) => (fs.existsSync(m.log) ? fs.readFileSync(m.log, 'utf8').trim().split('\n').filter(Boolean) : []);
 /** What a refusal must leave alone. */
-const snapshot = (m: Machine) => [
-  JSON.stringify(JSON.parse(fs.readFileSync(path.join(m.home, 'state.json'), 'utf8'))),
-  fs.existsSync(path.join(m.run, 'live.json')) ? fs.readFileSync(path.join(m.run, 'live.json'), 'utf8') : '-',
-  serving(m),
-  fs.readFileSync('/proc/self/mountinfo', 'utf8').split('\n').filter((l) => l.includes(m.dir)).map((l) => l.split(' ').slice(4, 5)).join(' '),
-  systemctlCalls(m).join(';'),
-].join('\n');
+const snapshot = (m: Machine) =>
+  [
+    JSON.stringify(JSON.parse(fs.readFileSync(path.join(m.home, 'state.json'), 'utf8'))),
+    fs.existsSync(path.join(m.run, 'live.json')) ? fs.readFileSync(path.join(m.run, 'live.json'), 'utf8') : '-',
+    serving(m),
+    fs
+      .readFileSync('/proc/self/mountinfo', 'utf8')
+      .split('\n')
+      .filter((l) => l.includes(m.dir))
+      .map((l) => l.split(' ').slice(4, 5))
+      .join(' '),
+    systemctlCalls(m).join(';'),
+  ].join('\n');
 
 t.test('apply-live: the pending revision runs live through the boot overlay; status, next boot, and back', async (t) => {
   const m = await bootedMachine(t, 'live');
@@ -361,12 +388,21 @@ t.test('apply-live under concurrent readers: every read is all of one revision; 
   `;
   const stop = path.join(m.dir, 'stop');
   type ReadError = { code: string; path: string; at: number };
-  const readers = [1, 2].map(() => new Promise<{ reads: number; A: number; B: number; errors: ReadError[]; wrong: string[] }>((resolve, reject) => {
-    const c = spawn(process.execPath, ['-e', reader, m.target, stop], { stdio: ['ignore', 'pipe', 'inherit'] });
-    let out = '';
-    c.stdout.on('data', (d) => (out += d));
-    c.on('exit', () => { try { resolve(JSON.parse(out)); } catch (e) { reject(e); } });
-  }));
+  const readers = [1, 2].map(
+    () =>
+      new Promise<{ reads: number; A: number; B: number; errors: ReadError[]; wrong: string[] }>((resolve, reject) => {
+        const c = spawn(process.execPath, ['-e', reader, m.target, stop], { stdio: ['ignore', 'pipe', 'inherit'] });
+        let out = '';
+        c.stdout.on('data', (d) => (out += d));
+        c.on('exit', () => {
+          try {
+            resolve(JSON.parse(out));
+          } catch (e) {
+            reject(e);
+          }
+        });
+      }),
+  );
   const ROUNDS = 6;
   const failures: string[] = [];
   const windows: Array<{ from: number; to: number }> = [];
@@ -374,8 +410,10 @@ t.test('apply-live under concurrent readers: every read is all of one revision; 
   for (let i = 0; i < ROUNDS; i++) {
     const from = Date.now();
     const rr = await new Promise<{ status: number | null; stderr: string }>((resolve) => {
-      const c = spawn(process.execPath, [CLI, 'apply-live', '--dir', m.home, '--run-dir', m.run, '--root', m.target, '--revision', i % 2 === 0 ? B : A],
-        { stdio: ['ignore', 'ignore', 'pipe'], env: { ...process.env, ...m.env } });
+      const c = spawn(process.execPath, [CLI, 'apply-live', '--dir', m.home, '--run-dir', m.run, '--root', m.target, '--revision', i % 2 === 0 ? B : A], {
+        stdio: ['ignore', 'ignore', 'pipe'],
+        env: { ...process.env, ...m.env },
+      });
       let err = '';
       c.stderr.on('data', (d) => (err += d));
       c.on('exit', (code) => resolve({ status: code, stderr: err }));
@@ -392,11 +430,27 @@ t.test('apply-live under concurrent readers: every read is all of one revision; 
   // changed path through the old view fails with ESTALE. Nothing else, never outside an update,
   // and never after one (a view that cached a stale entry would keep failing).
   const errors = results.flatMap((x) => x.errors);
-  t.same(errors.filter((e) => !/ESTALE|-116/.test(e.code)), [], `no read failed but for ESTALE (${total.reads} reads, ${errors.length} ESTALE)`);
-  t.same(errors.filter((e) => !windows.some((w) => e.at >= w.from && e.at <= w.to)), [], 'every ESTALE came during an apply-live');
-  const spans = windows.map((w) => errors.filter((e) => e.at >= w.from && e.at <= w.to).map((e) => e.at)).filter((a) => a.length > 0).map((a) => Math.max(...a) - Math.min(...a));
+  t.same(
+    errors.filter((e) => !/ESTALE|-116/.test(e.code)),
+    [],
+    `no read failed but for ESTALE (${total.reads} reads, ${errors.length} ESTALE)`,
+  );
+  t.same(
+    errors.filter((e) => !windows.some((w) => e.at >= w.from && e.at <= w.to)),
+    [],
+    'every ESTALE came during an apply-live',
+  );
+  const spans = windows
+    .map((w) => errors.filter((e) => e.at >= w.from && e.at <= w.to).map((e) => e.at))
+    .filter((a) => a.length > 0)
+    .map((a) => Math.max(...a) - Math.min(...a));
   t.comment(`ESTALE in ${spans.length} of ${ROUNDS} updates, each within ${Math.max(0, ...spans)} ms`);
-  for (const p of ['usr/share/big', 'etc/marker', 'usr/share/d/inside']) t.doesNotThrow(() => fs.readFileSync(path.join(m.target, p)), `after the updates, /${p} reads`);
-  t.same(results.flatMap((x) => x.wrong), [], 'every read was all of one revision');
+  for (const p of ['usr/share/big', 'etc/marker', 'usr/share/d/inside'])
+    t.doesNotThrow(() => fs.readFileSync(path.join(m.target, p)), `after the updates, /${p} reads`);
+  t.same(
+    results.flatMap((x) => x.wrong),
+    [],
+    'every read was all of one revision',
+  );
   t.ok(total.A > 0 && total.B > 0, `both revisions were read (A ${total.A}, B ${total.B})`);
 });

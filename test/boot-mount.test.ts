@@ -48,7 +48,9 @@ function cleanupBoot(t: { teardown(fn: () => unknown): void }, dir: string): voi
     let pid: number | undefined;
     try {
       pid = JSON.parse(readFileSync(join(dir, 'run', 'booted.json'), 'utf8')).daemonPid;
-    } catch { /* no record */ }
+    } catch {
+      /* no record */
+    }
     for (const p of ['target', 'run/home', 'run/rw', 'run/lower']) {
       if (isMounted(join(dir, p))) spawnSync('umount', ['-l', join(dir, p)]);
     }
@@ -84,7 +86,11 @@ t.test('boot: a writable root over the good revision, recorded in booted.json', 
   writeFileSync(join(target, 'etc/new'), 'written');
   t.ok(existsSync(join(run, 'rw/upper/etc/new')), 'writes land in the tmpfs upper layer');
   t.equal(statSync(join(target, 'tmp')).mode & 0o7777, 0o1777, '/tmp is 1777');
-  t.match(sh(`setpriv --reuid=65534 --regid=65534 --clear-groups ${join(target, 'usr/bin/id-setuid')}`), /euid=0\(root\)/, 'a setuid binary runs setuid through the overlay');
+  t.match(
+    sh(`setpriv --reuid=65534 --regid=65534 --clear-groups ${join(target, 'usr/bin/id-setuid')}`),
+    /euid=0\(root\)/,
+    'a setuid binary runs setuid through the overlay',
+  );
   t.ok(existsSync(join(run, 'home', 'repo.git')), 'the home is reachable under the run dir');
 
   const pid: number = rec.daemonPid;
@@ -110,7 +116,19 @@ t.test('boot --no-persist leaves state.json alone', async (t) => {
   cleanupBoot(t, h.dir);
   mkdirSync(join(h.dir, 'target'));
   const before = readFileSync(join(h.home, 'state.json'), 'utf8');
-  const r = gitroot(['boot', '--dir', h.home, '--cmdline', h.cmdline, '--target', join(h.dir, 'target'), '--run-dir', join(h.dir, 'run'), '--no-persist', '--json']);
+  const r = gitroot([
+    'boot',
+    '--dir',
+    h.home,
+    '--cmdline',
+    h.cmdline,
+    '--target',
+    join(h.dir, 'target'),
+    '--run-dir',
+    join(h.dir, 'run'),
+    '--no-persist',
+    '--json',
+  ]);
   t.equal(r.status, 0, r.stderr);
   t.match(JSON.parse(r.stdout), { revision: h.sha, kind: 'good', stateWritten: false });
   t.equal(readFileSync(join(h.home, 'state.json'), 'utf8'), before, 'state.json unchanged');
@@ -131,7 +149,19 @@ t.test('boot failures leave nothing mounted and no daemon', async (t) => {
     const h = makeHome(t);
     cleanupBoot(t, h.dir);
     mkdirSync(join(h.dir, 'target'));
-    const r = gitroot(['boot', '--dir', h.home, '--cmdline', h.cmdline, '--target', join(h.dir, 'target'), '--run-dir', join(h.dir, 'run'), '--overlay-size', 'lots']);
+    const r = gitroot([
+      'boot',
+      '--dir',
+      h.home,
+      '--cmdline',
+      h.cmdline,
+      '--target',
+      join(h.dir, 'target'),
+      '--run-dir',
+      join(h.dir, 'run'),
+      '--overlay-size',
+      'lots',
+    ]);
     t.equal(r.status, 5, 'exit status of EMOUNT');
     t.match(r.stderr, /^gitroot: boot step 'tmpfs': mount -t tmpfs/m);
     for (const p of ['target', 'run/lower', 'run/rw', 'run/home']) t.notOk(isMounted(join(h.dir, p)), `${p} is not mounted`);
@@ -182,13 +212,28 @@ t.test('boot: a malformed gitroot.overlay-size= warns and boots with the default
   const r = gitroot(['boot', '--dir', h.home, '--cmdline', h.cmdline, '--target', join(h.dir, 'target'), '--run-dir', run, '--json']);
   t.equal(r.status, 0, `the machine still boots: ${r.stderr}`);
   t.match(r.stderr, /warning: .*gitroot\.overlay-size needs a size like 512m.*booting with the default/, 'the bad value is named');
-  const line = readFileSync('/proc/self/mounts', 'utf8').split('\n').find((l) => l.startsWith(`gitroot-rw ${join(run, 'rw')} `)) ?? '';
+  const line =
+    readFileSync('/proc/self/mounts', 'utf8')
+      .split('\n')
+      .find((l) => l.startsWith(`gitroot-rw ${join(run, 'rw')} `)) ?? '';
   t.notMatch(line, /size=1048576k|exec/, 'the malformed value was not used');
 
   const h2 = makeHome(t);
   cleanupBoot(t, h2.dir);
   mkdirSync(join(h2.dir, 'target'));
-  const r2 = gitroot(['boot', '--dir', h2.home, '--cmdline', h2.cmdline, '--target', join(h2.dir, 'target'), '--run-dir', join(h2.dir, 'run'), '--overlay-size', '1g,exec']);
+  const r2 = gitroot([
+    'boot',
+    '--dir',
+    h2.home,
+    '--cmdline',
+    h2.cmdline,
+    '--target',
+    join(h2.dir, 'target'),
+    '--run-dir',
+    join(h2.dir, 'run'),
+    '--overlay-size',
+    '1g,exec',
+  ]);
   t.equal(r2.status, 2, 'usage error');
   t.match(r2.stderr, /^gitroot: boot step 'check': overlay size '1g,exec' is not a size/m);
   t.notOk(isMounted(join(h2.dir, 'run', 'lower')), 'nothing mounted');

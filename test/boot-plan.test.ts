@@ -8,9 +8,7 @@
 // needs: none
 import t from 'tap';
 import type { DeployState, StagedRevision } from '../lib/home/home-state.js';
-import {
-  type BootPlan, DEFAULT_BOOT_OPTIONS, baseOptions, entryId, entryOptions, planBootEntries, splitCmdline,
-} from '../lib/bootloader/boot-plan.js';
+import { type BootPlan, DEFAULT_BOOT_OPTIONS, baseOptions, entryId, entryOptions, planBootEntries, splitCmdline } from '../lib/bootloader/boot-plan.js';
 
 const sha = (c: string): string => c.repeat(40);
 const P = sha('a');
@@ -21,8 +19,13 @@ const NK = sha('e');
 const T0 = '2026-01-02T03:04:05.000Z';
 
 const withKernel = (dir: string, v: string | null = '6.1.0-10-amd64', initrd = true): StagedRevision => ({
-  kernelDir: dir, kernel: 'vmlinuz', initrd: initrd ? 'initrd.img' : null, kernelVersion: v,
-  kernelSource: v === null ? null : `boot/vmlinuz-${v}`, options: `boot=gitroot quiet git-revision=${F} update-revision=${F}`, stagedAt: T0,
+  kernelDir: dir,
+  kernel: 'vmlinuz',
+  initrd: initrd ? 'initrd.img' : null,
+  kernelVersion: v,
+  kernelSource: v === null ? null : `boot/vmlinuz-${v}`,
+  options: `boot=gitroot quiet git-revision=${F} update-revision=${F}`,
+  stagedAt: T0,
 });
 const noKernel: StagedRevision = { kernelDir: null, kernel: null, initrd: null, kernelVersion: null, kernelSource: null, options: 'x', stagedAt: T0 };
 
@@ -87,8 +90,16 @@ t.test('every combination of pending, good and booted follows the rules', async 
         const want = expected(s);
         const pend = plan.entries.filter((e) => e.role === 'pending');
         const fall = plan.entries.filter((e) => e.role !== 'pending');
-        t.same(pend.map((e) => e.revision), want.pending === null ? [] : [want.pending], `${name}: pending entry`);
-        t.same(fall.map((e) => e.revision), want.fallback === null ? [] : [want.fallback], `${name}: fallback entry`);
+        t.same(
+          pend.map((e) => e.revision),
+          want.pending === null ? [] : [want.pending],
+          `${name}: pending entry`,
+        );
+        t.same(
+          fall.map((e) => e.revision),
+          want.fallback === null ? [] : [want.fallback],
+          `${name}: fallback entry`,
+        );
         if (want.fallbackRole !== null) t.equal(fall[0].role, want.fallbackRole, `${name}: fallback role`);
         t.equal(plan.defaultId, want.defaultRev === null ? null : entryId(want.defaultRev), `${name}: default`);
         t.equal(plan.entries[0]?.id ?? null, plan.defaultId, `${name}: default listed first`);
@@ -102,12 +113,12 @@ t.test('every combination of pending, good and booted follows the rules', async 
           t.equal(e.sortKey, e.role === 'pending' ? 'gitroot-0' : 'gitroot-1', `${name}: sort key`);
           const opts = splitCmdline(e.options);
           t.equal(opts[opts.length - 1], `git-revision=${e.revision}`, `${name}: git-revision last`);
-          t.equal(opts.filter((o) => o.startsWith('git-revision=') || o.startsWith('update-revision=')).length, 1,
-            `${name}: no other per-boot keys`);
+          t.equal(opts.filter((o) => o.startsWith('git-revision=') || o.startsWith('update-revision=')).length, 1, `${name}: no other per-boot keys`);
           t.notOk(s.failed.includes(e.revision) && e.role !== 'pending', `${name}: no fallback to a failed revision`);
         }
-        const missing = [s.pending?.revision, s.good].filter((r): r is string => r !== null && r !== undefined
-          && s.staged[r] !== undefined && !hasKernel(s, r));
+        const missing = [s.pending?.revision, s.good].filter(
+          (r): r is string => r !== null && r !== undefined && s.staged[r] !== undefined && !hasKernel(s, r),
+        );
         for (const r of missing) t.match(plan.warnings.join('\n'), r, `${name}: warns about ${r.slice(0, 4)}`);
       }
     }
@@ -118,7 +129,10 @@ t.test('every combination of pending, good and booted follows the rules', async 
 t.test('entry details: ids, titles, versions, in-place kernel root', async (t) => {
   const s = build('tries', 'kernel', 'good');
   const plan = planBootEntries(s, { kernelRoot: '/boot/gitroot-home/boot/', copy: false });
-  t.same(plan.entries.map((e) => e.id), [`gitroot-${'a'.repeat(12)}`, `gitroot-${'b'.repeat(12)}`]);
+  t.same(
+    plan.entries.map((e) => e.id),
+    [`gitroot-${'a'.repeat(12)}`, `gitroot-${'b'.repeat(12)}`],
+  );
   t.equal(plan.entries[0].title, `gitroot ${'a'.repeat(12)} (next, kernel 6.1.0-10-amd64)`);
   t.equal(plan.entries[1].title, `gitroot ${'b'.repeat(12)} (known good, kernel 6.1.0-9-amd64)`);
   t.equal(plan.entries[1].version, '6.1.0-9-amd64');
@@ -128,18 +142,22 @@ t.test('entry details: ids, titles, versions, in-place kernel root', async (t) =
   t.equal(other.entries[0].title, `gitroot ${'c'.repeat(12)} (last booted)`);
   t.equal(other.entries[0].version, 'c'.repeat(12), 'version falls back to the short revision');
   t.same(other.entries[0].files, ['vmlinuz'], 'no initrd');
-  t.same(planBootEntries({ version: 1, good: null, pending: null, booted: null, failed: [], previousGood: [], staged: {} },
-    { kernelRoot: '/gitroot', copy: true }), { entries: [], defaultId: null, kernelDirs: [], location: { kernelRoot: '/gitroot', copy: true }, warnings: [] });
+  t.same(
+    planBootEntries({ version: 1, good: null, pending: null, booted: null, failed: [], previousGood: [], staged: {} }, { kernelRoot: '/gitroot', copy: true }),
+    { entries: [], defaultId: null, kernelDirs: [], location: { kernelRoot: '/gitroot', copy: true }, warnings: [] },
+  );
 });
 
 t.test('command lines: per-boot keys dropped, quotes kept, git-revision added once', async (t) => {
   t.same(splitCmdline('  a=1   b="x y"  c  '), ['a=1', 'b="x y"', 'c']);
   t.same(splitCmdline(''), []);
   t.same(splitCmdline('a="unterminated b'), ['a="unterminated b']);
-  t.equal(baseOptions('BOOT_IMAGE=/vmlinuz root=/dev/sda1 initrd=/initrd.img git-revision=abc update-revision=def ro quiet'),
-    'root=/dev/sda1 ro quiet');
-  t.equal(baseOptions('boot=gitroot git-revision noupgrade gitroot.tries=2 quiet'), 'boot=gitroot gitroot.tries=2 quiet',
-    'bare per-boot keys go too (noupgrade typed at a prompt is not made permanent); other flags stay');
+  t.equal(baseOptions('BOOT_IMAGE=/vmlinuz root=/dev/sda1 initrd=/initrd.img git-revision=abc update-revision=def ro quiet'), 'root=/dev/sda1 ro quiet');
+  t.equal(
+    baseOptions('boot=gitroot git-revision noupgrade gitroot.tries=2 quiet'),
+    'boot=gitroot gitroot.tries=2 quiet',
+    'bare per-boot keys go too (noupgrade typed at a prompt is not made permanent); other flags stay',
+  );
   t.equal(baseOptions('console=ttyS0\nquiet'), 'console=ttyS0 quiet', 'newlines become spaces');
   t.equal(baseOptions('gitroot.note="a git-revision=x b"'), 'gitroot.note="a git-revision=x b"', 'quoted text is not a key');
   t.equal(entryOptions('boot=gitroot', P), `boot=gitroot git-revision=${P}`);

@@ -13,7 +13,15 @@ import t from 'tap';
 import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import {
-  LOG_DIR, bootGuest, buildInitramfs, buildMedium, ensureKernel, guestAppend, parseGuestSerial, qemuAvailable, readImageFile,
+  LOG_DIR,
+  bootGuest,
+  buildInitramfs,
+  buildMedium,
+  ensureKernel,
+  guestAppend,
+  parseGuestSerial,
+  qemuAvailable,
+  readImageFile,
 } from '../fixtures/qemu/qemu-harness.js';
 import { tempDir } from './helpers/temp-dir.js';
 
@@ -42,22 +50,33 @@ echo "GITROOT-CHECK status-booted=$(node -p 'const b = require("/tmp/status.json
     },
   });
 
-  const r = await bootGuest({ kernel: kernel.vmlinuz, initrd: initrd.path, disk, append: guestAppend(), timeoutMs: BOOT_TIMEOUT_MS, logName: 'boot-qemu-basic' });
+  const r = await bootGuest({
+    kernel: kernel.vmlinuz,
+    initrd: initrd.path,
+    disk,
+    append: guestAppend(),
+    timeoutMs: BOOT_TIMEOUT_MS,
+    logName: 'boot-qemu-basic',
+  });
   const rep = parseGuestSerial(r.serial);
   t.equal(r.exitReason, 'exited', `QEMU powered off by itself (serial log: ${r.logPath})`);
   t.same(rep.booted, { rev: sha, kind: 'good', label: 'good' }, 'GITROOT-BOOTED names the good revision and its tree label');
   t.ok(rep.done, 'the test init ran to the end');
-  t.match(rep.checks, {
-    'root-fs': 'gitroot:overlay',
-    'lower-fs': 'fuse.gitfs',
-    'tmp-mode': '1777',
-    'setuid-euid': '0',
-    'plain-euid': '65534',
-    'root-writable': 'yes',
-    'big-file': 'ok',
-    'daemon-argv0': '@gitroot',
-    'daemon-oom': '-1000',
-  }, 'checks inside the guest');
+  t.match(
+    rep.checks,
+    {
+      'root-fs': 'gitroot:overlay',
+      'lower-fs': 'fuse.gitfs',
+      'tmp-mode': '1777',
+      'setuid-euid': '0',
+      'plain-euid': '65534',
+      'root-writable': 'yes',
+      'big-file': 'ok',
+      'daemon-argv0': '@gitroot',
+      'daemon-oom': '-1000',
+    },
+    'checks inside the guest',
+  );
   t.match(rep.checks.home, /repo\.git,.*state\.json/, 'the home is reachable at /run/gitroot/home');
   t.equal(rep.checks['status-booted'], sha, "'gitroot status' in the booted guest reads the home and sees the booted revision");
   t.notMatch(r.serial, /Kernel panic|could not mount the root/, 'no panic');
@@ -79,8 +98,12 @@ echo "GITROOT-CHECK status-booted=$(node -p 'const b = require("/tmp/status.json
     qemuMs: r.durationMs,
   };
   writeFileSync(join(LOG_DIR, 'boot-qemu-basic.json'), JSON.stringify(results, null, 2) + '\n');
-  t.comment(`initramfs: ${(initrd.bytes / 1e6).toFixed(1)} MB with gitroot, ${(baseline.bytes / 1e6).toFixed(1)} MB without: gitroot adds ${(added / 1e6).toFixed(1)} MB (zstd)`);
-  t.comment(`TCG: boot script start -> root mounted ${results.bootScriptToRootS} s (of which gitroot boot ${results.gitrootBootS} s), root -> init ${results.rootToInitS} s; steps ${JSON.stringify(rep.stepsMs)}; QEMU ran ${(r.durationMs / 1000).toFixed(1)} s`);
+  t.comment(
+    `initramfs: ${(initrd.bytes / 1e6).toFixed(1)} MB with gitroot, ${(baseline.bytes / 1e6).toFixed(1)} MB without: gitroot adds ${(added / 1e6).toFixed(1)} MB (zstd)`,
+  );
+  t.comment(
+    `TCG: boot script start -> root mounted ${results.bootScriptToRootS} s (of which gitroot boot ${results.gitrootBootS} s), root -> init ${results.rootToInitS} s; steps ${JSON.stringify(rep.stepsMs)}; QEMU ran ${(r.durationMs / 1000).toFixed(1)} s`,
+  );
   t.ok(added > 0 && added <= 40e6, 'gitroot adds at most 40 MB to the compressed initramfs');
   t.ok(results.bootScriptToRootS !== null, 'the serial log shows the boot script start and the root mounted');
 });

@@ -24,9 +24,28 @@ import { createHash, randomBytes } from 'node:crypto';
 import { mkdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import {
-  STEP_MARK_GOOD, STEP_STATUS, SCENARIO_PACKAGES, type BootTimings, bootGuest, bootTimings, buildDiskImage, buildGuestGitServer,
-  buildGuestTree, buildInitramfs, commitTree, dumpImageFile, ensureKernel, guestAppend, listImageDir, parseGuestSerial,
-  qemuAvailable, readImageJson, reviseGuestTree, statusOf, writeHomeState, writeTimings,
+  STEP_MARK_GOOD,
+  STEP_STATUS,
+  SCENARIO_PACKAGES,
+  type BootTimings,
+  bootGuest,
+  bootTimings,
+  buildDiskImage,
+  buildGuestGitServer,
+  buildGuestTree,
+  buildInitramfs,
+  commitTree,
+  dumpImageFile,
+  ensureKernel,
+  guestAppend,
+  listImageDir,
+  parseGuestSerial,
+  qemuAvailable,
+  readImageJson,
+  reviseGuestTree,
+  statusOf,
+  writeHomeState,
+  writeTimings,
 } from '../fixtures/qemu/qemu-harness.js';
 import { sh } from './helpers/cli.js';
 import { tempDir } from './helpers/temp-dir.js';
@@ -95,7 +114,12 @@ async function startBundledServer(bundle: string, root: string): Promise<{ port:
     });
     child.on('exit', (code) => reject(new Error(`the bundled git server exited (${code})`)));
   });
-  return { port, stop: () => { if (child.exitCode === null && child.pid !== undefined) process.kill(child.pid, 'SIGTERM'); } };
+  return {
+    port,
+    stop: () => {
+      if (child.exitCode === null && child.pid !== undefined) process.kill(child.pid, 'SIGTERM');
+    },
+  };
 }
 
 t.test('QEMU: git-revision= at the prompt, and a fetch inside the guest from its own loopback that the next boot uses', { skip }, async (t) => {
@@ -109,7 +133,10 @@ t.test('QEMU: git-revision= at the prompt, and a fetch inside the guest from its
   // keeps them: the fetcher stages a release's kernel from its tree.
   const tree = join(dir, 'tree');
   buildGuestTree(tree, {
-    label: 'a', gitroot: true, include: SCENARIO_PACKAGES, steps: { '60-status': STEP_STATUS },
+    label: 'a',
+    gitroot: true,
+    include: SCENARIO_PACKAGES,
+    steps: { '60-status': STEP_STATUS },
     files: {
       [`boot/vmlinuz-${kernel.version}`]: { content: readFileSync(kernel.vmlinuz) },
       [`boot/initrd.img-${kernel.version}`]: { content: readFileSync(initrd.path) },
@@ -157,8 +184,12 @@ t.test('QEMU: git-revision= at the prompt, and a fetch inside the guest from its
   const timings: BootTimings[] = [];
   const boot = async (name: string, o: { append: string; disks?: string[]; kernel?: string; initrd?: string; timeoutMs?: number }) => {
     const r = await bootGuest({
-      kernel: o.kernel ?? kernel.vmlinuz, initrd: o.initrd ?? initrd.path, disk: o.disks ?? [disk], append: o.append,
-      timeoutMs: o.timeoutMs ?? BOOT_TIMEOUT_MS, logName: `boot-qemu-guest-fetch-${name}`,
+      kernel: o.kernel ?? kernel.vmlinuz,
+      initrd: o.initrd ?? initrd.path,
+      disk: o.disks ?? [disk],
+      append: o.append,
+      timeoutMs: o.timeoutMs ?? BOOT_TIMEOUT_MS,
+      logName: `boot-qemu-guest-fetch-${name}`,
     });
     const rep = parseGuestSerial(r.serial);
     timings.push(bootTimings(name, rep, r));
@@ -170,7 +201,10 @@ t.test('QEMU: git-revision= at the prompt, and a fetch inside the guest from its
     const { r, rep } = await boot('1-prompt-older', { append: guestAppend(`git-revision=${shaA}`) });
     t.equal(r.exitReason, 'exited', `boot 1 powered off by itself (serial log: ${r.logPath})`);
     t.same(rep.booted, { rev: shaA, kind: 'cmdline', label: 'a' }, 'boot 1: git-revision=<a> boots the older a');
-    t.ok(rep.bootNotes.some((n) => n.includes(`revision ${shaA} (cmdline: git-revision=${shaA} names it`)), 'the boot log says git-revision= chose it');
+    t.ok(
+      rep.bootNotes.some((n) => n.includes(`revision ${shaA} (cmdline: git-revision=${shaA} names it`)),
+      'the boot log says git-revision= chose it',
+    );
     t.ok(rep.done, 'the test init ran to the end');
     t.match(statusOf(rep), { booted: shaA, good: shaB, pending: null }, "'gitroot status' in the guest: a booted, b still good");
     t.match(state(), { good: shaB, booted: shaA, pending: null, previousGood: [shaA], failed: [] }, 'state.json: only booted changed');
@@ -180,25 +214,41 @@ t.test('QEMU: git-revision= at the prompt, and a fetch inside the guest from its
   //    fetches d from the guest's loopback.
   const packsBefore = listImageDir(disk, '/gitroot/repo.git/objects/pack')!.filter((n) => n.endsWith('.pack'));
   {
-    const { r, rep } = await boot('2-prompt-missing-and-fetch', { append: guestAppend(`git-revision=${MISSING}`), disks: [disk, updatesDisk], timeoutMs: 900_000 });
+    const { r, rep } = await boot('2-prompt-missing-and-fetch', {
+      append: guestAppend(`git-revision=${MISSING}`),
+      disks: [disk, updatesDisk],
+      timeoutMs: 900_000,
+    });
     t.equal(r.exitReason, 'exited', `boot 2 powered off by itself (serial log: ${r.logPath})`);
     t.same(rep.booted, { rev: shaB, kind: 'good', label: 'b' }, 'boot 2: git-revision=<missing> falls back to the good b');
     t.ok(rep.bootNotes.includes(`note: git-revision=${MISSING} is not in the repository: passed over`), 'the boot log says the named revision is missing');
-    t.ok(rep.bootNotes.some((n) => n.includes(`revision ${shaB} (good: known-good revision ${shaB}: git-revision=${MISSING.slice(0, 12)}`)), 'and why the good one boots');
+    t.ok(
+      rep.bootNotes.some((n) => n.includes(`revision ${shaB} (good: known-good revision ${shaB}: git-revision=${MISSING.slice(0, 12)}`)),
+      'and why the good one boots',
+    );
     t.equal(rep.checks.lo, 'state UNKNOWN', 'the guest brought its loopback up');
     t.match(rep.checks['git-server-port'], /^\d+ ?$/, 'the git server runs in the guest on 127.0.0.1');
     t.equal(rep.checks['fetch-exit'], '0', 'gitroot fetch in the guest succeeds');
     const fetched = JSON.parse(rep.checks['fetch-json'] ?? 'null') as Record<string, unknown> | null;
-    t.match(fetched, { action: 'staged', revision: shaD, kernel: { kernelDir: shaD, version: kernel.version, kept: false } }, 'it fetched d and staged its kernel');
+    t.match(
+      fetched,
+      { action: 'staged', revision: shaD, kernel: { kernelDir: shaD, version: kernel.version, kept: false } },
+      'it fetched d and staged its kernel',
+    );
     t.ok(((fetched as { fetch?: { bytes?: number } } | null)?.fetch?.bytes ?? 0) > 2 * 1024 * 1024, "the fetch brought d's new content over the loopback");
     t.ok(rep.done, 'the test init ran to the end');
     const [t0, t1] = (rep.checks['fetch-uptime'] ?? '').split('-').map(Number);
-    if (t0 !== undefined && t1 !== undefined) t.comment(`fetch inside the guest (TCG): ${(t1 - t0).toFixed(1)} s, ${(fetched as { fetch?: { bytes?: number } } | null)?.fetch?.bytes ?? '?'} bytes`);
+    if (t0 !== undefined && t1 !== undefined)
+      t.comment(`fetch inside the guest (TCG): ${(t1 - t0).toFixed(1)} s, ${(fetched as { fetch?: { bytes?: number } } | null)?.fetch?.bytes ?? '?'} bytes`);
   }
   const st = state();
   t.match(st, { good: shaB, booted: shaB, pending: { revision: shaD, triesLeft: 3, tries: 3 }, failed: [] }, 'state.json on the image: d pending with 3 tries');
   const packsAfter = listImageDir(disk, '/gitroot/repo.git/objects/pack')!.filter((n) => n.endsWith('.pack'));
-  t.equal(packsAfter.length, packsBefore.length + 1, `the fetch wrote one new pack to the medium (${packsAfter.filter((p) => !packsBefore.includes(p)).join(', ')})`);
+  t.equal(
+    packsAfter.length,
+    packsBefore.length + 1,
+    `the fetch wrote one new pack to the medium (${packsAfter.filter((p) => !packsBefore.includes(p)).join(', ')})`,
+  );
   t.match(readImageJson(disk, '/gitroot/last-fetch.json'), { result: 'staged', revision: shaD }, 'last-fetch.json on the medium records it');
   const staged = st.staged[shaD];
   t.match(staged, { kernelDir: shaD, kernelVersion: kernel.version }, 'state.json names the staged kernel');
@@ -208,15 +258,18 @@ t.test('QEMU: git-revision= at the prompt, and a fetch inside the guest from its
   const stagedInitrd = join(dir, 'staged-initrd');
   dumpImageFile(disk, `/gitroot/boot/${shaD}/${staged!.kernel}`, stagedKernel);
   dumpImageFile(disk, `/gitroot/boot/${shaD}/${staged!.initrd}`, stagedInitrd);
-  t.equal(sha256(stagedKernel), sha256(kernel.vmlinuz), 'the staged kernel is d\'s kernel, byte for byte');
-  t.equal(sha256(stagedInitrd), sha256(initrd.path), 'the staged initrd is d\'s initrd, byte for byte');
+  t.equal(sha256(stagedKernel), sha256(kernel.vmlinuz), "the staged kernel is d's kernel, byte for byte");
+  t.equal(sha256(stagedInitrd), sha256(initrd.path), "the staged initrd is d's initrd, byte for byte");
 
   // 3. The next boot, from the kernel and initrd staged on the medium: d, pending.
   {
     const { r, rep } = await boot('3-fetched', { append: guestAppend(), kernel: stagedKernel, initrd: stagedInitrd });
     t.equal(r.exitReason, 'exited', `boot 3 powered off by itself (serial log: ${r.logPath})`);
     t.same(rep.booted, { rev: shaD, kind: 'pending', label: 'd' }, 'boot 3: the fetched d boots as the pending revision');
-    t.ok(rep.bootNotes.some((n) => n.includes(`pending revision ${shaD}: try 1 of 3`)), 'the boot log says try 1 of 3');
+    t.ok(
+      rep.bootNotes.some((n) => n.includes(`pending revision ${shaD}: try 1 of 3`)),
+      'the boot log says try 1 of 3',
+    );
     t.equal(rep.checks['mark-good-exit'], '0', 'and it is marked good');
     t.ok(rep.done, 'the test init ran to the end');
   }

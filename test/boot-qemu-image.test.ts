@@ -11,7 +11,15 @@ import t from 'tap';
 import { copyFileSync, mkdirSync } from 'node:fs';
 import { join } from 'node:path';
 import {
-  bootGuest, buildGuestTree, buildInitramfs, commitTree, ensureKernel, newUefiVars, parseGuestSerial, qemuAvailable, readImageJson,
+  bootGuest,
+  buildGuestTree,
+  buildInitramfs,
+  commitTree,
+  ensureKernel,
+  newUefiVars,
+  parseGuestSerial,
+  qemuAvailable,
+  readImageJson,
 } from '../fixtures/qemu/qemu-harness.js';
 import { gitroot, sh } from './helpers/cli.js';
 import { tempDir } from './helpers/temp-dir.js';
@@ -65,7 +73,11 @@ echo "GITROOT-CHECK status-good=$(node -p 'const g = require("/tmp/status.json")
   const cmdline = 'console=ttyS0 init=/sbin/gitroot-test-init panic=1';
 
   const ids: string[] = [];
-  for (const [firmware, boot] of [['uefi', 1], ['uefi', 2], ['bios', 1]] as const) {
+  for (const [firmware, boot] of [
+    ['uefi', 1],
+    ['uefi', 2],
+    ['bios', 1],
+  ] as const) {
     const img = join(dir, `${firmware}.img`);
     let bytes = 0;
     if (boot === 1) {
@@ -77,16 +89,24 @@ echo "GITROOT-CHECK status-good=$(node -p 'const g = require("/tmp/status.json")
     }
     const what = `${firmware} boot ${boot}`;
     const r = await bootGuest({
-      disk: img, firmware, uefiVars: firmware === 'uefi' ? (boot === 1 ? newUefiVars(join(dir, 'vars.fd')) : join(dir, 'vars.fd')) : undefined,
-      timeoutMs: BOOT_TIMEOUT_MS, logName: `boot-qemu-image-${firmware}-${boot}`,
+      disk: img,
+      firmware,
+      uefiVars: firmware === 'uefi' ? (boot === 1 ? newUefiVars(join(dir, 'vars.fd')) : join(dir, 'vars.fd')) : undefined,
+      timeoutMs: BOOT_TIMEOUT_MS,
+      logName: `boot-qemu-image-${firmware}-${boot}`,
     });
     const rep = parseGuestSerial(r.serial);
     t.equal(r.exitReason, 'exited', `${what}: QEMU powered off by itself (serial log: ${r.logPath})`);
     // systemd-boot passes the initrd as initrd=\\gitroot\\..., syslinux adds BOOT_IMAGE=/gitroot/...
     // The kernel prints its command line twice ("Command line:", "Kernel command line:"); under a
     // loaded host the early serial output can drop characters, so either copy may carry it whole.
-    t.match(r.serial, firmware === 'uefi' ? new RegExp(`ommand line: initrd=\\\\gitroot\\\\${sha}\\\\initrd\\.img `) : new RegExp(`ommand line: BOOT_IMAGE=/gitroot/${sha}/vmlinuz `),
-      `${what}: the boot loader from the tree started gitroot's entry`);
+    t.match(
+      r.serial,
+      firmware === 'uefi'
+        ? new RegExp(`ommand line: initrd=\\\\gitroot\\\\${sha}\\\\initrd\\.img `)
+        : new RegExp(`ommand line: BOOT_IMAGE=/gitroot/${sha}/vmlinuz `),
+      `${what}: the boot loader from the tree started gitroot's entry`,
+    );
     t.same(rep.booted, { rev: sha, kind: 'good', label: 'image' }, `${what}: the image's revision booted as the known-good one`);
     t.equal(rep.checks['status-good'], sha, `${what}: gitroot status in the guest reads the home`);
     t.equal(rep.checks['boot-partition'], 'vfat', `${what}: the boot partition is mounted at /efi (gitroot.boot-medium=)`);

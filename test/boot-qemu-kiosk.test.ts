@@ -49,8 +49,16 @@ import { mkdirSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { LOG_DIR, qemuAvailable } from '../fixtures/qemu/qemu-harness.js';
 import {
-  KIOSK_TEST_CMDLINE, type KioskBoot, KioskMachine, type KioskTimings, brokenInitrdLayer, buildKioskRelease, crashingKioskLayer, describeTimings,
-  kernelVersionOf, kioskImage,
+  KIOSK_TEST_CMDLINE,
+  type KioskBoot,
+  KioskMachine,
+  type KioskTimings,
+  brokenInitrdLayer,
+  buildKioskRelease,
+  crashingKioskLayer,
+  describeTimings,
+  kernelVersionOf,
+  kioskImage,
 } from '../fixtures/qemu/kiosk-machine.js';
 import { mulberry32 } from './helpers/seeded-random.js';
 import { tempDir } from './helpers/temp-dir.js';
@@ -61,8 +69,11 @@ const missing = [...avail.missing, ...['mmdebstrap', 'mtype', 'zstd'].filter((c)
 // Opt-in: the whole life takes over half an hour of TCG here, more than the CI budget leaves
 // beside the other QEMU tests.
 const optIn = process.env.GITROOT_KIOSK_E2E === '1';
-const skip = !optIn ? 'GITROOT_KIOSK_E2E=1 runs it (over 30 minutes under TCG: outside the CI budget)'
-  : missing.length === 0 || process.env.CI === 'true' ? false : `missing ${missing.join(', ')}: run scripts/setup.sh`;
+const skip = !optIn
+  ? 'GITROOT_KIOSK_E2E=1 runs it (over 30 minutes under TCG: outside the CI budget)'
+  : missing.length === 0 || process.env.CI === 'true'
+    ? false
+    : `missing ${missing.join(', ')}: run scripts/setup.sh`;
 const EXTRA_CUTS = Number(process.env.KIOSK_POWERCUT_TRIALS ?? 0);
 const SEED = Number(process.env.KIOSK_POWERCUT_SEED ?? Date.now() % 100_000);
 
@@ -133,8 +144,10 @@ t.test('the kiosk OS through the real boot chain: UEFI and BIOS, updates, failed
   rmSync(second.image);
   const zst = spawnSync('sh', ['-c', `zstd -q -T0 -3 -c ${uefiImage.image} | wc -c`], { encoding: 'utf8' });
   const used = spawnSync('du', ['-k', uefiImage.image], { encoding: 'utf8' }).stdout.split('\t')[0];
-  t.comment(`gitroot image (uefi): ${uefiImage.seconds.toFixed(1)} s, ${(uefiImage.bytes / 2 ** 20).toFixed(0)} MiB raw, ` +
-    `${(Number(used) / 1024).toFixed(0)} MiB allocated, ${(Number(zst.stdout) / 2 ** 20).toFixed(0)} MiB with zstd -3`);
+  t.comment(
+    `gitroot image (uefi): ${uefiImage.seconds.toFixed(1)} s, ${(uefiImage.bytes / 2 ** 20).toFixed(0)} MiB raw, ` +
+      `${(Number(used) / 1024).toFixed(0)} MiB allocated, ${(Number(zst.stdout) / 2 ** 20).toFixed(0)} MiB with zstd -3`,
+  );
   t.match(uefiImage.options, /gitroot\.boot-medium=PARTUUID=/, 'the entry names the boot partition for gitroot boot to mount');
   const uefi = new KioskMachine(join(dir, 'uefi'), uefiImage.image, 'uefi', uefiImage);
   await uefi.setFleet(repo, { master: r2.sha, r2: r2.sha, r3: r3.sha, r4: r4.sha, r5: r5.sha });
@@ -151,14 +164,19 @@ t.test('the kiosk OS through the real boot chain: UEFI and BIOS, updates, failed
   await t.test('UEFI: the good boot; a power cut during its fetch; the fetch again stages release 2 and reboots', async (t) => {
     const delay = Math.round(rand() * 12_000);
     const cut = await cutBoot(uefi, '1-good-cut-fetch', `${SERVE}\n${fetchOf('r2')}`, /GITROOT-KIOSK cut-point fetch/, delay, 'fetch');
-    t.match(cut.rep.kernelCmdline, new RegExp(`^initrd=\\\\gitroot\\\\${r1.sha}\\\\initrd\\.img boot=gitroot .*git-revision=${r1.sha}$`),
-      'systemd-boot started gitroot\'s entry for release 1');
+    t.match(
+      cut.rep.kernelCmdline,
+      new RegExp(`^initrd=\\\\gitroot\\\\${r1.sha}\\\\initrd\\.img boot=gitroot .*git-revision=${r1.sha}$`),
+      "systemd-boot started gitroot's entry for release 1",
+    );
     t.match(cut.rep.booted, { rev: r1.sha, kind: 'good', label: 'Release_1' }, 'release 1 booted as the known-good one');
     t.equal(cut.rep.units.kiosk, 'active', 'the kiosk program runs');
     t.match(cut.rep.status, { good: r1.sha, booted: r1.sha }, 'gitroot status in the guest');
     const after = state(uefi);
     const lastFetch = uefi.homeJson<{ result: string }>('last-fetch.json');
-    cuts.push(`fetch, ${(delay / 1000).toFixed(1)} s in: ${after.pending?.revision === r2.sha ? 'after the staging' : lastFetch === null ? 'before any record' : `last fetch ${lastFetch.result}`}`);
+    cuts.push(
+      `fetch, ${(delay / 1000).toFixed(1)} s in: ${after.pending?.revision === r2.sha ? 'after the staging' : lastFetch === null ? 'before any record' : `last fetch ${lastFetch.result}`}`,
+    );
     t.match(after, { good: r1.sha }, 'after the cut the state is whole');
 
     const b = await boot(uefi, '2-good-fetch', { steps: `${SERVE}\n${fetchOf('r2')}` });
@@ -167,13 +185,13 @@ t.test('the kiosk OS through the real boot chain: UEFI and BIOS, updates, failed
     t.equal(b.rep.units.kiosk, 'active');
     expectStagedAndReboot(t, 'release 2', uefi, b, r2.sha);
     t.match(state(uefi), { good: r1.sha, pending: { revision: r2.sha, triesLeft: 2, tries: 2 } });
-    expectEntries(t, uefi, [`gitroot-${short(r1.sha)}.conf`, `gitroot-${short(r2.sha)}+2.conf`], 'a counted entry for release 2 beside release 1\'s');
+    expectEntries(t, uefi, [`gitroot-${short(r1.sha)}.conf`, `gitroot-${short(r2.sha)}+2.conf`], "a counted entry for release 2 beside release 1's");
   });
 
   await t.test('UEFI: release 2 through systemd-boot on trial; a power cut during mark-good; then blessed and marked good', async (t) => {
     const delay = Math.round(rand() * 5_000);
     const cut = await cutBoot(uefi, '3-update-cut-mark-good', '', /GITROOT-KIOSK cut-point mark-good/, delay, 'mark-good');
-    t.match(cut.rep.kernelCmdline, new RegExp(`git-revision=${r2.sha}$`), 'systemd-boot started release 2\'s entry');
+    t.match(cut.rep.kernelCmdline, new RegExp(`git-revision=${r2.sha}$`), "systemd-boot started release 2's entry");
     t.match(cut.rep.gitroot.bootNotes.join('\n'), new RegExp(`pending revision ${r2.sha}: try 1 of 2`), 'gitroot boot: try 1 of 2');
     const mid = state(uefi);
     cuts.push(`mark-good, ${(delay / 1000).toFixed(1)} s in: ${mid.good === r2.sha ? 'after the state write' : 'before the state write'}`);
@@ -185,11 +203,19 @@ t.test('the kiosk OS through the real boot chain: UEFI and BIOS, updates, failed
     const st = state(uefi);
     t.match(st, { good: r2.sha, previousGood: [r1.sha] }, 'release 2 is good, release 1 the previous good one');
     expectStagedAndReboot(t, 'release 3', uefi, b, r3.sha);
-    expectEntries(t, uefi, [`gitroot-${short(r2.sha)}.conf`, `gitroot-${short(r3.sha)}+2.conf`], 'release 2\'s entry blessed (plain), release 1\'s gone, release 3\'s counted');
+    expectEntries(
+      t,
+      uefi,
+      [`gitroot-${short(r2.sha)}.conf`, `gitroot-${short(r3.sha)}+2.conf`],
+      "release 2's entry blessed (plain), release 1's gone, release 3's counted",
+    );
   });
 
   await t.test('UEFI: release 3 cannot boot (its kernel panics): systemd-boot counts, the good one boots, release 3 is failed', async (t) => {
-    for (const [i, left] of [[5, '1-1'], [6, '0-2']] as const) {
+    for (const [i, left] of [
+      [5, '1-1'],
+      [6, '0-2'],
+    ] as const) {
       const b = await boot(uefi, `${i}-panic`);
       t.equal(b.run.exitReason, 'exited', `boot ${i}: QEMU ended by itself (panic=, -no-reboot)`);
       t.match(b.rep.kernelCmdline, new RegExp(`git-revision=${r3.sha}$`), `boot ${i}: systemd-boot started release 3's entry`);
@@ -201,22 +227,29 @@ t.test('the kiosk OS through the real boot chain: UEFI and BIOS, updates, failed
 
     const b = await boot(uefi, '7-fallback', { steps: `${SERVE}\n${fetchOf('r3')}\n${fetchOf('r4')}` });
     expectUp(t, 'fallback', b, r2.sha, 'good');
-    t.match(b.rep.kernelCmdline, new RegExp(`git-revision=${r2.sha}$`), 'systemd-boot fell back to release 2\'s entry');
-    t.ok(b.rep.markGoodNotes.some((n) => n.includes(`counted 2 tries of pending revision ${r3.sha}`) && n.includes('recorded as failed')),
-      `mark-good learnt it from the entry: ${b.rep.markGoodNotes.join(' | ')}`);
+    t.match(b.rep.kernelCmdline, new RegExp(`git-revision=${r2.sha}$`), "systemd-boot fell back to release 2's entry");
+    t.ok(
+      b.rep.markGoodNotes.some((n) => n.includes(`counted 2 tries of pending revision ${r3.sha}`) && n.includes('recorded as failed')),
+      `mark-good learnt it from the entry: ${b.rep.markGoodNotes.join(' | ')}`,
+    );
     t.match(b.rep.status, { good: r2.sha, pending: null, failed: [r3.sha] }, 'gitroot status in the guest (before its fetches): release 3 failed');
     t.match(b.rep.fetches[0], { result: 'success', last: { result: 'refused', revision: r3.sha } }, 'a fetch of release 3 does not stage it again');
     expectStagedAndReboot(t, 'release 4', uefi, b, r4.sha);
     t.match(state(uefi), { good: r2.sha, failed: [r3.sha], pending: { revision: r4.sha, triesLeft: 2 } });
   });
 
-  await t.test('UEFI: release 4\'s kiosk program crashes: the health check vetoes twice, then release 2 boots and release 4 is failed', async (t) => {
-    for (const [i, left] of [[8, '1-1'], [9, '0-2']] as const) {
+  await t.test("UEFI: release 4's kiosk program crashes: the health check vetoes twice, then release 2 boots and release 4 is failed", async (t) => {
+    for (const [i, left] of [
+      [8, '1-1'],
+      [9, '0-2'],
+    ] as const) {
       const b = await boot(uefi, `${i}-vetoed`);
       t.equal(b.run.exitReason, 'exited', `boot ${i}: QEMU ended by itself (serial log ${b.run.logPath})`);
       t.match(b.rep.booted, { rev: r4.sha, kind: 'pending' }, `boot ${i}: release 4 on trial`);
-      t.ok(b.rep.units.kiosk !== 'active' || Number(b.rep.units['kiosk-restarts']) > 0,
-        `boot ${i}: the kiosk program does not run (kiosk.service ${b.rep.units.kiosk} after ${b.rep.units['kiosk-restarts']} restarts)`);
+      t.ok(
+        b.rep.units.kiosk !== 'active' || Number(b.rep.units['kiosk-restarts']) > 0,
+        `boot ${i}: the kiosk program does not run (kiosk.service ${b.rep.units.kiosk} after ${b.rep.units['kiosk-restarts']} restarts)`,
+      );
       t.match(b.rep.units.failed, /gitroot-health\.service/, `boot ${i}: gitroot-health.service failed`);
       t.not(b.rep.units['boot-complete'], 'active', `boot ${i}: boot-complete.target not reached`);
       t.not(b.rep.units['mark-good'], 'active/success', `boot ${i}: not marked good`);
@@ -225,7 +258,10 @@ t.test('the kiosk OS through the real boot chain: UEFI and BIOS, updates, failed
     const delay = Math.round(rand() * 6_000);
     const b = await cutBoot(uefi, '10-rolled-back-cut-prune', 'prune', /GITROOT-KIOSK cut-point prune/, delay, 'prune');
     t.match(b.rep.booted, { rev: r2.sha, kind: 'good' }, 'release 2 boots again');
-    t.ok(b.rep.gitroot.bootNotes.some((n) => n.includes(`pending revision ${r4.sha} used up its 2 tries`)), 'the boot records release 4 as failed');
+    t.ok(
+      b.rep.gitroot.bootNotes.some((n) => n.includes(`pending revision ${r4.sha} used up its 2 tries`)),
+      'the boot records release 4 as failed',
+    );
     t.equal(b.rep.units['mark-good'], 'active/success');
     const prune = uefi.homeJson<Record<string, unknown>>('prune.json');
     cuts.push(`prune, ${(delay / 1000).toFixed(1)} s in: ${prune === null ? 'before its record' : 'after its record'}`);
@@ -257,14 +293,18 @@ t.test('the kiosk OS through the real boot chain: UEFI and BIOS, updates, failed
     });
   }
 
-  await t.test('BIOS: SeaBIOS, syslinux and gitroot\'s extlinux entry: release 1, then the update to release 2', async (t) => {
+  await t.test("BIOS: SeaBIOS, syslinux and gitroot's extlinux entry: release 1, then the update to release 2", async (t) => {
     const img = kioskImage(repo, r1.sha, join(dir, 'bios.img'), 'bios', KIOSK_TEST_CMDLINE);
     rmSync(uefi.disk, { force: true });
     const bios = new KioskMachine(join(dir, 'bios'), img.image, 'bios', img);
     await bios.setFleet(repo, { r2: r2.sha });
     const b1 = await boot(bios, '1-good', { steps: `${SERVE}\n${fetchOf('r2')}` });
     expectUp(t, 'BIOS boot 1', b1, r1.sha, 'good');
-    t.match(b1.rep.kernelCmdline, new RegExp(`^BOOT_IMAGE=/gitroot/${r1.sha}/vmlinuz boot=gitroot .*gitroot\\.bootloader=extlinux`), 'syslinux started gitroot\'s entry');
+    t.match(
+      b1.rep.kernelCmdline,
+      new RegExp(`^BOOT_IMAGE=/gitroot/${r1.sha}/vmlinuz boot=gitroot .*gitroot\\.bootloader=extlinux`),
+      "syslinux started gitroot's entry",
+    );
     expectStagedAndReboot(t, 'BIOS release 2', bios, b1, r2.sha);
     t.match(bios.bootFile('/extlinux/extlinux.conf'), new RegExp(`^DEFAULT gitroot-${short(r2.sha)}$`, 'm'), 'extlinux.conf: DEFAULT is release 2');
     const b2 = await boot(bios, '2-update');
@@ -272,7 +312,11 @@ t.test('the kiosk OS through the real boot chain: UEFI and BIOS, updates, failed
     t.match(state(bios), { good: r2.sha, previousGood: [r1.sha], pending: null });
     const conf = bios.bootFile('/extlinux/extlinux.conf') ?? '';
     t.match(conf, new RegExp(`^DEFAULT gitroot-${short(r2.sha)}$`, 'm'));
-    t.same([...conf.matchAll(/^LABEL (\S+)$/gm)].map((m) => m[1]), [`gitroot-${short(r2.sha)}`], 'one entry left: release 2');
+    t.same(
+      [...conf.matchAll(/^LABEL (\S+)$/gm)].map((m) => m[1]),
+      [`gitroot-${short(r2.sha)}`],
+      'one entry left: release 2',
+    );
   });
 
   t.comment(`power cuts: ${cuts.length}: ${cuts.join('; ')}`);
@@ -280,5 +324,7 @@ t.test('the kiosk OS through the real boot chain: UEFI and BIOS, updates, failed
   writeFileSync(join(LOG_DIR, 'boot-qemu-kiosk.json'), `${JSON.stringify({ seed: SEED, boots, cuts, timings }, null, 2)}\n`);
   const gb = timings.map((x) => x.gitrootBootS).filter((x): x is number => x !== null);
   const bc = timings.map((x) => x.bootCompleteS).filter((x): x is number => x !== null);
-  t.comment(`gitroot boot: ${Math.min(...gb)} to ${Math.max(...gb)} s over ${gb.length} boots; boot-complete.target at ${Math.min(...bc)} to ${Math.max(...bc)} s after the kernel's start`);
+  t.comment(
+    `gitroot boot: ${Math.min(...gb)} to ${Math.max(...gb)} s over ${gb.length} boots; boot-complete.target at ${Math.min(...bc)} to ${Math.max(...bc)} s after the kernel's start`,
+  );
 });

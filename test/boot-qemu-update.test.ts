@@ -19,9 +19,26 @@ import { mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { startGitHttpServer } from '../fixtures/git-http-server.js';
 import {
-  STEP_MARK_GOOD, STEP_STATUS, SCENARIO_PACKAGES, type BootTimings, bootGuest, bootTimings, buildDiskImage, buildGuestTree,
-  buildInitramfs, commitTree, ensureKernel, guestAppend, parseGuestSerial, qemuAvailable, readImageJson, reviseGuestTree,
-  statusOf, withImageMounted, writeHomeState, writeTimings,
+  STEP_MARK_GOOD,
+  STEP_STATUS,
+  SCENARIO_PACKAGES,
+  type BootTimings,
+  bootGuest,
+  bootTimings,
+  buildDiskImage,
+  buildGuestTree,
+  buildInitramfs,
+  commitTree,
+  ensureKernel,
+  guestAppend,
+  parseGuestSerial,
+  qemuAvailable,
+  readImageJson,
+  reviseGuestTree,
+  statusOf,
+  withImageMounted,
+  writeHomeState,
+  writeTimings,
 } from '../fixtures/qemu/qemu-harness.js';
 import { gitrootAsync, sh } from './helpers/cli.js';
 import { tempDir } from './helpers/temp-dir.js';
@@ -72,16 +89,24 @@ t.test('QEMU: a staged revision boots and is marked good; a failing one is retri
   mkdirSync(confDir);
 
   /** The host acting as the machine's previous boot: `gitroot fetch` on the medium's home. */
-  const hostFetch = (settings: string) => withImageMounted(disk, async (mnt) => {
-    const cmdline = join(dir, 'cmdline');
-    writeFileSync(cmdline, `gitroot.remote=${server.url('os.git')} ${settings}\n`);
-    const r = await gitrootAsync(['fetch', '--dir', join(mnt, 'gitroot'), '--cmdline', cmdline, '--config', confDir, '--json']);
-    return { status: r.status, stderr: r.stderr, out: r.status === 0 ? JSON.parse(r.stdout) as Record<string, unknown> : null };
-  });
+  const hostFetch = (settings: string) =>
+    withImageMounted(disk, async (mnt) => {
+      const cmdline = join(dir, 'cmdline');
+      writeFileSync(cmdline, `gitroot.remote=${server.url('os.git')} ${settings}\n`);
+      const r = await gitrootAsync(['fetch', '--dir', join(mnt, 'gitroot'), '--cmdline', cmdline, '--config', confDir, '--json']);
+      return { status: r.status, stderr: r.stderr, out: r.status === 0 ? (JSON.parse(r.stdout) as Record<string, unknown>) : null };
+    });
   const state = (): State => readImageJson<State>(disk, '/gitroot/state.json')!;
   const timings: BootTimings[] = [];
   const boot = async (name: string) => {
-    const r = await bootGuest({ kernel: kernel.vmlinuz, initrd: initrd.path, disk, append: guestAppend(), timeoutMs: BOOT_TIMEOUT_MS, logName: `boot-qemu-update-${name}` });
+    const r = await bootGuest({
+      kernel: kernel.vmlinuz,
+      initrd: initrd.path,
+      disk,
+      append: guestAppend(),
+      timeoutMs: BOOT_TIMEOUT_MS,
+      logName: `boot-qemu-update-${name}`,
+    });
     const rep = parseGuestSerial(r.serial);
     timings.push(bootTimings(name, rep, r));
     return { r, rep };
@@ -100,11 +125,18 @@ t.test('QEMU: a staged revision boots and is marked good; a failing one is retri
     const { r, rep } = await boot('1-update');
     t.equal(r.exitReason, 'exited', `boot 1 powered off by itself (serial log: ${r.logPath})`);
     t.same(rep.booted, { rev: shaB, kind: 'pending', label: 'b' }, 'boot 1: the staged b boots, as the pending revision');
-    t.ok(rep.bootNotes.some((n) => n.includes(`revision ${shaB} (pending: pending revision ${shaB}: try 1 of 3`)), 'the boot log says why: try 1 of 3');
+    t.ok(
+      rep.bootNotes.some((n) => n.includes(`revision ${shaB} (pending: pending revision ${shaB}: try 1 of 3`)),
+      'the boot log says why: try 1 of 3',
+    );
     t.equal(rep.checks['mark-good-exit'], '0', 'gitroot mark-good in the guest succeeds');
     t.ok(rep.done, 'the test init ran to the end');
     t.match(statusOf(rep), { booted: shaB, good: shaB, pending: null }, "'gitroot status' in the guest after mark-good: b is good, nothing pending");
-    t.match(state(), { good: shaB, pending: null, booted: shaB, previousGood: [shaA], failed: [] }, 'state.json on the image: good=b, pending=null, a kept as previous good');
+    t.match(
+      state(),
+      { good: shaB, pending: null, booted: shaB, previousGood: [shaA], failed: [] },
+      'state.json on the image: good=b, pending=null, a kept as previous good',
+    );
   }
 
   // 2. A failing release c with 2 tries: each boot uses one, then b boots again.
@@ -124,21 +156,35 @@ t.test('QEMU: a staged revision boots and is marked good; a failing one is retri
     const { r, rep } = await boot(`${n + 1}-failing-try-${n}`);
     t.equal(r.exitReason, 'exited', `boot ${n + 1} ended by itself: c's init died and the kernel rebooted (serial log: ${r.logPath})`);
     t.same(rep.booted, { rev: shaC, kind: 'pending', label: 'c' }, `boot ${n + 1}: c boots as the pending revision`);
-    t.ok(rep.bootNotes.some((x) => x.includes(`pending revision ${shaC}: try ${n} of 2 (${2 - n} left`)), `the boot log says try ${n} of 2`);
+    t.ok(
+      rep.bootNotes.some((x) => x.includes(`pending revision ${shaC}: try ${n} of 2 (${2 - n} left`)),
+      `the boot log says try ${n} of 2`,
+    );
     t.match(rep.fail, /release c/, "c's init reports its failure");
-    t.match(r.serial, /Kernel panic - not syncing: Attempted to kill init/, 'the kernel panicked when c\'s init exited');
+    t.match(r.serial, /Kernel panic - not syncing: Attempted to kill init/, "the kernel panicked when c's init exited");
     t.notOk(rep.done, 'c never completed a boot');
-    t.match(state(), { good: shaB, booted: shaC, pending: { revision: shaC, triesLeft: 2 - n, tries: 2 }, failed: [] }, `state.json after boot ${n + 1}: ${2 - n} tries left`);
+    t.match(
+      state(),
+      { good: shaB, booted: shaC, pending: { revision: shaC, triesLeft: 2 - n, tries: 2 }, failed: [] },
+      `state.json after boot ${n + 1}: ${2 - n} tries left`,
+    );
   }
 
   {
     const { r, rep } = await boot('4-back-to-good');
     t.equal(r.exitReason, 'exited', `boot 4 powered off by itself (serial log: ${r.logPath})`);
     t.same(rep.booted, { rev: shaB, kind: 'good', label: 'b' }, 'boot 4: the good b boots again');
-    t.ok(rep.bootNotes.some((x) => x.includes(`pending revision ${shaC} used up its 2 tries without being marked good: recorded as failed`)), 'the boot log says c used up its tries and is recorded as failed');
+    t.ok(
+      rep.bootNotes.some((x) => x.includes(`pending revision ${shaC} used up its 2 tries without being marked good: recorded as failed`)),
+      'the boot log says c used up its tries and is recorded as failed',
+    );
     t.ok(rep.done, 'the test init ran to the end');
     t.match(statusOf(rep), { booted: shaB, good: shaB, pending: null, failed: [shaC] }, "'gitroot status --json' in the guest shows c failed");
-    t.match(state(), { good: shaB, booted: shaB, pending: null, failed: [shaC], previousGood: [shaA] }, 'state.json on the image: c failed, b good, nothing pending');
+    t.match(
+      state(),
+      { good: shaB, booted: shaB, pending: null, failed: [shaC], previousGood: [shaA] },
+      'state.json on the image: c failed, b good, nothing pending',
+    );
   }
 
   // The fetcher does not stage the failed revision again (the server still offers c).

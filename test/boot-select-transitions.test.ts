@@ -10,7 +10,15 @@
 // needs: none
 import t from 'tap';
 import {
-  TransitionRefusedError, type TransitionPlan, type RevisionHealth, isRefusal, nextBootRevision, planMarkBad, planMarkGood, planRollback, selectRevision,
+  TransitionRefusedError,
+  type TransitionPlan,
+  type RevisionHealth,
+  isRefusal,
+  nextBootRevision,
+  planMarkBad,
+  planMarkGood,
+  planRollback,
+  selectRevision,
 } from '../lib/boot/boot-select.js';
 import { type DeployState, type StagedRevision, emptyState, parseState } from '../lib/home/home-state.js';
 import { planStage, planStagedState } from '../lib/deploy/deploy-stage.js';
@@ -26,10 +34,16 @@ const O = 'e'.repeat(40);
 const F = 'f'.repeat(40);
 const T0 = '2026-05-06T07:08:09.000Z';
 const N: Record<string, string> = { [P]: 'P', [G]: 'G', [Q1]: 'Q1', [Q2]: 'Q2', [O]: 'O', [F]: 'F' };
-const name = (s: string | null | undefined): string => (s ? N[s] ?? s.slice(0, 6) : '-');
+const name = (s: string | null | undefined): string => (s ? (N[s] ?? s.slice(0, 6)) : '-');
 
 const rec = (sha: string): StagedRevision => ({
-  kernelDir: sha, kernel: 'vmlinuz', initrd: 'initrd.img', kernelVersion: null, kernelSource: null, options: 'boot=gitroot', stagedAt: T0,
+  kernelDir: sha,
+  kernel: 'vmlinuz',
+  initrd: 'initrd.img',
+  kernelVersion: null,
+  kernelSource: null,
+  options: 'boot=gitroot',
+  stagedAt: T0,
 });
 
 function* states(): Generator<{ state: DeployState; label: string }> {
@@ -44,7 +58,8 @@ function* states(): Generator<{ state: DeployState; label: string }> {
             const state = parseState(JSON.stringify({ ...emptyState(), booted, good, pending, previousGood, failed, staged }), 'case');
             yield {
               state,
-              label: `booted=${name(booted)} good=${name(good)} pending=${triesLeft === null ? '-' : `P(${triesLeft})`} ` +
+              label:
+                `booted=${name(booted)} good=${name(good)} pending=${triesLeft === null ? '-' : `P(${triesLeft})`} ` +
                 `prev=[${previousGood.map(name)}] failed=[${failed.map(name)}]`,
             };
           }
@@ -102,10 +117,16 @@ t.test('mark-good, mark-bad, rollback over every combination', async (t) => {
       if (g.revision !== b || g.state.good !== b) complain('mark-good: booted is not good');
       if (s.good !== null && s.good !== b && g.state.previousGood[0] !== s.good) complain('mark-good: the old good one is not the newest earlier one');
       if (g.state.failed.includes(b)) complain('mark-good: still failed');
-      if (!same(g.state.failed, s.failed.filter((x) => x !== b))) complain('mark-good: failed changed otherwise');
+      if (
+        !same(
+          g.state.failed,
+          s.failed.filter((x) => x !== b),
+        )
+      )
+        complain('mark-good: failed changed otherwise');
       if (!same(g.state.pending, s.pending?.revision === b ? null : s.pending)) complain('mark-good: pending wrong');
       if (g.state.booted !== s.booted) complain('mark-good: booted changed');
-      if (attempt(planMarkGood, g.state) instanceof TransitionRefusedError || (planMarkGood(g.state)).changed) complain('mark-good: not idempotent');
+      if (attempt(planMarkGood, g.state) instanceof TransitionRefusedError || planMarkGood(g.state).changed) complain('mark-good: not idempotent');
     }
 
     // mark-bad
@@ -148,7 +169,10 @@ t.test('mark-good, mark-bad, rollback over every combination', async (t) => {
     if (JSON.stringify(s) !== before) complain('the input state was modified');
   }
   t.same(problems, [], `${n} states`);
-  t.ok(Object.values(counts).every((c) => c > 0), `every outcome occurs: ${JSON.stringify(counts)}`);
+  t.ok(
+    Object.values(counts).every((c) => c > 0),
+    `every outcome occurs: ${JSON.stringify(counts)}`,
+  );
 });
 
 t.test('refusals are typed errors with stable codes and one-line messages', async (t) => {
@@ -176,8 +200,11 @@ t.test('specific transitions', async (t) => {
   t.same(Object.keys(g.state.staged).sort(), [P, G].sort(), 'staged records no longer needed are pruned (Q1 is the second earlier one)');
 
   const already = planMarkGood(s({ good: G, booted: G, pending: pend }));
-  t.match(already, { changed: false, reason: /is already the known-good revision/, state: { pending: pend } },
-    'booting good (chosen at the menu) does not end the pending trial');
+  t.match(
+    already,
+    { changed: false, reason: /is already the known-good revision/, state: { pending: pend } },
+    'booting good (chosen at the menu) does not end the pending trial',
+  );
 
   const bad = planMarkBad(s({ good: G, booted: P, pending: pend }));
   t.match(bad, { changed: true, nextBoot: G, state: { good: G, pending: null, failed: [P] } });
@@ -234,7 +261,8 @@ t.test('a random walk of stagings, boots and transitions keeps the state valid a
       } else {
         const fn = ev === 'mark-good' ? planMarkGood : ev === 'mark-bad' ? planMarkBad : planRollback;
         const r = attempt(fn, state);
-        stats[`${ev}${r instanceof TransitionRefusedError ? ' refused' : ''}`] = (stats[`${ev}${r instanceof TransitionRefusedError ? ' refused' : ''}`] ?? 0) + 1;
+        stats[`${ev}${r instanceof TransitionRefusedError ? ' refused' : ''}`] =
+          (stats[`${ev}${r instanceof TransitionRefusedError ? ' refused' : ''}`] ?? 0) + 1;
         if (!(r instanceof TransitionRefusedError)) state = r.state;
       }
       parseState(JSON.stringify(state), 'walk');

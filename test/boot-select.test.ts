@@ -11,9 +11,7 @@
  */
 // needs: none
 import t from 'tap';
-import {
-  type RevisionHealth, type Selection, type SelectInput, cmdlineRevision, nextBootRevision, selectRevision,
-} from '../lib/boot/boot-select.js';
+import { type RevisionHealth, type Selection, type SelectInput, cmdlineRevision, nextBootRevision, selectRevision } from '../lib/boot/boot-select.js';
 import { type DeployState, emptyState, parseState } from '../lib/home/home-state.js';
 
 const P = 'a'.repeat(40);
@@ -28,7 +26,13 @@ const T0 = '2026-05-06T07:08:09.000Z';
 const HEALTHS: RevisionHealth[] = ['ok', 'missing', 'broken'];
 
 const staged = (sha: string) => ({
-  kernelDir: sha, kernel: 'vmlinuz', initrd: 'initrd.img', kernelVersion: '6.1.0-9-amd64', kernelSource: null, options: 'boot=gitroot', stagedAt: T0,
+  kernelDir: sha,
+  kernel: 'vmlinuz',
+  initrd: 'initrd.img',
+  kernelVersion: '6.1.0-9-amd64',
+  kernelSource: null,
+  options: 'boot=gitroot',
+  stagedAt: T0,
 });
 
 interface Case {
@@ -48,7 +52,8 @@ function* states(): Generator<{ state: DeployState; label: string }> {
             const pending = triesLeft === null ? null : { revision: P, triesLeft, tries: 3, stagedAt: T0 };
             const stagedRecs = Object.fromEntries([P, G, Q1].map((s) => [s, staged(s)]));
             const state: DeployState = deepFreeze({ ...emptyState(), good, pending, previousGood, failed, booted, staged: stagedRecs });
-            const label = `pending=${triesLeft === null ? '-' : `P(${triesLeft}/3)`} good=${good ? 'G' : '-'} prev=[${previousGood.map((s) => NAMES[s]).join(',')}] ` +
+            const label =
+              `pending=${triesLeft === null ? '-' : `P(${triesLeft}/3)`} good=${good ? 'G' : '-'} prev=[${previousGood.map((s) => NAMES[s]).join(',')}] ` +
               `failed=[${failed.map((s) => NAMES[s]).join(',')}] booted=${booted ? NAMES[booted] : '-'}`;
             yield { state, label };
           }
@@ -204,11 +209,16 @@ t.test('every combination: invariants and the rules as a priority list', async (
       }
     }
     // kind matches the revision's role.
-    const roleOk = r.kind === 'none' ? r.revision === null
-      : r.kind === 'pending' ? r.revision === p0?.revision && after.pending?.triesLeft === p0.triesLeft - 1
-        : r.kind === 'good' ? r.revision === before.good
-          : r.kind === 'cmdline' ? r.revision === c.cmdline && r.revision !== p0?.revision && r.revision !== before.good
-            : r.revision !== null && (before.previousGood.includes(r.revision) || r.revision === before.booted);
+    const roleOk =
+      r.kind === 'none'
+        ? r.revision === null
+        : r.kind === 'pending'
+          ? r.revision === p0?.revision && after.pending?.triesLeft === p0.triesLeft - 1
+          : r.kind === 'good'
+            ? r.revision === before.good
+            : r.kind === 'cmdline'
+              ? r.revision === c.cmdline && r.revision !== p0?.revision && r.revision !== before.good
+              : r.revision !== null && (before.previousGood.includes(r.revision) || r.revision === before.booted);
     if (!roleOk) complain(c, `kind ${r.kind} does not fit ${r.revision}`);
     if (r.reason.trim() === '' || r.reason.includes('\n')) complain(c, 'reason is not one line');
     // The rules, as a priority list.
@@ -229,67 +239,118 @@ t.test('every combination: invariants and the rules as a priority list', async (
 const base = (o: Partial<DeployState>): DeployState => ({ ...emptyState(), staged: { [P]: staged(P), [G]: staged(G) }, ...o });
 const pend = (triesLeft: number, tries = 3) => ({ revision: P, triesLeft, tries, stagedAt: T0 });
 const allOk = (): RevisionHealth => 'ok';
-const only = (m: Record<string, RevisionHealth>) => (sha: string): RevisionHealth => m[sha] ?? 'ok';
+const only =
+  (m: Record<string, RevisionHealth>) =>
+  (sha: string): RevisionHealth =>
+    m[sha] ?? 'ok';
 
 t.test('specific cases', async (t) => {
   const rows: Array<[string, SelectInput, { revision: string | null; kind: Selection['kind']; reason: RegExp; pending?: unknown; failed?: string[] }]> = [
-    ['a fresh staging: the pending revision boots, using its first try',
+    [
+      'a fresh staging: the pending revision boots, using its first try',
       { state: base({ good: G, booted: G, pending: pend(3) }), cmdlineRevision: P, health: allOk },
-      { revision: P, kind: 'pending', reason: /try 1 of 3 \(2 left after this boot/, pending: { triesLeft: 2 } }],
-    ['no git-revision= counts as the pending entry',
+      { revision: P, kind: 'pending', reason: /try 1 of 3 \(2 left after this boot/, pending: { triesLeft: 2 } },
+    ],
+    [
+      'no git-revision= counts as the pending entry',
       { state: base({ good: G, pending: pend(2) }), cmdlineRevision: null, health: allOk },
-      { revision: P, kind: 'pending', reason: /try 2 of 3/, pending: { triesLeft: 1 } }],
-    ['the last try',
+      { revision: P, kind: 'pending', reason: /try 2 of 3/, pending: { triesLeft: 1 } },
+    ],
+    [
+      'the last try',
       { state: base({ good: G, pending: pend(1) }), cmdlineRevision: P, health: allOk },
-      { revision: P, kind: 'pending', reason: /try 3 of 3 \(0 left/, pending: { triesLeft: 0 } }],
-    ['tries used up: recorded as failed, good boots (extlinux: the entry still names the pending revision)',
+      { revision: P, kind: 'pending', reason: /try 3 of 3 \(0 left/, pending: { triesLeft: 0 } },
+    ],
+    [
+      'tries used up: recorded as failed, good boots (extlinux: the entry still names the pending revision)',
       { state: base({ good: G, pending: pend(0), failed: [F] }), cmdlineRevision: P, health: allOk },
-      { revision: G, kind: 'good', reason: /used up its tries and is recorded as failed/, pending: null, failed: [P, F] }],
-    ['tries used up, BLS fell back to the good entry: recorded as failed too',
+      { revision: G, kind: 'good', reason: /used up its tries and is recorded as failed/, pending: null, failed: [P, F] },
+    ],
+    [
+      'tries used up, BLS fell back to the good entry: recorded as failed too',
       { state: base({ good: G, pending: pend(0) }), cmdlineRevision: G, health: allOk },
-      { revision: G, kind: 'good', reason: /boot loader fell back.*recorded as failed/, pending: null, failed: [P] }],
-    ['good chosen at the menu while the pending revision has tries: pending untouched',
+      { revision: G, kind: 'good', reason: /boot loader fell back.*recorded as failed/, pending: null, failed: [P] },
+    ],
+    [
+      'good chosen at the menu while the pending revision has tries: pending untouched',
       { state: base({ good: G, pending: pend(2) }), cmdlineRevision: G, health: allOk },
-      { revision: G, kind: 'good', reason: /chosen at the menu/, pending: { triesLeft: 2 } }],
-    ['git-revision= typed at the prompt: boots it, nothing else changes',
+      { revision: G, kind: 'good', reason: /chosen at the menu/, pending: { triesLeft: 2 } },
+    ],
+    [
+      'git-revision= typed at the prompt: boots it, nothing else changes',
       { state: base({ good: G, pending: pend(2) }), cmdlineRevision: O, health: allOk },
-      { revision: O, kind: 'cmdline', reason: /git-revision=e{40} names it/, pending: { triesLeft: 2 } }],
-    ['git-revision= in capitals is the same id',
+      { revision: O, kind: 'cmdline', reason: /git-revision=e{40} names it/, pending: { triesLeft: 2 } },
+    ],
+    [
+      'git-revision= in capitals is the same id',
       { state: base({ good: G }), cmdlineRevision: O.toUpperCase(), health: allOk },
-      { revision: O, kind: 'cmdline', reason: /names it/ }],
-    ['git-revision= typed at the prompt but missing: falls back to pending (a try)',
+      { revision: O, kind: 'cmdline', reason: /names it/ },
+    ],
+    [
+      'git-revision= typed at the prompt but missing: falls back to pending (a try)',
       { state: base({ good: G, pending: pend(2) }), cmdlineRevision: O, health: only({ [O]: 'missing' }) },
-      { revision: P, kind: 'pending', reason: /pending revision/, pending: { triesLeft: 1 } }],
-    ['git-revision= naming a failed revision (a stale extlinux DEFAULT): passed over',
+      { revision: P, kind: 'pending', reason: /pending revision/, pending: { triesLeft: 1 } },
+    ],
+    [
+      'git-revision= naming a failed revision (a stale extlinux DEFAULT): passed over',
       { state: base({ good: G, failed: [P] }), cmdlineRevision: P, health: allOk },
-      { revision: G, kind: 'good', reason: /git-revision=aaaaaaaaaaaa is a failed revision/ }],
-    ['an abbreviated git-revision= is not an id: ignored',
+      { revision: G, kind: 'good', reason: /git-revision=aaaaaaaaaaaa is a failed revision/ },
+    ],
+    [
+      'an abbreviated git-revision= is not an id: ignored',
       { state: base({ good: G }), cmdlineRevision: 'bbbbbbb', health: allOk },
-      { revision: G, kind: 'good', reason: /git-revision=bbbbbbb is not a full commit id/ }],
-    ['a broken pending revision is never chosen while good is healthy; the attempt used a try',
+      { revision: G, kind: 'good', reason: /git-revision=bbbbbbb is not a full commit id/ },
+    ],
+    [
+      'a broken pending revision is never chosen while good is healthy; the attempt used a try',
       { state: base({ good: G, pending: pend(3) }), cmdlineRevision: P, health: only({ [P]: 'broken' }) },
-      { revision: G, kind: 'good', reason: /pending revision aaaaaaaaaaaa is unreadable .*; this boot used one of its tries \(2 left\)/, pending: { triesLeft: 2 } }],
-    ['good missing: the newest earlier good revision',
+      {
+        revision: G,
+        kind: 'good',
+        reason: /pending revision aaaaaaaaaaaa is unreadable .*; this boot used one of its tries \(2 left\)/,
+        pending: { triesLeft: 2 },
+      },
+    ],
+    [
+      'good missing: the newest earlier good revision',
       { state: base({ good: G, previousGood: [Q1, Q2] }), cmdlineRevision: G, health: only({ [G]: 'missing' }) },
-      { revision: Q1, kind: 'fallback', reason: /earlier good revision c{40}: good revision bbbbbbbbbbbb is not in the repository/ }],
-    ['good and the newest earlier one broken: the next earlier one',
+      { revision: Q1, kind: 'fallback', reason: /earlier good revision c{40}: good revision bbbbbbbbbbbb is not in the repository/ },
+    ],
+    [
+      'good and the newest earlier one broken: the next earlier one',
       { state: base({ good: G, previousGood: [Q1, Q2] }), cmdlineRevision: null, health: only({ [G]: 'broken', [Q1]: 'broken' }) },
-      { revision: Q2, kind: 'fallback', reason: /earlier good revision d{40}/ }],
-    ['an earlier good revision that failed since is not a fallback',
+      { revision: Q2, kind: 'fallback', reason: /earlier good revision d{40}/ },
+    ],
+    [
+      'an earlier good revision that failed since is not a fallback',
       { state: base({ good: G, previousGood: [Q1, Q2], failed: [Q1] }), cmdlineRevision: null, health: only({ [G]: 'broken' }) },
-      { revision: Q2, kind: 'fallback', reason: /earlier good revision d{40}/ }],
-    ['nothing good yet (first update of a fresh machine): the last booted revision is the way back',
+      { revision: Q2, kind: 'fallback', reason: /earlier good revision d{40}/ },
+    ],
+    [
+      'nothing good yet (first update of a fresh machine): the last booted revision is the way back',
       { state: base({ booted: X, pending: pend(0) }), cmdlineRevision: null, health: allOk },
-      { revision: X, kind: 'fallback', reason: /last booted revision 1{40}: pending aaaaaaaaaaaa used up its tries/, failed: [P] }],
-    ['a pending revision that is already good: its trial is over, good boots',
+      { revision: X, kind: 'fallback', reason: /last booted revision 1{40}: pending aaaaaaaaaaaa used up its tries/, failed: [P] },
+    ],
+    [
+      'a pending revision that is already good: its trial is over, good boots',
       { state: base({ good: P, pending: pend(2) }), cmdlineRevision: P, health: allOk },
-      { revision: P, kind: 'good', reason: /known-good/, pending: null }],
-    ['nothing readable: none, with every reason',
+      { revision: P, kind: 'good', reason: /known-good/, pending: null },
+    ],
+    [
+      'nothing readable: none, with every reason',
       { state: base({ good: G, pending: pend(1), previousGood: [Q1] }), cmdlineRevision: null, health: () => 'missing' },
-      { revision: null, kind: 'none', reason: /^no bootable revision \(pending .* good .* earlier good .*\): stage one with 'gitroot fetch'/, pending: { triesLeft: 0 } }],
-    ['a fresh machine with nothing staged: none',
+      {
+        revision: null,
+        kind: 'none',
+        reason: /^no bootable revision \(pending .* good .* earlier good .*\): stage one with 'gitroot fetch'/,
+        pending: { triesLeft: 0 },
+      },
+    ],
+    [
+      'a fresh machine with nothing staged: none',
       { state: emptyState(), cmdlineRevision: null, health: allOk },
-      { revision: null, kind: 'none', reason: /the state names no revision/ }],
+      { revision: null, kind: 'none', reason: /the state names no revision/ },
+    ],
   ];
   for (const [name, input, want] of rows) {
     const r = selectRevision(input);

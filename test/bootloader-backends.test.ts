@@ -44,12 +44,24 @@ function state(pending: string | null, good: string | null, triesLeft = 3): Depl
   const staged: DeployState['staged'] = {};
   for (const r of [pending, good]) {
     if (r !== null) {
-      staged[r] = { kernelDir: r, kernel: 'vmlinuz', initrd: 'initrd.img', kernelVersion: `6.1.0-${r.charCodeAt(0) - 90}-amd64`,
-        kernelSource: null, options: 'boot=gitroot console=ttyS0', stagedAt: T0 };
+      staged[r] = {
+        kernelDir: r,
+        kernel: 'vmlinuz',
+        initrd: 'initrd.img',
+        kernelVersion: `6.1.0-${r.charCodeAt(0) - 90}-amd64`,
+        kernelSource: null,
+        options: 'boot=gitroot console=ttyS0',
+        stagedAt: T0,
+      };
     }
   }
   return {
-    version: 1, good, booted: good, failed: [], previousGood: [], staged,
+    version: 1,
+    good,
+    booted: good,
+    failed: [],
+    previousGood: [],
+    staged,
     pending: pending === null ? null : { revision: pending, triesLeft, tries: 3, stagedAt: T0 },
   };
 }
@@ -84,10 +96,13 @@ t.test('BLS: entries, counters, loader.conf and kernel copies, parsed back', asy
   }
   const read = bl.readEntries();
   t.equal(read.defaultId, 'gitroot-*');
-  t.same(read.entries.map((e) => [e.id, e.revision, e.tries]), [
-    [`gitroot-${'a'.repeat(12)}`, A, { left: 3, done: 0 }],
-    [`gitroot-${'b'.repeat(12)}`, B, null],
-  ]);
+  t.same(
+    read.entries.map((e) => [e.id, e.revision, e.tries]),
+    [
+      [`gitroot-${'a'.repeat(12)}`, A, { left: 3, done: 0 }],
+      [`gitroot-${'b'.repeat(12)}`, B, null],
+    ],
+  );
   for (const e of read.entries) {
     t.ok(fs.existsSync(path.join(boot, e.linux as string)), `${e.id}: kernel exists under $BOOT`);
     t.ok(fs.existsSync(path.join(boot, e.initrd as string)), `${e.id}: initrd exists under $BOOT`);
@@ -114,8 +129,11 @@ t.test('BLS: a decremented counter survives a rewrite; a replaced pending entry 
   bl.writeEntries(planBootEntries(state(C, B), bl.location));
   t.same(fs.readdirSync(dir).sort(), ['debian-6.1.0-10-amd64.conf', `gitroot-${'b'.repeat(12)}.conf`, `gitroot-${'c'.repeat(12)}+3.conf`]);
   t.same(fs.readdirSync(path.join(boot, 'gitroot')).sort(), [B, C], "the replaced revision's kernel copy is gone");
-  t.equal(fs.readFileSync(path.join(boot, 'loader', 'loader.conf'), 'utf8'), 'timeout 10\ndefault gitroot-*\nconsole-mode max\n',
-    'only the default line changes; a second default line goes');
+  t.equal(
+    fs.readFileSync(path.join(boot, 'loader', 'loader.conf'), 'utf8'),
+    'timeout 10\ndefault gitroot-*\nconsole-mode max\n',
+    'only the default line changes; a second default line goes',
+  );
 
   // The good entry carrying a counter (written as pending earlier) becomes plain.
   fs.renameSync(path.join(dir, `gitroot-${'b'.repeat(12)}.conf`), path.join(dir, `gitroot-${'b'.repeat(12)}+0-3.conf`));
@@ -184,18 +202,36 @@ t.test('extlinux: DEFAULT is the pending entry, the good one a second LABEL; par
   t.match(text, /initramfs counts/, 'says who counts tries');
   const conf = parseExtlinuxConf(text, file);
   t.equal(conf.defaultId, `gitroot-${'a'.repeat(12)}`);
-  t.same(conf.entries.map((e) => ({ id: e.id, title: e.title, linux: e.linux, initrd: e.initrd, options: e.options, revision: e.revision })), [
-    { id: `gitroot-${'a'.repeat(12)}`, title: `gitroot ${'a'.repeat(12)} (next, kernel 6.1.0-7-amd64)`, linux: `/gitroot/${A}/vmlinuz`,
-      initrd: `/gitroot/${A}/initrd.img`, options: `boot=gitroot console=ttyS0 git-revision=${A}`, revision: A },
-    { id: `gitroot-${'b'.repeat(12)}`, title: `gitroot ${'b'.repeat(12)} (known good, kernel 6.1.0-8-amd64)`, linux: `/gitroot/${B}/vmlinuz`,
-      initrd: `/gitroot/${B}/initrd.img`, options: `boot=gitroot console=ttyS0 git-revision=${B}`, revision: B },
-  ]);
+  t.same(
+    conf.entries.map((e) => ({ id: e.id, title: e.title, linux: e.linux, initrd: e.initrd, options: e.options, revision: e.revision })),
+    [
+      {
+        id: `gitroot-${'a'.repeat(12)}`,
+        title: `gitroot ${'a'.repeat(12)} (next, kernel 6.1.0-7-amd64)`,
+        linux: `/gitroot/${A}/vmlinuz`,
+        initrd: `/gitroot/${A}/initrd.img`,
+        options: `boot=gitroot console=ttyS0 git-revision=${A}`,
+        revision: A,
+      },
+      {
+        id: `gitroot-${'b'.repeat(12)}`,
+        title: `gitroot ${'b'.repeat(12)} (known good, kernel 6.1.0-8-amd64)`,
+        linux: `/gitroot/${B}/vmlinuz`,
+        initrd: `/gitroot/${B}/initrd.img`,
+        options: `boot=gitroot console=ttyS0 git-revision=${B}`,
+        revision: B,
+      },
+    ],
+  );
   for (const e of conf.entries) t.ok(same(path.join(boot, e.linux as string), path.join(home, 'boot', e.revision as string, 'vmlinuz')));
 
   bl.writeEntries(planBootEntries(state(C, B), bl.location));
   const next = bl.readEntries();
   t.equal(next.defaultId, `gitroot-${'c'.repeat(12)}`);
-  t.same(next.entries.map((e) => e.revision), [C, B]);
+  t.same(
+    next.entries.map((e) => e.revision),
+    [C, B],
+  );
   t.same(fs.readdirSync(path.join(boot, 'gitroot')).sort(), [B, C]);
   t.same(fs.readdirSync(path.join(boot, 'extlinux')), ['extlinux.conf'], 'no temp file left');
 
@@ -204,9 +240,20 @@ t.test('extlinux: DEFAULT is the pending entry, the good one a second LABEL; par
   const keep = fs.readFileSync(file, 'utf8');
   bl.writeEntries(planBootEntries(state(null, null), bl.location));
   t.equal(fs.readFileSync(file, 'utf8'), keep, 'an empty plan leaves extlinux.conf alone');
-  t.same(parseExtlinuxConf('default x\nlabel x\n  kernel /k\n  append a=1\n', 'f').entries[0], {
-    id: 'x', file: 'f', revision: null, title: null, linux: '/k', initrd: null, options: 'a=1', tries: null,
-  }, 'keywords in any case, KERNEL as LINUX');
+  t.same(
+    parseExtlinuxConf('default x\nlabel x\n  kernel /k\n  append a=1\n', 'f').entries[0],
+    {
+      id: 'x',
+      file: 'f',
+      revision: null,
+      title: null,
+      linux: '/k',
+      initrd: null,
+      options: 'a=1',
+      tries: null,
+    },
+    'keywords in any case, KERNEL as LINUX',
+  );
 });
 
 t.test('none writes nothing; backends are chosen by name only', async (t) => {
@@ -218,8 +265,7 @@ t.test('none writes nothing; backends are chosen by name only', async (t) => {
   t.throws(() => createBootloader('grub', { homeDir: home, bootDir: boot }), ConfigError);
   t.throws(() => createBootloader('BLS', { homeDir: home, bootDir: boot }), ConfigError, 'no guessing on case');
   t.throws(() => createBootloader('bls', { homeDir: home }), { name: 'ConfigError', message: /needs gitroot.boot=DIR/ });
-  t.throws(() => createBootloader('extlinux', { homeDir: home, bootDir: path.join(boot, 'missing') }),
-    { name: 'ConfigError', message: /does not exist/ });
+  t.throws(() => createBootloader('extlinux', { homeDir: home, bootDir: path.join(boot, 'missing') }), { name: 'ConfigError', message: /does not exist/ });
 });
 
 t.test('templates: found in the project boot/, null lines dropped, unknown placeholders refused', async (t) => {

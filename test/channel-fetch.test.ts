@@ -39,7 +39,10 @@ const rel: string[] = [];
 
 function commitRelease(n: number, bigBytes = 0): string {
   const root = fs.mkdtempSync(path.join(work, 'tree-'));
-  writeTree(root, debianRoot(`6.1.0-${n}`, `r${n}`, { 'etc/motd': `release ${n}\n`, ...(bigBytes ? { [`usr/share/big-${n}.bin`]: noise(`big${n}`, bigBytes) } : {}) }));
+  writeTree(
+    root,
+    debianRoot(`6.1.0-${n}`, `r${n}`, { 'etc/motd': `release ${n}\n`, ...(bigBytes ? { [`usr/share/big-${n}.bin`]: noise(`big${n}`, bigBytes) } : {}) }),
+  );
   const r = spawnSync(process.execPath, [CLI, 'commit', root, '--repo', repo, '-m', `release ${n}`, '--sign-key', key.path], { encoding: 'utf8' });
   fs.rmSync(root, { recursive: true, force: true });
   if (r.status !== 0) throw new Error(`gitroot commit failed: ${r.stderr}`);
@@ -55,7 +58,14 @@ function publish(...more: string[]): Record<string, unknown> {
 
 function newMachine(name: string, extra: string[] = [], remote = `${server.url}/channel/`): Machine {
   return machine(path.join(work, name), {
-    remote, settings: [`gitroot.allowed-signers=${signers}`, `gitroot.ca=${pki.caCert}`, `gitroot.client-cert=${pki.clientCert}`, `gitroot.client-key=${pki.clientKey}`, ...extra],
+    remote,
+    settings: [
+      `gitroot.allowed-signers=${signers}`,
+      `gitroot.ca=${pki.caCert}`,
+      `gitroot.client-cert=${pki.clientCert}`,
+      `gitroot.client-key=${pki.clientKey}`,
+      ...extra,
+    ],
   });
 }
 
@@ -86,7 +96,14 @@ async function refused(t: Test, m: Machine, code: number, re: RegExp, what: stri
   const r = await fetch(m, ...more);
   t.equal(r.status, code, `${what}: exit ${code} (${r.stderr.trim()})`);
   t.match(r.stderr, re, `${what}: names the cause`);
-  t.equal(r.stderr.trim().split('\n').filter((l) => !l.startsWith('gitroot: warning')).length, 1, `${what}: one line`);
+  t.equal(
+    r.stderr
+      .trim()
+      .split('\n')
+      .filter((l) => !l.startsWith('gitroot: warning')).length,
+    1,
+    `${what}: one line`,
+  );
   t.equal(snapshot(m), before, `${what}: state, kernels and entries unchanged`);
 }
 
@@ -119,9 +136,18 @@ t.test('a channel over HTTPS with client certificates', { skip: haveNginx ? fals
   t.match(out.trust, { signature: { object: rel[1] } }, 'the commit signature gate ran too');
   const log1 = server.log();
   const machineId = fs.readFileSync(path.join(m.dir, 'machine-id'), 'utf8').trim();
-  t.ok(log1.every((l) => l.machine === fleetIdOf(machineId)), 'every request names the machine (an app-specific id)');
-  t.ok(log1.every((l) => /^gitroot\/\d/.test(l.userAgent)), 'User-Agent gitroot/VERSION');
-  t.ok(log1.every((l) => l.status === 200), 'all 200');
+  t.ok(
+    log1.every((l) => l.machine === fleetIdOf(machineId)),
+    'every request names the machine (an app-specific id)',
+  );
+  t.ok(
+    log1.every((l) => /^gitroot\/\d/.test(l.userAgent)),
+    'User-Agent gitroot/VERSION',
+  );
+  t.ok(
+    log1.every((l) => l.status === 200),
+    'all 200',
+  );
   t.equal(log1.length, 2, 'two requests: the manifest and one (full) bundle');
 
   // Boot it (as the boot would record), then poll: nothing new, a 304 under 1 KB.
@@ -150,7 +176,14 @@ t.test('a channel over HTTPS with client certificates', { skip: haveNginx ? fals
   t.match(d, { action: 'dry-run', revision: rel[2], wouldStage: 'stage' });
   t.equal(d.channel.download.bundles.length, 1, 'one incremental bundle');
   t.ok(d.channel.download.bytes > 6 << 20, `the update is ${d.channel.download.bytes} bytes`);
-  t.same(server.log().slice(n2).map((l) => l.path), ['/channel/channel.manifest'], 'only the manifest was asked for');
+  t.same(
+    server
+      .log()
+      .slice(n2)
+      .map((l) => l.path),
+    ['/channel/channel.manifest'],
+    'only the manifest was asked for',
+  );
 
   // Through a proxy that cuts the connection after 2 MB of the answer, twice: resumed with Range in the same process.
   const proxy = await startCuttingProxy(server.port, { cutAfterBytes: 2 << 20, cuts: 2 });
@@ -163,14 +196,22 @@ t.test('a channel over HTTPS with client certificates', { skip: haveNginx ? fals
   t.match(c, { action: 'staged', revision: rel[2] });
   t.equal(proxy.cutsDone(), 2, 'the proxy cut twice');
   t.ok(c.channel.download.interruptions >= 2, `${c.channel.download.interruptions} interruptions resumed`);
-  const bundleReqs = server.log().slice(n3).filter((l) => l.path.endsWith('.bundle'));
-  t.ok(bundleReqs.some((l) => l.status === 206 && l.range.startsWith('bytes=')), 'resumed with a Range request, answered 206');
+  const bundleReqs = server
+    .log()
+    .slice(n3)
+    .filter((l) => l.path.endsWith('.bundle'));
+  t.ok(
+    bundleReqs.some((l) => l.status === 206 && l.range.startsWith('bytes=')),
+    'resumed with a Range request, answered 206',
+  );
   const size = d.channel.download.bytes as number;
   // What crossed the link twice: the proxy's delivered bytes beyond the bundle (headers and the manifest's 304 included).
   const twice = proxy.delivered() - size;
   t.ok(twice <= 1 << 20, `bytes delivered twice over 2 interruptions: ${twice} (<= 1 MiB)`);
   t.equal(c.channel.download.received, size, 'the client itself received every byte of the bundle once');
-  t.comment(`cut twice: ${twice} bytes crossed the link twice (nginx wrote ${bundleReqs.reduce((a, l) => a + l.bodyBytes, 0) - size} more into socket buffers)`);
+  t.comment(
+    `cut twice: ${twice} bytes crossed the link twice (nginx wrote ${bundleReqs.reduce((a, l) => a + l.bodyBytes, 0) - size} more into socket buffers)`,
+  );
   configure(m, []);
   t.equal(fs.readdirSync(path.join(m.dir, 'channel-downloads')).length, 0, 'downloads removed once in the repository');
 });
@@ -188,7 +229,7 @@ t.test('a power cut mid-bundle, then the next fetch resumes', { skip: haveNginx 
   const child = spawn(process.execPath, [CLI, ...fetchArgs(m)], { stdio: 'ignore' });
   const downloads = path.join(m.dir, 'channel-downloads');
   let partial = 0;
-  for (let i = 0; i < 600 && partial < (2 << 20); i++) {
+  for (let i = 0; i < 600 && partial < 2 << 20; i++) {
     await new Promise((r) => setTimeout(r, 50));
     const f = fs.existsSync(downloads) ? fs.readdirSync(downloads).find((x) => x.endsWith('.bundle')) : undefined;
     partial = f === undefined ? 0 : fs.statSync(path.join(downloads, f)).size;
@@ -197,14 +238,26 @@ t.test('a power cut mid-bundle, then the next fetch resumes', { skip: haveNginx 
   await new Promise((r) => child.once('exit', r));
   t.ok(partial >= 2 << 20, `killed with ${partial} bytes on the medium`);
   const kept = fs.readdirSync(downloads);
-  t.ok(kept.some((f) => f.endsWith('.bundle.json')), 'the partial keeps its sidecar (ETag)');
+  t.ok(
+    kept.some((f) => f.endsWith('.bundle.json')),
+    'the partial keeps its sidecar (ETag)',
+  );
   const again = await fetch(m);
   t.equal(again.status, 0, again.stderr);
   const r = JSON.parse(again.stdout);
   t.match(r, { action: 'staged', revision: rel[3] });
-  t.ok(r.channel.download.bundles.some((b: { report: { resumedFrom: number } }) => b.report.resumedFrom > 0), 'resumed where the killed process stopped');
-  const reqs = server.log().slice(n).filter((l) => l.path.endsWith('.bundle'));
-  t.ok(reqs.some((l) => l.status === 206), 'with a 206');
+  t.ok(
+    r.channel.download.bundles.some((b: { report: { resumedFrom: number } }) => b.report.resumedFrom > 0),
+    'resumed where the killed process stopped',
+  );
+  const reqs = server
+    .log()
+    .slice(n)
+    .filter((l) => l.path.endsWith('.bundle'));
+  t.ok(
+    reqs.some((l) => l.status === 206),
+    'with a 206',
+  );
   const size = r.channel.download.bytes as number;
   await link.close();
   const twice = link.delivered() - size;
@@ -224,43 +277,57 @@ t.test('a Range request answered with 200 restarts the file, never appends', { s
   fs.mkdirSync(downloads, { recursive: true });
   const file = path.join(downloads, `${b.id}.bundle`);
   fs.writeFileSync(file, fs.readFileSync(path.join(channel, b.uri)).subarray(0, 1 << 20));
-  fs.writeFileSync(`${file}.json`, JSON.stringify({ url: `${server.url}/channel/${b.uri}`, etag: '"stale-etag"', lastModified: null, size: b.size, sha256: b.sha256 }));
+  fs.writeFileSync(
+    `${file}.json`,
+    JSON.stringify({ url: `${server.url}/channel/${b.uri}`, etag: '"stale-etag"', lastModified: null, size: b.size, sha256: b.sha256 }),
+  );
   const n = server.log().length;
   const r = await fetch(m);
   t.equal(r.status, 0, r.stderr);
   const out = JSON.parse(r.stdout);
   t.match(out, { action: 'staged', revision: rel[4] });
   t.equal(out.channel.download.discarded, 1 << 20, 'the partial was thrown away');
-  const reqs = server.log().slice(n).filter((l) => l.path.endsWith('.bundle'));
+  const reqs = server
+    .log()
+    .slice(n)
+    .filter((l) => l.path.endsWith('.bundle'));
   t.equal(reqs[0]!.status, 200, 'nginx answered the stale If-Range with the whole file');
 });
 
-t.test('rollout: 0% waits (status says so), past the ramp takes it; a halt takes machines back', { skip: haveNginx ? false : 'nginx is not installed' }, async (t) => {
-  const m = newMachine('m4');
-  t.equal((await fetch(m)).status, 0);
-  const before = state(m).pending.revision;
-  commitRelease(5);
-  publish('--rollout-start', new Date(Date.now() + 86400e3).toISOString().replace(/\.\d+Z$/, 'Z'), '--rollout-duration', '1d');
-  const w = await fetch(m);
-  t.equal(w.status, 0, w.stderr);
-  t.match(JSON.parse(w.stdout), { action: 'waiting', revision: rel[5], reason: /^release [0-9a-f]{12} waits for the rollout: this machine at \d+%, the ramp at 0%$/ });
-  t.equal(state(m).pending.revision, before, 'nothing staged');
-  const st = await gitroot(['status', '--dir', m.dir, '--config', m.conf, '--cmdline', m.cmdline]);
-  t.match(st.stdout, /rollout\s+release [0-9a-f]{12} waits for the rollout: this machine at \d+%, the ramp at 0%/);
-  publish('--rollout-start', '2026-01-01T00:00:00Z', '--rollout-duration', '1h');
-  const go = await fetch(m);
-  t.equal(go.status, 0, go.stderr);
-  t.match(JSON.parse(go.stdout), { action: 'staged', revision: rel[5], channel: { rollout: { take: true, rampPercent: 100 } } });
-  // Halt: the publisher pins release 4; this machine took 5 and goes back (update-revision semantics).
-  publish('--pin', rel[4]!);
-  const halt = await fetch(m);
-  t.equal(halt.status, 0, halt.stderr);
-  const h = JSON.parse(halt.stdout);
-  t.equal(h.revision, rel[4], 'the pinned tip');
-  t.match(h, { channel: { pin: true }, trust: { downgrade: { why: 'pinned' } } });
-  t.not(state(m).pending?.revision, rel[5], 'release 5 is no longer what boots next');
-  publish('--unpin');
-});
+t.test(
+  'rollout: 0% waits (status says so), past the ramp takes it; a halt takes machines back',
+  { skip: haveNginx ? false : 'nginx is not installed' },
+  async (t) => {
+    const m = newMachine('m4');
+    t.equal((await fetch(m)).status, 0);
+    const before = state(m).pending.revision;
+    commitRelease(5);
+    publish('--rollout-start', new Date(Date.now() + 86400e3).toISOString().replace(/\.\d+Z$/, 'Z'), '--rollout-duration', '1d');
+    const w = await fetch(m);
+    t.equal(w.status, 0, w.stderr);
+    t.match(JSON.parse(w.stdout), {
+      action: 'waiting',
+      revision: rel[5],
+      reason: /^release [0-9a-f]{12} waits for the rollout: this machine at \d+%, the ramp at 0%$/,
+    });
+    t.equal(state(m).pending.revision, before, 'nothing staged');
+    const st = await gitroot(['status', '--dir', m.dir, '--config', m.conf, '--cmdline', m.cmdline]);
+    t.match(st.stdout, /rollout\s+release [0-9a-f]{12} waits for the rollout: this machine at \d+%, the ramp at 0%/);
+    publish('--rollout-start', '2026-01-01T00:00:00Z', '--rollout-duration', '1h');
+    const go = await fetch(m);
+    t.equal(go.status, 0, go.stderr);
+    t.match(JSON.parse(go.stdout), { action: 'staged', revision: rel[5], channel: { rollout: { take: true, rampPercent: 100 } } });
+    // Halt: the publisher pins release 4; this machine took 5 and goes back (update-revision semantics).
+    publish('--pin', rel[4]!);
+    const halt = await fetch(m);
+    t.equal(halt.status, 0, halt.stderr);
+    const h = JSON.parse(halt.stdout);
+    t.equal(h.revision, rel[4], 'the pinned tip');
+    t.match(h, { channel: { pin: true }, trust: { downgrade: { why: 'pinned' } } });
+    t.not(state(m).pending?.revision, rel[5], 'release 5 is no longer what boots next');
+    publish('--unpin');
+  },
+);
 
 t.test('refusals: one line, exit status, nothing changed', { skip: haveNginx ? false : 'nginx is not installed' }, async (t) => {
   const m = newMachine('m5');
@@ -301,8 +368,19 @@ t.test('refusals: one line, exit status, nothing changed', { skip: haveNginx ? f
   const noCert = newMachine('m6', [], `${server.url}/channel/`);
   configure(noCert, [`gitroot.client-cert=${path.join(work, 'none')}`]);
   await refused(t, noCert, 2, /gitroot.client-cert=.* cannot be read/, 'unreadable client certificate');
-  fs.writeFileSync(noCert.conf, noCert.conf && [`gitroot.bootloader=bls`, `gitroot.boot=${noCert.boot}`, 'gitroot.timeout=5', 'gitroot.retries=0',
-    `gitroot.remote=${server.url}/channel/`, `gitroot.allowed-signers=${signers}`, `gitroot.ca=${pki.caCert}`].join('\n') + '\n');
+  fs.writeFileSync(
+    noCert.conf,
+    noCert.conf &&
+      [
+        `gitroot.bootloader=bls`,
+        `gitroot.boot=${noCert.boot}`,
+        'gitroot.timeout=5',
+        'gitroot.retries=0',
+        `gitroot.remote=${server.url}/channel/`,
+        `gitroot.allowed-signers=${signers}`,
+        `gitroot.ca=${pki.caCert}`,
+      ].join('\n') + '\n',
+  );
   await refused(t, noCert, 6, /HTTP 400|certificate/, 'no client certificate');
   const otherCa = makePki(path.join(work, 'pki2'), 'other');
   configure(noCert, [`gitroot.ca=${otherCa.caCert}`, `gitroot.client-cert=${pki.clientCert}`, `gitroot.client-key=${pki.clientKey}`]);
@@ -312,7 +390,10 @@ t.test('refusals: one line, exit status, nothing changed', { skip: haveNginx ? f
 
 t.test('gitroot fetch --from DIR with no network at all', { skip: haveNginx ? false : 'nginx is not installed' }, async (t) => {
   const ok = spawnSync('unshare', ['-n', 'true']).status === 0;
-  if (!ok) { t.comment('unshare -n is not permitted here'); return; }
+  if (!ok) {
+    t.comment('unshare -n is not permitted here');
+    return;
+  }
   // A copy as on a USB stick, with the stray files such media collect.
   const stick = path.join(work, 'stick');
   fs.cpSync(channel, stick, { recursive: true });

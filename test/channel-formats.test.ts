@@ -11,8 +11,17 @@ import t from 'tap';
 import { generateKeyPairSync, randomBytes } from 'node:crypto';
 import { parseAllowedSigners } from '../lib/trust/allowed-signers.js';
 import type { SigningKey } from '../lib/trust/ssh-signature.js';
-import { type ChannelManifest, type ManifestBundle, CHANNEL_NAMESPACE, isChannelPath, makeManifest, parseManifestUnverified, signManifest,
-  splitManifest, verifyManifest } from '../lib/channel/channel-manifest.js';
+import {
+  type ChannelManifest,
+  type ManifestBundle,
+  CHANNEL_NAMESPACE,
+  isChannelPath,
+  makeManifest,
+  parseManifestUnverified,
+  signManifest,
+  splitManifest,
+  verifyManifest,
+} from '../lib/channel/channel-manifest.js';
 import { checkFreshness } from '../lib/channel/channel-freshness.js';
 import { decideRollout, rampPercent, rolloutBucket } from '../lib/channel/channel-rollout.js';
 import { planBundles } from '../lib/channel/bundle-plan.js';
@@ -44,9 +53,21 @@ const T0 = Date.parse('2026-12-01T00:00:00Z');
 function manifest(over: Partial<ChannelManifest> = {}): ChannelManifest {
   const bundles: ManifestBundle[] = [
     { id: 'base-1', uri: 'bundles/base-1.bundle', kind: 'base', tip: sha(1), prerequisites: [], size: 1000, sha256: 'a'.repeat(64), creationToken: 1 },
-    { id: 'inc-2', uri: 'bundles/inc-2.bundle', kind: 'incremental', tip: sha(2), prerequisites: [sha(1)], size: 10, sha256: 'b'.repeat(64), creationToken: 3000000002 },
+    {
+      id: 'inc-2',
+      uri: 'bundles/inc-2.bundle',
+      kind: 'incremental',
+      tip: sha(2),
+      prerequisites: [sha(1)],
+      size: 10,
+      sha256: 'b'.repeat(64),
+      creationToken: 3000000002,
+    },
   ];
-  return { ...makeManifest({ channel: 'master', version: 5, tip: sha(2), pin: false, createdMs: T0, expiresMs: T0 + 7 * 86400e3, rollout: null, bundles }), ...over };
+  return {
+    ...makeManifest({ channel: 'master', version: 5, tip: sha(2), pin: false, createdMs: T0, expiresMs: T0 + 7 * 86400e3, rollout: null, bundles }),
+    ...over,
+  };
 }
 
 t.test('durations and times', async (t) => {
@@ -87,10 +108,17 @@ t.test('a signed manifest verifies; every other kind is refused with its reason'
   const other = newKey();
   t.equal(refuse(Buffer.from(signManifest(manifest(), other.key))), 'unlisted-key', 'a key the file does not list');
   t.equal(refuse(text, parseAllowedSigners(`${k.line('git')}\n`, 'f')), 'namespace-not-allowed', 'a key listed for git commits only');
-  t.equal(refuse(Buffer.from(splitManifest(text).payload.toString() + splitManifest(Buffer.from(signManifest(manifest({ version: 9 }), k.key))).signature)),
-    'bad-signature', 'a signature of another manifest');
+  t.equal(
+    refuse(Buffer.from(splitManifest(text).payload.toString() + splitManifest(Buffer.from(signManifest(manifest({ version: 9 }), k.key))).signature)),
+    'bad-signature',
+    'a signature of another manifest',
+  );
   t.equal(refuse(Buffer.from(signManifest({ ...manifest(), tip: sha(7) }, k.key))), 'malformed-manifest', 'a tip no bundle brings');
-  t.equal(refuse(Buffer.from(signManifest({ ...manifest(), format: 'gitroot-channel 2' as 'gitroot-channel 1' }, k.key))), 'malformed-manifest', 'a newer format');
+  t.equal(
+    refuse(Buffer.from(signManifest({ ...manifest(), format: 'gitroot-channel 2' as 'gitroot-channel 1' }, k.key))),
+    'malformed-manifest',
+    'a newer format',
+  );
   const evil = manifest();
   evil.bundles[1] = { ...evil.bundles[1]!, uri: '../../etc/shadow' };
   t.equal(refuse(Buffer.from(signManifest(evil, k.key))), 'malformed-manifest', 'a bundle path outside the channel');
@@ -123,7 +151,8 @@ t.test('freshness: channel, rollback, reused version, expiry against the clock f
 t.test('rollout: buckets are uniform and stable; 0%, 50%, 100% over 1,000 machine ids', async (t) => {
   const ids = Array.from({ length: 1000 }, () => randomBytes(16).toString('hex'));
   const ramp = { start: '2026-12-01T00:00:00Z', durationSeconds: 100 * 3600, fromPercent: 0 };
-  const takes = (atMs: number) => ids.filter((id) => decideRollout({ ramp, pin: false, tip: sha(9), held: false, signedMs: atMs, fleetId: id, channel: 'master' }).take).length;
+  const takes = (atMs: number) =>
+    ids.filter((id) => decideRollout({ ramp, pin: false, tip: sha(9), held: false, signedMs: atMs, fleetId: id, channel: 'master' }).take).length;
   t.equal(takes(T0 - 1), 0, 'before the start: none');
   t.equal(takes(T0), 0, 'at the start with fromPercent 0: none');
   const half = takes(T0 + 50 * 3600e3);
@@ -139,8 +168,16 @@ t.test('rollout: buckets are uniform and stable; 0%, 50%, 100% over 1,000 machin
   t.equal(rampPercent({ ...ramp, fromPercent: 10 }, T0 + 50 * 3600e3), 55);
   const v = decideRollout({ ramp, pin: false, tip: sha(9), held: false, signedMs: T0, fleetId: ids[0]!, channel: 'master' });
   t.match(v, { take: false, reason: /^release 000000000000 waits for the rollout: this machine at \d+%, the ramp at 0%$/ });
-  t.match(decideRollout({ ramp, pin: true, tip: sha(9), held: false, signedMs: T0, fleetId: ids[0]!, channel: 'master' }), { take: true }, 'a pin goes to everyone');
-  t.match(decideRollout({ ramp, pin: false, tip: sha(9), held: true, signedMs: T0, fleetId: ids[0]!, channel: 'master' }), { take: true }, 'a machine that has it keeps it');
+  t.match(
+    decideRollout({ ramp, pin: true, tip: sha(9), held: false, signedMs: T0, fleetId: ids[0]!, channel: 'master' }),
+    { take: true },
+    'a pin goes to everyone',
+  );
+  t.match(
+    decideRollout({ ramp, pin: false, tip: sha(9), held: true, signedMs: T0, fleetId: ids[0]!, channel: 'master' }),
+    { take: true },
+    'a machine that has it keeps it',
+  );
 });
 
 /** An independent oracle: on a linear chain, the cheapest (bytes, files) way from position `from` to `to`. */
@@ -174,12 +211,22 @@ function oracle(bundles: ManifestBundle[], pos: Map<string, number>, from: numbe
 
 t.test('the bundle planner: valid, cheapest and bounded, for every position of chains up to 40', async (t) => {
   let cases = 0;
-  for (const [R, K] of [[2, 2], [3, 2], [3, 3], [5, 4], [10, 10]] as const) {
+  for (const [R, K] of [
+    [2, 2],
+    [3, 2],
+    [3, 3],
+    [5, 4],
+    [10, 10],
+  ] as const) {
     for (let n = 1; n <= 40; n++) {
       const chain = Array.from({ length: n }, (_, i) => sha(i + 1));
       const pos = new Map(chain.map((c, i) => [c, i + 1]));
       const bundles: (ManifestBundle & { release: number })[] = layoutBundles(chain, { rollupEvery: R, rollupsKept: K }).map((s, i) => ({
-        ...s, id: `b${i}`, uri: `b${i}.bundle`, sha256: '0'.repeat(64), creationToken: i,
+        ...s,
+        id: `b${i}`,
+        uri: `b${i}.bundle`,
+        sha256: '0'.repeat(64),
+        creationToken: i,
         // A release adds 100 bytes; a bundle costs what it covers plus a header.
         size: 50 + 100 * (s.prerequisites.length === 0 ? s.release : s.release - pos.get(s.prerequisites[0]!)!),
       }));
@@ -210,9 +257,11 @@ t.test('the bundle planner: valid, cheapest and bounded, for every position of c
         // Cheapest, unless the machine's own position is not a listed commit (then no worse than from the nearest listed one below).
         const listedBelow = Math.max(0, ...[...has].map((c) => pos.get(c)!));
         const fromListed = oracle(bundles, pos, listedBelow, n)!;
-        if (plan.bytes > fromListed.bytes || (want !== null && plan.bytes < want.bytes)) t.fail(`R=${R} K=${K} n=${n} h=${h}: ${plan.bytes} bytes vs oracle ${want?.bytes}`);
+        if (plan.bytes > fromListed.bytes || (want !== null && plan.bytes < want.bytes))
+          t.fail(`R=${R} K=${K} n=${n} h=${h}: ${plan.bytes} bytes vs oracle ${want?.bytes}`);
         if (plan.bundles.length > K + 2 * R + 1) t.fail(`R=${R} K=${K} n=${n} h=${h}: ${plan.bundles.length} files`);
-        if (h === n - 1 && h >= 1 && (plan.bundles.length !== 1 || plan.bundles[0]!.kind !== 'incremental')) t.fail(`R=${R} K=${K} n=${n}: one behind is not one incremental`);
+        if (h === n - 1 && h >= 1 && (plan.bundles.length !== 1 || plan.bundles[0]!.kind !== 'incremental'))
+          t.fail(`R=${R} K=${K} n=${n}: one behind is not one incremental`);
         if (h >= 1 && plan.bundles.some((b) => b.kind === 'base') && bundles.find((b) => b.kind === 'base')!.release <= h) {
           t.fail(`R=${R} K=${K} n=${n} h=${h}: a machine newer than the base downloads the base`);
         }
@@ -220,7 +269,11 @@ t.test('the bundle planner: valid, cheapest and bounded, for every position of c
     }
   }
   t.ok(cases > 1000, `${cases} cases`);
-  const none = planBundles([{ id: 'x', uri: 'x', kind: 'incremental', tip: sha(2), prerequisites: [sha(1)], size: 1, sha256: '0'.repeat(64), creationToken: 1 }], new Set(), sha(2));
+  const none = planBundles(
+    [{ id: 'x', uri: 'x', kind: 'incremental', tip: sha(2), prerequisites: [sha(1)], size: 1, sha256: '0'.repeat(64), creationToken: 1 }],
+    new Set(),
+    sha(2),
+  );
   t.match(none, { action: 'unreachable', reason: /full bundle/ });
 });
 
@@ -238,7 +291,11 @@ t.test('the publisher: chain steps and the listed layout', async (t) => {
   t.match(step(sha(9), { pin: true }), { ok: true, chain: [sha(9)] });
   t.match(step(sha(3), { pinnedNow: true }), { ok: true, pinned: true }, 're-signing a pinned channel keeps the pin');
   t.match(nextChain({ chain: [sha(1), sha(2)], tip: sha(3), pin: false, unpin: false, pinnedNow: true, isAncestor }), { ok: false, reason: /--unpin/ });
-  t.match(nextChain({ chain: [sha(1), sha(2)], tip: sha(3), pin: false, unpin: true, pinnedNow: true, isAncestor }), { ok: true, pinned: false, newRelease: true });
+  t.match(nextChain({ chain: [sha(1), sha(2)], tip: sha(3), pin: false, unpin: true, pinnedNow: true, isAncestor }), {
+    ok: true,
+    pinned: false,
+    newRelease: true,
+  });
 
   const c = Array.from({ length: 23 }, (_, i) => sha(i + 1));
   const kinds = (n: number) => layoutBundles(c.slice(0, n), { rollupEvery: 5, rollupsKept: 2 }).map((b) => `${b.kind}:${b.release}`);
@@ -253,24 +310,55 @@ t.test('the publisher: chain steps and the listed layout', async (t) => {
     }
   }
   // Reconcile: reuse what exists, retire what is not needed, delete after the grace period.
-  const mk = (s: ReturnType<typeof layoutBundles>[number], id: string, retiredAt: string | null = null): PublishedBundle =>
-    ({ ...s, id, uri: `${id}.bundle`, size: 1, sha256: '0'.repeat(64), creationToken: 1, createdAt: '2026-01-01T00:00:00Z', retiredAt });
+  const mk = (s: ReturnType<typeof layoutBundles>[number], id: string, retiredAt: string | null = null): PublishedBundle => ({
+    ...s,
+    id,
+    uri: `${id}.bundle`,
+    size: 1,
+    sha256: '0'.repeat(64),
+    creationToken: 1,
+    createdAt: '2026-01-01T00:00:00Z',
+    retiredAt,
+  });
   const old = layoutBundles(c.slice(0, 15), { rollupEvery: 5, rollupsKept: 2 }).map((s, i) => mk(s, `o${i}`));
   const gone = mk({ kind: 'incremental', release: 1, tip: sha(99), prerequisites: [sha(98)] }, 'gone', '2026-01-01T00:00:00Z');
   const fresh = mk({ kind: 'incremental', release: 1, tip: sha(97), prerequisites: [sha(96)] }, 'fresh', '2026-12-01T00:00:00Z');
   const r = reconcileBundles([...old, gone, fresh], layoutBundles(c.slice(0, 16), { rollupEvery: 5, rollupsKept: 2 }), T0 + 3600e3, 7 * 86400e3);
-  t.same(r.create.map((s) => `${s.kind}:${s.release}`), ['base:6', 'rollup:16', 'incremental:16']);
-  t.same(r.retire.map((b) => `${b.kind}:${b.release}`), ['base:1', 'rollup:6', ...[7, 8, 9, 10, 11].map((j) => `incremental:${j}`)]);
-  t.same(r.remove.map((b) => b.id), ['gone']);
-  t.same(r.keepRetired.map((b) => b.id), ['fresh']);
+  t.same(
+    r.create.map((s) => `${s.kind}:${s.release}`),
+    ['base:6', 'rollup:16', 'incremental:16'],
+  );
+  t.same(
+    r.retire.map((b) => `${b.kind}:${b.release}`),
+    ['base:1', 'rollup:6', ...[7, 8, 9, 10, 11].map((j) => `incremental:${j}`)],
+  );
+  t.same(
+    r.remove.map((b) => b.id),
+    ['gone'],
+  );
+  t.same(
+    r.keepRetired.map((b) => b.id),
+    ['fresh'],
+  );
 });
 
 t.test('bundle headers and the bundle list', async (t) => {
   const head = Buffer.from(renderBundleHeader([sha(1)], sha(2), 'refs/heads/master') + 'PACK....');
-  t.same(parseBundleHeader(head), { version: 2, prerequisites: [sha(1)], refs: [{ oid: sha(2), name: 'refs/heads/master' }], packOffset: head.indexOf('PACK') });
+  t.same(parseBundleHeader(head), {
+    version: 2,
+    prerequisites: [sha(1)],
+    refs: [{ oid: sha(2), name: 'refs/heads/master' }],
+    packOffset: head.indexOf('PACK'),
+  });
   t.match(parseBundleHeader(Buffer.from('<html>\n')), /not '# v2 git bundle'/);
   t.match(parseBundleHeader(Buffer.from('# v2 git bundle\n' + sha(1) + ' refs/heads/x\n')), /not terminated/);
   t.match(parseBundleHeader(Buffer.from('# v3 git bundle\n@object-format=sha256\n\n')), /sha256/);
-  const list = renderBundleList([{ id: 'b', uri: 'bundles/b.bundle', creationToken: 2 }, { id: 'a', uri: 'bundles/a.bundle', creationToken: 1 }]);
-  t.equal(list, '[bundle]\n\tversion = 1\n\tmode = all\n\theuristic = creationToken\n[bundle "a"]\n\turi = bundles/a.bundle\n\tcreationToken = 1\n[bundle "b"]\n\turi = bundles/b.bundle\n\tcreationToken = 2\n');
+  const list = renderBundleList([
+    { id: 'b', uri: 'bundles/b.bundle', creationToken: 2 },
+    { id: 'a', uri: 'bundles/a.bundle', creationToken: 1 },
+  ]);
+  t.equal(
+    list,
+    '[bundle]\n\tversion = 1\n\tmode = all\n\theuristic = creationToken\n[bundle "a"]\n\turi = bundles/a.bundle\n\tcreationToken = 1\n[bundle "b"]\n\turi = bundles/b.bundle\n\tcreationToken = 2\n',
+  );
 });

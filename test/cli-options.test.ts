@@ -10,7 +10,14 @@ import t from 'tap';
 import { Command, CommanderError } from 'commander';
 import { DEFAULT_LOCK_WAIT_MS } from '../lib/fsutil/process-lock.js';
 import {
-  DEFAULT_WAIT_SECONDS, addCmdlineOption, addConfigOption, addDirOption, addJsonOption, addWaitOption, parseSeconds, secondsToMs,
+  DEFAULT_WAIT_SECONDS,
+  addCmdlineOption,
+  addConfigOption,
+  addDirOption,
+  addJsonOption,
+  addWaitOption,
+  parseSeconds,
+  secondsToMs,
 } from '../lib/cli/cli-options.js';
 
 /** A command with the shared options, parsed from `args`; the error commander raised, if any. */
@@ -31,9 +38,15 @@ function parse(args: string[], defaultWait?: number): { opts: Record<string, unk
 }
 
 t.test('--wait: seconds >= 0, else a usage error naming the option', async (t) => {
-  t.equal(DEFAULT_WAIT_SECONDS * 1000, DEFAULT_LOCK_WAIT_MS, 'the default is the lock\'s');
+  t.equal(DEFAULT_WAIT_SECONDS * 1000, DEFAULT_LOCK_WAIT_MS, "the default is the lock's");
   t.same(parse([]).opts, { dir: '/d', wait: DEFAULT_WAIT_SECONDS });
-  for (const [v, want] of [['0', 0], ['0.2', 0.2], ['30', 30], [' 7 ', 7]] as const) t.equal(parse(['--wait', v]).opts.wait, want, `'${v}'`);
+  for (const [v, want] of [
+    ['0', 0],
+    ['0.2', 0.2],
+    ['30', 30],
+    [' 7 ', 7],
+  ] as const)
+    t.equal(parse(['--wait', v]).opts.wait, want, `'${v}'`);
   for (const v of ['', ' ', 'soon', '-1', 'Infinity', 'NaN', '5s']) {
     t.match(parse(['--wait', v]).error, /^error: option '--wait <seconds>' argument '.*' is invalid\. give a number of seconds >= 0/, `'${v}' refused`);
   }
@@ -46,13 +59,36 @@ t.test('--wait: seconds >= 0, else a usage error naming the option', async (t) =
 t.test('the same words wherever an option is added', async (t) => {
   const words = (add: (c: Command) => Command, flag: string) => add(new Command('x')).options.find((o) => o.long === flag)?.description;
   const booted = ' (default on a machine gitroot booted: its home, /run/gitroot/home)';
-  t.equal(words((c) => addDirOption(c), '--dir'), `the gitroot home (repo.git, state.json, boot/)${booted}`);
-  t.equal(words((c) => addDirOption(c, 'created if missing'), '--dir'), `the gitroot home (repo.git, state.json, boot/); created if missing${booted}`);
-  t.equal(words((c) => addDirOption(c, undefined, { required: true }), '--dir'), 'the gitroot home (repo.git, state.json, boot/)', 'gitroot boot: required, no default');
-  t.equal(words((c) => addCmdlineOption(c), '--cmdline'), 'kernel command line file to read settings from (default /proc/cmdline)');
-  t.equal(words((c) => addConfigOption(c), '--config'), 'config file, or directory of *.conf files and conf.d/ (default /etc/gitroot)');
-  t.equal(words((c) => addJsonOption(c, 'the report'), '--json'), 'print the report as JSON (stdout holds only the JSON)');
-  t.match(words((c) => addWaitOption(c, 'marking', 60, 'why'), '--wait'), /before marking \(why\)$/, 'a longer default says why');
+  t.equal(
+    words((c) => addDirOption(c), '--dir'),
+    `the gitroot home (repo.git, state.json, boot/)${booted}`,
+  );
+  t.equal(
+    words((c) => addDirOption(c, 'created if missing'), '--dir'),
+    `the gitroot home (repo.git, state.json, boot/); created if missing${booted}`,
+  );
+  t.equal(
+    words((c) => addDirOption(c, undefined, { required: true }), '--dir'),
+    'the gitroot home (repo.git, state.json, boot/)',
+    'gitroot boot: required, no default',
+  );
+  t.equal(
+    words((c) => addCmdlineOption(c), '--cmdline'),
+    'kernel command line file to read settings from (default /proc/cmdline)',
+  );
+  t.equal(
+    words((c) => addConfigOption(c), '--config'),
+    'config file, or directory of *.conf files and conf.d/ (default /etc/gitroot)',
+  );
+  t.equal(
+    words((c) => addJsonOption(c, 'the report'), '--json'),
+    'print the report as JSON (stdout holds only the JSON)',
+  );
+  t.match(
+    words((c) => addWaitOption(c, 'marking', 60, 'why'), '--wait'),
+    /before marking \(why\)$/,
+    'a longer default says why',
+  );
 });
 
 t.test('--dir defaults to the booted home on a machine gitroot booted, and only there', async (t) => {

@@ -41,8 +41,11 @@ t.test('signed commits verify with git, on a new branch and on top of one', asyn
   t.ok(gitVerifies(repo, two.commit, signers), 'git verify-commit accepts the second commit');
   t.equal(refs(repo), `refs/heads/master ${two.commit}`);
   const body = run('git', ['--git-dir', repo, 'cat-file', 'commit', two.commit]).toString();
-  t.match(body, /^tree [0-9a-f]{40}\nparent [0-9a-f]{40}\nauthor .*\ncommitter .*\ngpgsig -----BEGIN SSH SIGNATURE-----\n( .+\n)+ -----END SSH SIGNATURE-----\n\nrelease 2\n$/,
-    'gpgsig after the committer, as git writes it');
+  t.match(
+    body,
+    /^tree [0-9a-f]{40}\nparent [0-9a-f]{40}\nauthor .*\ncommitter .*\ngpgsig -----BEGIN SSH SIGNATURE-----\n( .+\n)+ -----END SSH SIGNATURE-----\n\nrelease 2\n$/,
+    'gpgsig after the committer, as git writes it',
+  );
 
   const plain = gitroot(['commit', root, '--repo', path.join(work, 'plain.git'), '-m', 'release 2', '--json']);
   t.equal(JSON.parse(plain.stdout).tree, two.tree, 'signing does not change the tree');

@@ -59,7 +59,11 @@ t.test('Debian minbase: commit --from-tar of its archives records the tree commi
   sh(`bsdtar --numeric-owner -cf ${bsd} -C ${root} .`);
   t.equal(fromTar(bsd, join(dir, 'bsd.git')).tree, want, 'bsdtar');
 
-  for (const [kind, cmd] of [['gzip', 'gzip -1 -c'], ['xz', 'xz -T0 -0 -c'], ['zstd', 'zstd -q -c']] as const) {
+  for (const [kind, cmd] of [
+    ['gzip', 'gzip -1 -c'],
+    ['xz', 'xz -T0 -0 -c'],
+    ['zstd', 'zstd -q -c'],
+  ] as const) {
     const z = join(dir, `gnu.tar.${kind}`);
     sh(`${cmd} ${gnu} > ${z}`);
     t.equal(fromTar(z, join(dir, `${kind}.git`)).tree, want, `GNU tar + ${kind}`);
@@ -115,19 +119,26 @@ t.test('members without their parent directories: what tar -x as root creates on
   t.equal(sh(`tar -tf ${tarball}`), './usr/lib/deep/file\n./run/initctl\n');
   const root = join(dir, 'extracted');
   sh(`mkdir ${root} && (umask 022 && tar ${X} -xpf ${tarball} -C ${root})`);
-  t.equal(statSync(join(root, 'usr/lib')).mode & 0o7777, 0o755, 'tar -x made usr/lib 0755, not the source\'s 0700');
+  t.equal(statSync(join(root, 'usr/lib')).mode & 0o7777, 0o755, "tar -x made usr/lib 0755, not the source's 0700");
   const want = fromDir(root, join(dir, 'dir.git'));
   t.equal(fromTar(tarball, join(dir, 'tar.git')).tree, want, 'same tree as the extracted one');
-  t.match(sh(`git --git-dir=${dir}/tar.git show HEAD:.gitroot.mtree`), /\n\.\/run type=dir mode=0755 uid=0 gid=0\n\.\/run\/initctl type=fifo /, 'run/, holding only a FIFO, is recorded as extraction made it');
+  t.match(
+    sh(`git --git-dir=${dir}/tar.git show HEAD:.gitroot.mtree`),
+    /\n\.\/run type=dir mode=0755 uid=0 gid=0\n\.\/run\/initctl type=fifo /,
+    'run/, holding only a FIFO, is recorded as extraction made it',
+  );
 });
 
-t.test('edge-case trees: GNU tar and bsdtar archives give commit DIR\'s tree', async (t) => {
+t.test("edge-case trees: GNU tar and bsdtar archives give commit DIR's tree", async (t) => {
   const dir = scratch(t, 'tar-edge');
   const edge = join(dir, 'edge');
   await buildEdgeTree(edge, { bigFileBytes: 17 * 1024 * 1024 });
   const tarTree = join(dir, 'tartree');
   buildTarTree(tarTree);
-  for (const [name, src] of [['edge', edge], ['sparse-and-big-owners', tarTree]] as const) {
+  for (const [name, src] of [
+    ['edge', edge],
+    ['sparse-and-big-owners', tarTree],
+  ] as const) {
     const want = fromDir(src, join(dir, `${name}-dir.git`));
     const cases: Array<[string, string]> = [
       ['GNU tar', `tar ${X} -cf OUT -C ${src} .`],
@@ -164,7 +175,16 @@ t.test('bad archives: one line naming the member and the fix, exit 4, nothing co
     const m = new Map<string, number>();
     for (const line of sh(`tar -tvR -f ${file}`).split('\n')) {
       const b = /^block (\d+): (.*)$/.exec(line);
-      if (b) m.set(b[2]!.includes('** Block of NULs **') ? 'END' : b[2]!.split(' ').filter((x) => x !== '').slice(5)[0]!, Number(b[1]));
+      if (b)
+        m.set(
+          b[2]!.includes('** Block of NULs **')
+            ? 'END'
+            : b[2]!
+                .split(' ')
+                .filter((x) => x !== '')
+                .slice(5)[0]!,
+          Number(b[1]),
+        );
     }
     return m;
   };
@@ -195,22 +215,74 @@ t.test('bad archives: one line naming the member and the fix, exit 4, nothing co
   writeFileSync(join(nested, 'two/etc/passwd'), 'inside');
 
   const cases: Array<[string, string, RegExp]> = [
-    ['truncated inside a header', cut('mid-header.tar', big * 512 + 100), /is truncated: it ends inside the header at byte \d+ \(after member \.\/d\/[ab]\): the archive was cut short; create or download it again$/],
-    ['truncated inside member data', cut('mid-data.tar', (big + 1) * 512 + 50_000), /is truncated: it ends inside the data of member \.\/d\/big: the archive was cut short; create or download it again$/],
+    [
+      'truncated inside a header',
+      cut('mid-header.tar', big * 512 + 100),
+      /is truncated: it ends inside the header at byte \d+ \(after member \.\/d\/[ab]\): the archive was cut short; create or download it again$/,
+    ],
+    [
+      'truncated inside member data',
+      cut('mid-data.tar', (big + 1) * 512 + 50_000),
+      /is truncated: it ends inside the data of member \.\/d\/big: the archive was cut short; create or download it again$/,
+    ],
     ['no end-of-archive block', cut('no-end.tar', b.get('END')! * 512), /is truncated: it ends after member \.\/d\/big without the end-of-archive block: /],
-    ['absolute path', make('abs.tar', `tar -P -cf OUT ${src}/d/a`), /member \/.*\/d\/a of .*abs\.tar has an absolute path: archive the tree relative to its root \(tar -C DIR -cf OUT \.\)/],
-    ['climbs out with ..', make('dotdot.tar', `cd ${src}/d && tar -P -cf OUT ../d/a`), /member \.\.\/d\/a of .*dotdot\.tar has a "\.\." component, which would climb out of the tree: archive the tree from its root/],
-    ['hardlink to a member not seen before', make('nolink.tar', `cp ${ok} OUT && tar --delete -f OUT ${sh(`tar -tvf ${ok} | grep '^-' | grep -o './d/[ab]$'`).trim()}`), /member \.\/d\/[ab] of .*nolink\.tar is a hardlink to \.\/d\/[ab], which no member before it holds: put the file itself into the archive/],
-    ['name not UTF-8', make('latin1.tar', `tar -cf OUT -C ${latin1} .`), /latin1\.tar: file name \.\/caf\\351 is not valid UTF-8: rename it \(e\.g\. with convmv\) before committing$/],
-    ['duplicate member', make('dup.tar', `cp ${ok} OUT && tar -rf OUT -C ${src} ./d/big`), /member \.\/d\/big of .*dup\.tar names \.\/d\/big, which an earlier member already holds: extraction would keep only the last one; create the archive with each path once$/],
-    ['member inside a non-directory', make('nested.tar', `tar -cf OUT -C ${nested}/one etc && tar -rf OUT -C ${nested}/two etc/passwd`), /member \.\/etc\/passwd of .*nested\.tar is inside \.\/etc, which the archive holds as not a directory: remove one of the two/],
-    ['unsupported member type (multi-volume continuation)', make('vol2.tar', `cd ${dir} && tar -c -M -L 60 -f vol1.tar -f OUT -C ${src} .`), /member \.\/d\/big of .*vol2\.tar is a continuation of a multi-volume archive, which gitroot cannot record: /],
-    ['POSIX ACL in pax keywords (bsdtar default)', make('acl.tar', `bsdtar -cf OUT -C ${aclDir} .`), /member \.\/f of .*acl\.tar carries a POSIX ACL \(pax SCHILY\.acl\.access\): gitroot records ACLs only as system\.posix_acl_\* xattrs/],
-    ['garbage', make('garbage.tar', `head -c 20000 /dev/urandom > OUT`), /garbage\.tar is not a tar archive \(the header checksum does not match at byte 0\): give a tar file, plain or compressed with gzip, xz or zstd$/],
+    [
+      'absolute path',
+      make('abs.tar', `tar -P -cf OUT ${src}/d/a`),
+      /member \/.*\/d\/a of .*abs\.tar has an absolute path: archive the tree relative to its root \(tar -C DIR -cf OUT \.\)/,
+    ],
+    [
+      'climbs out with ..',
+      make('dotdot.tar', `cd ${src}/d && tar -P -cf OUT ../d/a`),
+      /member \.\.\/d\/a of .*dotdot\.tar has a "\.\." component, which would climb out of the tree: archive the tree from its root/,
+    ],
+    [
+      'hardlink to a member not seen before',
+      make('nolink.tar', `cp ${ok} OUT && tar --delete -f OUT ${sh(`tar -tvf ${ok} | grep '^-' | grep -o './d/[ab]$'`).trim()}`),
+      /member \.\/d\/[ab] of .*nolink\.tar is a hardlink to \.\/d\/[ab], which no member before it holds: put the file itself into the archive/,
+    ],
+    [
+      'name not UTF-8',
+      make('latin1.tar', `tar -cf OUT -C ${latin1} .`),
+      /latin1\.tar: file name \.\/caf\\351 is not valid UTF-8: rename it \(e\.g\. with convmv\) before committing$/,
+    ],
+    [
+      'duplicate member',
+      make('dup.tar', `cp ${ok} OUT && tar -rf OUT -C ${src} ./d/big`),
+      /member \.\/d\/big of .*dup\.tar names \.\/d\/big, which an earlier member already holds: extraction would keep only the last one; create the archive with each path once$/,
+    ],
+    [
+      'member inside a non-directory',
+      make('nested.tar', `tar -cf OUT -C ${nested}/one etc && tar -rf OUT -C ${nested}/two etc/passwd`),
+      /member \.\/etc\/passwd of .*nested\.tar is inside \.\/etc, which the archive holds as not a directory: remove one of the two/,
+    ],
+    [
+      'unsupported member type (multi-volume continuation)',
+      make('vol2.tar', `cd ${dir} && tar -c -M -L 60 -f vol1.tar -f OUT -C ${src} .`),
+      /member \.\/d\/big of .*vol2\.tar is a continuation of a multi-volume archive, which gitroot cannot record: /,
+    ],
+    [
+      'POSIX ACL in pax keywords (bsdtar default)',
+      make('acl.tar', `bsdtar -cf OUT -C ${aclDir} .`),
+      /member \.\/f of .*acl\.tar carries a POSIX ACL \(pax SCHILY\.acl\.access\): gitroot records ACLs only as system\.posix_acl_\* xattrs/,
+    ],
+    [
+      'garbage',
+      make('garbage.tar', `head -c 20000 /dev/urandom > OUT`),
+      /garbage\.tar is not a tar archive \(the header checksum does not match at byte 0\): give a tar file, plain or compressed with gzip, xz or zstd$/,
+    ],
     ['a text file', make('text.tar', `cp /etc/os-release OUT`), /text\.tar is not a tar archive/],
     ['an empty file', make('empty.tar', `: > OUT`), /empty\.tar is empty: give a tar archive$/],
-    ['truncated xz', make('cut.tar.xz', `xz -c ${ok} > OUT.whole && head -c $(($(stat -c %s OUT.whole) / 2)) OUT.whole > OUT`), /cut\.tar\.xz: its xz data is damaged or truncated \(xz: .*\): create or download the archive again$/],
-    ['truncated gzip', make('cut.tar.gz', `gzip -c ${ok} > OUT.whole && head -c $(($(stat -c %s OUT.whole) / 2)) OUT.whole > OUT`), /cut\.tar\.gz: its gzip data is damaged or truncated \(unexpected end of file\): create or download the archive again$/],
+    [
+      'truncated xz',
+      make('cut.tar.xz', `xz -c ${ok} > OUT.whole && head -c $(($(stat -c %s OUT.whole) / 2)) OUT.whole > OUT`),
+      /cut\.tar\.xz: its xz data is damaged or truncated \(xz: .*\): create or download the archive again$/,
+    ],
+    [
+      'truncated gzip',
+      make('cut.tar.gz', `gzip -c ${ok} > OUT.whole && head -c $(($(stat -c %s OUT.whole) / 2)) OUT.whole > OUT`),
+      /cut\.tar\.gz: its gzip data is damaged or truncated \(unexpected end of file\): create or download the archive again$/,
+    ],
     ['a directory given as the archive', src, /is a directory, not a tar archive: to commit a directory, give it without --from-tar$/],
     ['a missing file', join(dir, 'nope.tar'), /nope\.tar does not exist: give the tar archive to commit, or - for standard input$/],
   ];
@@ -223,7 +295,11 @@ t.test('bad archives: one line naming the member and the fix, exit 4, nothing co
     t.equal(r.stdout, '', `${what}: nothing on stdout`);
     t.equal(refsOf(repo), refsBefore, `${what}: branch unchanged, no new ref`);
   }
-  t.same(readdirSync(repo).filter((n) => n.startsWith('fast_import_crash')), [], 'no fast-import crash reports');
+  t.same(
+    readdirSync(repo).filter((n) => n.startsWith('fast_import_crash')),
+    [],
+    'no fast-import crash reports',
+  );
 
   t.test('an archive that is not a tar creates no repository', async (t) => {
     const fresh = join(dir, 'fresh.git');
@@ -232,7 +308,10 @@ t.test('bad archives: one line naming the member and the fix, exit 4, nothing co
   });
 
   t.test('usage: a directory and --from-tar, or neither', async (t) => {
-    for (const args of [['commit', src, '--from-tar', ok, '--repo', repo], ['commit', '--repo', repo]]) {
+    for (const args of [
+      ['commit', src, '--from-tar', ok, '--repo', repo],
+      ['commit', '--repo', repo],
+    ]) {
       const r = gitroot(args);
       t.equal(r.status, 2, args.join(' '));
       t.match(r.stderr, /^gitroot: give either a directory or --from-tar FILE \(not both, not neither\)/);

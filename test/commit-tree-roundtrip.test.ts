@@ -46,7 +46,10 @@ async function applyManifest(dest: string): Promise<number> {
     if (e.inode !== undefined) {
       const first = firstOfGroup.get(e.inode);
       if (first === undefined) firstOfGroup.set(e.inode, e.path);
-      else { await fs.rm(abs(e.path)); await fs.link(abs(first), abs(e.path)); }
+      else {
+        await fs.rm(abs(e.path));
+        await fs.link(abs(first), abs(e.path));
+      }
     }
   }
   for (const e of entries.values()) {

@@ -185,7 +185,10 @@ t.test('scan and commit a real tree', async (t) => {
     t.same(scan.files.map((f) => f.path).sort(), [...expectedGitEntries().keys()].sort());
     const su = scan.files.find((f) => f.path === 'bin/su')!;
     t.match(su, { gitMode: 0o100755, source: path.join(root, 'bin/su'), size: FILES['bin/su']![0].length });
-    t.match(scan.files.find((f) => f.path === 'links/absolute'), { gitMode: 0o120000, linkTarget: '/etc/passwd', size: 11 });
+    t.match(
+      scan.files.find((f) => f.path === 'links/absolute'),
+      { gitMode: 0o120000, linkTarget: '/etc/passwd', size: 11 },
+    );
     t.same(new Map(scan.manifest.map((e) => [e.path, e])), expectedManifest());
     t.equal(scan.warnings.length, 1);
     t.match(scan.warnings[0], /^skipped socket \.\/run\/control\.sock: /);
@@ -203,7 +206,11 @@ t.test('scan and commit a real tree', async (t) => {
     t.equal(r.warnings.length, 1, 'the socket');
     t.match(r.warnings[0], /socket \.\/run\/control\.sock/);
     const distinctContents = Object.keys(FILES).length; // hard/b and other/c share hard/a's blob
-    t.same(seen, Array.from({ length: distinctContents }, (_, i) => [i + 1, distinctContents]), 'progress per distinct file');
+    t.same(
+      seen,
+      Array.from({ length: distinctContents }, (_, i) => [i + 1, distinctContents]),
+      'progress per distinct file',
+    );
     const bytes = Object.values(FILES).reduce((n, [c]) => n + Buffer.byteLength(c), 0);
     t.equal(r.bytes, bytes, 'bytes streamed, hardlinked content once');
 
@@ -239,7 +246,10 @@ t.test('scan and commit a real tree', async (t) => {
     t.equal(second.parent, first);
     t.equal(gitStr(gitdir, ['rev-parse', `${second.commit}^`]), first);
     t.equal(gitOut(gitdir, ['cat-file', 'blob', `${second.commit}:etc/new`]).toString(), 'second release\n');
-    t.equal(gitStr(gitdir, ['log', '-1', '--format=%an|%ad|%cn <%ce>|%B', '--date=raw', second.commit]), 'gitroot|1600000000 +0200|Release Bot <bot@example.org>|Release 2');
+    t.equal(
+      gitStr(gitdir, ['log', '-1', '--format=%an|%ad|%cn <%ce>|%B', '--date=raw', second.commit]),
+      'gitroot|1600000000 +0200|Release Bot <bot@example.org>|Release 2',
+    );
 
     const third = await commitDirectory({ rootdir: root, gitdir, branch: 'stable', env });
     t.equal(third.parent, second.commit);
@@ -271,22 +281,44 @@ t.test('scan and commit a real tree', async (t) => {
     let calls = 0;
     await t.rejects(
       commitDirectory({
-        rootdir: root, gitdir, branch: 'stable', env: EPOCH_ENV,
-        onProgress: () => { if (calls++ === 0) rmSync(victim); },
+        rootdir: root,
+        gitdir,
+        branch: 'stable',
+        env: EPOCH_ENV,
+        onProgress: () => {
+          if (calls++ === 0) rmSync(victim);
+        },
       }),
       { code: 'ESOURCE', message: /^cannot read \.\/names\/with\\040space \(ENOENT\)/ },
     );
     t.equal(branchTip(gitdir, 'stable'), before);
-    t.same((await fs.readdir(gitdir)).filter((n) => n.startsWith('fast_import_crash')), []);
+    t.same(
+      (await fs.readdir(gitdir)).filter((n) => n.startsWith('fast_import_crash')),
+      [],
+    );
     await fs.writeFile(victim, FILES['names/with space']![0]);
   });
 
   t.test('a failing progress callback aborts cleanly: its error, branch unchanged', async (t) => {
     const before = branchTip(gitdir, 'stable');
     const boom = new Error('stop here');
-    await t.rejects(commitDirectory({ rootdir: root, gitdir, branch: 'stable', env: EPOCH_ENV, onProgress: () => { throw boom; } }), boom);
+    await t.rejects(
+      commitDirectory({
+        rootdir: root,
+        gitdir,
+        branch: 'stable',
+        env: EPOCH_ENV,
+        onProgress: () => {
+          throw boom;
+        },
+      }),
+      boom,
+    );
     t.equal(branchTip(gitdir, 'stable'), before);
-    t.same((await fs.readdir(gitdir)).filter((n) => n.startsWith('fast_import_crash')), []);
+    t.same(
+      (await fs.readdir(gitdir)).filter((n) => n.startsWith('fast_import_crash')),
+      [],
+    );
   });
 
   t.test('a symlink to the tree is followed for the root only', async (t) => {
@@ -297,7 +329,7 @@ t.test('scan and commit a real tree', async (t) => {
     t.equal(scan.manifest.length, expectedManifest().size);
   });
 
-  t.test('git refuses the ref update: GitCommandError with git\'s line, branch unchanged', async (t) => {
+  t.test("git refuses the ref update: GitCommandError with git's line, branch unchanged", async (t) => {
     const tip = branchTip(gitdir, 'stable');
     const err = await commitDirectory({ rootdir: root, gitdir, branch: 'stable/child', env: EPOCH_ENV }).catch((e: unknown) => e);
     t.type(err, GitCommandError);
@@ -310,8 +342,16 @@ t.test('scan and commit a real tree', async (t) => {
     const orphan = gitStr(gitdir, ['commit-tree', '-m', 'someone else', `${first}^{tree}`]);
     let moved = false;
     const err = await commitDirectory({
-      rootdir: root, gitdir, branch: 'stable', env: EPOCH_ENV,
-      onProgress: () => { if (!moved) { moved = true; sh('git', [`--git-dir=${gitdir}`, 'update-ref', 'refs/heads/stable', orphan]); } },
+      rootdir: root,
+      gitdir,
+      branch: 'stable',
+      env: EPOCH_ENV,
+      onProgress: () => {
+        if (!moved) {
+          moved = true;
+          sh('git', [`--git-dir=${gitdir}`, 'update-ref', 'refs/heads/stable', orphan]);
+        }
+      },
     }).catch((e: unknown) => e);
     t.type(err, GitCommandError);
     t.match((err as Error).message, /Not updating refs\/heads\/stable/);
@@ -392,10 +432,10 @@ t.test('error cases', async (t) => {
 
   t.test('bad identity settings: UsageError', async (t) => {
     await t.rejects(commitDirectory({ rootdir: ok, gitdir, env: { ...process.env, SOURCE_DATE_EPOCH: 'yesterday' } }), UsageError);
-    await t.rejects(
-      commitDirectory({ rootdir: ok, gitdir, env: { ...process.env, GIT_COMMITTER_DATE: 'garbage' } }),
-      { code: 'EUSAGE', message: /^git rejects the commit identity \(fatal: invalid date format: garbage\): fix or unset GIT_COMMITTER_NAME\/EMAIL\/DATE$/ },
-    );
+    await t.rejects(commitDirectory({ rootdir: ok, gitdir, env: { ...process.env, GIT_COMMITTER_DATE: 'garbage' } }), {
+      code: 'EUSAGE',
+      message: /^git rejects the commit identity \(fatal: invalid date format: garbage\): fix or unset GIT_COMMITTER_NAME\/EMAIL\/DATE$/,
+    });
     await t.rejects(commitDirectory({ rootdir: ok, gitdir, env: { ...process.env, GIT_AUTHOR_NAME: '' } }), { code: 'EUSAGE', message: /GIT_AUTHOR_NAME/ });
     await t.rejects(fs.stat(gitdir), { code: 'ENOENT' }, 'nothing created');
   });
@@ -409,17 +449,27 @@ t.test('error cases', async (t) => {
     await fs.writeFile(path.join(dir, 'closed/inside'), 'x');
     await fs.chmod(path.join(dir, 'closed'), 0o700);
     const script = path.join(base, 'scan-as-nobody.mts');
-    await fs.writeFile(script, [
-      `import { scanTree } from ${JSON.stringify(path.join(REPO_ROOT, 'lib/commit/scan-tree.ts'))};`,
-      'try { await scanTree(process.argv[2]!); console.log(JSON.stringify({})); }',
-      'catch (e) { console.log(JSON.stringify({ code: (e as any).code, message: (e as Error).message })); }',
-    ].join('\n'));
+    await fs.writeFile(
+      script,
+      [
+        `import { scanTree } from ${JSON.stringify(path.join(REPO_ROOT, 'lib/commit/scan-tree.ts'))};`,
+        'try { await scanTree(process.argv[2]!); console.log(JSON.stringify({})); }',
+        'catch (e) { console.log(JSON.stringify({ code: (e as any).code, message: (e as Error).message })); }',
+      ].join('\n'),
+    );
     const asNobody = (target: string) => {
       const r = spawnSync(process.execPath, ['--import=@tapjs/typescript/import', script, target], {
-        uid: 65534, gid: 65534, cwd: REPO_ROOT, env: { ...process.env, TS_NODE_TRANSPILE_ONLY: '1' }, encoding: 'utf8',
+        uid: 65534,
+        gid: 65534,
+        cwd: REPO_ROOT,
+        env: { ...process.env, TS_NODE_TRANSPILE_ONLY: '1' },
+        encoding: 'utf8',
       });
-      try { return JSON.parse(r.stdout.trim().split('\n').pop() ?? '') as { code?: string; message?: string }; }
-      catch { return { message: `child failed: ${r.stderr}` }; }
+      try {
+        return JSON.parse(r.stdout.trim().split('\n').pop() ?? '') as { code?: string; message?: string };
+      } catch {
+        return { message: `child failed: ${r.stderr}` };
+      }
     };
     const fileCase = asNobody(dir);
     t.equal(fileCase.code, 'ESOURCE', fileCase.message ?? 'no message');

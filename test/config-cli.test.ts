@@ -37,7 +37,13 @@ function setup(t: Test, conf: string, cmdline: string): Setup {
   mkdirSync(join(etc, 'conf.d'), { recursive: true });
   writeFileSync(join(etc, 'gitroot.conf'), conf);
   writeFileSync(join(root, 'cmdline'), cmdline);
-  return { dir, etc, conf: join(etc, 'gitroot.conf'), cmdline: join(root, 'cmdline'), args: ['config', '--dir', dir, '--config', etc, '--cmdline', join(root, 'cmdline')] };
+  return {
+    dir,
+    etc,
+    conf: join(etc, 'gitroot.conf'),
+    cmdline: join(root, 'cmdline'),
+    args: ['config', '--dir', dir, '--config', etc, '--cmdline', join(root, 'cmdline')],
+  };
 }
 
 /** A server on 127.0.0.1 answering every request with `status`, closed in teardown. */
@@ -84,12 +90,23 @@ t.test('--json: one JSON object on stdout, nothing else anywhere', async (t) => 
   t.same(Object.keys(doc), ['settings', 'origins', 'warnings', 'sources']);
   t.same(Object.keys(doc.settings), SETTING_KEYS);
   t.same(Object.keys(doc.origins), SETTING_KEYS);
-  t.match(doc.settings, { 'gitroot.tries': 4, 'gitroot.bootloader': 'bls', 'gitroot.boot': '/boot/my efi', noupgrade: true, 'git-revision': SHA, 'gitroot.remote': null, 'fetch-revision': 'master' });
+  t.match(doc.settings, {
+    'gitroot.tries': 4,
+    'gitroot.bootloader': 'bls',
+    'gitroot.boot': '/boot/my efi',
+    noupgrade: true,
+    'git-revision': SHA,
+    'gitroot.remote': null,
+    'fetch-revision': 'master',
+  });
   t.same(doc.origins['gitroot.tries'], { kind: 'file', source: s.conf, line: 2 });
   t.same(doc.origins.noupgrade, { kind: 'cmdline', source: s.cmdline });
   t.same(doc.origins['fetch-revision'], { kind: 'default', source: 'default' });
   t.same(doc.warnings, [`${s.cmdline}: 'fetch_revision=oops': not a gitroot setting, ignored (did you mean fetch-revision?)`]);
-  t.same(doc.sources, [{ kind: 'file', source: s.conf, status: 'read' }, { kind: 'cmdline', source: s.cmdline, status: 'read' }]);
+  t.same(doc.sources, [
+    { kind: 'file', source: s.conf, status: 'read' },
+    { kind: 'cmdline', source: s.cmdline, status: 'read' },
+  ]);
 });
 
 t.test('human listing: key=value per key, warnings on stderr, reads back as config', async (t) => {
@@ -114,7 +131,10 @@ t.test('--show-origin: origin, a tab, then the setting', async (t) => {
   t.equal(r.status, 0, r.stderr);
   const lines = r.stdout.trimEnd().split('\n');
   t.equal(lines.length, SETTING_KEYS.length);
-  t.ok(lines.every((l) => l.split('\t').length === 2), 'two columns');
+  t.ok(
+    lines.every((l) => l.split('\t').length === 2),
+    'two columns',
+  );
   t.ok(lines.includes('default\tfetch-revision=master'));
   t.ok(lines.includes('default\t# gitroot.remote is not set'));
   t.ok(lines.includes(`${s.conf}:2\tgitroot.tries=4`));
@@ -131,7 +151,10 @@ t.test('a typo in a config file: exit 2, one line naming file:line, nothing on s
     t.equal(r.status, 2);
     t.equal(r.stdout, '');
     t.equal(r.stderr.split('\n').length, 2, 'exactly one line');
-    t.equal(r.stderr, `gitroot: ${join(s.etc, 'conf.d/10-fleet.conf')}:3: unknown setting 'gitroot.bootlaoder' (did you mean gitroot.bootloader?); fix or remove the line (docs/config.md lists them all)\n`);
+    t.equal(
+      r.stderr,
+      `gitroot: ${join(s.etc, 'conf.d/10-fleet.conf')}:3: unknown setting 'gitroot.bootlaoder' (did you mean gitroot.bootloader?); fix or remove the line (docs/config.md lists them all)\n`,
+    );
   }
 });
 
@@ -140,7 +163,10 @@ t.test('a bad value on the command line: exit 2 naming the file and the token', 
   const r = gitroot(s.args);
   t.equal(r.status, 2);
   t.equal(r.stdout, '');
-  t.match(r.stderr, new RegExp(`^gitroot: ${s.cmdline}: 'update-revision=c0ffee': update-revision needs a full 40-hex commit SHA, not 6 hex digits[^\\n]*\\n$`));
+  t.match(
+    r.stderr,
+    new RegExp(`^gitroot: ${s.cmdline}: 'update-revision=c0ffee': update-revision needs a full 40-hex commit SHA, not 6 hex digits[^\\n]*\\n$`),
+  );
 });
 
 t.test('usage errors: no --dir, a --dir that is not a directory, a missing --config', async (t) => {
@@ -162,7 +188,10 @@ t.test('an unreachable fleet config is a warning, not a failure; --offline makes
   let r = await gitrootAsync([...s.args, '--show-origin']);
   t.equal(r.status, 0);
   t.equal(srv.hits(), 1);
-  t.match(r.stderr, /^gitroot: warning: could not download http:\/\/fleet:\*\*\*@127\.0\.0\.1:\d+\/k\.conf: HTTP 500 Internal Server Error; no cached copy either, continuing without the fleet config\n$/);
+  t.match(
+    r.stderr,
+    /^gitroot: warning: could not download http:\/\/fleet:\*\*\*@127\.0\.0\.1:\d+\/k\.conf: HTTP 500 Internal Server Error; no cached copy either, continuing without the fleet config\n$/,
+  );
   t.ok(r.stdout.includes(`${s.conf}:1\tgitroot.config=http://fleet:***@${srv.base.slice(7)}/k.conf`), 'password not shown');
   t.notMatch(r.stdout + r.stderr, /:pw@/);
   r = await gitrootAsync([...s.args, '--offline', '--json']);

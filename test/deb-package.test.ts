@@ -46,7 +46,11 @@ t.test('the Debian 13 package', { skip }, async (t) => {
   await t.test('lintian reports no errors', async (t) => {
     const report = readFileSync(deb.replace(/\.deb$/, '.lintian'), 'utf8');
     const tags = report.split('\n').filter((l) => /^[EWIPX]: /.test(l));
-    t.same(tags.filter((l) => l.startsWith('E: ')), [], 'no E: tags');
+    t.same(
+      tags.filter((l) => l.startsWith('E: ')),
+      [],
+      'no E: tags',
+    );
     t.comment(`lintian: ${tags.length === 0 ? 'clean' : tags.join(' | ')}`);
   });
 
@@ -55,9 +59,18 @@ t.test('the Debian 13 package', { skip }, async (t) => {
     t.equal(field('Package'), 'gitroot');
     t.equal(field('Architecture'), 'amd64');
     const depends = field('Depends').split(/,\s*/);
-    t.ok(depends.some((d) => /^libfuse3-4 \(>= 3\.\d+/.test(d)), `libfuse3-4 from the addon's ELF dependencies (${depends.join(', ')})`);
-    t.notOk(depends.some((d) => d.startsWith('libfuse3-3')), 'not bookworm\'s libfuse3-3');
-    t.notOk(depends.some((d) => d.startsWith('libnode')), 'the addon does not link libnode: N-API comes from the loading node');
+    t.ok(
+      depends.some((d) => /^libfuse3-4 \(>= 3\.\d+/.test(d)),
+      `libfuse3-4 from the addon's ELF dependencies (${depends.join(', ')})`,
+    );
+    t.notOk(
+      depends.some((d) => d.startsWith('libfuse3-3')),
+      "not bookworm's libfuse3-3",
+    );
+    t.notOk(
+      depends.some((d) => d.startsWith('libnode')),
+      'the addon does not link libnode: N-API comes from the loading node',
+    );
     for (const d of ['nodejs (>= 20)', 'fuse3', 'git', 'ca-certificates', 'fdisk', 'e2fsprogs']) t.ok(depends.includes(d), `depends on ${d}`);
   });
 
@@ -66,27 +79,54 @@ t.test('the Debian 13 package', { skip }, async (t) => {
     const b = run('bash', [join(PROJECT_ROOT, 'scripts', 'build-deb.sh'), '--suite', 'bookworm', '--out', outB]);
     t.equal(b.status, 0, `build-deb.sh --suite bookworm${b.status === 0 ? '' : `: ${b.stderr.slice(-2000)}`}`);
     if (b.status !== 0) return;
-    const depends = run('dpkg-deb', ['-f', b.stdout.trim().split('\n').pop() ?? '', 'Depends']).stdout.trim().split(/,\s*/);
-    t.ok(depends.some((d) => /^libfuse3-3 \(>= 3\.\d+/.test(d)), `libfuse3-3 (${depends.join(', ')})`);
-    t.notOk(depends.some((d) => d.startsWith('libfuse3-4')), 'not trixie\'s libfuse3-4');
+    const depends = run('dpkg-deb', ['-f', b.stdout.trim().split('\n').pop() ?? '', 'Depends'])
+      .stdout.trim()
+      .split(/,\s*/);
+    t.ok(
+      depends.some((d) => /^libfuse3-3 \(>= 3\.\d+/.test(d)),
+      `libfuse3-3 (${depends.join(', ')})`,
+    );
+    t.notOk(
+      depends.some((d) => d.startsWith('libfuse3-4')),
+      "not trixie's libfuse3-4",
+    );
   });
 
   await t.test('contents', async (t) => {
-    const files = new Set(run('dpkg-deb', ['-c', deb]).stdout.split('\n').map((l) => l.split(/\s+/)[5]?.replace(/^\./, '')).filter(Boolean));
+    const files = new Set(
+      run('dpkg-deb', ['-c', deb])
+        .stdout.split('\n')
+        .map((l) => l.split(/\s+/)[5]?.replace(/^\./, ''))
+        .filter(Boolean),
+    );
     for (const f of [
-      '/usr/bin/gitroot', '/usr/lib/gitroot/gitroot.cjs', '/usr/lib/gitroot/gitroot_native.node',
-      '/usr/share/initramfs-tools/hooks/gitroot', '/usr/share/initramfs-tools/scripts/gitroot',
-      '/usr/lib/dracut/modules.d/95gitroot/module-setup.sh', '/usr/lib/dracut/modules.d/95gitroot/mount-gitroot.sh',
-      '/usr/lib/dracut/modules.d/95gitroot/parse-gitroot.sh', '/usr/lib/dracut/dracut.conf.d/90-gitroot.conf',
-      '/usr/lib/systemd/system/gitroot-mark-good.service', '/usr/lib/systemd/system/gitroot-fetch.timer',
-      '/usr/lib/systemd/system/gitroot-fsck.timer', '/usr/share/gitroot/boot/bls-entry.conf.in',
-      '/usr/share/doc/gitroot/copyright', '/usr/share/doc/gitroot/changelog.Debian.gz', '/usr/share/man/man1/gitroot.1.gz',
+      '/usr/bin/gitroot',
+      '/usr/lib/gitroot/gitroot.cjs',
+      '/usr/lib/gitroot/gitroot_native.node',
+      '/usr/share/initramfs-tools/hooks/gitroot',
+      '/usr/share/initramfs-tools/scripts/gitroot',
+      '/usr/lib/dracut/modules.d/95gitroot/module-setup.sh',
+      '/usr/lib/dracut/modules.d/95gitroot/mount-gitroot.sh',
+      '/usr/lib/dracut/modules.d/95gitroot/parse-gitroot.sh',
+      '/usr/lib/dracut/dracut.conf.d/90-gitroot.conf',
+      '/usr/lib/systemd/system/gitroot-mark-good.service',
+      '/usr/lib/systemd/system/gitroot-fetch.timer',
+      '/usr/lib/systemd/system/gitroot-fsck.timer',
+      '/usr/share/gitroot/boot/bls-entry.conf.in',
+      '/usr/share/doc/gitroot/copyright',
+      '/usr/share/doc/gitroot/changelog.Debian.gz',
+      '/usr/share/man/man1/gitroot.1.gz',
       '/usr/share/doc/gitroot/packaging.md',
-    ]) t.ok(files.has(f), f);
-    t.notOk([...files].some((f) => f.startsWith('/etc/')), 'no files in /etc: the admin\'s');
+    ])
+      t.ok(files.has(f), f);
+    t.notOk(
+      [...files].some((f) => f.startsWith('/etc/')),
+      "no files in /etc: the admin's",
+    );
     const copyright = run('sh', ['-c', `dpkg-deb --fsys-tarfile '${deb}' | tar -xOf - ./usr/share/doc/gitroot/copyright`]).stdout;
     t.match(copyright, /^Format: https:\/\/www\.debian\.org\/doc\/packaging-manuals\/copyright-format\/1\.0\//, 'copyright is DEP-5');
-    for (const pkg of ['commander', 'got', 'hpagent']) t.match(copyright, new RegExp(`^Files: node_modules/${pkg}/\\*$`, 'm'), `copyright names the bundled ${pkg}`);
+    for (const pkg of ['commander', 'got', 'hpagent'])
+      t.match(copyright, new RegExp(`^Files: node_modules/${pkg}/\\*$`, 'm'), `copyright names the bundled ${pkg}`);
   });
 
   await t.test('apt-get install into a fresh trixie tree: initrd, units, a FUSE mount', async (t) => {
@@ -105,34 +145,50 @@ t.test('the Debian 13 package', { skip }, async (t) => {
       return s.log;
     };
     const install = ok('install', 'apt-get install ./gitroot.deb succeeds');
-    t.match(install, /update-initramfs: Generating \/boot\/initrd\.img-/, 'the package\'s trigger rebuilt the initrd');
+    t.match(install, /update-initramfs: Generating \/boot\/initrd\.img-/, "the package's trigger rebuilt the initrd");
     t.match(ok('status', 'dpkg knows it'), new RegExp(`^install ok installed ${version.replace(/\./g, '\\.')}-\\d+$`, 'm'));
 
     const initrd = new Set(ok('initrd', 'lsinitramfs reads the initrd').split('\n'));
-    for (const f of ['usr/lib/gitroot/gitroot.cjs', 'usr/lib/gitroot/gitroot_native.node', 'scripts/gitroot', 'usr/bin/node', 'usr/lib/x86_64-linux-gnu/libfuse3.so.4']) {
+    for (const f of [
+      'usr/lib/gitroot/gitroot.cjs',
+      'usr/lib/gitroot/gitroot_native.node',
+      'scripts/gitroot',
+      'usr/bin/node',
+      'usr/lib/x86_64-linux-gnu/libfuse3.so.4',
+    ]) {
       t.ok(initrd.has(f), `the initrd holds ${f}`);
     }
     // Debian's node reads these at every start (shared builtins): without them it aborts in the initramfs.
     for (const f of ['usr/share/nodejs/cjs-module-lexer/lexer.js', 'usr/share/nodejs/undici/undici-fetch.js', 'usr/share/nodejs/acorn/dist/acorn.js']) {
       t.ok(initrd.has(f), `the initrd holds node's shared builtin ${f}`);
     }
-    t.ok([...initrd].some((f) => /(^|\/)s?bin\/fsck\.ext4$/.test(f)), 'and fsck.ext4, to check the medium before it is mounted');
+    t.ok(
+      [...initrd].some((f) => /(^|\/)s?bin\/fsck\.ext4$/.test(f)),
+      'and fsck.ext4, to check the medium before it is mounted',
+    );
     // fuse is built into Debian's kernel; overlay is a module the hook adds.
-    t.ok([...initrd].some((f) => /\/kernel\/fs\/overlayfs\/overlay\.ko(\.xz|\.zst)?$/.test(f)), 'the overlay module is in');
+    t.ok(
+      [...initrd].some((f) => /\/kernel\/fs\/overlayfs\/overlay\.ko(\.xz|\.zst)?$/.test(f)),
+      'the overlay module is in',
+    );
 
     const units = ok('units', 'units listed');
-    for (const u of ['multi-user.target.wants/gitroot-mark-good.service', 'timers.target.wants/gitroot-fetch.timer',
-      'timers.target.wants/gitroot-fsck.timer', 'multi-user.target.wants/gitroot-grow.service', 'boot-complete.target.requires/gitroot-health.service']) {
+    for (const u of [
+      'multi-user.target.wants/gitroot-mark-good.service',
+      'timers.target.wants/gitroot-fetch.timer',
+      'timers.target.wants/gitroot-fsck.timer',
+      'multi-user.target.wants/gitroot-grow.service',
+      'boot-complete.target.requires/gitroot-health.service',
+    ]) {
       t.match(units, new RegExp(`/etc/systemd/system/${u.replace(/\./g, '\\.')} -> /usr/lib/systemd/system/`), `${u} enabled`);
     }
     t.equal(ok('version', 'the installed gitroot runs').trim(), version);
-    t.match(ok('node', 'node runs'), /^v20\./, 'trixie\'s node 20');
-    t.match(ok('ldd', 'the addon\'s libraries resolve'), /libfuse3\.so\.4 => \/(usr\/)?lib\/x86_64-linux-gnu\/libfuse3\.so\.4/);
+    t.match(ok('node', 'node runs'), /^v20\./, "trixie's node 20");
+    t.match(ok('ldd', "the addon's libraries resolve"), /libfuse3\.so\.4 => \/(usr\/)?lib\/x86_64-linux-gnu\/libfuse3\.so\.4/);
 
     t.match(ok('commit', 'gitroot commit'), /^[0-9a-f]{40}$/m);
     ok('mount', 'gitroot mount');
-    t.equal(ok('read', 'a file and a symlink read through the mount'),
-      'served by git-fs on Debian GNU/Linux 13 (trixie)\n'.repeat(2));
+    t.equal(ok('read', 'a file and a symlink read through the mount'), 'served by git-fs on Debian GNU/Linux 13 (trixie)\n'.repeat(2));
     t.match(ok('mounts', 'the mount was a FUSE git-fs'), / fuse\.gitfs ro,/);
     ok('umount', 'gitroot umount');
     ok('after', 'nothing is left mounted');

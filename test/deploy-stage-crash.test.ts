@@ -25,7 +25,10 @@ import { tempDir } from './helpers/temp-dir.js';
 const TRIALS = Number(process.env.DEPLOY_CRASH_TRIALS ?? 24);
 const MAX_DELAY_MS = 900;
 
-interface Files { kernel: Buffer; initrd: Buffer }
+interface Files {
+  kernel: Buffer;
+  initrd: Buffer;
+}
 
 t.before(() => {
   if (!fs.existsSync(DEPLOY_CHILD)) throw new Error(`${DEPLOY_CHILD} is missing: run 'npx tsc -p tsconfig.json' first`);
@@ -41,7 +44,9 @@ function commitWithKernel(work: string, repo: string, spec: TreeSpec, version: s
 async function runAndKill(t: Test, args: string[], delay: number): Promise<number> {
   const child = spawn(process.execPath, [DEPLOY_CHILD, ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
   let stderr = '';
-  child.stderr.on('data', (d) => { stderr += d; });
+  child.stderr.on('data', (d) => {
+    stderr += d;
+  });
   let done = 0;
   const exited = new Promise<void>((resolve) => child.on('exit', () => resolve()));
   const ready = new Promise<void>((resolve) => {
@@ -78,10 +83,14 @@ function checkInvariants(t: Test, home: string, boot: string, loader: 'bls' | 'e
     if (s === undefined || s.kernelDir === null) continue;
     const want = kernels.get(s.kernelDir) as Files;
     const dir = path.join(home, 'boot', s.kernelDir);
-    t.ok(fs.existsSync(path.join(dir, 'vmlinuz')) && fs.readFileSync(path.join(dir, 'vmlinuz')).equals(want.kernel),
-      `D/boot/${s.kernelDir.slice(0, 8)}/vmlinuz complete`);
-    t.ok(fs.existsSync(path.join(dir, 'initrd.img')) && fs.readFileSync(path.join(dir, 'initrd.img')).equals(want.initrd),
-      `D/boot/${s.kernelDir.slice(0, 8)}/initrd.img complete`);
+    t.ok(
+      fs.existsSync(path.join(dir, 'vmlinuz')) && fs.readFileSync(path.join(dir, 'vmlinuz')).equals(want.kernel),
+      `D/boot/${s.kernelDir.slice(0, 8)}/vmlinuz complete`,
+    );
+    t.ok(
+      fs.existsSync(path.join(dir, 'initrd.img')) && fs.readFileSync(path.join(dir, 'initrd.img')).equals(want.initrd),
+      `D/boot/${s.kernelDir.slice(0, 8)}/initrd.img complete`,
+    );
   }
   const installed = createBootloader(loader, { homeDir: home, bootDir: boot }).readEntries();
   t.ok(installed.entries.length > 0, 'at least one entry');
@@ -95,8 +104,15 @@ function checkInvariants(t: Test, home: string, boot: string, loader: 'bls' | 'e
     t.ok(fs.existsSync(i.file) && fs.readFileSync(i.file).equals(want.initrd), `${e.id}: initrd complete`);
     t.ok(e.revision !== null, `${e.id}: carries git-revision`);
   }
-  t.ok(installed.entries.some((e) => e.revision === good), 'the known-good entry is always there');
-  if (loader === 'extlinux') t.ok(installed.entries.some((e) => e.id === installed.defaultId), 'DEFAULT names an existing LABEL');
+  t.ok(
+    installed.entries.some((e) => e.revision === good),
+    'the known-good entry is always there',
+  );
+  if (loader === 'extlinux')
+    t.ok(
+      installed.entries.some((e) => e.id === installed.defaultId),
+      'DEFAULT names an existing LABEL',
+    );
   else t.equal(installed.defaultId, 'gitroot-*', 'loader.conf default pattern');
 }
 
@@ -125,8 +141,13 @@ for (const loader of ['bls', 'extlinux'] as const) {
     delete bSpec['initrd.img'];
     const B = commitWithKernel(work, repo, bSpec, '6.1.0-30-amd64', kernels);
     const N = commitSpec(work, repo, { 'etc/hostname': 'no kernel in this one\n' });
-    const C = commitWithKernel(work, repo, debianRoot('6.1.0-4-amd64', 'C', { 'boot/vmlinuz-6.1.0-4-amd64': fakeKernel('C', 6 << 20) }),
-      '6.1.0-4-amd64', kernels);
+    const C = commitWithKernel(
+      work,
+      repo,
+      debianRoot('6.1.0-4-amd64', 'C', { 'boot/vmlinuz-6.1.0-4-amd64': fakeKernel('C', 6 << 20) }),
+      '6.1.0-4-amd64',
+      kernels,
+    );
     const R = commitWithKernel(work, repo, debianRoot('6.1.0-5-amd64', 'R'), '6.1.0-5-amd64', kernels);
 
     await stageRevision({ dir: home, sha: G, bootloader: loader, bootDir: boot, tries: 3 });
@@ -152,11 +173,17 @@ for (const loader of ['bls', 'extlinux'] as const) {
       const installed = createBootloader(loader, { homeDir: home, bootDir: boot }).readEntries();
       t.same(installed.entries.map((e) => e.revision).sort(), [G, R].sort(), 'exactly the pending and good entries');
       t.same(fs.readdirSync(path.join(home, 'boot')).sort(), [G, R].sort(), 'D/boot holds exactly what the state needs');
-      t.same(fs.readdirSync(path.join(boot, 'gitroot')).sort(), [G, R].sort(), '$BOOT/gitroot holds exactly the entries\' kernels');
-      t.same(leftovers(home, path.join(home, 'boot'), path.join(boot, 'gitroot'), path.join(boot, 'loader', 'entries'),
-        path.join(boot, 'extlinux')), [], 'no temp files, no stale lock');
+      t.same(fs.readdirSync(path.join(boot, 'gitroot')).sort(), [G, R].sort(), "$BOOT/gitroot holds exactly the entries' kernels");
+      t.same(
+        leftovers(home, path.join(home, 'boot'), path.join(boot, 'gitroot'), path.join(boot, 'loader', 'entries'), path.join(boot, 'extlinux')),
+        [],
+        'no temp files, no stale lock',
+      );
     }
     t.comment(`stagings finished before each kill: ${finished.join(' ')}`);
-    t.ok(finished.some((n) => n > 0), 'some kills came after complete stagings');
+    t.ok(
+      finished.some((n) => n > 0),
+      'some kills came after complete stagings',
+    );
   });
 }

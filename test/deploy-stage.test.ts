@@ -15,9 +15,7 @@ import { createHash } from 'node:crypto';
 import fs from 'node:fs';
 import path from 'node:path';
 import { createInterface } from 'node:readline';
-import {
-  ConfigError, LockedError, NoSpaceError, ObjectCorruptError, RevisionNotFoundError, UsageError,
-} from '../lib/errors/errors.js';
+import { ConfigError, LockedError, NoSpaceError, ObjectCorruptError, RevisionNotFoundError, UsageError } from '../lib/errors/errors.js';
 import { type DeployState, emptyState, readState, withFailed, withGood, writeState } from '../lib/home/home-state.js';
 import { withLock } from '../lib/home/home-lock.js';
 import { kernelDonors, planStage, stageRevision } from '../lib/deploy/deploy-stage.js';
@@ -83,10 +81,23 @@ t.test('planStage decides every case without I/O', async (t) => {
   t.match(planStage(s({ failed: [X] }), X), { action: 'refused', reason: /update-revision=c{40}/ });
   t.match(planStage(s({ failed: [X] }), X, true), { action: 'stage' });
   t.match(planStage(s({ failed: [G], good: G }), G), { action: 'up-to-date' }, 'good wins over a stale failed entry');
-  const k = (dir: string | null) => ({ kernelDir: dir, kernel: dir && 'vmlinuz', initrd: null, kernelVersion: null, kernelSource: null,
-    options: '', stagedAt: '2026-01-01T00:00:00.000Z' });
-  t.same(kernelDonors(s({ booted: X, good: G, pending: pend, staged: { [X]: k(X), [G]: k(G), [A]: k(A) } })).map((d) => d.kernelDir), [X, G, A]);
-  t.same(kernelDonors(s({ booted: X, good: G, staged: { [X]: k(null), [G]: k(G) } })).map((d) => d.kernelDir), [G]);
+  const k = (dir: string | null) => ({
+    kernelDir: dir,
+    kernel: dir && 'vmlinuz',
+    initrd: null,
+    kernelVersion: null,
+    kernelSource: null,
+    options: '',
+    stagedAt: '2026-01-01T00:00:00.000Z',
+  });
+  t.same(
+    kernelDonors(s({ booted: X, good: G, pending: pend, staged: { [X]: k(X), [G]: k(G), [A]: k(A) } })).map((d) => d.kernelDir),
+    [X, G, A],
+  );
+  t.same(
+    kernelDonors(s({ booted: X, good: G, staged: { [X]: k(null), [G]: k(G) } })).map((d) => d.kernelDir),
+    [G],
+  );
 });
 
 t.test('first staging, a new revision over a good one, a pending one replaced, nothing to do, back to good', async (t) => {
@@ -96,15 +107,29 @@ t.test('first staging, a new revision over a good one, a pending one replaced, n
   const C = commitSpec(m.base, m.repo, debianRoot(V2, 'C'));
   const now = new Date('2026-03-04T05:06:07.000Z');
 
-  const r1 = await stageRevision({ dir: m.dir, sha: A, bootloader: 'bls', bootDir: m.boot, tries: 3, now,
-    kernelCmdline: `boot=gitroot gitroot.medium=LABEL=GITROOT quiet BOOT_IMAGE=/vmlinuz git-revision=${C}` });
+  const r1 = await stageRevision({
+    dir: m.dir,
+    sha: A,
+    bootloader: 'bls',
+    bootDir: m.boot,
+    tries: 3,
+    now,
+    kernelCmdline: `boot=gitroot gitroot.medium=LABEL=GITROOT quiet BOOT_IMAGE=/vmlinuz git-revision=${C}`,
+  });
   t.equal(r1.action, 'stage');
   t.same(r1.kernel, { kernelDir: A, source: `boot/vmlinuz-${V1}`, version: V1, kept: false });
   const s1 = readState(m.dir);
   t.same(s1.pending, { revision: A, triesLeft: 3, tries: 3, stagedAt: now.toISOString() });
   t.equal(s1.good, null);
-  t.same(s1.staged[A], { kernelDir: A, kernel: 'vmlinuz', initrd: 'initrd.img', kernelVersion: V1, kernelSource: `boot/vmlinuz-${V1}`,
-    options: 'boot=gitroot gitroot.medium=LABEL=GITROOT quiet', stagedAt: now.toISOString() });
+  t.same(s1.staged[A], {
+    kernelDir: A,
+    kernel: 'vmlinuz',
+    initrd: 'initrd.img',
+    kernelVersion: V1,
+    kernelSource: `boot/vmlinuz-${V1}`,
+    options: 'boot=gitroot gitroot.medium=LABEL=GITROOT quiet',
+    stagedAt: now.toISOString(),
+  });
   t.same(Object.keys(entries(m.boot)), [`gitroot-${short(A)}+3.conf`]);
   t.equal(entries(m.boot)[`gitroot-${short(A)}+3.conf`].get('options'), `boot=gitroot gitroot.medium=LABEL=GITROOT quiet git-revision=${A}`);
   t.ok(fs.readFileSync(path.join(m.boot, 'gitroot', A, 'vmlinuz')).equals(fakeKernel(`A:${V1}`)), 'kernel copied to $BOOT');
@@ -113,8 +138,11 @@ t.test('first staging, a new revision over a good one, a pending one replaced, n
   const r2 = await stageRevision({ dir: m.dir, sha: B, bootloader: 'bls', bootDir: m.boot, tries: 2 });
   t.equal(r2.action, 'stage');
   t.same(Object.keys(entries(m.boot)), [`gitroot-${short(A)}.conf`, `gitroot-${short(B)}+2.conf`].sort());
-  t.equal(entries(m.boot)[`gitroot-${short(B)}+2.conf`].get('options'), `boot=gitroot gitroot.medium=LABEL=GITROOT quiet git-revision=${B}`,
-    'options inherited from the booted revision');
+  t.equal(
+    entries(m.boot)[`gitroot-${short(B)}+2.conf`].get('options'),
+    `boot=gitroot gitroot.medium=LABEL=GITROOT quiet git-revision=${B}`,
+    'options inherited from the booted revision',
+  );
   t.same(fs.readdirSync(path.join(m.dir, 'boot')).sort(), [A, B].sort());
 
   const r3 = await stageRevision({ dir: m.dir, sha: C, bootloader: 'bls', bootDir: m.boot, tries: 3 });
@@ -163,8 +191,11 @@ t.test('a revision without a kernel keeps the current one; with no kernel known,
   t.equal(readState(fresh.dir).staged[N2].kernelDir, null);
   t.same(fs.readdirSync(fresh.boot), [], 'none writes no boot configuration');
   t.notMatch(ok.warnings.join('\n'), /boot entry/, 'and does not warn about boot entries it never writes');
-  t.match(planBootEntries(readState(fresh.dir), createBootloader('bls', { homeDir: fresh.dir, bootDir: fresh.boot }).location).warnings.join('\n'),
-    /has no staged kernel: it gets no boot entry/, 'the same state under bls does warn');
+  t.match(
+    planBootEntries(readState(fresh.dir), createBootloader('bls', { homeDir: fresh.dir, bootDir: fresh.boot }).location).warnings.join('\n'),
+    /has no staged kernel: it gets no boot entry/,
+    'the same state under bls does warn',
+  );
 });
 
 t.test('a failed revision is refused without force and staged with it', async (t) => {
@@ -187,7 +218,10 @@ t.test('a failed revision is refused without force and staged with it', async (t
   const bl = createBootloader('extlinux', { homeDir: m.dir, bootDir: m.boot });
   const conf = bl.readEntries();
   t.equal(conf.defaultId, `gitroot-${short(F)}`);
-  t.same(conf.entries.map((e) => e.revision), [F, A]);
+  t.same(
+    conf.entries.map((e) => e.revision),
+    [F, A],
+  );
 });
 
 t.test('failures leave state, D/boot and the entries exactly as they were', async (t) => {
@@ -195,7 +229,10 @@ t.test('failures leave state, D/boot and the entries exactly as they were', asyn
   const A = commitSpec(m.base, m.repo, debianRoot(V1, 'A'));
   await stageRevision({ dir: m.dir, sha: A, bootloader: 'bls', bootDir: m.boot, tries: 3 });
   await markGood(m, A, 'bls');
-  const bogus = commitSpec(m.base, m.repo, { [`boot/vmlinuz-${V2}`]: 'total 0\n-rw-r--r-- 1 root root 0 vmlinuz\n', [`boot/initrd.img-${V2}`]: makeInitrd('b') });
+  const bogus = commitSpec(m.base, m.repo, {
+    [`boot/vmlinuz-${V2}`]: 'total 0\n-rw-r--r-- 1 root root 0 vmlinuz\n',
+    [`boot/initrd.img-${V2}`]: makeInitrd('b'),
+  });
   const noInitrd = commitSpec(m.base, m.repo, { [`boot/vmlinuz-${V2}`]: fakeKernel('n') });
   const before = snapshot(m.dir, m.boot);
   const cases: [string, string, number | undefined, new (...a: never[]) => Error, RegExp][] = [

@@ -25,8 +25,19 @@ t.test('a fresh machine', async (t) => {
   const home = tempDir(t, 'status');
   const s = readStatus(home, { remote: null, fetchRevision: 'master' });
   t.same(s, {
-    booted: null, running: null, live: null, good: null, pending: null, failed: [], remote: null, fetchRevision: 'master', lastFetch: null,
-    previousGood: [], kernels: {}, tags: {}, warnings: [],
+    booted: null,
+    running: null,
+    live: null,
+    good: null,
+    pending: null,
+    failed: [],
+    remote: null,
+    fetchRevision: 'master',
+    lastFetch: null,
+    previousGood: [],
+    kernels: {},
+    tags: {},
+    warnings: [],
   });
   const text = formatStatus(s);
   t.match(text, /^booted +-$/m);
@@ -37,7 +48,11 @@ t.test('a fresh machine', async (t) => {
 t.test('good, pending, failed and the last fetch; JSON shape and table', async (t) => {
   const home = tempDir(t, 'status');
   const state: DeployState = {
-    version: 1, good: G, booted: G, failed: [F], previousGood: ['4'.repeat(40)],
+    version: 1,
+    good: G,
+    booted: G,
+    failed: [F],
+    previousGood: ['4'.repeat(40)],
     pending: { revision: P, triesLeft: 2, tries: 3, stagedAt: T0 },
     staged: {
       [G]: { kernelDir: G, kernel: 'vmlinuz', initrd: 'initrd.img', kernelVersion: '6.1.0-9-amd64', kernelSource: null, options: '', stagedAt: T0 },
@@ -48,10 +63,19 @@ t.test('good, pending, failed and the last fetch; JSON shape and table', async (
   writeLastFetch(home, { at: T0, result: 'staged', revision: P, bytes: 123456, error: null });
   const s = readStatus(home, opts);
   const json = JSON.parse(JSON.stringify(s));
-  t.match(json, {
-    booted: G, good: G, pending: { revision: P, triesLeft: 2 }, failed: [F], remote: opts.remote, fetchRevision: 'master',
-    lastFetch: { at: T0, result: 'staged', revision: P, bytes: 123456, error: null },
-  }, 'the JSON shape of gitroot status --json');
+  t.match(
+    json,
+    {
+      booted: G,
+      good: G,
+      pending: { revision: P, triesLeft: 2 },
+      failed: [F],
+      remote: opts.remote,
+      fetchRevision: 'master',
+      lastFetch: { at: T0, result: 'staged', revision: P, bytes: 123456, error: null },
+    },
+    'the JSON shape of gitroot status --json',
+  );
   t.same(s.kernels, { [G]: { version: '6.1.0-9-amd64', kernelDir: G }, [P]: { version: '6.1.0-10-amd64', kernelDir: P } });
   const text = formatStatus(s);
   t.match(text, new RegExp(`^booted +${G} {2}\\(good\\) {2}kernel 6.1.0-9-amd64$`, 'm'));
@@ -70,7 +94,12 @@ t.test('good, pending, failed and the last fetch; JSON shape and table', async (
   t.match(liveText, new RegExp(`^running +${P} {2}kernel 6.1.0-10-amd64 {2}live since ${T0}$`, 'm'));
   const back = formatStatus(readStatus(home, { ...opts, live: { booted: G, running: G, since: T0, rounds: 2 } }));
   t.notMatch(back, /^running/m, 'back on the booted revision: no running line');
-  const widths = new Set(text.trimEnd().split('\n').map((l) => l.search(/ {2}\S/)));
+  const widths = new Set(
+    text
+      .trimEnd()
+      .split('\n')
+      .map((l) => l.search(/ {2}\S/)),
+  );
   t.equal(widths.size, 1, 'one column width');
 
   writeLastFetch(home, { at: T0, result: 'failed', revision: null, bytes: null, error: { code: 'ENETWORK', message: 'connection timed out' } });

@@ -9,7 +9,12 @@
 import t from 'tap';
 import { type DowngradeVerdict, type HeldRevision, ancestorsAmong, heldRevisions, planDowngradeCheck } from '../lib/trust/downgrade-check.js';
 
-const ids = (n: number): string[] => Array.from({ length: n }, (_, i) => String(i + 1).repeat(40).slice(0, 40));
+const ids = (n: number): string[] =>
+  Array.from({ length: n }, (_, i) =>
+    String(i + 1)
+      .repeat(40)
+      .slice(0, 40),
+  );
 
 /** Every parent-list assignment of `n` commits where commit i's parents are a subset of 0..i-1. */
 function* dags(n: number): Generator<number[][]> {
@@ -38,8 +43,18 @@ function reach(i: number, parents: number[][], unreadable: Set<number>, memo: Ma
 
 const ROLES = ['booted', 'good', 'pending'] as const;
 
-function expected(tip: number, held: Array<number | null>, target: 'branch' | 'pin', allow: boolean, r: Set<number>, unreadable: Set<number>): {
-  action: string; why: string; missing: number[]; unreadable: number[];
+function expected(
+  tip: number,
+  held: Array<number | null>,
+  target: 'branch' | 'pin',
+  allow: boolean,
+  r: Set<number>,
+  unreadable: Set<number>,
+): {
+  action: string;
+  why: string;
+  missing: number[];
+  unreadable: number[];
 } {
   const present = held.map((h, k) => ({ h, k })).filter((x) => x.h !== null) as Array<{ h: number; k: number }>;
   if (target === 'pin') return { action: 'allow', why: 'pinned', missing: [], unreadable: [] };
@@ -72,25 +87,33 @@ t.test('exhaustive over small DAGs, unreadable commits, held revisions and flags
         for (let tip = 0; tip < n; tip++) {
           const r = reach(tip, parents, unreadable, memo);
           const choices = [null, ...Array.from({ length: n }, (_, i) => i)];
-          for (const b of choices) for (const g of choices) for (const p of choices) {
-            const held = [b, g, p];
-            const heldRevs: HeldRevision[] = held.flatMap((h, k) => (h === null ? [] : [{ role: ROLES[k], sha: shas[h] }]));
-            for (const [target, allow] of [['branch', false], ['branch', true], ['pin', false]] as const) {
-              cases++;
-              const v: DowngradeVerdict = planDowngradeCheck({ tip: shas[tip], target, held: heldRevs, allowDowngrade: allow, parents: parentsFn });
-              const e = expected(tip, held, target, allow, r, unreadable);
-              const gotMissing = 'notDescendantOf' in v ? v.notDescendantOf.map((h) => shas.indexOf(h.sha)).sort() : [];
-              const gotUnreadable = v.action === 'refuse' ? v.unreadable.map((s) => shas.indexOf(s)).sort() : [];
-              const ok = v.action === e.action && v.why === e.why
-                && JSON.stringify(gotMissing) === JSON.stringify([...e.missing].sort())
-                && JSON.stringify(gotUnreadable) === JSON.stringify(e.unreadable);
-              counts[v.why] = (counts[v.why] ?? 0) + 1;
-              if (!ok) {
-                mismatches++;
-                firstMismatch ||= JSON.stringify({ n, parents, unreadable: [...unreadable], tip, held, target, allow, got: v, expected: e });
+          for (const b of choices)
+            for (const g of choices)
+              for (const p of choices) {
+                const held = [b, g, p];
+                const heldRevs: HeldRevision[] = held.flatMap((h, k) => (h === null ? [] : [{ role: ROLES[k], sha: shas[h] }]));
+                for (const [target, allow] of [
+                  ['branch', false],
+                  ['branch', true],
+                  ['pin', false],
+                ] as const) {
+                  cases++;
+                  const v: DowngradeVerdict = planDowngradeCheck({ tip: shas[tip], target, held: heldRevs, allowDowngrade: allow, parents: parentsFn });
+                  const e = expected(tip, held, target, allow, r, unreadable);
+                  const gotMissing = 'notDescendantOf' in v ? v.notDescendantOf.map((h) => shas.indexOf(h.sha)).sort() : [];
+                  const gotUnreadable = v.action === 'refuse' ? v.unreadable.map((s) => shas.indexOf(s)).sort() : [];
+                  const ok =
+                    v.action === e.action &&
+                    v.why === e.why &&
+                    JSON.stringify(gotMissing) === JSON.stringify([...e.missing].sort()) &&
+                    JSON.stringify(gotUnreadable) === JSON.stringify(e.unreadable);
+                  counts[v.why] = (counts[v.why] ?? 0) + 1;
+                  if (!ok) {
+                    mismatches++;
+                    firstMismatch ||= JSON.stringify({ n, parents, unreadable: [...unreadable], tip, held, target, allow, got: v, expected: e });
+                  }
+                }
               }
-            }
-          }
         }
       }
     }
@@ -110,18 +133,37 @@ t.test('named shapes and the refusal message', async (t) => {
   t.match(plan(c, [{ role: 'booted', sha: b }]), { action: 'allow', why: 'descendant' }, 'a newer tip on the same line');
   t.match(plan(b, [{ role: 'booted', sha: c }]), { action: 'refuse', why: 'downgrade' }, 'the branch rewound to an older commit');
   t.match(plan(d, [{ role: 'good', sha: b }]), { action: 'refuse', why: 'downgrade' }, 'a sibling line (force-pushed history)');
-  t.match(plan(c, [{ role: 'good', sha: c }, { role: 'pending', sha: b }]), { action: 'allow', why: 'up-to-date' }, 'equal to one held revision');
-  t.match(plan(b, [{ role: 'good', sha: a }, { role: 'pending', sha: c }]), { action: 'refuse', notDescendantOf: [{ role: 'pending', sha: c }] },
-    'a pending newer revision counts');
+  t.match(
+    plan(c, [
+      { role: 'good', sha: c },
+      { role: 'pending', sha: b },
+    ]),
+    { action: 'allow', why: 'up-to-date' },
+    'equal to one held revision',
+  );
+  t.match(
+    plan(b, [
+      { role: 'good', sha: a },
+      { role: 'pending', sha: c },
+    ]),
+    { action: 'refuse', notDescendantOf: [{ role: 'pending', sha: c }] },
+    'a pending newer revision counts',
+  );
   const refused = plan(b, [{ role: 'booted', sha: c }]);
   t.match(refused.reason, new RegExp(`^refusing commit ${b.slice(0, 12)} \\(${b}\\): it does not descend from the booted ${c.slice(0, 12)} revision`));
   t.match(refused.reason, new RegExp(`update-revision=${b}`), 'names the pin that would allow it');
   t.match(refused.reason, /gitroot\.allow-downgrade/, 'and the setting');
   t.notOk(refused.reason.includes('\n'), 'one line');
-  t.same(heldRevisions({ booted: a, good: b, pending: { revision: c, triesLeft: 1, tries: 3, stagedAt: '' } }),
-    [{ role: 'booted', sha: a }, { role: 'good', sha: b }, { role: 'pending', sha: c }]);
+  t.same(heldRevisions({ booted: a, good: b, pending: { revision: c, triesLeft: 1, tries: 3, stagedAt: '' } }), [
+    { role: 'booted', sha: a },
+    { role: 'good', sha: b },
+    { role: 'pending', sha: c },
+  ]);
   t.same(heldRevisions({ booted: null, good: null, pending: null }), []);
   const walked: string[] = [];
-  ancestorsAmong(c, new Set([b]), (s) => { walked.push(s); return graph[s] ?? null; });
+  ancestorsAmong(c, new Set([b]), (s) => {
+    walked.push(s);
+    return graph[s] ?? null;
+  });
   t.same(walked, [c, b], 'the walk stops once every held revision is found');
 });

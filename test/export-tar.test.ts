@@ -42,10 +42,19 @@ function fromTar(file: string, repo: string): string {
 function modeString(mode: number): string {
   const type = ({ 0o100000: '-', 0o040000: 'd', 0o120000: 'l', 0o020000: 'c', 0o060000: 'b', 0o010000: 'p' } as Record<number, string>)[mode & 0o170000] ?? '?';
   const bit = (m: number, c: string) => (mode & m ? c : '-');
-  const special = (x: boolean, s: boolean, on: string, off: string) => (s ? (x ? on : off) : (x ? 'x' : '-'));
-  return type + bit(0o400, 'r') + bit(0o200, 'w') + special(!!(mode & 0o100), !!(mode & 0o4000), 's', 'S')
-    + bit(0o40, 'r') + bit(0o20, 'w') + special(!!(mode & 0o10), !!(mode & 0o2000), 's', 'S')
-    + bit(0o4, 'r') + bit(0o2, 'w') + special(!!(mode & 0o1), !!(mode & 0o1000), 't', 'T');
+  const special = (x: boolean, s: boolean, on: string, off: string) => (s ? (x ? on : off) : x ? 'x' : '-');
+  return (
+    type +
+    bit(0o400, 'r') +
+    bit(0o200, 'w') +
+    special(!!(mode & 0o100), !!(mode & 0o4000), 's', 'S') +
+    bit(0o40, 'r') +
+    bit(0o20, 'w') +
+    special(!!(mode & 0o10), !!(mode & 0o2000), 's', 'S') +
+    bit(0o4, 'r') +
+    bit(0o2, 'w') +
+    special(!!(mode & 0o1), !!(mode & 0o1000), 't', 'T')
+  );
 }
 
 /**
@@ -67,8 +76,13 @@ function servedListing(mnt: string): string[] {
     let tail = '';
     if (ms[0] === '-') {
       const f = first.get(st.ino);
-      if (st.nlink > 1n && f !== undefined) { ms = 'h' + ms.slice(1); tail = ` link to ${f}`; }
-      else { size = String(st.size); if (st.nlink > 1n) first.set(st.ino, name); }
+      if (st.nlink > 1n && f !== undefined) {
+        ms = 'h' + ms.slice(1);
+        tail = ` link to ${f}`;
+      } else {
+        size = String(st.size);
+        if (st.nlink > 1n) first.set(st.ino, name);
+      }
     } else if (ms[0] === 'c' || ms[0] === 'b') {
       const r = st.rdev;
       size = `${((r >> 8n) & 0xfffn) | ((r >> 32n) & 0xfffff000n)},${(r & 0xffn) | ((r >> 12n) & 0xffffff00n)}`;
@@ -77,7 +91,9 @@ function servedListing(mnt: string): string[] {
     }
     out.push(`${ms} ${st.uid} ${st.gid} ${size} ${name}${tail}`);
     if (ms[0] === 'd') {
-      const names = readdirSync(abs, { encoding: 'buffer' }).sort(Buffer.compare).map((b) => b.toString('utf8'));
+      const names = readdirSync(abs, { encoding: 'buffer' })
+        .sort(Buffer.compare)
+        .map((b) => b.toString('utf8'));
       for (const n of names) visit(rel === '' ? n : `${rel}/${n}`);
     }
   };
@@ -87,20 +103,26 @@ function servedListing(mnt: string): string[] {
 
 /** `tar -tv --numeric-owner` lines in the servedListing form. */
 function gnuListing(file: string): string[] {
-  return sh(`LC_ALL=C.UTF-8 tar -tv --numeric-owner -f ${file}`).split('\n').filter((l) => l !== '').map((l) => {
-    const m = /^(\S{10}) (\d+)\/(\d+) +(\S+) \d{4}-\d\d-\d\d \d\d:\d\d (.*)$/.exec(l);
-    if (!m) throw new Error(`unexpected tar -tv line: ${l}`);
-    return `${m[1]} ${m[2]} ${m[3]} ${m[4]} ${m[5]}`;
-  });
+  return sh(`LC_ALL=C.UTF-8 tar -tv --numeric-owner -f ${file}`)
+    .split('\n')
+    .filter((l) => l !== '')
+    .map((l) => {
+      const m = /^(\S{10}) (\d+)\/(\d+) +(\S+) \d{4}-\d\d-\d\d \d\d:\d\d (.*)$/.exec(l);
+      if (!m) throw new Error(`unexpected tar -tv line: ${l}`);
+      return `${m[1]} ${m[2]} ${m[3]} ${m[4]} ${m[5]}`;
+    });
 }
 
 /** `bsdtar -tv --numeric-owner` lines in the servedListing form. */
 function bsdListing(file: string): string[] {
-  return sh(`LC_ALL=C.UTF-8 bsdtar -tv --numeric-owner -f ${file}`).split('\n').filter((l) => l !== '').map((l) => {
-    const m = /^(\S{10}) +\d+ (\d+) +(\d+) +(\S+) \w{3} +\d+ +\S+ (.*)$/.exec(l);
-    if (!m) throw new Error(`unexpected bsdtar -tv line: ${l}`);
-    return `${m[1]} ${m[2]} ${m[3]} ${m[4]} ${m[5]}`;
-  });
+  return sh(`LC_ALL=C.UTF-8 bsdtar -tv --numeric-owner -f ${file}`)
+    .split('\n')
+    .filter((l) => l !== '')
+    .map((l) => {
+      const m = /^(\S{10}) +\d+ (\d+) +(\d+) +(\S+) \w{3} +\d+ +\S+ (.*)$/.exec(l);
+      if (!m) throw new Error(`unexpected bsdtar -tv line: ${l}`);
+      return `${m[1]} ${m[2]} ${m[3]} ${m[4]} ${m[5]}`;
+    });
 }
 
 t.test('round trips: export -> commit --from-tar, and export -> tar -x as root -> commit DIR', async (t) => {
@@ -131,7 +153,9 @@ t.test('round trips: export -> commit --from-tar, and export -> tar -x as root -
     const piped = join(dir, 'piped.tar');
     sh(`set -o pipefail; node ${CLI} export master --repo ${repo} | cat > ${piped}`);
     t.ok(readFileSync(piped).equals(readFileSync(join(dir, 'export-1.tar'))), 'identical');
-    const tree = JSON.parse(sh(`set -o pipefail; node ${CLI} export master --repo ${repo} | node ${CLI} commit --from-tar - --repo ${dir}/piped.git --json`)).tree;
+    const tree = JSON.parse(
+      sh(`set -o pipefail; node ${CLI} export master --repo ${repo} | node ${CLI} commit --from-tar - --repo ${dir}/piped.git --json`),
+    ).tree;
     t.equal(tree, treeOf(repo, 'master'), 'export | commit --from-tar -');
   });
 });
@@ -140,7 +164,10 @@ t.test('listings of the export match what gitroot mount serves', async (t) => {
   const dir = scratch(t, 'export-mount');
   const small = join(dir, 'small');
   buildTarTree(small);
-  const sources: Array<[string, string]> = [['Debian minbase', debianTree(join(dir, 'debian'))], ['large owners, devices, FIFO', small]];
+  const sources: Array<[string, string]> = [
+    ['Debian minbase', debianTree(join(dir, 'debian'))],
+    ['large owners, devices, FIFO', small],
+  ];
   for (const [i, [label, src]] of sources.entries()) {
     const repo = join(dir, `repo-${i}.git`);
     commitDir(src, repo);
@@ -154,8 +181,14 @@ t.test('listings of the export match what gitroot mount serves', async (t) => {
     t.ok(await waitExit(m.pid), `${label}: the mount daemon exits`);
     t.notOk(isMounted(mnt));
     t.ok(served.some((l) => /^-rws/.test(l)) || i === 1, `${label}: the served tree has setuid files`);
-    t.ok(served.some((l) => /^c/.test(l)), `${label}: and device nodes`);
-    t.ok(served.some((l) => / link to /.test(l)), `${label}: and hardlinks`);
+    t.ok(
+      served.some((l) => /^c/.test(l)),
+      `${label}: and device nodes`,
+    );
+    t.ok(
+      served.some((l) => / link to /.test(l)),
+      `${label}: and hardlinks`,
+    );
     t.same(gnuListing(out), served, `${label}: tar -tv lists what the mount serves`);
     t.same(bsdListing(out), served, `${label}: bsdtar -tv lists what the mount serves`);
   }
@@ -173,10 +206,19 @@ t.test('deterministic, with the commit time on every member', async (t) => {
   t.equal(a.mtime, 1700000000, 'mtime is the committer time (SOURCE_DATE_EPOCH here)');
   t.equal(b.bytes % 10240, 0, 'the archive is a whole number of 10240-byte records');
   t.equal(statSync(join(dir, 'a.tar')).size, a.bytes);
-  const times = new Set(sh(`TZ=UTC tar -tv --full-time -f ${dir}/a.tar`).split('\n').filter((l) => l).map((l) => / (\d{4}-\d\d-\d\d \d\d:\d\d:\d\d) /.exec(l)![1]));
+  const times = new Set(
+    sh(`TZ=UTC tar -tv --full-time -f ${dir}/a.tar`)
+      .split('\n')
+      .filter((l) => l)
+      .map((l) => / (\d{4}-\d\d-\d\d \d\d:\d\d:\d\d) /.exec(l)![1]),
+  );
   t.same([...times], ['2023-11-14 22:13:20'], 'every member carries it');
-  // eslint-disable-next-line no-control-regex -- the raw bytes of a capability xattr are the point
-  t.match(readFileSync(join(dir, 'a.tar')).toString('latin1'), /SCHILY\.xattr\.security\.capability=\x01\x00\x00\x02/, 'xattrs as SCHILY.xattr with raw values');
+  t.match(
+    readFileSync(join(dir, 'a.tar')).toString('latin1'),
+    // eslint-disable-next-line no-control-regex -- the raw bytes of a capability xattr are the point
+    /SCHILY\.xattr\.security\.capability=\x01\x00\x00\x02/,
+    'xattrs as SCHILY.xattr with raw values',
+  );
 });
 
 t.test('errors: one line, documented exit codes, and -o leaves nothing half-written', async (t) => {
@@ -195,7 +237,12 @@ t.test('errors: one line, documented exit codes, and -o leaves nothing half-writ
     ['not a repository', ['export', 'master', '--repo', join(dir, 'none.git'), '-o', out], 3, /not a git repository/],
     ['--json without -o', ['export', 'master', '--repo', repo, '--json'], 2, /--json needs -o FILE: without it, standard output carries the archive/],
     ['unknown format', ['export', 'master', '--repo', repo, '--format', 'zip', '-o', out], 2, /unknown archive format "zip": only --format tar is supported/],
-    ['output directory missing', ['export', 'master', '--repo', repo, '-o', join(dir, 'no/such/dir.tar')], 5, /cannot create .*dir\.tar \(ENOENT\): give a path in a writable directory/],
+    [
+      'output directory missing',
+      ['export', 'master', '--repo', repo, '-o', join(dir, 'no/such/dir.tar')],
+      5,
+      /cannot create .*dir\.tar \(ENOENT\): give a path in a writable directory/,
+    ],
   ];
   for (const [what, args, code, re] of cases) {
     const r = gitroot(args);
@@ -224,7 +271,9 @@ t.test('errors: one line, documented exit codes, and -o leaves nothing half-writ
     sh(`head -c 20000000 /dev/urandom > ${big}/f`);
     const r2 = join(dir, 'big.git');
     commitDir(big, r2);
-    const r = spawnSync('bash', ['-c', `node ${CLI} export master --repo ${r2} | head -c 1000 > /dev/null; echo "status=\${PIPESTATUS[0]}"`], { encoding: 'utf8' });
+    const r = spawnSync('bash', ['-c', `node ${CLI} export master --repo ${r2} | head -c 1000 > /dev/null; echo "status=\${PIPESTATUS[0]}"`], {
+      encoding: 'utf8',
+    });
     t.match(r.stdout, /status=5/);
     t.match(r.stderr, /^gitroot: cannot write the archive to standard output \(EPIPE\): /);
     t.equal(r.stderr.trim().split('\n').length, 1);

@@ -50,11 +50,22 @@ t.test('commitHeader with and without a parent', async (t) => {
 
 t.test('identityEnv: gitroot defaults, GIT_* wins, SOURCE_DATE_EPOCH fills dates', async (t) => {
   const d = identityEnv({ PATH: '/bin' });
-  t.match(d, { PATH: '/bin', GIT_AUTHOR_NAME: 'gitroot', GIT_AUTHOR_EMAIL: 'gitroot@localhost', GIT_COMMITTER_NAME: 'gitroot', GIT_COMMITTER_EMAIL: 'gitroot@localhost' });
+  t.match(d, {
+    PATH: '/bin',
+    GIT_AUTHOR_NAME: 'gitroot',
+    GIT_AUTHOR_EMAIL: 'gitroot@localhost',
+    GIT_COMMITTER_NAME: 'gitroot',
+    GIT_COMMITTER_EMAIL: 'gitroot@localhost',
+  });
   t.equal(d.GIT_COMMITTER_DATE, undefined, 'no date: git uses now');
   t.equal(d.GIT_AUTHOR_DATE, undefined);
 
-  const o = identityEnv({ GIT_COMMITTER_NAME: 'Release Bot', GIT_AUTHOR_EMAIL: 'dev@example.org', SOURCE_DATE_EPOCH: '1700000000', GIT_AUTHOR_DATE: '2020-01-01T00:00:00Z' });
+  const o = identityEnv({
+    GIT_COMMITTER_NAME: 'Release Bot',
+    GIT_AUTHOR_EMAIL: 'dev@example.org',
+    SOURCE_DATE_EPOCH: '1700000000',
+    GIT_AUTHOR_DATE: '2020-01-01T00:00:00Z',
+  });
   t.equal(o.GIT_COMMITTER_NAME, 'Release Bot');
   t.equal(o.GIT_COMMITTER_EMAIL, 'gitroot@localhost');
   t.equal(o.GIT_AUTHOR_NAME, 'gitroot');
@@ -68,7 +79,7 @@ t.test('identityEnv: gitroot defaults, GIT_* wins, SOURCE_DATE_EPOCH fills dates
   }
 });
 
-t.test('firstErrorLine picks git\'s fatal/error line', async (t) => {
+t.test("firstErrorLine picks git's fatal/error line", async (t) => {
   t.equal(firstErrorLine('hint: x\nfatal: not a git repository: /x\nmore'), 'fatal: not a git repository: /x');
   t.equal(firstErrorLine('warning: w\nerror: e1\nfatal: f'), 'error: e1');
   t.equal(firstErrorLine('\n  something odd  \n'), 'something odd');

@@ -291,7 +291,11 @@ for (const m of mutations) {
     const { differences } = await compareTrees(base.root, copy);
     t.ok(differences.length > 0, 'at least one difference');
     for (const re of m.expect) {
-      t.ok(differences.some((d) => re.test(d)), `a line matches ${re}`, { differences });
+      t.ok(
+        differences.some((d) => re.test(d)),
+        `a line matches ${re}`,
+        { differences },
+      );
     }
     const named = m.paths.map((x) => `${JSON.stringify(x)}: `);
     const stray = differences.filter((d) => !named.some((n) => d.startsWith(n)));
@@ -305,11 +309,7 @@ t.test('several mutations at once are all reported, sorted by path', async (t) =
   await fs.chown(p(copy, 'etc/shadow'), 0, 0);
   await fs.writeFile(p(copy, 'zz-extra'), '');
   const { differences } = await compareTrees(base.root, copy);
-  t.same(differences, [
-    '"bin/id-setuid": mode expected 4755, actual 0755',
-    '"etc/shadow": gid expected 42, actual 0',
-    '"zz-extra": extra in actual (file)',
-  ]);
+  t.same(differences, ['"bin/id-setuid": mode expected 4755, actual 0755', '"etc/shadow": gid expected 42, actual 0', '"zz-extra": extra in actual (file)']);
 });
 
 t.test('contents: false skips hashing but still sees sizes', async (t) => {
@@ -346,8 +346,5 @@ t.test('names that are not valid UTF-8 compare byte-exactly, xattrs included', a
   await execFileAsync('bash', ['-c', 'setfattr -n user.raw -v w "$(printf \'raw-\\377\\376\')"'], { cwd: path.join(b, 'names') });
   await fs.rm(raw(b, [0x80]));
   const { differences } = await compareTrees(a, b);
-  t.same(differences, [
-    '"names/raw-\uFFFD": missing in actual (file)',
-    '"names/raw-\uFFFD\uFFFD": xattr "user.raw" expected 0x76, actual 0x77',
-  ]);
+  t.same(differences, ['"names/raw-\uFFFD": missing in actual (file)', '"names/raw-\uFFFD\uFFFD": xattr "user.raw" expected 0x76, actual 0x77']);
 });

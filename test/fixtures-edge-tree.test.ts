@@ -22,8 +22,20 @@ const SMALL = { bigFileBytes: 2 * 1024 * 1024 };
 /** Counts a tree the plain way (lstat walk over raw names), for checking expectedCounts. */
 async function countTree(root: string): Promise<{ counts: Partial<EdgeTreeCounts>; inodes: Map<bigint, string[]>; sockets: number }> {
   const c = {
-    entries: 0, directories: 0, regularFiles: 0, symlinks: 0, fifos: 0, charDevices: 0, blockDevices: 0,
-    emptyFiles: 0, emptyDirectories: 0, setuid: 0, setgid: 0, sticky: 0, nonRootOwned: 0, maxDepth: 0,
+    entries: 0,
+    directories: 0,
+    regularFiles: 0,
+    symlinks: 0,
+    fifos: 0,
+    charDevices: 0,
+    blockDevices: 0,
+    emptyFiles: 0,
+    emptyDirectories: 0,
+    setuid: 0,
+    setgid: 0,
+    sticky: 0,
+    nonRootOwned: 0,
+    maxDepth: 0,
   };
   let sockets = 0;
   const inodes = new Map<bigint, string[]>();
@@ -67,21 +79,33 @@ t.test('the reported counts match an independent walk', async (t) => {
   const groups = [...inodes.values()].map((g) => [...g].sort()).sort();
   t.same(groups, info.hardlinkGroups.map((g) => [...g].sort()).sort(), 'hard-link groups match');
   t.equal(info.expectedCounts.hardlinkGroups, 2);
-  t.ok(info.hardlinkGroups.some((g) => g.length === 3 && new Set(g.map((p) => path.dirname(p))).size === 3),
-    'a group of 3 names in 3 directories');
-  t.ok(info.hardlinkGroups.some((g) => g.length === 2), 'a group of 2');
+  t.ok(
+    info.hardlinkGroups.some((g) => g.length === 3 && new Set(g.map((p) => path.dirname(p))).size === 3),
+    'a group of 3 names in 3 directories',
+  );
+  t.ok(
+    info.hardlinkGroups.some((g) => g.length === 2),
+    'a group of 2',
+  );
 
   // Xattrs as getfattr sees them, against what the builder says it set.
-  const { stdout } = await execFileAsync('getfattr', ['-R', '-h', '-P', '-d', '-m', '-', '-e', 'hex', '--absolute-names', info.root],
-    { encoding: 'buffer', maxBuffer: 64 * 1024 * 1024 });
+  const { stdout } = await execFileAsync('getfattr', ['-R', '-h', '-P', '-d', '-m', '-', '-e', 'hex', '--absolute-names', info.root], {
+    encoding: 'buffer',
+    maxBuffer: 64 * 1024 * 1024,
+  });
   const listed = parseGetfattr(stdout, info.root);
-  const want = new Map(Object.entries(info.xattrs).map(([p, attrs]) => [
-    Buffer.from(p).toString('latin1'),
-    new Map(Object.entries(attrs).map(([n, v]) => [Buffer.from(n).toString('latin1'), v.toString('hex')])),
-  ]));
+  const want = new Map(
+    Object.entries(info.xattrs).map(([p, attrs]) => [
+      Buffer.from(p).toString('latin1'),
+      new Map(Object.entries(attrs).map(([n, v]) => [Buffer.from(n).toString('latin1'), v.toString('hex')])),
+    ]),
+  );
   t.same(listed, want, 'getfattr lists exactly the xattrs the builder set');
   t.equal(listed.size, info.expectedCounts.pathsWithXattrs);
-  t.equal([...listed.values()].reduce((n, m) => n + m.size, 0), info.expectedCounts.xattrs);
+  t.equal(
+    [...listed.values()].reduce((n, m) => n + m.size, 0),
+    info.expectedCounts.xattrs,
+  );
   t.ok(info.expectedCounts.regularFiles >= 300, 'a few hundred files');
   t.ok(info.expectedCounts.duplicateContentFiles > 0, 'some files share content');
   t.ok(info.expectedCounts.maxDepth >= 40, 'at least 40 levels deep');
@@ -112,8 +136,11 @@ t.test('special entries are what they claim to be', async (t) => {
   const shadow = await fs.lstat(at('etc/shadow'));
   t.same([shadow.mode & 0o7777, shadow.uid, shadow.gid], [0o640, 0, 42], 'etc/shadow is 0640 root:42');
   const priv = await fs.lstat(at('empty/private-0700'));
-  t.same([priv.mode & 0o7777, priv.uid, priv.gid, (await fs.readdir(at('empty/private-0700'))).length],
-    [0o700, 1000, 1000, 0], 'empty 0700 directory owned by 1000:1000');
+  t.same(
+    [priv.mode & 0o7777, priv.uid, priv.gid, (await fs.readdir(at('empty/private-0700'))).length],
+    [0o700, 1000, 1000, 0],
+    'empty 0700 directory owned by 1000:1000',
+  );
   t.equal((await fs.lstat(at('tmp'))).mode & 0o7777, 0o1777, 'tmp is 1777');
 
   for (const [rel, target] of Object.entries(info.symlinks)) {
@@ -125,7 +152,10 @@ t.test('special entries are what they claim to be', async (t) => {
   const longNames = info.oddNames.map((p) => path.basename(p)).filter((n) => Buffer.byteLength(n) === 255);
   t.equal(longNames.length, 2, 'two 255-byte names');
   for (const rel of info.oddNames) t.ok((await fs.lstat(at(rel))).isFile(), `odd name ${JSON.stringify(rel)} exists`);
-  t.ok(info.oddNames.some((p) => p.includes('\n')), 'a name with a newline');
+  t.ok(
+    info.oddNames.some((p) => p.includes('\n')),
+    'a name with a newline',
+  );
   t.ok(info.deepestFile.split('/').length > 40, 'deepest file is more than 40 levels down');
   t.ok((await fs.lstat(at(info.deepestFile))).isFile());
 

@@ -33,19 +33,36 @@ t.test('identical files: no mismatch, reads as asked', async (t) => {
 t.test('the plan covers boundaries, the last byte and EOF', async (t) => {
   const ranges = planReads(SIZE, 200, 7, 64 * 1024);
   t.equal(ranges.length, 200);
-  const crosses = (unit: number) => ranges.some((r) => {
-    const b = Math.ceil((r.offset + 1) / unit) * unit;
-    return r.offset < b && r.offset + r.length > b && b < SIZE;
-  });
+  const crosses = (unit: number) =>
+    ranges.some((r) => {
+      const b = Math.ceil((r.offset + 1) / unit) * unit;
+      return r.offset < b && r.offset + r.length > b && b < SIZE;
+    });
   t.ok(crosses(128 * 1024), 'a read crosses a 128 KiB boundary');
   t.ok(crosses(1024 * 1024), 'a read crosses a 1 MiB boundary');
-  t.ok(ranges.some((r) => r.offset === SIZE - 1 && r.length === 1), 'the last byte alone');
-  t.ok(ranges.some((r) => r.offset < SIZE && r.offset + r.length > SIZE), 'a read straddling EOF');
-  t.ok(ranges.some((r) => r.offset > SIZE), 'a read entirely past EOF');
-  t.ok(ranges.every((r) => r.length <= 64 * 1024 && r.offset >= 0), 'lengths within maxLen');
+  t.ok(
+    ranges.some((r) => r.offset === SIZE - 1 && r.length === 1),
+    'the last byte alone',
+  );
+  t.ok(
+    ranges.some((r) => r.offset < SIZE && r.offset + r.length > SIZE),
+    'a read straddling EOF',
+  );
+  t.ok(
+    ranges.some((r) => r.offset > SIZE),
+    'a read entirely past EOF',
+  );
+  t.ok(
+    ranges.every((r) => r.length <= 64 * 1024 && r.offset >= 0),
+    'lengths within maxLen',
+  );
   t.same(planReads(SIZE, 50, 7), planReads(SIZE, 50, 7), 'same seed, same plan');
   t.not(JSON.stringify(planReads(SIZE, 50, 7)), JSON.stringify(planReads(SIZE, 50, 8)), 'other seed, other plan');
-  t.same(planReads(10, 20, 1).filter((r) => r.offset < 0), [], 'a tiny file gets no negative offsets');
+  t.same(
+    planReads(10, 20, 1).filter((r) => r.offset < 0),
+    [],
+    'a tiny file gets no negative offsets',
+  );
 });
 
 t.test('the last byte changed is found', async (t) => {

@@ -34,9 +34,17 @@ t.test('clean, then a flipped byte in a pack entry: named, mapped to its paths, 
   const repo = path.join(dir, 'repo.git');
   const lib = noise('libp', 40_000);
   const G = commitSpec(work, repo, { 'etc/os-release': 'BUILD=good\n', 'usr/bin/ls': noise('ls', 20_000) }, 'good');
-  const P = commitSpec(work, repo, {
-    'etc/os-release': 'BUILD=next\n', 'usr/bin/ls': noise('ls', 20_000), 'usr/lib/libp.so': lib, 'opt/libp.so': lib,
-  }, 'next');
+  const P = commitSpec(
+    work,
+    repo,
+    {
+      'etc/os-release': 'BUILD=next\n',
+      'usr/bin/ls': noise('ls', 20_000),
+      'usr/lib/libp.so': lib,
+      'opt/libp.so': lib,
+    },
+    'next',
+  );
   gitSync(['--git-dir', repo, 'repack', '-adq']);
   const state: DeployState = { ...emptyState(), good: G, booted: G, pending: { revision: P, triesLeft: 3, tries: 3, stagedAt: T0 } };
   await withLock(dir, {}, (lock) => writeState(lock, state));
@@ -47,8 +55,13 @@ t.test('clean, then a flipped byte in a pack entry: named, mapped to its paths, 
   t.equal(clean.status, 0, clean.stderr);
   const c = JSON.parse(clean.stdout);
   t.equal(c.clean, true);
-  t.same(c.revisions.map((r: { revision: string; roles: string[]; status: string }) => [r.revision, r.roles, r.status]),
-    [[G, ['good', 'booted'], 'ok'], [P, ['pending', 'ref:refs/heads/master'], 'ok']]);
+  t.same(
+    c.revisions.map((r: { revision: string; roles: string[]; status: string }) => [r.revision, r.roles, r.status]),
+    [
+      [G, ['good', 'booted'], 'ok'],
+      [P, ['pending', 'ref:refs/heads/master'], 'ok'],
+    ],
+  );
   t.equal(c.packs.length, 1);
   t.same(c.packs[0].problems, []);
   t.ok(c.objectsChecked >= 8, `${c.objectsChecked} objects verified`);
@@ -60,7 +73,10 @@ t.test('clean, then a flipped byte in a pack entry: named, mapped to its paths, 
   // Damage the blob only P has, in the middle of its pack entry.
   const oid = gitSync(['--git-dir', repo, 'rev-parse', `${P}:usr/lib/libp.so`]);
   const packDir = path.join(repo, 'objects', 'pack');
-  const idx = path.join(packDir, fs.readdirSync(packDir).find((n) => n.endsWith('.idx'))!);
+  const idx = path.join(
+    packDir,
+    fs.readdirSync(packDir).find((n) => n.endsWith('.idx'))!,
+  );
   const pack = idx.replace(/\.idx$/, '.pack');
   const e = packEntry(repo, idx, oid);
   const original = fs.readFileSync(pack);
@@ -71,12 +87,21 @@ t.test('clean, then a flipped byte in a pack entry: named, mapped to its paths, 
   const bad = gitroot(['fsck', '--dir', dir, '--json']);
   t.equal(bad.status, 4, 'damage is exit 4');
   t.equal(bad.stderr.trim().split('\n').length, 1, 'one line on stderr');
-  t.match(bad.stderr, /^gitroot: fsck: .* is damaged \(1 broken or missing object; breaking revision [0-9a-f]{12}; 1 pack failing checksums\).*gitroot fsck --repair/);
+  t.match(
+    bad.stderr,
+    /^gitroot: fsck: .* is damaged \(1 broken or missing object; breaking revision [0-9a-f]{12}; 1 pack failing checksums\).*gitroot fsck --repair/,
+  );
   const r = JSON.parse(bad.stdout);
   t.equal(r.clean, false);
-  t.same(r.objects.map((o: { oid: string; problem: string; expected: string; where: string; breaks: unknown }) => [o.oid, o.problem, o.expected, o.where, o.breaks]),
-    [[oid, 'corrupt', 'blob', pack, [{ revision: P, paths: ['opt/libp.so', 'usr/lib/libp.so'] }]]], 'exactly that object, its pack, its revision and both paths');
-  t.same(r.revisions.map((x: { status: string }) => x.status), ['ok', 'broken']);
+  t.same(
+    r.objects.map((o: { oid: string; problem: string; expected: string; where: string; breaks: unknown }) => [o.oid, o.problem, o.expected, o.where, o.breaks]),
+    [[oid, 'corrupt', 'blob', pack, [{ revision: P, paths: ['opt/libp.so', 'usr/lib/libp.so'] }]]],
+    'exactly that object, its pack, its revision and both paths',
+  );
+  t.same(
+    r.revisions.map((x: { status: string }) => x.status),
+    ['ok', 'broken'],
+  );
   t.ok(r.packs[0].problems.includes('the .pack checksum does not match its content'), r.packs[0].problems.join('; '));
   t.same(JSON.parse(fs.readFileSync(path.join(dir, 'fsck.json'), 'utf8')).revisions, { [G]: 'ok', [P]: 'broken' }, 'verdict recorded');
 
@@ -93,16 +118,22 @@ t.test('clean, then a flipped byte in a pack entry: named, mapped to its paths, 
 
   const only = gitroot(['fsck', '--dir', dir, '--revision', G, '--json']);
   const o = JSON.parse(only.stdout);
-  t.same(o.revisions.map((x: { revision: string; roles: string[]; status: string }) => [x.revision, x.roles, x.status]),
-    [[G, ['asked', 'good', 'booted'], 'ok']], 'only the revision asked for, which reads fine');
+  t.same(
+    o.revisions.map((x: { revision: string; roles: string[]; status: string }) => [x.revision, x.roles, x.status]),
+    [[G, ['asked', 'good', 'booted'], 'ok']],
+    'only the revision asked for, which reads fine',
+  );
   t.same(o.objects, [], 'no object of it is broken');
   t.equal(only.status, 4, 'the pack still fails its checksum: still damage');
   t.equal(o.verdict.written, false, '--revision does not record a verdict');
 
   // The pack set changes (as any fetch does) while the object is still damaged: still avoided.
   gitSync(['--git-dir', repo, 'pack-objects', '-q', path.join(packDir, 'pack')], { input: `${G}\n` });
-  t.equal(JSON.parse(gitroot(['select', '--dir', dir, '--cmdline', cmdline, '--json']).stdout).revision, G,
-    'packs changed but the object the verdict lists still fails: still passed over');
+  t.equal(
+    JSON.parse(gitroot(['select', '--dir', dir, '--cmdline', cmdline, '--json']).stdout).revision,
+    G,
+    'packs changed but the object the verdict lists still fails: still passed over',
+  );
   // The object reads again (as after a repair): the old verdict keeps nothing out.
   fs.writeFileSync(pack, original);
   t.equal(JSON.parse(gitroot(['select', '--dir', dir, '--cmdline', cmdline, '--json']).stdout).revision, P, 'a stale verdict keeps nothing out');

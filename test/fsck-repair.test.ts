@@ -32,7 +32,14 @@ t.before(async () => {
   fs.mkdirSync(projectRoot);
   serverRepo = path.join(projectRoot, 'os.git');
   releases.push(commitSpec(work, serverRepo, debianRoot('6.1.0-9', 'r1', { 'usr/lib/libold.so': noise('old', 100_000) }), 'release 1'));
-  releases.push(commitSpec(work, serverRepo, debianRoot('6.1.0-9', 'r2', { 'usr/lib/libold.so': noise('old', 100_000), 'usr/lib/libnew.so': noise('new', 200_000) }), 'release 2'));
+  releases.push(
+    commitSpec(
+      work,
+      serverRepo,
+      debianRoot('6.1.0-9', 'r2', { 'usr/lib/libold.so': noise('old', 100_000), 'usr/lib/libnew.so': noise('new', 200_000) }),
+      'release 2',
+    ),
+  );
   server = await startGitHttpServer({ projectRoot });
   url = server.url('os.git');
 });
@@ -41,14 +48,19 @@ t.teardown(async () => {
   fs.rmSync(work, { recursive: true, force: true });
 });
 
-interface Machine { dir: string; conf: string; cmdline: (extra?: string) => string }
+interface Machine {
+  dir: string;
+  conf: string;
+  cmdline: (extra?: string) => string;
+}
 
 /** A machine whose command line is a new file for each command (`cmdline(extra)`). */
 function repairMachine(base: string): Machine {
   const m = machine(base, { remote: url, timeout: 10 });
   let n = 0;
   return {
-    dir: m.dir, conf: m.conf,
+    dir: m.dir,
+    conf: m.conf,
     cmdline: (extra = '') => {
       const f = path.join(base, `cmdline-${n++}`);
       fs.writeFileSync(f, `quiet ${extra}\n`);
@@ -60,7 +72,10 @@ function repairMachine(base: string): Machine {
 /** Flips a byte in the middle of `oid`'s entry in the pack that holds it; returns the pack. */
 function damagePacked(repo: string, oid: string): string {
   const packDir = path.join(repo, 'objects', 'pack');
-  for (const idx of fs.readdirSync(packDir).filter((n) => n.endsWith('.idx')).map((n) => path.join(packDir, n))) {
+  for (const idx of fs
+    .readdirSync(packDir)
+    .filter((n) => n.endsWith('.idx'))
+    .map((n) => path.join(packDir, n))) {
     for (const line of gitSync(['--git-dir', repo, 'verify-pack', '-v', idx]).split('\n')) {
       const c = line.split(/\s+/);
       if (c[0] !== oid) continue;
@@ -119,8 +134,10 @@ t.test('a damaged pack of the second release: fetched again in full, the damaged
   const increment = gitSync(['--git-dir', serverRepo, 'rev-list', '--objects', releases[1], '--not', releases[0]]).split('\n').length;
   const allOfR2 = gitSync(['--git-dir', serverRepo, 'rev-list', '--objects', '--no-walk', releases[1]]).split('\n').length;
   t.ok(allOfR2 > increment, `the revision has ${allOfR2} objects, ${increment} of them new since release 1`);
-  t.ok(r.repair.fetched[0].objects >= allOfR2,
-    `a full pack (${r.repair.fetched[0].objects} objects), not the ${increment}-object increment an ordinary fetch with haves gets`);
+  t.ok(
+    r.repair.fetched[0].objects >= allOfR2,
+    `a full pack (${r.repair.fetched[0].objects} objects), not the ${increment}-object increment an ordinary fetch with haves gets`,
+  );
   t.equal(server.stats.byCommand.fetch?.requests, 1, 'one pack request to the server');
   const idx = pack.replace(/\.pack$/, '.idx');
   t.same([...r.repair.movedAside].sort(), [idx, pack].sort(), 'the damaged pack and its index were moved aside');
@@ -150,8 +167,11 @@ t.test('the only pack damaged: the full pack replaces it, clean after', async (t
   t.equal(r.clean, true);
   t.equal(r.repair.before.brokenObjects, 1);
   t.equal(r.packs.filter((p: { problems: string[] }) => p.problems.length > 0).length, 0, 'no pack fails its checksums');
-  t.same(await readBack(t, repo, releases[1], 'usr/lib/libold.so', m.dir),
-    execFileSync('git', ['--git-dir', serverRepo, 'cat-file', 'blob', oid]), 'right bytes');
+  t.same(
+    await readBack(t, repo, releases[1], 'usr/lib/libold.so', m.dir),
+    execFileSync('git', ['--git-dir', serverRepo, 'cat-file', 'blob', oid]),
+    'right bytes',
+  );
 });
 
 t.test('repair without gitroot.remote: one-line usage error, nothing changed', async (t) => {

@@ -25,7 +25,10 @@ function* states(): Generator<DeployState> {
       for (const previousGood of [[], [Q]]) {
         for (const booted of [null, B, G]) {
           yield {
-            ...emptyState(), good, previousGood, booted,
+            ...emptyState(),
+            good,
+            previousGood,
+            booted,
             pending: pending === null ? null : { revision: P, triesLeft: pending, tries: 3, stagedAt: T0 },
           };
         }
@@ -44,15 +47,19 @@ t.test('damaged revisions: passed over while anything else boots, the last resor
       for (let mask = 0; mask < 3 ** REVS.length; mask++) {
         const h: Record<string, RevisionHealth> = {};
         let m = mask;
-        for (const r of REVS) { h[r] = healths[m % 3]; m = Math.floor(m / 3); }
+        for (const r of REVS) {
+          h[r] = healths[m % 3];
+          m = Math.floor(m / 3);
+        }
         const sel = selectRevision({ state, cmdlineRevision: cmdline, health: (s) => h[s] ?? 'missing' });
         // The spec, from the rules without the fsck verdict: damaged counts as broken first...
-        const strict = selectRevision({ state, cmdlineRevision: cmdline, health: (s) => (h[s] === 'damaged' ? 'broken' : h[s] ?? 'missing') });
+        const strict = selectRevision({ state, cmdlineRevision: cmdline, health: (s) => (h[s] === 'damaged' ? 'broken' : (h[s] ?? 'missing')) });
         // ...and as readable only when nothing else can boot.
-        const loose = selectRevision({ state, cmdlineRevision: cmdline, health: (s) => (h[s] === 'damaged' ? 'ok' : h[s] ?? 'missing') });
+        const loose = selectRevision({ state, cmdlineRevision: cmdline, health: (s) => (h[s] === 'damaged' ? 'ok' : (h[s] ?? 'missing')) });
         cases++;
         if (strict.revision !== null) {
-          if (sel.revision !== strict.revision || sel.kind !== strict.kind) t.fail(`chose ${sel.revision} over undamaged ${strict.revision}`, { state, h, cmdline });
+          if (sel.revision !== strict.revision || sel.kind !== strict.kind)
+            t.fail(`chose ${sel.revision} over undamaged ${strict.revision}`, { state, h, cmdline });
           if (Object.values(h).includes('damaged') && loose.revision !== strict.revision) avoided++;
           if (JSON.stringify(sel.state) !== JSON.stringify(strict.state)) t.fail('state differs from the strict decision', { state, h });
         } else if (loose.revision !== null && h[loose.revision] === 'damaged') {
@@ -91,29 +98,65 @@ t.test('verdictHealth: as recorded while the packs are the same; after they chan
   const X1 = '1'.repeat(40);
   const X2 = '2'.repeat(40);
   const v: FsckVerdict = {
-    version: 1, checkedAt: T0, packSet: 'k1', clean: false, revisions: { [P]: 'broken', [G]: 'ok', [Q]: 'missing' }, brokenObjects: { [P]: [X1, X2] },
+    version: 1,
+    checkedAt: T0,
+    packSet: 'k1',
+    clean: false,
+    revisions: { [P]: 'broken', [G]: 'ok', [Q]: 'missing' },
+    brokenObjects: { [P]: [X1, X2] },
   };
   const never = () => t.fail('no object is read while the pack set is unchanged');
-  t.equal(verdictHealth(v, 'k1', P, () => { never(); return false; }), 'damaged');
+  t.equal(
+    verdictHealth(v, 'k1', P, () => {
+      never();
+      return false;
+    }),
+    'damaged',
+  );
   t.equal(verdictHealth(v, 'k1', Q), 'damaged');
   t.equal(verdictHealth(v, 'k1', G), null, 'found fine');
   t.equal(verdictHealth(v, 'k1', B), null, 'not checked');
   const asked: string[] = [];
-  t.equal(verdictHealth(v, 'k2', P, (oid) => { asked.push(oid); return oid === X2; }), 'damaged', 'packs changed, one object still broken');
+  t.equal(
+    verdictHealth(v, 'k2', P, (oid) => {
+      asked.push(oid);
+      return oid === X2;
+    }),
+    'damaged',
+    'packs changed, one object still broken',
+  );
   t.same(asked, [X1, X2], 'the listed objects are re-read');
-  t.equal(verdictHealth(v, 'k2', P, () => false), null, 'packs changed and every listed object reads now: repaired');
-  t.equal(verdictHealth(v, 'k2', Q, () => true), null, 'no object listed: a changed pack set retires it');
-  t.equal(verdictHealth({ ...v, brokenObjects: undefined }, 'k2', P, () => true), null, 'a verdict without the list: retired too');
+  t.equal(
+    verdictHealth(v, 'k2', P, () => false),
+    null,
+    'packs changed and every listed object reads now: repaired',
+  );
+  t.equal(
+    verdictHealth(v, 'k2', Q, () => true),
+    null,
+    'no object listed: a changed pack set retires it',
+  );
+  t.equal(
+    verdictHealth({ ...v, brokenObjects: undefined }, 'k2', P, () => true),
+    null,
+    'a verdict without the list: retired too',
+  );
   t.equal(verdictHealth(null, 'k1', P), null, 'no verdict');
 });
 
 t.test('planRoots: every kept revision once, with all its roles; refs by what they name', async (t) => {
   const state: DeployState = {
-    ...emptyState(), good: G, booted: G, previousGood: [Q], pending: { revision: P, triesLeft: 1, tries: 3, stagedAt: T0 },
+    ...emptyState(),
+    good: G,
+    booted: G,
+    previousGood: [Q],
+    pending: { revision: P, triesLeft: 1, tries: 3, stagedAt: T0 },
     staged: { [P]: { kernelDir: P, kernel: 'vmlinuz', initrd: 'initrd.img', kernelVersion: null, kernelSource: null, options: '', stagedAt: T0 } },
   };
   const roots = planRoots(state, [
-    { name: 'refs/gitroot/fetched/main', oid: P }, { name: 'refs/tags/v1', oid: B, peeled: Q }, { name: 'refs/heads/x', oid: G, symref: 'refs/heads/y' },
+    { name: 'refs/gitroot/fetched/main', oid: P },
+    { name: 'refs/tags/v1', oid: B, peeled: Q },
+    { name: 'refs/heads/x', oid: G, symref: 'refs/heads/y' },
   ]);
   t.same(roots, [
     { revision: G, roles: ['good', 'booted'] },
@@ -128,22 +171,49 @@ t.test('buildReport: each broken object lists every revision and path it breaks;
   const X = '9'.repeat(40);
   const walk: WalkResult = {
     revisions: [
-      { revision: P, roles: ['pending'], status: 'broken', broken: [{ oid: X, path: 'usr/bin/ls' }, { oid: X, path: 'bin/ls' }], manifest: { status: 'ok', entries: 3 } },
+      {
+        revision: P,
+        roles: ['pending'],
+        status: 'broken',
+        broken: [
+          { oid: X, path: 'usr/bin/ls' },
+          { oid: X, path: 'bin/ls' },
+        ],
+        manifest: { status: 'ok', entries: 3 },
+      },
       { revision: G, roles: ['good'], status: 'broken', broken: [{ oid: X, path: 'usr/bin/ls' }], manifest: { status: 'ok', entries: 3 } },
       { revision: Q, roles: ['previous-good'], status: 'ok', broken: [], manifest: { status: 'absent' } },
     ],
     broken: new Map([[X, { oid: X, problem: 'corrupt', expected: 'blob', where: '/r/objects/pack/p.pack', detail: 'incorrect data check' }]]),
-    reachable: new Set([X]), packs: [], damagedCopies: [], objectsChecked: 10, bytesChecked: 100,
+    reachable: new Set([X]),
+    packs: [],
+    damagedCopies: [],
+    objectsChecked: 10,
+    bytesChecked: 100,
   };
   const r = buildReport(walk, { repo: '/r', checkedAt: T0, durationMs: 5, complete: true });
   t.equal(r.clean, false);
-  t.same(r.objects.map((o) => o.breaks), [[{ revision: P, paths: ['bin/ls', 'usr/bin/ls'] }, { revision: G, paths: ['usr/bin/ls'] }]]);
+  t.same(
+    r.objects.map((o) => o.breaks),
+    [
+      [
+        { revision: P, paths: ['bin/ls', 'usr/bin/ls'] },
+        { revision: G, paths: ['usr/bin/ls'] },
+      ],
+    ],
+  );
   t.same(verdictOf(r, 'k').revisions, { [P]: 'broken', [G]: 'broken', [Q]: 'ok' });
   t.same(verdictOf(r, 'k').brokenObjects, { [P]: [X], [G]: [X] }, 'each broken revision lists its broken objects once');
   const clean = buildReport({ ...walk, revisions: [walk.revisions[2]], broken: new Map() }, { repo: '/r', checkedAt: T0, durationMs: 5, complete: true });
   t.equal(clean.clean, true);
-  const packBad = buildReport({ ...walk, revisions: [walk.revisions[2]], broken: new Map(),
-    packs: [{ pack: 'p.pack', index: 'p.idx', objects: 1, bytes: 1, problems: ['the .pack checksum does not match its content'] }] },
-  { repo: '/r', checkedAt: T0, durationMs: 5, complete: true });
+  const packBad = buildReport(
+    {
+      ...walk,
+      revisions: [walk.revisions[2]],
+      broken: new Map(),
+      packs: [{ pack: 'p.pack', index: 'p.idx', objects: 1, bytes: 1, problems: ['the .pack checksum does not match its content'] }],
+    },
+    { repo: '/r', checkedAt: T0, durationMs: 5, complete: true },
+  );
   t.equal(packBad.clean, false, 'a pack failing its checksum is damage even when every object reads');
 });

@@ -37,7 +37,9 @@ t.test('flipped bytes in a loose object and in pack entries: EIO for those files
   await withLock(dir, {}, (lock) => writeState(lock, { ...emptyState(), good: r2, booted: r2 } as DeployState));
 
   const blob = (p: string) => gitSync(['--git-dir', repo, 'rev-parse', `${r2}:${p}`]);
-  const files = gitSync(['--git-dir', repo, 'ls-tree', '-r', '--name-only', r2]).split('\n').filter((p) => p !== '.gitroot.mtree');
+  const files = gitSync(['--git-dir', repo, 'ls-tree', '-r', '--name-only', r2])
+    .split('\n')
+    .filter((p) => p !== '.gitroot.mtree');
   const expected = new Map(files.map((p) => [p, execFileSync('git', ['--git-dir', repo, 'cat-file', 'blob', blob(p)], { maxBuffer: 1 << 28 })]));
 
   // The loose object of usr/bin/new (the second commit wrote it loose).
@@ -47,8 +49,16 @@ t.test('flipped bytes in a loose object and in pack entries: EIO for those files
   flip(loose, Math.floor(fs.statSync(loose).size / 2));
   // Pack entries of a small file and of the big one.
   const packDir = path.join(repo, 'objects', 'pack');
-  const idx = path.join(packDir, fs.readdirSync(packDir).find((n) => n.endsWith('.idx'))!);
-  const rows = new Map(gitSync(['--git-dir', repo, 'verify-pack', '-v', idx]).split('\n').map((l) => l.split(/\s+/)).map((c) => [c[0], c]));
+  const idx = path.join(
+    packDir,
+    fs.readdirSync(packDir).find((n) => n.endsWith('.idx'))!,
+  );
+  const rows = new Map(
+    gitSync(['--git-dir', repo, 'verify-pack', '-v', idx])
+      .split('\n')
+      .map((l) => l.split(/\s+/))
+      .map((c) => [c[0], c]),
+  );
   const damaged = new Map<string, string>([['usr/bin/new', looseOid]]);
   for (const p of ['usr/bin/tool7', 'usr/lib/big.so']) {
     const oid = blob(p);
@@ -92,7 +102,10 @@ t.test('flipped bytes in a loose object and in pack entries: EIO for those files
   const r = gitroot(['fsck', '--dir', dir, '--json']);
   t.equal(r.status, 4);
   const rep = JSON.parse(r.stdout);
-  t.same(rep.objects.map((o: { oid: string; breaks: Array<{ revision: string; paths: string[] }> }) => [o.oid, o.breaks]).sort(),
-    [...damaged].map(([p, oid]) => [oid, [{ revision: r2, paths: [p] }]]).sort(), 'fsck names exactly the three objects and their paths');
+  t.same(
+    rep.objects.map((o: { oid: string; breaks: Array<{ revision: string; paths: string[] }> }) => [o.oid, o.breaks]).sort(),
+    [...damaged].map(([p, oid]) => [oid, [{ revision: r2, paths: [p] }]]).sort(),
+    'fsck names exactly the three objects and their paths',
+  );
   t.equal(rep.objects.find((o: { oid: string }) => o.oid === looseOid).where, loose, 'the loose copy is named');
 });

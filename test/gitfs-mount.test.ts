@@ -77,7 +77,11 @@ t.test('Debian root filesystem: commit, mount, identical entry by entry', async 
   t.match(statSync(join(mnt, 'tmp')).mode & 0o7777, 0o1777, '/tmp is 1777');
   t.equal(statSync(join(mnt, 'usr/bin/su')).mode & 0o7777, 0o4755, 'su is setuid');
   t.equal(statSync(join(mnt, 'etc/shadow')).gid, 42, '/etc/shadow belongs to group shadow');
-  t.match(sh(`setpriv --reuid=65534 --regid=65534 --clear-groups ${mnt}/usr/bin/passwd -S root 2>&1 || true`), /root/, 'passwd (setuid root) can read /etc/shadow as nobody');
+  t.match(
+    sh(`setpriv --reuid=65534 --regid=65534 --clear-groups ${mnt}/usr/bin/passwd -S root 2>&1 || true`),
+    /root/,
+    'passwd (setuid root) can read /etc/shadow as nobody',
+  );
   t.equal(gitroot(['umount', mnt]).status, 0, 'umount');
   t.ok(await waitExit(m.pid), 'daemon exits');
 });
@@ -121,7 +125,14 @@ t.test('--rev serves older commits, tags and branches', async (t) => {
   sh(`git -C ${repo} tag -a v1 -m v1 ${one} && git -C ${repo} branch old ${one}`);
   const mnt = join(dir, 'mnt');
   mkdirSync(mnt);
-  for (const [rev, want] of [[one, '1\n'], [one.slice(0, 10), '1\n'], ['v1', '1\n'], ['old', '1\n'], ['master', '2\n'], ['HEAD', '2\n']]) {
+  for (const [rev, want] of [
+    [one, '1\n'],
+    [one.slice(0, 10), '1\n'],
+    ['v1', '1\n'],
+    ['old', '1\n'],
+    ['master', '2\n'],
+    ['HEAD', '2\n'],
+  ]) {
     const m = mount(t, mnt, repo, ['--rev', rev]);
     t.equal(readFileSync(join(mnt, 'version'), 'utf8'), want, `--rev ${rev}`);
     t.equal(gitroot(['umount', mnt]).status, 0);
@@ -141,7 +152,12 @@ t.test('--foreground serves until unmounted, then exits 0', async (t) => {
   const { spawn } = await import('node:child_process');
   const { CLI } = await import('./helpers/cli.js');
   const child = spawn(process.execPath, [CLI, 'mount', mnt, '--repo', repo, '--foreground'], { stdio: 'ignore' });
-  t.teardown(() => { if (child.exitCode === null) { sh(`umount -l ${mnt} || true`); child.kill('SIGKILL'); } });
+  t.teardown(() => {
+    if (child.exitCode === null) {
+      sh(`umount -l ${mnt} || true`);
+      child.kill('SIGKILL');
+    }
+  });
   for (let i = 0; i < 500 && !isMounted(mnt); i++) await new Promise((r) => setTimeout(r, 20));
   t.equal(readFileSync(join(mnt, 'f'), 'utf8'), 'foreground\n', 'serves');
   const exited = new Promise<number | null>((r) => child.on('exit', (code) => r(code)));

@@ -52,7 +52,9 @@ function switchTo(mnt: string, rev: string, extra: string[] = []): { status: num
   let json = null;
   try {
     json = JSON.parse(r.stdout);
-  } catch { /* a refusal prints nothing on stdout */ }
+  } catch {
+    /* a refusal prints nothing on stdout */
+  }
   return { status: r.status, json, stderr: r.stderr };
 }
 
@@ -115,7 +117,13 @@ t.test('switch: old fds read old bytes, new lookups see the new tree, unchanged 
   t.equal(fs.readFileSync(at('usr/bin/keep'), 'utf8'), '#!/bin/sh\necho keep\n');
   t.notOk(fs.existsSync(at('etc/added')), 'etc/added does not exist in A (the kernel caches that)');
   t.equal(fs.readFileSync(at('dir2file/inner/f'), 'utf8'), 'inside a directory\n');
-  const before = { same: ino(at('etc/same.conf')), keep: ino(at('usr/bin/keep')), etc: ino(at('etc')), changed: ino(at('etc/changed.conf')), tool: ino(at('usr/bin/tool')) };
+  const before = {
+    same: ino(at('etc/same.conf')),
+    keep: ino(at('usr/bin/keep')),
+    etc: ino(at('etc')),
+    changed: ino(at('etc/changed.conf')),
+    tool: ino(at('usr/bin/tool')),
+  };
   const sameCached = cached(at('etc/same.conf'));
   t.ok(sameCached >= 200_000, `etc/same.conf is in the page cache (${sameCached} bytes)`);
   const oldChanged = fs.openSync(at('etc/changed.conf'), 'r');
@@ -123,7 +131,9 @@ t.test('switch: old fds read old bytes, new lookups see the new tree, unchanged 
   const firstPart = Buffer.alloc(1000);
   fs.readSync(oldChanged, firstPart, 0, 1000, 0); // half read before the switch
   const cwdProbe = spawn('sleep', ['60'], { cwd: at('dir2file/inner'), stdio: 'ignore' }); // a process inside a directory B removes
-  t.teardown(() => { cwdProbe.kill('SIGKILL'); });
+  t.teardown(() => {
+    cwdProbe.kill('SIGKILL');
+  });
   const sw = switchTo(mnt, B);
   t.equal(sw.status, 0, `switch succeeds: ${sw.stderr}`);
   t.match(sw.json, { from: A, to: B, changed: true }, 'the answer names both revisions');
@@ -150,7 +160,7 @@ t.test('switch: old fds read old bytes, new lookups see the new tree, unchanged 
   t.equal(fs.statSync(at('etc/moded')).mode & 0o7777, 0o600, 'a changed mode shows');
   t.equal(fs.statSync(at('etc/owned')).uid, 65534, 'a changed owner shows');
   t.equal(fs.readlinkSync(at('etc/link')), 'same.conf', 'a changed symlink shows');
-  t.same(fs.readdirSync(at('etc')).sort(), ['added', 'changed.conf', 'link', 'moded', 'owned', 'same.conf'], 'the listing is B\'s');
+  t.same(fs.readdirSync(at('etc')).sort(), ['added', 'changed.conf', 'link', 'moded', 'owned', 'same.conf'], "the listing is B's");
   t.equal(sh('ls; cat f', `/proc/${cwdProbe.pid}/cwd`), 'f\ninside a directory\n', 'a process inside a removed directory still lists and reads it as it was');
 
   const statsSwitched = serving(mnt).stats;
@@ -161,7 +171,7 @@ t.test('switch: old fds read old bytes, new lookups see the new tree, unchanged 
   t.equal(ino(at('etc')), before.etc, 'a changed directory keeps its inode number');
   t.not(ino(at('etc/changed.conf')), before.changed, 'a changed file has a new inode');
   t.not(ino(at('usr/bin/tool')), before.tool, 'a changed program has a new inode');
-  t.equal(cached(at('etc/same.conf')), sameCached, 'the unchanged file\'s pages are still cached');
+  t.equal(cached(at('etc/same.conf')), sameCached, "the unchanged file's pages are still cached");
   const readsBefore = serving(mnt).stats.reads;
   t.ok(fs.readFileSync(at('etc/same.conf')).equals(pattern('same', 200_000)), 'the unchanged file reads');
   t.equal(serving(mnt).stats.reads, readsBefore, 'from the page cache: the daemon was not asked to read it again');
@@ -307,12 +317,21 @@ t.test('switch under concurrent readers: no error, every read is all of one revi
   `;
   const stop = path.join(r.dir, 'stop');
   const SWITCHES = 8;
-  const readers = [1, 2, 3].map((seed) => new Promise<{ reads: number; A: number; B: number; same: number; lists: number; errors: string[]; wrong: string[] }>((resolve, reject) => {
-    const c = spawn(process.execPath, ['-e', reader, mnt, stop, String(seed)], { stdio: ['ignore', 'pipe', 'inherit'] });
-    let out = '';
-    c.stdout.on('data', (d) => (out += d));
-    c.on('exit', () => { try { resolve(JSON.parse(out)); } catch (e) { reject(e); } });
-  }));
+  const readers = [1, 2, 3].map(
+    (seed) =>
+      new Promise<{ reads: number; A: number; B: number; same: number; lists: number; errors: string[]; wrong: string[] }>((resolve, reject) => {
+        const c = spawn(process.execPath, ['-e', reader, mnt, stop, String(seed)], { stdio: ['ignore', 'pipe', 'inherit'] });
+        let out = '';
+        c.stdout.on('data', (d) => (out += d));
+        c.on('exit', () => {
+          try {
+            resolve(JSON.parse(out));
+          } catch (e) {
+            reject(e);
+          }
+        });
+      }),
+  );
   // Switch back and forth while they read; every switch must succeed.
   let switches = 0;
   const failures: string[] = [];
@@ -331,9 +350,23 @@ t.test('switch under concurrent readers: no error, every read is all of one revi
   fs.writeFileSync(stop, '');
   const results = await Promise.all(readers);
   t.same(failures, [], `${switches} switches, all succeeded`);
-  const total = results.reduce((a, x) => ({ reads: a.reads + x.reads, A: a.A + x.A, B: a.B + x.B, same: a.same + x.same, lists: a.lists + x.lists }), { reads: 0, A: 0, B: 0, same: 0, lists: 0 });
-  t.same(results.flatMap((x) => x.errors), [], `no read failed (${total.reads} reads, ${total.lists} listings)`);
-  t.same(results.flatMap((x) => x.wrong), [], 'every file read was all of one revision, every listing all of one');
+  const total = results.reduce((a, x) => ({ reads: a.reads + x.reads, A: a.A + x.A, B: a.B + x.B, same: a.same + x.same, lists: a.lists + x.lists }), {
+    reads: 0,
+    A: 0,
+    B: 0,
+    same: 0,
+    lists: 0,
+  });
+  t.same(
+    results.flatMap((x) => x.errors),
+    [],
+    `no read failed (${total.reads} reads, ${total.lists} listings)`,
+  );
+  t.same(
+    results.flatMap((x) => x.wrong),
+    [],
+    'every file read was all of one revision, every listing all of one',
+  );
   t.ok(total.A > 0 && total.B > 0, `both revisions were read (A ${total.A}, B ${total.B}, unchanged ${total.same})`);
   t.equal(gitroot(['umount', mnt]).status, 0);
 });
@@ -352,7 +385,8 @@ t.test('refusals: an unknown revision, a damaged tree, an untrusted revision cha
   // A commit whose tree is a blob, and one whose tree is missing (as git would store them).
   const blob = spawnSync('git', ['--git-dir', r.repo, 'hash-object', '-w', '--stdin'], { input: 'not a tree\n', encoding: 'utf8' }).stdout.trim();
   const body = (tree: string) => `tree ${tree}\nauthor a <a@a> 1700000000 +0000\ncommitter a <a@a> 1700000000 +0000\n\nbroken\n`;
-  const lit = (text: string) => spawnSync('git', ['--git-dir', r.repo, 'hash-object', '-w', '-t', 'commit', '--literally', '--stdin'], { input: text, encoding: 'utf8' }).stdout.trim();
+  const lit = (text: string) =>
+    spawnSync('git', ['--git-dir', r.repo, 'hash-object', '-w', '-t', 'commit', '--literally', '--stdin'], { input: text, encoding: 'utf8' }).stdout.trim();
   const blobTree = lit(body(blob));
   const missingTree = lit(body('1'.repeat(40)));
 
@@ -392,8 +426,9 @@ t.test('refusals: an unknown revision, a damaged tree, an untrusted revision cha
   t.match(notMount.stderr, /is not a gitroot mount/);
   t.equal(gitroot(['switch', mnt]).status, 2, 'no --rev: usage error');
   fs.chmodSync(r.dir, 0o755); // the mountpoint must be reachable for the check to be the socket's
-  const nobody = spawnSync('setpriv', ['--reuid=65534', '--regid=65534', '--clear-groups', process.execPath,
-    CLI, 'switch', mnt, '--rev', A], { encoding: 'utf8' });
+  const nobody = spawnSync('setpriv', ['--reuid=65534', '--regid=65534', '--clear-groups', process.execPath, CLI, 'switch', mnt, '--rev', A], {
+    encoding: 'utf8',
+  });
   t.equal(nobody.status, 5, 'only root may switch');
   t.match(nobody.stderr, /only root may switch/);
   t.equal(version(), 'C\n', 'nothing changed');

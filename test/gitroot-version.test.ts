@@ -11,7 +11,7 @@ import { PROJECT_ROOT, gitroot } from './helpers/cli.js';
 
 const pkg = JSON.parse(readFileSync(join(PROJECT_ROOT, 'package.json'), 'utf8')) as { version: string };
 
-t.test('the constant is package.json\'s version (run node scripts/sync-version.mjs when not)', async (t) => {
+t.test("the constant is package.json's version (run node scripts/sync-version.mjs when not)", async (t) => {
   t.equal(GITROOT_VERSION, pkg.version);
   t.equal(USER_AGENT, `gitroot/${pkg.version}`);
   const { versionModule } = (await import(join(PROJECT_ROOT, 'scripts', 'sync-version.mjs'))) as { versionModule: (v: string) => string };

@@ -31,7 +31,10 @@ t.test('checks run sorted; all pass', async (t) => {
   script(dir, '10-net', `echo net >> ${order}; echo "rev $GITROOT_REVISION in $GITROOT_DIR from $(pwd)"; echo warn >&2`);
   const r = await runHealthChecks({ healthDir: dir, env: { GITROOT_REVISION: 'abc', GITROOT_DIR: '/gitroot' } });
   t.equal(r.ok, true);
-  t.same(r.checks.map((c) => c.name), ['10-net', '20-disk']);
+  t.same(
+    r.checks.map((c) => c.name),
+    ['10-net', '20-disk'],
+  );
   t.equal(fs.readFileSync(order, 'utf8'), 'net\ndisk\n', 'one after the other, in name order');
   t.match(r.checks[0], { ok: true, exitCode: 0, signal: null, timedOut: false, lastLine: 'warn' });
   t.match(r.checks[0].output, /rev abc in \/gitroot from \/\n/, 'environment and cwd /');
@@ -46,11 +49,22 @@ t.test('a failing check vetoes; every check still runs; the veto names the first
   script(dir, '40-ok', 'exit 0');
   const r = await runHealthChecks({ healthDir: dir });
   t.equal(r.ok, false);
-  t.same(r.checks.map((c) => [c.name, c.ok, c.exitCode]), [['10-ok', true, 0], ['20-net', false, 3], ['30-silent', false, 1], ['40-ok', true, 0]]);
+  t.same(
+    r.checks.map((c) => [c.name, c.ok, c.exitCode]),
+    [
+      ['10-ok', true, 0],
+      ['20-net', false, 3],
+      ['30-silent', false, 1],
+      ['40-ok', true, 0],
+    ],
+  );
   const e = healthVeto(r);
   t.equal(e.code, 'ESTATE');
-  t.equal(e.message, `mark-good: health check ${path.join(dir, '20-net')} failed (exit 3): gateway 10.0.0.1 unreachable (and 1 more: 30-silent); ` +
-    'the revision is not marked good and the state is unchanged');
+  t.equal(
+    e.message,
+    `mark-good: health check ${path.join(dir, '20-net')} failed (exit 3): gateway 10.0.0.1 unreachable (and 1 more: 30-silent); ` +
+      'the revision is not marked good and the state is unchanged',
+  );
   t.match(e.data, { script: path.join(dir, '20-net'), failed: ['20-net', '30-silent'], lastLine: 'gateway 10.0.0.1 unreachable', exitCode: 3 });
   const silent = healthVeto({ ...r, checks: [r.checks[2]] });
   t.match(silent.message, /30-silent failed \(exit 1\), printing nothing; /);
@@ -81,7 +95,11 @@ t.test('what is not run: not executable, hidden, backups, directories; a missing
   fs.symlinkSync(path.join(dir, 'nowhere'), path.join(dir, '60-dangling'));
   const r = await runHealthChecks({ healthDir: dir });
   t.equal(r.ok, true);
-  t.same(r.checks.map((c) => c.name), ['40-real', '50-link'], 'a symlink to an executable runs');
+  t.same(
+    r.checks.map((c) => c.name),
+    ['40-real', '50-link'],
+    'a symlink to an executable runs',
+  );
   t.same(Object.fromEntries(r.skipped.map((s) => [s.name, s.why])), {
     '.hidden': 'hidden',
     '10-plain': 'not executable',

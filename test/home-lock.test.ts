@@ -39,22 +39,27 @@ function child(t: Test, args: string[]): Child {
     else lines.push(l);
   });
   let stderr = '';
-  proc.stderr!.on('data', (d) => { stderr += d; });
-  const exited = new Promise<number | null>((resolve) => proc.on('exit', (code) => {
-    if (code !== 0 && code !== null) t.comment(`child stderr: ${stderr}`);
-    resolve(code);
-  }));
+  proc.stderr!.on('data', (d) => {
+    stderr += d;
+  });
+  const exited = new Promise<number | null>((resolve) =>
+    proc.on('exit', (code) => {
+      if (code !== 0 && code !== null) t.comment(`child stderr: ${stderr}`);
+      resolve(code);
+    }),
+  );
   t.teardown(() => {
     if (proc.exitCode === null && proc.signalCode === null) proc.kill('SIGKILL');
   });
   return {
     proc,
     exited,
-    line: () => new Promise((resolve) => {
-      const l = lines.shift();
-      if (l !== undefined) resolve(l);
-      else waiters.push(resolve);
-    }),
+    line: () =>
+      new Promise((resolve) => {
+        const l = lines.shift();
+        if (l !== undefined) resolve(l);
+        else waiters.push(resolve);
+      }),
   };
 }
 
@@ -112,8 +117,12 @@ t.test('a holder killed with SIGKILL leaves a stale lock that is broken', async 
 t.test('stale records: pid reuse, earlier boot, dead pid, garbage; a live record is respected', async (t) => {
   const home = tempDir(t, 'lock');
   const base = {
-    pid: process.ppid, startTime: processStartTime(process.ppid) as string, bootId: currentBootId(),
-    command: 'gitroot fetch', acquiredAt: new Date().toISOString(), token: 'x',
+    pid: process.ppid,
+    startTime: processStartTime(process.ppid) as string,
+    bootId: currentBootId(),
+    command: 'gitroot fetch',
+    acquiredAt: new Date().toISOString(),
+    token: 'x',
   };
   const cases: [string, string, boolean][] = [
     ['live parent process', JSON.stringify(base), false],
@@ -163,8 +172,11 @@ t.test('assertHeld notices a lock removed and taken by someone else; release lea
 
 t.test('withLock releases on a throwing callback', async (t) => {
   const home = tempDir(t, 'lock');
-  await t.rejects(withLock(home, {}, () => {
-    throw new Error('boom');
-  }), /boom/);
+  await t.rejects(
+    withLock(home, {}, () => {
+      throw new Error('boom');
+    }),
+    /boom/,
+  );
   t.equal(fs.existsSync(lockPath(home)), false);
 });

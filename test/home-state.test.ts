@@ -9,7 +9,19 @@ import t from 'tap';
 import fs from 'node:fs';
 import path from 'node:path';
 import { LockedError, StateError } from '../lib/errors/errors.js';
-import { type DeployState, FAILED_LIMIT, PREVIOUS_GOOD_LIMIT, emptyState, parseState, planRetention, readState, withFailed, withGood, withPrunedStaged, writeState } from '../lib/home/home-state.js';
+import {
+  type DeployState,
+  FAILED_LIMIT,
+  PREVIOUS_GOOD_LIMIT,
+  emptyState,
+  parseState,
+  planRetention,
+  readState,
+  withFailed,
+  withGood,
+  withPrunedStaged,
+  writeState,
+} from '../lib/home/home-state.js';
 import { lastFetchPath, statePath, lockPath } from '../lib/home/home-layout.js';
 import { readLastFetch, writeLastFetch } from '../lib/home/last-fetch.js';
 import { acquireLock, releaseLock, withLock } from '../lib/home/home-lock.js';
@@ -18,9 +30,13 @@ import { tempDir } from './helpers/temp-dir.js';
 const sha = (n: number): string => n.toString(16).padStart(40, '0');
 const T0 = '2026-01-02T03:04:05.000Z';
 const staged = (kernelDir: string | null) => ({
-  kernelDir, kernel: kernelDir === null ? null : 'vmlinuz', initrd: kernelDir === null ? null : 'initrd.img',
-  kernelVersion: kernelDir === null ? null : '6.1.0-10-amd64', kernelSource: kernelDir === null ? null : 'boot/vmlinuz-6.1.0-10-amd64',
-  options: 'boot=gitroot quiet', stagedAt: T0,
+  kernelDir,
+  kernel: kernelDir === null ? null : 'vmlinuz',
+  initrd: kernelDir === null ? null : 'initrd.img',
+  kernelVersion: kernelDir === null ? null : '6.1.0-10-amd64',
+  kernelSource: kernelDir === null ? null : 'boot/vmlinuz-6.1.0-10-amd64',
+  options: 'boot=gitroot quiet',
+  stagedAt: T0,
 });
 
 function sample(): DeployState {
@@ -47,7 +63,11 @@ t.test('write then read keeps every field; the file is pretty JSON written atomi
   t.same(readState(home), sample());
   const text = fs.readFileSync(statePath(home), 'utf8');
   t.match(text, /^\{\n {2}"version": 1,/);
-  t.same(fs.readdirSync(home).filter((n) => n.includes('.tmp-')), [], 'no temp file left');
+  t.same(
+    fs.readdirSync(home).filter((n) => n.includes('.tmp-')),
+    [],
+    'no temp file left',
+  );
 });
 
 t.test('every kind of damage is a StateError naming the file and the fix', async (t) => {
@@ -64,29 +84,145 @@ t.test('every kind of damage is a StateError naming the file and the fix', async
     ['truncated JSON', good.slice(0, good.length / 2)],
     ['not an object', '[1,2]'],
     ['null', 'null'],
-    ['newer version', mutate((s) => { s.version = 2; })],
-    ['missing version', mutate((s) => { delete s.version; })],
-    ['good not a sha', mutate((s) => { s.good = 'master'; })],
-    ['good upper case', mutate((s) => { s.good = sha(1).toUpperCase().replace(/^0/, 'A'); })],
-    ['booted a number', mutate((s) => { s.booted = 7; })],
-    ['pending without revision', mutate((s) => { delete s.pending.revision; })],
-    ['pending triesLeft negative', mutate((s) => { s.pending.triesLeft = -1; })],
-    ['pending triesLeft above tries', mutate((s) => { s.pending.triesLeft = 4; })],
-    ['pending tries zero', mutate((s) => { s.pending.tries = 0; s.pending.triesLeft = 0; })],
-    ['pending tries fractional', mutate((s) => { s.pending.tries = 2.5; })],
-    ['pending stagedAt not a date', mutate((s) => { s.pending.stagedAt = 'yesterday'; })],
-    ['failed not a list', mutate((s) => { s.failed = sha(3); })],
-    ['failed with a duplicate', mutate((s) => { s.failed = [sha(3), sha(3)]; })],
-    ['failed too long', mutate((s) => { s.failed = Array.from({ length: FAILED_LIMIT + 1 }, (_, i) => sha(100 + i)); })],
-    ['previousGood too long', mutate((s) => { s.previousGood = Array.from({ length: PREVIOUS_GOOD_LIMIT + 1 }, (_, i) => sha(100 + i)); })],
-    ['previousGood contains good', mutate((s) => { s.previousGood = [sha(1)]; })],
-    ['staged key not a sha', mutate((s) => { s.staged.abc = s.staged[sha(1)]; })],
-    ['staged kernel path escapes', mutate((s) => { s.staged[sha(1)].kernel = '../../etc/passwd'; })],
-    ['staged kernel without kernelDir', mutate((s) => { s.staged[sha(1)].kernelDir = null; })],
-    ['staged kernelDir without kernel', mutate((s) => { s.staged[sha(1)].kernel = null; })],
-    ['staged options with a newline', mutate((s) => { s.staged[sha(1)].options = 'a\nb'; })],
-    ['staged missing stagedAt', mutate((s) => { delete s.staged[sha(1)].stagedAt; })],
-    ['staged not an object', mutate((s) => { s.staged = []; })],
+    [
+      'newer version',
+      mutate((s) => {
+        s.version = 2;
+      }),
+    ],
+    [
+      'missing version',
+      mutate((s) => {
+        delete s.version;
+      }),
+    ],
+    [
+      'good not a sha',
+      mutate((s) => {
+        s.good = 'master';
+      }),
+    ],
+    [
+      'good upper case',
+      mutate((s) => {
+        s.good = sha(1).toUpperCase().replace(/^0/, 'A');
+      }),
+    ],
+    [
+      'booted a number',
+      mutate((s) => {
+        s.booted = 7;
+      }),
+    ],
+    [
+      'pending without revision',
+      mutate((s) => {
+        delete s.pending.revision;
+      }),
+    ],
+    [
+      'pending triesLeft negative',
+      mutate((s) => {
+        s.pending.triesLeft = -1;
+      }),
+    ],
+    [
+      'pending triesLeft above tries',
+      mutate((s) => {
+        s.pending.triesLeft = 4;
+      }),
+    ],
+    [
+      'pending tries zero',
+      mutate((s) => {
+        s.pending.tries = 0;
+        s.pending.triesLeft = 0;
+      }),
+    ],
+    [
+      'pending tries fractional',
+      mutate((s) => {
+        s.pending.tries = 2.5;
+      }),
+    ],
+    [
+      'pending stagedAt not a date',
+      mutate((s) => {
+        s.pending.stagedAt = 'yesterday';
+      }),
+    ],
+    [
+      'failed not a list',
+      mutate((s) => {
+        s.failed = sha(3);
+      }),
+    ],
+    [
+      'failed with a duplicate',
+      mutate((s) => {
+        s.failed = [sha(3), sha(3)];
+      }),
+    ],
+    [
+      'failed too long',
+      mutate((s) => {
+        s.failed = Array.from({ length: FAILED_LIMIT + 1 }, (_, i) => sha(100 + i));
+      }),
+    ],
+    [
+      'previousGood too long',
+      mutate((s) => {
+        s.previousGood = Array.from({ length: PREVIOUS_GOOD_LIMIT + 1 }, (_, i) => sha(100 + i));
+      }),
+    ],
+    [
+      'previousGood contains good',
+      mutate((s) => {
+        s.previousGood = [sha(1)];
+      }),
+    ],
+    [
+      'staged key not a sha',
+      mutate((s) => {
+        s.staged.abc = s.staged[sha(1)];
+      }),
+    ],
+    [
+      'staged kernel path escapes',
+      mutate((s) => {
+        s.staged[sha(1)].kernel = '../../etc/passwd';
+      }),
+    ],
+    [
+      'staged kernel without kernelDir',
+      mutate((s) => {
+        s.staged[sha(1)].kernelDir = null;
+      }),
+    ],
+    [
+      'staged kernelDir without kernel',
+      mutate((s) => {
+        s.staged[sha(1)].kernel = null;
+      }),
+    ],
+    [
+      'staged options with a newline',
+      mutate((s) => {
+        s.staged[sha(1)].options = 'a\nb';
+      }),
+    ],
+    [
+      'staged missing stagedAt',
+      mutate((s) => {
+        delete s.staged[sha(1)].stagedAt;
+      }),
+    ],
+    [
+      'staged not an object',
+      mutate((s) => {
+        s.staged = [];
+      }),
+    ],
   ];
   for (const [name, text] of cases) {
     fs.writeFileSync(statePath(home), text);
@@ -163,7 +299,12 @@ t.test('last-fetch record: separate file, round trip, damage is a StateError, ne
   t.equal(readLastFetch(home), null);
   writeLastFetch(home, { at: T0, result: 'failed', revision: null, bytes: 1234, error: { code: 'ENETWORK', message: 'timed out' } });
   t.same(readLastFetch(home), {
-    version: 1, at: T0, result: 'failed', revision: null, bytes: 1234, error: { code: 'ENETWORK', message: 'timed out' },
+    version: 1,
+    at: T0,
+    result: 'failed',
+    revision: null,
+    bytes: 1234,
+    error: { code: 'ENETWORK', message: 'timed out' },
   });
   t.equal(fs.existsSync(statePath(home)), false, 'state.json untouched');
   fs.writeFileSync(lastFetchPath(home), '{"version":1,"result":"exploded"}');

@@ -77,7 +77,13 @@ for (const place of ['config file', 'fleet config', 'kernel command line'] as Pl
       for (const value of VALUES) {
         const base = path.join(work, `m${++n}`);
         fs.mkdirSync(path.join(base, 'boot'), { recursive: true });
-        const conf = [`gitroot.remote=${server.url('os.git')}`, 'gitroot.bootloader=bls', `gitroot.boot=${path.join(base, 'boot')}`, 'gitroot.retries=0', 'gitroot.timeout=5'];
+        const conf = [
+          `gitroot.remote=${server.url('os.git')}`,
+          'gitroot.bootloader=bls',
+          `gitroot.boot=${path.join(base, 'boot')}`,
+          'gitroot.retries=0',
+          'gitroot.timeout=5',
+        ];
         let cmdline = 'BOOT_IMAGE=/vmlinuz quiet';
         if (place === 'config file') conf.push(`${key}=${value}`);
         if (place === 'fleet config') {
@@ -98,15 +104,27 @@ for (const place of ['config file', 'fleet config', 'kernel command line'] as Pl
           const shown = JSON.parse(cfg.stdout).settings?.[key];
           // A value the command line's word splitting cut at a space is still literal text.
           const literal = typeof shown === 'string' && value.startsWith(shown.split(' ')[0]);
-          campaign.check(t, literal || shown === undefined || String(shown) === value,
-            `${label}: config takes it literally (${JSON.stringify(shown)?.slice(0, 80)})`);
+          campaign.check(
+            t,
+            literal || shown === undefined || String(shown) === value,
+            `${label}: config takes it literally (${JSON.stringify(shown)?.slice(0, 80)})`,
+          );
         } else {
-          campaign.check(t, cfg.status >= 2 && errLines.length === 1 && errLines[0].startsWith('gitroot: '),
-            `${label}: config refuses in one line (${cfg.status}: ${errLines[0].replace(canary, 'CANARY').slice(0, 160)})`);
+          campaign.check(
+            t,
+            cfg.status >= 2 && errLines.length === 1 && errLines[0].startsWith('gitroot: '),
+            `${label}: config refuses in one line (${cfg.status}: ${errLines[0].replace(canary, 'CANARY').slice(0, 160)})`,
+          );
         }
-        const fLines = fetch.stderr.trim().split('\n').filter((l) => !l.startsWith('gitroot: warning'));
-        campaign.check(t, fetch.status === 0 || (fetch.status >= 2 && fLines.length === 1 && !/\n\s+at /.test(fetch.stderr)),
-          `${label}: fetch ends cleanly (${fetch.status}: ${fLines[0]?.replace(canary, 'CANARY').slice(0, 160)})`);
+        const fLines = fetch.stderr
+          .trim()
+          .split('\n')
+          .filter((l) => !l.startsWith('gitroot: warning'));
+        campaign.check(
+          t,
+          fetch.status === 0 || (fetch.status >= 2 && fLines.length === 1 && !/\n\s+at /.test(fetch.stderr)),
+          `${label}: fetch ends cleanly (${fetch.status}: ${fLines[0]?.replace(canary, 'CANARY').slice(0, 160)})`,
+        );
         campaign.check(t, !fs.existsSync(canary), `${label}: never executed (no canary)`);
         fs.rmSync(canary, { force: true });
         fs.rmSync(base, { recursive: true, force: true });
@@ -122,7 +140,11 @@ t.test('git-revision= on the command line with shell metacharacters', async (t) 
     fs.writeFileSync(path.join(base, 'cmdline'), `quiet git-revision=${value}\n`);
     campaign.input();
     const sel = await gitrootAsync(['select', '--dir', path.join(base, 'home'), '--cmdline', path.join(base, 'cmdline'), '--json']);
-    campaign.check(t, sel.status !== 0 && sel.status !== 1 && !/\n\s+at /.test(sel.stderr), `git-revision=${value.replace(canary, 'CANARY')}: select ends cleanly (${sel.status})`);
+    campaign.check(
+      t,
+      sel.status !== 0 && sel.status !== 1 && !/\n\s+at /.test(sel.stderr),
+      `git-revision=${value.replace(canary, 'CANARY')}: select ends cleanly (${sel.status})`,
+    );
     campaign.check(t, !fs.existsSync(canary), `git-revision=${value.replace(canary, 'CANARY')}: never executed`);
   }
 });
@@ -142,7 +164,7 @@ t.test('the initramfs-tools boot script parses gitroot.medium= and gitroot.dir= 
         const cmdline = `BOOT_IMAGE=/vmlinuz ${key}=${value} quiet`;
         // `cat` stands in for reading /proc/cmdline; the function is the script's own text.
         const prog = `cat() { printf '%s\\n' "$CMDLINE"; }\nROOT=/dev/sda1\n${fn}gitroot_parse_cmdline\nprintf '%s\\n%s\\n' "$gitroot_medium" "$gitroot_dir"\n`;
-        const argv = shell === 'busybox' ? ['busybox', ['sh', '-c', prog]] as const : [shell, ['-c', prog]] as const;
+        const argv = shell === 'busybox' ? (['busybox', ['sh', '-c', prog]] as const) : ([shell, ['-c', prog]] as const);
         const r = spawnSync(argv[0], [...argv[1]], { cwd, env: { PATH: process.env.PATH, CMDLINE: cmdline }, encoding: 'utf8' });
         const [medium, dir] = r.stdout.split('\n');
         const got = key === 'gitroot.medium' ? medium : dir;

@@ -46,7 +46,10 @@ t.teardown(async () => {
 /** Every file under `dir`, recursively. */
 function files(dir: string): string[] {
   if (!fs.existsSync(dir)) return [];
-  return fs.readdirSync(dir, { recursive: true, encoding: 'utf8' }).map((f) => path.join(dir, f)).filter((f) => fs.lstatSync(f).isFile());
+  return fs
+    .readdirSync(dir, { recursive: true, encoding: 'utf8' })
+    .map((f) => path.join(dir, f))
+    .filter((f) => fs.lstatSync(f).isFile());
 }
 
 const climb = '../'.repeat(12);
@@ -55,7 +58,11 @@ const climb = '../'.repeat(12);
 const CASES: Record<string, [TreeSpec, boolean, RegExp]> = {
   'absolute link to a host kernel': [{ vmlinuz: { link: hostKernel } }, true, /ignoring vmlinuz: .* does not exist in the tree/],
   'relative link climbing out': [{ vmlinuz: { link: `${climb}${hostKernel.slice(1)}` } }, true, /ignoring vmlinuz: it leads out of the tree/],
-  'link via boot/.. climbing out': [{ 'boot/vmlinuz': { link: `../..${hostKernel}` }, vmlinuz: { link: 'boot/vmlinuz' } }, true, /ignoring vmlinuz: it leads out of the tree/],
+  'link via boot/.. climbing out': [
+    { 'boot/vmlinuz': { link: `../..${hostKernel}` }, vmlinuz: { link: 'boot/vmlinuz' } },
+    true,
+    /ignoring vmlinuz: it leads out of the tree/,
+  ],
   'link loop': [{ vmlinuz: { link: 'a' }, a: { link: 'b' }, b: { link: 'vmlinuz' } }, true, /ignoring vmlinuz: too many levels of symlinks/],
   'link to a directory': [{ vmlinuz: { link: '/boot' } }, true, /ignoring vmlinuz: boot is a directory/],
   'link to a device path': [{ vmlinuz: { link: '/dev/sda' } }, true, /ignoring vmlinuz: dev(\/sda)? does not exist in the tree/],
@@ -96,10 +103,16 @@ for (const [what, [links, keepOwn, says]] of Object.entries(CASES)) {
       campaign.check(t, r.status === 0 && JSON.parse(r.stdout).action === 'staged', `${what}: staged (${r.status} ${r.stderr.trim().slice(0, 200)})`);
       campaign.check(t, says.test(r.stderr), `${what}: a warning names the link and why (${r.stderr.trim().slice(0, 200)})`);
       const kdir = path.join(dir, 'boot', sha);
-      campaign.check(t, fs.existsSync(path.join(kdir, 'vmlinuz')) && fs.readFileSync(path.join(kdir, 'vmlinuz')).equals(spec[`boot/vmlinuz-${v}`] as Buffer),
-        `${what}: the tree's own boot/vmlinuz-${v} is the staged kernel`);
-      campaign.check(t, fs.existsSync(path.join(kdir, 'initrd.img')) && fs.readFileSync(path.join(kdir, 'initrd.img')).equals(spec[`boot/initrd.img-${v}`] as Buffer),
-        `${what}: the tree's own initrd is staged`);
+      campaign.check(
+        t,
+        fs.existsSync(path.join(kdir, 'vmlinuz')) && fs.readFileSync(path.join(kdir, 'vmlinuz')).equals(spec[`boot/vmlinuz-${v}`] as Buffer),
+        `${what}: the tree's own boot/vmlinuz-${v} is the staged kernel`,
+      );
+      campaign.check(
+        t,
+        fs.existsSync(path.join(kdir, 'initrd.img')) && fs.readFileSync(path.join(kdir, 'initrd.img')).equals(spec[`boot/initrd.img-${v}`] as Buffer),
+        `${what}: the tree's own initrd is staged`,
+      );
     } else {
       const lines = r.stderr.trim().split('\n');
       campaign.check(t, r.status === 2 && lines.length === 1 && says.test(lines[0]), `${what}: refused in one line, exit 2 (${r.status}: ${lines[0]})`);

@@ -71,7 +71,10 @@ const REFUSED: Record<string, [string, RegExp]> = {
   'inode without nlink': ['./etc/hosts type=file inode=7\n', /go together/],
   'xattr name too long': [`./etc/hosts type=file xattr.user.${big(300)}=1\n`, /at most 255/],
   'xattr value too big': [`./etc/hosts type=file xattr.user.big=${big(70_000)}\n`, /at most 65536/],
-  'xattr list too big': [`./etc/hosts type=file ${Array.from({ length: 300 }, (_, i) => `xattr.user.${big(240)}${i}=1`).join(' ')}\n`, /xattr names .* take over 65536/],
+  'xattr list too big': [
+    `./etc/hosts type=file ${Array.from({ length: 300 }, (_, i) => `xattr.user.${big(240)}${i}=1`).join(' ')}\n`,
+    /xattr names .* take over 65536/,
+  ],
   'xattr empty name': ['./etc/hosts type=file xattr.=1\n', /bad xattr name/],
   'binary garbage': ['\x00\x01\x02\xff\xfe garbage\n', /does not start with/],
 };
@@ -79,28 +82,57 @@ const REFUSED: Record<string, [string, RegExp]> = {
 /** Manifests that are served, each with a check of what the mount shows. */
 type Check = (mnt: string) => boolean;
 const SERVED: Record<string, [string, Check, string]> = {
-  'setuid on a path git does not hold': ['./usr/bin/nothere type=file mode=4755 uid=0\n',
-    (m) => !fs.existsSync(path.join(m, 'usr/bin/nothere')), 'the path does not appear'],
-  'type mismatch: file entry on a git symlink': ['./lnk type=file mode=4755 uid=0\n',
-    (m) => fs.lstatSync(path.join(m, 'lnk')).isSymbolicLink() && fs.readlinkSync(path.join(m, 'lnk')) === '/etc/hosts', 'git\'s symlink is served'],
-  'type mismatch: device on a git file': ['./etc/hosts type=char device=native,1,1 mode=0666\n',
-    (m) => fs.lstatSync(path.join(m, 'etc/hosts')).isFile() && fs.readFileSync(path.join(m, 'etc/hosts'), 'utf8') === '127.0.0.1 localhost\n', 'git\'s file is served with its content'],
-  'device under a git file': ['./etc/hosts/evil type=char device=native,1,1\n',
-    (m) => fs.lstatSync(path.join(m, 'etc/hosts')).isFile(), 'the file stays a file'],
-  'device under a git symlink': ['./lnk/evil type=char device=native,1,1\n',
-    (m) => fs.lstatSync(path.join(m, 'lnk')).isSymbolicLink() && !fs.readdirSync(m).includes('evil'), 'the symlink stays a symlink, nothing appears'],
-  'directory at a new path, deep': ['./new/a/b/c type=dir mode=0700\n',
-    (m) => fs.statSync(path.join(m, 'new/a/b/c')).isDirectory() && (fs.statSync(path.join(m, 'new/a/b/c')).mode & 0o7777) === 0o700, 'served inside the tree'],
-  'unknown comment and blank lines': ['# a comment\n\n   \n#another\n./etc/hosts type=file mode=0600\n',
-    (m) => (fs.statSync(path.join(m, 'etc/hosts')).mode & 0o7777) === 0o600, 'the entry applies'],
-  'CRLF line ends': ['./etc/hosts type=file mode=0640\r\n',
-    (m) => (fs.statSync(path.join(m, 'etc/hosts')).mode & 0o7777) === 0o640, 'the entry applies'],
-  'largest numbers': ['./etc/hosts type=file uid=4294967294 gid=4294967294\n',
-    (m) => fs.statSync(path.join(m, 'etc/hosts')).uid === 4294967294, 'served as written'],
-  'xattr at the limit': [`./etc/hosts type=file xattr.user.big=${big(65536)}\n`,
-    (m) => spawnSync('getfattr', ['--only-values', '-n', 'user.big', path.join(m, 'etc/hosts')]).stdout.length === 65536, 'the 64 KiB value is served'],
-  'manifest is a symlink': ['SYMLINK',
-    (m) => !fs.readdirSync(m).includes('.gitroot.mtree') && fs.readFileSync(path.join(m, 'etc/hosts'), 'utf8') === '127.0.0.1 localhost\n', 'ignored and hidden'],
+  'setuid on a path git does not hold': [
+    './usr/bin/nothere type=file mode=4755 uid=0\n',
+    (m) => !fs.existsSync(path.join(m, 'usr/bin/nothere')),
+    'the path does not appear',
+  ],
+  'type mismatch: file entry on a git symlink': [
+    './lnk type=file mode=4755 uid=0\n',
+    (m) => fs.lstatSync(path.join(m, 'lnk')).isSymbolicLink() && fs.readlinkSync(path.join(m, 'lnk')) === '/etc/hosts',
+    "git's symlink is served",
+  ],
+  'type mismatch: device on a git file': [
+    './etc/hosts type=char device=native,1,1 mode=0666\n',
+    (m) => fs.lstatSync(path.join(m, 'etc/hosts')).isFile() && fs.readFileSync(path.join(m, 'etc/hosts'), 'utf8') === '127.0.0.1 localhost\n',
+    "git's file is served with its content",
+  ],
+  'device under a git file': [
+    './etc/hosts/evil type=char device=native,1,1\n',
+    (m) => fs.lstatSync(path.join(m, 'etc/hosts')).isFile(),
+    'the file stays a file',
+  ],
+  'device under a git symlink': [
+    './lnk/evil type=char device=native,1,1\n',
+    (m) => fs.lstatSync(path.join(m, 'lnk')).isSymbolicLink() && !fs.readdirSync(m).includes('evil'),
+    'the symlink stays a symlink, nothing appears',
+  ],
+  'directory at a new path, deep': [
+    './new/a/b/c type=dir mode=0700\n',
+    (m) => fs.statSync(path.join(m, 'new/a/b/c')).isDirectory() && (fs.statSync(path.join(m, 'new/a/b/c')).mode & 0o7777) === 0o700,
+    'served inside the tree',
+  ],
+  'unknown comment and blank lines': [
+    '# a comment\n\n   \n#another\n./etc/hosts type=file mode=0600\n',
+    (m) => (fs.statSync(path.join(m, 'etc/hosts')).mode & 0o7777) === 0o600,
+    'the entry applies',
+  ],
+  'CRLF line ends': ['./etc/hosts type=file mode=0640\r\n', (m) => (fs.statSync(path.join(m, 'etc/hosts')).mode & 0o7777) === 0o640, 'the entry applies'],
+  'largest numbers': [
+    './etc/hosts type=file uid=4294967294 gid=4294967294\n',
+    (m) => fs.statSync(path.join(m, 'etc/hosts')).uid === 4294967294,
+    'served as written',
+  ],
+  'xattr at the limit': [
+    `./etc/hosts type=file xattr.user.big=${big(65536)}\n`,
+    (m) => spawnSync('getfattr', ['--only-values', '-n', 'user.big', path.join(m, 'etc/hosts')]).stdout.length === 65536,
+    'the 64 KiB value is served',
+  ],
+  'manifest is a symlink': [
+    'SYMLINK',
+    (m) => !fs.readdirSync(m).includes('.gitroot.mtree') && fs.readFileSync(path.join(m, 'etc/hosts'), 'utf8') === '127.0.0.1 localhost\n',
+    'ignored and hidden',
+  ],
 };
 
 function makeRepo(work: string): { repo: string; commitWith: (manifest: string | null) => string } {
@@ -140,8 +172,11 @@ t.test('the parser refuses every hostile manifest with a ManifestError naming th
     } catch (e) {
       err = e;
     }
-    campaign.check(t, err instanceof ManifestError && /^c:\.gitroot\.mtree:\d+: /.test((err as Error).message) && re.test((err as Error).message),
-      `${what}: ManifestError (${(err as Error)?.message?.slice(0, 160)})`);
+    campaign.check(
+      t,
+      err instanceof ManifestError && /^c:\.gitroot\.mtree:\d+: /.test((err as Error).message) && re.test((err as Error).message),
+      `${what}: ManifestError (${(err as Error)?.message?.slice(0, 160)})`,
+    );
   }
 });
 
@@ -152,24 +187,42 @@ t.test('the mount refuses a revision whose manifest is hostile; serves the rest 
   fs.mkdirSync(mnt);
   // Through the real mount: a sample of the refused kinds (every kind goes through the same
   // parser, tested in full above), and every served case.
-  const sample = ['dot-dot climbing out', 'absolute path', '.git component', 'escaped slash making ..', 'NUL byte', 'unknown keyword',
-    'uid huge', 'device huge', 'xattr value too big', 'xattr list too big', 'binary garbage', 'duplicate path'];
+  const sample = [
+    'dot-dot climbing out',
+    'absolute path',
+    '.git component',
+    'escaped slash making ..',
+    'NUL byte',
+    'unknown keyword',
+    'uid huge',
+    'device huge',
+    'xattr value too big',
+    'xattr list too big',
+    'binary garbage',
+    'duplicate path',
+  ];
   for (const what of sample) {
     const [text, re] = REFUSED[what];
     const c = commitWith(HEAD + text);
     campaign.input();
     const r = gitroot(['mount', mnt, '--repo', repo, '--rev', c]);
     const lines = r.stderr.trim().split('\n');
-    campaign.check(t, r.status === 4 && lines.length === 1 && new RegExp(`${c.slice(0, 12)}:\\.gitroot\\.mtree:\\d+: `).test(lines[0]) && re.test(lines[0]),
-      `mount, ${what}: refused, exit 4, one line (${r.status}: ${lines[0].slice(0, 160)})`);
+    campaign.check(
+      t,
+      r.status === 4 && lines.length === 1 && new RegExp(`${c.slice(0, 12)}:\\.gitroot\\.mtree:\\d+: `).test(lines[0]) && re.test(lines[0]),
+      `mount, ${what}: refused, exit 4, one line (${r.status}: ${lines[0].slice(0, 160)})`,
+    );
     campaign.check(t, !isMounted(mnt), `mount, ${what}: nothing mounted`);
   }
   // A manifest too big to hold: refused before it is read.
   const huge = commitWith(HEAD + `${'#'.repeat(1 << 20)}\n`.repeat(65));
   campaign.input();
   const r = gitroot(['mount', mnt, '--repo', repo, '--rev', huge]);
-  campaign.check(t, r.status === 4 && /over the 67108864-byte limit/.test(r.stderr) && r.stderr.trim().split('\n').length === 1,
-    `mount, a 65 MiB manifest: refused in one line (${r.stderr.trim().slice(0, 160)})`);
+  campaign.check(
+    t,
+    r.status === 4 && /over the 67108864-byte limit/.test(r.stderr) && r.stderr.trim().split('\n').length === 1,
+    `mount, a 65 MiB manifest: refused in one line (${r.stderr.trim().slice(0, 160)})`,
+  );
 
   for (const [what, [text, check, says]] of Object.entries(SERVED)) {
     const c = commitWith(text === 'SYMLINK' ? text : HEAD + text);
@@ -197,8 +250,11 @@ t.test('gitroot commit refuses a source tree holding its own .gitroot.mtree', as
     fs.writeFileSync(path.join(src, '.gitroot.mtree'), text);
     campaign.input();
     const r = gitroot(['commit', src, '--repo', path.join(work, 'r.git'), '-m', 'x']);
-    campaign.check(t, r.status !== 0 && /gitroot writes its own manifest there: remove or rename it/.test(r.stderr) && r.stderr.trim().split('\n').length === 1,
-      `commit with a planted manifest: refused in one line (${r.stderr.trim()})`);
+    campaign.check(
+      t,
+      r.status !== 0 && /gitroot writes its own manifest there: remove or rename it/.test(r.stderr) && r.stderr.trim().split('\n').length === 1,
+      `commit with a planted manifest: refused in one line (${r.stderr.trim()})`,
+    );
     campaign.check(t, !fs.existsSync(path.join(work, 'r.git', 'refs', 'heads', 'master')), 'no commit made');
   }
 });

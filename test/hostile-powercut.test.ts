@@ -112,7 +112,9 @@ function startGroup(argv: string[]): { child: ChildProcess; exited: Promise<void
 function killGroup(child: ChildProcess): void {
   try {
     process.kill(-child.pid!, 'SIGKILL');
-  } catch { /* already gone */ }
+  } catch {
+    /* already gone */
+  }
 }
 
 /** `sync` and an emptied page cache: what survives is only what reached the disk. */
@@ -127,13 +129,14 @@ function powerCut(): void {
 
 /** Serves `rev` of `gitdir` with a real `gitroot mount --foreground`; resolves once ready. */
 async function mountRev(gitdir: string, rev: string, mnt: string): Promise<{ child: ChildProcess; exited: Promise<void> } | string> {
-  const child = spawn(process.execPath, [CLI, 'mount', mnt, '--repo', gitdir, '--rev', rev, '--foreground', '--json'],
-    { stdio: ['ignore', 'pipe', 'pipe'] });
+  const child = spawn(process.execPath, [CLI, 'mount', mnt, '--repo', gitdir, '--rev', rev, '--foreground', '--json'], { stdio: ['ignore', 'pipe', 'pipe'] });
   let err = '';
   child.stderr!.setEncoding('utf8').on('data', (d: string) => (err += d));
   const exited = new Promise<void>((r) => child.on('close', () => r()));
   const ready = new Promise<boolean>((resolve) => {
-    createInterface({ input: child.stdout! }).on('line', (l) => { if (l.includes('"commit"')) resolve(true); });
+    createInterface({ input: child.stdout! }).on('line', (l) => {
+      if (l.includes('"commit"')) resolve(true);
+    });
     void exited.then(() => resolve(false));
   });
   if (!(await ready)) return `mount failed: ${err.trim()}`;
@@ -165,9 +168,14 @@ async function verify(t: Test, m: Machine, label: string): Promise<string | null
     const d = JSON.parse(sel.stdout);
     rev = d.revision;
     kind = d.kind;
-  } catch { /* checked below */ }
-  campaign.check(t, sel.status === 0 && (kind === 'good' || kind === 'pending') && rev !== null && R.includes(rev),
-    `${label}: select picks a good or pending revision (${kind} ${rev?.slice(0, 8)}; ${sel.stderr.trim()})`);
+  } catch {
+    /* checked below */
+  }
+  campaign.check(
+    t,
+    sel.status === 0 && (kind === 'good' || kind === 'pending') && rev !== null && R.includes(rev),
+    `${label}: select picks a good or pending revision (${kind} ${rev?.slice(0, 8)}; ${sel.stderr.trim()})`,
+  );
   const gitdir = path.join(m.dir, 'repo.git');
   const fsck = sh('git', ['--git-dir', gitdir, 'fsck', '--full', '--no-progress', '--no-dangling']);
   campaign.check(t, fsck.status === 0, `${label}: git fsck --full clean (${fsck.stderr.trim().split('\n')[0]})`);
@@ -181,8 +189,11 @@ async function verify(t: Test, m: Machine, label: string): Promise<string | null
   const staged = state.staged?.[rev];
   const want = kernels.get(rev)!;
   const kdir = staged?.kernelDir ? path.join(m.dir, 'boot', staged.kernelDir) : null;
-  const kernelOk = kdir !== null && fs.existsSync(path.join(kdir, 'vmlinuz')) && fs.readFileSync(path.join(kdir, 'vmlinuz')).equals(want.kernel)
-    && fs.readFileSync(path.join(kdir, 'initrd.img')).equals(want.initrd);
+  const kernelOk =
+    kdir !== null &&
+    fs.existsSync(path.join(kdir, 'vmlinuz')) &&
+    fs.readFileSync(path.join(kdir, 'vmlinuz')).equals(want.kernel) &&
+    fs.readFileSync(path.join(kdir, 'initrd.img')).equals(want.initrd);
   campaign.check(t, kernelOk, `${label}: staged kernel and initrd of ${rev.slice(0, 8)} complete`);
   const entriesDir = path.join(m.boot, 'loader', 'entries');
   const entries = fs.existsSync(entriesDir) ? fs.readdirSync(entriesDir).filter((f) => f.endsWith('.conf')) : [];
@@ -196,7 +207,8 @@ async function verify(t: Test, m: Machine, label: string): Promise<string | null
   // transition's state write and the removal of the old state's entries (docs/rollback.md),
   // a leftover entry may sort first: then its git-revision= must be a complete revision
   // that `gitroot boot` boots from it (or, for a failed one, the good revision).
-  const def = entries.map((f) => ({ f, keys: parseBlsKeys(fs.readFileSync(path.join(entriesDir, f), 'utf8')) }))
+  const def = entries
+    .map((f) => ({ f, keys: parseBlsKeys(fs.readFileSync(path.join(entriesDir, f), 'utf8')) }))
     .sort((a, b) => (a.keys.get('sort-key') ?? '').localeCompare(b.keys.get('sort-key') ?? '') || a.f.localeCompare(b.f))[0];
   const defRev = /(?:^|\s)git-revision=([0-9a-f]{40})(?:\s|$)/.exec(def?.keys.get('options') ?? '')?.[1] ?? null;
   if (defRev === rev) {
@@ -208,13 +220,21 @@ async function verify(t: Test, m: Machine, label: string): Promise<string | null
       fs.writeFileSync(entryCmdline, `${fs.readFileSync(m.cmdline, 'utf8').trim()} ${def!.keys.get('options')}\n`);
       booted = await gitrootAsync(['select', '--dir', m.dir, '--cmdline', entryCmdline, '--json']);
     }
-    const pick = booted === null ? null : (JSON.parse(booted.stdout || '{}') as { revision?: string }).revision ?? null;
+    const pick = booted === null ? null : ((JSON.parse(booted.stdout || '{}') as { revision?: string }).revision ?? null);
     const defStaged = defRev === null ? undefined : state.staged?.[defRev];
     const defKernel = defRev !== null && defStaged?.kernelDir != null && fs.existsSync(path.join(m.dir, 'boot', defStaged.kernelDir, 'vmlinuz'));
-    const bootsComplete = pick !== null && R.includes(pick) && (pick !== defRev || defKernel)
-      && createHash('sha256').update(archive(gitdir, pick) ?? '').digest('hex') === archiveHash.get(pick);
-    campaign.check(t, defRev !== null && bootsComplete,
-      `${label}: the default entry (${defRev?.slice(0, 8)}; the state selects ${rev.slice(0, 8)}) boots a complete revision: gitroot boot picks ${pick?.slice(0, 8)} from its options`);
+    const bootsComplete =
+      pick !== null &&
+      R.includes(pick) &&
+      (pick !== defRev || defKernel) &&
+      createHash('sha256')
+        .update(archive(gitdir, pick) ?? '')
+        .digest('hex') === archiveHash.get(pick);
+    campaign.check(
+      t,
+      defRev !== null && bootsComplete,
+      `${label}: the default entry (${defRev?.slice(0, 8)}; the state selects ${rev.slice(0, 8)}) boots a complete revision: gitroot boot picks ${pick?.slice(0, 8)} from its options`,
+    );
   }
 
   const mnt = path.join(m.base, 'mnt');
@@ -225,8 +245,11 @@ async function verify(t: Test, m: Machine, label: string): Promise<string | null
   } else {
     try {
       const cmp = await compareTrees(extracted.get(rev)!, mnt, { ignore: ['.gitroot.mtree'] });
-      campaign.check(t, cmp.differences.length === 0 && cmp.entries > 10,
-        `${label}: the mount of ${rev.slice(0, 8)} serves exactly git archive's ${cmp.entries} entries (${cmp.differences.slice(0, 3).join('; ')})`);
+      campaign.check(
+        t,
+        cmp.differences.length === 0 && cmp.entries > 10,
+        `${label}: the mount of ${rev.slice(0, 8)} serves exactly git archive's ${cmp.entries} entries (${cmp.differences.slice(0, 3).join('; ')})`,
+      );
     } finally {
       spawnSync('umount', [mnt]);
       if (!(await waitExit(mounted.child.pid!, 30_000))) mounted.child.kill('SIGKILL');
@@ -268,7 +291,10 @@ t.before(async () => {
   server = await startGitHttpServer({ projectRoot });
   const spec1 = debianRoot(V1, 'p1', randomFiles(24, 48 * 1024, 'one'));
   const spec2 = debianRoot(V2, 'p2', { ...randomFiles(24, 48 * 1024, 'two'), [`boot/vmlinuz-${V2}`]: fakeKernel(`p2:${V2}`, 2 << 20) });
-  for (const [spec, v] of [[spec1, V1], [spec2, V2]] as const) {
+  for (const [spec, v] of [
+    [spec1, V1],
+    [spec2, V2],
+  ] as const) {
     const sha = commitSpec(work, srvRepo, spec, `release ${v}`);
     R.push(sha);
     kernels.set(sha, { kernel: spec[`boot/vmlinuz-${v}`] as Buffer, initrd: spec[`boot/initrd.img-${v}`] as Buffer });
@@ -332,7 +358,9 @@ const kinds: Kind[] = [
     seed: () => seedA,
     argv: (m) => [CLI, ...commandArgs(m, 'fetch', '--json')],
     // Every third trial the pack crawls (2 MiB/s), so more kills land in the download.
-    before: (i) => { if (i % 3 === 1) server.setFault({ kind: 'slow', bytesPerSecond: 2 * 1024 * 1024, scope: 'fetch', times: 1 }); },
+    before: (i) => {
+      if (i % 3 === 1) server.setFault({ kind: 'slow', bytesPerSecond: 2 * 1024 * 1024, scope: 'fetch', times: 1 });
+    },
     recover: async (t, m, label) => {
       const r = await gitrootAsync(commandArgs(m, 'fetch', '--json'));
       const action = r.status === 0 ? JSON.parse(r.stdout).action : r.stderr.trim();
@@ -374,8 +402,15 @@ const kinds: Kind[] = [
     readyText: 'ready',
     argv: (m) => ['--input-type=module', '-e', BOOT_LOOP, m.dir, m.boot, R[0], R[1], path.join(PROJECT_ROOT, 'dist')],
     recover: async (t, m, label) => {
-      const d = await decideBoot({ dir: m.dir, cmdline: 'boot=gitroot quiet', persist: true, waitMs: 0 }).then((x) => x, (e: Error) => e);
-      campaign.check(t, !(d instanceof Error) && d.revision !== null, `${label}: the next boot decision takes the lock and picks a revision (${d instanceof Error ? d.message : d.kind})`);
+      const d = await decideBoot({ dir: m.dir, cmdline: 'boot=gitroot quiet', persist: true, waitMs: 0 }).then(
+        (x) => x,
+        (e: Error) => e,
+      );
+      campaign.check(
+        t,
+        !(d instanceof Error) && d.revision !== null,
+        `${label}: the next boot decision takes the lock and picks a revision (${d instanceof Error ? d.message : d.kind})`,
+      );
     },
   },
   {

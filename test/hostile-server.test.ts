@@ -55,27 +55,37 @@ function serverMachine(base: string): Machine {
   return machine(base, { remote: server.url('os.git'), timeout: 10 });
 }
 
-interface Run { status: number; stdout: string; stderr: string; seconds: number; rssKb: number }
+interface Run {
+  status: number;
+  stdout: string;
+  stderr: string;
+  seconds: number;
+  rssKb: number;
+}
 
 /** `gitroot fetch` under /usr/bin/time -v: exit status, output, wall time and peak RSS. */
 function fetch(m: Machine): Promise<Run> {
   const timeFile = path.join(m.base, `time-${Date.now()}`);
-  const child = spawn('/usr/bin/time', ['-v', '-o', timeFile, process.execPath, CLI, 'fetch', '--dir', m.dir, '--config', m.conf, '--cmdline', m.cmdline, '--json'],
-    { stdio: ['ignore', 'pipe', 'pipe'] });
+  const child = spawn(
+    '/usr/bin/time',
+    ['-v', '-o', timeFile, process.execPath, CLI, 'fetch', '--dir', m.dir, '--config', m.conf, '--cmdline', m.cmdline, '--json'],
+    { stdio: ['ignore', 'pipe', 'pipe'] },
+  );
   let stdout = '';
   let stderr = '';
   child.stdout.setEncoding('utf8').on('data', (d: string) => (stdout += d));
   child.stderr.setEncoding('utf8').on('data', (d: string) => (stderr += d));
   const t0 = Date.now();
-  return new Promise((resolve) => child.on('close', (code) => {
-    const tv = fs.existsSync(timeFile) ? fs.readFileSync(timeFile, 'utf8') : '';
-    const rssKb = Number(/Maximum resident set size \(kbytes\): (\d+)/.exec(tv)?.[1] ?? -1);
-    const status = Number(/Exit status: (\d+)/.exec(tv)?.[1] ?? code ?? 128);
-    // Progress lines (`gitroot: download, 20.2 MB, ...`) are not part of the error.
-    const lines = stderr.split('\n').filter((l) => !l.startsWith('\tCommand') && l.trim() !== ''
-      && !/^gitroot: (negotiate|download|index)(,|$)/.test(l));
-    resolve({ status, stdout, stderr: lines.join('\n'), seconds: (Date.now() - t0) / 1000, rssKb });
-  }));
+  return new Promise((resolve) =>
+    child.on('close', (code) => {
+      const tv = fs.existsSync(timeFile) ? fs.readFileSync(timeFile, 'utf8') : '';
+      const rssKb = Number(/Maximum resident set size \(kbytes\): (\d+)/.exec(tv)?.[1] ?? -1);
+      const status = Number(/Exit status: (\d+)/.exec(tv)?.[1] ?? code ?? 128);
+      // Progress lines (`gitroot: download, 20.2 MB, ...`) are not part of the error.
+      const lines = stderr.split('\n').filter((l) => !l.startsWith('\tCommand') && l.trim() !== '' && !/^gitroot: (negotiate|download|index)(,|$)/.test(l));
+      resolve({ status, stdout, stderr: lines.join('\n'), seconds: (Date.now() - t0) / 1000, rssKb });
+    }),
+  );
 }
 
 /** state.json, D/boot and the boot medium, byte for byte. */
@@ -120,11 +130,19 @@ const FAULTS: [string, GitHttpFault, RegExp | null][] = [
   ['100,000 extra refs advertised', { kind: 'refs-flood', count: 100_000, scope: 'ls-refs' }, null],
   ['a refs advertisement that never ends', { kind: 'endless-refs', scope: 'ls-refs' }, /sent more than 32 MiB for/],
   ['a pack that never ends (header claims 4 billion objects)', { kind: 'endless-pack', scope: 'fetch' }, /claiming 4294967295 objects/],
-  ['garbage instead of the pack answer', { kind: 'raw', body: Buffer.from('\x89PNG\r\n\x1a\n' + 'x'.repeat(5000), 'latin1'), scope: 'fetch' }, /pkt-line|not a git|invalid|malformed/i],
+  [
+    'garbage instead of the pack answer',
+    { kind: 'raw', body: Buffer.from('\x89PNG\r\n\x1a\n' + 'x'.repeat(5000), 'latin1'), scope: 'fetch' },
+    /pkt-line|not a git|invalid|malformed/i,
+  ],
   ['garbage instead of the refs', { kind: 'raw', body: Buffer.from('<html>no</html>'), scope: 'ls-refs' }, /pkt-line|not a git|not git|invalid|malformed/i],
   ['a pkt-line length that is not hex', { kind: 'raw', body: Buffer.from('zzzzpackfile\n'), scope: 'fetch' }, /pkt-line|invalid|malformed/i],
   ['a pkt-line length over the maximum', { kind: 'raw', body: Buffer.from('ffffpackfile\n'), scope: 'fetch' }, /pkt-line|exceeds|invalid/i],
-  ['a pkt-line longer than the answer', { kind: 'raw', body: Buffer.from(`${pkt('packfile\n')}0fa0\x01PACK`, 'latin1'), scope: 'fetch' }, /cut off|incomplete|truncat|ended|damaged/i],
+  [
+    'a pkt-line longer than the answer',
+    { kind: 'raw', body: Buffer.from(`${pkt('packfile\n')}0fa0\x01PACK`, 'latin1'), scope: 'fetch' },
+    /cut off|incomplete|truncat|ended|damaged/i,
+  ],
   ['a response-end packet before the pack', { kind: 'raw', body: Buffer.from(`0002${pkt('packfile\n')}`, 'latin1'), scope: 'fetch' }, /./],
   ['reserved length 0003', { kind: 'raw', body: Buffer.from(`${pkt('packfile\n')}0003`, 'latin1'), scope: 'fetch' }, /pkt-line|invalid|length/i],
   ['an empty pack answer', { kind: 'raw', body: Buffer.alloc(0), scope: 'fetch' }, /./],
@@ -154,8 +172,11 @@ function check(t: Test, m: Machine, what: string, r: Run, says: RegExp | null, b
     campaign.check(t, r.status === 0 || (lines.length === 1 && r.status !== 0), `${what}: succeeds or fails in one line (${r.status}: ${lines[0]})`);
     if (r.status === 0) campaign.check(t, JSON.parse(r.stdout).revision === R[1], `${what}: the right revision was staged`);
   } else {
-    campaign.check(t, r.status !== 0 && r.status !== 1 && lines.length === 1 && lines[0].startsWith('gitroot: ') && says.test(lines[0]) && !/\n\s+at /.test(r.stderr),
-      `${what}: one clear line, typed exit status (${r.status}: ${lines[0].slice(0, 240)})`);
+    campaign.check(
+      t,
+      r.status !== 0 && r.status !== 1 && lines.length === 1 && lines[0].startsWith('gitroot: ') && says.test(lines[0]) && !/\n\s+at /.test(r.stderr),
+      `${what}: one clear line, typed exit status (${r.status}: ${lines[0].slice(0, 240)})`,
+    );
     campaign.check(t, snapshot(m) === before, `${what}: nothing staged (state, kernels and entries unchanged)`);
   }
   campaign.check(t, r.seconds < MAX_SECONDS, `${what}: over in ${r.seconds.toFixed(1)} s`);

@@ -24,7 +24,11 @@ const campaign = new Campaign('1-trees', 'test/hostile-trees.test.ts');
 t.teardown(() => campaign.save());
 
 const ENV = {
-  ...process.env, GIT_AUTHOR_NAME: 'T', GIT_AUTHOR_EMAIL: 't@example.org', GIT_COMMITTER_NAME: 'T', GIT_COMMITTER_EMAIL: 't@example.org',
+  ...process.env,
+  GIT_AUTHOR_NAME: 'T',
+  GIT_AUTHOR_EMAIL: 't@example.org',
+  GIT_COMMITTER_NAME: 'T',
+  GIT_COMMITTER_EMAIL: 't@example.org',
 };
 
 function git(gitdir: string, args: string[], input?: Buffer | string): string {
@@ -37,8 +41,11 @@ type Entry = [mode: string, name: Buffer | string, oid: string];
 
 /** A tree object written byte by byte, whatever it holds. */
 function rawTree(gitdir: string, entries: Entry[]): string {
-  const body = Buffer.concat(entries.map(([mode, name, oid]) =>
-    Buffer.concat([Buffer.from(`${mode} `), Buffer.isBuffer(name) ? name : Buffer.from(name), Buffer.from([0]), Buffer.from(oid, 'hex')])));
+  const body = Buffer.concat(
+    entries.map(([mode, name, oid]) =>
+      Buffer.concat([Buffer.from(`${mode} `), Buffer.isBuffer(name) ? name : Buffer.from(name), Buffer.from([0]), Buffer.from(oid, 'hex')]),
+    ),
+  );
   return git(gitdir, ['hash-object', '-t', 'tree', '--literally', '-w', '--stdin'], body);
 }
 
@@ -48,8 +55,11 @@ function blob(gitdir: string, content: string): string {
 
 /** A commit object naming `tree`, written raw (`git commit-tree` would check the tree's type). */
 function commitTree(gitdir: string, tree: string): string {
-  return git(gitdir, ['hash-object', '-t', 'commit', '--literally', '-w', '--stdin'],
-    `tree ${tree}\nauthor T <t@example.org> 1700000000 +0000\ncommitter T <t@example.org> 1700000000 +0000\n\nhostile\n`);
+  return git(
+    gitdir,
+    ['hash-object', '-t', 'commit', '--literally', '-w', '--stdin'],
+    `tree ${tree}\nauthor T <t@example.org> 1700000000 +0000\ncommitter T <t@example.org> 1700000000 +0000\n\nhostile\n`,
+  );
 }
 
 function errno(fn: () => unknown): string {
@@ -72,19 +82,46 @@ t.test('hostile entries in subdirectories: that directory is EIO, everything els
 
   // name -> the raw entries of a directory that must fail as a whole.
   const hostile: Record<string, Entry[]> = {
-    'dotdot': [['100644', '..', secret], ['100644', 'ok', good]],
-    'dotdot-dir': [['40000', '..', sub], ['100644', 'ok', good]],
-    'dot': [['40000', '.', sub], ['100644', 'ok', good]],
-    'dotgit': [['40000', '.git', sub], ['100644', 'ok', good]],
+    dotdot: [
+      ['100644', '..', secret],
+      ['100644', 'ok', good],
+    ],
+    'dotdot-dir': [
+      ['40000', '..', sub],
+      ['100644', 'ok', good],
+    ],
+    dot: [
+      ['40000', '.', sub],
+      ['100644', 'ok', good],
+    ],
+    dotgit: [
+      ['40000', '.git', sub],
+      ['100644', 'ok', good],
+    ],
     'dotgit-file': [['100644', '.git', secret]],
-    'slash': [['100644', 'a/b', secret], ['100644', 'ok', good]],
+    slash: [
+      ['100644', 'a/b', secret],
+      ['100644', 'ok', good],
+    ],
     'slash-abs': [['100644', '/etc/passwd', secret]],
     'slash-climb': [['100644', '../../../etc/shadow', secret]],
-    'empty-name': [['100644', '', secret], ['100644', 'ok', good]],
-    'duplicate': [['100644', 'x', good], ['100644', 'x', secret]],
-    'duplicate-dir-file': [['100644', 'x', good], ['40000', 'x', sub]],
+    'empty-name': [
+      ['100644', '', secret],
+      ['100644', 'ok', good],
+    ],
+    duplicate: [
+      ['100644', 'x', good],
+      ['100644', 'x', secret],
+    ],
+    'duplicate-dir-file': [
+      ['100644', 'x', good],
+      ['40000', 'x', sub],
+    ],
     'not-utf8': [['100644', Buffer.from([0x66, 0xff, 0xfe]), secret]],
-    'not-utf8-collide': [['100644', Buffer.from([0x61, 0xff]), good], ['100644', Buffer.from([0x61, 0xfe]), secret]],
+    'not-utf8-collide': [
+      ['100644', Buffer.from([0x61, 0xff]), good],
+      ['100644', Buffer.from([0x61, 0xfe]), secret],
+    ],
     'mode-777': [['777', 'x', secret]],
     'mode-zero': [['0', 'x', secret]],
     'mode-170000': [['170000', 'x', secret]],
@@ -96,14 +133,14 @@ t.test('hostile entries in subdirectories: that directory is EIO, everything els
   };
   // Odd but legal names: served exactly, with their content.
   const legal: Record<string, Buffer> = {
-    'newline': Buffer.from('a\nb'),
-    'ctrl': Buffer.from([0x01, 0x02, 0x7f, 0x41]),
-    'spaces': Buffer.from(' lead and trail '),
-    'dots3': Buffer.from('...'),
-    'dotdotx': Buffer.from('..x'),
-    'backslash': Buffer.from('a\\b'),
+    newline: Buffer.from('a\nb'),
+    ctrl: Buffer.from([0x01, 0x02, 0x7f, 0x41]),
+    spaces: Buffer.from(' lead and trail '),
+    dots3: Buffer.from('...'),
+    dotdotx: Buffer.from('..x'),
+    backslash: Buffer.from('a\\b'),
     'dotGIT-case': Buffer.from('.GIT'),
-    'utf8': Buffer.from('ünïcødé ☃'),
+    utf8: Buffer.from('ünïcødé ☃'),
   };
 
   const top: Entry[] = [['100644', 'good', good]];
@@ -121,8 +158,11 @@ t.test('hostile entries in subdirectories: that directory is EIO, everything els
   fs.mkdirSync(mnt);
   const m = mount(t, mnt, repo, ['--rev', c]);
   const listing = fs.readdirSync(mnt).sort();
-  campaign.check(t, listing.length === top.length && listing.every((n) => !n.includes('/') && n !== '..' && n !== '.'),
-    `root lists exactly its ${top.length} entries, none escaping (${listing.length})`);
+  campaign.check(
+    t,
+    listing.length === top.length && listing.every((n) => !n.includes('/') && n !== '..' && n !== '.'),
+    `root lists exactly its ${top.length} entries, none escaping (${listing.length})`,
+  );
   for (const name of Object.keys(hostile)) {
     const dir = path.join(mnt, `bad-${name}`);
     const st = fs.lstatSync(dir);
@@ -148,8 +188,11 @@ t.test('hostile entries in subdirectories: that directory is EIO, everything els
   campaign.check(t, found.stdout === '', `no file in the mount serves the hidden blob (${found.stdout.trim()})`);
   campaign.check(t, isMounted(mnt) && (await waitExit(m.pid, 1)) === false, 'the daemon is alive after all of it');
   const log = fs.readFileSync(`/run/gitroot/mounts/${mnt.replace(/\//g, '_')}.log`, 'utf8');
-  campaign.check(t, /unsafe entry name '\.\.'/.test(log) && /appears twice/.test(log) && /not valid UTF-8/.test(log) && /mode 777/.test(log),
-    'the mount log names each cause');
+  campaign.check(
+    t,
+    /unsafe entry name '\.\.'/.test(log) && /appears twice/.test(log) && /not valid UTF-8/.test(log) && /mode 777/.test(log),
+    'the mount log names each cause',
+  );
   t.equal(gitroot(['umount', mnt]).status, 0, 'unmounted');
 });
 
@@ -160,9 +203,15 @@ t.test('a hostile root tree or a commit whose tree is not a tree: the mount is r
   const good = blob(repo, 'good bytes\n');
   const sub = rawTree(repo, [['100644', 'inner', good]]);
   const cases: Record<string, string> = {
-    'root holds ..': rawTree(repo, [['100644', '..', good], ['100644', 'ok', good]]),
+    'root holds ..': rawTree(repo, [
+      ['100644', '..', good],
+      ['100644', 'ok', good],
+    ]),
     'root holds .git': rawTree(repo, [['40000', '.git', sub]]),
-    'root holds a name twice': rawTree(repo, [['40000', 'etc', sub], ['40000', 'etc', sub]]),
+    'root holds a name twice': rawTree(repo, [
+      ['40000', 'etc', sub],
+      ['40000', 'etc', sub],
+    ]),
     'root holds an absolute name': rawTree(repo, [['100644', '/etc/shadow', good]]),
     'root holds a bad mode': rawTree(repo, [['100000', 'x', good]]),
     'truncated tree': git(repo, ['hash-object', '-t', 'tree', '--literally', '-w', '--stdin'], Buffer.from('100644 abc\0\x01\x02')),
@@ -189,7 +238,10 @@ t.test('a loose object whose content is not what its name says (a would-be cycle
   const good = blob(repo, 'good bytes\n');
   // A directory `loop` whose tree id X names a loose file claiming to be a tree {loop: X}.
   const placeholder = rawTree(repo, [['100644', 'placeholder', good]]);
-  const root = rawTree(repo, [['100644', 'good', good], ['40000', 'loop', placeholder]]);
+  const root = rawTree(repo, [
+    ['100644', 'good', good],
+    ['40000', 'loop', placeholder],
+  ]);
   const c = commitTree(repo, root);
   const file = path.join(repo, 'objects', placeholder.slice(0, 2), placeholder.slice(2));
   const body = Buffer.concat([Buffer.from('40000 loop\0'), Buffer.from(placeholder, 'hex')]);

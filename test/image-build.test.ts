@@ -52,7 +52,8 @@ function releaseTree(work: string, drop: Array<'kernel' | 'initrd' | 'gitroot' |
     'usr/bin/true': '#!/bin/sh\n',
   };
   if (!drop.includes('kernel')) spec[`boot/vmlinuz-${V}`] = fakeKernel('image');
-  if (!drop.includes('initrd')) spec[`boot/initrd.img-${V}`] = gitrootInitrd(fs.mkdtempSync(path.join(work, 'initrd-')), { withGitroot: !drop.includes('gitroot') });
+  if (!drop.includes('initrd'))
+    spec[`boot/initrd.img-${V}`] = gitrootInitrd(fs.mkdtempSync(path.join(work, 'initrd-')), { withGitroot: !drop.includes('gitroot') });
   if (!drop.includes('systemd-boot')) spec[SYSTEMD_BOOT.slice(1)] = fs.readFileSync(SYSTEMD_BOOT);
   if (!drop.includes('syslinux')) {
     spec[GPTMBR.slice(1)] = fs.readFileSync(GPTMBR);
@@ -98,20 +99,31 @@ t.test('a UEFI image: GPT, ESP with systemd-boot and BLS entries, a home gitroot
 
   const table = JSON.parse(sh(`sfdisk --json ${img}`)).partitiontable;
   t.equal(table.label, 'gpt');
-  t.same(table.partitions.map((p: { name: string }) => p.name), ['GITROOT-BOOT', 'GITROOT']);
+  t.same(
+    table.partitions.map((p: { name: string }) => p.name),
+    ['GITROOT-BOOT', 'GITROOT'],
+  );
   t.equal(table.partitions[0].type, 'C12A7328-F81F-11D2-BA4B-00A0C93EC93B', 'the boot partition is an EFI system partition');
   t.equal(fs.statSync(img).size, res.bytes);
 
   const esp = partition(img, 1, path.join(work, 'esp'));
   const mtype = (p: string) => spawnSync('mtype', ['-i', esp, `::${p}`], { encoding: 'latin1', env: { ...process.env, MTOOLS_SKIP_CHECK: '1' } });
-  t.equal(Buffer.from(mtype('/EFI/BOOT/BOOTX64.EFI').stdout, 'latin1').compare(fs.readFileSync(SYSTEMD_BOOT)), 0, 'the removable-media boot path holds systemd-boot from the tree');
+  t.equal(
+    Buffer.from(mtype('/EFI/BOOT/BOOTX64.EFI').stdout, 'latin1').compare(fs.readFileSync(SYSTEMD_BOOT)),
+    0,
+    'the removable-media boot path holds systemd-boot from the tree',
+  );
   const entries = sh(`MTOOLS_SKIP_CHECK=1 mdir -b -i ${esp} ::/loader/entries`).trim().split('\n');
-  t.same(entries.map((e) => path.basename(e)), [`gitroot-${sha.slice(0, 12)}.conf`], 'one entry: the known-good revision, no boot counter');
+  t.same(
+    entries.map((e) => path.basename(e)),
+    [`gitroot-${sha.slice(0, 12)}.conf`],
+    'one entry: the known-good revision, no boot counter',
+  );
   const entry = mtype(`/loader/entries/gitroot-${sha.slice(0, 12)}.conf`).stdout;
   const dataUuid = table.partitions[1].uuid.toLowerCase();
   t.match(entry, new RegExp(`options .*boot=gitroot gitroot\\.medium=PARTUUID=${dataUuid} .*console=ttyS0 git-revision=${sha}`));
   t.match(entry, new RegExp(`linux\\s+/gitroot/${sha}/vmlinuz`));
-  t.equal(Buffer.from(mtype(`/gitroot/${sha}/vmlinuz`).stdout, 'latin1').compare(fakeKernel('image')), 0, 'the kernel copy is the tree\'s kernel');
+  t.equal(Buffer.from(mtype(`/gitroot/${sha}/vmlinuz`).stdout, 'latin1').compare(fakeKernel('image')), 0, "the kernel copy is the tree's kernel");
   t.match(mtype('/loader/loader.conf').stdout, /default gitroot-\*/);
 
   // The data partition: the home, unpacked with debugfs and read by the real commands.
@@ -123,12 +135,20 @@ t.test('a UEFI image: GPT, ESP with systemd-boot and BLS entries, a home gitroot
   sh(`debugfs -R "rdump /gitroot ${out}" ${data} 2>/dev/null`);
   const home = path.join(out, 'gitroot');
   const owners = sh(`debugfs -R "ls -l /gitroot" ${data} 2>/dev/null`);
-  t.notMatch(owners.split('\n').filter((l) => l.trim() !== '').map((l) => l.trim().split(/\s+/).slice(3, 5).join(':')).join(' '), /[1-9]/, 'every file is owned by root');
+  t.notMatch(
+    owners
+      .split('\n')
+      .filter((l) => l.trim() !== '')
+      .map((l) => l.trim().split(/\s+/).slice(3, 5).join(':'))
+      .join(' '),
+    /[1-9]/,
+    'every file is owned by root',
+  );
   const status = gitroot(['status', '--dir', home, '--json', '--config', path.join(work, 'no-config.conf')]);
   const statusNoConfig = status.status === 0 ? status : gitroot(['status', '--dir', home, '--json']);
   t.equal(statusNoConfig.status, 0, statusNoConfig.stderr);
   const st = JSON.parse(statusNoConfig.stdout);
-  t.equal(st.good?.revision ?? st.good, sha, 'status: the image\'s revision is known good');
+  t.equal(st.good?.revision ?? st.good, sha, "status: the image's revision is known good");
   const fsck = gitroot(['fsck', '--dir', home, '--json']);
   t.equal(fsck.status, 0, `fsck of the home is clean: ${fsck.stderr}`);
   t.same(fs.readdirSync(path.join(home, 'boot', sha)).sort(), ['initrd.img', 'vmlinuz'], 'the staged kernel and initrd');
@@ -182,9 +202,20 @@ t.test('refusals: one line, exit 4, no image and no work files left', async (t) 
     const r = gitroot(['image', '--repo', repo, '--rev', 'master', '-o', img, ...extra]);
     t.equal(r.status, 4, `${drop}: exit 4`);
     t.match(r.stderr, why, `${drop}: ${r.stderr.trim()}`);
-    t.equal(r.stderr.trim().split('\n').filter((l) => !l.startsWith('gitroot: image: ')).length, 1, `${drop}: one line`);
+    t.equal(
+      r.stderr
+        .trim()
+        .split('\n')
+        .filter((l) => !l.startsWith('gitroot: image: ')).length,
+      1,
+      `${drop}: one line`,
+    );
     t.notOk(fs.existsSync(img), `${drop}: no image`);
-    t.same(fs.readdirSync(work).filter((n) => n.startsWith('.out.img')), [], `${drop}: no work directory left`);
+    t.same(
+      fs.readdirSync(work).filter((n) => n.startsWith('.out.img')),
+      [],
+      `${drop}: no work directory left`,
+    );
   }
   const { work, repo } = makeRepo(t);
   const small = gitroot(['image', '--repo', repo, '--rev', 'master', '-o', path.join(work, 's.img'), '--size', '10M']);
@@ -211,8 +242,24 @@ t.test('an unprivileged user can make an image', async (t) => {
   const { work, repo } = makeRepo(t);
   sh(`chmod -R a+rX ${work} && chmod a+rwx ${work}`);
   const img = path.join(work, 'user.img');
-  const r = spawnSync('setpriv', ['--reuid=65534', '--regid=65534', '--clear-groups', process.execPath, path.resolve('dist/bin/gitroot.js'),
-    'image', '--repo', repo, '--rev', 'master', '-o', img], { encoding: 'utf8', env: { PATH: process.env.PATH, HOME: work } });
+  const r = spawnSync(
+    'setpriv',
+    [
+      '--reuid=65534',
+      '--regid=65534',
+      '--clear-groups',
+      process.execPath,
+      path.resolve('dist/bin/gitroot.js'),
+      'image',
+      '--repo',
+      repo,
+      '--rev',
+      'master',
+      '-o',
+      img,
+    ],
+    { encoding: 'utf8', env: { PATH: process.env.PATH, HOME: work } },
+  );
   t.equal(r.status, 0, r.stderr);
   t.equal(fs.statSync(img).uid, 65534, 'made by that user');
   const root = path.join(work, 'root.img');

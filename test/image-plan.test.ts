@@ -17,7 +17,15 @@ t.test('layout invariants over boot, kernel, home and disk sizes', async (t) => 
       for (const kernelMb of [0, 10, 80]) {
         for (const homeMb of [0, 1, 100, 700, 5000]) {
           for (const sizeGb of [null, 1, 2, 8, 64]) {
-            const inputs = { commit: A, firmware, bootBytes: bootMb * MIB, kernelBytes: kernelMb * MIB, homeBytes: homeMb * MIB, sizeBytes: sizeGb === null ? null : sizeGb * 1024 * MIB, epoch: 1 };
+            const inputs = {
+              commit: A,
+              firmware,
+              bootBytes: bootMb * MIB,
+              kernelBytes: kernelMb * MIB,
+              homeBytes: homeMb * MIB,
+              sizeBytes: sizeGb === null ? null : sizeGb * 1024 * MIB,
+              epoch: 1,
+            };
             let p;
             try {
               p = planImage(inputs);
@@ -28,12 +36,15 @@ t.test('layout invariants over boot, kernel, home and disk sizes', async (t) => 
               if (min <= sizeGb * 1024) t.fail(`refused ${JSON.stringify(inputs)} that fits in ${min} MiB`);
               continue;
             }
-            const ok = p.boot.startMib === 1 && p.data.startMib === p.boot.startMib + p.boot.sizeMib
-              && p.data.startMib + p.data.sizeMib === p.totalMib - 1
-              && p.boot.sizeMib * MIB >= (bootMb + 2 * kernelMb) * MIB && p.boot.sizeMib >= 64
-              && p.data.sizeMib * MIB >= homeMb * MIB + DATA_FREE_MIB * MIB
-              && (sizeGb === null || p.totalMib === sizeGb * 1024)
-              && (p.firmware === 'uefi' ? p.boot.type === PART_TYPE.esp && p.boot.attrs.length === 0 : p.boot.attrs.includes('LegacyBIOSBootable'));
+            const ok =
+              p.boot.startMib === 1 &&
+              p.data.startMib === p.boot.startMib + p.boot.sizeMib &&
+              p.data.startMib + p.data.sizeMib === p.totalMib - 1 &&
+              p.boot.sizeMib * MIB >= (bootMb + 2 * kernelMb) * MIB &&
+              p.boot.sizeMib >= 64 &&
+              p.data.sizeMib * MIB >= homeMb * MIB + DATA_FREE_MIB * MIB &&
+              (sizeGb === null || p.totalMib === sizeGb * 1024) &&
+              (p.firmware === 'uefi' ? p.boot.type === PART_TYPE.esp && p.boot.attrs.length === 0 : p.boot.attrs.includes('LegacyBIOSBootable'));
             if (!ok) t.fail(`bad plan for ${JSON.stringify(inputs)}: ${JSON.stringify(p)}`);
             n++;
           }
@@ -67,5 +78,8 @@ t.test('--size parsing', async (t) => {
   t.equal(parseImageSize('1.5GiB'), 1536 * MIB);
   t.equal(parseImageSize('4096'), 4096);
   for (const bad of ['', 'G', '-1G', '2X', '0', 'ten']) t.throws(() => parseImageSize(bad), { code: 'EUSAGE' }, `'${bad}' is refused`);
-  t.throws(() => planImage({ commit: A, firmware: 'uefi', bootBytes: 0, kernelBytes: 0, homeBytes: 0, sizeBytes: 100 * MIB, epoch: 0 }), { code: 'EUSAGE', message: /too small/ });
+  t.throws(() => planImage({ commit: A, firmware: 'uefi', bootBytes: 0, kernelBytes: 0, homeBytes: 0, sizeBytes: 100 * MIB, epoch: 0 }), {
+    code: 'EUSAGE',
+    message: /too small/,
+  });
 });

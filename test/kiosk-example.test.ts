@@ -71,11 +71,17 @@ t.test('two kiosk releases built with examples/kiosk/build.sh', { skip }, async 
 
   // The tree stores symlinks as git symlinks: read their targets.
   const link = (path: string): string => show(two.sha, path);
-  for (const u of ['multi-user.target.wants/gitroot-mark-good.service', 'timers.target.wants/gitroot-fetch.timer',
-    'timers.target.wants/gitroot-fsck.timer', 'multi-user.target.wants/gitroot-grow.service', 'boot-complete.target.requires/gitroot-health.service', 'multi-user.target.wants/kiosk.service']) {
+  for (const u of [
+    'multi-user.target.wants/gitroot-mark-good.service',
+    'timers.target.wants/gitroot-fetch.timer',
+    'timers.target.wants/gitroot-fsck.timer',
+    'multi-user.target.wants/gitroot-grow.service',
+    'boot-complete.target.requires/gitroot-health.service',
+    'multi-user.target.wants/kiosk.service',
+  ]) {
     t.match(link(`etc/systemd/system/${u}`), /^\/(usr\/lib|etc)\/systemd\/system\//, `${u} enabled`);
   }
-  t.equal(link('etc/systemd/system/getty@tty1.service'), '/dev/null', 'tty1\'s getty masked: the kiosk has the screen');
+  t.equal(link('etc/systemd/system/getty@tty1.service'), '/dev/null', "tty1's getty masked: the kiosk has the screen");
   const conf = show(two.sha, 'etc/gitroot/gitroot.conf');
   t.match(conf, new RegExp(`^gitroot\\.remote=${remote.replace(/\./g, '\\.')}$`, 'm'), 'the settings name the remote');
   t.match(conf, /^gitroot\.allowed-signers=\/etc\/gitroot\/allowed-signers$/m, 'and the allowed signers');
@@ -96,16 +102,22 @@ t.test('two kiosk releases built with examples/kiosk/build.sh', { skip }, async 
   // Both releases are signed by the key the image trusts.
   const allowed = join(dir, 'allowed');
   writeFileSync(allowed, signers);
-  for (const [name, rev] of [['one', one.sha], ['two', two.sha]] as const) {
+  for (const [name, rev] of [
+    ['one', one.sha],
+    ['two', two.sha],
+  ] as const) {
     const v = run('git', ['--git-dir', repo, '-c', `gpg.ssh.allowedSignersFile=${allowed}`, 'verify-commit', rev]);
     t.equal(v.status, 0, `release ${name} verifies with git${v.status === 0 ? '' : `: ${v.stderr}`}`);
   }
 
   // Measured, not asserted.
-  const treeBytes = git('ls-tree', '-r', '-l', two.sha).split('\n')
+  const treeBytes = git('ls-tree', '-r', '-l', two.sha)
+    .split('\n')
     .reduce((sum, l) => sum + (Number(l.split(/\s+/)[3]) || 0), 0);
   run('git', ['--git-dir', repo, 'gc', '-q']);
   const repoBytes = Number(run('du', ['-sb', repo]).stdout.split(/\s+/)[0]);
-  t.comment(`tree: ${files.length} files, ${(treeBytes / 1e6).toFixed(1)} MB of file content; repo after git gc (2 releases): ${(repoBytes / 1e6).toFixed(1)} MB`);
+  t.comment(
+    `tree: ${files.length} files, ${(treeBytes / 1e6).toFixed(1)} MB of file content; repo after git gc (2 releases): ${(repoBytes / 1e6).toFixed(1)} MB`,
+  );
   t.comment(`build.sh: release one ${one.seconds.toFixed(0)} s, release two (warm caches) ${two.seconds.toFixed(0)} s`);
 });

@@ -16,7 +16,10 @@ const ch = (path: string, change: LiveChange['change'] = 'modified'): LiveChange
 
 t.test('parseUnitExecs', async (t) => {
   const text = [
-    '[Unit]', 'Description=ExecStart=/not/this', '# ExecStart=/commented', '; ExecStart=/also/commented',
+    '[Unit]',
+    'Description=ExecStart=/not/this',
+    '# ExecStart=/commented',
+    '; ExecStart=/also/commented',
     '[Service]',
     'ExecStartPre=-/usr/bin/pre --x',
     'ExecStart=@/usr/bin/kiosk kiosk-argv0 --url http://x',
@@ -30,7 +33,16 @@ t.test('parseUnitExecs', async (t) => {
     'ExecStart=/usr/bin/kiosk',
     'Environment=X=/usr/bin/no',
   ].join('\n');
-  t.same(parseUnitExecs(text), ['usr/bin/pre', 'usr/bin/kiosk', 'usr/lib/kiosk/helper', 'opt/with space/run', 'bin/kill', 'usr/bin/a', 'usr/bin/b', 'usr/bin/check']);
+  t.same(parseUnitExecs(text), [
+    'usr/bin/pre',
+    'usr/bin/kiosk',
+    'usr/lib/kiosk/helper',
+    'opt/with space/run',
+    'bin/kill',
+    'usr/bin/a',
+    'usr/bin/b',
+    'usr/bin/check',
+  ]);
   t.same(parseUnitExecs(''), []);
 });
 
@@ -41,7 +53,7 @@ t.test('unitOfPath', async (t) => {
   t.same(unitOfPath('etc/systemd/system/multi-user.target.wants/kiosk.service'), { unit: 'kiosk.service', role: 'link' });
   t.same(unitOfPath('lib/systemd/system/getty@.service'), { unit: 'getty@.service', role: 'file' });
   t.same(unitOfPath('usr/local/lib/systemd/system/a.timer'), { unit: 'a.timer', role: 'file' });
-  t.equal(unitOfPath('usr/lib/systemd/user/a.service'), null, 'user units are not the system manager\'s');
+  t.equal(unitOfPath('usr/lib/systemd/user/a.service'), null, "user units are not the system manager's");
   t.equal(unitOfPath('usr/bin/kiosk'), null);
 });
 
@@ -55,7 +67,11 @@ t.test('planRestarts', async (t) => {
   const nothing = planRestarts([ch('usr/share/doc/x')], execs);
   t.same([nothing.daemonReload, nothing.restart], [false, []], 'content elsewhere: nothing reloaded or restarted');
   const prog = planRestarts([ch('usr/bin/kiosk')], execs);
-  t.same([prog.daemonReload, prog.restart, prog.why], [false, ['kiosk.service'], { 'kiosk.service': 'its program /usr/bin/kiosk modified' }], 'a program changed: its service restarts');
+  t.same(
+    [prog.daemonReload, prog.restart, prog.why],
+    [false, ['kiosk.service'], { 'kiosk.service': 'its program /usr/bin/kiosk modified' }],
+    'a program changed: its service restarts',
+  );
   t.same(planRestarts([ch('usr/bin/link-to-other', 'modified')], execs).restart, ['other.service'], 'a symlink on the way to a program counts');
   t.same(planRestarts([ch('usr/bin/kiosk', 'removed')], execs).restart, [], 'a removed program restarts nothing (the unit fails by itself)');
   const unit = planRestarts([ch('usr/lib/systemd/system/kiosk.service'), ch('etc/systemd/system/other.service.d/x.conf', 'added')], execs);

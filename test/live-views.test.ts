@@ -11,17 +11,29 @@ import { escapeLayer, planViews } from '../lib/live/live-views.js';
 import type { LiveChange } from '../lib/live/live-diff.js';
 
 const ch = (path: string): LiveChange => ({ path, change: 'modified', before: 'file', after: 'file', nested: false });
-const plan = (paths: string[], o: { mountPoints?: string[]; hidden?: string[]; limit?: number } = {}) => planViews({
-  changes: paths.map(ch), mountPoints: o.mountPoints ?? [], hiddenByUpper: (p) => (o.hidden ?? []).includes(p), limit: o.limit,
-});
+const plan = (paths: string[], o: { mountPoints?: string[]; hidden?: string[]; limit?: number } = {}) =>
+  planViews({
+    changes: paths.map(ch),
+    mountPoints: o.mountPoints ?? [],
+    hiddenByUpper: (p) => (o.hidden ?? []).includes(p),
+    limit: o.limit,
+  });
 
 t.test('planViews', async (t) => {
   t.same(plan([]), { ok: true, points: [], dropped: [] });
   t.same(plan(['usr/bin/a', 'usr/bin/b', 'etc/x']), { ok: true, points: ['etc', 'usr/bin'], dropped: [] }, 'parents, once each');
   t.same(plan(['usr/share/doc/a/b', 'usr/share/x']), { ok: true, points: ['usr/share'], dropped: [] }, 'the topmost of nested points');
   t.same(plan(['', 'usr/bin/a']), { ok: true, points: ['usr/bin'], dropped: [] }, "the root's own attributes need no view");
-  t.same(plan(['var/lib/x', 'usr/bin/a'], { mountPoints: ['var'] }), { ok: true, points: ['usr/bin'], dropped: [{ path: 'var/lib', why: 'another filesystem is mounted on /var' }] });
-  t.same(plan(['opt/app/x'], { hidden: ['opt/app'] }).ok && plan(['opt/app/x'], { hidden: ['opt/app'] }), { ok: true, points: [], dropped: [{ path: 'opt/app', why: 'the writable layer hides it (removed or replaced on this machine)' }] });
+  t.same(plan(['var/lib/x', 'usr/bin/a'], { mountPoints: ['var'] }), {
+    ok: true,
+    points: ['usr/bin'],
+    dropped: [{ path: 'var/lib', why: 'another filesystem is mounted on /var' }],
+  });
+  t.same(plan(['opt/app/x'], { hidden: ['opt/app'] }).ok && plan(['opt/app/x'], { hidden: ['opt/app'] }), {
+    ok: true,
+    points: [],
+    dropped: [{ path: 'opt/app', why: 'the writable layer hides it (removed or replaced on this machine)' }],
+  });
   const many = Array.from({ length: 5 }, (_, i) => `usr/lib/p${i}/f`).concat(['etc/a/f']);
   t.same(plan(many, { limit: 4 }), { ok: true, points: ['etc', 'usr'], dropped: [] }, 'over the limit: lifted to top-level directories');
   const root = plan(['README']);

@@ -26,21 +26,39 @@ const G = 'b'.repeat(40);
 const O = 'c'.repeat(40);
 const T0 = '2026-05-06T07:08:09.000Z';
 const rec = (sha: string): StagedRevision => ({
-  kernelDir: sha, kernel: 'vmlinuz', initrd: 'initrd.img', kernelVersion: null, kernelSource: null, options: 'boot=gitroot', stagedAt: T0,
+  kernelDir: sha,
+  kernel: 'vmlinuz',
+  initrd: 'initrd.img',
+  kernelVersion: null,
+  kernelSource: null,
+  options: 'boot=gitroot',
+  stagedAt: T0,
 });
 
 function entry(revision: string, tries: { left: number; done: number } | null, id = entryId(revision)): InstalledEntry {
   const suffix = tries === null ? '' : `+${tries.left}${tries.done > 0 ? `-${tries.done}` : ''}`;
   return {
-    id, file: `/efi/loader/entries/${id}${suffix}.conf`, revision, title: null, linux: null, initrd: null,
-    options: `boot=gitroot git-revision=${revision}`, tries,
+    id,
+    file: `/efi/loader/entries/${id}${suffix}.conf`,
+    revision,
+    title: null,
+    linux: null,
+    initrd: null,
+    options: `boot=gitroot git-revision=${revision}`,
+    tries,
   };
 }
 
 t.test('every state and loader count: the lower count wins, and a pending revision the loader gave up on fails while another runs', async (t) => {
   let cases = 0;
   const problems: string[] = [];
-  const counters = [null, ...[3, 2, 1, 0].flatMap((left) => [{ left, done: 0 }, { left, done: 3 - left }])];
+  const counters = [
+    null,
+    ...[3, 2, 1, 0].flatMap((left) => [
+      { left, done: 0 },
+      { left, done: 3 - left },
+    ]),
+  ];
   for (const triesLeft of [null, 3, 2, 1, 0]) {
     for (const booted of [null, P, G, O]) {
       const pending = triesLeft === null ? null : { revision: P, triesLeft, tries: 3, stagedAt: T0 };
@@ -49,7 +67,7 @@ t.test('every state and loader count: the lower count wins, and a pending revisi
         { what: 'no entries', entries: [], count: null },
         { what: 'only the good entry', entries: [entry(G, null)], count: null },
         ...counters.map((c) => ({ what: `P ${c === null ? 'plain' : `+${c.left}-${c.done}`}`, entries: [entry(G, null), entry(P, c)], count: c })),
-        { what: 'P\'s id naming another revision', entries: [entry(O, { left: 0, done: 3 }, entryId(P))], count: null },
+        { what: "P's id naming another revision", entries: [entry(O, { left: 0, done: 3 }, entryId(P))], count: null },
         { what: 'another revision counted out', entries: [entry(O, { left: 0, done: 3 })], count: null },
       ];
       for (const set of entrySets) {
@@ -58,13 +76,16 @@ t.test('every state and loader count: the lower count wins, and a pending revisi
         const count = pendingLoaderCount(state, set.entries);
         const v = applyLoaderCount(state, count);
         // The rule, stated independently.
-        const loaderLeft = pending === null ? null : set.count?.left ?? null;
+        const loaderLeft = pending === null ? null : (set.count?.left ?? null);
         const lower = pending !== null && loaderLeft !== null && loaderLeft < pending.triesLeft;
         const fails = lower && loaderLeft === 0 && booted !== P;
-        const expected: DeployState = !lower ? state
-          : fails ? { ...state, pending: null, failed: [P] }
+        const expected: DeployState = !lower
+          ? state
+          : fails
+            ? { ...state, pending: null, failed: [P] }
             : { ...state, pending: { ...pending!, triesLeft: loaderLeft! } };
-        if (JSON.stringify(v.state) !== JSON.stringify(expected)) problems.push(`${label}: got ${JSON.stringify(v.state.pending)} failed ${JSON.stringify(v.state.failed)}`);
+        if (JSON.stringify(v.state) !== JSON.stringify(expected))
+          problems.push(`${label}: got ${JSON.stringify(v.state.pending)} failed ${JSON.stringify(v.state.failed)}`);
         if ((v.note !== null) !== lower) problems.push(`${label}: note ${v.note}`);
         if (v.failed !== (fails ? P : null)) problems.push(`${label}: failed ${v.failed}`);
         if (v.note !== null && !v.note.includes(P)) problems.push(`${label}: the note does not name the revision`);
@@ -132,7 +153,9 @@ t.test('random lives under a model of systemd-boot: kernels that panic are count
   const location = { kernelRoot: '/gitroot', copy: true };
   const problems: string[] = [];
   const stats: Record<string, number> = {};
-  const count = (k: string) => { stats[k] = (stats[k] ?? 0) + 1; };
+  const count = (k: string) => {
+    stats[k] = (stats[k] ?? 0) + 1;
+  };
   for (let life = 0; life < 400 && problems.length === 0; life++) {
     // Each revision is, for the whole life, one whose kernel panics, one whose userspace fails its
     // health checks, or a good one.
@@ -160,7 +183,10 @@ t.test('random lives under a model of systemd-boot: kernels that panic are count
       }
       up = false;
       const started = loader.boot();
-      if (started === null) { problems.push(`${where}: no entry`); break; }
+      if (started === null) {
+        problems.push(`${where}: no entry`);
+        break;
+      }
       if (gaveUp.has(started.revision) && started.counted) problems.push(`${where}: the loader tried a revision it gave up on`);
       if (nature.get(started.revision) === 'panics') {
         // The kernel never reaches gitroot's initramfs: only the loader counted this try.
@@ -170,9 +196,15 @@ t.test('random lives under a model of systemd-boot: kernels that panic are count
         continue;
       }
       const sel = selectRevision({ state, cmdlineRevision: started.revision, health: () => 'ok' });
-      if (sel.revision === null) { problems.push(`${where}: nothing boots`); break; }
+      if (sel.revision === null) {
+        problems.push(`${where}: nothing boots`);
+        break;
+      }
       state = sel.state;
-      if (nature.get(sel.revision) === 'panics') { count('panic after the initramfs'); continue; }
+      if (nature.get(sel.revision) === 'panics') {
+        count('panic after the initramfs');
+        continue;
+      }
       up = true;
       // The boot completes: the loader is blessed (the booted entry was counted), then mark-good
       // reads the entries and, unless a health check vetoes, marks the revision good.

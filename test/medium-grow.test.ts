@@ -9,27 +9,60 @@ import { type DiskTable, GROW_MIN_BYTES, deviceMountedAt, planGrow } from '../li
 
 const MiB = 2048; // sectors
 const table = (parts: Array<[string, number, number]>, lastlba: number, label = 'gpt'): DiskTable => ({
-  label, lastlba, partitions: parts.map(([node, start, size]) => ({ node, start, size })),
+  label,
+  lastlba,
+  partitions: parts.map(([node, start, size]) => ({ node, start, size })),
 });
 
 t.test('the last partition grows to the last MiB before the backup GPT', async (t) => {
   // An image of 300 MiB written to a 1 GiB disk: the backup GPT is still at the image's end.
   const disk = 1024 * MiB;
-  const p = planGrow(table([['/dev/vda1', MiB, 100 * MiB], ['/dev/vda2', 101 * MiB, 198 * MiB]], 300 * MiB - 34), '/dev/vda2', disk);
+  const p = planGrow(
+    table(
+      [
+        ['/dev/vda1', MiB, 100 * MiB],
+        ['/dev/vda2', 101 * MiB, 198 * MiB],
+      ],
+      300 * MiB - 34,
+    ),
+    '/dev/vda2',
+    disk,
+  );
   t.equal(p.action, 'grow');
   if (p.action !== 'grow') return;
   t.equal(p.start, 101 * MiB, 'the start never moves');
   t.equal(p.start + p.newSize, 1023 * MiB, 'ends on the last MiB boundary before the backup GPT');
-  t.ok((p.start + p.newSize) <= disk - 34, 'leaves room for the backup GPT');
+  t.ok(p.start + p.newSize <= disk - 34, 'leaves room for the backup GPT');
   t.equal(p.relocate, true, 'the backup GPT must move to the disk end first');
   t.equal(p.addedBytes, (1023 - 299) * MiB * 512);
 });
 
 t.test('nothing to do: already full, not last, not GPT, unknown node, a gain too small', async (t) => {
   const disk = 1024 * MiB;
-  const full = planGrow(table([['/dev/vda1', MiB, 100 * MiB], ['/dev/vda2', 101 * MiB, 922 * MiB]], disk - 34), '/dev/vda2', disk);
+  const full = planGrow(
+    table(
+      [
+        ['/dev/vda1', MiB, 100 * MiB],
+        ['/dev/vda2', 101 * MiB, 922 * MiB],
+      ],
+      disk - 34,
+    ),
+    '/dev/vda2',
+    disk,
+  );
   t.same(full, { action: 'none', reason: '/dev/vda2 already fills the disk' });
-  const notLast = planGrow(table([['/dev/vda1', MiB, 100 * MiB], ['/dev/vda2', 101 * MiB, 100 * MiB], ['/dev/vda3', 201 * MiB, 10 * MiB]], 300 * MiB), '/dev/vda2', disk);
+  const notLast = planGrow(
+    table(
+      [
+        ['/dev/vda1', MiB, 100 * MiB],
+        ['/dev/vda2', 101 * MiB, 100 * MiB],
+        ['/dev/vda3', 201 * MiB, 10 * MiB],
+      ],
+      300 * MiB,
+    ),
+    '/dev/vda2',
+    disk,
+  );
   t.match(notLast, { action: 'none', reason: /not the disk's last partition \(\/dev\/vda3 follow/ });
   t.match(planGrow(table([['/dev/sda1', MiB, 10 * MiB]], 0, 'dos'), '/dev/sda1', disk), { action: 'none', reason: /dos partition table, not GPT/ });
   t.match(planGrow(table([['/dev/vda1', MiB, 10 * MiB]], 300 * MiB), '/dev/vdb1', disk), { action: 'none', reason: /not in the disk's partition table/ });
@@ -41,7 +74,17 @@ t.test('every disk size from the image size up: the plan never overlaps the back
   let checked = 0;
   for (let diskMiB = 300; diskMiB <= 4096; diskMiB += 7) {
     const disk = diskMiB * MiB + (diskMiB % 3) * 17; // not always a whole MiB
-    const p = planGrow(table([['/dev/vda1', MiB, 100 * MiB], ['/dev/vda2', 101 * MiB, 198 * MiB]], 300 * MiB - 34), '/dev/vda2', disk);
+    const p = planGrow(
+      table(
+        [
+          ['/dev/vda1', MiB, 100 * MiB],
+          ['/dev/vda2', 101 * MiB, 198 * MiB],
+        ],
+        300 * MiB - 34,
+      ),
+      '/dev/vda2',
+      disk,
+    );
     if (p.action === 'grow') {
       if (p.start + p.newSize > disk - 34 || p.newSize <= p.size || (p.start + p.newSize) % MiB !== 0) t.fail(`disk ${disk}: ${JSON.stringify(p)}`);
       checked++;

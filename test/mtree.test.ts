@@ -6,8 +6,17 @@
 import t from 'tap';
 import { ManifestError } from '../lib/errors/errors.js';
 import {
-  MANIFEST_NAME, MANIFEST_SIGNATURE, compareUtf8, formatEntry, formatManifest, gitDefaultMode,
-  parseManifest, visDecode, visEncode, type EntryType, type ManifestEntry,
+  MANIFEST_NAME,
+  MANIFEST_SIGNATURE,
+  compareUtf8,
+  formatEntry,
+  formatManifest,
+  gitDefaultMode,
+  parseManifest,
+  visDecode,
+  visEncode,
+  type EntryType,
+  type ManifestEntry,
 } from '../lib/manifest/mtree.js';
 
 t.test('visEncode writes only printable ASCII minus \\ # = as themselves', async (t) => {
@@ -45,15 +54,32 @@ t.test('compareUtf8 sorts by UTF-8 bytes, not UTF-16 units', async (t) => {
 
 t.test('gitDefaultMode: defaults for every type and git mode', async (t) => {
   const cases: Array<[EntryType, number | undefined, number]> = [
-    ['file', 0o100644, 0o644], ['file', 0o100755, 0o755], ['file', undefined, 0o644],
-    ['dir', undefined, 0o755], ['dir', 0o040000, 0o755],
-    ['link', 0o120000, 0o777], ['link', undefined, 0o777],
-    ['char', undefined, 0o644], ['block', undefined, 0o644], ['fifo', undefined, 0o644],
+    ['file', 0o100644, 0o644],
+    ['file', 0o100755, 0o755],
+    ['file', undefined, 0o644],
+    ['dir', undefined, 0o755],
+    ['dir', 0o040000, 0o755],
+    ['link', 0o120000, 0o777],
+    ['link', undefined, 0o777],
+    ['char', undefined, 0o644],
+    ['block', undefined, 0o644],
+    ['fifo', undefined, 0o644],
   ];
   for (const [type, gitMode, want] of cases) t.equal(gitDefaultMode(type, gitMode), want, `${type} ${gitMode?.toString(8)}`);
 });
 
-const weirdNames = ['with space', 'caf\u00e9/\u65e5\u672c', 'new\nline', 'back\\slash', 'hash#tag', 'eq=sign', 'tab\tx', 'emoji\u{1f600}', '-dash', 'x'.repeat(255)];
+const weirdNames = [
+  'with space',
+  'caf\u00e9/\u65e5\u672c',
+  'new\nline',
+  'back\\slash',
+  'hash#tag',
+  'eq=sign',
+  'tab\tx',
+  'emoji\u{1f600}',
+  '-dash',
+  'x'.repeat(255),
+];
 
 function sampleEntries(): ManifestEntry[] {
   const entries: ManifestEntry[] = [
@@ -76,7 +102,16 @@ function sampleEntries(): ManifestEntry[] {
     { path: 'hl2/x', type: 'file', mode: 0o4711, inode: 2, nlink: 2 },
     { path: 'hl2/y', type: 'file', mode: 0o4711, inode: 2, nlink: 2 },
     { path: 'usr/bin/ping', type: 'file', xattrs: new Map([['security.capability', Buffer.from('0100000200200000000000000000000000000000', 'hex')]]) },
-    { path: 'x/attrs', type: 'file', xattrs: new Map([['user.test', Buffer.from('hello')], ['user.empty', Buffer.alloc(0)], ['user.we ird=name#', Buffer.from('v a\\l=u#e\n')], ['user.bin', Buffer.from([0, 255, 128, 10])]]) },
+    {
+      path: 'x/attrs',
+      type: 'file',
+      xattrs: new Map([
+        ['user.test', Buffer.from('hello')],
+        ['user.empty', Buffer.alloc(0)],
+        ['user.we ird=name#', Buffer.from('v a\\l=u#e\n')],
+        ['user.bin', Buffer.from([0, 255, 128, 10])],
+      ]),
+    },
     { path: 'lnk', type: 'link', uid: 1000, xattrs: new Map([['trusted.x', Buffer.from('1')]]) },
     { path: 'empty', type: 'dir', mode: 0o755, uid: 0, gid: 0 },
   ];
@@ -99,7 +134,11 @@ t.test('formatManifest/parseManifest round-trip every keyword and awkward names'
   const back = parseManifest(text, 'sample');
   t.equal(back.size, entries.length);
   for (const e of entries) t.same(back.get(e.path), e, `entry ${JSON.stringify(e.path)}`);
-  t.same([...back.keys()].map((p) => (p === '' ? '.' : './' + visEncode(p))), sortedPaths, 'Map keeps file order');
+  t.same(
+    [...back.keys()].map((p) => (p === '' ? '.' : './' + visEncode(p))),
+    sortedPaths,
+    'Map keeps file order',
+  );
   t.same([...back.keys()], [...back.keys()].sort(compareUtf8), 'lines sorted by path bytes');
   t.equal(formatManifest([...back.values()]), text, 'format(parse(x)) === x');
 });
@@ -113,14 +152,33 @@ t.test('formatEntry writes keywords in a fixed order with 4-digit octal modes', 
     './d/n type=char mode=0666 uid=1 gid=2 device=native,1,3',
   );
   t.equal(
-    formatEntry({ path: 'f', type: 'file', inode: 3, nlink: 2, xattrs: new Map([['user.b', Buffer.from('2')], ['user.a', Buffer.from('x y')]]) }),
+    formatEntry({
+      path: 'f',
+      type: 'file',
+      inode: 3,
+      nlink: 2,
+      xattrs: new Map([
+        ['user.b', Buffer.from('2')],
+        ['user.a', Buffer.from('x y')],
+      ]),
+    }),
     './f type=file inode=3 nlink=2 xattr.user.a=x\\040y xattr.user.b=2',
   );
-  t.equal(formatManifest([]), `${MANIFEST_SIGNATURE}\n# gitroot metadata manifest: modes, owners, devices, empty dirs, hardlinks and xattrs that git does not store\n`);
+  t.equal(
+    formatManifest([]),
+    `${MANIFEST_SIGNATURE}\n# gitroot metadata manifest: modes, owners, devices, empty dirs, hardlinks and xattrs that git does not store\n`,
+  );
 });
 
 t.test('formatManifest refuses duplicate paths', async (t) => {
-  t.throws(() => formatManifest([{ path: 'a', type: 'file' }, { path: 'a', type: 'dir' }]), ManifestError);
+  t.throws(
+    () =>
+      formatManifest([
+        { path: 'a', type: 'file' },
+        { path: 'a', type: 'dir' },
+      ]),
+    ManifestError,
+  );
 });
 
 t.test('parseManifest accepts comments, blank lines, tabs, extra spaces and raw UTF-8', async (t) => {
@@ -180,7 +238,11 @@ t.test('parseManifest rejects malformed lines with ManifestError naming source:l
   ];
   for (const [name, body, msg] of cases) {
     const err = (() => {
-      try { parseManifest(head + body + '\n', 'HEAD:.gitroot.mtree'); } catch (e) { return e; }
+      try {
+        parseManifest(head + body + '\n', 'HEAD:.gitroot.mtree');
+      } catch (e) {
+        return e;
+      }
       return undefined;
     })();
     t.type(err, ManifestError, name);

@@ -15,8 +15,12 @@ import { ObjectCorruptError, ObjectMissingError } from '../lib/errors/errors.js'
 
 const ENV = {
   ...process.env,
-  GIT_CONFIG_NOSYSTEM: '1', GIT_CONFIG_GLOBAL: '/dev/null',
-  GIT_AUTHOR_NAME: 't', GIT_AUTHOR_EMAIL: 't@t', GIT_COMMITTER_NAME: 't', GIT_COMMITTER_EMAIL: 't@t',
+  GIT_CONFIG_NOSYSTEM: '1',
+  GIT_CONFIG_GLOBAL: '/dev/null',
+  GIT_AUTHOR_NAME: 't',
+  GIT_AUTHOR_EMAIL: 't@t',
+  GIT_COMMITTER_NAME: 't',
+  GIT_COMMITTER_EMAIL: 't@t',
 };
 const git = (cwd: string, ...args: string[]) => execFileSync('git', args, { cwd, env: ENV, maxBuffer: 1 << 28 }).toString();
 
@@ -36,7 +40,9 @@ t.test('every flipped byte of a packed entry is caught, whole or deltified', asy
   const packPath = path.join(dir, '.git/objects/pack', idx.replace(/\.idx$/, '.pack'));
   // verify-pack -v: oid type size size-in-pack offset [depth base]
   const rows = git(dir, 'verify-pack', '-v', packPath.replace(/\.pack$/, '.idx'))
-    .split('\n').map((l) => l.split(/\s+/)).filter((c) => /^[0-9a-f]{40}$/.test(c[0]) && c[1] === 'blob');
+    .split('\n')
+    .map((l) => l.split(/\s+/))
+    .filter((c) => /^[0-9a-f]{40}$/.test(c[0]) && c[1] === 'blob');
   const deltified = rows.filter((r) => r.length >= 7);
   t.ok(deltified.length > 0, 'the pack has deltified blobs');
   const original = fs.readFileSync(packPath);

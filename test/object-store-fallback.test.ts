@@ -17,7 +17,9 @@ import { noise } from './helpers/deploy-fixtures.js';
 import { tempDir } from './helpers/temp-dir.js';
 
 const git = (repo: string, args: string[], input?: string | Buffer): string =>
-  execFileSync('git', ['--git-dir', repo, ...args], { input, maxBuffer: 1 << 28 }).toString().trim();
+  execFileSync('git', ['--git-dir', repo, ...args], { input, maxBuffer: 1 << 28 })
+    .toString()
+    .trim();
 
 function flip(file: string, at: number): void {
   fs.chmodSync(file, 0o644);
@@ -34,7 +36,11 @@ function twoCopies(t: Test, content: Buffer) {
   const loose = path.join(repo, 'objects', oid.slice(0, 2), oid.slice(2));
   const packName = git(repo, ['pack-objects', '-q', path.join(repo, 'objects', 'pack', 'pack')], `${oid}\n`);
   const pack = path.join(repo, 'objects', 'pack', `pack-${packName}.pack`);
-  const offset = Number(git(repo, ['verify-pack', '-v', pack.replace(/\.pack$/, '.idx')]).split('\n')[0].split(/\s+/)[4]);
+  const offset = Number(
+    git(repo, ['verify-pack', '-v', pack.replace(/\.pack$/, '.idx')])
+      .split('\n')[0]
+      .split(/\s+/)[4],
+  );
   return { repo, oid, loose, pack, offset };
 }
 
@@ -46,7 +52,11 @@ for (const verify of ['sha1', 'crc32'] as const) {
     const store = ObjectStore.open(c.repo, { verify });
     t.teardown(() => store.close());
     t.ok(store.readObject(c.oid).data.equals(content), 'the loose copy is read');
-    t.same(store.damaged().map((d) => [d.oid, d.path]), [[c.oid, c.pack]], 'the packed copy is reported damaged');
+    t.same(
+      store.damaged().map((d) => [d.oid, d.path]),
+      [[c.oid, c.pack]],
+      'the packed copy is reported damaged',
+    );
     t.ok(store.readObject(c.oid).data.equals(content), 'and skipped from then on');
     const out = path.join(path.dirname(c.repo), 'out');
     const fd = fs.openSync(out, 'w');
@@ -66,7 +76,14 @@ for (const verify of ['sha1', 'crc32'] as const) {
     const fresh = ObjectStore.open(c.repo, { verify });
     t.teardown(() => fresh.close());
     t.throws(() => fresh.readObject(c.oid), ObjectCorruptError, 'no good copy: corrupt');
-    t.same(fresh.damaged().map((d) => d.path).sort(), [c.loose, c.pack].sort(), 'both copies were tried and reported');
+    t.same(
+      fresh
+        .damaged()
+        .map((d) => d.path)
+        .sort(),
+      [c.loose, c.pack].sort(),
+      'both copies were tried and reported',
+    );
     t.ok(fresh.has(c.oid), 'the object is still there (damaged, not missing)');
   });
 }

@@ -23,14 +23,17 @@ const GIT_ENV = {
   ...process.env,
   GIT_CONFIG_NOSYSTEM: '1',
   GIT_CONFIG_GLOBAL: '/dev/null',
-  GIT_AUTHOR_NAME: 'Store Test', GIT_AUTHOR_EMAIL: 'store@test', GIT_AUTHOR_DATE: '1700000000 +0000',
-  GIT_COMMITTER_NAME: 'Store Test', GIT_COMMITTER_EMAIL: 'store@test', GIT_COMMITTER_DATE: '1700000000 +0000',
+  GIT_AUTHOR_NAME: 'Store Test',
+  GIT_AUTHOR_EMAIL: 'store@test',
+  GIT_AUTHOR_DATE: '1700000000 +0000',
+  GIT_COMMITTER_NAME: 'Store Test',
+  GIT_COMMITTER_EMAIL: 'store@test',
+  GIT_COMMITTER_DATE: '1700000000 +0000',
 };
 
 /** Runs git in `cwd` (no automatic gc) and returns stdout. */
 function git(cwd: string, args: string[], input?: string | Buffer): Buffer {
-  return execFileSync('git', ['-c', 'gc.auto=0', '-c', 'maintenance.auto=false', ...args],
-    { cwd, env: GIT_ENV, input, maxBuffer: 1 << 30 });
+  return execFileSync('git', ['-c', 'gc.auto=0', '-c', 'maintenance.auto=false', ...args], { cwd, env: GIT_ENV, input, maxBuffer: 1 << 30 });
 }
 
 function gitText(cwd: string, ...args: string[]): string {
@@ -47,9 +50,11 @@ function initRepo(t: Test, prefix: string, bare = false): string {
 function prng(seed: number): () => number {
   let x = seed >>> 0 || 1;
   return () => {
-    x ^= x << 13; x >>>= 0;
+    x ^= x << 13;
+    x >>>= 0;
     x ^= x >>> 17;
-    x ^= x << 5; x >>>= 0;
+    x ^= x << 5;
+    x >>>= 0;
     return x;
   };
 }
@@ -70,15 +75,13 @@ function textFile(seed: number, bytes: number): string {
 type FileSpec = string | Buffer | { exec: string } | { link: string };
 
 /** Writes one commit per element with git fast-import (fast, writes a pack). */
-function fastImport(repo: string, commits: { files: Record<string, FileSpec | null>; message: string }[],
-  branch = 'refs/heads/main'): void {
+function fastImport(repo: string, commits: { files: Record<string, FileSpec | null>; message: string }[], branch = 'refs/heads/main'): void {
   const parts: Buffer[] = [];
   let time = 1700000000;
   for (const c of commits) {
     time += 60;
     const msg = Buffer.from(c.message);
-    parts.push(Buffer.from(`commit ${branch}\ncommitter Store Test <store@test> ${time} +0000\n`
-      + `data ${msg.length}\n`), msg, Buffer.from('\n'));
+    parts.push(Buffer.from(`commit ${branch}\ncommitter Store Test <store@test> ${time} +0000\n` + `data ${msg.length}\n`), msg, Buffer.from('\n'));
     for (const [name, spec] of Object.entries(c.files)) {
       if (spec === null) {
         parts.push(Buffer.from(`D ${name}\n`));
@@ -88,15 +91,25 @@ function fastImport(repo: string, commits: { files: Record<string, FileSpec | nu
       let data: Buffer;
       if (typeof spec === 'string') data = Buffer.from(spec);
       else if (Buffer.isBuffer(spec)) data = spec;
-      else if ('exec' in spec) { mode = '100755'; data = Buffer.from(spec.exec); }
-      else { mode = '120000'; data = Buffer.from(spec.link); }
+      else if ('exec' in spec) {
+        mode = '100755';
+        data = Buffer.from(spec.exec);
+      } else {
+        mode = '120000';
+        data = Buffer.from(spec.link);
+      }
       parts.push(Buffer.from(`M ${mode} inline ${name}\ndata ${data.length}\n`), data, Buffer.from('\n'));
     }
   }
   git(repo, ['fast-import', '--quiet'], Buffer.concat(parts));
 }
 
-interface GitObjectInfo { oid: string; type: string; size: number; data: Buffer }
+interface GitObjectInfo {
+  oid: string;
+  type: string;
+  size: number;
+  data: Buffer;
+}
 
 /** Every object in the repository, with its content, as git sees it. */
 function allObjects(repo: string): GitObjectInfo[] {
@@ -139,9 +152,11 @@ function checkAll(t: Test, repo: string, opts: ObjectStoreOptions = {}, order: '
 }
 
 function packs(repo: string): string[] {
-  const dir = fs.existsSync(path.join(repo, 'objects')) ? path.join(repo, 'objects', 'pack')
-    : path.join(repo, '.git', 'objects', 'pack');
-  return fs.readdirSync(dir).filter((n) => n.endsWith('.pack')).map((n) => path.join(dir, n));
+  const dir = fs.existsSync(path.join(repo, 'objects')) ? path.join(repo, 'objects', 'pack') : path.join(repo, '.git', 'objects', 'pack');
+  return fs
+    .readdirSync(dir)
+    .filter((n) => n.endsWith('.pack'))
+    .map((n) => path.join(dir, n));
 }
 
 function looseCount(repo: string): number {
@@ -275,7 +290,10 @@ t.test('a chain of hundreds of deltas decodes without recursion', async (t) => {
   t.ok(depth >= 200, `max chain length ${depth}`);
   // Without a cache every read walks its whole chain; read the deepest objects that way.
   const deepest = gitText(repo, 'verify-pack', '-v', packs(repo)[0].replace(/\.pack$/, '.idx'))
-    .split('\n').map((l) => l.split(/\s+/)).filter((f) => f.length >= 7 && Number(f[5]) >= depth - 2).map((f) => f[0]);
+    .split('\n')
+    .map((l) => l.split(/\s+/))
+    .filter((f) => f.length >= 7 && Number(f[5]) >= depth - 2)
+    .map((f) => f[0]);
   t.ok(deepest.length > 0);
   const store = ObjectStore.open(repo, { baseCacheBytes: 0 });
   for (const oid of deepest) {
@@ -403,7 +421,8 @@ t.test('missing objects and directories that are not repositories', async (t) =>
 /** Offset and on-disk size of a pack entry, from `git verify-pack -v`. */
 function packEntry(repo: string, oid: string): { offset: number; size: number } {
   const line = gitText(repo, 'verify-pack', '-v', packs(repo)[0].replace(/\.pack$/, '.idx'))
-    .split('\n').find((l) => l.startsWith(oid));
+    .split('\n')
+    .find((l) => l.startsWith(oid));
   if (line === undefined) throw new Error(`${oid} not in pack`);
   const f = line.split(/\s+/);
   return { offset: Number(f[4]), size: Number(f[3]) };
@@ -481,7 +500,9 @@ t.test('corruption in a delta base breaks its dependents, loudly', async (t) => 
   const repo = historyRepo(t);
   git(repo, ['repack', '-adf', '-q', '--depth=50', '--window=50']);
   const idxPath = packs(repo)[0].replace(/\.pack$/, '.idx');
-  const lines = gitText(repo, 'verify-pack', '-v', idxPath).split('\n').map((l) => l.split(/\s+/));
+  const lines = gitText(repo, 'verify-pack', '-v', idxPath)
+    .split('\n')
+    .map((l) => l.split(/\s+/));
   const base = lines.find((f) => f[1] === 'blob' && f.length === 5 && Number(f[2]) > 100000);
   t.ok(base, 'found a whole blob that serves as a base');
   const dependents = lines.filter((f) => f.length >= 7 && f[6] === base?.[0]).map((f) => f[0]);
@@ -559,15 +580,16 @@ t.test('copyBlobToFd streams big blobs exactly', async (t) => {
   const fd = fs.openSync(path.join(out, 'tree'), 'w');
   await t.rejects(store.copyBlobToFd(tree, fd), { code: 'ECORRUPT' }, 'a tree is not a blob');
   fs.closeSync(fd);
-  t.equal(createHash('sha1').update(store.readObject(oid).data).digest('hex'),
-    createHash('sha1').update(big).digest('hex'), 'readObject agrees');
+  t.equal(createHash('sha1').update(store.readObject(oid).data).digest('hex'), createHash('sha1').update(big).digest('hex'), 'readObject agrees');
   store.close();
 
   // Deltified blobs take the read-whole path.
   const hist = historyRepo(t);
   git(hist, ['repack', '-adf', '-q', '--depth=50', '--window=50']);
   const delta = gitText(hist, 'verify-pack', '-v', packs(hist)[0].replace(/\.pack$/, '.idx'))
-    .split('\n').map((l) => l.split(/\s+/)).find((f) => f[1] === 'blob' && f.length >= 7)?.[0] as string;
+    .split('\n')
+    .map((l) => l.split(/\s+/))
+    .find((f) => f[1] === 'blob' && f.length >= 7)?.[0] as string;
   const hs = ObjectStore.open(hist);
   const dfd = fs.openSync(path.join(out, 'delta'), 'w');
   const n = await hs.copyBlobToFd(delta, dfd);
@@ -621,7 +643,13 @@ t.test('crc32 mode streams a packed blob checked by its .idx CRC32, and refuses 
   t.ok(Buffer.isBuffer(sha) && sha.equals(big), 'sha1 mode checks the content itself and accepts it');
 
   // Damaged compressed bytes are refused too (zlib or the CRC, whichever sees it first).
-  fs.writeFileSync(idxPath, (() => { idx.writeUInt32BE((idx.readUInt32BE(at) ^ 1) >>> 0, at); return idx; })());
+  fs.writeFileSync(
+    idxPath,
+    (() => {
+      idx.writeUInt32BE((idx.readUInt32BE(at) ^ 1) >>> 0, at);
+      return idx;
+    })(),
+  );
   const { offset, size } = packEntry(repo, oid);
   flipByte(packs(repo)[0], offset + Math.floor(size / 2));
   t.match(await stream('crc32', 'flipped'), { code: 'ECORRUPT' }, 'a flipped byte is refused');
@@ -632,9 +660,11 @@ t.test('parseTree agrees with git ls-tree on real trees', async (t) => {
   const store = ObjectStore.open(repo);
   const trees = allObjects(repo).filter((o) => o.type === 'tree');
   for (const tree of trees) {
-    const ours = parseTree(store.readObject(tree.oid).data)
-      .map((e) => `${e.mode.toString(8).padStart(6, '0')} ${e.oid.toString('hex')}\t${e.name}`);
-    const theirs = git(repo, ['-c', 'core.quotePath=false', 'ls-tree', tree.oid]).toString('utf8').trim().split('\n')
+    const ours = parseTree(store.readObject(tree.oid).data).map((e) => `${e.mode.toString(8).padStart(6, '0')} ${e.oid.toString('hex')}\t${e.name}`);
+    const theirs = git(repo, ['-c', 'core.quotePath=false', 'ls-tree', tree.oid])
+      .toString('utf8')
+      .trim()
+      .split('\n')
       .map((l) => l.replace(/ (blob|tree|commit) /, ' '));
     t.same(ours, theirs, `tree ${tree.oid.slice(0, 8)}`);
   }

@@ -15,7 +15,10 @@ import { type PackFacts, type PackRedundancy, planRedundantPacks } from '../lib/
 type State = 'intact' | 'damaged' | 'keep' | 'orphan' | 'orphan-keep';
 const STATES: State[] = ['intact', 'damaged', 'keep', 'orphan', 'orphan-keep'];
 
-interface Case { facts: PackFacts[]; masks: Map<string, number> }
+interface Case {
+  facts: PackFacts[];
+  masks: Map<string, number>;
+}
 
 function makeCase(spec: { state: State; mask: number }[]): Case {
   const masks = new Map<string, number>();
@@ -24,8 +27,13 @@ function makeCase(spec: { state: State; mask: number }[]): Case {
     masks.set(stem, mask);
     const hasIdx = state !== 'orphan' && state !== 'orphan-keep';
     return {
-      stem, hasPack: true, hasIdx, hasKeep: state === 'keep' || state === 'orphan-keep',
-      intact: state === 'intact' || state === 'keep', objects: hasIdx ? popcount(mask) : 0, mtimeMs: 1000 + (i % 2),
+      stem,
+      hasPack: true,
+      hasIdx,
+      hasKeep: state === 'keep' || state === 'orphan-keep',
+      intact: state === 'intact' || state === 'keep',
+      objects: hasIdx ? popcount(mask) : 0,
+      mtimeMs: 1000 + (i % 2),
     };
   });
   return { facts, masks };
@@ -70,7 +78,10 @@ function check(c: Case, r: PackRedundancy): string | null {
     if (!removed.has(f.stem)) after |= c.masks.get(f.stem)!;
   }
   if (before !== after) return 'an object lost its last copy';
-  const orphans = c.facts.filter((f) => f.hasPack && !f.hasIdx && !f.hasKeep).map((f) => f.stem).sort();
+  const orphans = c.facts
+    .filter((f) => f.hasPack && !f.hasIdx && !f.hasKeep)
+    .map((f) => f.stem)
+    .sort();
   if (JSON.stringify(orphans) !== JSON.stringify(r.orphans)) return `orphans ${r.orphans} should be ${orphans}`;
   const left = c.facts.filter((f) => !removed.has(f.stem));
   for (const a of left) {
@@ -143,26 +154,62 @@ t.test('every case of 4 packs over 2 objects', (t) => {
 
 t.test('the state a cut repack leaves: the old packs go, the new one stays', (t) => {
   // Old image pack (objects 1,2), old fetched pack (4), new all-objects pack (1,2,4), a kept pack (2).
-  const c = makeCase([{ state: 'intact', mask: 0b011 }, { state: 'intact', mask: 0b100 }, { state: 'intact', mask: 0b111 }, { state: 'keep', mask: 0b010 }]);
+  const c = makeCase([
+    { state: 'intact', mask: 0b011 },
+    { state: 'intact', mask: 0b100 },
+    { state: 'intact', mask: 0b111 },
+    { state: 'keep', mask: 0b010 },
+  ]);
   const r = plan(c);
-  t.same(r.redundant.map((x) => [x.stem.slice(-1), x.coveredBy.slice(-1)]).sort(), [['0', '2'], ['1', '2']]);
+  t.same(r.redundant.map((x) => [x.stem.slice(-1), x.coveredBy.slice(-1)]).sort(), [
+    ['0', '2'],
+    ['1', '2'],
+  ]);
   t.same(r.orphans, []);
   // Equal packs: exactly one goes, and a damaged copy never goes nor covers.
-  const eq = makeCase([{ state: 'intact', mask: 0b11 }, { state: 'intact', mask: 0b11 }, { state: 'damaged', mask: 0b11 }]);
+  const eq = makeCase([
+    { state: 'intact', mask: 0b11 },
+    { state: 'intact', mask: 0b11 },
+    { state: 'damaged', mask: 0b11 },
+  ]);
   t.equal(plan(eq).redundant.length, 1, 'one of two equal packs');
-  t.same(plan(makeCase([{ state: 'damaged', mask: 0b11 }, { state: 'intact', mask: 0b01 }])).redundant, [], 'a damaged pack covers nothing');
+  t.same(
+    plan(
+      makeCase([
+        { state: 'damaged', mask: 0b11 },
+        { state: 'intact', mask: 0b01 },
+      ]),
+    ).redundant,
+    [],
+    'a damaged pack covers nothing',
+  );
   t.end();
 });
 
 t.test('the checker catches a planner that removes every pack another one covers', (t) => {
   const naive: typeof planRedundantPacks = (packs, covers) => ({
-    redundant: packs.filter((p) => p.hasIdx && p.intact && !p.hasKeep)
-      .flatMap((p) => packs.filter((b) => b !== p && b.hasIdx && b.intact && covers(p.stem, b.stem)).slice(0, 1).map((b) => ({ stem: p.stem, coveredBy: b.stem }))),
-    orphans: packs.filter((p) => p.hasPack && !p.hasIdx && !p.hasKeep).map((p) => p.stem).sort(),
+    redundant: packs
+      .filter((p) => p.hasIdx && p.intact && !p.hasKeep)
+      .flatMap((p) =>
+        packs
+          .filter((b) => b !== p && b.hasIdx && b.intact && covers(p.stem, b.stem))
+          .slice(0, 1)
+          .map((b) => ({ stem: p.stem, coveredBy: b.stem })),
+      ),
+    orphans: packs
+      .filter((p) => p.hasPack && !p.hasIdx && !p.hasKeep)
+      .map((p) => p.stem)
+      .sort(),
   });
-  const c = makeCase([{ state: 'intact', mask: 0b11 }, { state: 'intact', mask: 0b11 }]);
+  const c = makeCase([
+    { state: 'intact', mask: 0b11 },
+    { state: 'intact', mask: 0b11 },
+  ]);
   t.match(check(c, plan(c, c.facts, naive)), /does not stay intact|lost its last copy/);
-  const k = makeCase([{ state: 'keep', mask: 0b1 }, { state: 'intact', mask: 0b1 }]);
+  const k = makeCase([
+    { state: 'keep', mask: 0b1 },
+    { state: 'intact', mask: 0b1 },
+  ]);
   t.match(check(k, { redundant: [{ stem: k.facts[0].stem, coveredBy: k.facts[1].stem }], orphans: [] }), /has a \.keep/);
   t.match(check(k, { redundant: [], orphans: [] }), /is left though/);
   t.end();

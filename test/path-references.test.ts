@@ -44,7 +44,14 @@ function walk(dir: string, out: string[] = []): string[] {
 
 const FILES = new Set(TOP.flatMap((d) => walk(d)));
 const BASENAMES = new Set([...FILES, ...(SHARED_FILES ?? [])].map((f) => path.posix.basename(f)));
-const DIRS = new Set([...FILES].flatMap((f) => f.split('/').slice(0, -1).map((_, i, a) => a.slice(0, i + 1).join('/'))));
+const DIRS = new Set(
+  [...FILES].flatMap((f) =>
+    f
+      .split('/')
+      .slice(0, -1)
+      .map((_, i, a) => a.slice(0, i + 1).join('/')),
+  ),
+);
 
 /**
  * The text of `rel` that is prose: whole Markdown files, comments of code and scripts, and
@@ -64,12 +71,18 @@ function exists(ref: string): boolean {
   const p = ref.replace(/\/$/, '');
   if (FILES.has(p) || DIRS.has(p)) return true;
   if (!/[*<{]|X{3,}/.test(p)) return false;
-  const re = new RegExp(`^${p.split(/(\*|<[^>]*>|\{[^}]*\}|X{3,})/).map((part, i) => (i % 2 ? '[^/]+' : part.replace(/[.+?^$()|[\]\\]/g, '\\$&'))).join('')}$`);
+  const re = new RegExp(
+    `^${p
+      .split(/(\*|<[^>]*>|\{[^}]*\}|X{3,})/)
+      .map((part, i) => (i % 2 ? '[^/]+' : part.replace(/[.+?^$()|[\]\\]/g, '\\$&')))
+      .join('')}$`,
+  );
   return [...FILES, ...DIRS].some((f) => re.test(f));
 }
 
-const sources = ['README.md', 'test/README.md', ...walk('docs'), ...[...FILES].filter((f) => SOURCE_DIRS.some((d) => f.startsWith(`${d}/`)))]
-  .filter((f) => fs.existsSync(path.join(PROJECT_ROOT, f)) && !f.startsWith('bench/results/') && !f.startsWith('native/build'));
+const sources = ['README.md', 'test/README.md', ...walk('docs'), ...[...FILES].filter((f) => SOURCE_DIRS.some((d) => f.startsWith(`${d}/`)))].filter(
+  (f) => fs.existsSync(path.join(PROJECT_ROOT, f)) && !f.startsWith('bench/results/') && !f.startsWith('native/build'),
+);
 
 t.test('every project path named in the docs and comments exists', async (t) => {
   const pathRe = new RegExp(`(?<![\\w./$~-])((?:${TOP.join('|')})/[\\w.*<>{},/-]*[\\w*>}/])`, 'g');
@@ -85,13 +98,17 @@ t.test('every project path named in the docs and comments exists', async (t) => 
   t.ok(checked > 100, `${checked} paths checked`);
 });
 
-t.test('every path into ../shared named in the docs and comments exists there', { skip: SHARED_FILES === null ? '../shared is not there' : false }, async (t) => {
-  for (const file of sources) {
-    for (const m of prose(file).matchAll(/(?<![\w.-])(?:\.\.\/)?shared\/([\w./-]*\w)/g)) {
-      if (!SHARED_FILES!.some((f) => f === m[1] || f.startsWith(`${m[1]}/`))) t.fail(`${file} names shared/${m[1]}, which ../shared does not have`);
+t.test(
+  'every path into ../shared named in the docs and comments exists there',
+  { skip: SHARED_FILES === null ? '../shared is not there' : false },
+  async (t) => {
+    for (const file of sources) {
+      for (const m of prose(file).matchAll(/(?<![\w.-])(?:\.\.\/)?shared\/([\w./-]*\w)/g)) {
+        if (!SHARED_FILES!.some((f) => f === m[1] || f.startsWith(`${m[1]}/`))) t.fail(`${file} names shared/${m[1]}, which ../shared does not have`);
+      }
     }
-  }
-});
+  },
+);
 
 t.test('every bare module name in the docs and comments is a file the project has', async (t) => {
   let checked = 0;

@@ -5,7 +5,15 @@
 // needs: none
 import t from 'tap';
 import {
-  MAX_PKT_PAYLOAD, PktLineError, PktLineParser, SidebandDemuxer, decodePktLines, encodePktLine, encodePktLines, pktText, readPktLines,
+  MAX_PKT_PAYLOAD,
+  PktLineError,
+  PktLineParser,
+  SidebandDemuxer,
+  decodePktLines,
+  encodePktLine,
+  encodePktLines,
+  pktText,
+  readPktLines,
   type Pkt,
 } from '../lib/fetch/pkt-line.js';
 
@@ -28,7 +36,13 @@ t.test('decode whole buffers, special packets', async (t) => {
 
 t.test('streaming parser: every split point gives the same packets', async (t) => {
   const bin = Buffer.from([1, 0, 255, 10, 0x50, 0x41]);
-  const input = Buffer.concat([encodePktLine('packfile\n'), encodePktLine(bin), Buffer.from('0001'), encodePktLine(Buffer.alloc(1000, 7)), Buffer.from('0000')]);
+  const input = Buffer.concat([
+    encodePktLine('packfile\n'),
+    encodePktLine(bin),
+    Buffer.from('0001'),
+    encodePktLine(Buffer.alloc(1000, 7)),
+    Buffer.from('0000'),
+  ]);
   const expected = show(decodePktLines(input));
   for (let cut = 0; cut <= input.length; cut++) {
     for (const cut2 of [cut, Math.min(input.length, cut + 3), Math.min(input.length, cut + 700)]) {
@@ -46,7 +60,9 @@ t.test('streaming parser: every split point gives the same packets', async (t) =
 
 t.test('readPktLines over an async source, one byte at a time', async (t) => {
   const input = Buffer.concat([encodePktLine('a\n'), encodePktLine('bb\n'), Buffer.from('0000')]);
-  async function* bytes() { for (const b of input) yield Buffer.from([b]); }
+  async function* bytes() {
+    for (const b of input) yield Buffer.from([b]);
+  }
   const out: Pkt[] = [];
   for await (const p of readPktLines(bytes())) out.push(p);
   t.same(show(out), ['data:a\n', 'data:bb\n', 'flush']);
@@ -90,6 +106,11 @@ t.test('side-band demuxer: pieces at every split point reassemble the bands', as
   t.notOk(d.ended);
   t.throws(() => new SidebandDemuxer().push(Buffer.from('0001')), PktLineError, 'delimiter inside the pack');
   t.throws(() => new SidebandDemuxer().push(Buffer.from('<html>')), PktLineError);
-  const e = new SidebandDemuxer().push(Buffer.concat([encodePktLine(Buffer.concat([Buffer.from([3]), Buffer.from('fatal: out of memory')])), Buffer.from('0000')]));
-  t.same(e.map((p) => [p.band, p.data.toString(), p.packetEnd]), [[3, 'fatal: out of memory', true]]);
+  const e = new SidebandDemuxer().push(
+    Buffer.concat([encodePktLine(Buffer.concat([Buffer.from([3]), Buffer.from('fatal: out of memory')])), Buffer.from('0000')]),
+  );
+  t.same(
+    e.map((p) => [p.band, p.data.toString(), p.packetEnd]),
+    [[3, 'fatal: out of memory', true]],
+  );
 });

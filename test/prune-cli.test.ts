@@ -45,7 +45,11 @@ t.before(async () => {
   const root = fs.mkdtempSync(path.join(work, 'side-'));
   const { writeTree } = await import('./helpers/deploy-fixtures.js');
   writeTree(root, release(9, { 'usr/lib/experimental.bin': noise('experimental', 3 * 1024 * 1024) }));
-  const r = spawnSync(process.execPath, [path.join(process.cwd(), 'dist', 'bin', 'gitroot.js'), 'commit', root, '--repo', repo, '--branch', 'experimental', '-m', 'side'], { encoding: 'utf8' });
+  const r = spawnSync(
+    process.execPath,
+    [path.join(process.cwd(), 'dist', 'bin', 'gitroot.js'), 'commit', root, '--repo', repo, '--branch', 'experimental', '-m', 'side'],
+    { encoding: 'utf8' },
+  );
   if (r.status !== 0) throw new Error(r.stderr);
   side = r.stdout.trim();
   server = await startGitHttpServer({ projectRoot });
@@ -88,7 +92,11 @@ function bootGood(m: Machine, sha: string): void {
 
 function entries(m: Machine): string {
   const dir = path.join(m.boot, 'loader', 'entries');
-  return fs.readdirSync(dir).sort().map((f) => `${f}\n${fs.readFileSync(path.join(dir, f), 'utf8')}`).join('\n');
+  return fs
+    .readdirSync(dir)
+    .sort()
+    .map((f) => `${f}\n${fs.readFileSync(path.join(dir, f), 'utf8')}`)
+    .join('\n');
 }
 
 /** A home with r1, r2, r3 booted and marked good in turn, and the side revision pinned, staged and failed. */
@@ -114,7 +122,15 @@ async function history(m: Machine): Promise<void> {
 
 function sizePack(gitdir: string): number {
   const out = gitSync(['--git-dir', gitdir, 'count-objects', '-v']);
-  const kib = (k: string) => Number(/^(?:size-pack|size): (\d+)$/m.exec(out.split('\n').filter((l) => l.startsWith(k)).join('\n'))?.[1] ?? 0);
+  const kib = (k: string) =>
+    Number(
+      /^(?:size-pack|size): (\d+)$/m.exec(
+        out
+          .split('\n')
+          .filter((l) => l.startsWith(k))
+          .join('\n'),
+      )?.[1] ?? 0,
+    );
   return (kib('size-pack') + kib('size')) * 1024;
 }
 
@@ -139,8 +155,12 @@ t.test('prune keeps booted, good and gitroot.keep earlier good revisions; remove
   t.ok(fs.readFileSync(path.join(mnt, 'etc', 'motd'), 'utf8').includes('release 3'));
 
   // Dry run: plan only.
-  const snap = () => `${fs.readFileSync(path.join(m.dir, 'state.json'), 'utf8')}\n${gitSync(['--git-dir', gitdir, 'for-each-ref'])}\n` +
-    `${fs.readdirSync(path.join(gitdir, 'objects', 'pack')).sort().join(',')}\n${fs.readdirSync(path.join(m.dir, 'boot')).sort().join(',')}`;
+  const snap = () =>
+    `${fs.readFileSync(path.join(m.dir, 'state.json'), 'utf8')}\n${gitSync(['--git-dir', gitdir, 'for-each-ref'])}\n` +
+    `${fs
+      .readdirSync(path.join(gitdir, 'objects', 'pack'))
+      .sort()
+      .join(',')}\n${fs.readdirSync(path.join(m.dir, 'boot')).sort().join(',')}`;
   const snapBefore = snap();
   const dry = await prune(m, ['--dry-run']);
   t.equal(dry.status, 0, dry.stderr);
@@ -153,17 +173,29 @@ t.test('prune keeps booted, good and gitroot.keep earlier good revisions; remove
   const r = await prune(m);
   t.equal(r.status, 0, `prune exits 0 (${r.stderr.trim()})`);
   const out = JSON.parse(r.stdout);
-  t.same(out.kept.map((k: { revision: string }) => k.revision), [rel[2], rel[1]], 'keeps r3 (booted, good) and r2 (earlier good)');
+  t.same(
+    out.kept.map((k: { revision: string }) => k.revision),
+    [rel[2], rel[1]],
+    'keeps r3 (booted, good) and r2 (earlier good)',
+  );
   t.same(out.droppedPreviousGood, [rel[0]], 'r1 leaves previousGood');
   t.ok(out.kernelDirsRemoved.includes(side), 'the failed side revision loses its staged kernel');
   t.equal(out.packsAfter, 1, 'one pack after the repack');
   t.ok(out.bytesAfter < out.bytesBefore, `disk use shrinks (${out.bytesBefore} -> ${out.bytesAfter})`);
 
   const after = readState(m);
-  t.same([after.good, after.booted, after.pending, after.previousGood, after.failed], [rel[2], rel[2], null, [rel[1]], [side]], 'state: only previousGood trimmed');
+  t.same(
+    [after.good, after.booted, after.pending, after.previousGood, after.failed],
+    [rel[2], rel[2], null, [rel[1]], [side]],
+    'state: only previousGood trimmed',
+  );
   t.notOk(fs.existsSync(path.join(m.dir, 'boot', side)), 'side kernel directory gone');
   t.ok(fs.existsSync(path.join(m.dir, 'boot', rel[2], 'vmlinuz')), 'booted kernel stays');
-  const good = (e: string) => e.split(/\n(?=gitroot-)/).filter((x) => x.includes(`git-revision=${rel[2]}`)).join('\n');
+  const good = (e: string) =>
+    e
+      .split(/\n(?=gitroot-)/)
+      .filter((x) => x.includes(`git-revision=${rel[2]}`))
+      .join('\n');
   t.ok(good(entriesBefore).length > 0, 'there was an entry for the good revision');
   t.equal(good(entries(m)), good(entriesBefore), 'the entry of the good revision is untouched');
   t.notMatch(entries(m), side, 'no entry names the failed side revision');
@@ -175,15 +207,26 @@ t.test('prune keeps booted, good and gitroot.keep earlier good revisions; remove
     t.equal(gitSync(['--git-dir', gitdir, 'rev-parse', `refs/gitroot/keep/${sha}`]), sha, 'keep ref');
   }
   t.not(gitRun(['--git-dir', gitdir, 'cat-file', '-e', side]).status, 0, 'the side revision is gone from the repository');
-  t.same(gitSync(['--git-dir', gitdir, 'for-each-ref', '--format=%(refname)', 'refs/gitroot/']).split('\n').sort(),
-    [`refs/gitroot/fetched/master`, `refs/gitroot/keep/${rel[1]}`, `refs/gitroot/keep/${rel[2]}`, `refs/gitroot/fetched/${rel[1]}`, `refs/gitroot/fetched/${rel[2]}`].sort(),
-    'refs: keep refs, and the fetched refs of kept revisions');
+  t.same(
+    gitSync(['--git-dir', gitdir, 'for-each-ref', '--format=%(refname)', 'refs/gitroot/']).split('\n').sort(),
+    [
+      `refs/gitroot/fetched/master`,
+      `refs/gitroot/keep/${rel[1]}`,
+      `refs/gitroot/keep/${rel[2]}`,
+      `refs/gitroot/fetched/${rel[1]}`,
+      `refs/gitroot/fetched/${rel[2]}`,
+    ].sort(),
+    'refs: keep refs, and the fetched refs of kept revisions',
+  );
 
   // The daemon still serves every byte of the booted revision (its old packs are deleted but open).
   const fromGit = sh(`git --git-dir ${gitdir} archive ${rel[2]} | tar -xOf - usr/lib/libbig.so | sha256sum`);
   const fromMount = sh(`sha256sum < ${path.join(mnt, 'usr', 'lib', 'libbig.so')}`);
   t.equal(fromMount, fromGit, 'the running git-fs serves the right bytes after the repack');
-  const listGit = gitSync(['--git-dir', gitdir, 'ls-tree', '-r', '--name-only', rel[2]]).split('\n').filter((p) => !p.startsWith('.gitroot')).sort();
+  const listGit = gitSync(['--git-dir', gitdir, 'ls-tree', '-r', '--name-only', rel[2]])
+    .split('\n')
+    .filter((p) => !p.startsWith('.gitroot'))
+    .sort();
   let served = 0;
   for (const p of listGit) {
     const full = path.join(mnt, p);
@@ -229,7 +272,11 @@ t.test('--keep 0 and --keep 2; bad --keep; held lock', async (t) => {
   const k0 = await prune(m, ['--keep', '0']);
   t.equal(k0.status, 0, k0.stderr);
   t.same(readState(m).previousGood, [], '--keep 0 keeps none');
-  t.same(JSON.parse(k0.stdout).kept.map((k: { revision: string }) => k.revision), [rel[2]], 'only the booted good revision');
+  t.same(
+    JSON.parse(k0.stdout).kept.map((k: { revision: string }) => k.revision),
+    [rel[2]],
+    'only the booted good revision',
+  );
 
   const bad = await prune(m, ['--keep', '11']);
   t.equal(bad.status, 2, 'usage error');
@@ -267,35 +314,44 @@ t.test('a power cut inside git update-ref leaves ref .lock files: the next prune
   t.equal(spawnSync('git', ['--git-dir', gitdir, 'fsck', '--no-dangling'], { encoding: 'utf8' }).status, 0, 'git fsck is clean');
 });
 
-t.test('temps of killed writers (ref writes, prune.json, fsck.json, last-fetch.json, a first fetch\'s repository) are removed; a live writer\'s stay', async (t) => {
-  const m = machine(tempDir(t, 'prune-dead-temps'), { remote: url });
-  await history(m);
-  const gitdir = path.join(m.dir, 'repo.git');
-  // A pid that is gone, and one that is alive (a sleeping child).
-  const dead = spawnSync('true').pid as number;
-  const live = spawnSync('sh', ['-c', 'sleep 60 >/dev/null 2>&1 & echo $!'], { encoding: 'utf8' });
-  const livePid = Number(live.stdout.trim());
-  t.teardown(() => { try { process.kill(livePid); } catch { /* gone */ } });
-  const deadTemps = [
-    path.join(gitdir, 'refs', 'gitroot', 'keep', `.${rel[0]}.tmp-${dead}-abc`),
-    path.join(gitdir, 'refs', 'gitroot', 'fetched', `.main.tmp-${dead}-abc`),
-    path.join(m.dir, `.prune.json.tmp-${dead}-abc`),
-    path.join(m.dir, `.fsck.json.tmp-${dead}-abc`),
-    path.join(m.dir, `.last-fetch.json.tmp-${dead}-abc`),
-  ];
-  for (const f of deadTemps) {
-    fs.mkdirSync(path.dirname(f), { recursive: true });
-    fs.writeFileSync(f, `${rel[0]}\n`);
-  }
-  const initDir = path.join(m.dir, `.repo.git.init-${dead}-abc`);
-  fs.mkdirSync(path.join(initDir, 'objects'), { recursive: true });
-  const liveTemp = path.join(m.dir, `.last-fetch.json.tmp-${livePid}-abc`);
-  fs.writeFileSync(liveTemp, '{}');
-  const p = await prune(m);
-  t.equal(p.status, 0, p.stderr);
-  for (const f of [...deadTemps, initDir]) t.notOk(fs.existsSync(f), `${path.relative(m.dir, f)} removed`);
-  t.ok(fs.existsSync(liveTemp), 'the temp of a live writer stays');
-});
+t.test(
+  "temps of killed writers (ref writes, prune.json, fsck.json, last-fetch.json, a first fetch's repository) are removed; a live writer's stay",
+  async (t) => {
+    const m = machine(tempDir(t, 'prune-dead-temps'), { remote: url });
+    await history(m);
+    const gitdir = path.join(m.dir, 'repo.git');
+    // A pid that is gone, and one that is alive (a sleeping child).
+    const dead = spawnSync('true').pid as number;
+    const live = spawnSync('sh', ['-c', 'sleep 60 >/dev/null 2>&1 & echo $!'], { encoding: 'utf8' });
+    const livePid = Number(live.stdout.trim());
+    t.teardown(() => {
+      try {
+        process.kill(livePid);
+      } catch {
+        /* gone */
+      }
+    });
+    const deadTemps = [
+      path.join(gitdir, 'refs', 'gitroot', 'keep', `.${rel[0]}.tmp-${dead}-abc`),
+      path.join(gitdir, 'refs', 'gitroot', 'fetched', `.main.tmp-${dead}-abc`),
+      path.join(m.dir, `.prune.json.tmp-${dead}-abc`),
+      path.join(m.dir, `.fsck.json.tmp-${dead}-abc`),
+      path.join(m.dir, `.last-fetch.json.tmp-${dead}-abc`),
+    ];
+    for (const f of deadTemps) {
+      fs.mkdirSync(path.dirname(f), { recursive: true });
+      fs.writeFileSync(f, `${rel[0]}\n`);
+    }
+    const initDir = path.join(m.dir, `.repo.git.init-${dead}-abc`);
+    fs.mkdirSync(path.join(initDir, 'objects'), { recursive: true });
+    const liveTemp = path.join(m.dir, `.last-fetch.json.tmp-${livePid}-abc`);
+    fs.writeFileSync(liveTemp, '{}');
+    const p = await prune(m);
+    t.equal(p.status, 0, p.stderr);
+    for (const f of [...deadTemps, initDir]) t.notOk(fs.existsSync(f), `${path.relative(m.dir, f)} removed`);
+    t.ok(fs.existsSync(liveTemp), 'the temp of a live writer stays');
+  },
+);
 
 t.test('space check before a fetch: refuses with a one-line ENOSPACE, or prunes first', async (t) => {
   const m = machine(tempDir(t, 'prune-space'), { remote: url, settings: ['gitroot.min-free=1048576', 'gitroot.auto-prune=0'] });
@@ -313,7 +369,10 @@ t.test('space check before a fetch: refuses with a one-line ENOSPACE, or prunes 
   t.equal(refused.stdout, '', 'nothing on stdout');
   const line = refused.stderr.trim();
   t.equal(line.split('\n').length, 1, 'one line');
-  t.match(line, /not enough free space for the update in the gitroot home .*: [\d.]+ [kMGT]?B free, [\d.]+ [kMGT]?B needed \(gitroot\.min-free .* \+ 2 x last pack .*\): free space there \(e\.g\. 'gitroot prune --dir/);
+  t.match(
+    line,
+    /not enough free space for the update in the gitroot home .*: [\d.]+ [kMGT]?B free, [\d.]+ [kMGT]?B needed \(gitroot\.min-free .* \+ 2 x last pack .*\): free space there \(e\.g\. 'gitroot prune --dir/,
+  );
   t.equal(gitSync(['--git-dir', gitdir, 'for-each-ref']), refsBefore, 'nothing fetched');
   t.equal(JSON.parse(fs.readFileSync(path.join(m.dir, 'last-fetch.json'), 'utf8')).error.code, 'ENOSPACE', 'recorded as ENOSPACE');
 

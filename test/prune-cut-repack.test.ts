@@ -40,7 +40,10 @@ t.teardown(async () => {
 });
 
 function packs(repo: string): string[] {
-  return fs.readdirSync(path.join(repo, 'objects', 'pack')).filter((n) => n.endsWith('.pack')).sort();
+  return fs
+    .readdirSync(path.join(repo, 'objects', 'pack'))
+    .filter((n) => n.endsWith('.pack'))
+    .sort();
 }
 
 function packBytes(repo: string): number {
@@ -66,8 +69,18 @@ async function cutHome(t: Test, name: string): Promise<{ mnt: string; dir: strin
   const dir = path.join(mnt, 'home');
   const conf = path.join(work, `${name}.conf`);
   const cmdline = path.join(work, `${name}.cmdline`);
-  fs.writeFileSync(conf, ['gitroot.bootloader=none', `gitroot.remote=${server.url(`${name}.git`)}`, 'fetch-revision=main',
-    'gitroot.timeout=10', 'gitroot.retries=0', 'gitroot.min-free=0', 'gitroot.keep=1'].join('\n') + '\n');
+  fs.writeFileSync(
+    conf,
+    [
+      'gitroot.bootloader=none',
+      `gitroot.remote=${server.url(`${name}.git`)}`,
+      'fetch-revision=main',
+      'gitroot.timeout=10',
+      'gitroot.retries=0',
+      'gitroot.min-free=0',
+      'gitroot.keep=1',
+    ].join('\n') + '\n',
+  );
   fs.writeFileSync(cmdline, 'quiet\n');
   const fetch = () => gitroot(['fetch', '--dir', dir, '--config', conf, '--cmdline', cmdline, '--json']);
   const f1 = await fetch();
@@ -132,7 +145,9 @@ t.test('gitroot prune recovers from a repack cut between its rename and its dele
   t.equal(health.closure, 0, `every ref complete ${health.closureErr}`);
   stateRevisionsComplete(t, dir, repo);
   // Every file still reads back through the running git-fs, byte for byte.
-  const names = gitSync(['--git-dir', repo, 'ls-tree', '-r', '--name-only', served.commits[1]]).split('\n').filter((p) => p !== '');
+  const names = gitSync(['--git-dir', repo, 'ls-tree', '-r', '--name-only', served.commits[1]])
+    .split('\n')
+    .filter((p) => p !== '');
   let same = 0;
   for (const p of names) {
     const want = spawnSync('git', ['--git-dir', repo, 'cat-file', 'blob', `${served.commits[1]}:${p}`], { maxBuffer: 64 * MIB }).stdout;

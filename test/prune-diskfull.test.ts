@@ -47,7 +47,10 @@ function smallHome(t: { teardown(fn: () => unknown): void }, name: string, sizeM
 function config(dir: string, settings: string[]): { conf: string; cmdline: string } {
   const conf = path.join(work, `${path.basename(dir)}.conf`);
   const cmdline = path.join(work, `${path.basename(dir)}.cmdline`);
-  fs.writeFileSync(conf, ['gitroot.bootloader=none', `gitroot.remote=${url}`, 'fetch-revision=main', 'gitroot.timeout=10', 'gitroot.retries=0', ...settings].join('\n') + '\n');
+  fs.writeFileSync(
+    conf,
+    ['gitroot.bootloader=none', `gitroot.remote=${url}`, 'fetch-revision=main', 'gitroot.timeout=10', 'gitroot.retries=0', ...settings].join('\n') + '\n',
+  );
   fs.writeFileSync(cmdline, 'quiet\n');
   return { conf, cmdline };
 }
@@ -94,7 +97,11 @@ t.test('the disk fills up during the fetch: clean ENOSPACE, nothing lost, next f
   const last = full.stderr.trim().split('\n').pop() ?? '';
   // Either the fetcher's own guard stops the download while 16 MiB are still free (pack-receive.ts),
   // or index-pack meets ENOSPC: both are one line saying nothing was kept and how to fix it.
-  t.match(last, /gitroot: (no space left in .* while storing the pack \(the disk filled up after \d+ bytes of it; nothing was kept\)|.* sent more pack data \(\d+ bytes so far\) than the \d+ bytes free in .* allow \(keeping 16 MiB free\); nothing was kept): free space .* and fetch again/, 'one line naming cause and fix');
+  t.match(
+    last,
+    /gitroot: (no space left in .* while storing the pack \(the disk filled up after \d+ bytes of it; nothing was kept\)|.* sent more pack data \(\d+ bytes so far\) than the \d+ bytes free in .* allow \(keeping 16 MiB free\); nothing was kept): free space .* and fetch again/,
+    'one line naming cause and fix',
+  );
   t.equal(full.stderr.match(/nothing was kept/g)?.length, 1, 'said once');
   t.notMatch(full.stderr, /\n\s+at /, 'no stack trace');
   const record = JSON.parse(fs.readFileSync(path.join(dir, 'last-fetch.json'), 'utf8'));
@@ -126,8 +133,14 @@ t.test('with gitroot.min-free the space check refuses before downloading', async
   const before = server.stats.requests;
   const r = await gitroot(['fetch', '--dir', dir, '--config', conf, '--cmdline', cmdline, '--json']);
   t.equal(r.status, 5, 'exit 5');
-  t.match(r.stderr.trim(), /^gitroot: not enough free space for the update in the gitroot home .*: [\d.]+ MB free, 134\.2 MB needed \(gitroot\.min-free 134\.2 MB \+ 2 x last pack 0 bytes\): free space there/);
+  t.match(
+    r.stderr.trim(),
+    /^gitroot: not enough free space for the update in the gitroot home .*: [\d.]+ MB free, 134\.2 MB needed \(gitroot\.min-free 134\.2 MB \+ 2 x last pack 0 bytes\): free space there/,
+  );
   t.equal(r.stderr.trim().split('\n').length, 1, 'one line');
   t.equal(server.stats.requests, before, 'no request reached the server');
-  t.notOk(fs.existsSync(path.join(dir, 'repo.git', 'objects', 'pack')) && fs.readdirSync(path.join(dir, 'repo.git', 'objects', 'pack')).length > 0, 'nothing downloaded');
+  t.notOk(
+    fs.existsSync(path.join(dir, 'repo.git', 'objects', 'pack')) && fs.readdirSync(path.join(dir, 'repo.git', 'objects', 'pack')).length > 0,
+    'nothing downloaded',
+  );
 });

@@ -15,9 +15,7 @@ import t from 'tap';
 import { nextBootRevision } from '../lib/boot/boot-select.js';
 import { planBootEntries } from '../lib/bootloader/boot-plan.js';
 import { type DeployState, type StagedRevision, emptyState, parseState } from '../lib/home/home-state.js';
-import {
-  FETCH_GRACE_MS, type PrunePlan, type PruneInput, type RefInfo, keepProblem, keepRefName, planPrune, stateKeeps,
-} from '../lib/prune/prune-plan.js';
+import { FETCH_GRACE_MS, type PrunePlan, type PruneInput, type RefInfo, keepProblem, keepRefName, planPrune, stateKeeps } from '../lib/prune/prune-plan.js';
 
 const A = 'a'.repeat(40);
 const B = 'b'.repeat(40);
@@ -30,7 +28,13 @@ const T0 = '2026-05-06T07:08:09.000Z';
 const LOCATION = { kernelRoot: '/gitroot', copy: true };
 
 const rec = (kernelDir: string): StagedRevision => ({
-  kernelDir, kernel: 'vmlinuz', initrd: 'initrd.img', kernelVersion: '6.1.0-9-amd64', kernelSource: null, options: 'boot=gitroot', stagedAt: T0,
+  kernelDir,
+  kernel: 'vmlinuz',
+  initrd: 'initrd.img',
+  kernelVersion: '6.1.0-9-amd64',
+  kernelSource: null,
+  options: 'boot=gitroot',
+  stagedAt: T0,
 });
 
 /** Refs every case starts from: old fetched refs of A..E, a stale keep ref of F, a recent branch tip at D and E. */
@@ -46,7 +50,12 @@ const BOOT_NAMES = [A, B, C, D, E, F, `${A}.tmp-x1y2`, 'README'];
 function* sequences(items: string[], max: number): Generator<string[]> {
   yield [];
   if (max === 0) return;
-  for (const x of items) for (const rest of sequences(items.filter((y) => y !== x), max - 1)) yield [x, ...rest];
+  for (const x of items)
+    for (const rest of sequences(
+      items.filter((y) => y !== x),
+      max - 1,
+    ))
+      yield [x, ...rest];
 }
 
 function* subsets(items: string[]): Generator<string[]> {
@@ -70,7 +79,12 @@ function* cases(): Generator<Case> {
               const staged: Record<string, StagedRevision> = {};
               for (const s of [...named].sort()) staged[s] = rec(stagedKind === 'shared' && s === C ? B : s);
               const state: DeployState = {
-                ...emptyState(), good, booted, previousGood, failed, staged,
+                ...emptyState(),
+                good,
+                booted,
+                previousGood,
+                failed,
+                staged,
                 pending: pending === null ? null : { ...pending, stagedAt: T0 },
               };
               for (const keep of [0, 1, 3]) {
@@ -78,7 +92,8 @@ function* cases(): Generator<Case> {
                   const present = new Set([A, B, C, D, E].filter((s) => !(missingB && s === B)));
                   yield {
                     input: { state, keep, refs: REFS, present, bootNames: BOOT_NAMES },
-                    label: `good=${good ? NAMES[good] : '-'} pending=${pending ? `${NAMES[pending.revision]}(${pending.triesLeft})` : '-'} ` +
+                    label:
+                      `good=${good ? NAMES[good] : '-'} pending=${pending ? `${NAMES[pending.revision]}(${pending.triesLeft})` : '-'} ` +
                       `booted=${booted ? NAMES[booted] : '-'} prev=[${previousGood.map((s) => NAMES[s])}] failed=[${failed.map((s) => NAMES[s])}] ` +
                       `staged=${stagedKind} keep=${keep}${missingB ? ' B-missing' : ''}`,
                   };
@@ -134,10 +149,16 @@ function violations(input: PruneInput, plan: PrunePlan): string[] {
   } catch (e) {
     bad.push(`invalid state: ${(e as Error).message}`);
   }
-  if (next.good !== state.good || next.booted !== state.booted || JSON.stringify(next.pending) !== JSON.stringify(state.pending)
-    || JSON.stringify(next.failed) !== JSON.stringify(state.failed)) bad.push('good/pending/booted/failed changed');
-  const named = [next.good, next.booted, next.pending?.revision ?? null, ...next.previousGood, ...Object.keys(next.staged)]
-    .filter((s): s is string => s !== null);
+  if (
+    next.good !== state.good ||
+    next.booted !== state.booted ||
+    JSON.stringify(next.pending) !== JSON.stringify(state.pending) ||
+    JSON.stringify(next.failed) !== JSON.stringify(state.failed)
+  )
+    bad.push('good/pending/booted/failed changed');
+  const named = [next.good, next.booted, next.pending?.revision ?? null, ...next.previousGood, ...Object.keys(next.staged)].filter(
+    (s): s is string => s !== null,
+  );
   for (const s of named) if (!keptSet.has(s)) bad.push(`state names ${NAMES[s]} which is not kept`);
   if (nextBootRevision(next) !== nextBootRevision(state)) bad.push('the next boot changes');
   const entries = (s: DeployState) => JSON.stringify(planBootEntries(s, LOCATION).entries);
@@ -161,7 +182,11 @@ t.test('exhaustive: no kept revision is ever removed, and the rest goes', async 
     n++;
     const plan = planPrune(c.input);
     const bad = violations(c.input, plan);
-    if (plan.droppedPreviousGood.length > 0 && plan.deleteRefs.some((r) => r.name.startsWith('refs/gitroot/fetched/') && plan.droppedPreviousGood.includes(r.oid))) droppedSome++;
+    if (
+      plan.droppedPreviousGood.length > 0 &&
+      plan.deleteRefs.some((r) => r.name.startsWith('refs/gitroot/fetched/') && plan.droppedPreviousGood.includes(r.oid))
+    )
+      droppedSome++;
     if (bad.length > 0) {
       failures++;
       if (failures <= 5) t.fail(`${c.label}: ${bad.join('; ')}`);
@@ -174,7 +199,11 @@ t.test('exhaustive: no kept revision is ever removed, and the rest goes', async 
 
 t.test('the checker catches broken plans', async (t) => {
   const state: DeployState = {
-    ...emptyState(), good: B, booted: B, previousGood: [C, D], pending: { revision: A, triesLeft: 3, tries: 3, stagedAt: T0 },
+    ...emptyState(),
+    good: B,
+    booted: B,
+    previousGood: [C, D],
+    pending: { revision: A, triesLeft: 3, tries: 3, stagedAt: T0 },
     staged: { [A]: rec(A), [B]: rec(B), [C]: rec(C) },
   };
   const input: PruneInput = { state, keep: 1, refs: REFS, present: new Set([A, B, C, D, E]), bootNames: BOOT_NAMES };
@@ -192,28 +221,55 @@ t.test('the checker catches broken plans', async (t) => {
 
 t.test('specific cases', async (t) => {
   const state: DeployState = {
-    ...emptyState(), good: B, booted: B, previousGood: [C, D, E], failed: [D],
+    ...emptyState(),
+    good: B,
+    booted: B,
+    previousGood: [C, D, E],
+    failed: [D],
     pending: { revision: A, triesLeft: 3, tries: 3, stagedAt: T0 },
     staged: { [A]: rec(A), [B]: rec(B), [C]: rec(C), [D]: rec(D) },
   };
   const plan = planPrune({ state, keep: 1, refs: REFS, present: new Set([A, B, C, D, E]), bootNames: BOOT_NAMES });
-  t.same(plan.kept.map((k) => [NAMES[k.revision], k.reasons]), [
-    ['B', ['booted', 'good']], ['A', ['pending', 'next-boot']], ['C', ['previous-good']], ['E', ['recent-fetch']],
-  ], 'kept, with reasons');
+  t.same(
+    plan.kept.map((k) => [NAMES[k.revision], k.reasons]),
+    [
+      ['B', ['booted', 'good']],
+      ['A', ['pending', 'next-boot']],
+      ['C', ['previous-good']],
+      ['E', ['recent-fetch']],
+    ],
+    'kept, with reasons',
+  );
   t.same(plan.droppedPreviousGood, [D, E], 'earlier good beyond keep=1 dropped');
   t.same(plan.state.previousGood, [C]);
   t.same(plan.droppedStaged, [D], 'staged record of D dropped');
   t.same(plan.removeKernelDirs, [D, E, `${A}.tmp-x1y2`, F].sort(), 'kernels of D, E, F and a leftover go');
   t.same(plan.createRefs.map((r) => NAMES[r.oid]).sort(), ['B', 'C'], 'keep refs for B and C (A has one)');
-  t.same(plan.deleteRefs.map((r) => r.name).sort(), [
-    keepRefName(F), 'refs/gitroot/fetched/main', ...[A, B, C, D, E].map((s) => `refs/gitroot/fetched/${s}`).filter((n) => !n.endsWith(A) && !n.endsWith(B) && !n.endsWith(C)),
-  ].sort(), 'the failed recent tip D, old fetched refs of unkept revisions and the stale keep ref go');
+  t.same(
+    plan.deleteRefs.map((r) => r.name).sort(),
+    [
+      keepRefName(F),
+      'refs/gitroot/fetched/main',
+      ...[A, B, C, D, E].map((s) => `refs/gitroot/fetched/${s}`).filter((n) => !n.endsWith(A) && !n.endsWith(B) && !n.endsWith(C)),
+    ].sort(),
+    'the failed recent tip D, old fetched refs of unkept revisions and the stale keep ref go',
+  );
   // Tag refs (the signed tag a revision was fetched through) live exactly as long as their revision.
   const tagRefs: RefInfo[] = [A, C, D, F].map((s) => ({ name: `refs/gitroot/tag/${s}`, oid: `${s.slice(0, 39)}0`, ageMs: 10 * FETCH_GRACE_MS }));
   const withTags = planPrune({ state, keep: 1, refs: [...REFS, ...tagRefs], present: new Set([A, B, C, D, E]), bootNames: BOOT_NAMES });
-  t.same(withTags.deleteRefs.filter((r) => r.name.startsWith('refs/gitroot/tag/')).map((r) => r.name).sort(),
-    [`refs/gitroot/tag/${D}`, `refs/gitroot/tag/${F}`], 'the tag refs of the dropped D and F go; those of the kept A and C stay');
-  t.same(withTags.deleteRefs.filter((r) => !r.name.startsWith('refs/gitroot/tag/')), plan.deleteRefs, 'other refs as before');
+  t.same(
+    withTags.deleteRefs
+      .filter((r) => r.name.startsWith('refs/gitroot/tag/'))
+      .map((r) => r.name)
+      .sort(),
+    [`refs/gitroot/tag/${D}`, `refs/gitroot/tag/${F}`],
+    'the tag refs of the dropped D and F go; those of the kept A and C stay',
+  );
+  t.same(
+    withTags.deleteRefs.filter((r) => !r.name.startsWith('refs/gitroot/tag/')),
+    plan.deleteRefs,
+    'other refs as before',
+  );
   const zero = planPrune({ state, keep: 0, refs: REFS, present: new Set([A, B, C, D, E]), bootNames: BOOT_NAMES });
   t.same(zero.state.previousGood, [], 'keep=0 drops every earlier good revision');
   const missing = planPrune({ state, keep: 1, refs: REFS, present: new Set([A, B, D, E]), bootNames: BOOT_NAMES });

@@ -38,7 +38,10 @@ function conf(base: string): { conf: string; cmdline: string; boot: string } {
   const boot = path.join(base, 'bootmedium');
   fs.mkdirSync(boot, { recursive: true });
   const c = path.join(base, 'gitroot.conf');
-  fs.writeFileSync(c, ['gitroot.bootloader=bls', `gitroot.boot=${boot}`, 'gitroot.timeout=5', 'gitroot.retries=0', `gitroot.remote=${server.url('os.git')}`].join('\n') + '\n');
+  fs.writeFileSync(
+    c,
+    ['gitroot.bootloader=bls', `gitroot.boot=${boot}`, 'gitroot.timeout=5', 'gitroot.retries=0', `gitroot.remote=${server.url('os.git')}`].join('\n') + '\n',
+  );
   const cmdline = path.join(base, 'cmdline');
   fs.writeFileSync(cmdline, 'quiet\n');
   return { conf: c, cmdline, boot };
@@ -105,7 +108,10 @@ function pruneArgs(h: { dir: string; conf: string; cmdline: string }): string[] 
  * whole process group with SIGKILL after `delayMs`; resolves when it is gone, with the time from
  * the lock appearing to the exit.
  */
-function pruneKilledAfter(h: { dir: string; conf: string; cmdline: string }, delayMs: number | null): Promise<{ killed: boolean; status: number | null; workMs: number }> {
+function pruneKilledAfter(
+  h: { dir: string; conf: string; cmdline: string },
+  delayMs: number | null,
+): Promise<{ killed: boolean; status: number | null; workMs: number }> {
   return new Promise((resolve, reject) => {
     const child = spawn(process.execPath, pruneArgs(h), { detached: true, stdio: 'ignore' });
     let killed = false;
@@ -120,7 +126,9 @@ function pruneKilledAfter(h: { dir: string; conf: string; cmdline: string }, del
         try {
           process.kill(-child.pid!, 'SIGKILL');
           killed = true;
-        } catch { /* already gone */ }
+        } catch {
+          /* already gone */
+        }
       }, delayMs);
     }, 2);
     child.on('error', reject);
@@ -143,8 +151,9 @@ function check(dir: string, mustKeep: string[]): string[] {
     return [`state.json: ${(e as Error).message}`];
   }
   const gitdir = path.join(dir, 'repo.git');
-  const named = new Set([state.good, state.booted, state.pending?.revision ?? null, ...state.previousGood, ...mustKeep]
-    .filter((s): s is string => s !== null && s !== side));
+  const named = new Set(
+    [state.good, state.booted, state.pending?.revision ?? null, ...state.previousGood, ...mustKeep].filter((s): s is string => s !== null && s !== side),
+  );
   const fsck = gitRun(['--git-dir', gitdir, 'fsck', '--connectivity-only', '--no-dangling', '--no-progress']);
   if (fsck.status !== 0) bad.push(`fsck: ${fsck.stderr.trim().split('\n')[0]}`);
   for (const sha of named) {
@@ -190,7 +199,7 @@ t.test(`kill -9 at ${TRIALS} random points of a prune, then drop caches`, async 
 
   // Deterministic pseudo-random delays over the whole run (and a bit beyond).
   let seed = 20261122;
-  const rand = () => ((seed = (seed * 1103515245 + 12345) % 2 ** 31) / 2 ** 31);
+  const rand = () => (seed = (seed * 1103515245 + 12345) % 2 ** 31) / 2 ** 31;
   const landed = new Map<string, number>();
   let failures = 0;
   let killedCount = 0;

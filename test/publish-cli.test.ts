@@ -15,7 +15,15 @@ import { gitroot } from './helpers/cli.js';
 import { tempDir } from './helpers/temp-dir.js';
 import { gitEnv, keygen, run, status } from './helpers/trust-fixtures.js';
 
-interface Published { version: number; tip: string; pin: boolean; release: number; bundles: { id: string; kind: string; uri: string; size: number; sha256: string; made: boolean }[]; retired: string[]; deleted: string[] }
+interface Published {
+  version: number;
+  tip: string;
+  pin: boolean;
+  release: number;
+  bundles: { id: string; kind: string; uri: string; size: number; sha256: string; made: boolean }[];
+  retired: string[];
+  deleted: string[];
+}
 
 t.test('publishing releases into a channel', async (t) => {
   const work = tempDir(t, 'publish');
@@ -33,7 +41,9 @@ t.test('publishing releases into a channel', async (t) => {
     run('git', ['add', '-A'], { env });
     const parent = commits.length ? ['-p', commits[commits.length - 1]!] : [];
     const treeId = run('git', ['write-tree'], { env }).toString().trim();
-    const c = run('git', ['commit-tree', ...parent, '-m', `release ${n}`, treeId], { env }).toString().trim();
+    const c = run('git', ['commit-tree', ...parent, '-m', `release ${n}`, treeId], { env })
+      .toString()
+      .trim();
     run('git', ['--git-dir', repo, 'update-ref', 'refs/heads/master', c]);
     commits.push(c);
     return c;
@@ -47,7 +57,10 @@ t.test('publishing releases into a channel', async (t) => {
   release(1);
   const p1 = publish();
   t.match(p1, { version: 1, tip: commits[0], release: 1, pin: false });
-  t.same(p1.bundles.map((b) => b.kind), ['base']);
+  t.same(
+    p1.bundles.map((b) => b.kind),
+    ['base'],
+  );
   for (let n = 2; n <= 6; n++) {
     release(n);
     publish();
@@ -55,7 +68,10 @@ t.test('publishing releases into a channel', async (t) => {
   const p6 = JSON.parse(fs.readFileSync(path.join(out, 'channel.manifest'), 'utf8').split('-----BEGIN SSH SIGNATURE-----')[0]!);
   t.equal(p6.version, 6);
   t.equal(p6.tip, commits[5]);
-  t.same(p6.bundles.map((b: { kind: string }) => b.kind), ['base', 'rollup', 'rollup', 'incremental', 'incremental', 'incremental']);
+  t.same(
+    p6.bundles.map((b: { kind: string }) => b.kind),
+    ['base', 'rollup', 'rollup', 'incremental', 'incremental', 'incremental'],
+  );
 
   // Every listed bundle: git bundle verify in a repository that has its prerequisites, then git fetch from it.
   const check = path.join(work, 'check.git');
@@ -66,7 +82,13 @@ t.test('publishing releases into a channel', async (t) => {
     t.equal(fs.statSync(file).size, b.size, `${b.id}: size as listed`);
     t.equal(status('git', ['--git-dir', check, 'bundle', 'verify', '-q', file]), 0, `${b.id}: git bundle verify accepts it`);
     run('git', ['--git-dir', check, 'fetch', '-q', file, `+refs/heads/master:refs/bundle/${b.id}`]);
-    t.equal(run('git', ['--git-dir', check, 'rev-parse', `refs/bundle/${b.id}`]).toString().trim(), b.tip, `${b.id}: git fetch from it brings its tip`);
+    t.equal(
+      run('git', ['--git-dir', check, 'rev-parse', `refs/bundle/${b.id}`])
+        .toString()
+        .trim(),
+      b.tip,
+      `${b.id}: git fetch from it brings its tip`,
+    );
   }
   t.equal(status('git', ['--git-dir', check, 'fsck', '--no-dangling', '--no-progress']), 0, 'the fetched history is complete');
 
@@ -100,7 +122,9 @@ t.test('publishing releases into a channel', async (t) => {
 
   // Retired bundles stay for the grace period, then go.
   const retiredIds = [...pin.retired, ...un.retired];
-  const logged = JSON.parse(fs.readFileSync(path.join(out, 'publish-log.json'), 'utf8')) as { bundles: { id: string; uri: string; retiredAt: string | null }[] };
+  const logged = JSON.parse(fs.readFileSync(path.join(out, 'publish-log.json'), 'utf8')) as {
+    bundles: { id: string; uri: string; retiredAt: string | null }[];
+  };
   const retiredFiles = logged.bundles.filter((b) => b.retiredAt !== null).map((b) => b.uri);
   t.ok(retiredFiles.length > 0 && retiredIds.length > 0, 'some bundles were retired');
   for (const f of retiredFiles) t.ok(fs.existsSync(path.join(out, f)), `${f} is kept within the grace period`);
@@ -116,7 +140,7 @@ t.test('publishing releases into a channel', async (t) => {
   const c = run('git', ['clone', '-q', '--bare', `--bundle-uri=file://${withBase}/bundle-list`, `file://${repo}`, clone]);
   t.ok(c, 'git clone --bundle-uri ran');
   const bundleRefs = run('git', ['--git-dir', clone, 'for-each-ref', '--format=%(refname)', 'refs/bundles/']).toString().trim();
-  t.match(bundleRefs, /refs\/bundles\/master/, 'git unbundled the channel\'s bundles (refs/bundles/*)');
+  t.match(bundleRefs, /refs\/bundles\/master/, "git unbundled the channel's bundles (refs/bundles/*)");
 });
 
 t.test('publish refusals are one line with exit 2', async (t) => {

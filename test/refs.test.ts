@@ -19,13 +19,18 @@ const GIT_ENV = {
   ...process.env,
   GIT_CONFIG_NOSYSTEM: '1',
   GIT_CONFIG_GLOBAL: '/dev/null',
-  GIT_AUTHOR_NAME: 'Store Test', GIT_AUTHOR_EMAIL: 'store@test', GIT_AUTHOR_DATE: '1700000000 +0000',
-  GIT_COMMITTER_NAME: 'Store Test', GIT_COMMITTER_EMAIL: 'store@test', GIT_COMMITTER_DATE: '1700000000 +0000',
+  GIT_AUTHOR_NAME: 'Store Test',
+  GIT_AUTHOR_EMAIL: 'store@test',
+  GIT_AUTHOR_DATE: '1700000000 +0000',
+  GIT_COMMITTER_NAME: 'Store Test',
+  GIT_COMMITTER_EMAIL: 'store@test',
+  GIT_COMMITTER_DATE: '1700000000 +0000',
 };
 
 function git(cwd: string, ...args: string[]): string {
-  return execFileSync('git', ['-c', 'gc.auto=0', '-c', 'advice.detachedHead=false', ...args],
-    { cwd, env: GIT_ENV, stdio: ['pipe', 'pipe', 'pipe'] }).toString('utf8').trim();
+  return execFileSync('git', ['-c', 'gc.auto=0', '-c', 'advice.detachedHead=false', ...args], { cwd, env: GIT_ENV, stdio: ['pipe', 'pipe', 'pipe'] })
+    .toString('utf8')
+    .trim();
 }
 
 /** What git resolves `rev` to as a commit, or null if git refuses it. */
@@ -45,7 +50,9 @@ function commit(repo: string, file: string, text: string, message: string): stri
 }
 
 function blobId(data: string): string {
-  return createHash('sha1').update(`blob ${Buffer.byteLength(data)}\0${data}`).digest('hex');
+  return createHash('sha1')
+    .update(`blob ${Buffer.byteLength(data)}\0${data}`)
+    .digest('hex');
 }
 
 function writeBlob(repo: string, data: string): void {
@@ -79,9 +86,33 @@ function refsRepo(t: Test): { repo: string; c: string[] } {
 }
 
 const REVS = [
-  'HEAD', 'main', 'refs/heads/main', 'heads/main', 'feature', 'side', 'nested/deep/branch', 'light', 'v1',
-  'refs/tags/v1', 'tags/v1', 'v1-outer', 'dup', 'refs/heads/dup', 'origin', 'origin/main', 'remotes/origin/other',
-  'HEAD~1', 'HEAD~2', 'HEAD^', 'HEAD^2', 'HEAD^1~1', 'main~0', 'v1^{commit}', 'v1-outer~1', 'HEAD^{}', 'v1^0',
+  'HEAD',
+  'main',
+  'refs/heads/main',
+  'heads/main',
+  'feature',
+  'side',
+  'nested/deep/branch',
+  'light',
+  'v1',
+  'refs/tags/v1',
+  'tags/v1',
+  'v1-outer',
+  'dup',
+  'refs/heads/dup',
+  'origin',
+  'origin/main',
+  'remotes/origin/other',
+  'HEAD~1',
+  'HEAD~2',
+  'HEAD^',
+  'HEAD^2',
+  'HEAD^1~1',
+  'main~0',
+  'v1^{commit}',
+  'v1-outer~1',
+  'HEAD^{}',
+  'v1^0',
 ];
 
 function checkRevs(t: Test, repo: string, store?: ObjectStore): void {
@@ -193,19 +224,20 @@ t.test('HEAD: symbolic, detached, unborn; worktrees and bare repositories', asyn
 
 t.test('unknown and invalid revisions', async (t) => {
   const { repo } = refsRepo(t);
-  for (const rev of ['nope', 'treetag', 'HEAD~10', 'HEAD^3', '../../../etc/passwd', 'refs/heads/../../HEAD',
-    '', 'main..side', 'HEAD@{0}', 'zzzz', 'main~x']) {
+  for (const rev of ['nope', 'treetag', 'HEAD~10', 'HEAD^3', '../../../etc/passwd', 'refs/heads/../../HEAD', '', 'main..side', 'HEAD@{0}', 'zzzz', 'main~x']) {
     t.throws(() => resolveRevision(repo, rev), { code: 'ENOREV', name: 'RevisionNotFoundError' }, `'${rev}' is refused`);
   }
   try {
     resolveRevision(repo, 'nope');
   } catch (err) {
-    t.equal((err as Error).message,
-      `unknown revision 'nope' in ${repo}: give a commit SHA, branch or tag that exists (git -C ${repo} log --oneline)`);
+    t.equal((err as Error).message, `unknown revision 'nope' in ${repo}: give a commit SHA, branch or tag that exists (git -C ${repo} log --oneline)`);
   }
   t.throws(() => resolveRevision(repo, 'treetag'), { message: /names a tree/ }, 'a tag of a tree is not a commit');
   t.throws(() => resolveRevision(tempDir(t, 'none'), 'HEAD'), { code: 'ENOREPO' });
   fs.writeFileSync(path.join(repo, '.git', 'refs', 'heads', 'broken'), 'garbage\n');
   t.throws(() => resolveRevision(repo, 'broken'), { code: 'ENOREV', message: /malformed/ });
-  t.notOk(listRefs(repo).some((r) => r.name === 'refs/heads/broken'), 'listRefs skips broken refs');
+  t.notOk(
+    listRefs(repo).some((r) => r.name === 'refs/heads/broken'),
+    'listRefs skips broken refs',
+  );
 });

@@ -62,11 +62,12 @@ function startChild(gitdir: string, remote: string, branch = 'main'): Child {
     proc,
     out: () => out,
     exited,
-    waitFor: (text) => new Promise<void>((resolve, reject) => {
-      if (out.includes(text)) return resolve();
-      waiters.push({ text, resolve });
-      void exited.then(() => (out.includes(text) ? resolve() : reject(new Error(`child exited before '${text}': ${out}`))));
-    }),
+    waitFor: (text) =>
+      new Promise<void>((resolve, reject) => {
+        if (out.includes(text)) return resolve();
+        waiters.push({ text, resolve });
+        void exited.then(() => (out.includes(text) ? resolve() : reject(new Error(`child exited before '${text}': ${out}`))));
+      }),
   };
 }
 
@@ -115,7 +116,10 @@ t.test('lock: an empty or unparseable lock file is broken (a live holder always 
 t.test('lock: held by this live process', async (t) => {
   const dir = mkdtempSync(path.join(base, 'lk-'));
   const a = await acquireFetchLock(dir);
-  const e = await acquireFetchLock(dir, { waitMs: 150 }).then(() => null, (err: GitrootError) => err);
+  const e = await acquireFetchLock(dir, { waitMs: 150 }).then(
+    () => null,
+    (err: GitrootError) => err,
+  );
   t.type(e, GitrootError);
   t.equal(e?.code, 'ELOCKED');
   t.match(e?.message ?? '', new RegExp(`another fetch into ${dir} is running: process ${process.pid} \\('gitroot fetch'`));
@@ -133,11 +137,15 @@ t.test('two fetches into one repository: the second waits or gives up', async (t
   // The pack request crawls, so the child holds the lock for a while.
   server.setFault({ kind: 'slow', bytesPerSecond: 1024 * 1024, scope: 'fetch', times: 1 });
   const child = startChild(gitdir, server.url('os.git'));
-  t.teardown(() => { child.proc.kill('SIGKILL'); });
+  t.teardown(() => {
+    child.proc.kill('SIGKILL');
+  });
   await child.waitFor('phase download');
   const before = snapshotRepo(gitdir);
-  const e = await fetchCommit({ gitdir, remote: server.url('os.git'), branch: 'main', lockWaitMs: 200 })
-    .then(() => null, (err: GitrootError) => err);
+  const e = await fetchCommit({ gitdir, remote: server.url('os.git'), branch: 'main', lockWaitMs: 200 }).then(
+    () => null,
+    (err: GitrootError) => err,
+  );
   t.equal(e?.code, 'ELOCKED', e?.message ?? 'no error');
   t.match(e?.message ?? '', new RegExp(`process ${child.proc.pid}`), 'names the holder');
   t.same(snapshotRepo(gitdir), before, 'the refused fetch touched nothing');
@@ -151,8 +159,7 @@ t.test('two fetches into one repository: the second waits or gives up', async (t
   // Two in one process at once: one downloads, the other then finds it present.
   const gitdir2 = newGitdir();
   server.resetStats();
-  const both = await Promise.all([0, 1].map(() =>
-    fetchCommit({ gitdir: gitdir2, remote: server.url('os.git'), branch: 'main', lockWaitMs: 120_000 })));
+  const both = await Promise.all([0, 1].map(() => fetchCommit({ gitdir: gitdir2, remote: server.url('os.git'), branch: 'main', lockWaitMs: 120_000 })));
   t.same(both.map((r) => r.upToDate).sort(), [false, true]);
   t.equal(server.stats.byCommand.fetch?.requests, 1, 'one pack request');
   t.equal(repoHealth(gitdir2).fsck, 0);
@@ -208,13 +215,17 @@ t.test(`kill -9 of a fetching process at random moments (${TRIALS} trials)`, asy
       continue;
     }
     // A clean fetch afterwards succeeds and leaves a clean repository.
-    const r = await fetchCommit({ gitdir, remote: server.url('os.git'), branch: 'main', lockWaitMs: 10_000 })
-      .then((x) => x, (e: Error) => e);
+    const r = await fetchCommit({ gitdir, remote: server.url('os.git'), branch: 'main', lockWaitMs: 10_000 }).then(
+      (x) => x,
+      (e: Error) => e,
+    );
     const h2 = repoHealth(gitdir);
     const leftovers = readdirSync(gitdir).filter((f) => f.startsWith('gitroot-') || f.startsWith('.'));
     const keeps = readdirSync(path.join(gitdir, 'objects', 'pack')).filter((f) => f.endsWith('.keep'));
     if (r instanceof Error || r.commit !== target || h2.fsck !== 0 || h2.closure !== 0 || leftovers.length > 0 || keeps.length > 0) {
-      t.fail(`trial ${i} (killed at ${when}): clean fetch ${r instanceof Error ? r.message : r.commit}, fsck ${h2.fsck} ${h2.fsckErr}, leftovers ${leftovers} ${keeps}`);
+      t.fail(
+        `trial ${i} (killed at ${when}): clean fetch ${r instanceof Error ? r.message : r.commit}, fsck ${h2.fsck} ${h2.fsckErr}, leftovers ${leftovers} ${keeps}`,
+      );
       continue;
     }
     t.pass(`trial ${i}: killed at ${when} (last phase ${finished ? 'finished' : phase}); repo consistent, clean fetch ok`);

@@ -15,8 +15,7 @@ import { spawnSync } from 'node:child_process';
 import { pkt, sideband, startGitHttpServer, type GitHttpFault, type GitHttpServer } from '../fixtures/git-http-server.js';
 import { type FetchCommitOptions, type FetchProgress, fetchCommit } from '../lib/fetch/repo-fetch.js';
 import { GitrootError } from '../lib/errors/errors.js';
-import { type ServerRepo, gitSync, makeServerRepo, pushCommit, randomFiles, repoHealth, snapshotRepo }
-  from './helpers/fetch-repos.js';
+import { type ServerRepo, gitSync, makeServerRepo, pushCommit, randomFiles, repoHealth, snapshotRepo } from './helpers/fetch-repos.js';
 
 const base = mkdtempSync(path.join(os.tmpdir(), 'gitroot-fetch-'));
 const projectRoot = path.join(base, 'srv');
@@ -43,7 +42,10 @@ function fetch(gitdir: string, o: Partial<FetchCommitOptions> = {}) {
 /** Expects `promise` to fail with `code`, a one-line message, and `gitdir` unchanged. */
 async function expectFailure(t: Test, gitdir: string, code: string, promise: Promise<unknown>, pattern?: RegExp) {
   const before = snapshotRepo(gitdir);
-  const err = await promise.then(() => null, (e: unknown) => e);
+  const err = await promise.then(
+    () => null,
+    (e: unknown) => e,
+  );
   t.type(err, GitrootError, 'a GitrootError');
   const e = err as GitrootError;
   t.equal(e?.code, code, `code ${code}: ${e?.message}`);
@@ -59,7 +61,12 @@ t.test('first fetch of a branch tip', async (t) => {
   const gitdir = newGitdir();
   server.resetStats();
   const phases: FetchProgress['phase'][] = [];
-  const r = await fetch(gitdir, { branch: 'main', onProgress: (p) => { if (phases.at(-1) !== p.phase) phases.push(p.phase); } });
+  const r = await fetch(gitdir, {
+    branch: 'main',
+    onProgress: (p) => {
+      if (phases.at(-1) !== p.phase) phases.push(p.phase);
+    },
+  });
   t.equal(r.commit, repo.commits[0]);
   t.equal(r.upToDate, false);
   t.equal(r.protocol, 2);
@@ -74,7 +81,10 @@ t.test('first fetch of a branch tip', async (t) => {
   t.notOk(existsSync(path.join(gitdir, 'gitroot-tmp')));
   const packs = gitSync(['--git-dir', gitdir, 'count-objects', '-v']);
   t.match(packs, /packs: 1/);
-  t.notOk(readdirSync(path.join(gitdir, 'objects', 'pack')).some((f) => f.endsWith('.keep')), 'no .keep left');
+  t.notOk(
+    readdirSync(path.join(gitdir, 'objects', 'pack')).some((f) => f.endsWith('.keep')),
+    'no .keep left',
+  );
   const h1 = server.log.find((l) => l.url.includes('info/refs'));
   t.equal(h1?.headers['git-protocol'], 'version=2');
   t.match(String(h1?.headers['user-agent']), /^gitroot\/\d/);
@@ -235,8 +245,17 @@ t.test('failures: typed one-line errors, repository unchanged', async (t) => {
     server.setFault({ kind: 'slow', bytesPerSecond: 50_000, scope: 'fetch' });
     const ac = new AbortController();
     const before = snapshotRepo(gitdir);
-    const p = fetch(gitdir, { branch: 'main', signal: ac.signal, onProgress: (pr) => { if (pr.phase === 'download') ac.abort(); } });
-    const err = await p.then(() => null, (e: Error) => e);
+    const p = fetch(gitdir, {
+      branch: 'main',
+      signal: ac.signal,
+      onProgress: (pr) => {
+        if (pr.phase === 'download') ac.abort();
+      },
+    });
+    const err = await p.then(
+      () => null,
+      (e: Error) => e,
+    );
     server.setFault(null);
     t.equal(err?.name, 'AbortError');
     t.same(snapshotRepo(gitdir), before);
@@ -276,8 +295,7 @@ t.test('protocol v0 server (Git-Protocol header not passed through)', async (t) 
   const srv = await startGitHttpServer({ projectRoot, protocolV2: false });
   t.teardown(() => srv.close());
   const gitdir = newGitdir();
-  const f = (o: Partial<FetchCommitOptions>, remote = srv.url('os.git')) =>
-    fetchCommit({ gitdir, remote, retries: 0, timeoutMs: 5000, ...o });
+  const f = (o: Partial<FetchCommitOptions>, remote = srv.url('os.git')) => fetchCommit({ gitdir, remote, retries: 0, timeoutMs: 5000, ...o });
   // Over HTTP (stateless RPC) v0 upload-pack serves any SHA reachable from a ref.
   const r0 = await f({ sha: repo.commits[0] });
   t.equal(r0.protocol, 0);
@@ -297,7 +315,8 @@ t.test('protocol v0 server (Git-Protocol header not passed through)', async (t) 
   const dangling = gitSync(['commit-tree', '-m', 'unreachable', `${repo.commits[0]}^{tree}`], { cwd: repo.bare });
   await expectFailure(t, gitdir, 'EREMOTE', f({ sha: dangling }), /unknown to/);
   const srv2 = await startGitHttpServer({
-    projectRoot, protocolV2: false,
+    projectRoot,
+    protocolV2: false,
     env: { GIT_CONFIG_COUNT: '1', GIT_CONFIG_KEY_0: 'uploadpack.allowAnySHA1InWant', GIT_CONFIG_VALUE_0: 'true' },
   });
   t.teardown(() => srv2.close());
@@ -308,6 +327,9 @@ t.test('protocol v0 server (Git-Protocol header not passed through)', async (t) 
 t.test('an existing directory that is not a repository is refused', async (t) => {
   const dir = path.join(base, 'not-a-repo');
   gitSync(['init', '-q', dir]); // a work tree: objects/ is under .git, not here
-  const err = await fetch(dir, { branch: 'main' }).then(() => null, (e: GitrootError) => e);
+  const err = await fetch(dir, { branch: 'main' }).then(
+    () => null,
+    (e: GitrootError) => e,
+  );
   t.equal(err?.code, 'ENOREPO');
 });

@@ -7,8 +7,16 @@ import t from 'tap';
 import { SourceTreeError } from '../lib/errors/errors.js';
 import { gitDefaultMode, type EntryType, type ManifestEntry } from '../lib/manifest/mtree.js';
 import {
-  checkName, dirsWithContent, fileTypeOf, gitModeForFile, planHardlinks, planManifestEntry, planScan, splitDev,
-  type EntryFacts, type NodeFacts,
+  checkName,
+  dirsWithContent,
+  fileTypeOf,
+  gitModeForFile,
+  planHardlinks,
+  planManifestEntry,
+  planScan,
+  splitDev,
+  type EntryFacts,
+  type NodeFacts,
 } from '../lib/commit/scan-plan.js';
 
 const IFMT: Record<string, number> = { file: 0o100000, dir: 0o040000, link: 0o120000, char: 0o020000, block: 0o060000, fifo: 0o010000, socket: 0o140000 };
@@ -25,7 +33,7 @@ t.test('fileTypeOf maps every S_IFMT value', async (t) => {
 t.test('gitModeForFile: 100755 exactly when some exec bit is set, for all 4096 modes', async (t) => {
   let exec = 0;
   for (let perm = 0; perm < 0o10000; perm++) {
-    const want = (perm & 0o100) || (perm & 0o010) || (perm & 0o001) ? 0o100755 : 0o100644;
+    const want = perm & 0o100 || perm & 0o010 || perm & 0o001 ? 0o100755 : 0o100644;
     if (gitModeForFile(perm) !== want) t.fail(`mode ${perm.toString(8)}`);
     if (want === 0o100755) exec++;
   }
@@ -75,10 +83,7 @@ t.test('checkName rejects .git, the top-level manifest name and non-UTF-8 names'
 
 t.test('dirsWithContent: the root and every ancestor of a git path', async (t) => {
   t.same([...dirsWithContent([])], ['']);
-  t.same(
-    [...dirsWithContent(['a/b/c/file', 'a/x', 'top', 'd/e/link'])].sort(),
-    ['', 'a', 'a/b', 'a/b/c', 'd', 'd/e'],
-  );
+  t.same([...dirsWithContent(['a/b/c/file', 'a/x', 'top', 'd/e/link'])].sort(), ['', 'a', 'a/b', 'a/b/c', 'd', 'd/e']);
 });
 
 t.test('planHardlinks groups by key, drops singletons, numbers groups in path order', async (t) => {
@@ -92,8 +97,11 @@ t.test('planHardlinks groups by key, drops singletons, numbers groups in path or
     { path: 'other-dev', key: '2:10' },
   ]);
   t.same(Object.fromEntries(out), {
-    a: { inode: 1, nlink: 3 }, b: { inode: 1, nlink: 3 }, c: { inode: 1, nlink: 3 },
-    'z/one': { inode: 2, nlink: 2 }, 'z/two': { inode: 2, nlink: 2 },
+    a: { inode: 1, nlink: 3 },
+    b: { inode: 1, nlink: 3 },
+    c: { inode: 1, nlink: 3 },
+    'z/one': { inode: 2, nlink: 2 },
+    'z/two': { inode: 2, nlink: 2 },
   });
 });
 
@@ -105,16 +113,30 @@ function expectedEntry(f: EntryFacts): ManifestEntry | null {
   if (always || f.uid !== 0) e.uid = f.uid;
   if (always || f.gid !== 0) e.gid = f.gid;
   if (f.type === 'char' || f.type === 'block') e.rdev = f.rdev!;
-  if (f.hardlink) { e.inode = f.hardlink.inode; e.nlink = f.hardlink.nlink; }
+  if (f.hardlink) {
+    e.inode = f.hardlink.inode;
+    e.nlink = f.hardlink.nlink;
+  }
   if (f.xattrs && f.xattrs.size > 0) e.xattrs = f.xattrs;
   const onlyType = Object.keys(e).length === 2;
   return always || !onlyType ? e : null;
 }
 
 t.test('planManifestEntry: every type x all 4096 modes x owners x stored-or-not', async (t) => {
-  const owners: Array<[number, number]> = [[0, 0], [1000, 0], [0, 65534], [1000, 1000]];
+  const owners: Array<[number, number]> = [
+    [0, 0],
+    [1000, 0],
+    [0, 65534],
+    [1000, 1000],
+  ];
   const types: Array<[EntryType, boolean]> = [
-    ['file', true], ['link', true], ['dir', true], ['dir', false], ['char', false], ['block', false], ['fifo', false],
+    ['file', true],
+    ['link', true],
+    ['dir', true],
+    ['dir', false],
+    ['char', false],
+    ['block', false],
+    ['fifo', false],
   ];
   let checked = 0;
   let mismatches = 0;
@@ -137,8 +159,16 @@ t.test('planManifestEntry: every type x all 4096 modes x owners x stored-or-not'
 });
 
 t.test('planManifestEntry: the cases that matter, spelled out', async (t) => {
-  const file = (perm: number, extra: Partial<EntryFacts> = {}): EntryFacts =>
-    ({ path: 'f', type: 'file', perm, uid: 0, gid: 0, gitStored: true, gitMode: gitModeForFile(perm), ...extra });
+  const file = (perm: number, extra: Partial<EntryFacts> = {}): EntryFacts => ({
+    path: 'f',
+    type: 'file',
+    perm,
+    uid: 0,
+    gid: 0,
+    gitStored: true,
+    gitMode: gitModeForFile(perm),
+    ...extra,
+  });
   t.equal(planManifestEntry(file(0o644)), null, '0644 root file: nothing to say');
   t.equal(planManifestEntry(file(0o755)), null, '0755 root file: nothing to say');
   t.same(planManifestEntry(file(0o4755)), { path: 'f', type: 'file', mode: 0o4755 }, 'setuid');
@@ -160,24 +190,41 @@ t.test('planManifestEntry: the cases that matter, spelled out', async (t) => {
   t.equal(planManifestEntry({ path: 'l', type: 'link', perm: 0o777, uid: 0, gid: 0, gitStored: true, gitMode: 0o120000 }), null, 'root symlink');
   t.same(
     planManifestEntry({ path: 'l', type: 'link', perm: 0o777, uid: 1000, gid: 1000, gitStored: true, gitMode: 0o120000 }),
-    { path: 'l', type: 'link', uid: 1000, gid: 1000 }, 'symlink owner (lchown)',
+    { path: 'l', type: 'link', uid: 1000, gid: 1000 },
+    'symlink owner (lchown)',
   );
-  t.same(
-    planManifestEntry({ path: 'n', type: 'char', perm: 0o666, uid: 0, gid: 0, gitStored: false, rdev: { major: 1, minor: 3 } }),
-    { path: 'n', type: 'char', mode: 0o666, uid: 0, gid: 0, rdev: { major: 1, minor: 3 } },
-  );
-  t.same(
-    planManifestEntry({ path: 'p', type: 'fifo', perm: 0o600, uid: 0, gid: 0, gitStored: false }),
-    { path: 'p', type: 'fifo', mode: 0o600, uid: 0, gid: 0 },
-  );
+  t.same(planManifestEntry({ path: 'n', type: 'char', perm: 0o666, uid: 0, gid: 0, gitStored: false, rdev: { major: 1, minor: 3 } }), {
+    path: 'n',
+    type: 'char',
+    mode: 0o666,
+    uid: 0,
+    gid: 0,
+    rdev: { major: 1, minor: 3 },
+  });
+  t.same(planManifestEntry({ path: 'p', type: 'fifo', perm: 0o600, uid: 0, gid: 0, gitStored: false }), {
+    path: 'p',
+    type: 'fifo',
+    mode: 0o600,
+    uid: 0,
+    gid: 0,
+  });
   t.equal(planManifestEntry({ path: '', type: 'dir', perm: 0o755, uid: 0, gid: 0, gitStored: true }), null, 'default root');
   t.same(planManifestEntry({ path: '', type: 'dir', perm: 0o700, uid: 0, gid: 0, gitStored: true }), { path: '', type: 'dir', mode: 0o700 }, 'root 0700');
 });
 
 function node(path: string, type: keyof typeof IFMT, perm: number, extra: Partial<NodeFacts> = {}): NodeFacts {
   return {
-    path, source: `/src/${path}`, mode: IFMT[type]! | perm, uid: 0, gid: 0, rdev: 0n, dev: 1n, ino: BigInt(path.length + 1000),
-    nlink: 1, size: 0, ...extra,
+    path,
+    source: `/src/${path}`,
+    mode: IFMT[type]! | perm,
+    uid: 0,
+    gid: 0,
+    rdev: 0n,
+    dev: 1n,
+    ino: BigInt(path.length + 1000),
+    nlink: 1,
+    size: 0,
+    ...extra,
   };
 }
 
@@ -213,14 +260,23 @@ t.test('planScan: files, symlinks, manifest and warnings from lstat facts', asyn
   const r = planScan([...nodes].reverse());
   t.same(r.warnings.length, 1);
   t.match(r.warnings[0], /^skipped socket \.\/run\/sock: /);
-  t.same(r.files.map((f) => [f.path, f.gitMode.toString(8), f.linkTarget, f.hardlink]), [
-    ['h/a', '100644', undefined, 1], ['h/b', '100644', undefined, 1], ['h/c', '100644', undefined, 1],
-    ['h/lone', '100644', undefined, undefined], ['h/other-dev', '100644', undefined, undefined],
-    ['h/slink1', '120000', 'a', undefined], ['h/slink2', '120000', 'a', undefined],
-    ['o', '100644', undefined, undefined],
-    ['usr/bin/dash', '100755', undefined, undefined], ['usr/bin/sh', '120000', 'dash', undefined],
-    ['usr/bin/su', '100755', undefined, undefined], ['x', '100644', undefined, undefined],
-  ]);
+  t.same(
+    r.files.map((f) => [f.path, f.gitMode.toString(8), f.linkTarget, f.hardlink]),
+    [
+      ['h/a', '100644', undefined, 1],
+      ['h/b', '100644', undefined, 1],
+      ['h/c', '100644', undefined, 1],
+      ['h/lone', '100644', undefined, undefined],
+      ['h/other-dev', '100644', undefined, undefined],
+      ['h/slink1', '120000', 'a', undefined],
+      ['h/slink2', '120000', 'a', undefined],
+      ['o', '100644', undefined, undefined],
+      ['usr/bin/dash', '100755', undefined, undefined],
+      ['usr/bin/sh', '120000', 'dash', undefined],
+      ['usr/bin/su', '100755', undefined, undefined],
+      ['x', '100644', undefined, undefined],
+    ],
+  );
   t.equal(r.files.find((f) => f.path === 'usr/bin/su')!.source, '/src/usr/bin/su');
   t.same(r.manifest, [
     { path: 'dev', type: 'dir', mode: 0o755, uid: 0, gid: 0 },
@@ -251,6 +307,9 @@ t.test('planScan: a tree with only empty directories, and the root', async (t) =
 });
 
 t.test('planScan rejects an unknown file type and a root that is not a directory', async (t) => {
-  t.throws(() => planScan([node('', 'dir', 0o755), { ...node('w', 'file', 0), mode: 0o160000 }]), { code: 'ESOURCE', message: /\.\/w has an unknown file type/ });
+  t.throws(() => planScan([node('', 'dir', 0o755), { ...node('w', 'file', 0), mode: 0o160000 }]), {
+    code: 'ESOURCE',
+    message: /\.\/w has an unknown file type/,
+  });
   t.throws(() => planScan([node('', 'file', 0o644)]), { code: 'ESOURCE', message: /is not a directory/ });
 });

@@ -19,7 +19,12 @@ import { tempDir } from './helpers/temp-dir.js';
 
 const T0 = '2026-05-06T07:08:09.000Z';
 
-interface Home { work: string; dir: string; repo: string; cmdline: (text: string) => string }
+interface Home {
+  work: string;
+  dir: string;
+  repo: string;
+  cmdline: (text: string) => string;
+}
 
 function home(t: Test): Home {
   const work = tempDir(t, 'select');
@@ -27,7 +32,9 @@ function home(t: Test): Home {
   fs.mkdirSync(dir);
   let n = 0;
   return {
-    work, dir, repo: path.join(dir, 'repo.git'),
+    work,
+    dir,
+    repo: path.join(dir, 'repo.git'),
     cmdline: (text) => {
       const f = path.join(work, `cmdline-${n++}`);
       fs.writeFileSync(f, `${text}\n`);
@@ -71,8 +78,11 @@ t.test('the decision, plain and JSON, without writing anything', async (t) => {
   t.match(other, { revision: O, kind: 'cmdline', state: { booted: O, good: G, pending: { triesLeft: 3 } } });
 
   const failed = JSON.parse(gitroot(['select', '--dir', h.dir, '--cmdline', h.cmdline(`git-revision=${F}`), '--json']).stdout);
-  t.match(failed, { revision: P, kind: 'pending', notes: [new RegExp(`git-revision=${F} is a failed revision`)] },
-    'a failed revision named by git-revision= is passed over');
+  t.match(
+    failed,
+    { revision: P, kind: 'pending', notes: [new RegExp(`git-revision=${F} is a failed revision`)] },
+    'a failed revision named by git-revision= is passed over',
+  );
 
   const missing = JSON.parse(gitroot(['select', '--dir', h.dir, '--cmdline', h.cmdline(`git-revision=${'0'.repeat(40)}`), '--json']).stdout);
   t.match(missing, { revision: P, health: { ['0'.repeat(40)]: 'missing', [P]: 'ok' } });
@@ -110,7 +120,12 @@ t.test('one-line errors', async (t) => {
   const h = home(t);
   const cases: Array<[string, string[], number, RegExp]> = [
     ['no such home', ['select', '--dir', path.join(h.work, 'nope'), '--cmdline', h.cmdline('')], 2, /^gitroot: gitroot home .*nope is not a directory/],
-    ['no command line file', ['select', '--dir', h.dir, '--cmdline', path.join(h.work, 'nope')], 2, /^gitroot: cannot read the kernel command line file .*nope \(ENOENT\)/],
+    [
+      'no command line file',
+      ['select', '--dir', h.dir, '--cmdline', path.join(h.work, 'nope')],
+      2,
+      /^gitroot: cannot read the kernel command line file .*nope \(ENOENT\)/,
+    ],
     ['no --dir', ['select'], 2, /^gitroot: gitroot select needs --dir: this machine was not booted by gitroot/],
   ];
   for (const [name, args, status, msg] of cases) {

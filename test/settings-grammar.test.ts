@@ -18,9 +18,31 @@ t.test('command line: the kernel splitting rules', async (t) => {
     ['', []],
     ['   \t\n', []],
     ['quiet', [['quiet', null]]],
-    ['quiet root=/dev/sda1 console=ttyS0,115200n8\n', [['quiet', null], ['root', '/dev/sda1'], ['console', 'ttyS0,115200n8']]],
-    ['a=1\tb=2\nc=3\r\vd\fe', [['a', '1'], ['b', '2'], ['c', '3'], ['d', null], ['e', null]]],
-    ['  lead   trail  ', [['lead', null], ['trail', null]]],
+    [
+      'quiet root=/dev/sda1 console=ttyS0,115200n8\n',
+      [
+        ['quiet', null],
+        ['root', '/dev/sda1'],
+        ['console', 'ttyS0,115200n8'],
+      ],
+    ],
+    [
+      'a=1\tb=2\nc=3\r\vd\fe',
+      [
+        ['a', '1'],
+        ['b', '2'],
+        ['c', '3'],
+        ['d', null],
+        ['e', null],
+      ],
+    ],
+    [
+      '  lead   trail  ',
+      [
+        ['lead', null],
+        ['trail', null],
+      ],
+    ],
     ['key="a b"', [['key', 'a b']]],
     ['"key=a b"', [['key', 'a b']]],
     ['"flag word"', [['flag word', null]]],
@@ -35,23 +57,55 @@ t.test('command line: the kernel splitting rules', async (t) => {
     ['=a=b', [['=a', 'b']]],
     // An unterminated quote runs to the end of the line, as in the kernel.
     ['key="abc def', [['key', 'abc def']]],
-    ['x key="abc def ghi=1', [['x', null], ['key', 'abc def ghi=1']]],
+    [
+      'x key="abc def ghi=1',
+      [
+        ['x', null],
+        ['key', 'abc def ghi=1'],
+      ],
+    ],
     // '--' ends the kernel's parameters; the rest is init's.
     ['quiet -- noupgrade', [['quiet', null]]],
     ['quiet "--" noupgrade', [['quiet', null]]],
-    ['--foo --=x', [['--foo', null], ['--', 'x']]],
-    ['# not a comment', [['#', null], ['not', null], ['a', null], ['comment', null]]],
-    ['BOOT_IMAGE=/vmlinuz-6.1 ro noupgrade update-revision=0123456789abcdef0123456789abcdef01234567', [
-      ['BOOT_IMAGE', '/vmlinuz-6.1'], ['ro', null], ['noupgrade', null], ['update-revision', '0123456789abcdef0123456789abcdef01234567'],
-    ]],
+    [
+      '--foo --=x',
+      [
+        ['--foo', null],
+        ['--', 'x'],
+      ],
+    ],
+    [
+      '# not a comment',
+      [
+        ['#', null],
+        ['not', null],
+        ['a', null],
+        ['comment', null],
+      ],
+    ],
+    [
+      'BOOT_IMAGE=/vmlinuz-6.1 ro noupgrade update-revision=0123456789abcdef0123456789abcdef01234567',
+      [
+        ['BOOT_IMAGE', '/vmlinuz-6.1'],
+        ['ro', null],
+        ['noupgrade', null],
+        ['update-revision', '0123456789abcdef0123456789abcdef01234567'],
+      ],
+    ],
   ];
   for (const [line, want] of cases) t.same(kv(tokenizeCmdline(line)), want, JSON.stringify(line));
 });
 
 t.test('command line: token text and origin', async (t) => {
   const toks = tokenizeCmdline('quiet  key="a b"\n', '/tmp/cmdline');
-  t.same(toks.map((x) => x.text), ['quiet', 'key="a b"']);
-  t.same(toks.map((x) => x.origin), [{ source: '/tmp/cmdline' }, { source: '/tmp/cmdline' }]);
+  t.same(
+    toks.map((x) => x.text),
+    ['quiet', 'key="a b"'],
+  );
+  t.same(
+    toks.map((x) => x.origin),
+    [{ source: '/tmp/cmdline' }, { source: '/tmp/cmdline' }],
+  );
   t.same(tokenizeCmdline('x')[0]!.origin, { source: '/proc/cmdline' }, 'default source');
 });
 
@@ -69,15 +123,31 @@ t.test('config file: comments, blank lines, line numbers', async (t) => {
     'last=1',
   ].join('\n');
   const toks = parseConfigText(text, '/etc/gitroot/gitroot.conf');
-  t.same(kv(toks), [['noupgrade', null], ['gitroot.tries', '5'], ['gitroot.boot', '/mnt/my boot'], ['gitroot.remote', 'https://h/x#frag'], ['key', 'a #b'], ['last', '1']]);
-  t.same(toks.map((x) => x.origin.line), [4, 5, 6, 7, 8, 10]);
+  t.same(kv(toks), [
+    ['noupgrade', null],
+    ['gitroot.tries', '5'],
+    ['gitroot.boot', '/mnt/my boot'],
+    ['gitroot.remote', 'https://h/x#frag'],
+    ['key', 'a #b'],
+    ['last', '1'],
+  ]);
+  t.same(
+    toks.map((x) => x.origin.line),
+    [4, 5, 6, 7, 8, 10],
+  );
   t.ok(toks.every((x) => x.origin.source === '/etc/gitroot/gitroot.conf'));
   t.same(toks.map((x) => x.text)[1], 'gitroot.tries=5');
 });
 
 t.test('config file: CRLF, BOM, missing final newline, empty file', async (t) => {
-  t.same(kv(parseConfigText('\uFEFFa=1\r\nb\r\n', 'f')), [['a', '1'], ['b', null]]);
-  t.same(kv(parseConfigText('a=1\nb=2', 'f')), [['a', '1'], ['b', '2']]);
+  t.same(kv(parseConfigText('\uFEFFa=1\r\nb\r\n', 'f')), [
+    ['a', '1'],
+    ['b', null],
+  ]);
+  t.same(kv(parseConfigText('a=1\nb=2', 'f')), [
+    ['a', '1'],
+    ['b', '2'],
+  ]);
   t.same(parseConfigText('', 'f'), []);
   t.same(parseConfigText('\n\n# x\n', 'f'), []);
   t.same(parseConfigText('x\r\n', 'f')[0]!.origin, { source: 'f', line: 1 });
@@ -126,7 +196,15 @@ t.test('quoteValue round-trips through both grammars', async (t) => {
     let v = '';
     for (let j = 0; j < len; j++) v += alphabet[rnd(alphabet.length)];
     const token = `k=${quoteValue(v)}`;
-    t.same(kv(tokenizeCmdline(`x ${token} y`)), [['x', null], ['k', v], ['y', null]], `cmdline ${JSON.stringify(v)}`);
+    t.same(
+      kv(tokenizeCmdline(`x ${token} y`)),
+      [
+        ['x', null],
+        ['k', v],
+        ['y', null],
+      ],
+      `cmdline ${JSON.stringify(v)}`,
+    );
     t.same(kv(parseConfigText(`${token} # c\n`, 'f')), [['k', v]], `file ${JSON.stringify(v)}`);
   }
 });

@@ -148,7 +148,11 @@ t.test('local files: order, origins, and what is skipped', async (t) => {
   h.setConf('conf.d/30.conf.bak', 'garbage\n');
   h.setConf('README', 'garbage\n');
   t.same(listConfigFiles(h.etc, true), [
-    join(h.etc, 'gitroot.conf'), join(h.etc, 'B.conf'), join(h.etc, 'a.conf'), join(h.etc, 'conf.d/10-a.conf'), join(h.etc, 'conf.d/20-z.conf'),
+    join(h.etc, 'gitroot.conf'),
+    join(h.etc, 'B.conf'),
+    join(h.etc, 'a.conf'),
+    join(h.etc, 'conf.d/10-a.conf'),
+    join(h.etc, 'conf.d/20-z.conf'),
   ]);
   h.setCmdline('quiet fetch-revision=c\n');
   const r = await loadSettings(h.opts());
@@ -162,7 +166,17 @@ t.test('local files: order, origins, and what is skipped', async (t) => {
   t.same(r.origins['fetch-revision'], { kind: 'cmdline', source: h.cmdline });
   t.same(r.origins.noupgrade, { kind: 'default', source: 'default' });
   t.same(r.warnings, []);
-  t.same(r.sources.map((s) => [s.kind, s.status]), [['file', 'read'], ['file', 'read'], ['file', 'read'], ['file', 'read'], ['file', 'read'], ['cmdline', 'read']]);
+  t.same(
+    r.sources.map((s) => [s.kind, s.status]),
+    [
+      ['file', 'read'],
+      ['file', 'read'],
+      ['file', 'read'],
+      ['file', 'read'],
+      ['file', 'read'],
+      ['cmdline', 'read'],
+    ],
+  );
 });
 
 t.test('listConfigFiles: a single file, a directory without gitroot.conf, missing paths', async (t) => {
@@ -184,7 +198,10 @@ t.test('a missing default config dir is fine; a missing --config or --cmdline is
   const r = await loadSettings({ dir: h.dir, cmdlineFile: h.cmdline, configPath: undefined, env: {} });
   t.same(r.settings, existsSync('/etc/gitroot') ? r.settings : defaultSettings());
   await t.rejects(loadSettings(h.opts({ configPath: join(h.etc, 'missing') })), ConfigError);
-  await t.rejects(loadSettings(h.opts({ cmdlineFile: join(h.etc, 'no-cmdline') })), { code: 'ECONFIG', message: /cannot read the kernel command line file .*no-cmdline \(ENOENT\): pass --cmdline/ });
+  await t.rejects(loadSettings(h.opts({ cmdlineFile: join(h.etc, 'no-cmdline') })), {
+    code: 'ECONFIG',
+    message: /cannot read the kernel command line file .*no-cmdline \(ENOENT\): pass --cmdline/,
+  });
 });
 
 t.test('the gitroot home must be a directory', async (t) => {
@@ -203,7 +220,10 @@ t.test('local files that are not text, or have a typo, are ConfigErrors naming f
   await t.rejects(loadSettings(h.opts()), { code: 'ECONFIG', message: /gitroot\.conf: not a text file/ });
   rmSync(join(h.etc, 'gitroot.conf'));
   h.setCmdline('quiet gitroot.bootloader=grub');
-  await t.rejects(loadSettings(h.opts()), { code: 'ECONFIG', message: new RegExp(`^${h.cmdline}: 'gitroot.bootloader=grub': gitroot.bootloader must be one of`) });
+  await t.rejects(loadSettings(h.opts()), {
+    code: 'ECONFIG',
+    message: new RegExp(`^${h.cmdline}: 'gitroot.bootloader=grub': gitroot.bootloader must be one of`),
+  });
 });
 
 t.test('download: applied between files and the command line, cached atomically', async (t) => {
@@ -241,7 +261,9 @@ t.test('a home where the cache cannot be written: the download is used, with a w
   const r = await loadSettings(h.opts());
   t.equal(r.settings['fetch-revision'], 'stable');
   t.equal(r.sources.at(-1)!.status, 'downloaded');
-  t.match(r.warnings, [new RegExp(`^could not update the cached fleet config in ${join(h.dir, CONFIG_CACHE_DIR)}: E[A-Z]+; an offline boot will not have this copy`)]);
+  t.match(r.warnings, [
+    new RegExp(`^could not update the cached fleet config in ${join(h.dir, CONFIG_CACHE_DIR)}: E[A-Z]+; an offline boot will not have this copy`),
+  ]);
 });
 
 t.test('ETag: a 304 keeps the cached copy and records the check', async (t) => {
@@ -311,7 +333,10 @@ t.test('a hanging server times out after gitroot.timeout, then the cache is used
   const r = await loadSettings(h.opts());
   t.equal(srv.requests.length, 1);
   t.equal(r.settings['gitroot.tries'], 5);
-  t.match(r.warnings[0], new RegExp(`^could not download ${srv.base}/fleet.conf: timed out after 1 s waiting for \\w+ \\(gitroot.timeout\\); using the copy cached`));
+  t.match(
+    r.warnings[0],
+    new RegExp(`^could not download ${srv.base}/fleet.conf: timed out after 1 s waiting for \\w+ \\(gitroot.timeout\\); using the copy cached`),
+  );
 });
 
 t.test('a refused connection uses the cache', async (t) => {
@@ -438,7 +463,10 @@ t.test('a cache that does not match its checksum, or no longer parses, is not us
   writeFileSync(join(cdir, 'downloaded.conf'), old);
   writeFileSync(join(cdir, 'downloaded.json'), JSON.stringify({ ...meta, sha256: createHash('sha256').update(old).digest('hex') }));
   r = await loadSettings(h.opts());
-  t.match(r.warnings[0], /HTTP 500.*; the cached copy is not valid any more \(.*unknown setting 'gitroot.retired-key'.*\), continuing without the fleet config/);
+  t.match(
+    r.warnings[0],
+    /HTTP 500.*; the cached copy is not valid any more \(.*unknown setting 'gitroot.retired-key'.*\), continuing without the fleet config/,
+  );
   t.equal(r.sources.at(-1)!.status, 'unavailable');
   // Without an ETag sent (the cache is unusable) a good answer replaces it.
   srv.reply = (_p, hd) => ({ body: `fetch-revision=${hd['if-none-match'] === undefined ? 'fresh' : 'etag-sent'}\n` });
@@ -502,4 +530,3 @@ t.test('proxy from http_proxy (curl rules, shared with the fetcher), bypassed by
   t.same(proxy.targets, [`fleet.invalid:${port}`, `fleet.invalid:${port}`], 'ALL_PROXY is');
   t.equal(srv.requests.length, 2, 'only the proxied attempts reached the server');
 });
-

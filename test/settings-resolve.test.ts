@@ -157,21 +157,32 @@ t.test('the download plan ignores the fleet config and carries the network setti
     cmdline: cmdline('gitroot.retries=5'),
   };
   t.same(planConfigDownload(inputs), {
-    action: 'download', url: 'http://h/c', origin: { kind: 'file', source: '/f.conf', line: 1 }, timeoutSeconds: 7, retries: 5, offline: false,
+    action: 'download',
+    url: 'http://h/c',
+    origin: { kind: 'file', source: '/f.conf', line: 1 },
+    timeoutSeconds: 7,
+    retries: 5,
+    offline: false,
   });
   const plain = planConfigDownload({ files: [file('/f.conf', 'gitroot.config=http://h/c\n')] });
   t.match(plain, { action: 'download', timeoutSeconds: 30, retries: 3 });
 });
 
 t.test('noupgrade before the download means no network (the cached copy is still read)', async (t) => {
-  for (const [f, c, offline] of [['noupgrade', '', true], ['', 'noupgrade', true], ['noupgrade', 'noupgrade=0', false], ['', '', false]] as const) {
+  for (const [f, c, offline] of [
+    ['noupgrade', '', true],
+    ['', 'noupgrade', true],
+    ['noupgrade', 'noupgrade=0', false],
+    ['', '', false],
+  ] as const) {
     const plan = planConfigDownload({ files: [file('/f.conf', `gitroot.config=http://h/c\n${f}\n`)], cmdline: cmdline(c) });
     t.match(plan, { action: 'download', offline }, `file '${f}' cmdline '${c}'`);
   }
 });
 
-t.test('the command line ignores other programs\' parameters', async (t) => {
-  const line = 'BOOT_IMAGE=/vmlinuz-6.1.0-18-amd64 root=UUID=1234 ro quiet splash console=ttyS0,115200 init=/sbin/init rd.break systemd.unit=rescue.target ip=dhcp boot=live "weird param" =x gitroot';
+t.test("the command line ignores other programs' parameters", async (t) => {
+  const line =
+    'BOOT_IMAGE=/vmlinuz-6.1.0-18-amd64 root=UUID=1234 ro quiet splash console=ttyS0,115200 init=/sbin/init rd.break systemd.unit=rescue.target ip=dhcp boot=live "weird param" =x gitroot';
   const r = resolveSettings({ files: [], cmdline: cmdline(line) });
   t.same(r.settings, defaultSettings());
   t.same(r.warnings, []);
@@ -203,30 +214,48 @@ function configError(t: Test, fn: () => unknown, label: string): ConfigError {
 
 t.test('errors name source:line (files, fleet) or the token (command line)', async (t) => {
   const cases: [SettingsInputs, RegExp, Record<string, unknown>][] = [
-    [{ files: [file('/etc/gitroot/gitroot.conf', 'noupgrade\n\ngitroot.tires=5\n')] },
+    [
+      { files: [file('/etc/gitroot/gitroot.conf', 'noupgrade\n\ngitroot.tires=5\n')] },
       /^\/etc\/gitroot\/gitroot\.conf:3: unknown setting 'gitroot\.tires' \(did you mean gitroot\.tries\?\); fix or remove the line/,
-      { source: '/etc/gitroot/gitroot.conf', line: 3, key: 'gitroot.tires' }],
+      { source: '/etc/gitroot/gitroot.conf', line: 3, key: 'gitroot.tires' },
+    ],
     [{ files: [file('/f.conf', 'quiet\n')] }, /^\/f\.conf:1: unknown setting 'quiet'; fix or remove the line/, { line: 1 }],
     [{ files: [file('/f.conf', 'fetch_revision=x\n')] }, /unknown setting 'fetch_revision' \(did you mean fetch-revision\?\)/, { line: 1 }],
     [{ files: [file('/f.conf', 'gitroot.tries=0\n')] }, /^\/f\.conf:1: gitroot\.tries needs a whole number from 1 to 100, not '0'$/, { line: 1 }],
     [{ files: [file('/f.conf', 'update-revision=abc1234\n')] }, /^\/f\.conf:1: update-revision needs a full 40-hex commit SHA, not 7 hex digits/, { line: 1 }],
     [{ files: [file('/f.conf', 'gitroot.remote\n')] }, /^\/f\.conf:1: gitroot\.remote needs a value: write gitroot\.remote=https:/, { line: 1 }],
-    [{ files: [file('/f.conf', `git-revision=${SHA_A}\n`)] },
-      /^\/f\.conf:1: git-revision cannot be set by a local config file, only by the kernel command line; remove it here$/, { line: 1 }],
-    [{ files: [], download: fleet('gitroot.config=https://other/x\n') },
-      /^https:\/\/fleet\.example\/k\.conf:1: gitroot\.config cannot be set by the downloaded config, only by a local config file or the kernel command line/, { line: 1 }],
+    [
+      { files: [file('/f.conf', `git-revision=${SHA_A}\n`)] },
+      /^\/f\.conf:1: git-revision cannot be set by a local config file, only by the kernel command line; remove it here$/,
+      { line: 1 },
+    ],
+    [
+      { files: [], download: fleet('gitroot.config=https://other/x\n') },
+      /^https:\/\/fleet\.example\/k\.conf:1: gitroot\.config cannot be set by the downloaded config, only by a local config file or the kernel command line/,
+      { line: 1 },
+    ],
     [{ files: [], download: fleet('\nnoconfig\n') }, /^https:\/\/fleet\.example\/k\.conf:2: noconfig cannot be set by the downloaded config/, { line: 2 }],
     [{ files: [], download: fleet('gitroot.allowed-signers=/tmp/mine\n') }, /gitroot\.allowed-signers cannot be set by the downloaded config/, {}],
     [{ files: [], download: fleet('gitroot.gpg-keyring=/tmp/mine\n') }, /gitroot\.gpg-keyring cannot be set by the downloaded config/, {}],
     [{ files: [], download: fleet('gitroot.dir=/x\n') }, /gitroot\.dir cannot be set by the downloaded config/, {}],
     [{ files: [], download: fleet('gitroot.medium=LABEL=X\n') }, /gitroot\.medium cannot be set by the downloaded config/, {}],
     [{ files: [], download: fleet('<html>\n') }, /^https:\/\/fleet\.example\/k\.conf:1: unknown setting '<html>'/, { line: 1 }],
-    [{ files: [], cmdline: cmdline('quiet gitroot.tires=5') },
+    [
+      { files: [], cmdline: cmdline('quiet gitroot.tires=5') },
       /^\/proc\/cmdline: 'gitroot\.tires=5': unknown setting 'gitroot\.tires' \(did you mean gitroot\.tries\?\); fix or remove it from the boot entry/,
-      { source: '/proc/cmdline', line: undefined, token: 'gitroot.tires=5' }],
+      { source: '/proc/cmdline', line: undefined, token: 'gitroot.tires=5' },
+    ],
     [{ files: [], cmdline: cmdline('gitroot.frobnicate') }, /^\/proc\/cmdline: 'gitroot\.frobnicate': unknown setting 'gitroot\.frobnicate'; fix/, {}],
-    [{ files: [], cmdline: cmdline('update-revision=HEAD~1') }, /^\/proc\/cmdline: 'update-revision=HEAD~1': update-revision needs a full 40-hex commit SHA/, {}],
-    [{ files: [], cmdline: cmdline('gitroot.bootloader="grub 2"') }, /^\/proc\/cmdline: 'gitroot\.bootloader="grub 2"': gitroot\.bootloader must be one of bls, extlinux, none, not 'grub 2'$/, {}],
+    [
+      { files: [], cmdline: cmdline('update-revision=HEAD~1') },
+      /^\/proc\/cmdline: 'update-revision=HEAD~1': update-revision needs a full 40-hex commit SHA/,
+      {},
+    ],
+    [
+      { files: [], cmdline: cmdline('gitroot.bootloader="grub 2"') },
+      /^\/proc\/cmdline: 'gitroot\.bootloader="grub 2"': gitroot\.bootloader must be one of bls, extlinux, none, not 'grub 2'$/,
+      {},
+    ],
     [{ files: [], cmdline: cmdline('noupgrade=maybe') }, /noupgrade is a flag/, {}],
     [{ files: [], cmdline: cmdline('gitroot.timeout=', '/tmp/c') }, /^\/tmp\/c: 'gitroot\.timeout=': gitroot\.timeout needs a value/, { source: '/tmp/c' }],
   ];
@@ -238,11 +267,16 @@ t.test('errors name source:line (files, fleet) or the token (command line)', asy
 });
 
 t.test('the first bad source in precedence order is reported', async (t) => {
-  const e = configError(t, () => resolveSettings({
-    files: [file('/a.conf', 'gitroot.tries=1\n'), file('/b.conf', 'oops\n')],
-    download: fleet('also-bad\n'),
-    cmdline: cmdline('gitroot.bad'),
-  }), 'first error');
+  const e = configError(
+    t,
+    () =>
+      resolveSettings({
+        files: [file('/a.conf', 'gitroot.tries=1\n'), file('/b.conf', 'oops\n')],
+        download: fleet('also-bad\n'),
+        cmdline: cmdline('gitroot.bad'),
+      }),
+    'first error',
+  );
   t.match(e.message, /^\/b\.conf:1:/);
 });
 

@@ -45,21 +45,65 @@ function bad(t: Test, key: SettingKey, raw: string | null, re: RegExp): void {
 
 t.test('exactly the documented keys, and no others', async (t) => {
   t.same(SETTING_KEYS, [
-    'fetch-revision', 'update-revision', 'noupgrade', 'git-revision', 'gitroot.remote', 'gitroot.config', 'noconfig',
-    'gitroot.tries', 'gitroot.bootloader', 'gitroot.boot', 'gitroot.boot-medium', 'gitroot.dir', 'gitroot.medium', 'gitroot.overlay-size', 'gitroot.cache-mb',
-    'gitroot.reboot-after-update', 'gitroot.allowed-signers', 'gitroot.gpg-keyring', 'gitroot.allow-downgrade', 'gitroot.timeout', 'gitroot.retries',
-    'gitroot.ca', 'gitroot.client-cert', 'gitroot.client-key', 'gitroot.rate-limit',
-    'gitroot.keep', 'gitroot.min-free', 'gitroot.auto-prune',
+    'fetch-revision',
+    'update-revision',
+    'noupgrade',
+    'git-revision',
+    'gitroot.remote',
+    'gitroot.config',
+    'noconfig',
+    'gitroot.tries',
+    'gitroot.bootloader',
+    'gitroot.boot',
+    'gitroot.boot-medium',
+    'gitroot.dir',
+    'gitroot.medium',
+    'gitroot.overlay-size',
+    'gitroot.cache-mb',
+    'gitroot.reboot-after-update',
+    'gitroot.allowed-signers',
+    'gitroot.gpg-keyring',
+    'gitroot.allow-downgrade',
+    'gitroot.timeout',
+    'gitroot.retries',
+    'gitroot.ca',
+    'gitroot.client-cert',
+    'gitroot.client-key',
+    'gitroot.rate-limit',
+    'gitroot.keep',
+    'gitroot.min-free',
+    'gitroot.auto-prune',
   ]);
   const d = defaultSettings();
   t.same(d, {
-    'fetch-revision': 'master', 'update-revision': null, noupgrade: false, 'git-revision': null, 'gitroot.remote': null,
-    'gitroot.config': null, noconfig: false, 'gitroot.tries': 3, 'gitroot.bootloader': 'none', 'gitroot.boot': '/boot', 'gitroot.boot-medium': null,
-    'gitroot.dir': '/gitroot', 'gitroot.medium': null, 'gitroot.overlay-size': null, 'gitroot.cache-mb': null,
-    'gitroot.reboot-after-update': false, 'gitroot.allowed-signers': null,
-    'gitroot.gpg-keyring': null, 'gitroot.allow-downgrade': false, 'gitroot.timeout': 30, 'gitroot.retries': 3,
-    'gitroot.ca': null, 'gitroot.client-cert': null, 'gitroot.client-key': null, 'gitroot.rate-limit': null,
-    'gitroot.keep': 1, 'gitroot.min-free': 128, 'gitroot.auto-prune': true,
+    'fetch-revision': 'master',
+    'update-revision': null,
+    noupgrade: false,
+    'git-revision': null,
+    'gitroot.remote': null,
+    'gitroot.config': null,
+    noconfig: false,
+    'gitroot.tries': 3,
+    'gitroot.bootloader': 'none',
+    'gitroot.boot': '/boot',
+    'gitroot.boot-medium': null,
+    'gitroot.dir': '/gitroot',
+    'gitroot.medium': null,
+    'gitroot.overlay-size': null,
+    'gitroot.cache-mb': null,
+    'gitroot.reboot-after-update': false,
+    'gitroot.allowed-signers': null,
+    'gitroot.gpg-keyring': null,
+    'gitroot.allow-downgrade': false,
+    'gitroot.timeout': 30,
+    'gitroot.retries': 3,
+    'gitroot.ca': null,
+    'gitroot.client-cert': null,
+    'gitroot.client-key': null,
+    'gitroot.rate-limit': null,
+    'gitroot.keep': 1,
+    'gitroot.min-free': 128,
+    'gitroot.auto-prune': true,
   });
   t.not(defaultSettings(), d, 'a fresh object each time');
 });
@@ -90,7 +134,17 @@ t.test('size', async (t) => {
 t.test('flag', async (t) => {
   for (const key of ['noupgrade', 'noconfig', 'gitroot.reboot-after-update', 'gitroot.allow-downgrade'] as const) {
     good(t, key, null, true);
-    for (const [w, b] of [['1', true], ['yes', true], ['true', true], ['0', false], ['no', false], ['false', false], ['YES', true], ['False', false], ['No', false]] as const) {
+    for (const [w, b] of [
+      ['1', true],
+      ['yes', true],
+      ['true', true],
+      ['0', false],
+      ['no', false],
+      ['false', false],
+      ['YES', true],
+      ['False', false],
+      ['No', false],
+    ] as const) {
       good(t, key, w, b);
     }
     for (const w of ['', 'on', 'off', '2', 'y', 'n', 'enable', ' 1']) bad(t, key, w, /is a flag: write it bare, or as .*=1\|0\|yes\|no\|true\|false/);
@@ -101,7 +155,32 @@ t.test('branch', async (t) => {
   for (const b of ['master', 'stable', 'release/stable', 'v1.0', 'feature-1_x', 'a.b', 'x@y', 'UPPER', 'é']) good(t, 'fetch-revision', b, b);
   bad(t, 'fetch-revision', null, /needs a value: write fetch-revision=stable/);
   bad(t, 'fetch-revision', '', /needs a value/);
-  const refused = ['-x', '@', 'a..b', 'a b', 'a\tb', 'a~1', 'a^', 'a^{}', 'a:b', 'a?', 'a*', 'a[1]', 'a\\b', 'x@{1}', '/a', 'a/', 'a//b', 'a.', '.a', 'a/.b', 'a.lock', 'a/b.lock/c', 'a\x7f', 'a\x01'];
+  const refused = [
+    '-x',
+    '@',
+    'a..b',
+    'a b',
+    'a\tb',
+    'a~1',
+    'a^',
+    'a^{}',
+    'a:b',
+    'a?',
+    'a*',
+    'a[1]',
+    'a\\b',
+    'x@{1}',
+    '/a',
+    'a/',
+    'a//b',
+    'a.',
+    '.a',
+    'a/.b',
+    'a.lock',
+    'a/b.lock/c',
+    'a\x7f',
+    'a\x01',
+  ];
   for (const b of refused) {
     bad(t, 'fetch-revision', b, /needs a branch name like master or release\/stable/);
     t.not(branchProblem(b), null, `branchProblem(${JSON.stringify(b)})`);
@@ -119,13 +198,22 @@ t.test('sha40', async (t) => {
     bad(t, key, SHA.slice(0, 39), /not 39 hex digits/);
     bad(t, key, SHA + 'a', /not 41 hex digits/);
     bad(t, key, SHA + SHA.slice(0, 24), /not 64 hex digits/);
-    for (const w of ['HEAD', 'master', 'HEAD~1', SHA.slice(0, 39) + 'g', ` ${SHA}`, `${SHA}^`]) bad(t, key, w, /needs a full 40-hex commit SHA, not '.*' \(branch names and other revision syntax are refused/);
+    for (const w of ['HEAD', 'master', 'HEAD~1', SHA.slice(0, 39) + 'g', ` ${SHA}`, `${SHA}^`])
+      bad(t, key, w, /needs a full 40-hex commit SHA, not '.*' \(branch names and other revision syntax are refused/);
   }
 });
 
 t.test('url', async (t) => {
   for (const key of ['gitroot.remote', 'gitroot.config'] as const) {
-    for (const u of ['http://h/x', 'https://updates.example.com:8443/kiosk.git', 'http://127.0.0.1:8080/c.conf', 'file:///srv/mirror.git', 'file://localhost/srv/x', 'https://user:pw@h/x', 'http://[::1]:80/x']) {
+    for (const u of [
+      'http://h/x',
+      'https://updates.example.com:8443/kiosk.git',
+      'http://127.0.0.1:8080/c.conf',
+      'file:///srv/mirror.git',
+      'file://localhost/srv/x',
+      'https://user:pw@h/x',
+      'http://[::1]:80/x',
+    ]) {
       good(t, key, u, u);
     }
     bad(t, key, null, /needs a value/);
@@ -143,7 +231,8 @@ t.test('int', async (t) => {
   good(t, 'gitroot.tries', '1', 1);
   good(t, 'gitroot.tries', '100', 100);
   good(t, 'gitroot.tries', '03', 3);
-  for (const w of ['0', '101', '-1', '+3', '3.0', '3s', '0x3', '1e2', ' 3', '３', '9999999999']) bad(t, 'gitroot.tries', w, /needs a whole number from 1 to 100, not '/);
+  for (const w of ['0', '101', '-1', '+3', '3.0', '3s', '0x3', '1e2', ' 3', '３', '9999999999'])
+    bad(t, 'gitroot.tries', w, /needs a whole number from 1 to 100, not '/);
   bad(t, 'gitroot.tries', null, /needs a value: write gitroot.tries=5/);
   good(t, 'gitroot.timeout', '1', 1);
   good(t, 'gitroot.timeout', '3600', 3600);
@@ -174,17 +263,28 @@ t.test('path', async (t) => {
 });
 
 t.test('device', async (t) => {
-  for (const d of ['LABEL=GITROOT', 'UUID=2f0b7c6e-1d2a-4c8b-9a1e-5f3d2c1b0a99', 'PARTUUID=abcd-01', 'PARTLABEL=gitroot', '/dev/sda1', '/dev/disk/by-label/GITROOT', 'LABEL=with=equals']) {
+  for (const d of [
+    'LABEL=GITROOT',
+    'UUID=2f0b7c6e-1d2a-4c8b-9a1e-5f3d2c1b0a99',
+    'PARTUUID=abcd-01',
+    'PARTLABEL=gitroot',
+    '/dev/sda1',
+    '/dev/disk/by-label/GITROOT',
+    'LABEL=with=equals',
+  ]) {
     good(t, 'gitroot.medium', d, d);
   }
-  for (const d of ['sda1', 'LABEL=', 'label=x', 'ID=x', '/dev/', '/devx/sda', 'dev/sda']) bad(t, 'gitroot.medium', d, /needs LABEL=\.\.\., UUID=\.\.\., PARTLABEL=\.\.\., PARTUUID=\.\.\. or a \/dev\/ path/);
+  for (const d of ['sda1', 'LABEL=', 'label=x', 'ID=x', '/dev/', '/devx/sda', 'dev/sda'])
+    bad(t, 'gitroot.medium', d, /needs LABEL=\.\.\., UUID=\.\.\., PARTLABEL=\.\.\., PARTUUID=\.\.\. or a \/dev\/ path/);
 });
 
 t.test('every key names who reads it: gitroot commands that exist, or the initramfs boot script', async (t) => {
   // The names lib/cli/commands/ registers (reading the sources: loading every command module
   // would cost seconds).
   const commandDir = path.join(PROJECT_ROOT, 'lib', 'cli', 'commands');
-  const commands = new Set(fs.readdirSync(commandDir).flatMap((f) => [...fs.readFileSync(path.join(commandDir, f), 'utf8').matchAll(/\.command\('([a-z-]+)'\)/g)].map((m) => m[1])));
+  const commands = new Set(
+    fs.readdirSync(commandDir).flatMap((f) => [...fs.readFileSync(path.join(commandDir, f), 'utf8').matchAll(/\.command\('([a-z-]+)'\)/g)].map((m) => m[1])),
+  );
   t.ok(commands.has('fetch') && commands.has('mark-good'), `commands found: ${[...commands].join(' ')}`);
   const bootScript = fs.readFileSync(path.join(PROJECT_ROOT, 'initramfs-hooks', 'initramfs-tools', 'scripts', 'gitroot'), 'utf8');
   for (const key of SETTING_KEYS) {
@@ -214,12 +314,26 @@ t.test('no value may contain a double quote (the grammar cannot write it back)',
     if (SETTINGS_SCHEMA[key].type === 'flag') continue;
     bad(t, key, '/a"b', /cannot contain a double quote \(there is no way to escape one\)/);
   }
-  t.same(tokenizeCmdline('gitroot.boot=/a"b').map((x) => x.value), ['/a"b'], 'the kernel passes it on');
+  t.same(
+    tokenizeCmdline('gitroot.boot=/a"b').map((x) => x.value),
+    ['/a"b'],
+    'the kernel passes it on',
+  );
 });
 
 t.test('where each key may be set', async (t) => {
   const cmdlineOnly = ['git-revision', 'gitroot.overlay-size', 'gitroot.cache-mb', 'gitroot.boot-medium'];
-  const localOnly = ['gitroot.config', 'noconfig', 'gitroot.dir', 'gitroot.medium', 'gitroot.allowed-signers', 'gitroot.gpg-keyring', 'gitroot.ca', 'gitroot.client-cert', 'gitroot.client-key'];
+  const localOnly = [
+    'gitroot.config',
+    'noconfig',
+    'gitroot.dir',
+    'gitroot.medium',
+    'gitroot.allowed-signers',
+    'gitroot.gpg-keyring',
+    'gitroot.ca',
+    'gitroot.client-cert',
+    'gitroot.client-key',
+  ];
   for (const key of SETTING_KEYS) {
     t.equal(allowedIn(key, 'cmdline'), true, `${key} on the command line`);
     t.equal(allowedIn(key, 'file'), !cmdlineOnly.includes(key), `${key} in files`);
@@ -250,10 +364,52 @@ t.test('suggestKey', async (t) => {
   ];
   for (const [typo, key] of hits) t.equal(suggestKey(typo), key, typo);
   // Common kernel parameters are not mistaken for gitroot's.
-  const kernel = ['quiet', 'splash', 'ro', 'rw', 'root', 'console', 'BOOT_IMAGE', 'init', 'nomodeset', 'noapic', 'acpi', 'loglevel',
-    'systemd.unit', 'rd.break', 'ip', 'net.ifnames', 'mitigations', 'boot', 'toram', 'noresume', 'nosplash', 'resume', 'rootwait',
-    'rootfstype', 'initrd', 'panic', 'debug', 'single', 'emergency', 'fsck.mode', 'apparmor', 'security', 'nosmt', 'noefi', 'nohz',
-    'isolcpus', 'hugepages', 'cgroup_enable', 'swapaccount', 'crashkernel', 'video', 'fbcon', 'vga', 'consoleblank'];
+  const kernel = [
+    'quiet',
+    'splash',
+    'ro',
+    'rw',
+    'root',
+    'console',
+    'BOOT_IMAGE',
+    'init',
+    'nomodeset',
+    'noapic',
+    'acpi',
+    'loglevel',
+    'systemd.unit',
+    'rd.break',
+    'ip',
+    'net.ifnames',
+    'mitigations',
+    'boot',
+    'toram',
+    'noresume',
+    'nosplash',
+    'resume',
+    'rootwait',
+    'rootfstype',
+    'initrd',
+    'panic',
+    'debug',
+    'single',
+    'emergency',
+    'fsck.mode',
+    'apparmor',
+    'security',
+    'nosmt',
+    'noefi',
+    'nohz',
+    'isolcpus',
+    'hugepages',
+    'cgroup_enable',
+    'swapaccount',
+    'crashkernel',
+    'video',
+    'fbcon',
+    'vga',
+    'consoleblank',
+  ];
   for (const k of kernel) t.equal(suggestKey(k), null, k);
   t.equal(suggestKey('gitroot.unheard-of'), null);
 });

@@ -68,7 +68,10 @@ t.test('discovery: v2 capabilities and ls-refs; v0 advertisement', async (t) => 
   t.ok(r.capabilities.has('fetch'));
   t.equal(r.baseUrl, server.url('os.git'));
   const refs = await r.listRefs(['refs/heads/']);
-  t.same(refs.map((x) => [x.name, x.oid]), [['refs/heads/main', repo.commits[0]]]);
+  t.same(
+    refs.map((x) => [x.name, x.oid]),
+    [['refs/heads/main', repo.commits[0]]],
+  );
   r.close();
 
   const v0 = await startGitHttpServer({ projectRoot, protocolV2: false });
@@ -76,7 +79,10 @@ t.test('discovery: v2 capabilities and ls-refs; v0 advertisement', async (t) => 
   const r0 = await SmartHttpRemote.discover(v0.url('os.git/'));
   t.equal(r0.protocol, 0);
   t.ok(r0.capabilities.has('side-band-64k'));
-  t.same((await r0.listRefs(['refs/heads/main'])).map((x) => x.oid), [repo.commits[0]]);
+  t.same(
+    (await r0.listRefs(['refs/heads/main'])).map((x) => x.oid),
+    [repo.commits[0]],
+  );
 });
 
 t.test('extra headers and the user agent go with every request', async (t) => {
@@ -99,17 +105,29 @@ t.test('a redirected discovery moves later requests to the new base', async (t) 
     res.end();
   });
   const port = await listen(redirector);
-  t.teardown(() => new Promise<void>((r) => { redirector.closeAllConnections(); redirector.close(() => r()); }));
+  t.teardown(
+    () =>
+      new Promise<void>((r) => {
+        redirector.closeAllConnections();
+        redirector.close(() => r());
+      }),
+  );
   server.resetStats();
   const r = await fetchCommit({ gitdir: path.join(base, 'redir', 'repo.git'), remote: `http://127.0.0.1:${port}/old.git`, branch: 'main' });
   t.equal(r.commit, repo.commits[0]);
   t.equal(redirects, 1, 'only the discovery GET hit the old URL');
-  t.same(server.log.map((l) => l.command ?? 'discovery'), ['discovery', 'ls-refs', 'fetch']);
+  t.same(
+    server.log.map((l) => l.command ?? 'discovery'),
+    ['discovery', 'ls-refs', 'fetch'],
+  );
 });
 
 t.test('through an HTTP CONNECT proxy', async (t) => {
   const tunnels: string[] = [];
-  const proxy = http.createServer((_req, res) => { res.writeHead(405); res.end(); });
+  const proxy = http.createServer((_req, res) => {
+    res.writeHead(405);
+    res.end();
+  });
   proxy.on('connect', (req: http.IncomingMessage, client: net.Socket, head: Buffer) => {
     tunnels.push(req.url ?? '');
     const [host, port] = (req.url ?? '').split(':');
@@ -123,9 +141,19 @@ t.test('through an HTTP CONNECT proxy', async (t) => {
     client.on('error', () => upstream.destroy());
   });
   const port = await listen(proxy);
-  t.teardown(() => new Promise<void>((r) => { proxy.closeAllConnections(); proxy.close(() => r()); }));
-  const r = await fetchCommit({ gitdir: path.join(base, 'proxied', 'repo.git'), remote: server.url('os.git'), branch: 'main',
-    proxy: `http://127.0.0.1:${port}` });
+  t.teardown(
+    () =>
+      new Promise<void>((r) => {
+        proxy.closeAllConnections();
+        proxy.close(() => r());
+      }),
+  );
+  const r = await fetchCommit({
+    gitdir: path.join(base, 'proxied', 'repo.git'),
+    remote: server.url('os.git'),
+    branch: 'main',
+    proxy: `http://127.0.0.1:${port}`,
+  });
   t.equal(r.commit, repo.commits[0]);
   t.ok(tunnels.length >= 1, `tunnels: ${tunnels.join(', ')}`);
   t.ok(tunnels.every((x) => x === `127.0.0.1:${server.port}`));

@@ -20,7 +20,13 @@ import { tempDir } from './helpers/temp-dir.js';
 const MIB = 1024 * 1024;
 
 t.test('planSpace: min-free plus twice the last pack', async (t) => {
-  for (const [free, minFree, pack] of [[0, 0, 0], [100 * MIB, 64, 18 * MIB], [100 * MIB, 64, 19 * MIB], [5 * MIB, 0, 2.5 * MIB], [5 * MIB, 0, 2.5 * MIB + 1]]) {
+  for (const [free, minFree, pack] of [
+    [0, 0, 0],
+    [100 * MIB, 64, 18 * MIB],
+    [100 * MIB, 64, 19 * MIB],
+    [5 * MIB, 0, 2.5 * MIB],
+    [5 * MIB, 0, 2.5 * MIB + 1],
+  ]) {
     const p = planSpace({ free, minFreeMiB: minFree, lastPackBytes: pack });
     const needed = minFree * MIB + PACK_FACTOR * pack;
     t.equal(p.needed, needed, `needed for min-free ${minFree} MiB, pack ${pack}`);
@@ -40,8 +46,11 @@ t.test('the last fetched pack: the newest, unless the last prune wrote it', asyn
   fs.writeFileSync(a, Buffer.alloc(5000));
   fs.utimesSync(a, new Date(1000_000), new Date(1000_000));
   t.equal(lastFetchPackBytes(repo, null), 0, 'a lone pack is the installed image, not an update: 0');
-  t.equal(lastFetchPackBytes(repo, { version: 1, at: '', pack: path.basename(a), lastFetchPackBytes: 77, bytesBefore: 0, bytesAfter: 0 }), 77,
-    'unless the last prune wrote it: then its record counts');
+  t.equal(
+    lastFetchPackBytes(repo, { version: 1, at: '', pack: path.basename(a), lastFetchPackBytes: 77, bytesBefore: 0, bytesAfter: 0 }),
+    77,
+    'unless the last prune wrote it: then its record counts',
+  );
   fs.writeFileSync(b, Buffer.alloc(300));
   t.equal(lastFetchPackBytes(repo, null), 300, 'the newest pack');
   const rec = { version: 1 as const, at: new Date().toISOString(), pack: path.basename(b), lastFetchPackBytes: 4242, bytesBefore: 0, bytesAfter: 0 };
@@ -72,7 +81,10 @@ t.test('boot medium in copy mode: room for the biggest staged kernel and initrd'
   const err = await ensureSpaceForFetch({ dir: home, minFreeMiB: 0, autoPrune: false, keep: 1, bootloader: 'bls', bootDir: boot }).catch((e) => e);
   t.ok(err instanceof NoSpaceError, 'NoSpaceError');
   t.equal(err.code, 'ENOSPACE');
-  t.match(err.message, /^not enough free space for the update in the boot directory .* \(gitroot\.boot\): [\d.]+ [kM]B free, 3\.5 MB needed \(biggest staged kernel and initrd 2\.5 MB \+ margin 1\.0 MB\): free space on the boot medium or enlarge it$/);
+  t.match(
+    err.message,
+    /^not enough free space for the update in the boot directory .* \(gitroot\.boot\): [\d.]+ [kM]B free, 3\.5 MB needed \(biggest staged kernel and initrd 2\.5 MB \+ margin 1\.0 MB\): free space on the boot medium or enlarge it$/,
+  );
   t.notMatch(err.message, /\n/, 'one line');
   const none = await ensureSpaceForFetch({ dir: home, minFreeMiB: 0, autoPrune: false, keep: 1, bootloader: 'none', bootDir: boot });
   t.equal(none.report.boot, null, 'no boot loader: the boot medium is not checked');

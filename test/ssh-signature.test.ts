@@ -14,13 +14,26 @@ import { judgeCommit, judgeTag } from '../lib/trust/revision-trust.js';
 import { parseOpenSshPrivateKey, parseSshSignature, signSsh, verifySshSignature } from '../lib/trust/ssh-signature.js';
 import { tempDir } from './helpers/temp-dir.js';
 import {
-  type TestKey, catFile, commitTree, gitEnv, hashObject, keygen, run, sshKeygenSign, status, tamper, withGpgsig, gitVerifies,
+  type TestKey,
+  catFile,
+  commitTree,
+  gitEnv,
+  hashObject,
+  keygen,
+  run,
+  sshKeygenSign,
+  status,
+  tamper,
+  withGpgsig,
+  gitVerifies,
 } from './helpers/trust-fixtures.js';
 
 const dir = tempDir(t, 'trust-sig');
 const repo = path.join(dir, 'r.git');
 run('git', ['init', '-q', '--bare', repo]);
-const tree = run('git', ['--git-dir', repo, 'hash-object', '-t', 'tree', '-w', '--stdin'], { input: Buffer.alloc(0) }).toString().trim();
+const tree = run('git', ['--git-dir', repo, 'hash-object', '-t', 'tree', '-w', '--stdin'], { input: Buffer.alloc(0) })
+  .toString()
+  .trim();
 
 const ed = keygen(dir, 'ed');
 const rsa = keygen(dir, 'rsa', 'rsa');
@@ -51,7 +64,11 @@ function judge(sha: string) {
 const signed = (key: TestKey, msg: string) => commitTree(repo, tree, null, msg, key);
 
 t.test('commits signed by git with ed25519, RSA and ECDSA keys: trusted by gitroot and by git', async (t) => {
-  for (const [name, key] of [['ed25519', ed], ['rsa', rsa], ['ecdsa', ec]] as const) {
+  for (const [name, key] of [
+    ['ed25519', ed],
+    ['rsa', rsa],
+    ['ecdsa', ec],
+  ] as const) {
     const sha = signed(key, `signed with ${name}`);
     const v = judge(sha);
     t.ok(v.trusted, `${name}: gitroot trusts it (${JSON.stringify(v)})`);
@@ -124,8 +141,9 @@ t.test('raw SSHSIG: ssh-keygen -Y sign verified by gitroot, gitroot signSsh veri
   const ours = signSsh(sk, 'git', msg);
   const sigFile = path.join(dir, 'ours.sig');
   fs.writeFileSync(sigFile, ours);
-  const verify = (m: Buffer, principal: string) => status('ssh-keygen', ['-Y', 'verify', '-f', signersFile, '-I', principal, '-n', 'git', '-s', sigFile], { input: m, env: gitEnv() });
-  t.equal(verify(msg, 'release@example.com'), 0, 'ssh-keygen -Y verify accepts gitroot\'s signature');
+  const verify = (m: Buffer, principal: string) =>
+    status('ssh-keygen', ['-Y', 'verify', '-f', signersFile, '-I', principal, '-n', 'git', '-s', sigFile], { input: m, env: gitEnv() });
+  t.equal(verify(msg, 'release@example.com'), 0, "ssh-keygen -Y verify accepts gitroot's signature");
   t.not(verify(Buffer.from('another'), 'release@example.com'), 0, 'and refuses it over another message');
   t.equal(verifySshSignature(parseSshSignature(ours), msg), null, 'gitroot verifies its own');
 });

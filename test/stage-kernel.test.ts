@@ -16,7 +16,18 @@ import path from 'node:path';
 import { NoSpaceError, ObjectCorruptError } from '../lib/errors/errors.js';
 import { MODE_EXECUTABLE, MODE_FILE, MODE_GITLINK, MODE_SYMLINK, MODE_TREE } from '../lib/store/git-objects.js';
 import { ObjectStore } from '../lib/store/object-store.js';
-import { type KernelSelection, type TreeItem, type TreeSource, checkInitrdImage, checkKernelImage, commitTree, resolveInTree, selectKernel, stageKernel, storeTreeSource } from '../lib/deploy/stage-kernel.js';
+import {
+  type KernelSelection,
+  type TreeItem,
+  type TreeSource,
+  checkInitrdImage,
+  checkKernelImage,
+  commitTree,
+  resolveInTree,
+  selectKernel,
+  stageKernel,
+  storeTreeSource,
+} from '../lib/deploy/stage-kernel.js';
 import { commitSpec, debianRoot, fakeKernel, makeInitrd, noise, type TreeSpec } from './helpers/deploy-fixtures.js';
 import { tempDir } from './helpers/temp-dir.js';
 
@@ -77,7 +88,11 @@ function memTree(spec: MemSpec): { src: TreeSource; root: string } {
   return {
     root,
     src: {
-      readTree: (oid) => trees.get(oid) ?? (() => { throw new Error(`no tree ${oid}`); })(),
+      readTree: (oid) =>
+        trees.get(oid) ??
+        (() => {
+          throw new Error(`no tree ${oid}`);
+        })(),
       readLink: (oid) => blobs.get(oid) as string,
       blobSize: (oid) => Buffer.byteLength(blobs.get(oid) as string),
     },
@@ -93,28 +108,81 @@ const K = (v: string): MemSpec => ({ [`boot/vmlinuz-${v}`]: `kernel ${v}`, [`boo
 
 t.test('selection: symlinks first (root before boot/), following chains and absolute links inside the tree', async (t) => {
   const cases: [string, MemSpec, string | null, string | null, KernelSelection['via']][] = [
-    ['root symlinks', { ...K('6.1.0-9-amd64'), ...K('6.1.0-10-amd64'), vmlinuz: { link: 'boot/vmlinuz-6.1.0-9-amd64' },
-      'initrd.img': { link: 'boot/initrd.img-6.1.0-9-amd64' } }, 'boot/vmlinuz-6.1.0-9-amd64', 'boot/initrd.img-6.1.0-9-amd64', 'symlink'],
-    ['boot/ symlinks', { ...K('6.1.0-9-amd64'), ...K('6.1.0-10-amd64'), 'boot/vmlinuz': { link: 'vmlinuz-6.1.0-9-amd64' },
-      'boot/initrd.img': { link: 'initrd.img-6.1.0-9-amd64' } }, 'boot/vmlinuz-6.1.0-9-amd64', 'boot/initrd.img-6.1.0-9-amd64', 'symlink'],
-    ['root preferred over boot/', { ...K('1'), ...K('2'), vmlinuz: { link: 'boot/vmlinuz-1' }, 'boot/vmlinuz': { link: 'vmlinuz-2' } },
-      'boot/vmlinuz-1', 'boot/initrd.img-1', 'symlink'],
-    ['absolute link read inside the tree', { ...K('6.1.0-9-amd64'), ...K('6.1.0-10-amd64'), vmlinuz: { link: '/boot/vmlinuz-6.1.0-9-amd64' } },
-      'boot/vmlinuz-6.1.0-9-amd64', 'boot/initrd.img-6.1.0-9-amd64', 'symlink'],
-    ['chain of links', { ...K('5'), vmlinuz: { link: 'boot/vmlinuz' }, 'boot/vmlinuz': { link: './../boot/./vmlinuz-5' } },
-      'boot/vmlinuz-5', 'boot/initrd.img-5', 'symlink'],
-    ['link through a symlinked directory', { ...K('5'), kernels: { link: 'boot' }, vmlinuz: { link: 'kernels/vmlinuz-5' } },
-      'boot/vmlinuz-5', 'boot/initrd.img-5', 'symlink'],
+    [
+      'root symlinks',
+      {
+        ...K('6.1.0-9-amd64'),
+        ...K('6.1.0-10-amd64'),
+        vmlinuz: { link: 'boot/vmlinuz-6.1.0-9-amd64' },
+        'initrd.img': { link: 'boot/initrd.img-6.1.0-9-amd64' },
+      },
+      'boot/vmlinuz-6.1.0-9-amd64',
+      'boot/initrd.img-6.1.0-9-amd64',
+      'symlink',
+    ],
+    [
+      'boot/ symlinks',
+      {
+        ...K('6.1.0-9-amd64'),
+        ...K('6.1.0-10-amd64'),
+        'boot/vmlinuz': { link: 'vmlinuz-6.1.0-9-amd64' },
+        'boot/initrd.img': { link: 'initrd.img-6.1.0-9-amd64' },
+      },
+      'boot/vmlinuz-6.1.0-9-amd64',
+      'boot/initrd.img-6.1.0-9-amd64',
+      'symlink',
+    ],
+    [
+      'root preferred over boot/',
+      { ...K('1'), ...K('2'), vmlinuz: { link: 'boot/vmlinuz-1' }, 'boot/vmlinuz': { link: 'vmlinuz-2' } },
+      'boot/vmlinuz-1',
+      'boot/initrd.img-1',
+      'symlink',
+    ],
+    [
+      'absolute link read inside the tree',
+      { ...K('6.1.0-9-amd64'), ...K('6.1.0-10-amd64'), vmlinuz: { link: '/boot/vmlinuz-6.1.0-9-amd64' } },
+      'boot/vmlinuz-6.1.0-9-amd64',
+      'boot/initrd.img-6.1.0-9-amd64',
+      'symlink',
+    ],
+    [
+      'chain of links',
+      { ...K('5'), vmlinuz: { link: 'boot/vmlinuz' }, 'boot/vmlinuz': { link: './../boot/./vmlinuz-5' } },
+      'boot/vmlinuz-5',
+      'boot/initrd.img-5',
+      'symlink',
+    ],
+    [
+      'link through a symlinked directory',
+      { ...K('5'), kernels: { link: 'boot' }, vmlinuz: { link: 'kernels/vmlinuz-5' } },
+      'boot/vmlinuz-5',
+      'boot/initrd.img-5',
+      'symlink',
+    ],
     ['link to a plain file named vmlinuz', { 'boot/vmlinuz': { exec: 'k' }, 'boot/initrd.img': 'i' }, 'boot/vmlinuz', 'boot/initrd.img', 'symlink'],
-    ['highest version without links', { ...K('6.1.0-9-amd64'), ...K('6.1.0-10-amd64'), ...K('5.10.0-28-amd64') },
-      'boot/vmlinuz-6.1.0-10-amd64', 'boot/initrd.img-6.1.0-10-amd64', 'version'],
-    ['leftovers and non-versions are not kernels', { ...K('6.1.0-9-amd64'), 'boot/vmlinuz-6.1.0-10-amd64.dpkg-tmp': 'x',
-      'boot/vmlinuz-6.1.0-11-amd64.old': 'x', 'boot/vmlinuz-rescue': 'x', 'boot/vmlinuz-': 'x' },
-    'boot/vmlinuz-6.1.0-9-amd64', 'boot/initrd.img-6.1.0-9-amd64', 'version'],
-    ['version without initrd', { 'boot/vmlinuz-6.1.0-10-amd64': 'k', 'boot/initrd.img-6.1.0-9-amd64': 'i' },
-      'boot/vmlinuz-6.1.0-10-amd64', null, 'version'],
-    ['a vmlinuz-* symlink is not a versioned kernel', { 'boot/vmlinuz-9': { link: 'vmlinuz-1' }, ...K('1') },
-      'boot/vmlinuz-1', 'boot/initrd.img-1', 'version'],
+    [
+      'highest version without links',
+      { ...K('6.1.0-9-amd64'), ...K('6.1.0-10-amd64'), ...K('5.10.0-28-amd64') },
+      'boot/vmlinuz-6.1.0-10-amd64',
+      'boot/initrd.img-6.1.0-10-amd64',
+      'version',
+    ],
+    [
+      'leftovers and non-versions are not kernels',
+      {
+        ...K('6.1.0-9-amd64'),
+        'boot/vmlinuz-6.1.0-10-amd64.dpkg-tmp': 'x',
+        'boot/vmlinuz-6.1.0-11-amd64.old': 'x',
+        'boot/vmlinuz-rescue': 'x',
+        'boot/vmlinuz-': 'x',
+      },
+      'boot/vmlinuz-6.1.0-9-amd64',
+      'boot/initrd.img-6.1.0-9-amd64',
+      'version',
+    ],
+    ['version without initrd', { 'boot/vmlinuz-6.1.0-10-amd64': 'k', 'boot/initrd.img-6.1.0-9-amd64': 'i' }, 'boot/vmlinuz-6.1.0-10-amd64', null, 'version'],
+    ['a vmlinuz-* symlink is not a versioned kernel', { 'boot/vmlinuz-9': { link: 'vmlinuz-1' }, ...K('1') }, 'boot/vmlinuz-1', 'boot/initrd.img-1', 'version'],
     ['no kernel at all', { 'etc/hostname': 'kiosk', 'boot/config-6.1.0-10-amd64': 'CONFIG' }, null, null, null],
     ['no boot directory', { 'etc/hostname': 'kiosk' }, null, null, null],
     ['boot is a file', { boot: 'not a dir' }, null, null, null],
@@ -186,8 +254,13 @@ t.test('kernel and initrd checks by magic', async (t) => {
 
   const cpio = Buffer.from('070701000000');
   t.equal(checkInitrdImage(cpio, 512), null, 'newc cpio (early microcode)');
-  for (const [name, magic] of [['gzip', [0x1f, 0x8b]], ['zstd', [0x28, 0xb5, 0x2f, 0xfd]], ['xz', [0xfd, 0x37, 0x7a, 0x58, 0x5a, 0]],
-    ['lz4', [0x02, 0x21, 0x4c, 0x18]], ['lz4 frame', [0x04, 0x22, 0x4d, 0x18]]] as const) {
+  for (const [name, magic] of [
+    ['gzip', [0x1f, 0x8b]],
+    ['zstd', [0x28, 0xb5, 0x2f, 0xfd]],
+    ['xz', [0xfd, 0x37, 0x7a, 0x58, 0x5a, 0]],
+    ['lz4', [0x02, 0x21, 0x4c, 0x18]],
+    ['lz4 frame', [0x04, 0x22, 0x4d, 0x18]],
+  ] as const) {
     t.equal(checkInitrdImage(Buffer.from([...magic, 1, 2, 3]), 1000), null, name);
   }
   t.match(checkInitrdImage(Buffer.from('#!/bin/sh\n'), 1000), /neither a cpio archive/, 'a script is not an initrd');
@@ -201,7 +274,11 @@ t.test('kernel and initrd checks by magic', async (t) => {
 
 const V = '6.1.0-10-amd64';
 
-interface Staging { home: string; repo: string; work: string }
+interface Staging {
+  home: string;
+  repo: string;
+  work: string;
+}
 
 function setup(t: Test): Staging {
   const work = tempDir(t, 'kernel');
@@ -222,8 +299,10 @@ t.test('staging from a real repository: via symlink, via highest version, symlin
   const viaLink = debianRoot(V, 'a');
   const shaLink = commitSpec(s.work, s.repo, viaLink);
   const versions: TreeSpec = {
-    'boot/vmlinuz-6.1.0-9-amd64': fakeKernel('old'), 'boot/initrd.img-6.1.0-9-amd64': makeInitrd('old'),
-    'boot/vmlinuz-6.1.0-10-amd64': fakeKernel('new'), 'boot/initrd.img-6.1.0-10-amd64': makeInitrd('new'),
+    'boot/vmlinuz-6.1.0-9-amd64': fakeKernel('old'),
+    'boot/initrd.img-6.1.0-9-amd64': makeInitrd('old'),
+    'boot/vmlinuz-6.1.0-10-amd64': fakeKernel('new'),
+    'boot/initrd.img-6.1.0-10-amd64': makeInitrd('new'),
   };
   const shaVersion = commitSpec(s.work, s.repo, versions);
   const outside: TreeSpec = { ...versions, vmlinuz: { link: '../../../../../../boot/vmlinuz' } };
@@ -240,7 +319,14 @@ t.test('staging from a real repository: via symlink, via highest version, symlin
     if (name.includes('leaving')) t.match(sel.warnings.join('\n'), /ignoring vmlinuz: it leads out of the tree/);
     const files = await stageKernel({ dir: s.home, sha, store, selection: sel as KernelSelection & { kernel: NonNullable<KernelSelection['kernel']> } });
     store.close();
-    t.same(files, { kernelDir: sha, kernel: 'vmlinuz', initrd: 'initrd.img', kernelVersion: kpath.slice('boot/vmlinuz-'.length), kernelSource: kpath, reused: false });
+    t.same(files, {
+      kernelDir: sha,
+      kernel: 'vmlinuz',
+      initrd: 'initrd.img',
+      kernelVersion: kpath.slice('boot/vmlinuz-'.length),
+      kernelSource: kpath,
+      reused: false,
+    });
     const dir = path.join(s.home, 'boot', sha);
     t.equal(digest(fs.readFileSync(path.join(dir, 'vmlinuz'))), digest(spec[kpath] as Buffer), `${name}: kernel copied exactly`);
     t.equal(digest(fs.readFileSync(path.join(dir, 'initrd.img'))), digest(spec[ipath] as Buffer), `${name}: initrd copied exactly`);
@@ -290,33 +376,39 @@ t.test('a bogus initrd is refused and nothing is left behind', async (t) => {
 const notRoot = process.getuid?.() !== 0;
 if (notRoot && process.env.CI === 'true') throw new Error('the tmpfs test mounts a filesystem and needs root');
 
-t.test('too little space on a real 2 MiB tmpfs: NoSpaceError before anything is written',
-  { skip: notRoot ? 'needs root to mount a tmpfs' : false }, async (t) => {
-  const s = setup(t);
-  const sha = commitSpec(s.work, s.repo, debianRoot(V, 'big', { [`boot/vmlinuz-${V}`]: fakeKernel('big', 3 << 20) }));
-  const boot = path.join(s.home, 'boot');
-  fs.mkdirSync(boot);
-  const m = spawnSync('mount', ['-t', 'tmpfs', '-o', 'size=2m', 'gitroot-test', boot], { encoding: 'utf8' });
-  if (m.status !== 0) throw new Error(`mount -t tmpfs failed: ${m.stderr}`);
-  t.teardown(() => {
-    spawnSync('umount', [boot]);
-  });
-  fs.writeFileSync(path.join(boot, 'marker'), 'before');
-  const { store, sel } = selectIn(s.repo, sha);
-  const err = await stageKernel({ dir: s.home, sha, store, selection: sel as never }).catch((e: unknown) => e);
-  t.type(err, NoSpaceError);
-  t.equal((err as NoSpaceError).code, 'ENOSPACE');
-  t.match((err as Error).message, /^check space for kernel: not enough space in .*boot for the kernel and initrd of [0-9a-f]{40}: .* needed .* free: free space there/);
-  t.ok(((err as NoSpaceError).data.needed as number) > 3 << 20, 'names the bytes needed');
-  t.ok(((err as NoSpaceError).data.free as number) <= 2 << 20, 'names the bytes free');
-  t.same(fs.readdirSync(boot), ['marker'], 'nothing written');
+t.test(
+  'too little space on a real 2 MiB tmpfs: NoSpaceError before anything is written',
+  { skip: notRoot ? 'needs root to mount a tmpfs' : false },
+  async (t) => {
+    const s = setup(t);
+    const sha = commitSpec(s.work, s.repo, debianRoot(V, 'big', { [`boot/vmlinuz-${V}`]: fakeKernel('big', 3 << 20) }));
+    const boot = path.join(s.home, 'boot');
+    fs.mkdirSync(boot);
+    const m = spawnSync('mount', ['-t', 'tmpfs', '-o', 'size=2m', 'gitroot-test', boot], { encoding: 'utf8' });
+    if (m.status !== 0) throw new Error(`mount -t tmpfs failed: ${m.stderr}`);
+    t.teardown(() => {
+      spawnSync('umount', [boot]);
+    });
+    fs.writeFileSync(path.join(boot, 'marker'), 'before');
+    const { store, sel } = selectIn(s.repo, sha);
+    const err = await stageKernel({ dir: s.home, sha, store, selection: sel as never }).catch((e: unknown) => e);
+    t.type(err, NoSpaceError);
+    t.equal((err as NoSpaceError).code, 'ENOSPACE');
+    t.match(
+      (err as Error).message,
+      /^check space for kernel: not enough space in .*boot for the kernel and initrd of [0-9a-f]{40}: .* needed .* free: free space there/,
+    );
+    t.ok(((err as NoSpaceError).data.needed as number) > 3 << 20, 'names the bytes needed');
+    t.ok(((err as NoSpaceError).data.free as number) <= 2 << 20, 'names the bytes free');
+    t.same(fs.readdirSync(boot), ['marker'], 'nothing written');
 
-  // The same revision with a small kernel fits on the same tmpfs.
-  const small = commitSpec(s.work, s.repo, debianRoot(V, 'small'));
-  const { store: st2, sel: sel2 } = selectIn(s.repo, small);
-  const ok = await stageKernel({ dir: s.home, sha: small, store: st2, selection: sel2 as never });
-  st2.close();
-  store.close();
-  t.equal(ok.reused, false);
-  t.same(fs.readdirSync(boot).sort(), ['marker', small].sort());
-});
+    // The same revision with a small kernel fits on the same tmpfs.
+    const small = commitSpec(s.work, s.repo, debianRoot(V, 'small'));
+    const { store: st2, sel: sel2 } = selectIn(s.repo, small);
+    const ok = await stageKernel({ dir: s.home, sha: small, store: st2, selection: sel2 as never });
+    st2.close();
+    store.close();
+    t.equal(ok.reused, false);
+    t.same(fs.readdirSync(boot).sort(), ['marker', small].sort());
+  },
+);

@@ -22,7 +22,12 @@ import { commitSpec, debianRoot } from './helpers/deploy-fixtures.js';
 import { tempDir } from './helpers/temp-dir.js';
 
 type Loader = 'bls' | 'extlinux';
-interface Home { home: string; boot: string; R: string[]; loader: Loader }
+interface Home {
+  home: string;
+  boot: string;
+  R: string[];
+  loader: Loader;
+}
 
 /** A home with R1 good and R2 pending, both staged (kernels in D/boot and copies in $BOOT). */
 async function makeHome(t: Test, loader: Loader): Promise<Home> {
@@ -52,7 +57,10 @@ function backend(h: Home): Bootloader {
 
 /** Revisions of the entries on disk, sorted. */
 function entryRevisions(h: Home): string[] {
-  return backend(h).readEntries().entries.map((e) => e.revision ?? '?').sort();
+  return backend(h)
+    .readEntries()
+    .entries.map((e) => e.revision ?? '?')
+    .sort();
 }
 
 /** Revisions the state's entries need: pending and good. */
@@ -98,13 +106,20 @@ for (const loader of ['bls', 'extlinux'] as const) {
     const r = await withHomeLock(h, (lock) => applyStateChange({ dir: h.home, lock, bootloader: faulty(h, () => false, log), before, next }));
     t.ok(r.written, 'state.json written');
     t.same(readState(h.home), next, 'the state on disk is the new one');
-    t.same(log, [
-      [...[h.R[0], h.R[1]].sort(), '|', ...needed(before)],
-      [h.R[0], '|', h.R[0]],
-    ], 'first both states\' entries under the old state, then only the new state\'s under the new one');
+    t.same(
+      log,
+      [
+        [...[h.R[0], h.R[1]].sort(), '|', ...needed(before)],
+        [h.R[0], '|', h.R[0]],
+      ],
+      "first both states' entries under the old state, then only the new state's under the new one",
+    );
     for (const entry of log) {
       const [onDisk, need] = [entry.slice(0, entry.indexOf('|')), entry.slice(entry.indexOf('|') + 1)];
-      t.ok(need.every((r) => onDisk.includes(r)), `after each write the entries include every one the state on disk needs (${need.length})`);
+      t.ok(
+        need.every((r) => onDisk.includes(r)),
+        `after each write the entries include every one the state on disk needs (${need.length})`,
+      );
     }
     t.same(r.warnings, []);
   });
@@ -134,7 +149,9 @@ for (const loader of ['bls', 'extlinux'] as const) {
     fs.cpSync(path.join(bootFilesDir(h.home), before.staged[h.R[1]].kernelDir as string), path.join(bootFilesDir(h.home), made), { recursive: true });
     // The new state stages `made` in place of R2 (as a staging that replaces a pending revision).
     const next: DeployState = {
-      ...before, pending: { ...before.pending!, revision: made }, staged: { ...before.staged, [made]: { ...before.staged[h.R[1]], kernelDir: made } },
+      ...before,
+      pending: { ...before.pending!, revision: made },
+      staged: { ...before.staged, [made]: { ...before.staged[h.R[1]], kernelDir: made } },
     };
     const lock = await acquireLock(h.home);
     const log: string[][] = [];
@@ -173,7 +190,11 @@ for (const loader of ['bls', 'extlinux'] as const) {
     // What a change killed before its state write leaves: an entry and a kernel directory of a revision the state does not name.
     const stray = 'e'.repeat(40);
     fs.cpSync(path.join(bootFilesDir(h.home), state.staged[h.R[1]].kernelDir as string), path.join(bootFilesDir(h.home), stray), { recursive: true });
-    const withStray: DeployState = { ...state, pending: { ...state.pending!, revision: stray }, staged: { ...state.staged, [stray]: { ...state.staged[h.R[1]], kernelDir: stray } } };
+    const withStray: DeployState = {
+      ...state,
+      pending: { ...state.pending!, revision: stray },
+      staged: { ...state.staged, [stray]: { ...state.staged[h.R[1]], kernelDir: stray } },
+    };
     const { planBootEntries, unionPlan } = await import('../lib/bootloader/boot-plan.js');
     const bl = backend(h);
     bl.writeEntries(unionPlan(planBootEntries(state, bl.location), planBootEntries(withStray, bl.location)));
@@ -182,7 +203,7 @@ for (const loader of ['bls', 'extlinux'] as const) {
     const r = await withHomeLock(h, (lock) => applyStateChange({ dir: h.home, lock, bootloader: backend(h), before: state, next: state }));
     t.notOk(r.written, 'state.json not written');
     t.equal(fs.readFileSync(statePath(h.home), 'utf8'), stateText, 'state.json byte-identical');
-    t.same(entryRevisions(h), needed(state), 'only the state\'s entries remain');
+    t.same(entryRevisions(h), needed(state), "only the state's entries remain");
     t.same(r.pruned, [stray], 'the stray kernel directory is removed');
     t.notOk(fs.existsSync(path.join(bootFilesDir(h.home), stray)));
   });

@@ -39,11 +39,17 @@ function delta(baseSize: number, resultSize: number, ops: ([number, number] | st
     const args: number[] = [];
     for (let i = 0; i < 4; i++) {
       const b = (off >>> (8 * i)) & 0xff;
-      if (b) { cmd |= 1 << i; args.push(b); }
+      if (b) {
+        cmd |= 1 << i;
+        args.push(b);
+      }
     }
     for (let i = 0; i < 3; i++) {
       const b = (size >>> (8 * i)) & 0xff;
-      if (b) { cmd |= 0x10 << i; args.push(b); }
+      if (b) {
+        cmd |= 0x10 << i;
+        args.push(b);
+      }
     }
     bytes.push(cmd, ...args);
   }
@@ -56,20 +62,19 @@ t.test('applyDelta', async (t) => {
   t.equal(applyDelta(base, d).toString(), 'quick red fox and cat');
   t.equal(deltaResultSize(d), 21);
   const big = randomBytes(200_000);
-  t.ok(applyDelta(big, delta(big.length, 0x10000 + 5, [[100, 0x10000], 'tail!'])).equals(
-    Buffer.concat([big.subarray(100, 100 + 0x10000), Buffer.from('tail!')])), 'size 0 means 0x10000');
+  t.ok(
+    applyDelta(big, delta(big.length, 0x10000 + 5, [[100, 0x10000], 'tail!'])).equals(Buffer.concat([big.subarray(100, 100 + 0x10000), Buffer.from('tail!')])),
+    'size 0 means 0x10000',
+  );
 
   t.throws(() => applyDelta(base, delta(base.length + 1, 5, [[0, 5]])), CORRUPT, 'base size differs');
   t.throws(() => applyDelta(base, delta(base.length, 5, [[40, 5]])), CORRUPT, 'copy beyond the base');
   t.throws(() => applyDelta(base, delta(base.length, 4, [[0, 5]])), CORRUPT, 'copy beyond the result');
   t.throws(() => applyDelta(base, delta(base.length, 6, [[0, 5]])), CORRUPT, 'result shorter than declared');
   t.throws(() => applyDelta(base, delta(base.length, 3, ['abcd'])), CORRUPT, 'insert beyond the result');
-  t.throws(() => applyDelta(base, Buffer.concat([delta(base.length, 4, []), Buffer.from([4, 0x61])])), CORRUPT,
-    'truncated insert');
-  t.throws(() => applyDelta(base, Buffer.concat([delta(base.length, 4, []), Buffer.from([0x91, 1])])), CORRUPT,
-    'truncated copy');
-  t.throws(() => applyDelta(base, Buffer.concat([delta(base.length, 1, []), Buffer.from([0])])), CORRUPT,
-    'reserved instruction');
+  t.throws(() => applyDelta(base, Buffer.concat([delta(base.length, 4, []), Buffer.from([4, 0x61])])), CORRUPT, 'truncated insert');
+  t.throws(() => applyDelta(base, Buffer.concat([delta(base.length, 4, []), Buffer.from([0x91, 1])])), CORRUPT, 'truncated copy');
+  t.throws(() => applyDelta(base, Buffer.concat([delta(base.length, 1, []), Buffer.from([0])])), CORRUPT, 'reserved instruction');
   t.throws(() => applyDelta(base, Buffer.from([0x80])), CORRUPT, 'truncated header');
   t.throws(() => deltaResultSize(Buffer.from([5, 0xff, 0xff])), CORRUPT, 'truncated result size');
 });
@@ -82,11 +87,21 @@ function treeBytes(entries: [string, string, Buffer][]): Buffer {
 }
 
 t.test('parseTree', async (t) => {
-  const tree = parseTree(treeBytes([['100644', 'a.txt', OID_A], ['40000', 'dir', OID_B], ['120000', 'ünï', OID_A]]));
-  t.same(tree.map((e) => [e.mode, e.name, e.oid.toString('hex')]), [
-    [0o100644, 'a.txt', OID_A.toString('hex')], [0o40000, 'dir', OID_B.toString('hex')],
-    [0o120000, 'ünï', OID_A.toString('hex')],
-  ]);
+  const tree = parseTree(
+    treeBytes([
+      ['100644', 'a.txt', OID_A],
+      ['40000', 'dir', OID_B],
+      ['120000', 'ünï', OID_A],
+    ]),
+  );
+  t.same(
+    tree.map((e) => [e.mode, e.name, e.oid.toString('hex')]),
+    [
+      [0o100644, 'a.txt', OID_A.toString('hex')],
+      [0o40000, 'dir', OID_B.toString('hex')],
+      [0o120000, 'ünï', OID_A.toString('hex')],
+    ],
+  );
   t.same(parseTree(Buffer.alloc(0)), [], 'empty tree');
   for (const [what, bytes] of [
     ['bad mode digit', treeBytes([['100648', 'a', OID_A]])],
@@ -107,11 +122,12 @@ t.test('parseCommit and parseTag', async (t) => {
   const p1 = 'b'.repeat(40);
   const p2 = 'c'.repeat(40);
   const sig = '-----BEGIN SSH SIGNATURE-----\nAAAA\n-----END SSH SIGNATURE-----';
-  const body = `tree ${tree}\nparent ${p1}\nparent ${p2}\n`
-    + 'author A U Thor <a@example.com> 1700000000 +0100\n'
-    + 'committer C O Mitter <c@example.com> 1700000123 -0500\n'
-    + `gpgsig ${sig.split('\n').join('\n ')}\n`
-    + '\nSubject line\n\nBody ünïcödé\n';
+  const body =
+    `tree ${tree}\nparent ${p1}\nparent ${p2}\n` +
+    'author A U Thor <a@example.com> 1700000000 +0100\n' +
+    'committer C O Mitter <c@example.com> 1700000123 -0500\n' +
+    `gpgsig ${sig.split('\n').join('\n ')}\n` +
+    '\nSubject line\n\nBody ünïcödé\n';
   const c = parseCommit(Buffer.from(body));
   t.equal(c.tree, tree);
   t.same(c.parents, [p1, p2]);
@@ -128,8 +144,7 @@ t.test('parseCommit and parseTag', async (t) => {
   t.throws(() => parseCommit(Buffer.from('parent x\n\n')), CORRUPT, 'no tree');
   t.throws(() => parseCommit(Buffer.from(`tree ${tree}\n\nmsg`)), CORRUPT, 'no author');
   t.throws(() => parseCommit(Buffer.from(`tree nothex\nauthor A <a> 1 +0000\ncommitter C <c> 2 +0000\n\n`)), CORRUPT);
-  t.throws(() => parseCommit(Buffer.from(`tree ${tree}\nauthor A <a> 1 +0000\ncommitter C <c> soon\n\n`)), CORRUPT,
-    'bad committer time');
+  t.throws(() => parseCommit(Buffer.from(`tree ${tree}\nauthor A <a> 1 +0000\ncommitter C <c> soon\n\n`)), CORRUPT, 'bad committer time');
 
   const tag = parseTag(Buffer.from(`object ${p1}\ntype commit\ntag v1.0\ntagger T <t> 5 +0000\n\nrelease\n`));
   t.same(tag, { object: p1, type: 'commit', tag: 'v1.0', tagger: 'T <t> 5 +0000', message: 'release\n' });
@@ -149,13 +164,14 @@ t.test('object ids', async (t) => {
   t.equal(toOidHex(toOidBuffer(hex)), hex);
   t.throws(() => oidFromHex('xyz'), { code: 'EUSAGE' });
   t.throws(() => toOidBuffer(Buffer.alloc(19)), { code: 'EUSAGE' });
-  t.equal(hashObject('blob', Buffer.from('hello\n')).toString('hex'), 'ce013625030ba8dba906f756967f9e9ca394464a',
-    'same id as git hash-object');
+  t.equal(hashObject('blob', Buffer.from('hello\n')).toString('hex'), 'ce013625030ba8dba906f756967f9e9ca394464a', 'same id as git hash-object');
 });
 
 for (const impl of ['handle', 'portable'] as const) {
   t.test(`inflate (${impl})`, async (t) => {
-    t.teardown(() => { useInflateImplementation('handle'); });
+    t.teardown(() => {
+      useInflateImplementation('handle');
+    });
     t.equal(useInflateImplementation(impl), impl);
     const data = Buffer.concat([randomBytes(300_000), Buffer.alloc(300_000, 7)]);
     const z = zlib.deflateSync(data);

@@ -58,21 +58,22 @@ t.test('a store opened relatively reads a loose object after the absolute path t
       process.stdout.write(out + '\\n');
       process.exit(0);
     });`;
-  const run = (repoArg: string, moveTo: string): Promise<string[]> => new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, ['--input-type=module', '-e', script, repoArg], { cwd: home, stdio: ['pipe', 'pipe', 'inherit'] });
-    let out = '';
-    child.stdout.setEncoding('utf8');
-    child.stdout.on('data', (c: string) => {
-      out += c;
-      if (out.startsWith('ready') && out.endsWith('\n') && out.split('\n').length === 2) {
-        // Every absolute path to the repository stops resolving; the child's cwd still leads there.
-        renameSync(join(base, 'medium'), join(base, moveTo));
-        child.stdin.write('go\n');
-      }
+  const run = (repoArg: string, moveTo: string): Promise<string[]> =>
+    new Promise((resolve, reject) => {
+      const child = spawn(process.execPath, ['--input-type=module', '-e', script, repoArg], { cwd: home, stdio: ['pipe', 'pipe', 'inherit'] });
+      let out = '';
+      child.stdout.setEncoding('utf8');
+      child.stdout.on('data', (c: string) => {
+        out += c;
+        if (out.startsWith('ready') && out.endsWith('\n') && out.split('\n').length === 2) {
+          // Every absolute path to the repository stops resolving; the child's cwd still leads there.
+          renameSync(join(base, 'medium'), join(base, moveTo));
+          child.stdin.write('go\n');
+        }
+      });
+      child.on('error', reject);
+      child.on('exit', () => resolve(out.trim().split('\n')));
     });
-    child.on('error', reject);
-    child.on('exit', () => resolve(out.trim().split('\n')));
-  });
 
   const rel = await run('repo.git', 'moved-1');
   t.same(rel, ['ready "packed content\\n"', 'loose "loose content, written after the repack\\n"'], 'relative: the loose object is read through the cwd');

@@ -12,7 +12,14 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { PROJECT_ROOT } from './helpers/deploy-fixtures.js';
 
-const UNITS = ['gitroot-fetch.service', 'gitroot-fetch.timer', 'gitroot-health.service', 'gitroot-mark-good.service', 'gitroot-fsck.service', 'gitroot-fsck.timer'];
+const UNITS = [
+  'gitroot-fetch.service',
+  'gitroot-fetch.timer',
+  'gitroot-health.service',
+  'gitroot-mark-good.service',
+  'gitroot-fsck.service',
+  'gitroot-fsck.timer',
+];
 const unitPath = (u: string): string => path.join(PROJECT_ROOT, 'boot', u);
 
 /** `key=value` settings of a unit file, by section, comments skipped. */
@@ -37,8 +44,7 @@ const haveAnalyze = spawnSync('systemd-analyze', ['--version']).status === 0;
 
 t.test('systemd-analyze verify accepts the units', { skip: haveAnalyze ? false : 'no systemd-analyze' }, async (t) => {
   const r = spawnSync('systemd-analyze', ['verify', ...UNITS.map(unitPath)], { encoding: 'utf8' });
-  const problems = `${r.stdout}${r.stderr}`.split('\n')
-    .filter((l) => l.trim() !== '' && !/Command \/usr\/bin\/gitroot is not executable/.test(l));
+  const problems = `${r.stdout}${r.stderr}`.split('\n').filter((l) => l.trim() !== '' && !/Command \/usr\/bin\/gitroot is not executable/.test(l));
   t.same(problems, [], 'no complaint other than the binary not being installed here');
 });
 
@@ -48,7 +54,7 @@ t.test('the units hold the promised policy', async (t) => {
   t.same(fetch.get('[Unit]Wants'), ['network-online.target']);
   t.same(fetch.get('[Service]Type'), ['oneshot']);
   t.match(fetch.get('[Service]ExecStart')?.[0], /^\/usr\/bin\/gitroot fetch --dir \$\{GITROOT_DIR\}$/);
-  t.notOk(fetch.has('[Service]ExecStartPost'), 'the reboot after an update is the fetch command\'s, not the unit\'s');
+  t.notOk(fetch.has('[Service]ExecStartPost'), "the reboot after an update is the fetch command's, not the unit's");
   t.same(fetch.get('[Unit]ConditionPathIsDirectory'), ['/run/gitroot'], 'only where gitroot booted the system (the package enables the timer)');
 
   const timer = parseUnit(fs.readFileSync(unitPath('gitroot-fetch.timer'), 'utf8'));
@@ -60,7 +66,11 @@ t.test('the units hold the promised policy', async (t) => {
 
   const fsck = parseUnit(fs.readFileSync(unitPath('gitroot-fsck.service'), 'utf8'));
   t.same(fsck.get('[Service]Type'), ['oneshot']);
-  t.match(fsck.get('[Service]ExecStart')?.[0], /^\/usr\/bin\/gitroot fsck --dir \$\{GITROOT_DIR\} --wait \d+$/, 'checks, records the verdict; repair is opt-in');
+  t.match(
+    fsck.get('[Service]ExecStart')?.[0],
+    /^\/usr\/bin\/gitroot fsck --dir \$\{GITROOT_DIR\} --wait \d+$/,
+    'checks, records the verdict; repair is opt-in',
+  );
   t.same(fsck.get('[Service]IOSchedulingClass'), ['idle']);
   t.same(fsck.get('[Unit]ConditionPathExists'), ['/run/gitroot'], 'only where gitroot booted the system');
   const fsckTimer = parseUnit(fs.readFileSync(unitPath('gitroot-fsck.timer'), 'utf8'));
@@ -72,8 +82,11 @@ t.test('the units hold the promised policy', async (t) => {
 
   const good = parseUnit(fs.readFileSync(unitPath('gitroot-mark-good.service'), 'utf8'));
   t.same(good.get('[Unit]Requires'), ['boot-complete.target']);
-  t.same(good.get('[Unit]After'), ['boot-complete.target', 'multi-user.target systemd-bless-boot.service'],
-    'after the boot is complete, the system is up and the loader blessed the entry');
+  t.same(
+    good.get('[Unit]After'),
+    ['boot-complete.target', 'multi-user.target systemd-bless-boot.service'],
+    'after the boot is complete, the system is up and the loader blessed the entry',
+  );
   t.match(good.get('[Service]ExecStart')?.[0], /^\/usr\/bin\/gitroot mark-good --dir \$\{GITROOT_DIR\} --no-health-checks$/);
   const health = parseUnit(fs.readFileSync(unitPath('gitroot-health.service'), 'utf8'));
   t.same(health.get('[Unit]Before'), ['boot-complete.target'], 'the checks judge the boot before it counts as complete');
@@ -90,9 +103,15 @@ t.test('the units hold the promised policy', async (t) => {
 });
 
 t.test('a stick labelled GITROOT-UPDATE: the udev rule starts the unit, which mounts read-only and runs fetch --from', async (t) => {
-  const rule = fs.readFileSync(unitPath('90-gitroot-update.rules'), 'utf8').split('\n').filter((l) => l.trim() !== '' && !l.startsWith('#'));
+  const rule = fs
+    .readFileSync(unitPath('90-gitroot-update.rules'), 'utf8')
+    .split('\n')
+    .filter((l) => l.trim() !== '' && !l.startsWith('#'));
   t.equal(rule.length, 1, 'one rule');
-  t.match(rule[0], /ACTION=="add", SUBSYSTEM=="block", ENV\{ID_FS_LABEL\}=="GITROOT-UPDATE", TAG\+="systemd", ENV\{SYSTEMD_WANTS\}\+="gitroot-update@%k\.service"/);
+  t.match(
+    rule[0],
+    /ACTION=="add", SUBSYSTEM=="block", ENV\{ID_FS_LABEL\}=="GITROOT-UPDATE", TAG\+="systemd", ENV\{SYSTEMD_WANTS\}\+="gitroot-update@%k\.service"/,
+  );
   const unit = parseUnit(fs.readFileSync(unitPath('gitroot-update@.service'), 'utf8'));
   t.same(unit.get('[Service]Type'), ['oneshot']);
   t.same(unit.get('[Unit]BindsTo'), ['dev-%i.device']);

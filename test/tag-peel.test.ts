@@ -9,12 +9,17 @@ import t, { type Test } from 'tap';
 import { MAX_TAG_DEPTH, type PeelObject, peelTag, peelTagAsync } from '../lib/store/tag-peel.js';
 
 const id = (n: number): string => n.toString(16).padStart(40, '0');
-const tagOf = (object: string, type = 'commit'): PeelObject =>
-  ({ type: 'tag', data: Buffer.from(`object ${object}\ntype ${type}\ntag v\ntagger T <t@t> 0 +0000\n\nmsg\n`) });
+const tagOf = (object: string, type = 'commit'): PeelObject => ({
+  type: 'tag',
+  data: Buffer.from(`object ${object}\ntype ${type}\ntag v\ntagger T <t@t> 0 +0000\n\nmsg\n`),
+});
 
 /** Objects: commit 1, tree 2, a chain of `n` tags 100..100+n-1 ending at the commit. */
 function chain(n: number): Map<string, PeelObject> {
-  const objects = new Map<string, PeelObject>([[id(1), { type: 'commit', data: Buffer.alloc(0) }], [id(2), { type: 'tree', data: Buffer.alloc(0) }]]);
+  const objects = new Map<string, PeelObject>([
+    [id(1), { type: 'commit', data: Buffer.alloc(0) }],
+    [id(2), { type: 'tree', data: Buffer.alloc(0) }],
+  ]);
   for (let i = 0; i < n; i++) objects.set(id(100 + i), tagOf(i === n - 1 ? id(1) : id(100 + i + 1), i === n - 1 ? 'commit' : 'tag'));
   return objects;
 }

@@ -16,8 +16,18 @@ const A = '/srv/x.tar';
 
 function member(name: string | Buffer, fields: Partial<TarMember> = {}): TarMember {
   return {
-    name: Buffer.isBuffer(name) ? name : Buffer.from(name), type: 'file', mode: 0o644, uid: 0, gid: 0, size: 0,
-    linkname: Buffer.alloc(0), devmajor: 0, devminor: 0, xattrs: new Map(), offset: 0, ...fields,
+    name: Buffer.isBuffer(name) ? name : Buffer.from(name),
+    type: 'file',
+    mode: 0o644,
+    uid: 0,
+    gid: 0,
+    size: 0,
+    linkname: Buffer.alloc(0),
+    devmajor: 0,
+    devminor: 0,
+    xattrs: new Map(),
+    offset: 0,
+    ...fields,
   };
 }
 
@@ -38,8 +48,15 @@ function manifestOf(members: TarMember[]): string {
 
 t.test('member names become tree paths', async (t) => {
   const ok: Array<[string, string]> = [
-    ['./', ''], ['.', ''], ['./etc/passwd', 'etc/passwd'], ['etc/passwd', 'etc/passwd'], ['./usr//lib/', 'usr/lib'],
-    ['a/./b', 'a/b'], ['x/.gitroot.mtree', 'x/.gitroot.mtree'], ['..dots/...', '..dots/...'], ['café/日本', 'café/日本'],
+    ['./', ''],
+    ['.', ''],
+    ['./etc/passwd', 'etc/passwd'],
+    ['etc/passwd', 'etc/passwd'],
+    ['./usr//lib/', 'usr/lib'],
+    ['a/./b', 'a/b'],
+    ['x/.gitroot.mtree', 'x/.gitroot.mtree'],
+    ['..dots/...', '..dots/...'],
+    ['café/日本', 'café/日本'],
   ];
   for (const [name, path] of ok) t.equal(memberPath(Buffer.from(name), A), path, JSON.stringify(name));
   const bad: Array<[string | Buffer, RegExp]> = [
@@ -68,7 +85,10 @@ t.test('directories extraction creates on its own are 0755 root:root', async (t)
     t.notOk(f.get(p)!.xattrs);
   }
   // run/ holds only a FIFO, so git cannot create it: the manifest must say what it is.
-  t.match(manifestOf([member('./run/initctl', { type: 'fifo', mode: 0o600 })]), /\n\.\/run type=dir mode=0755 uid=0 gid=0\n\.\/run\/initctl type=fifo mode=0600 uid=0 gid=0\n$/);
+  t.match(
+    manifestOf([member('./run/initctl', { type: 'fifo', mode: 0o600 })]),
+    /\n\.\/run type=dir mode=0755 uid=0 gid=0\n\.\/run\/initctl type=fifo mode=0600 uid=0 gid=0\n$/,
+  );
 });
 
 t.test('an explicit directory member wins over the implicit one, whatever the order', async (t) => {
@@ -86,10 +106,13 @@ t.test('an explicit root member sets the root', async (t) => {
   const f = facts([member('./', { type: 'dir', mode: 0o750, gid: 4 }), member('./a', { size: 1 })]);
   t.match(f.get(''), { mode: 0o040750, gid: 4 });
   t.match(manifestOf([member('./', { type: 'dir', mode: 0o750, gid: 4 }), member('./a')]), /\n\. type=dir mode=0750 gid=4\n/);
-  t.throws(() => facts([member('./', { type: 'file' })]), { code: 'ESOURCE', message: /^member \.\/ of \/srv\/x\.tar is the root of the tree but not a directory/ });
+  t.throws(() => facts([member('./', { type: 'file' })]), {
+    code: 'ESOURCE',
+    message: /^member \.\/ of \/srv\/x\.tar is the root of the tree but not a directory/,
+  });
 });
 
-t.test('hardlinks get their target\'s facts and count every name', async (t) => {
+t.test("hardlinks get their target's facts and count every name", async (t) => {
   const xattrs = new Map([['security.capability', Buffer.from([1, 0, 0, 2, 0x80, 0xff])]]);
   const f = facts([
     member('./usr/bin/perl', { size: 10, mode: 0o4755, uid: 3, gid: 4, xattrs }),
@@ -101,15 +124,17 @@ t.test('hardlinks get their target\'s facts and count every name', async (t) => 
     t.same(f.get(p)!.xattrs, xattrs);
   }
   t.equal(new Set([...f.values()].filter((n) => n.nlink > 1).map((n) => n.ino)).size, 1, 'one inode');
-  const text = manifestOf([
-    member('./a', { size: 1 }), member('./b', { type: 'hardlink', linkname: Buffer.from('./a') }),
-  ]);
+  const text = manifestOf([member('./a', { size: 1 }), member('./b', { type: 'hardlink', linkname: Buffer.from('./a') })]);
   t.match(text, /\n\.\/a type=file inode=1 nlink=2\n\.\/b type=file inode=1 nlink=2\n$/);
 
-  t.throws(() => facts([member('./b', { type: 'hardlink', linkname: Buffer.from('./a') }), member('./a')]),
-    { code: 'ESOURCE', message: /^member \.\/b of \/srv\/x\.tar is a hardlink to \.\/a, which no member before it holds: put the file itself into the archive before/ });
-  t.throws(() => facts([member('./d/', { type: 'dir' }), member('./l', { type: 'hardlink', linkname: Buffer.from('./d') })]),
-    { code: 'ESOURCE', message: /is a hardlink to the directory \.\/d/ });
+  t.throws(() => facts([member('./b', { type: 'hardlink', linkname: Buffer.from('./a') }), member('./a')]), {
+    code: 'ESOURCE',
+    message: /^member \.\/b of \/srv\/x\.tar is a hardlink to \.\/a, which no member before it holds: put the file itself into the archive before/,
+  });
+  t.throws(() => facts([member('./d/', { type: 'dir' }), member('./l', { type: 'hardlink', linkname: Buffer.from('./d') })]), {
+    code: 'ESOURCE',
+    message: /is a hardlink to the directory \.\/d/,
+  });
   t.throws(() => facts([member('./a'), member('./b', { type: 'hardlink', linkname: Buffer.from('../a') })]), { message: /has a "\.\." component/ });
 });
 
@@ -120,24 +145,54 @@ t.test('symlinks are 0777 whatever the header says; devices keep their numbers',
   ]);
   t.match(f.get('lib'), { mode: 0o120777, uid: 5, linkTarget: 'usr/lib', size: 7 });
   t.same(splitDev(f.get('dev/big')!.rdev), { major: 259, minor: 1048575 });
-  t.match(manifestOf([member('./lib', { type: 'symlink', mode: 0o755, linkname: Buffer.from('usr/lib') })]), /^#mtree v2\.0\n#[^\n]*\n$/, 'a root-owned symlink needs no manifest line');
-  t.throws(() => facts([member('./l', { type: 'symlink', linkname: Buffer.from([0x61, 0xff]) })]), { message: /symlink \.\/l points to a name that is not valid UTF-8/ });
+  t.match(
+    manifestOf([member('./lib', { type: 'symlink', mode: 0o755, linkname: Buffer.from('usr/lib') })]),
+    /^#mtree v2\.0\n#[^\n]*\n$/,
+    'a root-owned symlink needs no manifest line',
+  );
+  t.throws(() => facts([member('./l', { type: 'symlink', linkname: Buffer.from([0x61, 0xff]) })]), {
+    message: /symlink \.\/l points to a name that is not valid UTF-8/,
+  });
 });
 
 t.test('refused: duplicates, members inside non-directories, xattrs Linux would not set', async (t) => {
   const refuse = (members: TarMember[], re: RegExp, what: string) => {
     let err: unknown;
-    try { facts(members); } catch (e) { err = e; }
+    try {
+      facts(members);
+    } catch (e) {
+      err = e;
+    }
     t.type(err, SourceTreeError, what);
     t.match((err as Error).message, re, what);
     t.notOk((err as Error).message.includes('\n'), `${what}: one line`);
   };
-  refuse([member('./etc/passwd'), member('etc/passwd')], /^member etc\/passwd of \/srv\/x\.tar names \.\/etc\/passwd, which an earlier member already holds: extraction would keep only the last one/, 'duplicate');
+  refuse(
+    [member('./etc/passwd'), member('etc/passwd')],
+    /^member etc\/passwd of \/srv\/x\.tar names \.\/etc\/passwd, which an earlier member already holds: extraction would keep only the last one/,
+    'duplicate',
+  );
   refuse([member('./', { type: 'dir' }), member('.', { type: 'dir' })], /names \., which an earlier member already holds/, 'root twice');
-  refuse([member('./etc', { type: 'file' }), member('./etc/passwd')], /^member \.\/etc\/passwd of \/srv\/x\.tar is inside \.\/etc, which the archive holds as not a directory: remove one of the two/, 'inside a file');
-  refuse([member('./lib', { type: 'symlink', linkname: Buffer.from('usr/lib') }), member('./lib/x.so')], /is inside \.\/lib, which the archive holds as a symlink/, 'inside a symlink');
+  refuse(
+    [member('./etc', { type: 'file' }), member('./etc/passwd')],
+    /^member \.\/etc\/passwd of \/srv\/x\.tar is inside \.\/etc, which the archive holds as not a directory: remove one of the two/,
+    'inside a file',
+  );
+  refuse(
+    [member('./lib', { type: 'symlink', linkname: Buffer.from('usr/lib') }), member('./lib/x.so')],
+    /is inside \.\/lib, which the archive holds as a symlink/,
+    'inside a symlink',
+  );
   refuse([member('./f', { xattrs: new Map([['foo.bar', Buffer.from('1')]]) })], /has xattr foo\.bar, outside the namespaces Linux knows/, 'unknown namespace');
   refuse([member('./f', { xattrs: new Map([['user.', Buffer.from('1')]]) })], /has xattr user\., outside the namespaces/, 'empty name after the namespace');
-  refuse([member('./f', { xattrs: new Map([[`user.${'n'.repeat(260)}`, Buffer.from('1')]]) })], /has an xattr name of 265 bytes: Linux allows at most 255/, 'long name');
-  refuse([member('./f', { xattrs: new Map([['user.big', Buffer.alloc(65537)]]) })], /has xattr user\.big with 65537 bytes: Linux allows at most 65536/, 'big value');
+  refuse(
+    [member('./f', { xattrs: new Map([[`user.${'n'.repeat(260)}`, Buffer.from('1')]]) })],
+    /has an xattr name of 265 bytes: Linux allows at most 255/,
+    'long name',
+  );
+  refuse(
+    [member('./f', { xattrs: new Map([['user.big', Buffer.alloc(65537)]]) })],
+    /has xattr user\.big with 65537 bytes: Linux allows at most 65536/,
+    'big value',
+  );
 });

@@ -47,7 +47,10 @@ async function readArchive(file: string): Promise<{ members: Map<string, Seen>; 
       if (m.type === 'file') {
         const h = createHash('sha256');
         let n = 0;
-        await reader.readBody((c) => { h.update(c); n += c.length; });
+        await reader.readBody((c) => {
+          h.update(c);
+          n += c.length;
+        });
         if (n !== m.size) throw new Error(`${path}: read ${n} bytes, header says ${m.size}`);
         s.sha = h.digest('hex');
       }
@@ -61,7 +64,10 @@ async function readArchive(file: string): Promise<{ members: Map<string, Seen>; 
 }
 
 function norm(p: string): string {
-  return p.split('/').filter((c) => c !== '' && c !== '.').join('/');
+  return p
+    .split('/')
+    .filter((c) => c !== '' && c !== '.')
+    .join('/');
 }
 
 /** xattrs of every path below `root` that has any, by getfattr (hex values). */
@@ -71,7 +77,11 @@ function xattrsOf(root: string): Map<string, Record<string, string>> {
   let cur: Record<string, string> | null = null;
   for (const line of text.split('\n')) {
     const f = /^# file: (.*)$/.exec(line);
-    if (f) { cur = {}; out.set(norm(f[1]!.slice(root.length)), cur); continue; }
+    if (f) {
+      cur = {};
+      out.set(norm(f[1]!.slice(root.length)), cur);
+      continue;
+    }
     const kv = /^([^=]+)=0x([0-9a-f]*)$/.exec(line);
     if (kv && cur) cur[kv[1]!] = kv[2]!;
   }
@@ -85,9 +95,26 @@ function expected(root: string, withXattrs: boolean): Map<string, Seen & { ino: 
   const visit = (rel: string): void => {
     const abs = rel === '' ? root : join(root, rel);
     const st = lstatSync(abs);
-    const type = st.isFile() ? 'file' : st.isDirectory() ? 'dir' : st.isSymbolicLink() ? 'symlink'
-      : st.isCharacterDevice() ? 'char' : st.isBlockDevice() ? 'block' : 'fifo';
-    const e: Seen & { ino: string } = { type, mode: st.mode & 0o7777, uid: st.uid, gid: st.gid, size: type === 'file' ? st.size : 0, xattrs: x.get(rel) ?? {}, ino: `${st.dev}:${st.ino}` };
+    const type = st.isFile()
+      ? 'file'
+      : st.isDirectory()
+        ? 'dir'
+        : st.isSymbolicLink()
+          ? 'symlink'
+          : st.isCharacterDevice()
+            ? 'char'
+            : st.isBlockDevice()
+              ? 'block'
+              : 'fifo';
+    const e: Seen & { ino: string } = {
+      type,
+      mode: st.mode & 0o7777,
+      uid: st.uid,
+      gid: st.gid,
+      size: type === 'file' ? st.size : 0,
+      xattrs: x.get(rel) ?? {},
+      ino: `${st.dev}:${st.ino}`,
+    };
     if (type === 'symlink') e.link = readlinkSync(abs);
     if (type === 'char' || type === 'block') {
       const rdev = lstatSync(abs, { bigint: true }).rdev; // glibc's dev_t layout
@@ -112,15 +139,23 @@ function sameAsTree(t: Test, members: Map<string, Seen>, want: Map<string, Seen 
     const { ino, ...facts } = w;
     if (m.type === 'hardlink') {
       const target = members.get(m.link!);
-      if (target?.type !== 'file' || want.get(m.link!)?.ino !== ino) { t.fail(`${label}: ${path} links to ${m.link}, not a name of its inode`); bad++; }
+      if (target?.type !== 'file' || want.get(m.link!)?.ino !== ino) {
+        t.fail(`${label}: ${path} links to ${m.link}, not a name of its inode`);
+        bad++;
+      }
       continue;
     }
     if (w.type === 'file') {
-      if (firstOfInode.has(ino)) { t.fail(`${label}: ${path} and ${firstOfInode.get(ino)} are one inode but both stored as files`); bad++; }
+      if (firstOfInode.has(ino)) {
+        t.fail(`${label}: ${path} and ${firstOfInode.get(ino)} are one inode but both stored as files`);
+        bad++;
+      }
       firstOfInode.set(ino, path);
     }
     const got = { ...m };
-    if (w.type === 'symlink') { got.mode = facts.mode; } // symlink modes are whatever the tool writes; Linux has none
+    if (w.type === 'symlink') {
+      got.mode = facts.mode;
+    } // symlink modes are whatever the tool writes; Linux has none
     if (!isDeepStrictEqual(got, facts)) {
       t.same(got, facts, `${label}: ${path}`);
       bad++;
@@ -212,7 +247,12 @@ t.test('compressed input is recognised by its bytes, whatever its name', async (
   sh(`tar --xattrs --xattrs-include='*' --numeric-owner -cf ${plain} -C ${tree} .`);
   const base = await readArchive(plain);
   t.equal(base.compression, 'none');
-  for (const [kind, cmd] of [['gzip', 'gzip -c'], ['xz', 'xz -c -T1'], ['zstd', 'zstd -q -c'], ['bzip2', 'bzip2 -c']] as const) {
+  for (const [kind, cmd] of [
+    ['gzip', 'gzip -c'],
+    ['xz', 'xz -c -T1'],
+    ['zstd', 'zstd -q -c'],
+    ['bzip2', 'bzip2 -c'],
+  ] as const) {
     const out = join(dir, `archive-${kind}.data`); // no telling suffix
     sh(`${cmd} ${plain} > ${out}`);
     const r = await readArchive(out);

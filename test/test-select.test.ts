@@ -13,8 +13,13 @@ import { PROJECT_ROOT } from './helpers/cli.js';
 
 const ORDER = ['qemu', 'debian', 'fuse', 'root', 'server', 'git', 'none'];
 const testDir = path.join(PROJECT_ROOT, 'test');
-const files = fs.readdirSync(testDir).filter((f) => f.endsWith('.test.ts')).sort();
-const needs = new Map(files.map((f) => [f.replace(/\.test\.ts$/, ''), /^\/\/ needs: (.+)$/m.exec(fs.readFileSync(path.join(testDir, f), 'utf8'))?.[1].split(' ') ?? []]));
+const files = fs
+  .readdirSync(testDir)
+  .filter((f) => f.endsWith('.test.ts'))
+  .sort();
+const needs = new Map(
+  files.map((f) => [f.replace(/\.test\.ts$/, ''), /^\/\/ needs: (.+)$/m.exec(fs.readFileSync(path.join(testDir, f), 'utf8'))?.[1].split(' ') ?? []]),
+);
 
 function select(...args: string[]): { status: number | null; files: string[]; stderr: string } {
   const r = spawnSync(process.execPath, [path.join(PROJECT_ROOT, 'scripts', 'test-select.mjs'), ...args], { encoding: 'utf8' });
@@ -24,9 +29,15 @@ function select(...args: string[]): { status: number | null; files: string[]; st
 t.test('every test file has a marker the script accepts; the fast set is the files that need nothing', async (t) => {
   const r = select();
   t.equal(r.status, 0, r.stderr);
-  t.same(r.files, [...needs].filter(([, w]) => w.join(' ') === 'none').map(([n]) => `test/${n}.test.ts`));
+  t.same(
+    r.files,
+    [...needs].filter(([, w]) => w.join(' ') === 'none').map(([n]) => `test/${n}.test.ts`),
+  );
   const local = select('--allow', 'git');
-  t.same(local.files, [...needs].filter(([, w]) => w.every((x) => x === 'none' || x === 'git')).map(([n]) => `test/${n}.test.ts`));
+  t.same(
+    local.files,
+    [...needs].filter(([, w]) => w.every((x) => x === 'none' || x === 'git')).map(([n]) => `test/${n}.test.ts`),
+  );
   t.equal(select('--allow', 'network').status, 2, 'an unknown need is refused');
 });
 

@@ -119,14 +119,25 @@ t.test('a successful update with BLS entries: health checks, mark-good, rollback
   t.equal(veto.status, 4);
   t.equal(veto.stdout, '');
   t.match(veto.stderr, /gitroot: health check 10-ok: passed in \d+ ms\n/);
-  t.match(veto.stderr, new RegExp(`gitroot: mark-good: health check ${path.join(m.health, '20-app')} failed \\(exit 1\\): kiosk: cannot open display :0; ` +
-    'the revision is not marked good and the state is unchanged\n$'));
+  t.match(
+    veto.stderr,
+    new RegExp(
+      `gitroot: mark-good: health check ${path.join(m.health, '20-app')} failed \\(exit 1\\): kiosk: cannot open display :0; ` +
+        'the revision is not marked good and the state is unchanged\n$',
+    ),
+  );
   t.equal(snapshot(m), before, 'state, entries and kernels unchanged');
   const vetoJson = gitroot(commandArgs(m, 'mark-good', '--json'));
   t.equal(vetoJson.status, 4);
   const vj = JSON.parse(vetoJson.stdout);
   t.match(vj, { ok: false, error: { code: 'ESTATE', message: /20-app failed/ }, health: { ok: false, skipped: [{ name: 'README', why: 'not executable' }] } });
-  t.same(vj.health.checks.map((c: { name: string; ok: boolean }) => [c.name, c.ok]), [['10-ok', true], ['20-app', false]]);
+  t.same(
+    vj.health.checks.map((c: { name: string; ok: boolean }) => [c.name, c.ok]),
+    [
+      ['10-ok', true],
+      ['20-app', false],
+    ],
+  );
   t.equal(vetoJson.stderr.trimEnd().split('\n').length, 1, 'with --json: only the error line on stderr');
 
   // Fixed: it passes, B is good, its entry loses the counter, A's entry goes (A stays the earlier good one).
@@ -135,10 +146,20 @@ t.test('a successful update with BLS entries: health checks, mark-good, rollback
   t.equal(ok.status, 0, ok.stderr);
   const j = JSON.parse(ok.stdout);
   t.match(j, {
-    ok: true, action: 'mark-good', revision: B, changed: true, nextBoot: B,
+    ok: true,
+    action: 'mark-good',
+    revision: B,
+    changed: true,
+    nextBoot: B,
     state: { good: B, pending: null, previousGood: [A] },
     entries: [{ id: `gitroot-${short(B)}`, revision: B, role: 'good', tries: null }],
-    health: { ok: true, checks: [{ name: '10-ok', ok: true, lastLine: 'fine' }, { name: '20-app', ok: true, lastLine: 'kiosk up' }] },
+    health: {
+      ok: true,
+      checks: [
+        { name: '10-ok', ok: true, lastLine: 'fine' },
+        { name: '20-app', ok: true, lastLine: 'kiosk up' },
+      ],
+    },
   });
   t.match(j.reason, /passed its trial \(try 1 of 3\)/);
   t.same(Object.keys(blsEntries(m)), [`gitroot-${short(B)}.conf`]);
@@ -154,7 +175,13 @@ t.test('a successful update with BLS entries: health checks, mark-good, rollback
   // rollback: A boots next, its kernel copied back to $BOOT; a second rollback undoes it.
   const rb = gitroot(commandArgs(m, 'rollback', '--json'));
   t.equal(rb.status, 0, rb.stderr);
-  t.match(JSON.parse(rb.stdout), { action: 'rollback', revision: A, nextBoot: A, state: { good: A, previousGood: [B] }, entries: [{ revision: A, role: 'good' }] });
+  t.match(JSON.parse(rb.stdout), {
+    action: 'rollback',
+    revision: A,
+    nextBoot: A,
+    state: { good: A, previousGood: [B] },
+    entries: [{ revision: A, role: 'good' }],
+  });
   t.same(Object.keys(blsEntries(m)), [`gitroot-${short(A)}.conf`]);
   t.ok(fs.existsSync(path.join(m.boot, 'gitroot', A, 'vmlinuz')), 'kernel copy back in $BOOT');
   const fwd = gitroot(commandArgs(m, 'rollback'));
@@ -165,7 +192,10 @@ t.test('a successful update with BLS entries: health checks, mark-good, rollback
   // mark-bad of the good revision B (booted): A takes its place; B is failed and never boots again.
   const bad = gitroot(commandArgs(m, 'mark-bad'));
   t.equal(bad.status, 0, bad.stderr);
-  t.match(bad.stdout, new RegExp(`^${B} is recorded as failed; the earlier good revision ${A} is the known-good one again; the next boot runs ${A}\nnext boot: ${A}\n$`));
+  t.match(
+    bad.stdout,
+    new RegExp(`^${B} is recorded as failed; the earlier good revision ${A} is the known-good one again; the next boot runs ${A}\nnext boot: ${A}\n$`),
+  );
   t.match(readState(m.dir), { good: A, failed: [B], previousGood: [] });
   t.same(Object.keys(blsEntries(m)), [`gitroot-${short(A)}.conf`]);
   fs.writeFileSync(path.join(m.base, 'cmdline-b'), `boot=gitroot git-revision=${B}\n`);
@@ -201,7 +231,11 @@ t.test('a failed update with extlinux: tries used up, the good revision boots, m
   t.match(r.stdout, new RegExp(`\nnothing to change: ${A} is already the known-good revision\n`));
   const after = bl.readEntries();
   t.equal(after.defaultId, `gitroot-${short(A)}`);
-  t.same(after.entries.map((e) => e.revision), [A], 'the failed revision has no entry any more');
+  t.same(
+    after.entries.map((e) => e.revision),
+    [A],
+    'the failed revision has no entry any more',
+  );
   const status = gitroot(['status', '--dir', m.dir, '--cmdline', path.join(m.base, 'cmdline'), '--config', path.join(m.base, 'gitroot.conf'), '--json']);
   t.match(JSON.parse(status.stdout), { good: A, booted: A, pending: null, failed: [B] });
 });
@@ -348,23 +382,30 @@ async function runUnit(t: Test, unitName: string, dir: string): Promise<{ words:
   });
 }
 
-t.test('the command lines of gitroot-health.service and gitroot-mark-good.service', { skip: hostHas.length > 0 ? `this host has ${hostHas.join(', ')}` : false }, async (t) => {
-  // Run exactly those (the defaults read /proc/cmdline, /etc/gitroot, /etc/gitroot/health.d and /run/gitroot).
-  const m = machine(tempDir(t, 'transitions'), { loader: 'bls', cmdline: 'BOOT_IMAGE=/vmlinuz boot=gitroot quiet' });
-  const A = commitSpec(m.base, m.repo, { 'etc/os-release': 'unit\n' });
-  await withLock(m.dir, {}, (lock) => writeState(lock, { ...readState(m.dir), booted: A }));
-  const health = await runUnit(t, 'gitroot-health.service', m.dir);
-  t.same(health.words, ['/usr/bin/gitroot', 'health', '--dir', '${GITROOT_DIR}'], 'the health checks of the configured home, with every default');
-  t.equal(health.status, 0, health.stderr);
-  t.same(health.stdout.split('\n'), ['health checks: none in /etc/gitroot/health.d', `${A} passed its health checks`, '']);
-  t.match(readState(m.dir), { good: null, booted: A }, 'the checks change nothing');
-  const good = await runUnit(t, 'gitroot-mark-good.service', m.dir);
-  t.same(good.words, ['/usr/bin/gitroot', 'mark-good', '--dir', '${GITROOT_DIR}', '--no-health-checks'],
-    'mark-good of the configured home, the checks not run again (boot-complete.target required them)');
-  t.equal(good.status, 0, good.stderr);
-  t.match(good.stdout, /^health checks: not run \(--no-health-checks\)\n/);
-  t.match(readState(m.dir), { good: A });
-});
+t.test(
+  'the command lines of gitroot-health.service and gitroot-mark-good.service',
+  { skip: hostHas.length > 0 ? `this host has ${hostHas.join(', ')}` : false },
+  async (t) => {
+    // Run exactly those (the defaults read /proc/cmdline, /etc/gitroot, /etc/gitroot/health.d and /run/gitroot).
+    const m = machine(tempDir(t, 'transitions'), { loader: 'bls', cmdline: 'BOOT_IMAGE=/vmlinuz boot=gitroot quiet' });
+    const A = commitSpec(m.base, m.repo, { 'etc/os-release': 'unit\n' });
+    await withLock(m.dir, {}, (lock) => writeState(lock, { ...readState(m.dir), booted: A }));
+    const health = await runUnit(t, 'gitroot-health.service', m.dir);
+    t.same(health.words, ['/usr/bin/gitroot', 'health', '--dir', '${GITROOT_DIR}'], 'the health checks of the configured home, with every default');
+    t.equal(health.status, 0, health.stderr);
+    t.same(health.stdout.split('\n'), ['health checks: none in /etc/gitroot/health.d', `${A} passed its health checks`, '']);
+    t.match(readState(m.dir), { good: null, booted: A }, 'the checks change nothing');
+    const good = await runUnit(t, 'gitroot-mark-good.service', m.dir);
+    t.same(
+      good.words,
+      ['/usr/bin/gitroot', 'mark-good', '--dir', '${GITROOT_DIR}', '--no-health-checks'],
+      'mark-good of the configured home, the checks not run again (boot-complete.target required them)',
+    );
+    t.equal(good.status, 0, good.stderr);
+    t.match(good.stdout, /^health checks: not run \(--no-health-checks\)\n/);
+    t.match(readState(m.dir), { good: A });
+  },
+);
 
 t.test('gitroot health: the checks alone, judged against the booted revision', async (t) => {
   const m = machine(tempDir(t, 'transitions'), { loader: 'bls', cmdline: 'BOOT_IMAGE=/vmlinuz boot=gitroot quiet' });
@@ -383,8 +424,13 @@ t.test('gitroot health: the checks alone, judged against the booted revision', a
   const before = snapshot(m);
   const veto = gitroot(args());
   t.equal(veto.status, 4);
-  t.match(veto.stderr, new RegExp(`gitroot: health: health check ${path.join(m.health, '20-app')} failed \\(exit 1\\): kiosk.service is failed after 3 restarts; ` +
-    'the boot does not count as complete \\(boot-complete.target\\): the boot entry is not blessed and the revision not marked good\n$'));
+  t.match(
+    veto.stderr,
+    new RegExp(
+      `gitroot: health: health check ${path.join(m.health, '20-app')} failed \\(exit 1\\): kiosk.service is failed after 3 restarts; ` +
+        'the boot does not count as complete \\(boot-complete.target\\): the boot entry is not blessed and the revision not marked good\n$',
+    ),
+  );
   t.equal(snapshot(m), before, 'state and entries unchanged');
   t.match(JSON.parse(gitroot(args('--json')).stdout), { ok: false, error: { code: 'ESTATE' }, health: { ok: false } });
   fs.writeFileSync(path.join(m.run, 'booted.json'), JSON.stringify({ revision: 'f'.repeat(40) }));

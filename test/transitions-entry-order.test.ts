@@ -23,7 +23,11 @@ import { stageRevision } from '../lib/deploy/deploy-stage.js';
 import { commitSpec, debianRoot } from './helpers/deploy-fixtures.js';
 import { tempDir } from './helpers/temp-dir.js';
 
-interface Home { home: string; boot: string; R: string[] }
+interface Home {
+  home: string;
+  boot: string;
+  R: string[];
+}
 
 async function makeHome(t: Test, loader: 'bls' | 'extlinux'): Promise<Home> {
   const work = tempDir(t, `entry-order-${loader}`);
@@ -44,7 +48,9 @@ function problems(h: Home, loader: 'bls' | 'extlinux'): string[] {
   const out: string[] = [];
   if (sel.revision === null) out.push('nothing selectable');
   else if (!installed.entries.some((e) => e.revision === sel.revision)) {
-    out.push(`state selects ${sel.kind} ${sel.revision.slice(0, 8)} but no entry boots it (entries: ${installed.entries.map((e) => e.revision?.slice(0, 8)).join(' ')})`);
+    out.push(
+      `state selects ${sel.kind} ${sel.revision.slice(0, 8)} but no entry boots it (entries: ${installed.entries.map((e) => e.revision?.slice(0, 8)).join(' ')})`,
+    );
   }
   for (const e of installed.entries) {
     for (const f of [e.linux, e.initrd]) if (f !== null && !fs.existsSync(path.join(h.boot, f))) out.push(`${e.id}: ${f} missing`);

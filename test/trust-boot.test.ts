@@ -32,9 +32,14 @@ function* states(): Generator<DeployState> {
       for (const previousGood of [[], [Q]]) {
         for (const failed of [[], [P], [Q]]) {
           for (const booted of [null, G, O]) {
-            const p = pending === null ? null : pending === 'good'
-              ? (good === null ? null : { revision: good, triesLeft: 1, tries: 3, stagedAt: T0 })
-              : { revision: P, triesLeft: pending, tries: 3, stagedAt: T0 };
+            const p =
+              pending === null
+                ? null
+                : pending === 'good'
+                  ? good === null
+                    ? null
+                    : { revision: good, triesLeft: 1, tries: 3, stagedAt: T0 }
+                  : { revision: P, triesLeft: pending, tries: 3, stagedAt: T0 };
             yield { ...emptyState(), good, pending: p, previousGood, failed, booted };
           }
         }
@@ -51,14 +56,27 @@ t.test("selectRevision: 'untrusted' is exactly 'broken', exhaustively", async (t
   let untrustedChosen = 0;
   let fellBack = 0;
   let first = '';
-  const text = (s: Selection) => JSON.stringify({ ...s, reason: s.reason.replace(/untrusted \(no valid signature[^)]*\)/g, 'X'), notes: s.notes.map((n) => n.replace(/untrusted \(no valid signature[^)]*\)/g, 'X')) });
-  const asBroken = (s: Selection) => JSON.stringify({ ...s, reason: s.reason.replace(/unreadable \(its objects fail verification\)/g, 'X'), notes: s.notes.map((n) => n.replace(/unreadable \(its objects fail verification\)/g, 'X')) });
+  const text = (s: Selection) =>
+    JSON.stringify({
+      ...s,
+      reason: s.reason.replace(/untrusted \(no valid signature[^)]*\)/g, 'X'),
+      notes: s.notes.map((n) => n.replace(/untrusted \(no valid signature[^)]*\)/g, 'X')),
+    });
+  const asBroken = (s: Selection) =>
+    JSON.stringify({
+      ...s,
+      reason: s.reason.replace(/unreadable \(its objects fail verification\)/g, 'X'),
+      notes: s.notes.map((n) => n.replace(/unreadable \(its objects fail verification\)/g, 'X')),
+    });
   for (const state of states()) {
     for (const cmdline of [null, G, P, O, 'junk']) {
       for (let code = 0; code < HEALTHS.length ** revs.length; code++) {
         const h: Record<string, RevisionHealth> = {};
         let c = code;
-        for (const r of revs) { h[r] = HEALTHS[c % HEALTHS.length]; c = Math.floor(c / HEALTHS.length); }
+        for (const r of revs) {
+          h[r] = HEALTHS[c % HEALTHS.length];
+          c = Math.floor(c / HEALTHS.length);
+        }
         if (!Object.values(h).includes('untrusted')) continue;
         const b: Record<string, RevisionHealth> = Object.fromEntries(Object.entries(h).map(([k, v]) => [k, v === 'untrusted' ? 'broken' : v]));
         // Only maps where `broken` appears solely in place of `untrusted` keep the reason texts comparable.
@@ -132,18 +150,49 @@ t.test('gitroot boot --allowed-signers refuses a home with nothing signed, befor
   const cmdline = path.join(work, 'cmdline');
   fs.writeFileSync(cmdline, 'boot=gitroot quiet\n');
   const before = fs.readFileSync(path.join(dir, 'state.json'), 'utf8');
-  const r = gitroot(['boot', '--dir', dir, '--cmdline', cmdline, '--target', target, '--run-dir', path.join(work, 'run'),
-    '--allowed-signers', signersFile, '--no-persist']);
+  const r = gitroot([
+    'boot',
+    '--dir',
+    dir,
+    '--cmdline',
+    cmdline,
+    '--target',
+    target,
+    '--run-dir',
+    path.join(work, 'run'),
+    '--allowed-signers',
+    signersFile,
+    '--no-persist',
+  ]);
   t.equal(r.status, 3, `exit 3 (${r.stderr.trim()})`);
   t.match(r.stderr, new RegExp(`no bootable revision.*good revision ${good.slice(0, 12)} is untrusted`));
-  t.equal(r.stderr.trim().split('\n').filter((l) => !l.startsWith('gitroot: boot: ')).length, 1, 'one error line');
+  t.equal(
+    r.stderr
+      .trim()
+      .split('\n')
+      .filter((l) => !l.startsWith('gitroot: boot: ')).length,
+    1,
+    'one error line',
+  );
   t.equal(fs.readdirSync(target).length, 0, 'nothing mounted at the target');
   t.equal(fs.readFileSync(path.join(dir, 'state.json'), 'utf8'), before);
 
   const bad = path.join(work, 'bad-signers');
   fs.writeFileSync(bad, 'release@example.com cert-authority ssh-ed25519 AAAA\n');
-  const r2 = gitroot(['boot', '--dir', dir, '--cmdline', cmdline, '--target', target, '--run-dir', path.join(work, 'run'),
-    '--allowed-signers', bad, '--no-persist']);
+  const r2 = gitroot([
+    'boot',
+    '--dir',
+    dir,
+    '--cmdline',
+    cmdline,
+    '--target',
+    target,
+    '--run-dir',
+    path.join(work, 'run'),
+    '--allowed-signers',
+    bad,
+    '--no-persist',
+  ]);
   t.equal(r2.status, 2, 'a malformed trust root fails the boot (exit 2)');
   t.match(r2.stderr, /cert-authority, which gitroot does not support/);
 });

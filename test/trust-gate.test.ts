@@ -19,7 +19,19 @@ import { type Machine, configure, machine } from './helpers/machine.js';
 import { tempDir } from './helpers/temp-dir.js';
 import { gitrootAsync as gitroot } from './helpers/cli.js';
 import {
-  type TestKey, catFile, commitTree, gitVerifies, hashObject, keygen, run, setBranch, setTag, sshKeygenSign, tagObject, tamper, withGpgsig,
+  type TestKey,
+  catFile,
+  commitTree,
+  gitVerifies,
+  hashObject,
+  keygen,
+  run,
+  setBranch,
+  setTag,
+  sshKeygenSign,
+  tagObject,
+  tamper,
+  withGpgsig,
 } from './helpers/trust-fixtures.js';
 import { decideBoot } from '../lib/boot/boot-decide.js';
 import { readAllowedSigners } from '../lib/trust/allowed-signers.js';
@@ -64,15 +76,21 @@ t.before(async () => {
   repo = path.join(projectRoot, 'os.git');
   keys = { release: keygen(work, 'release'), other: keygen(work, 'other'), old: keygen(work, 'old'), rsa: keygen(work, 'rsa', 'rsa') };
   signersFile = path.join(work, 'allowed-signers');
-  fs.writeFileSync(signersFile, [
-    `release@example.com namespaces="git" ${keys.release.pub}`,
-    `old@example.com valid-before="20200101" ${keys.old.pub}`,
-    `rsa@example.com ${keys.rsa.pub}`,
-  ].join('\n') + '\n');
+  fs.writeFileSync(
+    signersFile,
+    [
+      `release@example.com namespaces="git" ${keys.release.pub}`,
+      `old@example.com valid-before="20200101" ${keys.old.pub}`,
+      `rsa@example.com ${keys.rsa.pub}`,
+    ].join('\n') + '\n',
+  );
   // Two releases with kernels, recorded by gitroot commit (unsigned); their trees are reused.
   c.r1 = commitSpec(work, repo, debianRoot('6.1.0-9', 'r1'), 'release 1');
   c.r2 = commitSpec(work, repo, debianRoot('6.1.0-10', 'r2', { 'etc/motd': 'release two\n' }), 'release 2');
-  const tree = (sha: string) => run('git', ['--git-dir', repo, 'rev-parse', `${sha}^{tree}`]).toString().trim();
+  const tree = (sha: string) =>
+    run('git', ['--git-dir', repo, 'rev-parse', `${sha}^{tree}`])
+      .toString()
+      .trim();
   const [t1, t2] = [tree(c.r1), tree(c.r2)];
   // A signed line: s1 <- s2 <- s3, and children of s1 made bad in each way.
   c.s1 = commitTree(repo, t1, null, 'signed release 1', keys.release);
@@ -109,7 +127,11 @@ t.test('a commit signed by a listed key is staged; the fetch reports the key', a
   const r = await fetch(m);
   t.equal(r.status, 0, `exit 0 (${r.stderr.trim()})`);
   const out = JSON.parse(r.stdout);
-  t.match(out, { action: 'staged', revision: c.s1, trust: { signature: { object: c.s1, kind: 'commit', keyFingerprint: keys.release.fingerprint, principals: ['release@example.com'] } } });
+  t.match(out, {
+    action: 'staged',
+    revision: c.s1,
+    trust: { signature: { object: c.s1, kind: 'commit', keyFingerprint: keys.release.fingerprint, principals: ['release@example.com'] } },
+  });
   t.ok(gitVerifies(repo, c.s1, signersFile), 'git verify-commit agrees');
   t.type(out.trust.verifyMs, 'number', 'the time verification took is reported (bench/trust-bench.ts measures it)');
   configure(m, ['fetch-revision=rsa']);
@@ -173,14 +195,21 @@ t.test('downgrade: a branch force-pushed back to an older commit is refused, unl
   const first = await fetch(m);
   t.equal(first.status, 0, `s2 staged (${first.stderr.trim()})`);
   const again = await fetch(m);
-  t.match(JSON.parse(again.stdout), { action: 'up-to-date', revision: c.s2, trust: { downgrade: { why: 'up-to-date' } } }, 'the same tip is up to date, not a downgrade');
+  t.match(
+    JSON.parse(again.stdout),
+    { action: 'up-to-date', revision: c.s2, trust: { downgrade: { why: 'up-to-date' } } },
+    'the same tip is up to date, not a downgrade',
+  );
   const before = snapshot(m);
 
   setBranch(repo, 'line', c.s1); // force-push to the parent
   const r = await fetch(m);
   t.equal(r.status, 8, 'exit 8 (ETRUST)');
   t.equal(r.stderr.trim().split('\n').length, 1, 'one line');
-  t.match(r.stderr, new RegExp(`^gitroot: refusing commit ${c.s1.slice(0, 12)} \\(${c.s1}\\): it does not descend from the pending ${c.s2.slice(0, 12)} revision`));
+  t.match(
+    r.stderr,
+    new RegExp(`^gitroot: refusing commit ${c.s1.slice(0, 12)} \\(${c.s1}\\): it does not descend from the pending ${c.s2.slice(0, 12)} revision`),
+  );
   t.match(r.stderr, new RegExp(`update-revision=${c.s1}`));
   t.equal(snapshot(m), before, 'nothing staged');
   t.match(lastFetch(m), { result: 'refused', revision: c.s1, error: { code: 'ETRUST' } });
@@ -221,7 +250,9 @@ t.test('signed annotated tags: fetch-revision=<tag> and update-revision=<tag id>
   t.equal(r.status, 0, `exit 0 (${r.stderr.trim()})`);
   const out = JSON.parse(r.stdout);
   t.match(out, {
-    action: 'staged', revision: c.unsigned, fetch: { tag: tags['v-signed'] },
+    action: 'staged',
+    revision: c.unsigned,
+    fetch: { tag: tags['v-signed'] },
     trust: { signature: { object: tags['v-signed'], kind: 'tag', keyFingerprint: keys.release.fingerprint, principals: ['release@example.com'] } },
   });
   const rev = (ref: string) => run('git', ['--git-dir', home, 'rev-parse', '--verify', '-q', ref]).toString().trim();
@@ -245,7 +276,10 @@ t.test('signed annotated tags: fetch-revision=<tag> and update-revision=<tag id>
   t.match(await decideBoot({ dir: m.dir, cmdline: '', signers }), { revision: c.unsigned, health: { [c.unsigned]: 'ok' } });
   const fsck = await gitroot(['fsck', '--dir', m.dir, '--json']);
   t.equal(fsck.status, 0, `gitroot fsck is clean with the tag ref (${fsck.stderr.trim()})`);
-  t.ok(JSON.parse(fsck.stdout).revisions.some((r: { roles: string[] }) => r.roles.includes(`ref:refs/gitroot/tag/${c.unsigned}`)), 'and checks the tag');
+  t.ok(
+    JSON.parse(fsck.stdout).revisions.some((r: { roles: string[] }) => r.roles.includes(`ref:refs/gitroot/tag/${c.unsigned}`)),
+    'and checks the tag',
+  );
 
   const moved = `${rev(`refs/gitroot/tag/${c.unsigned}`)}`;
   run('git', ['--git-dir', home, 'update-ref', '-d', `refs/gitroot/tag/${c.unsigned}`]);
@@ -273,12 +307,24 @@ t.test('signed annotated tags: fetch-revision=<tag> and update-revision=<tag id>
   const b = machine(tempDir(t, 'trust-tag-branch'), { remote: url, settings: [`gitroot.allowed-signers=${signersFile}`, 'fetch-revision=s1'] });
   const branch = await fetch(b);
   t.equal(branch.status, 0, branch.stderr);
-  t.match(JSON.parse(branch.stdout), { revision: c.s1, fetch: { tag: null }, trust: { signature: { kind: 'commit' } } }, 'refs/heads/s1 wins over refs/tags/s1');
+  t.match(
+    JSON.parse(branch.stdout),
+    { revision: c.s1, fetch: { tag: null }, trust: { signature: { kind: 'commit' } } },
+    'refs/heads/s1 wins over refs/tags/s1',
+  );
 });
 
 const tagRefusals: Array<[string, string, RegExp]> = [
-  ['v-plain', 'unsigned', /^gitroot: refusing tag \S{12} \([0-9a-f]{40}\) of commit \S{12}: it is not signed, and its commit \S{12} is not signed; sign it with 'git tag -s'/],
-  ['v-unlisted', 'unlisted-key', /^gitroot: refusing tag .*: it is signed by ssh-ed25519 key SHA256:\S+, which .*allowed-signers does not list, and its commit \S{12} is not signed/],
+  [
+    'v-plain',
+    'unsigned',
+    /^gitroot: refusing tag \S{12} \([0-9a-f]{40}\) of commit \S{12}: it is not signed, and its commit \S{12} is not signed; sign it with 'git tag -s'/,
+  ],
+  [
+    'v-unlisted',
+    'unlisted-key',
+    /^gitroot: refusing tag .*: it is signed by ssh-ed25519 key SHA256:\S+, which .*allowed-signers does not list, and its commit \S{12} is not signed/,
+  ],
   ['v-tampered', 'bad-signature', /^gitroot: refusing tag .*does not verify .*altered after signing/],
   ['v-light', 'unsigned', /^gitroot: refusing commit \S{12} \([0-9a-f]{40}\): it is not signed/],
 ];
@@ -295,7 +341,12 @@ for (const [name, why, message] of tagRefusals) {
     const lines = r.stderr.trim().split('\n');
     t.equal(lines.length, 1, `one line: ${r.stderr.trim()}`);
     t.match(lines[0], message);
-    if (tags[name] !== undefined) t.match(lines[0], new RegExp(`refusing tag ${tags[name].slice(0, 12)} \\(${tags[name]}\\) of commit ${c.unsigned.slice(0, 12)}`), 'names the tag and its commit');
+    if (tags[name] !== undefined)
+      t.match(
+        lines[0],
+        new RegExp(`refusing tag ${tags[name].slice(0, 12)} \\(${tags[name]}\\) of commit ${c.unsigned.slice(0, 12)}`),
+        'names the tag and its commit',
+      );
     t.equal(snapshot(m), before, 'state.json, D/boot and the entries are unchanged');
     t.match(lastFetch(m), { result: 'refused', revision: c.unsigned, error: { code: 'ETRUST' } });
     if (tags[name] !== undefined) t.equal(gitVerifies(repo, tags[name], signersFile, 'tag'), false, 'git verify-tag refuses it too');
@@ -322,7 +373,9 @@ t.test('tags nested deeper than 8 are refused in one line; 8 deep is peeled', as
 });
 
 t.test('a tag of a tree is refused before any trust check: one line naming it', async (t) => {
-  const tree = run('git', ['--git-dir', repo, 'rev-parse', `${c.s1}^{tree}`]).toString().trim();
+  const tree = run('git', ['--git-dir', repo, 'rev-parse', `${c.s1}^{tree}`])
+    .toString()
+    .trim();
   const treeTag = tagObject(repo, 'v-tree', tree, 'a tag of a tree', keys.release);
   const m = machine(tempDir(t, 'trust-tag-tree'), { remote: url, settings: ['fetch-revision=v-tree'] });
   const r = await fetch(m);

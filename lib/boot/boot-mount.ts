@@ -134,7 +134,9 @@ async function runMount(args: string[]): Promise<void> {
   try {
     await execFileAsync('mount', args);
   } catch (e) {
-    const msg = String((e as { stderr?: string }).stderr || (e as Error).message).trim().split('\n')[0];
+    const msg = String((e as { stderr?: string }).stderr || (e as Error).message)
+      .trim()
+      .split('\n')[0];
     throw new Error(`mount ${args.join(' ')}: ${msg}`);
   }
 }
@@ -166,7 +168,14 @@ function alive(pid: number): boolean {
  * after the switch to the new root, when absolute initramfs paths are gone), its stderr in
  * `logPath`, and oom_score_adj -1000 (set right after the spawn, before it reads anything).
  */
-async function startBootDaemon(o: { script: string; home: string; lower: string; revision: string; logPath: string; cacheMb?: number }): Promise<{ pid: number; readyMs: number; oomScoreAdj: number | null }> {
+async function startBootDaemon(o: {
+  script: string;
+  home: string;
+  lower: string;
+  revision: string;
+  logPath: string;
+  cacheMb?: number;
+}): Promise<{ pid: number; readyMs: number; oomScoreAdj: number | null }> {
   mkdirSync(join(o.home, SPILL_DIR), { recursive: true });
   const args = [o.lower, '--repo', REPO_DIR, '--rev', o.revision, '--spill-dir', SPILL_DIR];
   if (o.cacheMb !== undefined) args.push('--cache-mb', String(o.cacheMb));
@@ -221,7 +230,10 @@ class BootSteps {
       this.log(`${name}: ${this.ms[name]} ms`);
       return out;
     } catch (e) {
-      for (const u of this.undo.reverse()) await Promise.resolve().then(u).catch(() => undefined);
+      for (const u of this.undo.reverse())
+        await Promise.resolve()
+          .then(u)
+          .catch(() => undefined);
       const msg = (e as Error).message ?? String(e);
       if (e instanceof GitrootError) {
         throw new GitrootError(e.code, `boot step '${name}': ${msg}`, { data: { ...e.data, step: name }, cause: e });
@@ -262,8 +274,12 @@ function checkInputs(opts: BootMountOptions, run: RunPaths): { home: string; tar
 type BootDaemon = Awaited<ReturnType<typeof startBootDaemon>>;
 
 /** Step 'serve': the revision read-only with git-fs at RUN/lower; undone by unmounting and stopping the daemon. */
-async function serve(steps: BootSteps, run: RunPaths, o: { script: string; home: string; revision: string; cacheMb?: number },
-  log: (line: string) => void): Promise<BootDaemon> {
+async function serve(
+  steps: BootSteps,
+  run: RunPaths,
+  o: { script: string; home: string; revision: string; cacheMb?: number },
+  log: (line: string) => void,
+): Promise<BootDaemon> {
   for (const d of [run.runDir, run.lower, run.rw, run.homeMnt]) mkdirSync(d, { recursive: true });
   const d = await startBootDaemon({ ...o, lower: run.lower, logPath: join(run.runDir, 'gitfs.log') });
   steps.onUndo(async () => {
@@ -271,7 +287,7 @@ async function serve(steps: BootSteps, run: RunPaths, o: { script: string; home:
     for (let i = 0; i < 100 && alive(d.pid); i++) await new Promise((r) => setTimeout(r, 20));
     if (alive(d.pid)) process.kill(d.pid, 'SIGKILL');
   });
-  if (d.oomScoreAdj === null) log('warning: cannot set the daemon\'s oom_score_adj to -1000 (no CAP_SYS_RESOURCE): the OOM killer may pick it');
+  if (d.oomScoreAdj === null) log("warning: cannot set the daemon's oom_score_adj to -1000 (no CAP_SYS_RESOURCE): the OOM killer may pick it");
   return d;
 }
 
@@ -334,8 +350,9 @@ export async function bootMount(opts: BootMountOptions): Promise<BootRecord> {
   const { home, target } = await steps.run('check', () => checkInputs(opts, run));
 
   // 2. Decide the revision and record the decision in the home (a try used, `booted`).
-  const selection = await steps.run('select', () => decide(home, opts.cmdline, opts.persist ?? true,
-    opts.allowedSigners === undefined ? null : readAllowedSigners(opts.allowedSigners, '--allowed-signers')));
+  const selection = await steps.run('select', () =>
+    decide(home, opts.cmdline, opts.persist ?? true, opts.allowedSigners === undefined ? null : readAllowedSigners(opts.allowedSigners, '--allowed-signers')),
+  );
   for (const n of selection.notes) log(`note: ${n}`);
   log(`revision ${selection.revision} (${selection.kind}: ${selection.reason})`);
 

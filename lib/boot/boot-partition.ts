@@ -44,7 +44,7 @@ export function deviceLink(spec: string): string | null {
 export async function waitForDevice(spec: string, waitMs = BOOT_PARTITION_WAIT_MS): Promise<string | null> {
   const link = deviceLink(spec);
   if (link === null) return null;
-  for (const end = Date.now() + waitMs; ; ) {
+  for (const end = Date.now() + waitMs; ;) {
     if (existsSync(link)) return realpathSync(link);
     if (Date.now() >= end) return null;
     await new Promise((r) => setTimeout(r, 100));

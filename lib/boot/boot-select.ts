@@ -136,8 +136,9 @@ export function selectRevision(input: SelectInput): Selection {
   };
   const again = select({ ...input, health: probe }, true);
   if (again.revision === null || !damaged.has(again.revision)) return strict;
-  const why = `nothing undamaged can boot (${strict.reason.replace(/^no bootable revision \((.*)\): stage one.*$/, '$1')}), `
-    + 'so a revision gitroot fsck found damaged boots: its broken files fail with EIO; run \'gitroot fsck --repair\'';
+  const why =
+    `nothing undamaged can boot (${strict.reason.replace(/^no bootable revision \((.*)\): stage one.*$/, '$1')}), ` +
+    "so a revision gitroot fsck found damaged boots: its broken files fail with EIO; run 'gitroot fsck --repair'";
   return { ...again, reason: `${again.reason}; ${why}`, notes: [...again.notes, `${again.revision} boots although damaged: ${why}`] };
 }
 
@@ -157,7 +158,10 @@ class SelectionRun {
   state: DeployState;
   private readonly healthMemo = new Map<string, RevisionHealth>();
 
-  constructor(private readonly input: SelectInput, private readonly acceptDamaged: boolean) {
+  constructor(
+    private readonly input: SelectInput,
+    private readonly acceptDamaged: boolean,
+  ) {
     this.state = input.state;
     // 0. A pending entry for the good revision is a finished trial (staging never writes one).
     if (this.state.pending !== null && this.state.pending.revision === this.state.good) {
@@ -261,8 +265,11 @@ function choosePending(run: SelectionRun): Selection | null {
   run.tried.add(p.revision);
   if (run.health(p.revision) === 'ok') {
     const n = p.tries - triesLeft;
-    return run.choose(p.revision, 'pending',
-      `pending revision ${p.revision}: try ${n} of ${p.tries} (${triesLeft} left after this boot, unless it is marked good)`);
+    return run.choose(
+      p.revision,
+      'pending',
+      `pending revision ${p.revision}: try ${n} of ${p.tries} (${triesLeft} left after this boot, unless it is marked good)`,
+    );
   }
   run.pass('pending revision', p.revision, `${healthText(run.health(p.revision))}; this boot used one of its tries (${triesLeft} left)`);
   return null;
@@ -288,7 +295,10 @@ function chooseFallback(run: SelectionRun, good: string | null): Selection {
   }
   const what = run.passed.length > 0 ? run.passed.join('; ') : 'the state names no revision';
   return {
-    revision: null, kind: 'none', notes: run.notes, state: run.state,
+    revision: null,
+    kind: 'none',
+    notes: run.notes,
+    state: run.state,
     reason: `no bootable revision (${what}): stage one with 'gitroot fetch', or boot with git-revision=SHA naming a commit of the repository`,
   };
 }
@@ -327,8 +337,11 @@ function transition(action: TransitionAction, revision: string, before: DeploySt
 
 function requireBooted(action: TransitionAction, state: DeployState): string {
   if (state.booted === null) {
-    throw new TransitionRefusedError(action, 'nothing-booted',
-      `${action}: state.json records no booted revision (this machine was not booted by gitroot yet): nothing to ${action === 'mark-good' ? 'mark good' : 'mark bad'}`);
+    throw new TransitionRefusedError(
+      action,
+      'nothing-booted',
+      `${action}: state.json records no booted revision (this machine was not booted by gitroot yet): nothing to ${action === 'mark-good' ? 'mark good' : 'mark bad'}`,
+    );
   }
   return state.booted;
 }
@@ -342,12 +355,16 @@ function requireBooted(action: TransitionAction, state: DeployState): string {
 export function planMarkGood(state: DeployState): TransitionPlan {
   const booted = requireBooted('mark-good', state);
   const next = withGood(state, booted);
-  const was = state.good === booted ? 'is already the known-good revision'
-    : state.pending?.revision === booted ? `passed its trial (try ${state.pending.tries - state.pending.triesLeft} of ${state.pending.tries})`
-      : 'booted completely';
-  const reason = state.good === booted
-    ? `${booted} ${was}`
-    : `${booted} ${was}: it is the known-good revision now${state.good === null ? '' : ` (${state.good} is the previous one)`}`;
+  const was =
+    state.good === booted
+      ? 'is already the known-good revision'
+      : state.pending?.revision === booted
+        ? `passed its trial (try ${state.pending.tries - state.pending.triesLeft} of ${state.pending.tries})`
+        : 'booted completely';
+  const reason =
+    state.good === booted
+      ? `${booted} ${was}`
+      : `${booted} ${was}: it is the known-good revision now${state.good === null ? '' : ` (${state.good} is the previous one)`}`;
   return transition('mark-good', booted, state, next, reason);
 }
 
@@ -365,9 +382,12 @@ export function planMarkBad(state: DeployState): TransitionPlan {
   if (state.good === booted) {
     const replacement = state.previousGood.find((s) => s !== booted && !state.failed.includes(s));
     if (replacement === undefined) {
-      throw new TransitionRefusedError('mark-bad', 'last-good',
-        `mark-bad: ${booted} is the known-good revision and no earlier good revision can replace it: ` +
-          'stage another revision and mark that one good first', { revision: booted });
+      throw new TransitionRefusedError(
+        'mark-bad',
+        'last-good',
+        `mark-bad: ${booted} is the known-good revision and no earlier good revision can replace it: ` + 'stage another revision and mark that one good first',
+        { revision: booted },
+      );
     }
     next = { ...next, good: replacement, previousGood: next.previousGood.filter((s) => s !== replacement) };
     reason = `${booted} is recorded as failed; the earlier good revision ${replacement} is the known-good one again`;
@@ -389,11 +409,19 @@ export function planMarkBad(state: DeployState): TransitionPlan {
 export function planRollback(state: DeployState): TransitionPlan {
   const target = state.previousGood[0];
   if (target === undefined) {
-    throw new TransitionRefusedError('rollback', 'no-previous-good',
-      'rollback: there is no earlier good revision to go back to (previousGood in state.json is empty)');
+    throw new TransitionRefusedError(
+      'rollback',
+      'no-previous-good',
+      'rollback: there is no earlier good revision to go back to (previousGood in state.json is empty)',
+    );
   }
   const next: DeployState = { ...withGood(state, target), pending: null };
   const withdrawn = state.pending === null || state.pending.revision === target ? '' : `; the pending ${state.pending.revision} is withdrawn`;
-  return transition('rollback', target, state, next,
-    `${target} is the known-good revision again and boots next${state.good === null ? '' : ` (${state.good} is the previous one)`}${withdrawn}`);
+  return transition(
+    'rollback',
+    target,
+    state,
+    next,
+    `${target} is the known-good revision again and boots next${state.good === null ? '' : ` (${state.good} is the previous one)`}${withdrawn}`,
+  );
 }

@@ -77,7 +77,10 @@ function skipReason(path: string, name: string): string | null {
 }
 
 function lastLineOf(text: string): string | null {
-  const lines = text.split('\n').map((l) => l.trim()).filter((l) => l !== '');
+  const lines = text
+    .split('\n')
+    .map((l) => l.trim())
+    .filter((l) => l !== '');
   const last = lines[lines.length - 1];
   if (last === undefined) return null;
   return last.length > 300 ? `${last.slice(0, 300)}...` : last;
@@ -122,7 +125,15 @@ function runCheck(path: string, name: string, timeoutMs: number, env: NodeJS.Pro
       if (spawnError !== undefined) output += `${output === '' || output.endsWith('\n') ? '' : '\n'}cannot run it: ${spawnError.message}\n`;
       const ok = !timedOut && spawnError === undefined && exitCode === 0;
       resolve({
-        name, path, ok, exitCode, signal, timedOut, durationMs: Math.round(performance.now() - start), output, lastLine: lastLineOf(output),
+        name,
+        path,
+        ok,
+        exitCode,
+        signal,
+        timedOut,
+        durationMs: Math.round(performance.now() - start),
+        output,
+        lastLine: lastLineOf(output),
       });
     };
     child.on('error', (e) => finish(null, null, e));
@@ -148,8 +159,10 @@ export async function runHealthChecks(opts: HealthCheckOptions): Promise<HealthR
   } catch (e) {
     const code = (e as NodeJS.ErrnoException).code;
     if (code === 'ENOENT') return report;
-    throw new HealthCheckError(`cannot list the health checks in ${opts.healthDir} (${code ?? e}): fix its permissions, or remove it to run none`,
-      { data: { healthDir: opts.healthDir }, cause: e });
+    throw new HealthCheckError(`cannot list the health checks in ${opts.healthDir} (${code ?? e}): fix its permissions, or remove it to run none`, {
+      data: { healthDir: opts.healthDir },
+      cause: e,
+    });
   }
   const env = { ...process.env, ...(opts.env ?? {}) };
   for (const name of names) {
@@ -186,7 +199,13 @@ const VETO_MEANS = {
 export function healthVeto(report: HealthReport, timeoutMs = DEFAULT_HEALTH_TIMEOUT_MS, who: keyof typeof VETO_MEANS = 'mark-good'): HealthCheckError {
   const failed = report.checks.filter((c) => !c.ok);
   const first = failed[0];
-  const more = failed.length > 1 ? ` (and ${failed.length - 1} more: ${failed.slice(1).map((c) => c.name).join(', ')})` : '';
+  const more =
+    failed.length > 1
+      ? ` (and ${failed.length - 1} more: ${failed
+          .slice(1)
+          .map((c) => c.name)
+          .join(', ')})`
+      : '';
   return new HealthCheckError(
     `${who}: health check ${first.path} failed (${describeFailure(first, timeoutMs)})` +
       `${first.lastLine === null ? ', printing nothing' : `: ${first.lastLine}`}${more}; ${VETO_MEANS[who]}`,

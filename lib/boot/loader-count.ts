@@ -60,7 +60,8 @@ export function applyLoaderCount(state: DeployState, count: LoaderCount | null):
     return { state, note: null, failed: null };
   }
   const unseen = p.triesLeft - count.left;
-  const what = `the boot loader counted ${unseen} ${unseen === 1 ? 'try' : 'tries'} of pending revision ${p.revision} ` +
+  const what =
+    `the boot loader counted ${unseen} ${unseen === 1 ? 'try' : 'tries'} of pending revision ${p.revision} ` +
     `that never reached gitroot's initramfs (entry ${count.file})`;
   if (count.left === 0 && state.booted !== p.revision) {
     return {

@@ -17,8 +17,13 @@ import { repoPath } from '../home/home-layout.js';
 import { withLock } from '../home/home-lock.js';
 import { type DeployState, readState, withPrunedStaged } from '../home/home-state.js';
 import {
-  type RevisionHealth, type TransitionAction, type TransitionPlan, TransitionRefusedError,
-  planMarkBad, planMarkGood, planRollback,
+  type RevisionHealth,
+  type TransitionAction,
+  type TransitionPlan,
+  TransitionRefusedError,
+  planMarkBad,
+  planMarkGood,
+  planRollback,
 } from './boot-select.js';
 import { DEFAULT_HEALTH_DIR, DEFAULT_HEALTH_TIMEOUT_MS, type HealthReport, healthVeto, runHealthChecks } from './health-checks.js';
 import { readHealth } from './revision-health.js';
@@ -66,10 +71,13 @@ const PLANS: Record<TransitionAction, (s: DeployState) => TransitionPlan> = {
  */
 export function checkRunning(action: TransitionAction, before: DeployState, running: string | null | undefined): void {
   if (action !== 'rollback' && running != null && running !== before.booted) {
-    throw new TransitionRefusedError(action, 'booted-mismatch',
+    throw new TransitionRefusedError(
+      action,
+      'booted-mismatch',
       `${action}: state.json records ${before.booted ?? 'nothing'} as booted, but this boot runs ${running} ` +
         '(from /run/gitroot/booted.json): the boot could not record itself; nothing is changed',
-      { booted: before.booted, running });
+      { booted: before.booted, running },
+    );
   }
 }
 
@@ -85,11 +93,14 @@ export function checkNewGood(plan: TransitionPlan, opts: Pick<TransitionOptions,
   if (plan.action !== 'mark-bad' && plan.changed) {
     const h = (opts.health ?? ((sha: string) => readHealth(opts.dir, sha)))(plan.revision);
     if (h !== 'ok') {
-      throw new TransitionRefusedError(plan.action, 'unhealthy',
+      throw new TransitionRefusedError(
+        plan.action,
+        'unhealthy',
         `${plan.action}: revision ${plan.revision} ${HEALTH_WORDS[h]} ${repoPath(opts.dir)}, so it could not boot: ` +
           `${h === 'damaged' ? "repair it ('gitroot fsck --repair')" : h === 'untrusted' ? 'stage a revision signed by a listed key' : 'fetch it again (update-revision=)'} ` +
           'before making it the known-good revision',
-        { revision: plan.revision, health: h });
+        { revision: plan.revision, health: h },
+      );
     }
   }
 }
@@ -103,9 +114,7 @@ export function checkNewGood(plan: TransitionPlan, opts: Pick<TransitionOptions,
  * naming a revision that has failed since).
  */
 export async function applyTransition(opts: TransitionOptions): Promise<TransitionResult> {
-  const bootloader = typeof opts.bootloader === 'string'
-    ? createBootloader(opts.bootloader, { homeDir: opts.dir, bootDir: opts.bootDir })
-    : opts.bootloader;
+  const bootloader = typeof opts.bootloader === 'string' ? createBootloader(opts.bootloader, { homeDir: opts.dir, bootDir: opts.bootDir }) : opts.bootloader;
   return withLock(opts.dir, { waitMs: opts.waitMs ?? 0, command: `gitroot ${opts.action}` }, (lock) => {
     const before = step('read state', () => readState(opts.dir));
     checkRunning(opts.action, before, opts.running);
@@ -115,16 +124,25 @@ export async function applyTransition(opts: TransitionOptions): Promise<Transiti
     checkNewGood(plan, opts);
     const bootPlan = planBootEntries(plan.state, bootloader.location);
     if (plan.changed && bootloader.name !== 'none' && plan.nextBoot !== null && bootPlan.entries[0]?.revision !== plan.nextBoot) {
-      throw new TransitionRefusedError(plan.action, 'no-boot-entry',
+      throw new TransitionRefusedError(
+        plan.action,
+        'no-boot-entry',
         `${plan.action}: revision ${plan.nextBoot} would boot next but has no staged kernel, so no boot entry can start it: ` +
           `stage it again (update-revision=${plan.nextBoot}) first; nothing is changed`,
-        { revision: plan.nextBoot, warnings: entryWarnings(bootloader, bootPlan) });
+        { revision: plan.nextBoot, warnings: entryWarnings(bootloader, bootPlan) },
+      );
     }
     // An unchanged plan's state is `before`: then only the entries are brought in line with it.
     const change = applyStateChange({ dir: opts.dir, lock, bootloader, before, next: plan.state });
-    const entries = bootloader.name === 'none' ? []
-      : change.plan.entries.map((e) => ({ id: e.id, revision: e.revision, role: e.role, tries: e.tries }));
-    return { ...plan, changed: !sameState(before, plan.state), entries, pruned: change.pruned, notes: loader.note === null ? [] : [loader.note], warnings: change.warnings };
+    const entries = bootloader.name === 'none' ? [] : change.plan.entries.map((e) => ({ id: e.id, revision: e.revision, role: e.role, tries: e.tries }));
+    return {
+      ...plan,
+      changed: !sameState(before, plan.state),
+      entries,
+      pruned: change.pruned,
+      notes: loader.note === null ? [] : [loader.note],
+      warnings: change.warnings,
+    };
   });
 }
 

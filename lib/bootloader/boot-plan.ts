@@ -122,8 +122,7 @@ export function entryOptions(base: string, revision: string): string {
 const ROLE_TITLE: Record<BootEntry['role'], string> = { pending: 'next', good: 'known good', fallback: 'last booted' };
 const ROLE_SORT: Record<BootEntry['role'], string> = { pending: 'gitroot-0', good: 'gitroot-1', fallback: 'gitroot-1' };
 
-function makeEntry(revision: string, staged: StagedRevision, role: BootEntry['role'], tries: number | null,
-  location: KernelLocation): BootEntry {
+function makeEntry(revision: string, staged: StagedRevision, role: BootEntry['role'], tries: number | null, location: KernelLocation): BootEntry {
   const kernelDir = staged.kernelDir as string;
   const base = `${location.kernelRoot.replace(/\/+$/, '')}/${kernelDir}`;
   const short = revision.slice(0, 12);

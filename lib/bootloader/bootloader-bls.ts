@@ -17,8 +17,15 @@ import { step } from '../fsutil/named-step.js';
 import { type BootEntry, type BootPlan, type KernelLocation, optionsRevision } from './boot-plan.js';
 import { findTemplateDir, loadTemplate, renderTemplate } from './boot-templates.js';
 import {
-  type Bootloader, type BootloaderOptions, type InstalledEntries, type InstalledEntry, type WriteEntriesOptions,
-  kernelLocation, removeStaleCopies, requireBootDir, syncKernelCopies,
+  type Bootloader,
+  type BootloaderOptions,
+  type InstalledEntries,
+  type InstalledEntry,
+  type WriteEntriesOptions,
+  kernelLocation,
+  removeStaleCopies,
+  requireBootDir,
+  syncKernelCopies,
 } from './bootloader.js';
 
 /** The loader.conf `default` pattern gitroot writes. */
@@ -56,10 +63,19 @@ export function parseBlsKeys(text: string): Map<string, string> {
 
 /** Renders one entry file from the template (pure). */
 export function renderBlsEntry(template: string, entry: BootEntry): string {
-  return renderTemplate(template, {
-    TITLE: entry.title, VERSION: entry.version, SORT_KEY: entry.sortKey,
-    LINUX: entry.linux, INITRD: entry.initrd, OPTIONS: entry.options, REVISION: entry.revision,
-  }, 'bls-entry.conf.in');
+  return renderTemplate(
+    template,
+    {
+      TITLE: entry.title,
+      VERSION: entry.version,
+      SORT_KEY: entry.sortKey,
+      LINUX: entry.linux,
+      INITRD: entry.initrd,
+      OPTIONS: entry.options,
+      REVISION: entry.revision,
+    },
+    'bls-entry.conf.in',
+  );
 }
 
 /**
@@ -124,22 +140,21 @@ export class BlsBootloader implements Bootloader {
         // An existing file keeps its name: systemd-boot owns the counter once the file exists (and
         // systemd-bless-boot drops it after a complete boot). Only a fallback entry still carrying a
         // counter is rewritten under the plain name, so that it is never sorted away as bad.
-        const reuse = entry.tries === null
-          ? same.find((f) => f.name.tries === null)
-          : (same.find((f) => f.name.tries !== null) ?? same[0]);
+        const reuse = entry.tries === null ? same.find((f) => f.name.tries === null) : (same.find((f) => f.name.tries !== null) ?? same[0]);
         const file = reuse?.file ?? blsFileName(entry);
         keep.add(file);
         const path = join(dir, file);
         if (!existsSync(path) || readFileSync(path, 'utf8') !== content) writeFileAtomic(path, content);
       }
     });
-    if (plan.entries.length > 0) step('write loader.conf', () => {
-      const conf = this.loaderConf;
-      const old = existsSync(conf) ? readFileSync(conf, 'utf8') : null;
-      const next = updateLoaderConf(old, loaderTemplate, BLS_DEFAULT_PATTERN);
-      if (next !== old) writeFileAtomic(conf, next);
-      removeAtomicTemps(join(this.bootDir, 'loader'), 'loader.conf');
-    });
+    if (plan.entries.length > 0)
+      step('write loader.conf', () => {
+        const conf = this.loaderConf;
+        const old = existsSync(conf) ? readFileSync(conf, 'utf8') : null;
+        const next = updateLoaderConf(old, loaderTemplate, BLS_DEFAULT_PATTERN);
+        if (next !== old) writeFileAtomic(conf, next);
+        removeAtomicTemps(join(this.bootDir, 'loader'), 'loader.conf');
+      });
     step('remove old boot entries', () => {
       let removed = false;
       if (!existsSync(dir)) return;
@@ -169,8 +184,14 @@ export class BlsBootloader implements Bootloader {
       const options = keys.get('options') ?? null;
       const rev = options === null ? null : optionsRevision(options);
       return {
-        id: name.id, file: join(this.entriesDir, file), revision: rev, title: keys.get('title') ?? null,
-        linux: keys.get('linux') ?? null, initrd: keys.get('initrd') ?? null, options, tries: name.tries,
+        id: name.id,
+        file: join(this.entriesDir, file),
+        revision: rev,
+        title: keys.get('title') ?? null,
+        linux: keys.get('linux') ?? null,
+        initrd: keys.get('initrd') ?? null,
+        options,
+        tries: name.tries,
       };
     });
     entries.sort((a, b) => a.file.localeCompare(b.file));

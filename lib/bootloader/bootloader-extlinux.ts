@@ -15,16 +15,34 @@ import { step } from '../fsutil/named-step.js';
 import { type BootEntry, type BootPlan, type KernelLocation, optionsRevision } from './boot-plan.js';
 import { findTemplateDir, loadTemplate, renderTemplate } from './boot-templates.js';
 import {
-  type Bootloader, type BootloaderOptions, type InstalledEntries, type InstalledEntry, type WriteEntriesOptions,
-  kernelLocation, removeStaleCopies, requireBootDir, syncKernelCopies,
+  type Bootloader,
+  type BootloaderOptions,
+  type InstalledEntries,
+  type InstalledEntry,
+  type WriteEntriesOptions,
+  kernelLocation,
+  removeStaleCopies,
+  requireBootDir,
+  syncKernelCopies,
 } from './bootloader.js';
 
 /** Renders the whole extlinux.conf for `plan` (pure). */
 export function renderExtlinuxConf(fileTemplate: string, entryTemplate: string, plan: BootPlan): string {
-  const blocks = plan.entries.map((e: BootEntry) => renderTemplate(entryTemplate, {
-    ID: e.id, TITLE: e.title, LINUX: e.linux, INITRD: e.initrd, OPTIONS: e.options, REVISION: e.revision,
-    VERSION: e.version,
-  }, 'extlinux-entry.conf.in').replace(/\n+$/, ''));
+  const blocks = plan.entries.map((e: BootEntry) =>
+    renderTemplate(
+      entryTemplate,
+      {
+        ID: e.id,
+        TITLE: e.title,
+        LINUX: e.linux,
+        INITRD: e.initrd,
+        OPTIONS: e.options,
+        REVISION: e.revision,
+        VERSION: e.version,
+      },
+      'extlinux-entry.conf.in',
+    ).replace(/\n+$/, ''),
+  );
   return renderTemplate(fileTemplate, { DEFAULT: plan.defaultId ?? '', ENTRIES: blocks.join('\n\n') }, 'extlinux.conf.in');
 }
 
@@ -89,8 +107,7 @@ export class ExtlinuxBootloader implements Bootloader {
       }
       return;
     }
-    const text = renderExtlinuxConf(loadTemplate(this.templateDir, 'extlinux.conf.in'),
-      loadTemplate(this.templateDir, 'extlinux-entry.conf.in'), plan);
+    const text = renderExtlinuxConf(loadTemplate(this.templateDir, 'extlinux.conf.in'), loadTemplate(this.templateDir, 'extlinux-entry.conf.in'), plan);
     step('copy kernels to the boot directory', () => syncKernelCopies(this.homeDir, this.bootDir, plan));
     step('write extlinux.conf', () => {
       const path = this.confPath;

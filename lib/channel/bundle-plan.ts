@@ -72,7 +72,9 @@ export function planBundles(bundles: readonly ManifestBundle[], has: ReadonlySet
     }
   }
   return {
-    action: 'unreachable', bundles: [], bytes: 0,
+    action: 'unreachable',
+    bundles: [],
+    bytes: 0,
     reason: `no sequence of the channel's ${bundles.length} bundles brings ${target} to this machine (it lacks every bundle's prerequisites): the publisher must list a full bundle ('gitroot publish' keeps one)`,
   };
 }

@@ -44,20 +44,23 @@ const iso = (ms: number): string => new Date(ms).toISOString().replace('.000Z', 
 export function checkFreshness(i: FreshnessInput): FreshnessVerdict {
   if (i.channel !== i.follows) {
     return {
-      ok: false, why: 'wrong-channel',
+      ok: false,
+      why: 'wrong-channel',
       reason: `it publishes branch '${i.channel}' and this machine follows '${i.follows}' (fetch-revision): point gitroot.remote at the '${i.follows}' channel or set fetch-revision=${i.channel}`,
     };
   }
   const seen = i.seen;
   if (seen !== null && i.version < seen.version) {
     return {
-      ok: false, why: 'rollback',
+      ok: false,
+      why: 'rollback',
       reason: `its version ${i.version} is older than version ${seen.version} this machine already accepted: a stale copy (a cache or mirror behind) or a replayed manifest (rollback attack); wait for the server to serve the current one`,
     };
   }
   if (seen !== null && i.version === seen.version && i.payloadSha256 !== seen.payloadSha256) {
     return {
-      ok: false, why: 'version-reused',
+      ok: false,
+      why: 'version-reused',
       reason: `its version ${i.version} was accepted before with other content: the publisher signed two manifests with one version; publish a new one (gitroot publish)`,
     };
   }
@@ -65,7 +68,8 @@ export function checkFreshness(i: FreshnessInput): FreshnessVerdict {
   const effectiveNowMs = Math.max(i.nowMs, seen?.floorMs ?? 0);
   if (i.expiresMs <= effectiveNowMs) {
     return {
-      ok: false, why: 'expired',
+      ok: false,
+      why: 'expired',
       reason: `it expired at ${iso(i.expiresMs)} (signed ${iso(i.createdMs)}, now ${iso(effectiveNowMs)}): the publisher has stopped re-signing it, or a server replays an old one to keep this machine on old code (freeze attack); check the publisher's 'gitroot publish' timer`,
     };
   }

@@ -98,7 +98,8 @@ function fail(why: string): never {
 
 const isObj = (v: unknown): v is Record<string, unknown> => typeof v === 'object' && v !== null && !Array.isArray(v);
 const nat = (v: unknown, what: string): number => (Number.isSafeInteger(v) && (v as number) >= 0 ? (v as number) : fail(`${what} is not a whole number >= 0`));
-const sha = (v: unknown, what: string): string => (typeof v === 'string' && isOidHex(v) && v === v.toLowerCase() ? v : fail(`${what} is not a 40-hex commit id`));
+const sha = (v: unknown, what: string): string =>
+  typeof v === 'string' && isOidHex(v) && v === v.toLowerCase() ? v : fail(`${what} is not a 40-hex commit id`);
 const time = (v: unknown, what: string): string => (typeof v === 'string' && parseIsoTime(v) !== null ? v : fail(`${what} is not an ISO 8601 time`));
 
 /** Whether `uri` is a safe path inside the channel directory. */
@@ -116,8 +117,14 @@ function parseBundle(v: unknown, i: number): ManifestBundle {
   if (!Array.isArray(v.prerequisites)) fail(`${at}.prerequisites is not a list`);
   const sha256 = typeof v.sha256 === 'string' && /^[0-9a-f]{64}$/.test(v.sha256) ? v.sha256 : fail(`${at}.sha256 is not 64 hex digits`);
   return {
-    id, uri, kind, tip: sha(v.tip, `${at}.tip`), prerequisites: v.prerequisites.map((p, j) => sha(p, `${at}.prerequisites[${j}]`)),
-    size: nat(v.size, `${at}.size`), sha256, creationToken: nat(v.creationToken, `${at}.creationToken`),
+    id,
+    uri,
+    kind,
+    tip: sha(v.tip, `${at}.tip`),
+    prerequisites: v.prerequisites.map((p, j) => sha(p, `${at}.prerequisites[${j}]`)),
+    size: nat(v.size, `${at}.size`),
+    sha256,
+    creationToken: nat(v.creationToken, `${at}.creationToken`),
   };
 }
 
@@ -136,7 +143,8 @@ function parseContent(v: unknown): ChannelManifest {
   if (v.rollout !== null) {
     if (!isObj(v.rollout)) fail('rollout is neither null nor an object');
     const r = v.rollout;
-    const fromPercent = typeof r.fromPercent === 'number' && r.fromPercent >= 0 && r.fromPercent <= 100 ? r.fromPercent : fail('rollout.fromPercent is not 0..100');
+    const fromPercent =
+      typeof r.fromPercent === 'number' && r.fromPercent >= 0 && r.fromPercent <= 100 ? r.fromPercent : fail('rollout.fromPercent is not 0..100');
     rollout = { start: time(r.start, 'rollout.start'), durationSeconds: nat(r.durationSeconds, 'rollout.durationSeconds'), fromPercent };
   }
   if (!Array.isArray(v.bundles)) fail('bundles is not a list');
@@ -180,8 +188,9 @@ export function parseManifestUnverified(text: Buffer, source: string): ChannelMa
     return parseContent(JSON.parse(payload.toString('utf8')));
   } catch (e) {
     const why = e instanceof Problem ? e.message : `it is not JSON (${(e as Error).message})`;
-    throw new TrustError(`channel manifest ${source} cannot be read: ${why}; publish a new one with 'gitroot publish'`,
-      { data: { why: 'malformed-manifest', source } });
+    throw new TrustError(`channel manifest ${source} cannot be read: ${why}; publish a new one with 'gitroot publish'`, {
+      data: { why: 'malformed-manifest', source },
+    });
   }
 }
 
@@ -193,39 +202,52 @@ export function parseManifestUnverified(text: Buffer, source: string): ChannelMa
  */
 export function verifyManifest(text: Buffer, signers: AllowedSigners, source: string): VerifiedManifest {
   if (text.length > MAX_MANIFEST_BYTES) {
-    throw new TrustError(`channel manifest ${source} is ${text.length} bytes, more than the ${MAX_MANIFEST_BYTES} gitroot reads: check the channel URL`,
-      { data: { why: 'malformed-manifest', source } });
+    throw new TrustError(`channel manifest ${source} is ${text.length} bytes, more than the ${MAX_MANIFEST_BYTES} gitroot reads: check the channel URL`, {
+      data: { why: 'malformed-manifest', source },
+    });
   }
   const { payload, signature } = splitManifest(text);
   if (signature === null) {
-    throw new TrustError(`channel manifest ${source} is not signed: publish it with 'gitroot publish --sign-key KEY' using a key listed in ${signers.source}`,
-      { data: { why: 'unsigned', source } });
+    throw new TrustError(`channel manifest ${source} is not signed: publish it with 'gitroot publish --sign-key KEY' using a key listed in ${signers.source}`, {
+      data: { why: 'unsigned', source },
+    });
   }
   // The signature is checked before the content is trusted enough to parse its fields.
   let created: number | null = null;
   try {
     const raw = JSON.parse(payload.toString('utf8')) as { created?: unknown };
     created = typeof raw.created === 'string' ? parseIsoTime(raw.created) : null;
-  } catch { /* judged as not JSON after the signature */ }
+  } catch {
+    /* judged as not JSON after the signature */
+  }
   const verdict = judgeSignature(signers, signature, payload, created === null ? null : Math.floor(created / 1000), CHANNEL_NAMESPACE);
   if (!verdict.trusted) {
-    throw new TrustError(`refusing channel manifest ${source}: ${verdict.detail}; ${manifestFix(verdict.why, signers.source, verdict.fix)}`,
-      { data: { why: verdict.why, source, keyFingerprint: verdict.keyFingerprint } });
+    throw new TrustError(`refusing channel manifest ${source}: ${verdict.detail}; ${manifestFix(verdict.why, signers.source, verdict.fix)}`, {
+      data: { why: verdict.why, source, keyFingerprint: verdict.keyFingerprint },
+    });
   }
   const manifest = parseManifestUnverified(text, source);
   return {
-    manifest, createdMs: parseIsoTime(manifest.created)!, expiresMs: parseIsoTime(manifest.expires)!,
-    keyFingerprint: verdict.keyFingerprint, principals: verdict.principals,
+    manifest,
+    createdMs: parseIsoTime(manifest.created)!,
+    expiresMs: parseIsoTime(manifest.expires)!,
+    keyFingerprint: verdict.keyFingerprint,
+    principals: verdict.principals,
   };
 }
 
 function manifestFix(why: string, file: string, fallback: string): string {
   switch (why) {
-    case 'unlisted-key': return `if that key is the publisher's, add it to ${file} with namespaces="git,${CHANNEL_NAMESPACE}"; otherwise the server is not the fleet's publisher`;
-    case 'namespace-not-allowed': return `add ${CHANNEL_NAMESPACE} to that line's namespaces="..." option`;
-    case 'wrong-namespace': return `sign manifests with 'gitroot publish' (namespace ${CHANNEL_NAMESPACE})`;
-    case 'bad-signature': return 'the manifest was altered after signing or damaged on the way: publish it again';
-    default: return fallback;
+    case 'unlisted-key':
+      return `if that key is the publisher's, add it to ${file} with namespaces="git,${CHANNEL_NAMESPACE}"; otherwise the server is not the fleet's publisher`;
+    case 'namespace-not-allowed':
+      return `add ${CHANNEL_NAMESPACE} to that line's namespaces="..." option`;
+    case 'wrong-namespace':
+      return `sign manifests with 'gitroot publish' (namespace ${CHANNEL_NAMESPACE})`;
+    case 'bad-signature':
+      return 'the manifest was altered after signing or damaged on the way: publish it again';
+    default:
+      return fallback;
   }
 }
 

@@ -15,7 +15,7 @@ import { parseIsoTime } from './channel-time.js';
 export function rolloutBucket(fleetId: string, channel: string): number {
   const h = createHash('sha256').update(`gitroot-rollout\0${channel}\0${fleetId}`).digest();
   // 52 bits: exact in a double, uniform in [0, 1).
-  const x = (h.readUInt32BE(0) * 2 ** 20) + (h.readUInt32BE(4) >>> 12);
+  const x = h.readUInt32BE(0) * 2 ** 20 + (h.readUInt32BE(4) >>> 12);
   return (x / 2 ** 52) * 100;
 }
 
@@ -38,15 +38,26 @@ const pct = (x: number): string => `${Math.floor(x)}%`;
  * Whether this machine takes `tip` now. No ramp, a pinned tip, or a tip the machine already
  * has: yes. Otherwise when its bucket is below the ramp's share at the signed time.
  */
-export function decideRollout(i: { ramp: RolloutRamp | null; pin: boolean; tip: string; held: boolean; signedMs: number; fleetId: string; channel: string }): RolloutVerdict {
+export function decideRollout(i: {
+  ramp: RolloutRamp | null;
+  pin: boolean;
+  tip: string;
+  held: boolean;
+  signedMs: number;
+  fleetId: string;
+  channel: string;
+}): RolloutVerdict {
   if (i.ramp === null) return { take: true, machinePercent: null, rampPercent: null, reason: 'no rollout ramp' };
   const machinePercent = rolloutBucket(i.fleetId, i.channel);
   const ramp = rampPercent(i.ramp, i.signedMs);
   if (i.pin) return { take: true, machinePercent, rampPercent: ramp, reason: 'the tip is pinned (a halt applies to every machine at once)' };
   if (i.held) return { take: true, machinePercent, rampPercent: ramp, reason: 'this machine already has the tip' };
-  if (machinePercent < ramp) return { take: true, machinePercent, rampPercent: ramp, reason: `this machine at ${pct(machinePercent)}, the ramp at ${pct(ramp)}` };
+  if (machinePercent < ramp)
+    return { take: true, machinePercent, rampPercent: ramp, reason: `this machine at ${pct(machinePercent)}, the ramp at ${pct(ramp)}` };
   return {
-    take: false, machinePercent, rampPercent: ramp,
+    take: false,
+    machinePercent,
+    rampPercent: ramp,
     reason: `release ${i.tip.slice(0, 12)} waits for the rollout: this machine at ${pct(machinePercent)}, the ramp at ${pct(ramp)}`,
   };
 }

@@ -61,8 +61,11 @@ export function readChannelState(dir: string): ChannelState {
     if ((e as NodeJS.ErrnoException).code === 'ENOENT') return { format: FORMAT, channels: {} };
     throw new StateError(`cannot read ${file}: ${(e as Error).message}; check that the gitroot home is readable`, { cause: e });
   }
-  const bad = (why: string) => new StateError(`${file} is damaged (${why}): restore it, or remove it to forget the channel (which also forgets the newest version seen, so a replayed older manifest would be accepted once)`,
-    { data: { file } });
+  const bad = (why: string) =>
+    new StateError(
+      `${file} is damaged (${why}): restore it, or remove it to forget the channel (which also forgets the newest version seen, so a replayed older manifest would be accepted once)`,
+      { data: { file } },
+    );
   let v: ChannelState;
   try {
     v = JSON.parse(text) as ChannelState;
@@ -71,8 +74,15 @@ export function readChannelState(dir: string): ChannelState {
   }
   if (v.format !== FORMAT || typeof v.channels !== 'object' || v.channels === null) throw bad('not a channel state of this gitroot');
   for (const [name, r] of Object.entries(v.channels)) {
-    if (!Number.isSafeInteger(r.version) || typeof r.payloadSha256 !== 'string' || typeof r.floor !== 'string' || Number.isNaN(Date.parse(r.floor))
-      || typeof r.manifest !== 'string' || typeof r.url !== 'string') throw bad(`channel '${name}' is incomplete`);
+    if (
+      !Number.isSafeInteger(r.version) ||
+      typeof r.payloadSha256 !== 'string' ||
+      typeof r.floor !== 'string' ||
+      Number.isNaN(Date.parse(r.floor)) ||
+      typeof r.manifest !== 'string' ||
+      typeof r.url !== 'string'
+    )
+      throw bad(`channel '${name}' is incomplete`);
   }
   return v;
 }
@@ -93,13 +103,22 @@ export function channelStatusLines(state: ChannelState, follows: string, nowMs: 
   let m: { version?: number; created?: string; expires?: string; tip?: string; pin?: boolean } = {};
   try {
     m = JSON.parse(r.manifest.slice(0, r.manifest.lastIndexOf('-----BEGIN SSH SIGNATURE-----'))) as typeof m;
-  } catch { /* shown without the details */ }
+  } catch {
+    /* shown without the details */
+  }
   const expired = m.expires !== undefined && Date.parse(m.expires) <= Math.max(nowMs, Date.parse(r.floor));
   const lines = [
-    { key: 'channel', value: `${follows} version ${r.version} from ${r.url}, signed ${m.created ?? '?'}, ${expired ? 'EXPIRED' : 'expires'} ${m.expires ?? '?'}${m.pin ? ', pinned' : ''}` },
+    {
+      key: 'channel',
+      value: `${follows} version ${r.version} from ${r.url}, signed ${m.created ?? '?'}, ${expired ? 'EXPIRED' : 'expires'} ${m.expires ?? '?'}${m.pin ? ', pinned' : ''}`,
+    },
     { key: 'channel tip', value: m.tip ?? '?' },
   ];
-  if (expired) lines.push({ key: 'warning', value: 'the channel manifest has expired: the publisher stopped re-signing it, or a server replays it (freeze risk); check the publisher' });
+  if (expired)
+    lines.push({
+      key: 'warning',
+      value: 'the channel manifest has expired: the publisher stopped re-signing it, or a server replays it (freeze risk); check the publisher',
+    });
   if (r.rollout !== null && !r.rollout.take) lines.push({ key: 'rollout', value: r.rollout.reason });
   return lines;
 }

@@ -49,15 +49,14 @@ export function secondsToMs(seconds: number, option = '--wait'): number {
 export function addDirOption(cmd: Command, note?: string, opts: { required?: boolean } = {}): Command {
   const help = `the gitroot home (repo.git, state.json, boot/)${note === undefined ? '' : `; ${note}`}`;
   if (opts.required === true) return cmd.requiredOption('--dir <dir>', help);
-  return cmd.option('--dir <dir>', `${help} (default on a machine gitroot booted: its home, /run/gitroot/home)`)
-    .hook('preAction', (c) => {
-      if (c.opts().dir !== undefined) return;
-      const home = bootedHome();
-      if (home === null) {
-        throw new UsageError(`gitroot ${c.name()} needs --dir: this machine was not booted by gitroot (no /run/gitroot/booted.json), so name the gitroot home`);
-      }
-      c.setOptionValue('dir', home);
-    });
+  return cmd.option('--dir <dir>', `${help} (default on a machine gitroot booted: its home, /run/gitroot/home)`).hook('preAction', (c) => {
+    if (c.opts().dir !== undefined) return;
+    const home = bootedHome();
+    if (home === null) {
+      throw new UsageError(`gitroot ${c.name()} needs --dir: this machine was not booted by gitroot (no /run/gitroot/booted.json), so name the gitroot home`);
+    }
+    c.setOptionValue('dir', home);
+  });
 }
 
 /**
@@ -71,8 +70,10 @@ export function addCmdlineOption(cmd: Command, reads = 'settings'): Command {
 
 /** Adds `--config <path>`, the local config (a file, or a directory of *.conf files and conf.d/); `note` says when it is read. */
 export function addConfigOption(cmd: Command, note?: string): Command {
-  return cmd.option('--config <path>',
-    `config file, or directory of *.conf files and conf.d/ (default ${DEFAULT_CONFIG_PATH})${note === undefined ? '' : `; ${note}`}`);
+  return cmd.option(
+    '--config <path>',
+    `config file, or directory of *.conf files and conf.d/ (default ${DEFAULT_CONFIG_PATH})${note === undefined ? '' : `; ${note}`}`,
+  );
 }
 
 /**
@@ -81,8 +82,12 @@ export function addConfigOption(cmd: Command, note?: string): Command {
  * the help (commander adds the default itself).
  */
 export function addWaitOption(cmd: Command, what: string, defaultSeconds = DEFAULT_WAIT_SECONDS, why?: string): Command {
-  return cmd.option('--wait <seconds>',
-    `wait this long for another gitroot process holding the lock before ${what}${why === undefined ? '' : ` (${why})`}`, parseSeconds, defaultSeconds);
+  return cmd.option(
+    '--wait <seconds>',
+    `wait this long for another gitroot process holding the lock before ${what}${why === undefined ? '' : ` (${why})`}`,
+    parseSeconds,
+    defaultSeconds,
+  );
 }
 
 /** Adds `--json`: `what` goes to stdout as one JSON document and nothing else (notes stay on stderr); `note` adds a condition. */

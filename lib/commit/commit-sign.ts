@@ -19,7 +19,9 @@ export function loadSigningKey(path: string): SigningKey {
   try {
     text = readFileSync(path, 'utf8');
   } catch (e) {
-    throw new UsageError(`--sign-key ${path} cannot be read (${(e as NodeJS.ErrnoException).code ?? e}): give the private key file (e.g. ~/.ssh/id_ed25519)`, { cause: e });
+    throw new UsageError(`--sign-key ${path} cannot be read (${(e as NodeJS.ErrnoException).code ?? e}): give the private key file (e.g. ~/.ssh/id_ed25519)`, {
+      cause: e,
+    });
   }
   try {
     return parseOpenSshPrivateKey(text);
@@ -46,10 +48,14 @@ function gitBytes(args: string[], env: NodeJS.ProcessEnv, input?: Buffer): Promi
     const out: Buffer[] = [];
     let stderr = '';
     child.stdout.on('data', (d: Buffer) => out.push(d));
-    child.stderr.setEncoding('utf8').on('data', (d: string) => { stderr += d; });
+    child.stderr.setEncoding('utf8').on('data', (d: string) => {
+      stderr += d;
+    });
     child.on('error', (e) => reject(gitSpawnFailure(e)));
     child.on('close', (code) => (code === 0 ? resolve(Buffer.concat(out)) : reject(gitFailure(args, { code, stderr }))));
-    child.stdin.on('error', () => { /* exit status tells */ });
+    child.stdin.on('error', () => {
+      /* exit status tells */
+    });
     child.stdin.end(input ?? Buffer.alloc(0));
   });
 }
@@ -65,7 +71,13 @@ export function unsignedBranchName(): string {
  * either way. Returns the signed commit id and the key's fingerprint.
  */
 export async function signAndMove(o: {
-  gitdir: string; env: NodeJS.ProcessEnv; key: SigningKey; unsigned: string; tmpBranch: string; branch: string; parent: string | null;
+  gitdir: string;
+  env: NodeJS.ProcessEnv;
+  key: SigningKey;
+  unsigned: string;
+  tmpBranch: string;
+  branch: string;
+  parent: string | null;
 }): Promise<{ commit: string; keyFingerprint: string }> {
   const g = `--git-dir=${o.gitdir}`;
   try {

@@ -147,8 +147,7 @@ export function identityEnv(env: NodeJS.ProcessEnv): NodeJS.ProcessEnv {
 function checkBranch(branch: string): void {
   const why = branchProblem(branch);
   if (why === null) return;
-  throw new UsageError(`invalid branch name "${branch}" (it ${why}): use a name git accepts, such as master or releases/stable`,
-    { data: { branch } });
+  throw new UsageError(`invalid branch name "${branch}" (it ${why}): use a name git accepts, such as master or releases/stable`, { data: { branch } });
 }
 
 /** An ident line from `git var` (git parses the dates); UsageError if the environment holds a bad one. */
@@ -168,15 +167,17 @@ async function gitdirNeedsInit(gitdir: string, env: NodeJS.ProcessEnv): Promise<
     isDir = (await fs.stat(gitdir)).isDirectory();
   } catch (err) {
     if ((err as NodeJS.ErrnoException).code === 'ENOENT') return true;
-    throw new RepoNotFoundError(`cannot use ${gitdir} as git directory (${(err as NodeJS.ErrnoException).code}): check the path`, { data: { gitdir }, cause: err });
+    throw new RepoNotFoundError(`cannot use ${gitdir} as git directory (${(err as NodeJS.ErrnoException).code}): check the path`, {
+      data: { gitdir },
+      cause: err,
+    });
   }
   if (isDir && (await fs.readdir(gitdir)).length === 0) return true;
   const run = isDir ? await runGit([`--git-dir=${gitdir}`, 'rev-parse', '--git-dir'], { env }) : null;
   if (run === null || run.code !== 0) {
-    throw new RepoNotFoundError(
-      `${gitdir} is not a git repository: give a bare repository, or a path that does not exist yet to create one`,
-      { data: { gitdir } },
-    );
+    throw new RepoNotFoundError(`${gitdir} is not a git repository: give a bare repository, or a path that does not exist yet to create one`, {
+      data: { gitdir },
+    });
   }
   return false;
 }
@@ -190,9 +191,16 @@ class StreamWriter {
   owed = 0;
   private gone = false;
 
-  constructor(private readonly stdin: Writable, private readonly exited: Promise<unknown>) {
-    stdin.on('error', () => { this.gone = true; });
-    const mark = (): void => { this.gone = true; };
+  constructor(
+    private readonly stdin: Writable,
+    private readonly exited: Promise<unknown>,
+  ) {
+    stdin.on('error', () => {
+      this.gone = true;
+    });
+    const mark = (): void => {
+      this.gone = true;
+    };
     exited.then(mark, mark);
   }
 
@@ -204,7 +212,9 @@ class StreamWriter {
     try {
       await Promise.race([
         once(this.stdin, 'drain', { signal: ac.signal }),
-        this.exited.then(() => { throw new FastImportGone(); }),
+        this.exited.then(() => {
+          throw new FastImportGone();
+        }),
       ]);
     } catch (err) {
       throw err instanceof Error && err.name === 'AbortError' ? new FastImportGone() : err;
@@ -254,7 +264,10 @@ async function streamFile(blobs: BlobWriter, f: ScannedFile): Promise<number> {
       try {
         got = (await fh.read(buf, 0, want, pos)).bytesRead;
       } catch (err) {
-        throw new SourceTreeError(`cannot read ${pathToken(f.path)} (${(err as NodeJS.ErrnoException).code}): check the disk and retry`, { data: { path: f.path }, cause: err });
+        throw new SourceTreeError(`cannot read ${pathToken(f.path)} (${(err as NodeJS.ErrnoException).code}): check the disk and retry`, {
+          data: { path: f.path },
+          cause: err,
+        });
       }
       if (got === 0) {
         throw new SourceTreeError(`${pathToken(f.path)} shrank while being read: do not change the tree while committing`, { data: { path: f.path } });
@@ -273,7 +286,9 @@ function directorySource(rootdir: string, onProgress?: (done: number, total: num
   let scan: Awaited<ReturnType<typeof scanTree>> | null = null;
   return {
     describe: rootdir,
-    async prepare() { scan = await scanTree(rootdir); },
+    async prepare() {
+      scan = await scanTree(rootdir);
+    },
     async write(blobs) {
       const { files, manifest, warnings } = scan!;
       // Blobs: each file once; paths of one hardlink group share the first one's blob.
@@ -284,7 +299,10 @@ function directorySource(rootdir: string, onProgress?: (done: number, total: num
       let done = 0;
       for (const f of blobFiles) {
         const shared = f.hardlink === undefined ? undefined : groupMark.get(f.hardlink);
-        if (shared !== undefined) { marks.set(f, shared); continue; }
+        if (shared !== undefined) {
+          marks.set(f, shared);
+          continue;
+        }
         const mark = await streamFile(blobs, f);
         marks.set(f, mark);
         if (f.hardlink !== undefined) groupMark.set(f.hardlink, mark);
@@ -296,7 +314,9 @@ function directorySource(rootdir: string, onProgress?: (done: number, total: num
         warnings,
       };
     },
-    close() { /* nothing held open */ },
+    close() {
+      /* nothing held open */
+    },
   };
 }
 
@@ -316,13 +336,19 @@ async function fastImport(p: ImportPlan): Promise<{ commit: string; content: Tre
   const child = spawn('git', args, { env: p.env, stdio: ['pipe', 'pipe', 'pipe'] });
   let stdout = '';
   let stderr = '';
-  child.stdout.setEncoding('utf8').on('data', (d: string) => { stdout += d; });
-  child.stderr.setEncoding('utf8').on('data', (d: string) => { stderr += d; });
+  child.stdout.setEncoding('utf8').on('data', (d: string) => {
+    stdout += d;
+  });
+  child.stderr.setEncoding('utf8').on('data', (d: string) => {
+    stderr += d;
+  });
   const exited = new Promise<number | null>((res, rej) => {
     child.on('error', (err) => rej(gitSpawnFailure(err)));
     child.on('close', (code) => res(code));
   });
-  exited.catch(() => { /* reported below */ });
+  exited.catch(() => {
+    /* reported below */
+  });
   const w = new StreamWriter(child.stdin, exited);
 
   let next = 1;
@@ -371,8 +397,14 @@ async function fastImport(p: ImportPlan): Promise<{ commit: string; content: Tre
     // stream without a commit so nothing is updated, or kill fast-import if the commit had begun.
     try {
       if (inCommit) child.kill('SIGKILL');
-      else { await w.settle(); await w.write('done\n'); w.end(); }
-    } catch { child.kill('SIGKILL'); }
+      else {
+        await w.settle();
+        await w.write('done\n');
+        w.end();
+      }
+    } catch {
+      child.kill('SIGKILL');
+    }
     await exited.catch(() => undefined);
     throw err;
   }
@@ -427,7 +459,9 @@ export async function commitSource(opts: CommitTargetOptions, source: TreeSource
     // Signing: fast-import writes onto a temporary branch; the signed commit then replaces it.
     const importBranch = signKey === undefined ? branch : unsignedBranchName();
     const imported = await fastImport({
-      gitdir, env, source,
+      gitdir,
+      env,
+      source,
       header: { branch: importBranch, author, committer, message: opts.message ?? `Snapshot of ${source.describe}`, parent },
     });
     let signedBy: string | undefined;
@@ -437,7 +471,10 @@ export async function commitSource(opts: CommitTargetOptions, source: TreeSource
       signedBy = signed.keyFingerprint;
     }
     const tree = await git([g, 'rev-parse', '--verify', `${imported.commit}^{tree}`], { env });
-    const gitWarnings = imported.stderr.split('\n').filter((l) => l.trim() !== '').map((l) => `git fast-import: ${l.trim()}`);
+    const gitWarnings = imported.stderr
+      .split('\n')
+      .filter((l) => l.trim() !== '')
+      .map((l) => `git fast-import: ${l.trim()}`);
     const { content } = imported;
     return {
       commit: imported.commit,

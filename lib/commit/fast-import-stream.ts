@@ -49,7 +49,8 @@ export function commitHeader(c: CommitHeader): string {
     `mark :${c.mark}\n` +
     `author ${c.author}\n` +
     `committer ${c.committer}\n` +
-    dataHeader(Buffer.byteLength(message)) + message +
+    dataHeader(Buffer.byteLength(message)) +
+    message +
     (c.parent ? `from ${c.parent}\n` : '') +
     'deleteall\n'
   );

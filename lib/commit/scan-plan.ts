@@ -7,11 +7,7 @@
 import { isUtf8 } from 'node:buffer';
 import { SourceTreeError } from '../errors/errors.js';
 import { MODE_EXECUTABLE, MODE_FILE, MODE_SYMLINK } from '../store/git-objects.js';
-import {
-  MANIFEST_NAME,
-  compareUtf8, gitDefaultMode, pathToken, visEncode,
-  type EntryType, type ManifestEntry,
-} from '../manifest/mtree.js';
+import { MANIFEST_NAME, compareUtf8, gitDefaultMode, pathToken, visEncode, type EntryType, type ManifestEntry } from '../manifest/mtree.js';
 import { fileTypeBits, S_IFBLK, S_IFCHR, S_IFDIR, S_IFIFO, S_IFLNK, S_IFREG, S_IFSOCK } from '../fsutil/file-mode.js';
 
 /** Git tree modes of what a scan commits. */
@@ -67,8 +63,13 @@ export interface NodeFacts<S = string> {
 }
 
 const FILE_TYPES: ReadonlyMap<number, EntryType | 'socket'> = new Map([
-  [S_IFREG, 'file'], [S_IFDIR, 'dir'], [S_IFLNK, 'link'],
-  [S_IFCHR, 'char'], [S_IFBLK, 'block'], [S_IFIFO, 'fifo'], [S_IFSOCK, 'socket'],
+  [S_IFREG, 'file'],
+  [S_IFDIR, 'dir'],
+  [S_IFLNK, 'link'],
+  [S_IFCHR, 'char'],
+  [S_IFBLK, 'block'],
+  [S_IFIFO, 'fifo'],
+  [S_IFSOCK, 'socket'],
 ] as const);
 
 /** The entry type of an st_mode, 'socket', or null for a type Linux does not have. */
@@ -103,24 +104,19 @@ export function splitDev(dev: bigint): { major: number; minor: number } {
 export function checkName(name: Buffer, parent: string): string {
   if (!isUtf8(name)) {
     const shown = (parent === '' ? './' : pathToken(parent) + '/') + visEncode(name);
-    throw new SourceTreeError(
-      `file name ${shown} is not valid UTF-8: rename it (e.g. with convmv) before committing`,
-      { data: { path: shown } },
-    );
+    throw new SourceTreeError(`file name ${shown} is not valid UTF-8: rename it (e.g. with convmv) before committing`, { data: { path: shown } });
   }
   const s = name.toString('utf8');
   const path = parent === '' ? s : `${parent}/${s}`;
   if (s === '.git') {
-    throw new SourceTreeError(
-      `${pathToken(path)} is a git directory or file, which a git tree cannot contain: remove it or move it out of the tree`,
-      { data: { path } },
-    );
+    throw new SourceTreeError(`${pathToken(path)} is a git directory or file, which a git tree cannot contain: remove it or move it out of the tree`, {
+      data: { path },
+    });
   }
   if (parent === '' && s === MANIFEST_NAME) {
-    throw new SourceTreeError(
-      `${pathToken(path)} exists in the source tree, but gitroot writes its own manifest there: remove or rename it`,
-      { data: { path } },
-    );
+    throw new SourceTreeError(`${pathToken(path)} exists in the source tree, but gitroot writes its own manifest there: remove or rename it`, {
+      data: { path },
+    });
   }
   return s;
 }
@@ -128,10 +124,7 @@ export function checkName(name: Buffer, parent: string): string {
 /** A symlink's target (raw bytes) as a string; SourceTreeError if it is not UTF-8, which git and the manifest need. */
 export function checkLinkTarget(target: Buffer, path: string): string {
   if (!isUtf8(target)) {
-    throw new SourceTreeError(
-      `symlink ${pathToken(path)} points to a name that is not valid UTF-8: change its target before committing`,
-      { data: { path } },
-    );
+    throw new SourceTreeError(`symlink ${pathToken(path)} points to a name that is not valid UTF-8: change its target before committing`, { data: { path } });
   }
   return target.toString('utf8');
 }
@@ -177,12 +170,28 @@ export interface EntryFacts {
 export function planManifestEntry(f: EntryFacts): ManifestEntry | null {
   const e: ManifestEntry = { path: f.path, type: f.type };
   let needed = !f.gitStored;
-  if (!f.gitStored || f.perm !== gitDefaultMode(f.type, f.gitMode)) { e.mode = f.perm; needed = true; }
-  if (!f.gitStored || f.uid !== 0) { e.uid = f.uid; needed = true; }
-  if (!f.gitStored || f.gid !== 0) { e.gid = f.gid; needed = true; }
+  if (!f.gitStored || f.perm !== gitDefaultMode(f.type, f.gitMode)) {
+    e.mode = f.perm;
+    needed = true;
+  }
+  if (!f.gitStored || f.uid !== 0) {
+    e.uid = f.uid;
+    needed = true;
+  }
+  if (!f.gitStored || f.gid !== 0) {
+    e.gid = f.gid;
+    needed = true;
+  }
   if (f.rdev !== undefined && (f.type === 'char' || f.type === 'block')) e.rdev = f.rdev;
-  if (f.hardlink !== undefined) { e.inode = f.hardlink.inode; e.nlink = f.hardlink.nlink; needed = true; }
-  if (f.xattrs !== undefined && f.xattrs.size > 0) { e.xattrs = f.xattrs; needed = true; }
+  if (f.hardlink !== undefined) {
+    e.inode = f.hardlink.inode;
+    e.nlink = f.hardlink.nlink;
+    needed = true;
+  }
+  if (f.xattrs !== undefined && f.xattrs.size > 0) {
+    e.xattrs = f.xattrs;
+    needed = true;
+  }
   return needed ? e : null;
 }
 
@@ -194,12 +203,15 @@ export function planHardlinks(candidates: Array<{ path: string; key: string }>):
   const byKey = new Map<string, string[]>();
   for (const c of candidates) {
     const list = byKey.get(c.key);
-    if (list) list.push(c.path); else byKey.set(c.key, [c.path]);
+    if (list) list.push(c.path);
+    else byKey.set(c.key, [c.path]);
   }
   const groups = [...byKey.values()].filter((g) => g.length > 1).map((g) => g.sort(compareUtf8));
   groups.sort((a, b) => compareUtf8(a[0]!, b[0]!));
   const out = new Map<string, { inode: number; nlink: number }>();
-  groups.forEach((g, i) => { for (const p of g) out.set(p, { inode: i + 1, nlink: g.length }); });
+  groups.forEach((g, i) => {
+    for (const p of g) out.set(p, { inode: i + 1, nlink: g.length });
+  });
   return out;
 }
 
@@ -217,7 +229,9 @@ export function planScan<S>(nodes: NodeFacts<S>[]): ScanResult<S> {
       continue;
     }
     if (type === null) {
-      throw new SourceTreeError(`${pathToken(n.path)} has an unknown file type (st_mode ${n.mode.toString(8)}): remove it from the tree`, { data: { path: n.path } });
+      throw new SourceTreeError(`${pathToken(n.path)} has an unknown file type (st_mode ${n.mode.toString(8)}): remove it from the tree`, {
+        data: { path: n.path },
+      });
     }
     if (n.path === '' && type !== 'dir') {
       const root = typeof n.source === 'string' ? n.source : 'the root "."';
@@ -227,9 +241,7 @@ export function planScan<S>(nodes: NodeFacts<S>[]): ScanResult<S> {
   }
   kept.sort((a, b) => compareUtf8(a.n.path, b.n.path));
 
-  const links = planHardlinks(
-    kept.filter(({ n, type }) => type === 'file' && n.nlink > 1).map(({ n }) => ({ path: n.path, key: `${n.dev}:${n.ino}` })),
-  );
+  const links = planHardlinks(kept.filter(({ n, type }) => type === 'file' && n.nlink > 1).map(({ n }) => ({ path: n.path, key: `${n.dev}:${n.ino}` })));
   const files: ScannedFile<S>[] = [];
   for (const { n, type } of kept) {
     if (type === 'file') {

@@ -22,10 +22,10 @@ function errnoOf(err: unknown): string {
 }
 
 function sourceError(path: string, what: string, err: unknown): SourceTreeError {
-  return new SourceTreeError(
-    `cannot ${what} ${pathToken(path)} (${errnoOf(err)}): make it readable by this user, or remove it from the tree`,
-    { data: { path }, cause: err },
-  );
+  return new SourceTreeError(`cannot ${what} ${pathToken(path)} (${errnoOf(err)}): make it readable by this user, or remove it from the tree`, {
+    data: { path },
+    cause: err,
+  });
 }
 
 /** lstat facts, symlink target and xattrs of one path. */
@@ -38,9 +38,16 @@ async function gather(path: string, source: string): Promise<NodeFacts> {
   }
   const mode = Number(st.mode);
   const n: NodeFacts = {
-    path, source, mode,
-    uid: Number(st.uid), gid: Number(st.gid), rdev: st.rdev, dev: st.dev, ino: st.ino,
-    nlink: Number(st.nlink), size: Number(st.size),
+    path,
+    source,
+    mode,
+    uid: Number(st.uid),
+    gid: Number(st.gid),
+    rdev: st.rdev,
+    dev: st.dev,
+    ino: st.ino,
+    nlink: Number(st.nlink),
+    size: Number(st.size),
   };
   const type = fileTypeOf(mode);
   if (type === 'socket') return n;
@@ -104,11 +111,13 @@ export async function scanTree(rootdir: string): Promise<ScanResult> {
     } catch (err) {
       throw sourceError(dir, 'read directory', err);
     }
-    const children = await Promise.all(names.map((raw) => {
-      const name = checkName(raw, dir);
-      const path = dir === '' ? name : `${dir}/${name}`;
-      return gather(path, `${abs}/${name}`);
-    }));
+    const children = await Promise.all(
+      names.map((raw) => {
+        const name = checkName(raw, dir);
+        const path = dir === '' ? name : `${dir}/${name}`;
+        return gather(path, `${abs}/${name}`);
+      }),
+    );
     for (const c of children) {
       nodes.push(c);
       if (fileTypeOf(c.mode) === 'dir') pending.push(c.path);
@@ -123,8 +132,15 @@ export async function scanTree(rootdir: string): Promise<ScanResult> {
       while (failure === undefined && active < DIR_CONCURRENCY && pending.length > 0) {
         active++;
         readDir(pending.pop()!).then(
-          () => { active--; pump(); },
-          (err: unknown) => { active--; failure ??= err; pump(); },
+          () => {
+            active--;
+            pump();
+          },
+          (err: unknown) => {
+            active--;
+            failure ??= err;
+            pump();
+          },
         );
       }
       if (active === 0 && (failure !== undefined || pending.length === 0)) done();

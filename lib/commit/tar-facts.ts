@@ -38,7 +38,12 @@ export interface TarBlob {
 export type TarNodeFacts = NodeFacts<TarBlob | null>;
 
 const S_IFMT_OF: Readonly<Record<Exclude<TarMemberType, 'hardlink'>, number>> = {
-  file: S_IFREG, dir: S_IFDIR, symlink: S_IFLNK, char: S_IFCHR, block: S_IFBLK, fifo: S_IFIFO,
+  file: S_IFREG,
+  dir: S_IFDIR,
+  symlink: S_IFLNK,
+  char: S_IFCHR,
+  block: S_IFBLK,
+  fifo: S_IFIFO,
 };
 
 /** Mode and owner of a directory that extraction creates on its own (see the header). */
@@ -74,7 +79,12 @@ export function memberPath(name: Buffer, archive: string): string {
     start = i + 1;
     if (part.length === 0 || (part.length === 1 && part[0] === 0x2e)) continue;
     if (part.length === 2 && part[0] === 0x2e && part[1] === 0x2e) {
-      throw memberError(name, archive, 'has a ".." component, which would climb out of the tree', 'archive the tree from its root (tar -C DIR -cf OUT .), without .. in any name');
+      throw memberError(
+        name,
+        archive,
+        'has a ".." component, which would climb out of the tree',
+        'archive the tree from its root (tar -C DIR -cf OUT .), without .. in any name',
+      );
     }
     let s: string;
     try {
@@ -94,13 +104,21 @@ function checkXattrs(m: TarMember, archive: string): void {
   for (const [name, value] of m.xattrs) {
     const bytes = Buffer.byteLength(name);
     if (!XATTR_NAMESPACES.some((ns) => name.startsWith(ns) && name.length > ns.length)) {
-      throw memberError(m.name, archive, `has xattr ${name}, outside the namespaces Linux knows (security., system., trusted., user.)`, 'remove it before archiving; extraction could not set it');
+      throw memberError(
+        m.name,
+        archive,
+        `has xattr ${name}, outside the namespaces Linux knows (security., system., trusted., user.)`,
+        'remove it before archiving; extraction could not set it',
+      );
     }
-    if (bytes > XATTR_NAME_MAX) throw memberError(m.name, archive, `has an xattr name of ${bytes} bytes`, `Linux allows at most ${XATTR_NAME_MAX}; remove it before archiving`);
-    if (value.length > XATTR_SIZE_MAX) throw memberError(m.name, archive, `has xattr ${name} with ${value.length} bytes`, `Linux allows at most ${XATTR_SIZE_MAX}; remove it before archiving`);
+    if (bytes > XATTR_NAME_MAX)
+      throw memberError(m.name, archive, `has an xattr name of ${bytes} bytes`, `Linux allows at most ${XATTR_NAME_MAX}; remove it before archiving`);
+    if (value.length > XATTR_SIZE_MAX)
+      throw memberError(m.name, archive, `has xattr ${name} with ${value.length} bytes`, `Linux allows at most ${XATTR_SIZE_MAX}; remove it before archiving`);
     list += bytes + 1;
   }
-  if (list > XATTR_LIST_MAX) throw memberError(m.name, archive, `has xattr names of over ${XATTR_LIST_MAX} bytes together`, 'Linux allows no more; remove some before archiving');
+  if (list > XATTR_LIST_MAX)
+    throw memberError(m.name, archive, `has xattr names of over ${XATTR_LIST_MAX} bytes together`, 'Linux allows no more; remove some before archiving');
 }
 
 /**
@@ -121,28 +139,47 @@ export class TarTreeFacts {
     const path = memberPath(m.name, this.archive);
     const earlier = this.byPath.get(path);
     if (earlier !== undefined) {
-      throw memberError(m.name, this.archive, `names ${pathToken(path)}, which an earlier member already holds`, 'extraction would keep only the last one; create the archive with each path once');
+      throw memberError(
+        m.name,
+        this.archive,
+        `names ${pathToken(path)}, which an earlier member already holds`,
+        'extraction would keep only the last one; create the archive with each path once',
+      );
     }
     let n: TarNodeFacts;
     if (m.type === 'hardlink') {
       const targetPath = memberPath(m.linkname, this.archive);
       const target = this.byPath.get(targetPath);
       if (target === undefined) {
-        throw memberError(m.name, this.archive, `is a hardlink to ${memberLabel(m.linkname)}, which no member before it holds`, 'put the file itself into the archive before its other names (tar and bsdtar do this when they archive both)');
+        throw memberError(
+          m.name,
+          this.archive,
+          `is a hardlink to ${memberLabel(m.linkname)}, which no member before it holds`,
+          'put the file itself into the archive before its other names (tar and bsdtar do this when they archive both)',
+        );
       }
       if (fileTypeBits(target.mode) === S_IFDIR) {
-        throw memberError(m.name, this.archive, `is a hardlink to the directory ${pathToken(targetPath)}`, 'directories cannot be hardlinked; remove the member');
+        throw memberError(
+          m.name,
+          this.archive,
+          `is a hardlink to the directory ${pathToken(targetPath)}`,
+          'directories cannot be hardlinked; remove the member',
+        );
       }
       n = { ...target, path };
     } else {
       checkXattrs(m, this.archive);
       const perm = m.type === 'symlink' ? 0o777 : m.mode & 0o7777;
       n = {
-        path, source: null,
+        path,
+        source: null,
         mode: S_IFMT_OF[m.type] | perm,
-        uid: m.uid, gid: m.gid,
+        uid: m.uid,
+        gid: m.gid,
         rdev: m.type === 'char' || m.type === 'block' ? joinDev(m.devmajor, m.devminor) : 0n,
-        dev: 0n, ino: this.nextIno++, nlink: 1,
+        dev: 0n,
+        ino: this.nextIno++,
+        nlink: 1,
         size: m.type === 'file' ? m.size : m.type === 'symlink' ? m.linkname.length : 0,
       };
       if (m.type === 'symlink') n.linkTarget = checkLinkTarget(m.linkname, path);
@@ -174,7 +211,10 @@ export class TarTreeFacts {
       for (let p = n.path; p !== '';) {
         p = parentOf(p);
         const up = this.byPath.get(p);
-        if (up === undefined) { addImplicit(p); continue; }
+        if (up === undefined) {
+          addImplicit(p);
+          continue;
+        }
         if (fileTypeBits(up.mode) !== S_IFDIR) {
           const what = fileTypeBits(up.mode) === S_IFLNK ? 'a symlink' : 'not a directory';
           throw new SourceTreeError(

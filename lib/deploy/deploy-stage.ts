@@ -150,9 +150,7 @@ export async function stageRevision(opts: StageRevisionOptions): Promise<StageRe
   if (!Number.isInteger(opts.tries) || opts.tries < 1 || opts.tries > 100) {
     throw new UsageError(`gitroot.tries must be a whole number from 1 to 100, not ${opts.tries}`);
   }
-  const bootloader = typeof opts.bootloader === 'string'
-    ? createBootloader(opts.bootloader, { homeDir: dir, bootDir: opts.bootDir })
-    : opts.bootloader;
+  const bootloader = typeof opts.bootloader === 'string' ? createBootloader(opts.bootloader, { homeDir: dir, bootDir: opts.bootDir }) : opts.bootloader;
   const repo = opts.repo ?? repoPath(dir);
   const now = opts.now ?? new Date();
 
@@ -184,32 +182,50 @@ export async function stageRevision(opts: StageRevisionOptions): Promise<StageRe
       if (selection.kernel !== null) {
         const kernel = selection.kernel;
         if (selection.initrd === null && opts.requireInitrd !== false) {
-          throw new ObjectCorruptError(`find kernel: revision ${sha} has ${kernel.path} but no initrd ` +
-            `(initrd.img${kernel.version === null ? '' : `-${kernel.version}`} in boot/): gitroot boots through its initramfs; ` +
-            'commit the initrd with the kernel', { data: { step: 'find kernel', path: kernel.path } });
+          throw new ObjectCorruptError(
+            `find kernel: revision ${sha} has ${kernel.path} but no initrd ` +
+              `(initrd.img${kernel.version === null ? '' : `-${kernel.version}`} in boot/): gitroot boots through its initramfs; ` +
+              'commit the initrd with the kernel',
+            { data: { step: 'find kernel', path: kernel.path } },
+          );
         }
         const files = await stepAsync('stage kernel', () => stageKernel({ dir, sha, store, selection: { ...selection, kernel } }));
         if (!files.reused && planRetention(state).kernelDirs.has(sha) === false) created = sha;
         staged = {
-          kernelDir: files.kernelDir, kernel: files.kernel, initrd: files.initrd, kernelVersion: files.kernelVersion,
-          kernelSource: files.kernelSource, options, stagedAt,
+          kernelDir: files.kernelDir,
+          kernel: files.kernel,
+          initrd: files.initrd,
+          kernelVersion: files.kernelVersion,
+          kernelSource: files.kernelSource,
+          options,
+          stagedAt,
         };
         kept = false;
       } else {
         const donor = kernelDonors(state).find((s) => kernelFilesExist(dir, s));
         if (donor === undefined && bootloader.name !== 'none') {
-          throw new ConfigError(`find kernel: revision ${sha} has no kernel (boot/vmlinuz-<version>) and no kernel was staged ` +
-            `before, but gitroot.bootloader=${bootloader.name} needs one: commit a kernel and initrd in boot/, ` +
-            'or set gitroot.bootloader=none', { data: { step: 'find kernel' } });
+          throw new ConfigError(
+            `find kernel: revision ${sha} has no kernel (boot/vmlinuz-<version>) and no kernel was staged ` +
+              `before, but gitroot.bootloader=${bootloader.name} needs one: commit a kernel and initrd in boot/, ` +
+              'or set gitroot.bootloader=none',
+            { data: { step: 'find kernel' } },
+          );
         }
         staged = {
-          kernelDir: donor?.kernelDir ?? null, kernel: donor?.kernel ?? null, initrd: donor?.initrd ?? null,
-          kernelVersion: donor?.kernelVersion ?? null, kernelSource: donor?.kernelSource ?? null, options, stagedAt,
+          kernelDir: donor?.kernelDir ?? null,
+          kernel: donor?.kernel ?? null,
+          initrd: donor?.initrd ?? null,
+          kernelVersion: donor?.kernelVersion ?? null,
+          kernelSource: donor?.kernelSource ?? null,
+          options,
+          stagedAt,
         };
         kept = true;
-        warnings.push(donor === undefined
-          ? `revision ${sha} has no kernel: the boot loader's current kernel stays`
-          : `revision ${sha} has no kernel: it keeps kernel ${donor.kernelVersion ?? donor.kernelSource ?? ''} of ${donor.kernelDir}`);
+        warnings.push(
+          donor === undefined
+            ? `revision ${sha} has no kernel: the boot loader's current kernel stays`
+            : `revision ${sha} has no kernel: it keeps kernel ${donor.kernelVersion ?? donor.kernelSource ?? ''} of ${donor.kernelDir}`,
+        );
       }
     } finally {
       store.close();
@@ -218,9 +234,13 @@ export async function stageRevision(opts: StageRevisionOptions): Promise<StageRe
     const next = planStagedState(state, sha, staged, opts.tries, now);
     const r = applyStateChange({ dir, lock, bootloader, before: state, next, created });
     return {
-      action: 'stage', revision: sha, reason: decision.reason,
+      action: 'stage',
+      revision: sha,
+      reason: decision.reason,
       kernel: { kernelDir: staged.kernelDir, source: staged.kernelSource, version: staged.kernelVersion, kept },
-      state: next, plan: r.plan, warnings: [...warnings, ...r.warnings],
+      state: next,
+      plan: r.plan,
+      warnings: [...warnings, ...r.warnings],
     };
   });
 }

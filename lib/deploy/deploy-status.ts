@@ -97,7 +97,9 @@ export function readStatus(dir: string, opts: StatusOptions): DeployStatus {
 /** The tags recorded for `revisions` (name from the tag object); unreadable ones are a warning. */
 function readTags(dir: string, revisions: (string | null)[], warnings: string[]): DeployStatus['tags'] {
   const repo = repoPath(dir);
-  const found = revisions.filter((r): r is string => r !== null).map((r) => [r, readRef(repo, tagRefName(r))] as const)
+  const found = revisions
+    .filter((r): r is string => r !== null)
+    .map((r) => [r, readRef(repo, tagRefName(r))] as const)
     .filter((x): x is readonly [string, string] => x[1] !== null);
   const out: DeployStatus['tags'] = {};
   if (found.length === 0) return out;
@@ -159,11 +161,17 @@ function fetchLine(f: LastFetch | null): string {
 export function formatStatus(status: DeployStatus): string {
   const rows: [string, string][] = [
     ['booted', bootedLine(status, status.booted)],
-    ...(status.live === null || status.live.running === status.live.booted ? [] : [['running', `${bootedLine(status, status.running)}  live since ${status.live.since}`] as [string, string]]),
+    ...(status.live === null || status.live.running === status.live.booted
+      ? []
+      : [['running', `${bootedLine(status, status.running)}  live since ${status.live.since}`] as [string, string]]),
     ['good', status.good === null ? '-' : `${status.good}${kernelNote(status, status.good)}`],
-    ['pending', status.pending === null ? '-'
-      : `${status.pending.revision}  (${status.pending.triesLeft} of ${status.pending.tries} tries left, staged ${status.pending.stagedAt})` +
-        kernelNote(status, status.pending.revision)],
+    [
+      'pending',
+      status.pending === null
+        ? '-'
+        : `${status.pending.revision}  (${status.pending.triesLeft} of ${status.pending.tries} tries left, staged ${status.pending.stagedAt})` +
+          kernelNote(status, status.pending.revision),
+    ],
     ['failed', status.failed.length === 0 ? '-' : status.failed[0]],
     ...status.failed.slice(1).map((f): [string, string] => ['', f]),
     ['previous good', status.previousGood.length === 0 ? '-' : status.previousGood[0]],

@@ -360,12 +360,19 @@ export async function stageKernel(opts: StageKernelOptions): Promise<StagedKerne
   const bootDir = bootFilesDir(dir);
   const final = join(bootDir, sha);
   const result = {
-    kernelDir: sha, kernel: KERNEL_FILE, initrd: initrd === null ? null : INITRD_FILE,
-    kernelVersion: kernel.version, kernelSource: kernel.path,
+    kernelDir: sha,
+    kernel: KERNEL_FILE,
+    initrd: initrd === null ? null : INITRD_FILE,
+    kernelVersion: kernel.version,
+    kernelSource: kernel.path,
   };
-  const have = step('check staged kernel', () => existsSync(final)
-    && sizeOrNull(join(final, KERNEL_FILE)) === kernel.size
-    && (initrd === null ? !existsSync(join(final, INITRD_FILE)) : sizeOrNull(join(final, INITRD_FILE)) === initrd.size));
+  const have = step(
+    'check staged kernel',
+    () =>
+      existsSync(final) &&
+      sizeOrNull(join(final, KERNEL_FILE)) === kernel.size &&
+      (initrd === null ? !existsSync(join(final, INITRD_FILE)) : sizeOrNull(join(final, INITRD_FILE)) === initrd.size),
+  );
   if (have) return { ...result, reused: true };
 
   step('check space for kernel', () => {
@@ -378,8 +385,10 @@ export async function stageKernel(opts: StageKernelOptions): Promise<StagedKerne
       await copyBlob(store, kernel.oid, join(tmp, KERNEL_FILE));
       const why = checkKernelImage(readHead(join(tmp, KERNEL_FILE)), kernel.size);
       if (why !== null) {
-        throw new ObjectCorruptError(`${kernel.path} in revision ${sha} is not a kernel: ${why}; ` +
-          'fix the release (commit a real kernel) or stage another revision', { data: { path: kernel.path, reason: why } });
+        throw new ObjectCorruptError(
+          `${kernel.path} in revision ${sha} is not a kernel: ${why}; ` + 'fix the release (commit a real kernel) or stage another revision',
+          { data: { path: kernel.path, reason: why } },
+        );
       }
     });
     if (initrd !== null) {
@@ -387,8 +396,10 @@ export async function stageKernel(opts: StageKernelOptions): Promise<StagedKerne
         await copyBlob(store, initrd.oid, join(tmp, INITRD_FILE));
         const why = checkInitrdImage(readHead(join(tmp, INITRD_FILE)), initrd.size);
         if (why !== null) {
-          throw new ObjectCorruptError(`${initrd.path} in revision ${sha} is not an initrd: ${why}; ` +
-            'fix the release (commit a real initramfs) or stage another revision', { data: { path: initrd.path, reason: why } });
+          throw new ObjectCorruptError(
+            `${initrd.path} in revision ${sha} is not an initrd: ${why}; ` + 'fix the release (commit a real initramfs) or stage another revision',
+            { data: { path: initrd.path, reason: why } },
+          );
         }
       });
     }

@@ -57,7 +57,12 @@ export interface ExportResult {
 const OUTPUT_CHUNK = 1 << 20;
 
 const TYPE_OF: ReadonlyMap<number, TarMemberType> = new Map([
-  [S_IFREG, 'file'], [S_IFDIR, 'dir'], [S_IFLNK, 'symlink'], [S_IFCHR, 'char'], [S_IFBLK, 'block'], [S_IFIFO, 'fifo'],
+  [S_IFREG, 'file'],
+  [S_IFDIR, 'dir'],
+  [S_IFLNK, 'symlink'],
+  [S_IFCHR, 'char'],
+  [S_IFBLK, 'block'],
+  [S_IFIFO, 'fifo'],
 ] as const);
 
 /** Collects small writes into pieces of OUTPUT_CHUNK bytes for `write`. */
@@ -66,7 +71,10 @@ class ArchiveOutput {
   private buf = Buffer.allocUnsafe(OUTPUT_CHUNK);
   private len = 0;
 
-  constructor(private readonly write: (chunk: Buffer) => Promise<void>, private readonly label: string) {}
+  constructor(
+    private readonly write: (chunk: Buffer) => Promise<void>,
+    private readonly label: string,
+  ) {}
 
   /** Bytes added so far, handed on or not. */
   get written(): number {
@@ -91,8 +99,12 @@ class ArchiveOutput {
       await this.write(piece);
     } catch (err) {
       const code = (err as NodeJS.ErrnoException).code ?? 'EIO';
-      if (code === 'ENOSPC') throw new NoSpaceError(`no space left to write the archive to ${this.label}: free space there, or write it elsewhere with -o`, { cause: err });
-      throw new OutputError(`cannot write the archive to ${this.label} (${code}): check that the file can be written, or that the program reading it is still running`, { cause: err });
+      if (code === 'ENOSPC')
+        throw new NoSpaceError(`no space left to write the archive to ${this.label}: free space there, or write it elsewhere with -o`, { cause: err });
+      throw new OutputError(
+        `cannot write the archive to ${this.label} (${code}): check that the file can be written, or that the program reading it is still running`,
+        { cause: err },
+      );
     }
     this.bytes += piece.length;
   }
@@ -195,8 +207,12 @@ export async function exportTarToFile(opts: { gitdir: string; rev: string; file:
   let done = false;
   try {
     const result = await exportTar({
-      gitdir: opts.gitdir, rev: opts.rev, outputLabel: file,
-      write: async (chunk) => { for (let off = 0; off < chunk.length;) off += (await fh.write(chunk, off)).bytesWritten; },
+      gitdir: opts.gitdir,
+      rev: opts.rev,
+      outputLabel: file,
+      write: async (chunk) => {
+        for (let off = 0; off < chunk.length;) off += (await fh.write(chunk, off)).bytesWritten;
+      },
     });
     try {
       await fh.sync();

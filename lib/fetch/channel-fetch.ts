@@ -43,8 +43,18 @@ import { acquireFetchLock } from './fetch-lock.js';
 import { DEFAULT_LOCK_WAIT_MS } from '../fsutil/process-lock.js';
 import { receivePack } from './pack-receive.js';
 import type { SidebandPiece } from './pkt-line.js';
-import { FETCH_TMP_DIR, KEEP_MARKER, type ObjectsEnv, cleanupStale, ensureRepo, installPack, isComplete, localTips,
-  recordRefs, uninstallPack } from './repo-fetch.js';
+import {
+  FETCH_TMP_DIR,
+  KEEP_MARKER,
+  type ObjectsEnv,
+  cleanupStale,
+  ensureRepo,
+  installPack,
+  isComplete,
+  localTips,
+  recordRefs,
+  uninstallPack,
+} from './repo-fetch.js';
 import { type DownloadReport, type SmallGet, type StaticHttpOptions, downloadResumable, getSmall, removePartial } from './static-http.js';
 
 /** The manifest URL of a channel remote (its directory, with or without a trailing slash). */
@@ -110,15 +120,30 @@ export interface ChannelFetchResult {
   manifest: { url: string; version: number; created: string; expires: string; tip: string; pin: boolean; notModified: boolean; keyFingerprint: string };
   rollout: RolloutVerdict;
   /** The bundles planned (all of them in a dry run) and what downloading them took. */
-  download: { bytes: number; bundles: { id: string; kind: string; size: number; report?: DownloadReport }[]; received: number; requests: number; interruptions: number; discarded: number };
+  download: {
+    bytes: number;
+    bundles: { id: string; kind: string; size: number; report?: DownloadReport }[];
+    received: number;
+    requests: number;
+    interruptions: number;
+    discarded: number;
+  };
 }
 
 /** Step 1: the manifest text (from the answer, or the kept copy for a 304). */
-async function readManifest(o: ChannelFetchOptions, kept: ChannelRecord | undefined, count: (n: number) => void): Promise<{ text: Buffer; url: string; etag: string | null; notModified: boolean }> {
+async function readManifest(
+  o: ChannelFetchOptions,
+  kept: ChannelRecord | undefined,
+  count: (n: number) => void,
+): Promise<{ text: Buffer; url: string; etag: string | null; notModified: boolean }> {
   const url = manifestUrlOf(o.remote);
-  const got = o.probe?.got ?? await getSmall(url, { etag: kept?.url === url ? kept.etag : null, maxBytes: MAX_MANIFEST_BYTES }, { ...o.http, onBytes: count });
+  const got =
+    o.probe?.got ?? (await getSmall(url, { etag: kept?.url === url ? kept.etag : null, maxBytes: MAX_MANIFEST_BYTES }, { ...o.http, onBytes: count }));
   if (got.status === 'missing') {
-    throw new RemoteError(`there is no channel manifest at ${redactUrl(url)} (HTTP ${got.code}): check gitroot.remote, or publish the channel with 'gitroot publish'`, { data: { url: redactUrl(url) } });
+    throw new RemoteError(
+      `there is no channel manifest at ${redactUrl(url)} (HTTP ${got.code}): check gitroot.remote, or publish the channel with 'gitroot publish'`,
+      { data: { url: redactUrl(url) } },
+    );
   }
   if (got.status === 'not-modified') {
     if (kept === undefined) throw new RemoteError(`${redactUrl(url)} answered 304 Not Modified to a request without a validator: the server is broken`);
@@ -129,18 +154,30 @@ async function readManifest(o: ChannelFetchOptions, kept: ChannelRecord | undefi
 }
 
 /** Steps 2-4: signature, freshness, then the record (not in a dry run). */
-async function acceptManifest(o: ChannelFetchOptions, m: { text: Buffer; url: string; etag: string | null }, kept: ChannelRecord | undefined,
-  nowMs: number): Promise<VerifiedManifest> {
+async function acceptManifest(
+  o: ChannelFetchOptions,
+  m: { text: Buffer; url: string; etag: string | null },
+  kept: ChannelRecord | undefined,
+  nowMs: number,
+): Promise<VerifiedManifest> {
   const shown = redactUrl(m.url);
   const v = verifyManifest(m.text, o.signers, shown);
   const payloadSha256 = createHash('sha256').update(splitManifest(m.text).payload).digest('hex');
   const seen = kept === undefined ? null : { version: kept.version, payloadSha256: kept.payloadSha256, floorMs: Date.parse(kept.floor) };
   const fresh = checkFreshness({
-    channel: v.manifest.channel, version: v.manifest.version, payloadSha256, createdMs: v.createdMs, expiresMs: v.expiresMs, follows: o.follows, seen, nowMs,
+    channel: v.manifest.channel,
+    version: v.manifest.version,
+    payloadSha256,
+    createdMs: v.createdMs,
+    expiresMs: v.expiresMs,
+    follows: o.follows,
+    seen,
+    nowMs,
   });
   if (!fresh.ok) {
-    throw new TrustError(`refusing channel manifest ${shown} (version ${v.manifest.version}): ${fresh.reason}`,
-      { data: { why: fresh.why, url: shown, version: v.manifest.version, seenVersion: kept?.version ?? null, expires: v.manifest.expires } });
+    throw new TrustError(`refusing channel manifest ${shown} (version ${v.manifest.version}): ${fresh.reason}`, {
+      data: { why: fresh.why, url: shown, version: v.manifest.version, seenVersion: kept?.version ?? null, expires: v.manifest.expires },
+    });
   }
   if (o.mode !== 'dry-run') {
     await withLock(o.dir, { waitMs: o.lockWaitMs ?? DEFAULT_LOCK_WAIT_MS, command: 'gitroot fetch' }, (lock) => {
@@ -148,11 +185,19 @@ async function acceptManifest(o: ChannelFetchOptions, m: { text: Buffer; url: st
       const prev = state.channels[o.follows];
       // Re-checked under the lock: another fetch may have accepted a newer one meanwhile.
       if (prev !== undefined && prev.version > v.manifest.version) {
-        throw new TrustError(`refusing channel manifest ${shown} (version ${v.manifest.version}): version ${prev.version} was accepted meanwhile`, { data: { why: 'rollback' } });
+        throw new TrustError(`refusing channel manifest ${shown} (version ${v.manifest.version}): version ${prev.version} was accepted meanwhile`, {
+          data: { why: 'rollback' },
+        });
       }
       state.channels[o.follows] = {
-        url: m.url, version: v.manifest.version, payloadSha256, floor: isoSeconds(fresh.floorMs), etag: m.etag,
-        manifest: m.text.toString('latin1'), checkedAt: isoSeconds(nowMs), rollout: prev?.rollout ?? null,
+        url: m.url,
+        version: v.manifest.version,
+        payloadSha256,
+        floor: isoSeconds(fresh.floorMs),
+        etag: m.etag,
+        manifest: m.text.toString('latin1'),
+        checkedAt: isoSeconds(nowMs),
+        rollout: prev?.rollout ?? null,
       };
       writeChannelState(lock, o.dir, state);
     });
@@ -203,7 +248,8 @@ function checkedHeader(file: string, b: ManifestBundle, shown: string) {
     closeSync(fd);
   }
   const h = parseBundleHeader(head.subarray(0, n));
-  const bad = (why: string) => new RemoteError(`bundle ${b.id} from ${shown} is not what the manifest says: ${why}; the publisher must publish it again`, { data: { bundle: b.id } });
+  const bad = (why: string) =>
+    new RemoteError(`bundle ${b.id} from ${shown} is not what the manifest says: ${why}; the publisher must publish it again`, { data: { bundle: b.id } });
   if (typeof h === 'string') throw bad(h);
   if (h.refs.length !== 1 || h.refs[0]!.oid !== b.tip) throw bad(`it brings ${h.refs.map((r) => r.oid).join(', ')}, not ${b.tip}`);
   if ([...h.prerequisites].sort().join() !== [...b.prerequisites].sort().join()) throw bad('its prerequisites differ');
@@ -219,7 +265,9 @@ export async function fetchChannel(o: ChannelFetchOptions): Promise<ChannelFetch
   const started = performance.now();
   const nowMs = o.nowMs ?? Date.now();
   let bytes = 0;
-  const count = (n: number) => { bytes += n; };
+  const count = (n: number) => {
+    bytes += n;
+  };
   o.onProgress?.({ phase: 'refs', bytes });
   const kept = readChannelState(o.dir).channels[o.follows];
   const m = await readManifest(o, kept, count);
@@ -231,11 +279,31 @@ export async function fetchChannel(o: ChannelFetchOptions): Promise<ChannelFetch
   const target = o.pinSha ?? man.tip;
   const pin = o.pinSha !== null || man.pin;
   if (o.pinSha !== null && !man.bundles.some((b) => b.tip === o.pinSha) && !o.held.includes(o.pinSha)) {
-    throw new RemoteError(`update-revision=${o.pinSha} is not a release the channel at ${shown} lists: pin one of its releases, or publish it (gitroot publish --pin)`, { data: { sha: o.pinSha } });
+    throw new RemoteError(
+      `update-revision=${o.pinSha} is not a release the channel at ${shown} lists: pin one of its releases, or publish it (gitroot publish --pin)`,
+      { data: { sha: o.pinSha } },
+    );
   }
-  const rollout = decideRollout({ ramp: o.pinSha !== null ? null : man.rollout, pin, tip: target, held: o.held.includes(target), signedMs: v.createdMs, fleetId: o.fleetId, channel: man.channel });
+  const rollout = decideRollout({
+    ramp: o.pinSha !== null ? null : man.rollout,
+    pin,
+    tip: target,
+    held: o.held.includes(target),
+    signedMs: v.createdMs,
+    fleetId: o.fleetId,
+    channel: man.channel,
+  });
   await recordRollout(o, target, rollout);
-  const manifest = { url: redactUrl(m.url), version: man.version, created: man.created, expires: man.expires, tip: man.tip, pin: man.pin, notModified: m.notModified, keyFingerprint: v.keyFingerprint };
+  const manifest = {
+    url: redactUrl(m.url),
+    version: man.version,
+    created: man.created,
+    expires: man.expires,
+    tip: man.tip,
+    pin: man.pin,
+    notModified: m.notModified,
+    keyFingerprint: v.keyFingerprint,
+  };
   const base = { commit: target, pin, objects: 0, manifest, rollout };
   const nothing = { bytes: 0, bundles: [], received: 0, requests: 0, interruptions: 0, discarded: 0 };
   const ref = fetchedRefName(o.pinSha !== null ? { sha: o.pinSha } : { branch: o.follows });
@@ -245,9 +313,23 @@ export async function fetchChannel(o: ChannelFetchOptions): Promise<ChannelFetch
   const { has } = presentCommits(o.gitdir, man.bundles);
   const plan = planBundles(man.bundles, has, target);
   if (plan.action === 'unreachable') throw new RemoteError(`channel ${shown}: ${plan.reason}`, { data: { url: shown } });
-  const planned: ChannelFetchResult['download'] = { bytes: plan.bytes, bundles: plan.bundles.map((b) => ({ id: b.id, kind: b.kind, size: b.size })), received: 0, requests: 0, interruptions: 0, discarded: 0 };
+  const planned: ChannelFetchResult['download'] = {
+    bytes: plan.bytes,
+    bundles: plan.bundles.map((b) => ({ id: b.id, kind: b.kind, size: b.size })),
+    received: 0,
+    requests: 0,
+    interruptions: 0,
+    discarded: 0,
+  };
   if (o.mode === 'dry-run') {
-    return { ...base, outcome: plan.action === 'up-to-date' ? 'up-to-date' : 'dry-run', bytes, durationMs: performance.now() - started, ref: null, download: planned };
+    return {
+      ...base,
+      outcome: plan.action === 'up-to-date' ? 'up-to-date' : 'dry-run',
+      bytes,
+      durationMs: performance.now() - started,
+      ref: null,
+      download: planned,
+    };
   }
 
   await ensureRepo(o.gitdir);
@@ -268,14 +350,25 @@ export async function fetchChannel(o: ChannelFetchOptions): Promise<ChannelFetch
       const url = o.remote.replace(/\/+$/, '') + '/' + b.uri;
       const t0 = Date.now();
       let got = 0;
-      const report = await downloadResumable(url, file, { size: b.size, sha256: b.sha256 }, {
-        ...o.http,
-        onBytes: (n) => {
-          count(n);
-          got += n;
-          o.onProgress?.({ phase: 'download', bytes, objects: i, totalObjects: plan.bundles.length, bytesPerSecond: got / Math.max(0.001, (Date.now() - t0) / 1000) });
+      const report = await downloadResumable(
+        url,
+        file,
+        { size: b.size, sha256: b.sha256 },
+        {
+          ...o.http,
+          onBytes: (n) => {
+            count(n);
+            got += n;
+            o.onProgress?.({
+              phase: 'download',
+              bytes,
+              objects: i,
+              totalObjects: plan.bundles.length,
+              bytesPerSecond: got / Math.max(0.001, (Date.now() - t0) / 1000),
+            });
+          },
         },
-      });
+      );
       planned.bundles[i]!.report = report;
       planned.received += report.received;
       planned.requests += report.requests;
@@ -294,8 +387,12 @@ export async function fetchChannel(o: ChannelFetchOptions): Promise<ChannelFetch
       const h = checkedHeader(files[i]!, b, shown);
       o.onProgress?.({ phase: 'index', bytes, objects: i, totalObjects: plan.bundles.length });
       const received = await receivePack(packOf(files[i]!, h.packOffset), {
-        gitdir: o.gitdir, quarantine: where.quarantine!, alternates: [path.join(o.gitdir, 'objects')],
-        keepMessage: `${KEEP_MARKER} ${b.tip} pid ${process.pid}`, source: `bundle ${b.id} from ${shown}`, signal: o.http.signal,
+        gitdir: o.gitdir,
+        quarantine: where.quarantine!,
+        alternates: [path.join(o.gitdir, 'objects')],
+        keepMessage: `${KEEP_MARKER} ${b.tip} pid ${process.pid}`,
+        source: `bundle ${b.id} from ${shown}`,
+        signal: o.http.signal,
       });
       objects += received.objects;
       packFiles.push(...received.files.filter((f) => !packFiles.includes(f)));
@@ -303,7 +400,9 @@ export async function fetchChannel(o: ChannelFetchOptions): Promise<ChannelFetch
     // Step 9: complete?
     const { tips } = presentCommits(o.gitdir, []);
     if (!(await isComplete(where, target, tips))) {
-      throw new RemoteError(`the bundles of ${shown} do not bring everything ${target} needs: the channel is damaged; publish it again`, { data: { sha: target } });
+      throw new RemoteError(`the bundles of ${shown} do not bring everything ${target} needs: the channel is damaged; publish it again`, {
+        data: { sha: target },
+      });
     }
     // Step 10: install and record.
     const installed = installPack(o.gitdir, packFiles);
@@ -321,7 +420,9 @@ export async function fetchChannel(o: ChannelFetchOptions): Promise<ChannelFetch
     if (tmpRoot !== null) rmSync(tmpRoot, { recursive: true, force: true, maxRetries: 3 });
     try {
       rmdirSync(path.join(o.gitdir, FETCH_TMP_DIR));
-    } catch { /* absent, or another quarantine in it */ }
+    } catch {
+      /* absent, or another quarantine in it */
+    }
     lock.release();
   }
 }

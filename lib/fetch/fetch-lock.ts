@@ -28,8 +28,9 @@ export async function acquireFetchLock(gitdir: string, opts: { waitMs?: number; 
     command: opts.command ?? 'gitroot fetch',
     lockedError: (p, owner) => {
       const who = owner === null ? 'another process' : `process ${owner.pid} ('${owner.command}', since ${owner.acquiredAt})`;
-      return new LockedError(`another fetch into ${gitdir} is running: ${who} holds ${p}; wait for it to finish or retry later`,
-        { data: { lock: p, pid: owner?.pid ?? null, command: owner?.command ?? null } });
+      return new LockedError(`another fetch into ${gitdir} is running: ${who} holds ${p}; wait for it to finish or retry later`, {
+        data: { lock: p, pid: owner?.pid ?? null, command: owner?.command ?? null },
+      });
     },
   });
   return { path: file, release: () => releaseLock(held) };

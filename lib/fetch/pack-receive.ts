@@ -96,7 +96,9 @@ const PACK_NAME_LINE = new RegExp(`^(?:pack|keep)\t(${OID_PATTERN})$`, 'm');
  * backpressure. Without mkfifo it falls back to Node's socket pipe.
  */
 function openPackInput(fifo: string): {
-  childEnd: number | 'pipe'; writer: Writable | null; afterSpawn: () => void;
+  childEnd: number | 'pipe';
+  writer: Writable | null;
+  afterSpawn: () => void;
 } {
   const fallback = { childEnd: 'pipe' as const, writer: null, afterSpawn: () => {} };
   if (spawnSync('mkfifo', ['-m', '600', fifo], { stdio: 'ignore' }).status !== 0) return fallback;
@@ -112,7 +114,11 @@ function openPackInput(fifo: string): {
     return fallback;
   } finally {
     // Both ends are open (or given up): the name is not needed any more.
-    try { unlinkSync(fifo); } catch { /* gone */ }
+    try {
+      unlinkSync(fifo);
+    } catch {
+      /* gone */
+    }
   }
 }
 
@@ -131,15 +137,27 @@ class IndexPack {
   exited = false;
   stdinError: unknown = null;
 
-  private constructor(private readonly child: ChildProcess, stdin: Writable) {
+  private constructor(
+    private readonly child: ChildProcess,
+    stdin: Writable,
+  ) {
     this.stdin = stdin;
-    child.stdout!.setEncoding('utf8').on('data', (d: string) => { this.stdout += d; });
+    child.stdout!.setEncoding('utf8').on('data', (d: string) => {
+      this.stdout += d;
+    });
     child.stderr!.setEncoding('utf8').on('data', (d: string) => this.onStderr(d));
     this.exit = new Promise<number | null>((resolve) => {
-      child.on('error', (err) => { this.spawnError = err; });
-      child.on('close', (code) => { this.exited = true; resolve(code); });
+      child.on('error', (err) => {
+        this.spawnError = err;
+      });
+      child.on('close', (code) => {
+        this.exited = true;
+        resolve(code);
+      });
     });
-    stdin.on('error', (err) => { this.stdinError = err; });
+    stdin.on('error', (err) => {
+      this.stdinError = err;
+    });
   }
 
   /** Starts `git index-pack --stdin --fix-thin --keep` with the quarantine as object directory. */
@@ -212,20 +230,25 @@ class IndexPack {
     const line = firstErrorLine(stderr.replace(/\r/g, '\n'));
     if (/No space left on device|ENOSPC/i.test(stderr)) {
       // The quarantine is removed by the caller: nothing of this attempt stays (docs/prune.md).
-      return new NoSpaceError(`no space left in ${opts.quarantine} while storing the pack (the disk filled up after ` +
-        `${stream.packBytes} bytes of it; nothing was kept): free space on that filesystem (e.g. 'gitroot prune') and fetch again`,
-        { data: { stderr, exitCode: code, packBytes: stream.packBytes } });
+      return new NoSpaceError(
+        `no space left in ${opts.quarantine} while storing the pack (the disk filled up after ` +
+          `${stream.packBytes} bytes of it; nothing was kept): free space on that filesystem (e.g. 'gitroot prune') and fetch again`,
+        { data: { stderr, exitCode: code, packBytes: stream.packBytes } },
+      );
     }
-    return new NetworkError(`${opts.source} sent a damaged or incomplete pack (git index-pack: ${line}): try again later; if it persists, repack the server repository`,
-      { data: { stderr, exitCode: code, url: opts.source, serverMessages: stream.serverText } });
+    return new NetworkError(
+      `${opts.source} sent a damaged or incomplete pack (git index-pack: ${line}): try again later; if it persists, repack the server repository`,
+      { data: { stderr, exitCode: code, url: opts.source, serverMessages: stream.serverText } },
+    );
   }
 
   /** The pack's name (hex checksum) from index-pack's output. */
   packName(): string {
     const m = PACK_NAME_LINE.exec(this.stdout);
     if (m === null) {
-      throw new ObjectCorruptError(`git index-pack gave no pack name (output "${this.stdout.trim().slice(0, 80)}"): report this`,
-        { data: { stdout: this.stdout, stderr: this.stderr } });
+      throw new ObjectCorruptError(`git index-pack gave no pack name (output "${this.stdout.trim().slice(0, 80)}"): report this`, {
+        data: { stdout: this.stdout, stderr: this.stderr },
+      });
     }
     return m[1];
   }
@@ -265,12 +288,14 @@ class PackStream {
       this.errorText += data.toString('utf8');
       if (piece.packetEnd) {
         const text = this.errorText.trim();
-        throw new RemoteError(`${this.opts.source} aborted sending the pack: ${text || 'no reason given'}`,
-          { data: { url: this.opts.source, serverMessage: text } });
+        throw new RemoteError(`${this.opts.source} aborted sending the pack: ${text || 'no reason given'}`, {
+          data: { url: this.opts.source, serverMessage: text },
+        });
       }
     } else {
-      throw new NetworkError(`${this.opts.source} sent an invalid side-band packet (band ${band}): the server is broken`,
-        { data: { url: this.opts.source, preview: previewBytes(data) } });
+      throw new NetworkError(`${this.opts.source} sent an invalid side-band packet (band ${band}): the server is broken`, {
+        data: { url: this.opts.source, preview: previewBytes(data) },
+      });
     }
     return null;
   }
@@ -280,10 +305,12 @@ class PackStream {
     if (this.totalObjects === undefined) this.readHeader(data);
     this.packBytes += data.length;
     if (this.packBytes > this.room) {
-      throw new NoSpaceError(`${this.opts.source} sent more pack data (${this.packBytes} bytes so far) than the ${Math.max(0, this.room)} bytes ` +
-        `free in ${this.opts.quarantine} allow (keeping ${KEEP_FREE_BYTES >> 20} MiB free); nothing was kept: free space (e.g. ` +
-        "'gitroot prune') and fetch again, or check the server if it sends a pack that never ends",
-        { data: { url: this.opts.source, packBytes: this.packBytes } });
+      throw new NoSpaceError(
+        `${this.opts.source} sent more pack data (${this.packBytes} bytes so far) than the ${Math.max(0, this.room)} bytes ` +
+          `free in ${this.opts.quarantine} allow (keeping ${KEEP_FREE_BYTES >> 20} MiB free); nothing was kept: free space (e.g. ` +
+          "'gitroot prune') and fetch again, or check the server if it sends a pack that never ends",
+        { data: { url: this.opts.source, packBytes: this.packBytes } },
+      );
     }
   }
 
@@ -293,14 +320,16 @@ class PackStream {
     this.header = Buffer.concat([this.header, data.subarray(0, 12 - this.header.length)]);
     if (this.header.length < 12) return;
     if (this.header.toString('latin1', 0, 4) !== 'PACK') {
-      throw new NetworkError(`${source} sent data that is not a git pack ("${previewBytes(this.header)}"): the server is broken`,
-        { data: { url: source } });
+      throw new NetworkError(`${source} sent data that is not a git pack ("${previewBytes(this.header)}"): the server is broken`, { data: { url: source } });
     }
     const totalObjects = this.header.readUInt32BE(8);
     this.totalObjects = totalObjects;
     if (totalObjects > MAX_PACK_OBJECTS) {
-      throw new NetworkError(`${source} sent a pack claiming ${totalObjects} objects, more than the ${MAX_PACK_OBJECTS} ` +
-        'gitroot accepts: the server is broken or hostile; check it', { data: { url: source, objects: totalObjects } });
+      throw new NetworkError(
+        `${source} sent a pack claiming ${totalObjects} objects, more than the ${MAX_PACK_OBJECTS} ` +
+          'gitroot accepts: the server is broken or hostile; check it',
+        { data: { url: source, objects: totalObjects } },
+      );
     }
   }
 
@@ -311,8 +340,13 @@ class PackStream {
     if (!force && now - this.lastReport < PROGRESS_INTERVAL_MS) return;
     this.lastReport = now;
     const secs = Math.max(0.001, (now - this.started) / 1000);
-    this.opts.onProgress({ phase, bytes: this.packBytes, bytesPerSecond: Math.round(this.packBytes / secs),
-      objects: phase === 'index' ? this.totalObjects : receivedObjects, totalObjects: this.totalObjects });
+    this.opts.onProgress({
+      phase,
+      bytes: this.packBytes,
+      bytesPerSecond: Math.round(this.packBytes / secs),
+      objects: phase === 'index' ? this.totalObjects : receivedObjects,
+      totalObjects: this.totalObjects,
+    });
   }
 }
 
@@ -320,8 +354,7 @@ class PackStream {
  * Feeds band 1 of `packets` into index-pack until the response ends or index-pack stops
  * reading; stops reading the network while index-pack catches up (backpressure).
  */
-async function feedPack(packets: AsyncIterable<SidebandPiece[]>, stream: PackStream, indexPack: IndexPack,
-  signal: AbortSignal | undefined): Promise<void> {
+async function feedPack(packets: AsyncIterable<SidebandPiece[]>, stream: PackStream, indexPack: IndexPack, signal: AbortSignal | undefined): Promise<void> {
   for await (const pieces of packets) {
     if (signal?.aborted) throw signal.reason ?? new Error('aborted');
     let backlog = false;

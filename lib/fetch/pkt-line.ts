@@ -16,15 +16,14 @@ export const DELIM_PKT = Buffer.from('0001');
 export const RESPONSE_END_PKT = Buffer.from('0002');
 
 /** One decoded packet. Data payloads are views into the input; copy them to keep them. */
-export type Pkt =
-  | { kind: 'data'; payload: Buffer }
-  | { kind: 'flush' }
-  | { kind: 'delim' }
-  | { kind: 'response-end' };
+export type Pkt = { kind: 'data'; payload: Buffer } | { kind: 'flush' } | { kind: 'delim' } | { kind: 'response-end' };
 
 /** The input is not pkt-line framed (garbage, an HTML page, a cut-off stream). */
 export class PktLineError extends Error {
-  constructor(message: string, readonly preview: string) {
+  constructor(
+    message: string,
+    readonly preview: string,
+  ) {
     super(message);
     this.name = 'PktLineError';
   }
@@ -46,12 +45,14 @@ export type PktRequestPart = string | Uint8Array | 'flush' | 'delim';
  * the literal strings 'flush' and 'delim' stand for the special packets.
  */
 export function encodePktLines(parts: readonly PktRequestPart[]): Buffer {
-  return Buffer.concat(parts.map((p) => {
-    if (p === 'flush') return FLUSH_PKT;
-    if (p === 'delim') return DELIM_PKT;
-    if (typeof p === 'string') return encodePktLine(p.endsWith('\n') ? p : `${p}\n`);
-    return encodePktLine(p);
-  }));
+  return Buffer.concat(
+    parts.map((p) => {
+      if (p === 'flush') return FLUSH_PKT;
+      if (p === 'delim') return DELIM_PKT;
+      if (typeof p === 'string') return encodePktLine(p.endsWith('\n') ? p : `${p}\n`);
+      return encodePktLine(p);
+    }),
+  );
 }
 
 /** A data payload as text, without its trailing newline. */
@@ -138,8 +139,10 @@ export class PktLineParser {
   /** Asserts the input ended on a packet boundary. */
   end(): void {
     if (this.pendingLength > 0) {
-      throw new PktLineError(`input ends inside a pkt-line (${this.pendingLength} bytes of an unfinished packet)`,
-        previewBytes(Buffer.concat(this.pending, Math.min(60, this.pendingLength))));
+      throw new PktLineError(
+        `input ends inside a pkt-line (${this.pendingLength} bytes of an unfinished packet)`,
+        previewBytes(Buffer.concat(this.pending, Math.min(60, this.pendingLength))),
+      );
     }
   }
 }
@@ -207,9 +210,17 @@ export class SidebandDemuxer {
       if (this.headerFill < want) continue;
       const len = packetLength(this.header, 0);
       if (this.headerFill === 4) {
-        if (len === 0) { this.ended = true; this.headerFill = 0; break; }
-        if (len < 4) throw new PktLineError(`unexpected ${len === 1 ? 'delimiter' : 'response-end'} packet inside the pack`, previewBytes(this.header.subarray(0, 4)));
-        if (len === 4) { this.headerFill = 0; continue; } // empty packet: keep-alive
+        if (len === 0) {
+          this.ended = true;
+          this.headerFill = 0;
+          break;
+        }
+        if (len < 4)
+          throw new PktLineError(`unexpected ${len === 1 ? 'delimiter' : 'response-end'} packet inside the pack`, previewBytes(this.header.subarray(0, 4)));
+        if (len === 4) {
+          this.headerFill = 0;
+          continue;
+        } // empty packet: keep-alive
         continue; // read the band byte
       }
       this.band = this.header[4];

@@ -144,8 +144,7 @@ function checkTarget(opts: FetchCommitOptions): Target {
 
 function isGitRepo(dir: string): boolean {
   try {
-    return statSync(path.join(dir, 'HEAD')).isFile() && statSync(path.join(dir, 'objects')).isDirectory()
-      && statSync(path.join(dir, 'refs')).isDirectory();
+    return statSync(path.join(dir, 'HEAD')).isFile() && statSync(path.join(dir, 'objects')).isDirectory() && statSync(path.join(dir, 'refs')).isDirectory();
   } catch {
     return false;
   }
@@ -169,8 +168,7 @@ export async function ensureRepo(gitdir: string): Promise<void> {
   const state = dirState(gitdir);
   if (state === 'repo') return;
   if (state === 'other') {
-    throw new RepoNotFoundError(`${gitdir} exists but is not a git repository: move it away or choose another directory`,
-      { data: { repo: gitdir } });
+    throw new RepoNotFoundError(`${gitdir} exists but is not a git repository: move it away or choose another directory`, { data: { repo: gitdir } });
   }
   const parent = path.dirname(gitdir);
   mkdirSync(parent, { recursive: true });
@@ -201,12 +199,16 @@ export function cleanupStale(gitdir: string): void {
   let names: string[] = [];
   try {
     names = readdirSync(packDir);
-  } catch { /* no packs yet */ }
+  } catch {
+    /* no packs yet */
+  }
   for (const keep of names.filter((n) => n.endsWith('.keep'))) {
     let text = '';
     try {
       text = readFileSync(path.join(packDir, keep), 'utf8');
-    } catch { continue; }
+    } catch {
+      continue;
+    }
     if (!text.startsWith(KEEP_MARKER)) continue;
     const stem = keep.slice(0, -'.keep'.length);
     if (!names.includes(`${stem}.idx`)) {
@@ -240,7 +242,9 @@ function collectHaves(store: ObjectStore, tips: readonly string[], max: number):
       if (obj.type !== 'commit') return;
       const c = parseCommit(obj.data);
       queue.push({ oid, time: c.committerTime, parents: c.parents });
-    } catch { /* unreadable: not a have */ }
+    } catch {
+      /* unreadable: not a have */
+    }
   };
   tips.forEach(visit);
   while (queue.length > 0 && haves.length < max) {
@@ -336,13 +340,18 @@ function peeledOrThrow(oid: string, r: PeelOutcome, where = ''): { commit: strin
   if (r.ok) return { commit: r.commit, tag: r.tag };
   switch (r.problem) {
     case 'missing':
-      throw new RemoteError(`tag ${oid} points at ${r.at}, which was not sent${where}: the server repository is damaged`, { data: { sha: oid, missing: r.at } });
+      throw new RemoteError(`tag ${oid} points at ${r.at}, which was not sent${where}: the server repository is damaged`, {
+        data: { sha: oid, missing: r.at },
+      });
     case 'not-a-commit': {
       const what = r.at === oid ? `${oid} is a ${r.type}${where}` : `tag ${oid} points at a ${r.type}${where}`;
       throw new RemoteError(`${what}, not a commit: give a commit SHA or an annotated tag of one`, { data: { sha: oid, type: r.type } });
     }
     case 'malformed':
-      throw new RemoteError(`tag ${r.at}${where} cannot be parsed (${r.cause.message}): the server repository is damaged`, { data: { sha: oid }, cause: r.cause });
+      throw new RemoteError(`tag ${r.at}${where} cannot be parsed (${r.cause.message}): the server repository is damaged`, {
+        data: { sha: oid },
+        cause: r.cause,
+      });
     case 'too-deep':
       throw new RemoteError(`tag ${oid} is nested more than ${MAX_TAG_DEPTH} deep${where}: tag the commit itself`, { data: { sha: oid } });
   }
@@ -410,8 +419,7 @@ async function prepareRepo(run: FetchRun): Promise<void> {
   const state = dirState(run.gitdir);
   run.repoExists = state === 'repo';
   if (state === 'other') {
-    throw new RepoNotFoundError(`${run.gitdir} exists but is not a git repository: move it away or choose another directory`,
-      { data: { repo: run.gitdir } });
+    throw new RepoNotFoundError(`${run.gitdir} exists but is not a git repository: move it away or choose another directory`, { data: { repo: run.gitdir } });
   }
 }
 
@@ -423,8 +431,16 @@ async function resolveWant(run: FetchRun): Promise<string> {
   const opts = run.opts;
   run.progress({ phase: 'refs' });
   const remote = await SmartHttpRemote.discover(opts.remote, {
-    timeoutMs: opts.timeoutMs, retries: opts.retries, retryDelayMs: opts.retryDelayMs, headers: opts.headers, tls: opts.tls,
-    proxy: opts.proxy, signal: opts.signal, onBytes: (n) => { run.bytes += n; },
+    timeoutMs: opts.timeoutMs,
+    retries: opts.retries,
+    retryDelayMs: opts.retryDelayMs,
+    headers: opts.headers,
+    tls: opts.tls,
+    proxy: opts.proxy,
+    signal: opts.signal,
+    onBytes: (n) => {
+      run.bytes += n;
+    },
   });
   run.remote = remote;
   const target = run.target;
@@ -434,8 +450,9 @@ async function resolveWant(run: FetchRun): Promise<string> {
   const listed = await remote.listRefs([heads, tags]);
   const found = listed.find((r) => r.name === heads) ?? listed.find((r) => r.name === tags);
   if (found === undefined) {
-    throw new RemoteError(`neither a branch nor a tag '${target.branch}' exists on ${redactUrl(opts.remote)}: check fetch-revision (or push it)`,
-      { data: { branch: target.branch, remote: redactUrl(opts.remote) } });
+    throw new RemoteError(`neither a branch nor a tag '${target.branch}' exists on ${redactUrl(opts.remote)}: check fetch-revision (or push it)`, {
+      data: { branch: target.branch, remote: redactUrl(opts.remote) },
+    });
   }
   return found.oid;
 }
@@ -456,7 +473,10 @@ async function surveyLocal(run: FetchRun, want: string): Promise<LocalSurvey> {
   try {
     const tips = localTips(run.gitdir, store);
     if (store.has(want)) {
-      const peeled = peeledOrThrow(want, peelTag(want, (oid) => (store.has(oid) ? store.readObject(oid) : null)));
+      const peeled = peeledOrThrow(
+        want,
+        peelTag(want, (oid) => (store.has(oid) ? store.readObject(oid) : null)),
+      );
       if (await isComplete({ gitdir: run.gitdir, quarantine: null }, peeled.commit, tips)) return { tips, haves: [], present: peeled };
     }
     return { tips, haves: collectHaves(store, tips, MAX_HAVES), present: null };
@@ -470,8 +490,14 @@ function upToDate(run: FetchRun, ref: string, present: { commit: string; tag: st
   const { commit, tag } = present;
   if (run.mode !== 'dry-run') recordRefs(run.gitdir, ref, commit, tag);
   return {
-    commit, tag, upToDate: true, bytes: run.bytes, objects: 0, durationMs: run.elapsed(),
-    ref: run.mode === 'dry-run' ? null : ref, protocol: run.remote!.protocol,
+    commit,
+    tag,
+    upToDate: true,
+    bytes: run.bytes,
+    objects: 0,
+    durationMs: run.elapsed(),
+    ref: run.mode === 'dry-run' ? null : ref,
+    protocol: run.remote!.protocol,
   };
 }
 
@@ -513,8 +539,7 @@ function download(run: FetchRun, want: string, haves: string[], where: ObjectsEn
 }
 
 /** Step 6: `want` arrived, peels to a commit, and everything that commit reaches is present. */
-async function verifyReceived(run: FetchRun, want: string, where: ObjectsEnv, tips: readonly string[]):
-  Promise<{ commit: string; tag: string | null }> {
+async function verifyReceived(run: FetchRun, want: string, where: ObjectsEnv, tips: readonly string[]): Promise<{ commit: string; tag: string | null }> {
   const remoteUrl = redactUrl(run.opts.remote);
   if ((await objectType(where, want)) === null) {
     throw new RemoteError(`${remoteUrl} did not send ${want}: it does not have that commit`, { data: { sha: want } });
@@ -523,8 +548,10 @@ async function verifyReceived(run: FetchRun, want: string, where: ObjectsEnv, ti
   if (!(await isComplete(where, peeled.commit, tips))) {
     const args = ['--git-dir', where.gitdir, 'rev-list', '--objects', '--missing=error', '--quiet', peeled.commit];
     const detail = gitFailure(args, await runGit(args, { env: gitEnv(where) }));
-    throw new RemoteError(`${remoteUrl} sent an incomplete pack for ${peeled.commit} (${detail.message}): the server repository is damaged`,
-      { data: { sha: peeled.commit }, cause: detail });
+    throw new RemoteError(`${remoteUrl} sent an incomplete pack for ${peeled.commit} (${detail.message}): the server repository is damaged`, {
+      data: { sha: peeled.commit },
+      cause: detail,
+    });
   }
   return peeled;
 }
@@ -558,7 +585,9 @@ function finishFetch(run: FetchRun, lock: { release(): void } | null): void {
   if (run.mode !== 'dry-run') {
     try {
       rmdirSync(path.join(run.gitdir, FETCH_TMP_DIR));
-    } catch { /* absent, or another quarantine in it */ }
+    } catch {
+      /* absent, or another quarantine in it */
+    }
   }
   lock?.release();
 }
@@ -572,8 +601,7 @@ function finishFetch(run: FetchRun, lock: { release(): void } | null): void {
 export async function fetchCommit(opts: FetchCommitOptions): Promise<FetchCommitResult> {
   const run = new FetchRun(opts);
   await prepareRepo(run);
-  const lock = run.mode === 'dry-run' ? null
-    : await acquireFetchLock(run.gitdir, { waitMs: opts.lockWaitMs ?? DEFAULT_LOCK_WAIT_MS, signal: opts.signal });
+  const lock = run.mode === 'dry-run' ? null : await acquireFetchLock(run.gitdir, { waitMs: opts.lockWaitMs ?? DEFAULT_LOCK_WAIT_MS, signal: opts.signal });
   try {
     if (run.mode !== 'dry-run') cleanupStale(run.gitdir);
     const want = await resolveWant(run);
@@ -587,7 +615,12 @@ export async function fetchCommit(opts: FetchCommitOptions): Promise<FetchCommit
     run.progress({ phase: 'index', objects: received.objects, totalObjects: received.objects });
     const { commit, tag } = await verifyReceived(run, want, where, local.tips);
     const result = {
-      commit, tag, upToDate: false, bytes: run.bytes, objects: received.objects, protocol: run.remote!.protocol,
+      commit,
+      tag,
+      upToDate: false,
+      bytes: run.bytes,
+      objects: received.objects,
+      protocol: run.remote!.protocol,
     };
     if (run.mode === 'dry-run') return { ...result, ref: null, durationMs: run.elapsed() };
 

@@ -27,9 +27,18 @@ import { OID_PATTERN, isSha } from '../store/object-id.js';
 
 export { proxyForUrl } from '../http/http-proxy.js';
 import { GitrootError, NetworkError, RemoteError, UsageError } from '../errors/errors.js';
-import { type Pkt, PktLineError, PktLineParser, type PktRequestPart, SidebandDemuxer, type SidebandPiece, decodePktLines,
-  encodePktLines, previewBytes, pktText } from './pkt-line.js';
-
+import {
+  type Pkt,
+  PktLineError,
+  PktLineParser,
+  type PktRequestPart,
+  SidebandDemuxer,
+  type SidebandPiece,
+  decodePktLines,
+  encodePktLines,
+  previewBytes,
+  pktText,
+} from './pkt-line.js';
 
 export const DEFAULT_TIMEOUT_MS = 30_000;
 export const DEFAULT_RETRIES = 3;
@@ -94,7 +103,13 @@ const TLS_CODES = /^(CERT_|DEPTH_ZERO_SELF_SIGNED_CERT|SELF_SIGNED_CERT_IN_CHAIN
 export function networkFailure(err: unknown, step: string, url: string, timeoutMs: number, answered = true): Error {
   if (err instanceof GitrootError) return err;
   const e = err as { code?: string; name?: string; event?: string; message?: string };
-  const host = (() => { try { return new URL(url).host; } catch { return url; } })();
+  const host = (() => {
+    try {
+      return new URL(url).host;
+    } catch {
+      return url;
+    }
+  })();
   const data = { url: redactUrl(url), step, errorCode: e.code };
   const secs = `${Math.round(timeoutMs / 100) / 10} s`;
   if (e.name === 'TimeoutError' || e.code === 'ETIMEDOUT') {
@@ -127,8 +142,10 @@ export function networkFailure(err: unknown, step: string, url: string, timeoutM
       break;
   }
   if (e.code !== undefined && TLS_CODES.test(e.code)) {
-    return new NetworkError(`TLS certificate of ${host} rejected (${e.code}): fix the server certificate or add its CA with NODE_EXTRA_CA_CERTS`,
-      { data, cause: err });
+    return new NetworkError(`TLS certificate of ${host} rejected (${e.code}): fix the server certificate or add its CA with NODE_EXTRA_CA_CERTS`, {
+      data,
+      cause: err,
+    });
   }
   if (e.name === 'ReadError') return retriable(`connection to ${host} broke during ${step}: try again later`, data, err);
   return new NetworkError(`${step} from ${redactUrl(url)} failed: ${e.message ?? String(err)}`, { data, cause: err });
@@ -141,9 +158,15 @@ function abortError(signal: AbortSignal): unknown {
 function sleep(ms: number, signal?: AbortSignal): Promise<void> {
   return new Promise((resolve, reject) => {
     if (signal?.aborted) return reject(abortError(signal));
-    const done = () => { signal?.removeEventListener('abort', onAbort); resolve(); };
+    const done = () => {
+      signal?.removeEventListener('abort', onAbort);
+      resolve();
+    };
     const timer = setTimeout(done, ms);
-    const onAbort = () => { clearTimeout(timer); reject(abortError(signal!)); };
+    const onAbort = () => {
+      clearTimeout(timer);
+      reject(abortError(signal!));
+    };
     signal?.addEventListener('abort', onAbort, { once: true });
   });
 }
@@ -154,7 +177,10 @@ interface OpenResponse {
 }
 
 function mediaType(res: GotResponse): string {
-  return String(res.headers['content-type'] ?? '').split(';')[0].trim().toLowerCase();
+  return String(res.headers['content-type'] ?? '')
+    .split(';')[0]
+    .trim()
+    .toLowerCase();
 }
 
 /** A smart-HTTP upload-pack service, after discovery. */
@@ -169,10 +195,16 @@ export class SmartHttpRemote {
   private readonly advertised: RemoteRef[];
   private readonly agent: { http?: HttpAgent; https?: HttpsAgent } | undefined;
 
-  private constructor(private readonly opts: SmartHttpOptions, init: {
-    protocol: 0 | 2; capabilities: Map<string, string>; baseUrl: string; advertised: RemoteRef[];
-    agent: { http?: HttpAgent; https?: HttpsAgent } | undefined;
-  }) {
+  private constructor(
+    private readonly opts: SmartHttpOptions,
+    init: {
+      protocol: 0 | 2;
+      capabilities: Map<string, string>;
+      baseUrl: string;
+      advertised: RemoteRef[];
+      agent: { http?: HttpAgent; https?: HttpsAgent } | undefined;
+    },
+  ) {
     this.protocol = init.protocol;
     this.capabilities = init.capabilities;
     this.baseUrl = init.baseUrl;
@@ -227,8 +259,9 @@ export class SmartHttpRemote {
     if (type !== ADVERTISEMENT_TYPE) throw notGit(finalUrl, type, body, step, true);
     const m = /^(.*)\/info\/refs(\?.*)?$/.exec(finalUrl);
     if (m === null) {
-      throw new NetworkError(`${redactUrl(url)} redirected to ${redactUrl(finalUrl)}, which is not a git service URL: fix the remote URL`,
-        { data: { url: redactUrl(url) } });
+      throw new NetworkError(`${redactUrl(url)} redirected to ${redactUrl(finalUrl)}, which is not a git service URL: fix the remote URL`, {
+        data: { url: redactUrl(url) },
+      });
     }
     let pkts: Pkt[];
     try {
@@ -258,8 +291,9 @@ export class SmartHttpRemote {
     const { refs, caps } = parseV0Advertisement(lines.slice(i), m[1]);
     checkObjectFormat(caps.get('object-format'), m[1]);
     if (!caps.has('side-band-64k') && !caps.has('side-band')) {
-      throw new NetworkError(`${redactUrl(m[1])} offers no side-band: this server is too old to fetch from (upgrade git on the server)`,
-        { data: { url: redactUrl(m[1]) } });
+      throw new NetworkError(`${redactUrl(m[1])} offers no side-band: this server is too old to fetch from (upgrade git on the server)`, {
+        data: { url: redactUrl(m[1]) },
+      });
     }
     return new SmartHttpRemote(this.opts, { ...init, protocol: 0, capabilities: caps, advertised: refs });
   }
@@ -272,10 +306,7 @@ export class SmartHttpRemote {
     if (this.protocol === 0) {
       return this.advertised.filter((r) => prefixes.length === 0 || prefixes.some((p) => r.name.startsWith(p)));
     }
-    const body = encodePktLines([
-      'command=ls-refs', ...this.commonV2Args(), 'delim', 'peel', 'symrefs',
-      ...prefixes.map((p) => `ref-prefix ${p}`), 'flush',
-    ]);
+    const body = encodePktLines(['command=ls-refs', ...this.commonV2Args(), 'delim', 'peel', 'symrefs', ...prefixes.map((p) => `ref-prefix ${p}`), 'flush']);
     return this.retrying('ls-refs', async () => {
       const url = `${this.baseUrl}/git-upload-pack`;
       const { response, stream } = await this.open('POST', url, 'ls-refs', body);
@@ -310,17 +341,26 @@ export class SmartHttpRemote {
     let body: Buffer;
     if (this.protocol === 2) {
       body = encodePktLines([
-        'command=fetch', ...this.commonV2Args(), 'delim', 'thin-pack', 'ofs-delta', 'no-progress',
-        ...wants.map((w) => `want ${w}`), ...haves.map((h) => `have ${h}`), 'done', 'flush',
+        'command=fetch',
+        ...this.commonV2Args(),
+        'delim',
+        'thin-pack',
+        'ofs-delta',
+        'no-progress',
+        ...wants.map((w) => `want ${w}`),
+        ...haves.map((h) => `have ${h}`),
+        'done',
+        'flush',
       ]);
     } else {
-      const offered = ['side-band-64k', 'thin-pack', 'ofs-delta', 'no-progress']
-        .filter((c) => this.capabilities.has(c));
+      const offered = ['side-band-64k', 'thin-pack', 'ofs-delta', 'no-progress'].filter((c) => this.capabilities.has(c));
       if (!offered.includes('side-band-64k')) offered.push('side-band');
       if (this.capabilities.has('agent')) offered.push(`agent=${USER_AGENT}`);
       body = encodePktLines([
-        ...wants.map((w, i) => (i === 0 ? `want ${w} ${offered.join(' ')}` : `want ${w}`)), 'flush',
-        ...haves.map((h) => `have ${h}`), 'done',
+        ...wants.map((w, i) => (i === 0 ? `want ${w} ${offered.join(' ')}` : `want ${w}`)),
+        'flush',
+        ...haves.map((h) => `have ${h}`),
+        'done',
       ]);
     }
     const { response, stream } = await this.open('POST', url, step, body);
@@ -357,8 +397,9 @@ export class SmartHttpRemote {
       if (p.kind !== 'data') {
         if (state === 'skip' && p.kind === 'delim') state = 'head';
         else if (p.kind === 'flush') {
-          throw new NetworkError(`${redactUrl(this.baseUrl)} ended its answer without sending a pack: the server is broken or not git`,
-            { data: { url: redactUrl(this.baseUrl) } });
+          throw new NetworkError(`${redactUrl(this.baseUrl)} ended its answer without sending a pack: the server is broken or not git`, {
+            data: { url: redactUrl(this.baseUrl) },
+          });
         }
         return false;
       }
@@ -396,8 +437,10 @@ export class SmartHttpRemote {
       }
     } catch (err) {
       if (err instanceof PktLineError) {
-        throw new NetworkError(`${redactUrl(this.baseUrl)} sent a garbled answer to the pack request (${err.message}): the server or a proxy in between is broken`,
-          { data: { url: redactUrl(this.baseUrl), preview: err.preview }, cause: err });
+        throw new NetworkError(
+          `${redactUrl(this.baseUrl)} sent a garbled answer to the pack request (${err.message}): the server or a proxy in between is broken`,
+          { data: { url: redactUrl(this.baseUrl), preview: err.preview }, cause: err },
+        );
       }
       throw err;
     }
@@ -490,8 +533,9 @@ export class SmartHttpRemote {
         total += chunk.length;
         if (total > MAX_SMALL_BODY) {
           stream.destroy();
-          throw new NetworkError(`${redactUrl(url)} sent more than ${MAX_SMALL_BODY >> 20} MiB for ${step}: not a git server answer`,
-            { data: { url: redactUrl(url) } });
+          throw new NetworkError(`${redactUrl(url)} sent more than ${MAX_SMALL_BODY >> 20} MiB for ${step}: not a git server answer`, {
+            data: { url: redactUrl(url) },
+          });
         }
         chunks.push(chunk);
       }
@@ -508,7 +552,9 @@ export class SmartHttpRemote {
     const where = redactUrl(url.replace(/\/(info\/refs|git-upload-pack)(\?.*)?$/, ''));
     const data = { url: redactUrl(url), status: s, step };
     if (s === 401 || s === 403) {
-      throw new NetworkError(`${where} refused access (HTTP ${s}) during ${step}: give credentials (an Authorization header or user:password in the URL)`, { data });
+      throw new NetworkError(`${where} refused access (HTTP ${s}) during ${step}: give credentials (an Authorization header or user:password in the URL)`, {
+        data,
+      });
     }
     if (s === 404 || s === 410) {
       throw new RemoteError(`no git repository at ${where} (HTTP ${s}): check the remote URL`, { data });
@@ -535,10 +581,24 @@ async function* chunksOf(stream: Readable): AsyncGenerator<Buffer, void, undefin
   let finished = false;
   let failure: unknown = null;
   let wake: (() => void) | null = null;
-  const notify = () => { const w = wake; wake = null; w?.(); };
-  const onData = (c: Buffer) => { queue.push(c); if (queue.length >= 8) stream.pause(); notify(); };
-  const onEnd = () => { finished = true; notify(); };
-  const onError = (e: unknown) => { failure = e; notify(); };
+  const notify = () => {
+    const w = wake;
+    wake = null;
+    w?.();
+  };
+  const onData = (c: Buffer) => {
+    queue.push(c);
+    if (queue.length >= 8) stream.pause();
+    notify();
+  };
+  const onEnd = () => {
+    finished = true;
+    notify();
+  };
+  const onError = (e: unknown) => {
+    failure = e;
+    notify();
+  };
   stream.on('data', onData);
   stream.on('end', onEnd);
   stream.on('close', onEnd);
@@ -554,7 +614,9 @@ async function* chunksOf(stream: Readable): AsyncGenerator<Buffer, void, undefin
       if (failure !== null) throw failure;
       if (finished) return;
       if (stream.isPaused()) stream.resume();
-      await new Promise<void>((resolve) => { wake = resolve; });
+      await new Promise<void>((resolve) => {
+        wake = resolve;
+      });
     }
   } finally {
     stream.off('data', onData);
@@ -566,7 +628,9 @@ async function* chunksOf(stream: Readable): AsyncGenerator<Buffer, void, undefin
 
 function checkObjectFormat(format: string | undefined, url: string): void {
   if (format !== undefined && format !== '' && format !== 'sha1') {
-    throw new RemoteError(`${redactUrl(url)} holds a ${format} repository: gitroot supports SHA-1 repositories only`, { data: { url: redactUrl(url), format } });
+    throw new RemoteError(`${redactUrl(url)} holds a ${format} repository: gitroot supports SHA-1 repositories only`, {
+      data: { url: redactUrl(url), format },
+    });
   }
 }
 
@@ -575,8 +639,9 @@ export function remoteRefusal(text: string, url: string): RemoteError {
   const msg = text.trim().replace(/\s+/g, ' ');
   const m = NOT_OUR_REF.exec(msg);
   if (m) {
-    return new RemoteError(`commit ${m[1]} is unknown to ${redactUrl(url)} (server said: ${msg}): check the SHA, or that it was pushed there`,
-      { data: { url: redactUrl(url), sha: m[1], serverMessage: msg } });
+    return new RemoteError(`commit ${m[1]} is unknown to ${redactUrl(url)} (server said: ${msg}): check the SHA, or that it was pushed there`, {
+      data: { url: redactUrl(url), sha: m[1], serverMessage: msg },
+    });
   }
   return new RemoteError(`${redactUrl(url)} refused the request: ${msg}`, { data: { url: redactUrl(url), serverMessage: msg } });
 }
@@ -589,8 +654,9 @@ function throwIfErr(lines: Buffer[], url: string): void {
 }
 
 function unexpected(url: string, payload: Buffer): NetworkError {
-  return new NetworkError(`${redactUrl(url)} sent an unexpected line in its pack answer ("${previewBytes(payload)}"): the server is broken or not git`,
-    { data: { url: redactUrl(url), preview: previewBytes(payload) } });
+  return new NetworkError(`${redactUrl(url)} sent an unexpected line in its pack answer ("${previewBytes(payload)}"): the server is broken or not git`, {
+    data: { url: redactUrl(url), preview: previewBytes(payload) },
+  });
 }
 
 /** The answer is not smart-HTTP git: say what it looks like. */
@@ -599,15 +665,21 @@ function notGit(url: string, type: string, body: Buffer, step: string, discovery
   const head = body.subarray(0, 512).toString('latin1').trimStart().toLowerCase();
   const data = { url: redactUrl(url), contentType: type, step, preview: previewBytes(body) };
   if (type === 'text/html' || head.startsWith('<!doctype html') || head.startsWith('<html')) {
-    return new NetworkError(`${where} answered ${step} with an HTML page, not git: a captive portal, proxy or web server is in the way; check the remote URL and the network`,
-      { data, cause });
+    return new NetworkError(
+      `${where} answered ${step} with an HTML page, not git: a captive portal, proxy or web server is in the way; check the remote URL and the network`,
+      { data, cause },
+    );
   }
   if (discovery && (body.length === 0 || DUMB_REF_LINE.test(head) || type === 'text/plain' || type === 'application/octet-stream')) {
-    return new NetworkError(`${where} is a dumb HTTP server (static files): not supported; serve the repository with git http-backend (smart HTTP)`,
-      { data, cause });
+    return new NetworkError(`${where} is a dumb HTTP server (static files): not supported; serve the repository with git http-backend (smart HTTP)`, {
+      data,
+      cause,
+    });
   }
-  return new NetworkError(`${where} answered ${step} with ${type || 'no content type'}, not git data ("${previewBytes(body)}"): check the remote URL`,
-    { data, cause });
+  return new NetworkError(`${where} answered ${step} with ${type || 'no content type'}, not git data ("${previewBytes(body)}"): check the remote URL`, {
+    data,
+    cause,
+  });
 }
 
 /** Refs and capabilities of a v0/v1 advertisement (after the service header). */
@@ -620,7 +692,9 @@ function parseV0Advertisement(lines: Buffer[], url: string): { refs: RemoteRef[]
     if (i === 0) {
       const nul = raw.indexOf(0);
       if (nul >= 0) {
-        for (const c of pktText(raw.subarray(nul + 1)).split(' ').filter((x) => x !== '')) {
+        for (const c of pktText(raw.subarray(nul + 1))
+          .split(' ')
+          .filter((x) => x !== '')) {
           const eq = c.indexOf('=');
           caps.set(eq < 0 ? c : c.slice(0, eq), eq < 0 ? '' : c.slice(eq + 1));
         }

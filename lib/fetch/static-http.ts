@@ -88,14 +88,13 @@ function open(url: string, opts: StaticHttpOptions, headers: Record<string, stri
 
 function statusError(url: string, code: number, step: string): NetworkError {
   const retriable = code >= 500 || code === 429 || code === 408;
-  return new NetworkError(`${redactUrl(url)} answered HTTP ${code} (${step}): ${code === 401 || code === 403 ? 'check the client certificate (gitroot.client-cert) and the server\'s access rules' : 'try again later; if it persists, check the server'}`,
-    { data: { url: redactUrl(url), status: code, step, retriable } });
+  return new NetworkError(
+    `${redactUrl(url)} answered HTTP ${code} (${step}): ${code === 401 || code === 403 ? "check the client certificate (gitroot.client-cert) and the server's access rules" : 'try again later; if it persists, check the server'}`,
+    { data: { url: redactUrl(url), status: code, step, retriable } },
+  );
 }
 
-export type SmallGet =
-  | { status: 'ok'; body: Buffer; etag: string | null }
-  | { status: 'not-modified' }
-  | { status: 'missing'; code: number };
+export type SmallGet = { status: 'ok'; body: Buffer; etag: string | null } | { status: 'not-modified' } | { status: 'missing'; code: number };
 
 /** A small file (at most `maxBytes`), conditionally on `etag`. NetworkError on other failures. */
 export async function getSmall(url: string, req: { etag: string | null; maxBytes: number }, opts: StaticHttpOptions = {}): Promise<SmallGet> {
@@ -192,11 +191,15 @@ async function hashPrefix(file: string, length: number): Promise<Hash> {
 /** One file being written: its descriptor, length, running hash and the next fdatasync. */
 class PartialFile {
   private nextSync: number;
-  constructor(readonly fd: number, public length: number, public hash: Hash) {
+  constructor(
+    readonly fd: number,
+    public length: number,
+    public hash: Hash,
+  ) {
     this.nextSync = length + SYNC_EVERY_BYTES;
   }
   append(b: Buffer): void {
-    for (let off = 0; off < b.length; ) off += writeSync(this.fd, b, off, b.length - off, this.length + off);
+    for (let off = 0; off < b.length;) off += writeSync(this.fd, b, off, b.length - off, this.length + off);
     this.length += b.length;
     this.hash.update(b);
     if (this.length >= this.nextSync) {
@@ -218,13 +221,20 @@ class PartialFile {
  * 404 (the publisher removed it), ObjectCorruptError when the bytes do not match (the partial
  * is removed). `rateLimit` in bytes/s or null.
  */
-export async function downloadResumable(url: string, file: string, want: { size: number; sha256: string }, opts: StaticHttpOptions & { rateLimit?: number | null } = {}): Promise<DownloadReport> {
+export async function downloadResumable(
+  url: string,
+  file: string,
+  want: { size: number; sha256: string },
+  opts: StaticHttpOptions & { rateLimit?: number | null } = {},
+): Promise<DownloadReport> {
   const report: DownloadReport = { received: 0, resumedFrom: 0, discarded: 0, requests: 0, interruptions: 0 };
   let meta = readMeta(file);
   let length = 0;
   try {
     length = statSync(file).size;
-  } catch { /* none yet */ }
+  } catch {
+    /* none yet */
+  }
   if (meta === null || meta.sha256 !== want.sha256 || meta.size !== want.size || length > want.size) {
     removePartial(file);
     length = 0;
@@ -245,9 +255,21 @@ export async function downloadResumable(url: string, file: string, want: { size:
         if (opts.signal?.aborted) throw opts.signal.reason;
         const before = part.length;
         try {
-          meta = await fetchRange(url, file, part, want, meta, report, opts, () => {
-            return rateDelayMs(receivedForRate, Date.now() - started, opts.rateLimit ?? null);
-          }, (n) => { receivedForRate += n; });
+          meta = await fetchRange(
+            url,
+            file,
+            part,
+            want,
+            meta,
+            report,
+            opts,
+            () => {
+              return rateDelayMs(receivedForRate, Date.now() - started, opts.rateLimit ?? null);
+            },
+            (n) => {
+              receivedForRate += n;
+            },
+          );
         } catch (e) {
           if (!(e instanceof NetworkError) || e.data.retriable !== true) throw e;
           if (part.length > before) {
@@ -266,15 +288,26 @@ export async function downloadResumable(url: string, file: string, want: { size:
   }
   if (part.length !== want.size || part.hash.digest('hex') !== want.sha256) {
     removePartial(file);
-    throw new ObjectCorruptError(`${redactUrl(url)} does not match the channel manifest (${part.length} bytes, expected ${want.size} with SHA-256 ${want.sha256.slice(0, 16)}...): the server's copy is damaged or was replaced; the download was removed and the next fetch starts it again`,
-      { data: { url: redactUrl(url), size: part.length, expectedSize: want.size, why: 'bundle-mismatch' } });
+    throw new ObjectCorruptError(
+      `${redactUrl(url)} does not match the channel manifest (${part.length} bytes, expected ${want.size} with SHA-256 ${want.sha256.slice(0, 16)}...): the server's copy is damaged or was replaced; the download was removed and the next fetch starts it again`,
+      { data: { url: redactUrl(url), size: part.length, expectedSize: want.size, why: 'bundle-mismatch' } },
+    );
   }
   return report;
 }
 
 /** One request for the rest of the file; appends what arrives. Returns the sidecar in force. */
-async function fetchRange(url: string, file: string, part: PartialFile, want: { size: number; sha256: string }, meta: PartialMeta | null,
-  report: DownloadReport, opts: StaticHttpOptions, delay: () => number, counted: (n: number) => void): Promise<PartialMeta | null> {
+async function fetchRange(
+  url: string,
+  file: string,
+  part: PartialFile,
+  want: { size: number; sha256: string },
+  meta: PartialMeta | null,
+  report: DownloadReport,
+  opts: StaticHttpOptions,
+  delay: () => number,
+  counted: (n: number) => void,
+): Promise<PartialMeta | null> {
   const step = 'bundle download';
   const headers: Record<string, string> = {};
   const offset = part.length;
@@ -288,7 +321,9 @@ async function fetchRange(url: string, file: string, part: PartialFile, want: { 
   const code = response.statusCode;
   if (code === 404 || code === 410) {
     stream.destroy();
-    throw new RemoteError(`${redactUrl(url)} is gone (HTTP ${code}): the publisher removed it; the next fetch reads a newer manifest`, { data: { url: redactUrl(url), status: code } });
+    throw new RemoteError(`${redactUrl(url)} is gone (HTTP ${code}): the publisher removed it; the next fetch reads a newer manifest`, {
+      data: { url: redactUrl(url), status: code },
+    });
   }
   if (code === 416 && offset === want.size) {
     stream.destroy();
@@ -304,8 +339,10 @@ async function fetchRange(url: string, file: string, part: PartialFile, want: { 
       stream.destroy();
       report.discarded += offset;
       part.restart();
-      throw new NetworkError(`${redactUrl(url)} answered a range request with the wrong range (${response.headers['content-range'] ?? 'none'}): starting the file over`,
-        { data: { url: redactUrl(url), retriable: true } });
+      throw new NetworkError(
+        `${redactUrl(url)} answered a range request with the wrong range (${response.headers['content-range'] ?? 'none'}): starting the file over`,
+        { data: { url: redactUrl(url), retriable: true } },
+      );
     }
   } else if (code !== 200) {
     stream.destroy();
@@ -325,8 +362,10 @@ async function fetchRange(url: string, file: string, part: PartialFile, want: { 
         stream.destroy();
         report.discarded += part.length;
         part.restart();
-        throw new ObjectCorruptError(`${redactUrl(url)} is bigger than the ${want.size} bytes the channel manifest says: the server's copy was replaced; the next fetch starts it again`,
-          { data: { url: redactUrl(url), why: 'bundle-mismatch' } });
+        throw new ObjectCorruptError(
+          `${redactUrl(url)} is bigger than the ${want.size} bytes the channel manifest says: the server's copy was replaced; the next fetch starts it again`,
+          { data: { url: redactUrl(url), why: 'bundle-mismatch' } },
+        );
       }
       part.append(b);
       const wait = delay();
@@ -351,7 +390,9 @@ async function copyFrom(source: string, part: PartialFile, size: number, report:
     throw new RemoteError(`${source} is missing (${(e as NodeJS.ErrnoException).code}): the channel directory is incomplete; publish it again`, { cause: e });
   }
   if (st.size !== size) {
-    throw new ObjectCorruptError(`${source} is ${st.size} bytes, the channel manifest says ${size}: the directory is damaged or incomplete; copy it again`, { data: { why: 'bundle-mismatch' } });
+    throw new ObjectCorruptError(`${source} is ${st.size} bytes, the channel manifest says ${size}: the directory is damaged or incomplete; copy it again`, {
+      data: { why: 'bundle-mismatch' },
+    });
   }
   report.requests++;
   if (part.length >= size) return;

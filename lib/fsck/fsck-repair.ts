@@ -44,7 +44,10 @@ export function packFiles(idxPath: string, names: readonly string[]): string[] {
   const dir = path.dirname(idxPath);
   const stem = path.basename(idxPath).replace(/\.idx$/, '');
   const rank = (n: string): number => (n.endsWith('.idx') ? 0 : n.endsWith('.pack') ? 2 : 1);
-  return names.filter((n) => n.startsWith(`${stem}.`)).sort((a, b) => rank(a) - rank(b)).map((n) => path.join(dir, n));
+  return names
+    .filter((n) => n.startsWith(`${stem}.`))
+    .sort((a, b) => rank(a) - rank(b))
+    .map((n) => path.join(dir, n));
 }
 
 /** True when the loose file at `file` still fails to read back as `oid`. */
@@ -65,7 +68,10 @@ function looseStillDamaged(file: string, oid: string): boolean {
 
 /** `corrupt-20261122T153000Z` */
 function corruptDirName(now: Date): string {
-  return `corrupt-${now.toISOString().replace(/[-:]/g, '').replace(/\.\d+Z$/, 'Z')}`;
+  return `corrupt-${now
+    .toISOString()
+    .replace(/[-:]/g, '')
+    .replace(/\.\d+Z$/, 'Z')}`;
 }
 
 /**
@@ -79,7 +85,9 @@ function completeWithout(repo: string, reachable: Set<string>, packsOut: Set<str
     if (packsOut.has(idx)) continue;
     try {
       indexes.push(PackIndex.load(idx));
-    } catch { /* unreadable: holds nothing we can count on */ }
+    } catch {
+      /* unreadable: holds nothing we can count on */
+    }
   }
   const lost: string[] = [];
   for (const oid of reachable) {
@@ -98,9 +106,13 @@ export async function repairHome(opts: RepairOptions): Promise<FsckReport> {
   const repo = repoPath(opts.dir);
   const first = await runFsck({ dir: opts.dir, onProgress: opts.onProgress, lockWaitMs: opts.lockWaitMs });
   const summary: RepairSummary = {
-    fetched: [], movedAside: [], corruptDir: null, kept: [],
+    fetched: [],
+    movedAside: [],
+    corruptDir: null,
+    kept: [],
     before: {
-      clean: first.report.clean, brokenObjects: first.report.objects.length,
+      clean: first.report.clean,
+      brokenObjects: first.report.objects.length,
       brokenRevisions: first.report.revisions.filter((r) => r.status !== 'ok').map((r) => r.revision),
     },
   };
@@ -112,15 +124,24 @@ export async function repairHome(opts: RepairOptions): Promise<FsckReport> {
     const s = loaded.settings;
     const remote = s['gitroot.remote'];
     if (!remote) {
-      throw new UsageError(`fsck --repair: ${summary.before.brokenRevisions.length} revision(s) are broken and gitroot.remote is not set, `
-        + 'so there is nowhere to fetch good copies from: set gitroot.remote (in /etc/gitroot or on the kernel command line)');
+      throw new UsageError(
+        `fsck --repair: ${summary.before.brokenRevisions.length} revision(s) are broken and gitroot.remote is not set, ` +
+          'so there is nowhere to fetch good copies from: set gitroot.remote (in /etc/gitroot or on the kernel command line)',
+      );
     }
     for (const revision of summary.before.brokenRevisions) {
       say(`repair: fetching ${revision} again from ${remote} as a full pack`);
-      const got = await stepAsync(`fetch ${revision.slice(0, 12)} again`, () => fetchCommit({
-        gitdir: repo, remote, sha: revision, mode: 'repair',
-        timeoutMs: s['gitroot.timeout'] * 1000, retries: s['gitroot.retries'], lockWaitMs: opts.lockWaitMs,
-      }));
+      const got = await stepAsync(`fetch ${revision.slice(0, 12)} again`, () =>
+        fetchCommit({
+          gitdir: repo,
+          remote,
+          sha: revision,
+          mode: 'repair',
+          timeoutMs: s['gitroot.timeout'] * 1000,
+          retries: s['gitroot.retries'],
+          lockWaitMs: opts.lockWaitMs,
+        }),
+      );
       summary.fetched.push({ revision, objects: got.objects, bytes: got.bytes });
     }
   }
@@ -144,9 +165,10 @@ export async function repairHome(opts: RepairOptions): Promise<FsckReport> {
     if (files.length > 0) {
       const check = stillBroken.length > 0 ? { ok: false, lost: [] } : completeWithout(repo, mid.walk.reachable, packsOut, looseOut);
       if (!check.ok) {
-        const why = stillBroken.length > 0
-          ? `revision(s) ${stillBroken.join(', ')} are still broken after the fetch, so damaged files are kept for inspection`
-          : `${check.lost.length} object(s) the kept revisions need (e.g. ${check.lost[0]}) have no other copy`;
+        const why =
+          stillBroken.length > 0
+            ? `revision(s) ${stillBroken.join(', ')} are still broken after the fetch, so damaged files are kept for inspection`
+            : `${check.lost.length} object(s) the kept revisions need (e.g. ${check.lost[0]}) have no other copy`;
         for (const f of files) summary.kept.push({ path: f.replace(/\.idx$/, '.pack'), why });
       } else {
         const packDir = path.join(repo, 'objects', 'pack');

@@ -93,23 +93,40 @@ export function buildReport(walk: WalkResult, meta: { repo: string; checkedAt: s
   const objects = [...walk.broken.values()]
     .map((o) => ({ ...o, breaks: [...(breaks.get(o.oid) ?? [])].map(([revision, paths]) => ({ revision, paths: paths.sort() })) }))
     .sort((a, b) => (a.oid < b.oid ? -1 : 1));
-  const clean = objects.length === 0 && walk.packs.every((p) => p.problems.length === 0) && walk.damagedCopies.length === 0
-    && walk.revisions.every((r) => r.status === 'ok');
+  const clean =
+    objects.length === 0 &&
+    walk.packs.every((p) => p.problems.length === 0) &&
+    walk.damagedCopies.length === 0 &&
+    walk.revisions.every((r) => r.status === 'ok');
   return {
-    version: FSCK_REPORT_VERSION, repo: meta.repo, checkedAt: meta.checkedAt, durationMs: meta.durationMs, clean, complete: meta.complete,
-    objectsChecked: walk.objectsChecked, bytesChecked: walk.bytesChecked,
-    revisions: walk.revisions, objects, packs: walk.packs, damagedCopies: walk.damagedCopies,
-    verdict: { written: false, path: '', reason: null }, repair: null,
+    version: FSCK_REPORT_VERSION,
+    repo: meta.repo,
+    checkedAt: meta.checkedAt,
+    durationMs: meta.durationMs,
+    clean,
+    complete: meta.complete,
+    objectsChecked: walk.objectsChecked,
+    bytesChecked: walk.bytesChecked,
+    revisions: walk.revisions,
+    objects,
+    packs: walk.packs,
+    damagedCopies: walk.damagedCopies,
+    verdict: { written: false, path: '', reason: null },
+    repair: null,
   };
 }
 
 /** Pure: the verdict for the boot decision. */
 export function verdictOf(report: FsckReport, packSet: string): FsckVerdict {
   return {
-    version: FSCK_VERDICT_VERSION, checkedAt: report.checkedAt, packSet, clean: report.clean,
+    version: FSCK_VERDICT_VERSION,
+    checkedAt: report.checkedAt,
+    packSet,
+    clean: report.clean,
     revisions: Object.fromEntries(report.revisions.map((r) => [r.revision, r.status])),
-    brokenObjects: Object.fromEntries(report.revisions.filter((r) => r.broken.length > 0)
-      .map((r) => [r.revision, [...new Set(r.broken.map((b) => b.oid))].slice(0, VERDICT_MAX_OBJECTS)])),
+    brokenObjects: Object.fromEntries(
+      report.revisions.filter((r) => r.broken.length > 0).map((r) => [r.revision, [...new Set(r.broken.map((b) => b.oid))].slice(0, VERDICT_MAX_OBJECTS)]),
+    ),
   };
 }
 
@@ -137,9 +154,11 @@ export function formatReport(r: FsckReport): string[] {
     for (const k of r.repair.kept) lines.push(`repair: left ${k.path} in place: ${k.why}`);
   }
   const packBytes = r.packs.reduce((n, p) => n + p.bytes, 0);
-  lines.push(`${r.clean ? 'clean' : 'DAMAGED'}: ${r.revisions.length} revision${r.revisions.length === 1 ? '' : 's'}, ${r.objectsChecked} objects `
-    + `(${r.bytesChecked} bytes) verified, ${r.packs.length} pack${r.packs.length === 1 ? '' : 's'} (${packBytes} bytes) checksummed `
-    + `in ${(r.durationMs / 1000).toFixed(1)} s`);
+  lines.push(
+    `${r.clean ? 'clean' : 'DAMAGED'}: ${r.revisions.length} revision${r.revisions.length === 1 ? '' : 's'}, ${r.objectsChecked} objects ` +
+      `(${r.bytesChecked} bytes) verified, ${r.packs.length} pack${r.packs.length === 1 ? '' : 's'} (${packBytes} bytes) checksummed ` +
+      `in ${(r.durationMs / 1000).toFixed(1)} s`,
+  );
   if (!r.verdict.written && r.verdict.reason !== null) lines.push(`verdict not recorded: ${r.verdict.reason}`);
   return lines;
 }

@@ -38,7 +38,10 @@ export interface FsckOutcome {
 /** The revisions to check: every kept one, or those asked for (each with the roles it also has). */
 function roots(dir: string, repo: string, store: ObjectStore, asked: string[] | undefined): FsckRoot[] {
   const state = step('read state', () => readState(dir));
-  const kept = planRoots(state, step('read refs', () => listRefs(repo)));
+  const kept = planRoots(
+    state,
+    step('read refs', () => listRefs(repo)),
+  );
   if (asked === undefined || asked.length === 0) return kept;
   const out: FsckRoot[] = [];
   for (const rev of asked) {
@@ -68,8 +71,9 @@ export async function runFsck(opts: FsckOptions): Promise<FsckOutcome> {
     else if (opts.record === false) report.verdict.reason = 'not asked to';
     else {
       try {
-        await withLock(opts.dir, { waitMs: opts.lockWaitMs ?? DEFAULT_LOCK_WAIT_MS, command: 'gitroot fsck' },
-          (lock) => step('record the verdict', () => writeVerdict(lock, verdictOf(report, after))));
+        await withLock(opts.dir, { waitMs: opts.lockWaitMs ?? DEFAULT_LOCK_WAIT_MS, command: 'gitroot fsck' }, (lock) =>
+          step('record the verdict', () => writeVerdict(lock, verdictOf(report, after))),
+        );
         report.verdict.written = true;
       } catch (e) {
         if (!(e instanceof GitrootError)) throw e;

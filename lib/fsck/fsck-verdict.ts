@@ -41,8 +41,13 @@ export const VERDICT_MAX_OBJECTS = 32;
 export function packSetKey(gitdir: string): string {
   let names: string[] = [];
   try {
-    names = fs.readdirSync(path.join(gitdir, 'objects', 'pack')).filter((n) => n.endsWith('.idx')).sort();
-  } catch { /* no packs */ }
+    names = fs
+      .readdirSync(path.join(gitdir, 'objects', 'pack'))
+      .filter((n) => n.endsWith('.idx'))
+      .sort();
+  } catch {
+    /* no packs */
+  }
   return createHash('sha1').update(names.join('\n')).digest('hex');
 }
 
@@ -55,8 +60,15 @@ export function readVerdict(dir: string): FsckVerdict | null {
     return null;
   }
   const o = v as Partial<FsckVerdict>;
-  if (o === null || typeof o !== 'object' || o.version !== FSCK_VERDICT_VERSION || typeof o.packSet !== 'string'
-    || typeof o.revisions !== 'object' || o.revisions === null) return null;
+  if (
+    o === null ||
+    typeof o !== 'object' ||
+    o.version !== FSCK_VERDICT_VERSION ||
+    typeof o.packSet !== 'string' ||
+    typeof o.revisions !== 'object' ||
+    o.revisions === null
+  )
+    return null;
   return o as FsckVerdict;
 }
 
@@ -66,8 +78,12 @@ export function readVerdict(dir: string): FsckVerdict | null {
  * pack set changed, `damaged` only while one of the broken objects it lists for `sha` still
  * fails `stillBroken` (which reads the object; the rest is pure), else null.
  */
-export function verdictHealth(verdict: FsckVerdict | null, currentPackSet: string, sha: string,
-  stillBroken: (oid: string) => boolean = () => false): 'damaged' | null {
+export function verdictHealth(
+  verdict: FsckVerdict | null,
+  currentPackSet: string,
+  sha: string,
+  stillBroken: (oid: string) => boolean = () => false,
+): 'damaged' | null {
   if (verdict === null) return null;
   const s = verdict.revisions[sha];
   if (s !== 'broken' && s !== 'missing') return null;

@@ -115,7 +115,12 @@ export function checkPack(idxPath: string): PackFinding {
     const raw = fs.readFileSync(idxPath);
     if (raw.length < 40) {
       finding.problems.push('the .idx is too short');
-    } else if (!createHash('sha1').update(raw.subarray(0, raw.length - 20)).digest().equals(raw.subarray(raw.length - 20))) {
+    } else if (
+      !createHash('sha1')
+        .update(raw.subarray(0, raw.length - 20))
+        .digest()
+        .equals(raw.subarray(raw.length - 20))
+    ) {
       finding.problems.push('the .idx checksum does not match its content');
     }
     index = PackIndex.load(idxPath);
@@ -157,7 +162,11 @@ export function checkPack(idxPath: string): PackFinding {
 export function packIndexes(gitdir: string): string[] {
   const dir = path.join(gitdir, 'objects', 'pack');
   try {
-    return fs.readdirSync(dir).filter((n) => n.endsWith('.idx')).sort().map((n) => path.join(dir, n));
+    return fs
+      .readdirSync(dir)
+      .filter((n) => n.endsWith('.idx'))
+      .sort()
+      .map((n) => path.join(dir, n));
   } catch {
     return [];
   }
@@ -175,7 +184,9 @@ function countLoose(gitdir: string): number {
   for (let i = 0; i < 256; i++) {
     try {
       n += fs.readdirSync(path.join(gitdir, 'objects', i.toString(16).padStart(2, '0'))).length;
-    } catch { /* no such fan-out directory */ }
+    } catch {
+      /* no such fan-out directory */
+    }
   }
   return n;
 }
@@ -210,8 +221,11 @@ class RevisionWalk {
   /** Where too large blobs are streamed to (opened on first use). */
   private devNull = -1;
 
-  constructor(private readonly store: ObjectStore, private readonly total: number,
-    private readonly onProgress: WalkOptions['onProgress']) {}
+  constructor(
+    private readonly store: ObjectStore,
+    private readonly total: number,
+    private readonly onProgress: WalkOptions['onProgress'],
+  ) {}
 
   /** Counts one object checked, reporting progress every PROGRESS_EVERY. */
   private tick(): void {
@@ -229,7 +243,10 @@ class RevisionWalk {
     if (this.broken.has(oid)) return;
     const missing = !this.store.has(oid);
     this.broken.set(oid, {
-      oid, expected, problem: missing ? 'missing' : 'corrupt', where: missing ? null : whereOf(err),
+      oid,
+      expected,
+      problem: missing ? 'missing' : 'corrupt',
+      where: missing ? null : whereOf(err),
       detail: missing ? 'in no pack and no loose file' : shortDetail((err as Error).message),
     });
   }
@@ -356,7 +373,9 @@ class RevisionWalk {
     let type: ObjectType = 'commit';
     try {
       if (this.store.has(id)) type = this.store.readHeader(id).type;
-    } catch { /* read() records it */ }
+    } catch {
+      /* read() records it */
+    }
     return type === 'tag' ? this.read(id, 'tag') : { type: 'commit', data: NO_DATA };
   };
 
@@ -375,7 +394,11 @@ class RevisionWalk {
   /** Checks one revision: its tags, its commit, its whole tree and its manifest. */
   async checkRoot(root: FsckRoot): Promise<RevisionFinding> {
     const finding: RevisionFinding = {
-      revision: root.revision, roles: root.roles, status: 'ok', broken: [], manifest: { status: 'unreadable', detail: 'the commit is broken' },
+      revision: root.revision,
+      roles: root.roles,
+      status: 'ok',
+      broken: [],
+      manifest: { status: 'unreadable', detail: 'the commit is broken' },
     };
     const { oid, commit } = this.peelRoot(root.revision);
     if (commit === null) {
@@ -392,7 +415,7 @@ class RevisionWalk {
       finding.status = 'broken';
       return finding;
     }
-    finding.broken = [...await this.walkTree(tree)].sort(byPath);
+    finding.broken = [...(await this.walkTree(tree))].sort(byPath);
     if (finding.broken.length > 0) finding.status = 'broken';
     finding.manifest = this.manifestOf(tree);
     // A manifest that does not parse stops the mount as surely as a broken object.

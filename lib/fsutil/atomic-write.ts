@@ -66,7 +66,7 @@ export function writeFileAtomic(path: string, data: string | Uint8Array, mode = 
   const fd = openSync(tmp, 'wx', mode);
   try {
     const buf = typeof data === 'string' ? Buffer.from(data) : data;
-    for (let off = 0; off < buf.length; ) off += writeSync(fd, buf, off, buf.length - off);
+    for (let off = 0; off < buf.length;) off += writeSync(fd, buf, off, buf.length - off);
     fsyncSync(fd);
   } catch (e) {
     closeSync(fd);

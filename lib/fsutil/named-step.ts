@@ -16,11 +16,12 @@ export function stepError(name: string, e: unknown): GitrootError {
   }
   const err = e as NodeJS.ErrnoException;
   if (err?.code === 'ENOSPC' || err?.code === 'EDQUOT') {
-    return new NoSpaceError(`${name}: ${err.message}: free space on that filesystem and run the command again`,
-      { data: { step: name }, cause: e });
+    return new NoSpaceError(`${name}: ${err.message}: free space on that filesystem and run the command again`, { data: { step: name }, cause: e });
   }
-  return new StateError(`${name}: ${err?.message ?? String(e)}: check that the gitroot home and boot directory are writable`,
-    { data: { step: name }, cause: e });
+  return new StateError(`${name}: ${err?.message ?? String(e)}: check that the gitroot home and boot directory are writable`, {
+    data: { step: name },
+    cause: e,
+  });
 }
 
 /** Runs `fn` as step `name`; any error it throws is re-thrown typed and prefixed with the step. */

@@ -11,9 +11,7 @@
  * Temp files of holders killed while taking the lock are swept by the next holder.
  */
 import { randomBytes } from 'node:crypto';
-import {
-  closeSync, fsyncSync, linkSync, openSync, readFileSync, readdirSync, renameSync, unlinkSync, writeSync,
-} from 'node:fs';
+import { closeSync, fsyncSync, linkSync, openSync, readFileSync, readdirSync, renameSync, unlinkSync, writeSync } from 'node:fs';
 import { basename, dirname, join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { LockedError, StateError } from '../errors/errors.js';
@@ -71,7 +69,10 @@ function procStat(pid: number): string[] | null {
     return null;
   }
   // The command name is in parentheses and may itself contain ') ': split after the last one.
-  return text.slice(text.lastIndexOf(')') + 2).trim().split(' ');
+  return text
+    .slice(text.lastIndexOf(')') + 2)
+    .trim()
+    .split(' ');
 }
 
 /** Start time of a process in clock ticks since boot, or null if there is no such process. */
@@ -101,10 +102,22 @@ function parseOwner(text: string): LockOwner | null {
   try {
     const v = JSON.parse(text) as Partial<LockOwner>;
     if (typeof v !== 'object' || v === null) return null;
-    if (!Number.isInteger(v.pid) || typeof v.startTime !== 'string' || typeof v.bootId !== 'string'
-      || typeof v.command !== 'string' || typeof v.token !== 'string') return null;
-    return { pid: v.pid as number, startTime: v.startTime, bootId: v.bootId, command: v.command,
-      acquiredAt: typeof v.acquiredAt === 'string' ? v.acquiredAt : '', token: v.token };
+    if (
+      !Number.isInteger(v.pid) ||
+      typeof v.startTime !== 'string' ||
+      typeof v.bootId !== 'string' ||
+      typeof v.command !== 'string' ||
+      typeof v.token !== 'string'
+    )
+      return null;
+    return {
+      pid: v.pid as number,
+      startTime: v.startTime,
+      bootId: v.bootId,
+      command: v.command,
+      acquiredAt: typeof v.acquiredAt === 'string' ? v.acquiredAt : '',
+      token: v.token,
+    };
   } catch {
     return null;
   }
@@ -139,7 +152,7 @@ function writeRecord(path: string, text: string): void {
   const fd = openSync(path, 'wx', 0o644);
   try {
     const buf = Buffer.from(text);
-    for (let off = 0; off < buf.length; ) off += writeSync(fd, buf, off, buf.length - off);
+    for (let off = 0; off < buf.length;) off += writeSync(fd, buf, off, buf.length - off);
     fsyncSync(fd);
   } finally {
     closeSync(fd);
@@ -207,8 +220,9 @@ function sweepTemps(path: string): void {
 
 function lockedError(path: string, owner: LockOwner | null): LockedError {
   const who = owner === null ? 'another gitroot process' : `another gitroot process (pid ${owner.pid}, '${owner.command}')`;
-  return new LockedError(`${who} holds ${path}: wait for it or remove the lock if that process is gone`,
-    { data: { path, pid: owner?.pid ?? null, command: owner?.command ?? null } });
+  return new LockedError(`${who} holds ${path}: wait for it or remove the lock if that process is gone`, {
+    data: { path, pid: owner?.pid ?? null, command: owner?.command ?? null },
+  });
 }
 
 /**
@@ -221,8 +235,12 @@ export async function acquireLockFile(path: string, opts: LockOptions = {}): Pro
   const startTime = processStartTime(process.pid);
   if (startTime === null) throw new StateError('cannot read /proc/self/stat: gitroot needs /proc mounted');
   const owner: LockOwner = {
-    pid: process.pid, startTime, bootId: currentBootId(), command: opts.command ?? 'gitroot',
-    acquiredAt: new Date().toISOString(), token: randomBytes(12).toString('hex'),
+    pid: process.pid,
+    startTime,
+    bootId: currentBootId(),
+    command: opts.command ?? 'gitroot',
+    acquiredAt: new Date().toISOString(),
+    token: randomBytes(12).toString('hex'),
   };
   const text = JSON.stringify(owner) + '\n';
   const deadline = Date.now() + waitMs;
@@ -256,13 +274,16 @@ export async function acquireLockFile(path: string, opts: LockOptions = {}): Pro
 
 function makeHeld(dir: string, path: string, owner: LockOwner, text: string): HeldLock {
   return {
-    dir, path, owner,
+    dir,
+    path,
+    owner,
     assertHeld() {
       const seen = readLock(path);
       if (seen.kind !== 'owner' || seen.text !== text) {
-        throw new LockedError(`the lock ${path} was removed or taken over while this process held it: ` +
-          'run the command again (and do not remove the lock of a running gitroot)',
-        { data: { path, pid: seen.kind === 'owner' ? seen.owner.pid : null } });
+        throw new LockedError(
+          `the lock ${path} was removed or taken over while this process held it: ` + 'run the command again (and do not remove the lock of a running gitroot)',
+          { data: { path, pid: seen.kind === 'owner' ? seen.owner.pid : null } },
+        );
       }
     },
   };

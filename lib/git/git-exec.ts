@@ -15,17 +15,19 @@ export interface GitRun {
 
 /** The line of git's stderr that says what went wrong (first fatal:/error: line, else the first line). */
 export function firstErrorLine(stderr: string): string {
-  const lines = stderr.split('\n').map((l) => l.trim()).filter((l) => l !== '');
+  const lines = stderr
+    .split('\n')
+    .map((l) => l.trim())
+    .filter((l) => l !== '');
   return lines.find((l) => /^(fatal|error):/.test(l)) ?? lines[0] ?? 'no error output';
 }
 
 /** Error for a failed git command, naming the command and git's first error line. */
 export function gitFailure(args: readonly string[], run: { code: number | null; stderr: string }): GitCommandError {
   const cmd = args.find((a) => !a.startsWith('-')) ?? args[0] ?? '';
-  return new GitCommandError(
-    `git ${cmd} failed (exit ${run.code ?? 'by signal'}): ${firstErrorLine(run.stderr)}`,
-    { data: { args: [...args], exitCode: run.code, stderr: run.stderr } },
-  );
+  return new GitCommandError(`git ${cmd} failed (exit ${run.code ?? 'by signal'}): ${firstErrorLine(run.stderr)}`, {
+    data: { args: [...args], exitCode: run.code, stderr: run.stderr },
+  });
 }
 
 /** Error for git that could not be started at all. */
@@ -43,11 +45,17 @@ export function runGit(args: readonly string[], opts: { env?: NodeJS.ProcessEnv;
     const child = spawn('git', args, { env: opts.env ?? process.env, stdio: ['pipe', 'pipe', 'pipe'] });
     let stdout = '';
     let stderr = '';
-    child.stdout.setEncoding('utf8').on('data', (d: string) => { stdout += d; });
-    child.stderr.setEncoding('utf8').on('data', (d: string) => { stderr += d; });
+    child.stdout.setEncoding('utf8').on('data', (d: string) => {
+      stdout += d;
+    });
+    child.stderr.setEncoding('utf8').on('data', (d: string) => {
+      stderr += d;
+    });
     child.on('error', (err) => reject(gitSpawnFailure(err)));
     child.on('close', (code) => resolve({ code: code ?? -1, stdout, stderr }));
-    child.stdin.on('error', () => { /* git exited before reading its input: the exit code tells */ });
+    child.stdin.on('error', () => {
+      /* git exited before reading its input: the exit code tells */
+    });
     child.stdin.end(opts.input ?? '');
   });
 }

@@ -21,8 +21,7 @@ export interface FsEntry {
 /** Linux's dev_t encoding of major/minor (glibc makedev). */
 export function makedev(major: number, minor: number): number {
   // Arithmetic instead of bitwise operators: the high parts do not fit 32 bits.
-  return (minor & 0xff) + (major & 0xfff) * 0x100 + Math.floor(minor / 0x100) * 0x100000 +
-    Math.floor(major / 0x1000) * 0x100000000000;
+  return (minor & 0xff) + (major & 0xfff) * 0x100 + Math.floor(minor / 0x100) * 0x100000 + Math.floor(major / 0x1000) * 0x100000000000;
 }
 
 function entrySize(e: FsEntry, name: Buffer): number {
@@ -32,25 +31,37 @@ function entrySize(e: FsEntry, name: Buffer): number {
 }
 
 function writeEntry(buf: Buffer, off: number, e: FsEntry, name: Buffer): number {
-  buf.writeBigUInt64LE(BigInt(e.ino), off); off += 8;
-  buf.writeUInt32LE(e.mode >>> 0, off); off += 4;
-  buf.writeUInt32LE(e.uid >>> 0, off); off += 4;
-  buf.writeUInt32LE(e.gid >>> 0, off); off += 4;
-  buf.writeUInt32LE(e.nlink >>> 0, off); off += 4;
-  buf.writeBigUInt64LE(BigInt(e.size), off); off += 8;
-  buf.writeBigUInt64LE(BigInt(e.rdev), off); off += 8;
-  buf.writeUInt16LE(name.length, off); off += 2;
+  buf.writeBigUInt64LE(BigInt(e.ino), off);
+  off += 8;
+  buf.writeUInt32LE(e.mode >>> 0, off);
+  off += 4;
+  buf.writeUInt32LE(e.uid >>> 0, off);
+  off += 4;
+  buf.writeUInt32LE(e.gid >>> 0, off);
+  off += 4;
+  buf.writeUInt32LE(e.nlink >>> 0, off);
+  off += 4;
+  buf.writeBigUInt64LE(BigInt(e.size), off);
+  off += 8;
+  buf.writeBigUInt64LE(BigInt(e.rdev), off);
+  off += 8;
+  buf.writeUInt16LE(name.length, off);
+  off += 2;
   off += name.copy(buf, off);
   const link = e.link ?? Buffer.alloc(0);
-  buf.writeUInt32LE(link.length, off); off += 4;
+  buf.writeUInt32LE(link.length, off);
+  off += 4;
   off += link.copy(buf, off);
   const xattrs = e.xattrs ? [...e.xattrs] : [];
-  buf.writeUInt16LE(xattrs.length, off); off += 2;
+  buf.writeUInt16LE(xattrs.length, off);
+  off += 2;
   for (const [k, v] of xattrs) {
     const kb = Buffer.from(k);
-    buf.writeUInt16LE(kb.length, off); off += 2;
+    buf.writeUInt16LE(kb.length, off);
+    off += 2;
     off += kb.copy(buf, off);
-    buf.writeUInt32LE(v.length, off); off += 4;
+    buf.writeUInt32LE(v.length, off);
+    off += 4;
     off += v.copy(buf, off);
   }
   return off;
@@ -97,8 +108,10 @@ export function encodeSwap(ops: SwapOp[]): Buffer {
       off = writeEntry(buf, off, o.entry, nameOf(o.entry));
     } else {
       buf.writeUInt8(2, off++);
-      buf.writeBigUInt64LE(BigInt(o.dir), off); off += 8;
-      buf.writeUInt32LE(o.entries.length, off); off += 4;
+      buf.writeBigUInt64LE(BigInt(o.dir), off);
+      off += 8;
+      buf.writeUInt32LE(o.entries.length, off);
+      off += 4;
       for (const e of o.entries) off = writeEntry(buf, off, e, nameOf(e));
     }
   }
@@ -119,9 +132,11 @@ export function decodeChildren(buf: Buffer): NativeChild[] {
   const out: NativeChild[] = [];
   let off = 4;
   for (let i = 0; i < n; i++) {
-    const ino = Number(buf.readBigUInt64LE(off)); off += 8;
+    const ino = Number(buf.readBigUInt64LE(off));
+    off += 8;
     const loaded = buf[off++] === 1;
-    const len = buf.readUInt16LE(off); off += 2;
+    const len = buf.readUInt16LE(off);
+    off += 2;
     out.push({ ino, loaded, name: buf.toString('utf8', off, off + len) });
     off += len;
   }

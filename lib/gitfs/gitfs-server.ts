@@ -13,7 +13,17 @@
 import { closeSync, openSync, statSync, unlinkSync, realpathSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { native, KIND_CONTENT, KIND_FREED, KIND_HINT, KIND_LOADDIR, type FuseHandle, type FuseStats, type NativeAddon, type SwapNotified } from '../native/addon.js';
+import {
+  native,
+  KIND_CONTENT,
+  KIND_FREED,
+  KIND_HINT,
+  KIND_LOADDIR,
+  type FuseHandle,
+  type FuseStats,
+  type NativeAddon,
+  type SwapNotified,
+} from '../native/addon.js';
 import { ObjectStore } from '../store/object-store.js';
 import { readRef, resolveRevision } from '../store/refs.js';
 import { tagRefName } from '../store/gitroot-refs.js';
@@ -221,7 +231,9 @@ class GitfsSession {
       this.spilling.set(ino, job);
     }
     job.then(
-      () => { if (!first) this.addon.complete(this.handle!, id, KIND_CONTENT, ino, 0); },
+      () => {
+        if (!first) this.addon.complete(this.handle!, id, KIND_CONTENT, ino, 0);
+      },
       (e) => this.fail(id, KIND_CONTENT, ino, e),
     );
   }
@@ -264,10 +276,14 @@ class GitfsSession {
       if (opts.signers) requireTrustedRevision(this.store, opts.signers, to, readRef(this.settings.gitdir, tagRefName(to)));
       const none: SwapNotified = { notes: 0, sent: 0, gone: 0, failed: 0, ms: 0 };
       const zero: SwitchCounts = { dirsCompared: 0, dirsChanged: 0, kept: 0, created: 0, detached: 0 };
-      if (to === from) return { from, to, changed: false, counts: zero, notified: none, ms: { plan: 0, swap: 0, notify: 0, total: Math.round(performance.now() - t0) } };
+      if (to === from)
+        return { from, to, changed: false, counts: zero, notified: none, ms: { plan: 0, swap: 0, notify: 0, total: Math.round(performance.now() - t0) } };
       const newView = CommitTreeView.open(this.store, to, this.table);
       const plan = await planSwitch({
-        table: this.table, current: this.current, oldView: this.current.view, newView,
+        table: this.table,
+        current: this.current,
+        oldView: this.current.view,
+        newView,
         native: nativeTree((ino) => this.addon.children(this.handle!, ino)),
       });
       if (this.unmounted) {
@@ -288,9 +304,15 @@ class GitfsSession {
       const t2 = performance.now();
       const n = await notified;
       const t3 = performance.now();
-      this.settings.log(`switched from ${from} to ${to}: ${plan.counts.dirsChanged} directories changed, ${plan.counts.created} new inodes, ${n.sent} cache entries invalidated`);
+      this.settings.log(
+        `switched from ${from} to ${to}: ${plan.counts.dirsChanged} directories changed, ${plan.counts.created} new inodes, ${n.sent} cache entries invalidated`,
+      );
       return {
-        from, to, changed: true, counts: plan.counts, notified: n,
+        from,
+        to,
+        changed: true,
+        counts: plan.counts,
+        notified: n,
         ms: { plan: Math.round(t1 - t0), swap: Math.round(t2 - t1), notify: Math.round(n.ms), total: Math.round(t3 - t0) },
       };
     } finally {
@@ -324,7 +346,10 @@ class GitfsSession {
   /** Decodes one queued file into the native cache, then yields to pending requests. */
   private readonly pump = (): void => {
     const ino = this.ahead.shift();
-    if (ino === undefined || this.unmounted) { this.pumping = false; return; }
+    if (ino === undefined || this.unmounted) {
+      this.pumping = false;
+      return;
+    }
     try {
       const file = this.table.fileBlob(ino); // gone when a switch freed it meanwhile
       if (file && !this.addon.cached(this.handle!, ino)) this.addon.complete(this.handle!, 0, KIND_CONTENT, ino, 0, this.decode(file));
@@ -360,17 +385,23 @@ export function mountGitfs(opts: MountOptions): GitfsMount {
 
   let resolveExit!: (status: number) => void;
   const exited = new Promise<number>((r) => (resolveExit = r));
-  session.mount(mountpoint, {
-    fsOptions: `ro,default_permissions,allow_other,suid,dev,fsname=gitroot:${commit.slice(0, 12)},subtype=gitfs`,
-    cacheBytes,
-    maxSpillFds: 32,
-    time: view.time,
-    threads: opts.threads ?? 8,
-  }, (status) => resolveExit(status));
+  session.mount(
+    mountpoint,
+    {
+      fsOptions: `ro,default_permissions,allow_other,suid,dev,fsname=gitroot:${commit.slice(0, 12)},subtype=gitfs`,
+      cacheBytes,
+      maxSpillFds: 32,
+      time: view.time,
+      threads: opts.threads ?? 8,
+    },
+    (status) => resolveExit(status),
+  );
 
   return {
     mountpoint,
-    get commit() { return session.commit; },
+    get commit() {
+      return session.commit;
+    },
     exited,
     stats: () => session.stats(),
     switchTo: (rev, o) => session.switchTo(rev, o),

@@ -89,7 +89,8 @@ function parseRequest(line: string): ControlRequest {
   if (r.op === 'status') return { v: CONTROL_VERSION, op: 'status' };
   if (r.op === 'switch' && typeof r.rev === 'string' && r.rev !== '') {
     const s = r.allowedSigners as { text?: unknown; source?: unknown } | undefined;
-    if (s !== undefined && (typeof s.text !== 'string' || typeof s.source !== 'string')) throw new UsageError('control request: allowedSigners needs text and source');
+    if (s !== undefined && (typeof s.text !== 'string' || typeof s.source !== 'string'))
+      throw new UsageError('control request: allowedSigners needs text and source');
     return { v: CONTROL_VERSION, op: 'switch', rev: r.rev, ...(s ? { allowedSigners: { text: s.text as string, source: s.source as string } } : {}) };
   }
   throw new UsageError(`control request: unknown op '${String(r.op)}'`);
@@ -99,7 +100,10 @@ function parseRequest(line: string): ControlRequest {
 function answers(path: string): Promise<boolean> {
   return new Promise((resolve) => {
     const c = createConnection(path);
-    const done = (v: boolean) => { c.destroy(); resolve(v); };
+    const done = (v: boolean) => {
+      c.destroy();
+      resolve(v);
+    };
     c.once('connect', () => done(true));
     c.once('error', () => done(false));
     c.setTimeout(500, () => done(false));
@@ -155,7 +159,9 @@ export async function startControlServer(mountpoint: string, handlers: ControlHa
     }
     if (!sock.destroyed) sock.end(JSON.stringify(answer) + '\n');
   };
-  const server: Server = createServer((sock) => { void serve(sock); });
+  const server: Server = createServer((sock) => {
+    void serve(sock);
+  });
   const old = process.umask(0o177); // the socket is created 0600: only root may connect
   try {
     await new Promise<void>((resolve, reject) => {
@@ -178,7 +184,9 @@ export async function startControlServer(mountpoint: string, handlers: ControlHa
         // Only our own socket (after the switch to the real root the path may not even resolve).
         const now = lstatSync(path);
         if (now.ino === made.ino && now.dev === made.dev) unlinkSync(path);
-      } catch { /* gone, or not reachable from here */ }
+      } catch {
+        /* gone, or not reachable from here */
+      }
     },
   };
 }

@@ -65,7 +65,12 @@ export interface NativeTree {
 
 /** NativeTree over the addon's children() call. */
 export function nativeTree(children: (ino: number) => Buffer | null): NativeTree {
-  return { children: (ino) => { const b = children(ino); return b === null ? null : decodeChildren(b); } };
+  return {
+    children: (ino) => {
+      const b = children(ino);
+      return b === null ? null : decodeChildren(b);
+    },
+  };
 }
 
 function sameTree(a: Buffer | null, b: Buffer | null): boolean {

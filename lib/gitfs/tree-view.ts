@@ -27,7 +27,6 @@ export interface ObjectReader {
   readHeader(oid: string | Buffer): { type: string; size: number };
 }
 
-
 /** Largest manifest served: a Debian root's is ~10 KB; this bounds what a hostile one can make the daemon hold. */
 const MANIFEST_MAX_BYTES = 64 * 1024 * 1024;
 
@@ -86,7 +85,10 @@ function join(dir: string, name: string): string {
 
 function xattrKey(x: Map<string, Buffer> | undefined): string {
   if (!x || x.size === 0) return '';
-  return [...x.keys()].sort().map((k) => `${k}=${x.get(k)!.toString('hex')}`).join(',');
+  return [...x.keys()]
+    .sort()
+    .map((k) => `${k}=${x.get(k)!.toString('hex')}`)
+    .join(',');
 }
 
 /**
@@ -197,14 +199,18 @@ export class CommitTreeView {
     let manifest = new Map<string, ManifestEntry>();
     const rootObj = store.readObject(rootTree);
     if (rootObj.type !== 'tree') {
-      throw new ObjectCorruptError(`commit ${commit} names ${c.tree} as its tree, but that is a ${rootObj.type}: the revision is damaged; serve another revision`);
+      throw new ObjectCorruptError(
+        `commit ${commit} names ${c.tree} as its tree, but that is a ${rootObj.type}: the revision is damaged; serve another revision`,
+      );
     }
     const root = parseTree(rootObj.data);
     const m = root.find((e) => e.name === MANIFEST_NAME && (e.mode === MODE_FILE || e.mode === MODE_EXECUTABLE));
     if (m) {
       const size = store.readHeader(m.oid).size;
       if (size > MANIFEST_MAX_BYTES) {
-        throw new ManifestError(`${commit.slice(0, 12)}:${MANIFEST_NAME} is ${size} bytes, over the ${MANIFEST_MAX_BYTES}-byte limit: the revision is damaged or hostile; serve another revision`);
+        throw new ManifestError(
+          `${commit.slice(0, 12)}:${MANIFEST_NAME} is ${size} bytes, over the ${MANIFEST_MAX_BYTES}-byte limit: the revision is damaged or hostile; serve another revision`,
+        );
       }
       const text = store.readObject(m.oid).data.toString('utf8');
       manifest = parseManifest(text, `${commit.slice(0, 12)}:${MANIFEST_NAME}`);
@@ -253,7 +259,8 @@ export class CommitTreeView {
     const hit = this.treeCache.get(key);
     if (hit) return hit;
     const obj = this.store.readObject(oid);
-    if (obj.type !== 'tree') throw new ObjectCorruptError(`object ${oid.toString('hex')} should be a tree but is a ${obj.type}: the repository is damaged; run 'git fsck'`);
+    if (obj.type !== 'tree')
+      throw new ObjectCorruptError(`object ${oid.toString('hex')} should be a tree but is a ${obj.type}: the repository is damaged; run 'git fsck'`);
     const entries = parseTree(obj.data);
     if (this.treeCache.size >= 128) this.treeCache.delete(this.treeCache.keys().next().value as string);
     this.treeCache.set(key, entries);
@@ -287,7 +294,8 @@ export class CommitTreeView {
   private dirEntry(ino: number, name: string, m: ManifestEntry | null | undefined, subdirs: number): FsEntry {
     const ok = m && m.type === 'dir';
     return {
-      ino, name,
+      ino,
+      name,
       mode: S_IFDIR | (ok && m.mode !== undefined ? m.mode : 0o755),
       uid: (ok && m.uid) || 0,
       gid: (ok && m.gid) || 0,
@@ -359,7 +367,16 @@ export class CommitTreeView {
         out.push({ name: e.name, path: p, kind: 'dir', key: this.dirKey(m), tree: e.mode === MODE_TREE ? e.oid : null, oid: null, gitMode: e.mode, m });
       } else if (e.mode === MODE_SYMLINK) {
         const m = this.record(p, 'link');
-        out.push({ name: e.name, path: p, kind: 'link', key: `l ${e.oid.toString('hex')} ${m?.uid ?? 0} ${m?.gid ?? 0} ${xattrKey(m?.xattrs)}`, tree: null, oid: e.oid, gitMode: e.mode, m });
+        out.push({
+          name: e.name,
+          path: p,
+          kind: 'link',
+          key: `l ${e.oid.toString('hex')} ${m?.uid ?? 0} ${m?.gid ?? 0} ${xattrKey(m?.xattrs)}`,
+          tree: null,
+          oid: e.oid,
+          gitMode: e.mode,
+          m,
+        });
       } else {
         const m = this.record(p, 'file');
         const mode = m?.mode ?? gitDefaultMode('file', e.mode);
@@ -451,9 +468,15 @@ export class CommitTreeView {
       const target = this.store.readObject(d.oid!);
       if (target.type !== 'blob') throw new ObjectCorruptError(`symlink ${d.path} points at a ${target.type}, not a blob: the repository is damaged`);
       return {
-        ino, name: d.name, mode: S_IFLNK | 0o777,
-        uid: m?.uid ?? 0, gid: m?.gid ?? 0, nlink: 1,
-        size: target.data.length, rdev: 0, link: target.data,
+        ino,
+        name: d.name,
+        mode: S_IFLNK | 0o777,
+        uid: m?.uid ?? 0,
+        gid: m?.gid ?? 0,
+        nlink: 1,
+        size: target.data.length,
+        rdev: 0,
+        link: target.data,
         xattrs: m?.xattrs,
       };
     }
@@ -461,19 +484,26 @@ export class CommitTreeView {
       const node = this.table.fileBlob(ino);
       const size = node ? node.size : this.blobSize(d);
       return {
-        ino, name: d.name,
+        ino,
+        name: d.name,
         mode: S_IFREG | (m?.mode ?? gitDefaultMode('file', d.gitMode)),
-        uid: m?.uid ?? 0, gid: m?.gid ?? 0,
+        uid: m?.uid ?? 0,
+        gid: m?.gid ?? 0,
         nlink: m?.nlink ?? 1,
-        size, rdev: 0,
+        size,
+        rdev: 0,
         xattrs: m?.xattrs,
       };
     }
     const type = m!.type === 'char' ? S_IFCHR : m!.type === 'block' ? S_IFBLK : S_IFIFO;
     return {
-      ino, name: d.name,
+      ino,
+      name: d.name,
       mode: type | (m!.mode ?? 0o644),
-      uid: m!.uid ?? 0, gid: m!.gid ?? 0, nlink: m!.nlink ?? 1, size: 0,
+      uid: m!.uid ?? 0,
+      gid: m!.gid ?? 0,
+      nlink: m!.nlink ?? 1,
+      size: 0,
       rdev: m!.rdev ? makedev(m!.rdev.major, m!.rdev.minor) : 0,
       xattrs: m!.xattrs,
     };

@@ -108,7 +108,9 @@ function validateStaged(v: unknown): Record<string, StagedRevision> {
     if (kernelDir !== null && kernel === null) fail(`'${key}' has a kernelDir but no kernel`);
     if (typeof e.options !== 'string' || /[\n\r]/.test(e.options)) fail(`'${key}.options' is not a one-line string`);
     out[sha] = {
-      kernelDir, kernel, initrd,
+      kernelDir,
+      kernel,
+      initrd,
       kernelVersion: stringOrNull(e.kernelVersion, `${key}.kernelVersion`),
       kernelSource: stringOrNull(e.kernelSource, `${key}.kernelSource`),
       options: e.options,
@@ -122,9 +124,11 @@ function validateStaged(v: unknown): Record<string, StagedRevision> {
 function validateState(v: unknown): DeployState {
   if (!isObject(v)) fail('it is not a JSON object');
   if (v.version !== STATE_VERSION) {
-    fail(typeof v.version === 'number' && v.version > STATE_VERSION
-      ? `it has format version ${v.version}, written by a newer gitroot`
-      : `'version' is not ${STATE_VERSION}`);
+    fail(
+      typeof v.version === 'number' && v.version > STATE_VERSION
+        ? `it has format version ${v.version}, written by a newer gitroot`
+        : `'version' is not ${STATE_VERSION}`,
+    );
   }
   const state: DeployState = {
     version: STATE_VERSION,
@@ -171,8 +175,7 @@ export function readState(dir: string): DeployState {
     text = readFileSync(file, 'utf8');
   } catch (e) {
     if ((e as NodeJS.ErrnoException).code === 'ENOENT') return emptyState();
-    throw new StateError(`cannot read ${file}: ${(e as Error).message}; check that the gitroot home is mounted and readable`,
-      { data: { file }, cause: e });
+    throw new StateError(`cannot read ${file}: ${(e as Error).message}; check that the gitroot home is mounted and readable`, { data: { file }, cause: e });
   }
   return parseState(text, file);
 }
@@ -188,8 +191,7 @@ export function writeState(lock: HeldLock, state: DeployState): void {
     validateState(JSON.parse(JSON.stringify(state)));
   } catch (e) {
     if (e instanceof Invalid) {
-      throw new StateError(`refusing to write an inconsistent ${file}: ${e.message}; this is a bug in gitroot, please report it`,
-        { data: { file }, cause: e });
+      throw new StateError(`refusing to write an inconsistent ${file}: ${e.message}; this is a bug in gitroot, please report it`, { data: { file }, cause: e });
     }
     throw e;
   }
@@ -205,9 +207,7 @@ export function withGood(state: DeployState, sha: string): DeployState {
   if (state.good === sha) {
     return state.pending?.revision === sha ? { ...state, pending: null } : state;
   }
-  const previousGood = [...(state.good === null ? [] : [state.good]), ...state.previousGood]
-    .filter((s) => s !== sha)
-    .slice(0, PREVIOUS_GOOD_LIMIT);
+  const previousGood = [...(state.good === null ? [] : [state.good]), ...state.previousGood].filter((s) => s !== sha).slice(0, PREVIOUS_GOOD_LIMIT);
   return {
     ...state,
     good: sha,

@@ -63,8 +63,7 @@ export function readLastFetch(dir: string): LastFetch | null {
     return validateLastFetch(JSON.parse(text));
   } catch (e) {
     const detail = e instanceof Invalid ? e.message : `it is not JSON (${(e as Error).message})`;
-    throw new StateError(`${file} is not a valid fetch record: ${detail}; remove it (the next fetch writes a new one)`,
-      { data: { file, detail }, cause: e });
+    throw new StateError(`${file} is not a valid fetch record: ${detail}; remove it (the next fetch writes a new one)`, { data: { file, detail }, cause: e });
   }
 }
 
@@ -78,8 +77,7 @@ export function writeLastFetch(dir: string, record: Omit<LastFetch, 'version'>):
     validateLastFetch(JSON.parse(JSON.stringify(value)));
   } catch (e) {
     if (e instanceof Invalid) {
-      throw new StateError(`refusing to write an invalid fetch record: ${e.message}; this is a bug in gitroot, please report it`,
-        { cause: e });
+      throw new StateError(`refusing to write an invalid fetch record: ${e.message}; this is a bug in gitroot, please report it`, { cause: e });
     }
     throw e;
   }

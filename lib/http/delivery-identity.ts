@@ -41,8 +41,10 @@ function readTlsFile(setting: string, file: string): Buffer {
   try {
     return readFileSync(file);
   } catch (e) {
-    throw new ConfigError(`${setting}=${file} cannot be read (${(e as NodeJS.ErrnoException).code ?? e}): install the file or fix the setting`,
-      { data: { setting, file }, cause: e });
+    throw new ConfigError(`${setting}=${file} cannot be read (${(e as NodeJS.ErrnoException).code ?? e}): install the file or fix the setting`, {
+      data: { setting, file },
+      cause: e,
+    });
   }
 }
 
@@ -50,7 +52,13 @@ function readTlsFile(setting: string, file: string): Buffer {
  * Reads the TLS files the settings name and builds the headers. ConfigError (before any
  * network) for an unreadable file, or a certificate without its key.
  */
-export function deliveryIdentity(s: { ca: string | null; clientCert: string | null; clientKey: string | null; machineId: string | null; booted: string | null }): DeliveryIdentity {
+export function deliveryIdentity(s: {
+  ca: string | null;
+  clientCert: string | null;
+  clientKey: string | null;
+  machineId: string | null;
+  booted: string | null;
+}): DeliveryIdentity {
   if ((s.clientCert === null) !== (s.clientKey === null)) {
     throw new ConfigError('gitroot.client-cert and gitroot.client-key go together: set both (the certificate and its private key) or neither');
   }

@@ -24,9 +24,7 @@ export function proxyForUrl(url: string, env: NodeJS.ProcessEnv = process.env): 
   const host = u.hostname.replace(/^\[|\]$/g, '').toLowerCase();
   if (isLoopback(host)) return null;
   const pick = (...names: string[]) => names.map((n) => env[n]).find((v) => v !== undefined && v.trim() !== '');
-  const proxy = u.protocol === 'https:'
-    ? pick('https_proxy', 'HTTPS_PROXY', 'all_proxy', 'ALL_PROXY')
-    : pick('http_proxy', 'all_proxy', 'ALL_PROXY');
+  const proxy = u.protocol === 'https:' ? pick('https_proxy', 'HTTPS_PROXY', 'all_proxy', 'ALL_PROXY') : pick('http_proxy', 'all_proxy', 'ALL_PROXY');
   if (proxy === undefined) return null;
   const port = u.port || (u.protocol === 'https:' ? '443' : '80');
   for (const raw of (pick('no_proxy', 'NO_PROXY') ?? '').split(/[,\s]+/)) {
@@ -35,7 +33,10 @@ export function proxyForUrl(url: string, env: NodeJS.ProcessEnv = process.env): 
     if (entry === '*') return null;
     let entryPort: string | null = null;
     const m = /^(.*?):(\d+)$/.exec(entry);
-    if (m && !entry.includes(']') && entry.split(':').length === 2) { entry = m[1]; entryPort = m[2]; }
+    if (m && !entry.includes(']') && entry.split(':').length === 2) {
+      entry = m[1];
+      entryPort = m[2];
+    }
     entry = entry.replace(/^\[|\]$/g, '').replace(/^\*?\./, '.');
     if (entryPort !== null && entryPort !== port) continue;
     const bare = entry.replace(/^\./, '');

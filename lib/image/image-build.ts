@@ -18,7 +18,19 @@
  */
 import { createHash } from 'node:crypto';
 import {
-  closeSync, lutimesSync, mkdirSync, mkdtempSync, openSync, readSync, readdirSync, renameSync, rmSync, statSync, utimesSync, writeFileSync, writeSync,
+  closeSync,
+  lutimesSync,
+  mkdirSync,
+  mkdtempSync,
+  openSync,
+  readSync,
+  readdirSync,
+  renameSync,
+  rmSync,
+  statSync,
+  utimesSync,
+  writeFileSync,
+  writeSync,
 } from 'node:fs';
 import { basename, dirname, join, relative, resolve } from 'node:path';
 import { S_IFDIR, S_IFREG } from '../fsutil/file-mode.js';
@@ -34,9 +46,7 @@ import { fetchedRefName, tagRefName } from '../store/gitroot-refs.js';
 import { parseCommit } from '../store/git-objects.js';
 import { ObjectStore } from '../store/object-store.js';
 import { initrdBootsGitroot, listInitrd } from './initrd-contents.js';
-import {
-  BOOT_LABEL, DATA_LABEL, type Firmware, type ImagePlan, MIB, planImage, sfdiskScript,
-} from './image-plan.js';
+import { BOOT_LABEL, DATA_LABEL, type Firmware, type ImagePlan, MIB, planImage, sfdiskScript } from './image-plan.js';
 import { copyInto, pipeTools, runTool } from './image-tools.js';
 
 /** Where the home lies on the data partition (the initramfs default, `gitroot.dir=`). */
@@ -113,20 +123,26 @@ async function readSource(o: ImageOptions, store: ObjectStore, env: NodeJS.Proce
   const root = commitTree(store, sha, o.repo);
   const selection = selectKernel(src, root);
   if (selection.kernel === null) {
-    throw new ImageSourceError(`revision ${sha} has no kernel (boot/vmlinuz-<version>): install a kernel package (linux-image-amd64) in the release`,
-      { data: { revision: sha } });
+    throw new ImageSourceError(`revision ${sha} has no kernel (boot/vmlinuz-<version>): install a kernel package (linux-image-amd64) in the release`, {
+      data: { revision: sha },
+    });
   }
   if (selection.initrd === null) {
-    throw new ImageSourceError(`revision ${sha} has ${selection.kernel.path} but no initrd beside it: ` +
-      'install gitroot in the release and run update-initramfs there, so its initrd boots gitroot', { data: { revision: sha } });
+    throw new ImageSourceError(
+      `revision ${sha} has ${selection.kernel.path} but no initrd beside it: ` +
+        'install gitroot in the release and run update-initramfs there, so its initrd boots gitroot',
+      { data: { revision: sha } },
+    );
   }
   const loader: Source['loader'] = {};
   for (const [what, path] of Object.entries(LOADER_FILES[o.firmware])) {
     const r = resolveInTree(src, root, path);
     if (!r.ok) {
-      throw new ImageSourceError(`revision ${sha} has no ${path}, which ${o.firmware === 'uefi' ? 'UEFI firmware boots (systemd-boot)' : 'BIOS boot with syslinux needs'}: ` +
-        `install ${LOADER_PACKAGE[o.firmware]} in the release, or make the image with --firmware ${o.firmware === 'uefi' ? 'bios' : 'uefi'}`,
-      { data: { revision: sha, path, firmware: o.firmware } });
+      throw new ImageSourceError(
+        `revision ${sha} has no ${path}, which ${o.firmware === 'uefi' ? 'UEFI firmware boots (systemd-boot)' : 'BIOS boot with syslinux needs'}: ` +
+          `install ${LOADER_PACKAGE[o.firmware]} in the release, or make the image with --firmware ${o.firmware === 'uefi' ? 'bios' : 'uefi'}`,
+        { data: { revision: sha, path, firmware: o.firmware } },
+      );
     }
     loader[what] = { oid: r.oid, path: r.path };
   }
@@ -135,11 +151,16 @@ async function readSource(o: ImageOptions, store: ObjectStore, env: NodeJS.Proce
 
 /** The base kernel command line of the image's entry: where the home is and which boot loader keeps the entries. */
 export function imageOptions(plan: Pick<ImagePlan, 'data' | 'boot' | 'firmware'>, extra = ''): string {
-  return baseOptions([
-    DEFAULT_BOOT_OPTIONS, `gitroot.medium=PARTUUID=${plan.data.uuid.toLowerCase()}`,
-    `gitroot.bootloader=${plan.firmware === 'uefi' ? 'bls' : 'extlinux'}`, `gitroot.boot=${IMAGE_BOOT_MOUNT}`,
-    `gitroot.boot-medium=PARTUUID=${plan.boot.uuid.toLowerCase()}`, extra,
-  ].join(' '));
+  return baseOptions(
+    [
+      DEFAULT_BOOT_OPTIONS,
+      `gitroot.medium=PARTUUID=${plan.data.uuid.toLowerCase()}`,
+      `gitroot.bootloader=${plan.firmware === 'uefi' ? 'bls' : 'extlinux'}`,
+      `gitroot.boot=${IMAGE_BOOT_MOUNT}`,
+      `gitroot.boot-medium=PARTUUID=${plan.boot.uuid.toLowerCase()}`,
+      extra,
+    ].join(' '),
+  );
 }
 
 /** Step 2a: repo.git with the revision's history in one pack (deterministic: one thread, no reuse of on-disk order). */
@@ -251,8 +272,9 @@ async function makeExt4(file: string, plan: ImagePlan, dataRoot: string, env: No
   closeSync(openSync(file, 'w'));
   await runTool('truncate', ['-s', String(plan.data.sizeMib * MIB), file], { env });
   const extEnv = { ...env, E2FSPROGS_FAKE_TIME: String(plan.epoch) };
-  await runTool('mkfs.ext4', ['-q', '-F', '-L', DATA_LABEL, '-U', plan.ext4Uuid, '-E', `root_owner=0:0,hash_seed=${plan.ext4HashSeed},nodiscard`, file],
-    { env: extEnv });
+  await runTool('mkfs.ext4', ['-q', '-F', '-L', DATA_LABEL, '-U', plan.ext4Uuid, '-E', `root_owner=0:0,hash_seed=${plan.ext4HashSeed},nodiscard`, file], {
+    env: extEnv,
+  });
   const quote = (p: string) => `"${p.replace(/(["\\])/g, '\\$1')}"`;
   const hex = `0x${plan.epoch.toString(16)}`;
   const cmds: string[] = [];
@@ -265,7 +287,12 @@ async function makeExt4(file: string, plan: ImagePlan, dataRoot: string, env: No
   for (const e of [{ path: '', dir: true, mode: 0o755 }, { path: 'lost+found', dir: true, mode: 0o700 }, ...tree]) {
     const q = quote(`/${e.path}`);
     const mode = (e.dir ? S_IFDIR : S_IFREG) | e.mode;
-    cmds.push(`sif ${q} mode 0${mode.toString(8)}`, `sif ${q} uid 0`, `sif ${q} gid 0`, ...['atime', 'ctime', 'mtime', 'crtime'].map((f) => `sif ${q} ${f} ${hex}`));
+    cmds.push(
+      `sif ${q} mode 0${mode.toString(8)}`,
+      `sif ${q} uid 0`,
+      `sif ${q} gid 0`,
+      ...['atime', 'ctime', 'mtime', 'crtime'].map((f) => `sif ${q} ${f} ${hex}`),
+    );
   }
   const script = `${file}.debugfs`;
   writeFileSync(script, `${cmds.join('\n')}\n`);
@@ -311,7 +338,7 @@ function sha256File(file: string): string {
   const fd = openSync(file, 'r');
   const buf = Buffer.alloc(4 * MIB);
   try {
-    for (let n; (n = readSync(fd, buf, 0, buf.length, null)) > 0; ) h.update(buf.subarray(0, n));
+    for (let n; (n = readSync(fd, buf, 0, buf.length, null)) > 0;) h.update(buf.subarray(0, n));
   } finally {
     closeSync(fd);
   }
@@ -334,24 +361,37 @@ function treeBytes(dir: string): number {
 type Selected = ReturnType<typeof selectKernel> & { kernel: NonNullable<ReturnType<typeof selectKernel>['kernel']> };
 
 /** Step 2: the home in `dataRoot/gitroot`: repository, staged kernel (its initrd checked), state. */
-async function writeHome(o: ImageOptions & { repo: string }, store: ObjectStore, s: Source, selection: Selected, dataRoot: string,
-  env: NodeJS.ProcessEnv): Promise<{ home: string; state: DeployState; options: string }> {
+async function writeHome(
+  o: ImageOptions & { repo: string },
+  store: ObjectStore,
+  s: Source,
+  selection: Selected,
+  dataRoot: string,
+  env: NodeJS.ProcessEnv,
+): Promise<{ home: string; state: DeployState; options: string }> {
   const home = join(dataRoot, IMAGE_HOME_DIR);
   mkdirSync(home, { recursive: true });
   await stepAsync('write repository', () => writeRepository(o, home, s, env));
   const files = await stepAsync('stage kernel', () => stageKernel({ dir: home, sha: s.sha, store, selection, marginBytes: 0 }));
   const names = await stepAsync('check initrd', () => listInitrd(join(bootFilesDir(home), s.sha, INITRD_FILE)));
   if (!initrdBootsGitroot(names)) {
-    throw new ImageSourceError(`the initrd of revision ${s.sha} (${selection.initrd?.path}) does not boot gitroot ` +
-      '(no scripts/gitroot or 95gitroot module with usr/lib/gitroot/gitroot.cjs): install the gitroot package in the release and run update-initramfs there',
-      { data: { revision: s.sha } });
+    throw new ImageSourceError(
+      `the initrd of revision ${s.sha} (${selection.initrd?.path}) does not boot gitroot ` +
+        '(no scripts/gitroot or 95gitroot module with usr/lib/gitroot/gitroot.cjs): install the gitroot package in the release and run update-initramfs there',
+      { data: { revision: s.sha } },
+    );
   }
   // The entry names the partitions by GUID, which does not depend on the sizes planned later.
   const ids = planImage({ commit: s.sha, firmware: o.firmware, bootBytes: 0, kernelBytes: 0, homeBytes: 0, sizeBytes: null, epoch: s.epoch });
   const options = imageOptions(ids, o.cmdline);
   const state = seededState(s.sha, {
-    kernelDir: files.kernelDir, kernel: files.kernel, initrd: files.initrd, kernelVersion: files.kernelVersion,
-    kernelSource: files.kernelSource, options, stagedAt: new Date(s.epoch * 1000).toISOString(),
+    kernelDir: files.kernelDir,
+    kernel: files.kernel,
+    initrd: files.initrd,
+    kernelVersion: files.kernelVersion,
+    kernelSource: files.kernelSource,
+    options,
+    stagedAt: new Date(s.epoch * 1000).toISOString(),
   });
   step('write state', () => writeFileSync(statePath(home), `${JSON.stringify(state, null, 2)}\n`));
   return { home, state, options };
@@ -396,8 +436,13 @@ export async function buildImage(o: ImageOptions): Promise<ImageResult> {
     await stepAsync('write boot files', () => writeBootFiles(o, store, s, home, bootDir, state));
     on('plan');
     const plan = planImage({
-      commit: s.sha, firmware: o.firmware, bootBytes: treeBytes(bootDir), kernelBytes: selection.kernel.size + (selection.initrd?.size ?? 0),
-      homeBytes: treeBytes(dataRoot), sizeBytes: o.sizeBytes, epoch: s.epoch,
+      commit: s.sha,
+      firmware: o.firmware,
+      bootBytes: treeBytes(bootDir),
+      kernelBytes: selection.kernel.size + (selection.initrd?.size ?? 0),
+      homeBytes: treeBytes(dataRoot),
+      sizeBytes: o.sizeBytes,
+      epoch: s.epoch,
     });
     pinTimes(bootDir, s.epoch);
     on('fat');
@@ -414,10 +459,15 @@ export async function buildImage(o: ImageOptions): Promise<ImageResult> {
     const sha256 = sha256File(disk);
     step('publish image', () => renameSync(disk, out));
     return {
-      image: out, revision: s.sha, firmware: o.firmware, bytes: plan.totalMib * MIB, sha256,
+      image: out,
+      revision: s.sha,
+      firmware: o.firmware,
+      bytes: plan.totalMib * MIB,
+      sha256,
       kernel: { path: selection.kernel.path, version: selection.kernel.version },
       partitions: [plan.boot, plan.data].map((p) => ({ name: p.name, uuid: p.uuid, startMib: p.startMib, sizeMib: p.sizeMib })),
-      options, epoch: s.epoch,
+      options,
+      epoch: s.epoch,
     };
   } finally {
     store.close();

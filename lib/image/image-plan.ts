@@ -107,9 +107,11 @@ export function planImage(i: ImagePlanInputs): ImagePlan {
   if (i.sizeBytes !== null) {
     const asked = Math.floor(i.sizeBytes / MIB);
     if (asked < totalMib) {
-      throw new UsageError(`--size ${formatMib(asked)} is too small for this revision: it needs at least ${formatMib(totalMib)} ` +
-        `(boot partition ${bootMib} MiB, home ${neededDataMib} MiB): give a larger --size or leave it out`,
-        { data: { askedMib: asked, neededMib: totalMib } });
+      throw new UsageError(
+        `--size ${formatMib(asked)} is too small for this revision: it needs at least ${formatMib(totalMib)} ` +
+          `(boot partition ${bootMib} MiB, home ${neededDataMib} MiB): give a larger --size or leave it out`,
+        { data: { askedMib: asked, neededMib: totalMib } },
+      );
     }
     totalMib = asked;
   }
@@ -123,23 +125,38 @@ export function planImage(i: ImagePlanInputs): ImagePlan {
     attrs: i.firmware === 'bios' ? ['LegacyBIOSBootable'] : [],
   };
   const data: PlannedPartition = {
-    name: DATA_PART_NAME, type: PART_TYPE.linuxData, uuid: guid('data-partition'),
-    startMib: LEAD_MIB + bootMib, sizeMib: totalMib - fixedMib, attrs: [],
+    name: DATA_PART_NAME,
+    type: PART_TYPE.linuxData,
+    uuid: guid('data-partition'),
+    startMib: LEAD_MIB + bootMib,
+    sizeMib: totalMib - fixedMib,
+    attrs: [],
   };
   return {
-    firmware: i.firmware, totalMib, diskGuid: guid('disk'), boot, data,
-    ext4Uuid: derivedGuid(i.commit, 'ext4'), ext4HashSeed: derivedGuid(i.commit, 'ext4-hash-seed'),
-    fatSerial: derivedGuid(i.commit, 'fat').slice(0, 8).toUpperCase(), epoch: i.epoch,
+    firmware: i.firmware,
+    totalMib,
+    diskGuid: guid('disk'),
+    boot,
+    data,
+    ext4Uuid: derivedGuid(i.commit, 'ext4'),
+    ext4HashSeed: derivedGuid(i.commit, 'ext4-hash-seed'),
+    fatSerial: derivedGuid(i.commit, 'fat').slice(0, 8).toUpperCase(),
+    epoch: i.epoch,
   };
 }
 
 /** The sfdisk script of the plan's partition table. */
 export function sfdiskScript(p: ImagePlan): string {
   const sectors = (mib: number) => (mib * MIB) / SECTOR;
-  const line = (q: PlannedPartition) => [
-    `start=${sectors(q.startMib)}`, `size=${sectors(q.sizeMib)}`, `type=${q.type}`, `uuid=${q.uuid}`, `name="${q.name}"`,
-    ...(q.attrs.length > 0 ? [`attrs="${q.attrs.join(' ')}"`] : []),
-  ].join(', ');
+  const line = (q: PlannedPartition) =>
+    [
+      `start=${sectors(q.startMib)}`,
+      `size=${sectors(q.sizeMib)}`,
+      `type=${q.type}`,
+      `uuid=${q.uuid}`,
+      `name="${q.name}"`,
+      ...(q.attrs.length > 0 ? [`attrs="${q.attrs.join(' ')}"`] : []),
+    ].join(', ');
   return ['label: gpt', `label-id: ${p.diskGuid}`, 'unit: sectors', `first-lba: ${sectors(LEAD_MIB)}`, line(p.boot), line(p.data), ''].join('\n');
 }
 

@@ -10,8 +10,18 @@ import { ToolError, UsageError } from '../errors/errors.js';
 
 /** The Debian package of each tool, for the message when it is missing. */
 export const TOOL_PACKAGES: Record<string, string> = {
-  sfdisk: 'fdisk', mformat: 'mtools', mcopy: 'mtools', 'mkfs.ext4': 'e2fsprogs', debugfs: 'e2fsprogs', syslinux: 'syslinux',
-  git: 'git', blockdev: 'util-linux', partx: 'util-linux', resize2fs: 'e2fsprogs', e2fsck: 'e2fsprogs', truncate: 'coreutils',
+  sfdisk: 'fdisk',
+  mformat: 'mtools',
+  mcopy: 'mtools',
+  'mkfs.ext4': 'e2fsprogs',
+  debugfs: 'e2fsprogs',
+  syslinux: 'syslinux',
+  git: 'git',
+  blockdev: 'util-linux',
+  partx: 'util-linux',
+  resize2fs: 'e2fsprogs',
+  e2fsck: 'e2fsprogs',
+  truncate: 'coreutils',
 };
 
 /** Runs `cmd` with `args` (and `input` on stdin); resolves to stdout; throws one-line errors. */
@@ -20,20 +30,34 @@ export function runTool(cmd: string, args: readonly string[], opts: { input?: st
     const child = spawn(cmd, args, { env: opts.env ?? process.env, stdio: ['pipe', 'pipe', 'pipe'] });
     let stdout = '';
     let stderr = '';
-    child.stdout.setEncoding('utf8').on('data', (d: string) => { stdout += d; });
-    child.stderr.setEncoding('utf8').on('data', (d: string) => { stderr += d; });
+    child.stdout.setEncoding('utf8').on('data', (d: string) => {
+      stdout += d;
+    });
+    child.stderr.setEncoding('utf8').on('data', (d: string) => {
+      stderr += d;
+    });
     child.on('error', (e) => {
       const code = (e as NodeJS.ErrnoException).code;
-      reject(code === 'ENOENT'
-        ? new UsageError(`making a disk image needs ${cmd}: install it (apt-get install ${TOOL_PACKAGES[cmd] ?? cmd})`, { data: { tool: cmd } })
-        : new ToolError(`cannot run ${cmd} (${code ?? e})`, { cause: e }));
+      reject(
+        code === 'ENOENT'
+          ? new UsageError(`making a disk image needs ${cmd}: install it (apt-get install ${TOOL_PACKAGES[cmd] ?? cmd})`, { data: { tool: cmd } })
+          : new ToolError(`cannot run ${cmd} (${code ?? e})`, { cause: e }),
+      );
     });
     child.on('close', (code, signal) => {
       if (code === 0) return resolve(stdout);
-      const line = stderr.split('\n').map((l) => l.trim()).find((l) => l !== '') ?? stdout.trim().split('\n')[0] ?? '';
+      const line =
+        stderr
+          .split('\n')
+          .map((l) => l.trim())
+          .find((l) => l !== '') ??
+        stdout.trim().split('\n')[0] ??
+        '';
       reject(new ToolError(`${cmd} failed (${code ?? signal}): ${line || 'no error output'}`, { data: { tool: cmd, args: [...args], stderr } }));
     });
-    child.stdin.on('error', () => { /* it exited before reading: its status tells */ });
+    child.stdin.on('error', () => {
+      /* it exited before reading: its status tells */
+    });
     child.stdin.end(opts.input ?? '');
   });
 }
@@ -44,19 +68,38 @@ export function pipeTools(a: [string, readonly string[], string], b: [string, re
   const first = start(a[0], a[1], 'pipe');
   const second = start(b[0], b[1], 'pipe');
   first.stdout.pipe(second.stdin);
-  second.stdin.on('error', () => { /* the reader exited: its status tells */ });
-  first.stdin.on('error', () => { /* likewise */ });
+  second.stdin.on('error', () => {
+    /* the reader exited: its status tells */
+  });
+  first.stdin.on('error', () => {
+    /* likewise */
+  });
   first.stdin.end(a[2]);
   second.stdout.resume();
-  const wait = (child: ReturnType<typeof start>, cmd: string, args: readonly string[]) => new Promise<void>((resolve, reject) => {
-    let stderr = '';
-    child.stderr?.setEncoding('utf8').on('data', (d: string) => { stderr += d; });
-    child.on('error', (e) => reject((e as NodeJS.ErrnoException).code === 'ENOENT'
-      ? new UsageError(`making a disk image needs ${cmd}: install it (apt-get install ${TOOL_PACKAGES[cmd] ?? cmd})`) : e));
-    child.on('close', (code, signal) => code === 0 ? resolve()
-      : reject(new ToolError(`${cmd} ${args.find((x) => !x.startsWith('-') && !x.includes('/')) ?? ''} failed (${code ?? signal}): ${stderr.trim().split('\n')[0] || 'no error output'}`,
-        { data: { tool: cmd, args: [...args], stderr } })));
-  });
+  const wait = (child: ReturnType<typeof start>, cmd: string, args: readonly string[]) =>
+    new Promise<void>((resolve, reject) => {
+      let stderr = '';
+      child.stderr?.setEncoding('utf8').on('data', (d: string) => {
+        stderr += d;
+      });
+      child.on('error', (e) =>
+        reject(
+          (e as NodeJS.ErrnoException).code === 'ENOENT'
+            ? new UsageError(`making a disk image needs ${cmd}: install it (apt-get install ${TOOL_PACKAGES[cmd] ?? cmd})`)
+            : e,
+        ),
+      );
+      child.on('close', (code, signal) =>
+        code === 0
+          ? resolve()
+          : reject(
+              new ToolError(
+                `${cmd} ${args.find((x) => !x.startsWith('-') && !x.includes('/')) ?? ''} failed (${code ?? signal}): ${stderr.trim().split('\n')[0] || 'no error output'}`,
+                { data: { tool: cmd, args: [...args], stderr } },
+              ),
+            ),
+      );
+    });
   return Promise.all([wait(first, a[0], a[1]), wait(second, b[0], b[1])]).then(() => undefined);
 }
 
@@ -91,7 +134,7 @@ export function copyInto(src: string, dst: string, offset: number): void {
       if (n === 0) break;
       const chunk = buf.subarray(0, n);
       if (!chunk.equals(zero.subarray(0, n))) {
-        for (let w = 0; w < n; ) w += writeSync(outFd, chunk, w, n - w, offset + pos + w);
+        for (let w = 0; w < n;) w += writeSync(outFd, chunk, w, n - w, offset + pos + w);
       }
       if (n < BLOCK) break;
     }

@@ -83,7 +83,9 @@ class CpioNames {
 }
 
 function decompressor(format: 'zstd' | 'xz' | 'lz4' | 'bzip2'): { cmd: string; pkg: string } {
-  return { zstd: { cmd: 'zstd', pkg: 'zstd' }, xz: { cmd: 'xz', pkg: 'xz-utils' }, lz4: { cmd: 'lz4', pkg: 'lz4' }, bzip2: { cmd: 'bzip2', pkg: 'bzip2' } }[format];
+  return { zstd: { cmd: 'zstd', pkg: 'zstd' }, xz: { cmd: 'xz', pkg: 'xz-utils' }, lz4: { cmd: 'lz4', pkg: 'lz4' }, bzip2: { cmd: 'bzip2', pkg: 'bzip2' } }[
+    format
+  ];
 }
 
 async function feedStream(parser: CpioNames, stream: AsyncIterable<Buffer>): Promise<void> {
@@ -101,17 +103,25 @@ async function feedCompressed(file: string, offset: number, format: NonNullable<
   const { cmd, pkg } = decompressor(format);
   const child = spawn(cmd, ['-dc'], { stdio: ['pipe', 'pipe', 'pipe'] });
   let stderr = '';
-  child.stderr.setEncoding('utf8').on('data', (d: string) => { stderr += d; });
+  child.stderr.setEncoding('utf8').on('data', (d: string) => {
+    stderr += d;
+  });
   const exited = new Promise<number | null>((resolve, reject) => {
-    child.on('error', (e) => reject((e as NodeJS.ErrnoException).code === 'ENOENT'
-      ? new UsageError(`reading a ${format} initrd needs ${cmd}: install it (apt-get install ${pkg})`) : e));
+    child.on('error', (e) =>
+      reject(
+        (e as NodeJS.ErrnoException).code === 'ENOENT' ? new UsageError(`reading a ${format} initrd needs ${cmd}: install it (apt-get install ${pkg})`) : e,
+      ),
+    );
     child.on('close', resolve);
   });
-  child.stdin.on('error', () => { /* the decompressor stopped reading: its exit status tells */ });
+  child.stdin.on('error', () => {
+    /* the decompressor stopped reading: its exit status tells */
+  });
   input.pipe(child.stdin);
   await feedStream(parser, child.stdout);
   const code = await exited;
-  if (code !== 0) throw new ObjectCorruptError(`the initrd's ${format} data is damaged (${cmd}: ${stderr.trim().split('\n')[0] ?? `exit ${code}`}): rebuild it`);
+  if (code !== 0)
+    throw new ObjectCorruptError(`the initrd's ${format} data is damaged (${cmd}: ${stderr.trim().split('\n')[0] ?? `exit ${code}`}): rebuild it`);
 }
 
 /** Every file name in the initrd at `file` (paths without a leading `./` or `/`). */
@@ -138,7 +148,8 @@ export async function listInitrd(file: string): Promise<string[]> {
       closeSync(fd2);
     }
     format = initrdFormat(rest);
-    if (format === null || format === 'cpio') throw new ObjectCorruptError('the initrd continues after its first archive with data of no known format: rebuild it');
+    if (format === null || format === 'cpio')
+      throw new ObjectCorruptError('the initrd continues after its first archive with data of no known format: rebuild it');
     const tail = new CpioNames();
     await feedCompressed(file, at, format, tail);
     return [...parser.names, ...tail.names];

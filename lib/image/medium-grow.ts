@@ -35,8 +35,7 @@ export interface DiskTable {
 }
 
 export type GrowPlan =
-  | { action: 'grow'; node: string; start: number; size: number; newSize: number; relocate: boolean; addedBytes: number }
-  | { action: 'none'; reason: string };
+  { action: 'grow'; node: string; start: number; size: number; newSize: number; relocate: boolean; addedBytes: number } | { action: 'none'; reason: string };
 
 /**
  * Plans growing partition `node` of `table` on a disk of `diskSectors` sectors (pure): the
@@ -103,14 +102,21 @@ export async function growMedium(opts: { mountPoint: string; dryRun?: boolean; e
     return d;
   });
   const { disk } = step('find disk', () => diskOfPartition(device));
-  const table = await stepAsync('read partition table', async () => (JSON.parse(await runTool('sfdisk', ['--json', disk], { env })) as { partitiontable: DiskTable }).partitiontable);
+  const table = await stepAsync(
+    'read partition table',
+    async () => (JSON.parse(await runTool('sfdisk', ['--json', disk], { env })) as { partitiontable: DiskTable }).partitiontable,
+  );
   const sectors = Number((await runTool('blockdev', ['--getsz', disk], { env })).trim());
   const plan = planGrow(table, realpathSync(device), sectors);
   if (plan.action === 'none' || opts.dryRun) return { device, disk, plan, grown: false };
   if (plan.relocate) await stepAsync('move backup GPT', () => runTool('sfdisk', ['--quiet', '--relocate', 'gpt-bak-std', disk], { env }));
   const number = diskOfPartition(device).number;
-  await stepAsync('enlarge partition', () => runTool('sfdisk', ['--quiet', '--no-reread', '--no-tell-kernel', '-N', String(number), disk],
-    { env, input: `start=${plan.start}, size=${plan.newSize}\n` }));
+  await stepAsync('enlarge partition', () =>
+    runTool('sfdisk', ['--quiet', '--no-reread', '--no-tell-kernel', '-N', String(number), disk], {
+      env,
+      input: `start=${plan.start}, size=${plan.newSize}\n`,
+    }),
+  );
   await stepAsync('tell the kernel', () => runTool('partx', ['--update', '--nr', String(number), disk], { env }));
   await stepAsync('grow file system', () => runTool('resize2fs', [device], { env }));
   return { device, disk, plan, grown: true };

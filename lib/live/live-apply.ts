@@ -137,9 +137,12 @@ function readBooted(runDir: string): Booted {
   try {
     rec = JSON.parse(readFileSync(join(runDir, BOOT_RECORD_FILE), 'utf8'));
   } catch {
-    throw new UsageError(`this system was not booted by gitroot (no ${join(runDir, BOOT_RECORD_FILE)}): apply-live works on the booted root; a plain mount switches with 'gitroot switch'`);
+    throw new UsageError(
+      `this system was not booted by gitroot (no ${join(runDir, BOOT_RECORD_FILE)}): apply-live works on the booted root; a plain mount switches with 'gitroot switch'`,
+    );
   }
-  if (typeof rec.revision !== 'string' || typeof rec.lower !== 'string') throw new StateError(`${join(runDir, BOOT_RECORD_FILE)} names no revision or lower layer`);
+  if (typeof rec.revision !== 'string' || typeof rec.lower !== 'string')
+    throw new StateError(`${join(runDir, BOOT_RECORD_FILE)} names no revision or lower layer`);
   return { revision: rec.revision, lower: rec.lower };
 }
 
@@ -167,7 +170,9 @@ async function systemctl(cmd: string[], args: string[], ran: string[][], failed:
     await execFileAsync(cmd[0], [...cmd.slice(1), ...args]);
     return true;
   } catch (e) {
-    const msg = String((e as { stderr?: string }).stderr || (e as Error).message).trim().split('\n')[0];
+    const msg = String((e as { stderr?: string }).stderr || (e as Error).message)
+      .trim()
+      .split('\n')[0];
     failed.push(`systemctl ${args.join(' ')}: ${msg}`);
     return false;
   }
@@ -186,11 +191,14 @@ export async function applyLive(o: ApplyLiveOptions): Promise<ApplyLiveResult> {
     const lower = realpathSync(booted.lower);
     const m = mountAt(lower);
     if (!m || m.fstype !== GITFS_FSTYPE) throw new MountError(`${lower} (the lower layer of the root) is not a gitroot mount`);
-    const serving = (await askDaemon(lower, { v: CONTROL_VERSION, op: 'status' }) as { commit: string }).commit;
+    const serving = ((await askDaemon(lower, { v: CONTROL_VERSION, op: 'status' })) as { commit: string }).commit;
     const record = readLiveRecord(o.runDir);
     const last = record?.rounds[record.rounds.length - 1];
     if (last?.mode === 'soft-reboot' && last.nextRoot !== null && mountAt(last.nextRoot) !== undefined) {
-      throw new LiveRefusedError(`apply-live: a soft-reboot into ${last.revision} is prepared at ${last.nextRoot}: run 'systemctl soft-reboot', or unmount ${last.nextRoot} first`, 'soft-reboot-pending');
+      throw new LiveRefusedError(
+        `apply-live: a soft-reboot into ${last.revision} is prepared at ${last.nextRoot}: run 'systemctl soft-reboot', or unmount ${last.nextRoot} first`,
+        'soft-reboot-pending',
+      );
     }
     if (record !== null && record.state === 'live' && record.revision !== serving) {
       warnings.push(`${join(o.runDir, 'live.json')} says ${record.revision} runs, but the daemon serves ${serving}: going by the daemon`);
@@ -200,7 +208,8 @@ export async function applyLive(o: ApplyLiveOptions): Promise<ApplyLiveResult> {
 
   // 2. plan: everything decided before anything changes.
   const store = ObjectStore.open(repoPath(o.dir));
-  const plan = await steps.run('plan', () => {
+  const plan = await steps
+    .run('plan', () => {
       const state = readState(o.dir);
       const asked = o.revision ?? state.pending?.revision;
       if (asked === undefined) throw new UsageError('nothing is pending: give the revision to apply with --revision SHA');
@@ -219,9 +228,12 @@ export async function applyLive(o: ApplyLiveOptions): Promise<ApplyLiveResult> {
         optionsAfter: state.staged[to]?.options ?? null,
         mountPoints,
       });
-      if (decision.action === 'reboot') throw new LiveRefusedError(`apply-live: ${to} ${decision.reason}; stage it and reboot (nothing is changed)`, 'reboot', { blockers: decision.blockers });
+      if (decision.action === 'reboot')
+        throw new LiveRefusedError(`apply-live: ${to} ${decision.reason}; stage it and reboot (nothing is changed)`, 'reboot', { blockers: decision.blockers });
       if (decision.action === 'soft-reboot' && !o.softReboot) {
-        throw new LiveRefusedError(`apply-live: ${to} ${decision.reason}: apply it with --soft-reboot, or reboot (nothing is changed)`, 'soft-reboot', { blockers: decision.blockers });
+        throw new LiveRefusedError(`apply-live: ${to} ${decision.reason}: apply it with --soft-reboot, or reboot (nothing is changed)`, 'soft-reboot', {
+          blockers: decision.blockers,
+        });
       }
       const mode: 'live' | 'soft-reboot' = o.softReboot ? 'soft-reboot' : 'live';
       const uppers = upperLayers(o.runDir, ctx.record?.rounds ?? []);
@@ -239,12 +251,24 @@ export async function applyLive(o: ApplyLiveOptions): Promise<ApplyLiveResult> {
         return { mode: e.mode & ~S_IFMT, uid: e.uid, gid: e.gid };
       };
       return { state, from, to, changes, decision, mode, uppers, views, units, dirAttrs };
-  }).finally(() => store.close());
+    })
+    .finally(() => store.close());
   const result: ApplyLiveResult = {
-    from: plan.from, to: plan.to, action: 'planned', decision: plan.decision,
-    changes: { total: plan.changes.filter((c: LiveChange) => !c.nested).length, paths: plan.changes.filter((c: LiveChange) => !c.nested).map((c: LiveChange) => `/${c.path}`) },
-    views: plan.views, units: plan.units, switched: null, withdrawnPending: null,
-    systemctl: { ran: [], failed: [] }, stepsMs: steps.ms, warnings,
+    from: plan.from,
+    to: plan.to,
+    action: 'planned',
+    decision: plan.decision,
+    changes: {
+      total: plan.changes.filter((c: LiveChange) => !c.nested).length,
+      paths: plan.changes.filter((c: LiveChange) => !c.nested).map((c: LiveChange) => `/${c.path}`),
+    },
+    views: plan.views,
+    units: plan.units,
+    switched: null,
+    withdrawnPending: null,
+    systemctl: { ran: [], failed: [] },
+    stepsMs: steps.ms,
+    warnings,
   };
   if (plan.from === plan.to && !o.softReboot) {
     result.action = 'none';
@@ -280,7 +304,8 @@ export async function applyLive(o: ApplyLiveOptions): Promise<ApplyLiveResult> {
         await stageViews(layer, views);
       } else {
         mkdirSync(nextRoot, { recursive: true });
-        if (mountAt(realpathSync(nextRoot)) !== undefined) throw new MountError(`${nextRoot} is already a mount point: a soft-reboot is prepared already (unmount it to prepare another)`);
+        if (mountAt(realpathSync(nextRoot)) !== undefined)
+          throw new MountError(`${nextRoot} is already a mount point: a soft-reboot is prepared already (unmount it to prepare another)`);
         for (const d of ['upper', 'work']) mkdirSync(join(layer, d), { recursive: true, mode: 0o755 });
       }
     });
@@ -291,8 +316,13 @@ export async function applyLive(o: ApplyLiveOptions): Promise<ApplyLiveResult> {
 
   // 5. switch the daemon under /.
   const record: LiveRecord = {
-    version: 1, booted: ctx.booted.revision, revision: plan.to, state: 'switching', since: new Date().toISOString(),
-    withdrawnPending: liveState.withdrawn ?? ctx.record?.withdrawnPending ?? null, rounds: ctx.record?.rounds ?? [],
+    version: 1,
+    booted: ctx.booted.revision,
+    revision: plan.to,
+    state: 'switching',
+    since: new Date().toISOString(),
+    withdrawnPending: liveState.withdrawn ?? ctx.record?.withdrawnPending ?? null,
+    rounds: ctx.record?.rounds ?? [],
   };
   writeLiveRecord(o.runDir, record);
   const restoreRecord = () => {
@@ -301,9 +331,16 @@ export async function applyLive(o: ApplyLiveOptions): Promise<ApplyLiveResult> {
   };
   const signersText = o.allowedSigners ? { text: readFileSync(o.allowedSigners.path, 'utf8'), source: o.allowedSigners.path } : undefined;
   try {
-    result.switched = await steps.run('switch', async () => await askDaemon(ctx.lower, {
-      v: CONTROL_VERSION, op: 'switch', rev: plan.to, ...(signersText ? { allowedSigners: signersText } : {}),
-    }) as SwitchResult);
+    result.switched = await steps.run(
+      'switch',
+      async () =>
+        (await askDaemon(ctx.lower, {
+          v: CONTROL_VERSION,
+          op: 'switch',
+          rev: plan.to,
+          ...(signersText ? { allowedSigners: signersText } : {}),
+        })) as SwitchResult,
+    );
   } catch (e) {
     await unstageViews(layer);
     restoreRecord();
@@ -318,8 +355,22 @@ export async function applyLive(o: ApplyLiveOptions): Promise<ApplyLiveResult> {
         await placeViews(layer, views);
         return;
       }
-      await execFileAsync('mount', ['-t', 'overlay', '-o', `lowerdir=${ctx.lower},upperdir=${join(layer, 'upper')},workdir=${join(layer, 'work')}`, 'gitroot', nextRoot])
-        .catch((e) => { throw new MountError(`mount the new root at ${nextRoot}: ${String((e as { stderr?: string }).stderr || e).trim().split('\n')[0]}`); });
+      await execFileAsync('mount', [
+        '-t',
+        'overlay',
+        '-o',
+        `lowerdir=${ctx.lower},upperdir=${join(layer, 'upper')},workdir=${join(layer, 'work')}`,
+        'gitroot',
+        nextRoot,
+      ]).catch((e) => {
+        throw new MountError(
+          `mount the new root at ${nextRoot}: ${
+            String((e as { stderr?: string }).stderr || e)
+              .trim()
+              .split('\n')[0]
+          }`,
+        );
+      });
       try {
         ensureMachineId(o.dir, nextRoot);
       } catch (e) {
@@ -339,8 +390,13 @@ export async function applyLive(o: ApplyLiveOptions): Promise<ApplyLiveResult> {
 
   // 7. record what runs.
   const thisRound: LiveRound = {
-    revision: plan.to, from: plan.from, at: new Date().toISOString(), mode: plan.mode,
-    layer: plan.mode === 'live' && views.length === 0 ? null : layerRel, points: plan.views.points, nextRoot: plan.mode === 'soft-reboot' ? nextRoot : null,
+    revision: plan.to,
+    from: plan.from,
+    at: new Date().toISOString(),
+    mode: plan.mode,
+    layer: plan.mode === 'live' && views.length === 0 ? null : layerRel,
+    points: plan.views.points,
+    nextRoot: plan.mode === 'soft-reboot' ? nextRoot : null,
   };
   await steps.run('record', () => writeLiveRecord(o.runDir, { ...record, state: 'live', rounds: [...record.rounds, thisRound] }));
   result.action = plan.mode;

@@ -30,23 +30,23 @@ export interface LiveDecision {
 }
 
 const NEED_ACTION: Record<LiveNeed, Exclude<LiveAction, 'live'>> = {
-  kernel: 'reboot', modules: 'reboot', init: 'soft-reboot', bus: 'soft-reboot', root: 'soft-reboot',
+  kernel: 'reboot',
+  modules: 'reboot',
+  init: 'soft-reboot',
+  bus: 'soft-reboot',
+  root: 'soft-reboot',
 };
 
 const NEED_WORDS: Record<LiveNeed, string> = {
   kernel: 'the kernel or its initrd changes',
   modules: 'kernel modules change',
   init: 'PID 1 (systemd) changes',
-  bus: 'the D-Bus broker changes (restarting it cuts every service\'s connection)',
+  bus: "the D-Bus broker changes (restarting it cuts every service's connection)",
   root: 'entries of / change (a running system cannot get a fresh view of /)',
 };
 
 /** PID 1 and what it maps: systemd itself, its private libraries, the init links. */
-const INIT = [
-  /^(usr\/)?lib\/systemd\/systemd$/,
-  /^(usr\/)?s?bin\/init$/,
-  /^(usr\/)?lib\/(.+\/)?systemd\/libsystemd-(shared|core)-[^/]+\.so$/,
-];
+const INIT = [/^(usr\/)?lib\/systemd\/systemd$/, /^(usr\/)?s?bin\/init$/, /^(usr\/)?lib\/(.+\/)?systemd\/libsystemd-(shared|core)-[^/]+\.so$/];
 /** The D-Bus broker and the units that start it. */
 const BUS = [
   /^(usr\/)?bin\/dbus-(daemon|broker|broker-launch)$/,
@@ -104,7 +104,11 @@ export function decideLive(input: DecideLiveInput): LiveDecision {
     return { action: 'soft-reboot', reason: `needs a userspace restart: ${parts.join('; ')}`, blockers };
   }
   const n = input.changes.filter((c) => !c.nested).length;
-  return { action: 'live', reason: n === 0 ? 'nothing changes' : `${n} path${n === 1 ? '' : 's'} change, none needs a restart of the kernel or of PID 1`, blockers };
+  return {
+    action: 'live',
+    reason: n === 0 ? 'nothing changes' : `${n} path${n === 1 ? '' : 's'} change, none needs a restart of the kernel or of PID 1`,
+    blockers,
+  };
 }
 
 function describe(blockers: LiveDecision['blockers'], need: LiveNeed): string[] {

@@ -69,7 +69,13 @@ export function readLiveRecord(runDir: string): LiveRecord | null {
   } catch (e) {
     throw new StateError(`${file} is not JSON: remove it only after checking what the root's mounts are (grep gitroot-live /proc/mounts)`, { cause: e });
   }
-  if (r.version !== LIVE_RECORD_VERSION || !isSha(r.booted) || !isSha(r.revision) || !Array.isArray(r.rounds) || (r.state !== 'live' && r.state !== 'switching')) {
+  if (
+    r.version !== LIVE_RECORD_VERSION ||
+    !isSha(r.booted) ||
+    !isSha(r.revision) ||
+    !Array.isArray(r.rounds) ||
+    (r.state !== 'live' && r.state !== 'switching')
+  ) {
     throw new StateError(`${file} is not a live record this gitroot reads (version ${String(r.version)})`);
   }
   return r;

@@ -43,7 +43,7 @@ export function parseUnitExecs(text: string): string[] {
     for (const cmd of line.slice(eq + 1).split(/\s;\s/)) {
       let word = cmd.trim().replace(/^[@\-:+!]+/, '');
       const quoted = /^(["'])(.*?)\1/.exec(word);
-      word = quoted ? quoted[2] : word.split(/\s+/)[0] ?? '';
+      word = quoted ? quoted[2] : (word.split(/\s+/)[0] ?? '');
       if (word.startsWith('/')) {
         const p = word.replace(/^\/+/, '').replace(/\/+$/, '');
         if (p !== '' && !out.includes(p)) out.push(p);

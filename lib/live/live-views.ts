@@ -45,9 +45,7 @@ export interface ViewsInput {
   limit?: number;
 }
 
-export type ViewsPlan =
-  | { ok: true; points: string[]; dropped: Array<{ path: string; why: string }> }
-  | { ok: false; reason: string };
+export type ViewsPlan = { ok: true; points: string[]; dropped: Array<{ path: string; why: string }> } | { ok: false; reason: string };
 
 function parentOf(path: string): string {
   const i = path.lastIndexOf('/');
@@ -115,7 +113,9 @@ export function viewLayers(point: string, uppers: string[], lower: string): stri
   for (const u of uppers) {
     try {
       if (lstatSync(join(u, point)).isDirectory()) out.push(join(u, point));
-    } catch { /* nothing written there */ }
+    } catch {
+      /* nothing written there */
+    }
   }
   out.push(join(lower, point));
   return out;
@@ -169,7 +169,14 @@ export interface DirAttrs {
  * for `points` under `root`: the upper and work directories of this update's layer `layer`,
  * with the new revision's attributes for each point.
  */
-export function prepareViews(o: { root: string; points: string[]; layer: string; uppers: string[]; lower: string; attrs: (path: string) => DirAttrs }): ViewMount[] {
+export function prepareViews(o: {
+  root: string;
+  points: string[];
+  layer: string;
+  uppers: string[];
+  lower: string;
+  attrs: (path: string) => DirAttrs;
+}): ViewMount[] {
   const out: ViewMount[] = [];
   if (o.points.length > 0) mkdirSync(join(o.layer, 'upper'), { recursive: true, mode: 0o755 });
   o.points.forEach((point, i) => {
@@ -181,7 +188,9 @@ export function prepareViews(o: { root: string; points: string[]; layer: string;
       throw new MountError(`/${point} does not exist in the running system: it cannot get a fresh view (a soft-reboot can apply this update)`);
     }
     if (real !== target || !lstatSync(target).isDirectory()) {
-      throw new MountError(`/${point} is not a plain directory in the running system (${real}): it cannot get a fresh view (a soft-reboot can apply this update)`);
+      throw new MountError(
+        `/${point} is not a plain directory in the running system (${real}): it cannot get a fresh view (a soft-reboot can apply this update)`,
+      );
     }
     // Full paths in the layer: each directory on the way gets the revision's attributes.
     const parts = point.split('/');
@@ -198,7 +207,14 @@ export function prepareViews(o: { root: string; points: string[]; layer: string;
     }
     const workdir = join(o.layer, 'work', String(i));
     mkdirSync(workdir, { recursive: true, mode: 0o755 });
-    out.push({ point, target, lowerdirs: viewLayers(point, o.uppers, o.lower), upperdir: join(o.layer, 'upper', point), workdir, stage: join(stageDir(o.layer), String(i)) });
+    out.push({
+      point,
+      target,
+      lowerdirs: viewLayers(point, o.uppers, o.lower),
+      upperdir: join(o.layer, 'upper', point),
+      workdir,
+      stage: join(stageDir(o.layer), String(i)),
+    });
   });
   return out;
 }
@@ -216,7 +232,9 @@ export function viewMountArgs(v: ViewMount, at = v.stage): string[] {
 
 function firstLine(e: unknown): string {
   const x = e as { stderr?: string; message?: string };
-  return String(x.stderr || x.message).trim().split('\n')[0];
+  return String(x.stderr || x.message)
+    .trim()
+    .split('\n')[0];
 }
 
 /**

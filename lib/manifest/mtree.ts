@@ -26,8 +26,7 @@ export const MANIFEST_NAME = '.gitroot.mtree';
 export const MANIFEST_SIGNATURE = '#mtree v2.0';
 
 /** Second line: says what the file is to someone who opens it. */
-export const MANIFEST_COMMENT =
-  '# gitroot metadata manifest: modes, owners, devices, empty dirs, hardlinks and xattrs that git does not store';
+export const MANIFEST_COMMENT = '# gitroot metadata manifest: modes, owners, devices, empty dirs, hardlinks and xattrs that git does not store';
 
 /** Kinds of entries a manifest can describe (mtree `type=` values). */
 export type EntryType = 'file' | 'dir' | 'link' | 'char' | 'block' | 'fifo';
@@ -68,12 +67,16 @@ export const XATTR_LIST_MAX = 65536;
  */
 export function gitDefaultMode(type: EntryType, gitMode?: number): number {
   switch (type) {
-    case 'file': return gitMode === MODE_EXECUTABLE ? 0o755 : 0o644;
-    case 'dir': return 0o755;
-    case 'link': return 0o777;
+    case 'file':
+      return gitMode === MODE_EXECUTABLE ? 0o755 : 0o644;
+    case 'dir':
+      return 0o755;
+    case 'link':
+      return 0o777;
     case 'char':
     case 'block':
-    case 'fifo': return 0o644;
+    case 'fifo':
+      return 0o644;
   }
 }
 
@@ -94,8 +97,12 @@ function escapeCodePoint(cp: number): string {
   if (cp < 0x10000) {
     return OCTAL_ESCAPES[0xe0 | (cp >> 12)]! + OCTAL_ESCAPES[0x80 | ((cp >> 6) & 0x3f)]! + OCTAL_ESCAPES[0x80 | (cp & 0x3f)]!;
   }
-  return OCTAL_ESCAPES[0xf0 | (cp >> 18)]! + OCTAL_ESCAPES[0x80 | ((cp >> 12) & 0x3f)]!
-    + OCTAL_ESCAPES[0x80 | ((cp >> 6) & 0x3f)]! + OCTAL_ESCAPES[0x80 | (cp & 0x3f)]!;
+  return (
+    OCTAL_ESCAPES[0xf0 | (cp >> 18)]! +
+    OCTAL_ESCAPES[0x80 | ((cp >> 12) & 0x3f)]! +
+    OCTAL_ESCAPES[0x80 | ((cp >> 6) & 0x3f)]! +
+    OCTAL_ESCAPES[0x80 | (cp & 0x3f)]!
+  );
 }
 
 /** vis-encode bytes (or a string's UTF-8 bytes): non-plain bytes become `\ooo`. */
@@ -323,12 +330,14 @@ export function parseManifest(text: string, source: string): Map<string, Manifes
         if (name.length === 0 || !isUtf8(name) || name.includes(0)) throw lineError(source, lineNo, `bad xattr name in "${tok}": names are non-empty UTF-8`);
         const nameStr = name.toString('utf8');
         if (name.length > XATTR_NAME_MAX) throw lineError(source, lineNo, `xattr name of ${name.length} bytes: Linux allows at most ${XATTR_NAME_MAX}`);
-        if (val.length > XATTR_SIZE_MAX) throw lineError(source, lineNo, `xattr ${nameStr} has a value of ${val.length} bytes: Linux allows at most ${XATTR_SIZE_MAX}`);
+        if (val.length > XATTR_SIZE_MAX)
+          throw lineError(source, lineNo, `xattr ${nameStr} has a value of ${val.length} bytes: Linux allows at most ${XATTR_SIZE_MAX}`);
         e.xattrs ??= new Map();
         if (e.xattrs.has(nameStr)) throw lineError(source, lineNo, `keyword "${key}" given twice: keep one`);
         e.xattrs.set(nameStr, val);
         xattrList += name.length + 1;
-        if (xattrList > XATTR_LIST_MAX) throw lineError(source, lineNo, `the xattr names of "${tokens[0]}" take over ${XATTR_LIST_MAX} bytes: Linux allows at most that many`);
+        if (xattrList > XATTR_LIST_MAX)
+          throw lineError(source, lineNo, `the xattr names of "${tokens[0]}" take over ${XATTR_LIST_MAX} bytes: Linux allows at most that many`);
         continue;
       }
       const bit = KEYWORD_BITS[key];
@@ -361,7 +370,9 @@ export function parseManifest(text: string, source: string): Map<string, Manifes
       }
     }
 
-    const fail = (what: string): never => { throw lineError(source, lineNo, what); };
+    const fail = (what: string): never => {
+      throw lineError(source, lineNo, what);
+    };
     const type = e.type;
     if (!(seen & 1)) fail(`no type= keyword: every line needs one (file, dir, link, char, block or fifo)`);
     if (path === '' && type !== 'dir') fail(`the root "." must have type=dir`);

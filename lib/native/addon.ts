@@ -87,7 +87,9 @@ function addonPath(): string {
     if (existsSync(candidate)) return candidate;
     dir = dirname(dir);
   }
-  throw new Error("gitroot's native addon is not built: run 'bash scripts/setup.sh' (it installs libfuse3-dev and builds it), or 'npm run build' when libfuse3-dev is installed");
+  throw new Error(
+    "gitroot's native addon is not built: run 'bash scripts/setup.sh' (it installs libfuse3-dev and builds it), or 'npm run build' when libfuse3-dev is installed",
+  );
 }
 
 /** The native addon, loaded once. */

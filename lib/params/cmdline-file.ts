@@ -16,8 +16,10 @@ export function readCmdlineBytes(file: string = DEFAULT_CMDLINE_FILE): Buffer {
     return readFileSync(file);
   } catch (e) {
     const code = (e as NodeJS.ErrnoException).code ?? (e as Error).message;
-    throw new ConfigError(`cannot read the kernel command line file ${file} (${code}): pass --cmdline with a readable file`,
-      { cause: e, data: { source: file } });
+    throw new ConfigError(`cannot read the kernel command line file ${file} (${code}): pass --cmdline with a readable file`, {
+      cause: e,
+      data: { source: file },
+    });
   }
 }
 

@@ -12,7 +12,8 @@ import { writeFileAtomic } from '../fsutil/atomic-write.js';
 import { SETTING_KEYS, SETTINGS_SCHEMA, type SettingSpec, type WritableSource } from './settings-schema.js';
 
 /** Marks the start of the generated table in docs/config.md. */
-export const TABLE_BEGIN = '<!-- settings table: generated from lib/params/settings-schema.ts by `node dist/lib/params/render-docs.js --write docs/config.md`; do not edit by hand -->';
+export const TABLE_BEGIN =
+  '<!-- settings table: generated from lib/params/settings-schema.ts by `node dist/lib/params/render-docs.js --write docs/config.md`; do not edit by hand -->';
 /** Marks its end. */
 export const TABLE_END = '<!-- end of generated settings table -->';
 
@@ -43,14 +44,13 @@ function defaultText(spec: SettingSpec): string {
 
 /** The Markdown table of every setting: key, type, default, meaning, example, where it may be set, who uses it. */
 export function renderSettingsTable(): string {
-  const rows = [
-    '| Key | Type | Default | Meaning | Example | Set in | Used by |',
-    '|---|---|---|---|---|---|---|',
-  ];
+  const rows = ['| Key | Type | Default | Meaning | Example | Set in | Used by |', '|---|---|---|---|---|---|---|'];
   for (const key of SETTING_KEYS) {
     const spec: SettingSpec = SETTINGS_SCHEMA[key];
     const where = (spec.allowedIn ?? (['file', 'download', 'cmdline'] as const)).map((s) => WHERE[s]).join(', ');
-    rows.push(`| \`${key}\` | ${cell(typeText(spec))} | ${cell(defaultText(spec))} | ${cell(spec.meaning)} | \`${cell(spec.example)}\` | ${where} | ${cell(spec.usedBy)} |`);
+    rows.push(
+      `| \`${key}\` | ${cell(typeText(spec))} | ${cell(defaultText(spec))} | ${cell(spec.meaning)} | \`${cell(spec.example)}\` | ${where} | ${cell(spec.usedBy)} |`,
+    );
   }
   return rows.join('\n') + '\n';
 }

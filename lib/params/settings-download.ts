@@ -33,9 +33,7 @@ export interface DownloadRequest {
 }
 
 /** The body and its validator, or "unchanged since the ETag we sent". */
-export type DownloadResult =
-  | { status: 'ok'; body: Buffer; etag: string | null }
-  | { status: 'not-modified' };
+export type DownloadResult = { status: 'ok'; body: Buffer; etag: string | null } | { status: 'not-modified' };
 
 /** Anything that can fetch a config: {@link downloadConfig}, or another transport. Throws NetworkError. */
 export type ConfigDownloader = (req: DownloadRequest) => Promise<DownloadResult>;
@@ -68,7 +66,8 @@ function looksLikeHtml(contentType: string | undefined, body: Buffer): boolean {
 async function readFileUrl(req: DownloadRequest, shown: string): Promise<DownloadResult> {
   try {
     const body = await readFile(fileURLToPath(req.url));
-    if (body.length > (req.maxBytes ?? MAX_CONFIG_BYTES)) throw new NetworkError(`${shown} is larger than ${req.maxBytes ?? MAX_CONFIG_BYTES} bytes; a config must be small`);
+    if (body.length > (req.maxBytes ?? MAX_CONFIG_BYTES))
+      throw new NetworkError(`${shown} is larger than ${req.maxBytes ?? MAX_CONFIG_BYTES} bytes; a config must be small`);
     return { status: 'ok', body, etag: null };
   } catch (e) {
     if (e instanceof NetworkError) throw e;
@@ -107,7 +106,8 @@ export async function downloadConfig(req: DownloadRequest): Promise<DownloadResu
   try {
     res = await request;
   } catch (e) {
-    if ((e as Error)?.name === 'CancelError') throw new NetworkError(`${shown} is larger than ${maxBytes} bytes; a config must be small`, { cause: e, data: { url: shown } });
+    if ((e as Error)?.name === 'CancelError')
+      throw new NetworkError(`${shown} is larger than ${maxBytes} bytes; a config must be small`, { cause: e, data: { url: shown } });
     throw new NetworkError(`could not download ${shown}: ${describe(e, t)}`, { cause: e, data: { url: shown } });
   }
   if (res.statusCode === 304) return { status: 'not-modified' };

@@ -147,10 +147,9 @@ export function parseConfigText(text: string, source: string): SettingToken[] {
     let j = arg.end;
     while (j < s.length && isSpace(s[j]!)) j++;
     if (j < s.length && s[j] !== '#') {
-      throw new ConfigError(
-        `${where}: more than one setting on a line ('${s.slice(i).trim()}'); put one setting per line, or quote a value with spaces`,
-        { data },
-      );
+      throw new ConfigError(`${where}: more than one setting on a line ('${s.slice(i).trim()}'); put one setting per line, or quote a value with spaces`, {
+        data,
+      });
     }
     out.push({ key: arg.key, value: arg.value, text: arg.text, origin: { source, line } });
   });

@@ -130,7 +130,8 @@ function confFilesIn(dir: string, first?: string): string[] {
 export function listConfigFiles(path: string, explicit: boolean): string[] {
   const st = statOrNull(path);
   if (st === null) {
-    if (explicit) throw new ConfigError(`config path ${path} does not exist; fix --config (a file, or a directory of *.conf files)`, { data: { source: path } });
+    if (explicit)
+      throw new ConfigError(`config path ${path} does not exist; fix --config (a file, or a directory of *.conf files)`, { data: { source: path } });
     return [];
   }
   if (!st.isDirectory()) return [path];
@@ -236,7 +237,9 @@ function fromCache(cache: CachedConfig, shown: string, why: string | null, repor
   if (cache.entry === null || cache.source === null) {
     report.sources.push({ kind: 'download', source: shown, status: 'unavailable' });
     if (cache.problem !== null) {
-      report.warnings.push(`${why ?? `not downloading ${shown}`}; the cached copy is not valid any more (${cache.problem}), continuing without the fleet config`);
+      report.warnings.push(
+        `${why ?? `not downloading ${shown}`}; the cached copy is not valid any more (${cache.problem}), continuing without the fleet config`,
+      );
     } else if (why !== null) {
       report.warnings.push(`${why}; no cached copy either, continuing without the fleet config`);
     }
@@ -253,8 +256,13 @@ type DownloadPlan = Extract<ConfigDownloadPlan, { action: 'download' }>;
  * Source 3, downloaded: a new copy is validated, then cached; a 304 keeps the cached copy
  * (its check time updated); a network failure falls back on the cached copy.
  */
-async function downloadFleetConfig(opts: LoadSettingsOptions, plan: DownloadPlan, cache: CachedConfig, shown: string,
-  report: LoadReport): Promise<SettingsSource | null> {
+async function downloadFleetConfig(
+  opts: LoadSettingsOptions,
+  plan: DownloadPlan,
+  cache: CachedConfig,
+  shown: string,
+  report: LoadReport,
+): Promise<SettingsSource | null> {
   // got is loaded only when a download happens: every other command starts faster.
   const fetchConfig = opts.fetchConfig ?? (await import('./settings-download.js')).downloadConfig;
   let res;

@@ -77,7 +77,10 @@ function where(token: SettingToken, kind: WritableSource): string {
 }
 
 function allowedList(key: SettingKey): string {
-  return (['file', 'download', 'cmdline'] as const).filter((s) => allowedIn(key, s)).map((s) => SOURCE_WORDS[s]).join(' or ');
+  return (['file', 'download', 'cmdline'] as const)
+    .filter((s) => allowedIn(key, s))
+    .map((s) => SOURCE_WORDS[s])
+    .join(' or ');
 }
 
 /**

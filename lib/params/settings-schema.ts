@@ -52,14 +52,16 @@ export const SETTINGS_SCHEMA = {
   'fetch-revision': {
     type: 'branch',
     default: 'master',
-    meaning: 'Branch whose tip `gitroot fetch` follows: the newest commit is staged when it differs from the booted or pending revision. When the server has no such branch, the tag of that name (an annotated tag is peeled to its commit, and its signature counts for `gitroot.allowed-signers`).',
+    meaning:
+      'Branch whose tip `gitroot fetch` follows: the newest commit is staged when it differs from the booted or pending revision. When the server has no such branch, the tag of that name (an annotated tag is peeled to its commit, and its signature counts for `gitroot.allowed-signers`).',
     example: 'fetch-revision=stable',
     usedBy: 'gitroot fetch, gitroot status',
   },
   'update-revision': {
     type: 'sha40',
     default: null,
-    meaning: 'Pin: fetch and stage exactly this commit instead of the branch tip, older ones too (a deliberate downgrade). A full 40-hex SHA of a commit, or of an annotated tag (its commit is staged; its signature counts for `gitroot.allowed-signers`); abbreviations are refused.',
+    meaning:
+      'Pin: fetch and stage exactly this commit instead of the branch tip, older ones too (a deliberate downgrade). A full 40-hex SHA of a commit, or of an annotated tag (its commit is staged; its signature counts for `gitroot.allowed-signers`); abbreviations are refused.',
     example: 'update-revision=0123456789abcdef0123456789abcdef01234567',
     usedBy: 'gitroot fetch',
   },
@@ -73,7 +75,8 @@ export const SETTINGS_SCHEMA = {
   'git-revision': {
     type: 'sha40',
     default: null,
-    meaning: 'The revision this boot runs: gitroot writes it into the command line of each boot entry it creates and the initramfs serves that commit as `/`. Only accepted on the kernel command line.',
+    meaning:
+      'The revision this boot runs: gitroot writes it into the command line of each boot entry it creates and the initramfs serves that commit as `/`. Only accepted on the kernel command line.',
     example: 'git-revision=0123456789abcdef0123456789abcdef01234567',
     usedBy: 'gitroot boot (initramfs), gitroot select, gitroot fetch (writes it into new boot entries)',
     allowedIn: ['cmdline'],
@@ -81,7 +84,8 @@ export const SETTINGS_SCHEMA = {
   'gitroot.remote': {
     type: 'url',
     default: null,
-    meaning: 'Where updates come from: a git repository over smart HTTP(S), or a channel published by `gitroot publish` (static files over HTTP(S), or a `file://` directory), told apart by its signed manifest (docs/channel.md). `gitroot fetch` needs it.',
+    meaning:
+      'Where updates come from: a git repository over smart HTTP(S), or a channel published by `gitroot publish` (static files over HTTP(S), or a `file://` directory), told apart by its signed manifest (docs/channel.md). `gitroot fetch` needs it.',
     example: 'gitroot.remote=https://updates.example.com/channel/',
     usedBy: 'gitroot fetch, gitroot fsck (--repair), gitroot status',
     schemes: NET,
@@ -89,7 +93,8 @@ export const SETTINGS_SCHEMA = {
   'gitroot.config': {
     type: 'url',
     default: null,
-    meaning: 'A fleet config in this same grammar, downloaded at each load and cached in `D/config-cache/` so an offline boot uses the last good copy. It overrides local files; the kernel command line overrides it. Cannot be set by the downloaded config itself.',
+    meaning:
+      'A fleet config in this same grammar, downloaded at each load and cached in `D/config-cache/` so an offline boot uses the last good copy. It overrides local files; the kernel command line overrides it. Cannot be set by the downloaded config itself.',
     example: 'gitroot.config=https://updates.example.com/fleet/kiosk.conf',
     usedBy: 'gitroot fetch, gitroot config, gitroot status, gitroot fsck (--repair), gitroot prune, gitroot mark-good, gitroot mark-bad, gitroot rollback',
     schemes: NET,
@@ -106,7 +111,8 @@ export const SETTINGS_SCHEMA = {
   'gitroot.tries': {
     type: 'int',
     default: 3,
-    meaning: 'Boots a newly staged revision gets before it counts as failed and the last good revision boots again (the BLS `+N` counter, or counted by the initramfs).',
+    meaning:
+      'Boots a newly staged revision gets before it counts as failed and the last good revision boots again (the BLS `+N` counter, or counted by the initramfs).',
     example: 'gitroot.tries=5',
     usedBy: 'gitroot fetch (staging)',
     min: 1,
@@ -115,7 +121,8 @@ export const SETTINGS_SCHEMA = {
   'gitroot.bootloader': {
     type: 'enum',
     default: 'none',
-    meaning: 'Which boot entries gitroot writes: `bls` (Boot Loader Specification type #1 entries with `+N` boot counting, read by systemd-boot), `extlinux` (extlinux.conf), `none` (stage kernels in the gitroot home only, touch no bootloader). Named here, never probed.',
+    meaning:
+      'Which boot entries gitroot writes: `bls` (Boot Loader Specification type #1 entries with `+N` boot counting, read by systemd-boot), `extlinux` (extlinux.conf), `none` (stage kernels in the gitroot home only, touch no bootloader). Named here, never probed.',
     example: 'gitroot.bootloader=bls',
     usedBy: 'gitroot fetch, gitroot mark-good, gitroot mark-bad, gitroot rollback, gitroot prune',
     values: ['bls', 'extlinux', 'none'],
@@ -130,7 +137,8 @@ export const SETTINGS_SCHEMA = {
   'gitroot.boot-medium': {
     type: 'device',
     default: null,
-    meaning: 'The boot loader\'s partition (the EFI system partition, or the FAT partition syslinux boots from) when it is not the medium: `gitroot boot` mounts it at `gitroot.boot` inside the new root, so updates can write boot entries there. `LABEL=`, `UUID=`, `PARTUUID=`, `PARTLABEL=` or a `/dev/` path. Images made by `gitroot image` set it. Unset: nothing is mounted.',
+    meaning:
+      "The boot loader's partition (the EFI system partition, or the FAT partition syslinux boots from) when it is not the medium: `gitroot boot` mounts it at `gitroot.boot` inside the new root, so updates can write boot entries there. `LABEL=`, `UUID=`, `PARTUUID=`, `PARTLABEL=` or a `/dev/` path. Images made by `gitroot image` set it. Unset: nothing is mounted.",
     example: 'gitroot.boot-medium=PARTLABEL=GITROOT-BOOT',
     usedBy: 'gitroot boot (initramfs)',
     allowedIn: ['cmdline'],
@@ -146,7 +154,8 @@ export const SETTINGS_SCHEMA = {
   'gitroot.medium': {
     type: 'device',
     default: null,
-    meaning: 'The block device holding `gitroot.dir`, mounted by the initramfs: `LABEL=`, `UUID=`, `PARTLABEL=`, `PARTUUID=` or a `/dev/` path. Unset: `gitroot.dir` is taken as it is.',
+    meaning:
+      'The block device holding `gitroot.dir`, mounted by the initramfs: `LABEL=`, `UUID=`, `PARTLABEL=`, `PARTUUID=` or a `/dev/` path. Unset: `gitroot.dir` is taken as it is.',
     example: 'gitroot.medium=LABEL=GITROOT',
     usedBy: 'initramfs boot script (mounts it before gitroot boot)',
     allowedIn: LOCAL,
@@ -154,7 +163,8 @@ export const SETTINGS_SCHEMA = {
   'gitroot.overlay-size': {
     type: 'size',
     default: null,
-    meaning: 'Size limit of the tmpfs holding the writable layer over the booted revision (tmpfs `size=`: bytes with an optional k, m or g suffix, or a percentage of RAM). Unset: the kernel default, half of RAM. Read by `gitroot boot` in the initramfs, from the kernel command line only (new boot entries keep it).',
+    meaning:
+      'Size limit of the tmpfs holding the writable layer over the booted revision (tmpfs `size=`: bytes with an optional k, m or g suffix, or a percentage of RAM). Unset: the kernel default, half of RAM. Read by `gitroot boot` in the initramfs, from the kernel command line only (new boot entries keep it).',
     example: 'gitroot.overlay-size=25%',
     usedBy: 'gitroot boot (initramfs)',
     allowedIn: ['cmdline'],
@@ -162,7 +172,8 @@ export const SETTINGS_SCHEMA = {
   'gitroot.cache-mb': {
     type: 'int',
     default: null,
-    meaning: "MiB of decoded file content the git-fs daemon serving `/` keeps in its ring (its `mount --cache-mb`). Unset: the mount default. Lower it on machines with little RAM; files bigger than half of it are served from spill files in the gitroot home. Kernel command line only, like `gitroot.overlay-size`.",
+    meaning:
+      'MiB of decoded file content the git-fs daemon serving `/` keeps in its ring (its `mount --cache-mb`). Unset: the mount default. Lower it on machines with little RAM; files bigger than half of it are served from spill files in the gitroot home. Kernel command line only, like `gitroot.overlay-size`.',
     example: 'gitroot.cache-mb=16',
     usedBy: 'gitroot boot (initramfs)',
     min: 4,
@@ -179,7 +190,8 @@ export const SETTINGS_SCHEMA = {
   'gitroot.allowed-signers': {
     type: 'path',
     default: null,
-    meaning: 'An ssh-keygen allowed-signers file (git\'s gpg.ssh.allowedSignersFile format): when set, `gitroot fetch` stages only commits with a good SSH signature (namespace git) from one of its keys; anything else is refused (exit 8). The initramfs hook bakes /etc/gitroot/allowed-signers in so `gitroot boot` refuses unsigned revisions too. Local only: a downloaded config cannot move the trust anchor. See docs/trust.md.',
+    meaning:
+      "An ssh-keygen allowed-signers file (git's gpg.ssh.allowedSignersFile format): when set, `gitroot fetch` stages only commits with a good SSH signature (namespace git) from one of its keys; anything else is refused (exit 8). The initramfs hook bakes /etc/gitroot/allowed-signers in so `gitroot boot` refuses unsigned revisions too. Local only: a downloaded config cannot move the trust anchor. See docs/trust.md.",
     example: 'gitroot.allowed-signers=/etc/gitroot/allowed-signers',
     usedBy: 'gitroot fetch (gitroot boot checks the copy baked into the initramfs)',
     allowedIn: LOCAL,
@@ -187,7 +199,8 @@ export const SETTINGS_SCHEMA = {
   'gitroot.gpg-keyring': {
     type: 'path',
     default: null,
-    meaning: 'Reserved for OpenPGP signatures, which this build does not support: setting it makes `gitroot fetch` fail at settings load. Use `gitroot.allowed-signers` (SSH signatures); docs/trust.md says why.',
+    meaning:
+      'Reserved for OpenPGP signatures, which this build does not support: setting it makes `gitroot fetch` fail at settings load. Use `gitroot.allowed-signers` (SSH signatures); docs/trust.md says why.',
     example: 'gitroot.gpg-keyring=/etc/gitroot/fleet.gpg',
     usedBy: 'gitroot fetch (refuses it)',
     allowedIn: LOCAL,
@@ -195,7 +208,8 @@ export const SETTINGS_SCHEMA = {
   'gitroot.allow-downgrade': {
     type: 'flag',
     default: false,
-    meaning: 'Stage a `fetch-revision` tip that does not descend from every revision the machine runs or has staged (booted, good, pending): a rewound or force-pushed branch. Without it such a tip is refused (exit 8); `update-revision` pins may always go back.',
+    meaning:
+      'Stage a `fetch-revision` tip that does not descend from every revision the machine runs or has staged (booted, good, pending): a rewound or force-pushed branch. Without it such a tip is refused (exit 8); `update-revision` pins may always go back.',
     example: 'gitroot.allow-downgrade',
     usedBy: 'gitroot fetch (downgrade check)',
   },
@@ -228,7 +242,7 @@ export const SETTINGS_SCHEMA = {
   'gitroot.client-cert': {
     type: 'path',
     default: null,
-    meaning: 'A PEM client certificate presented to update servers (mutual TLS: the machine\'s identity); needs `gitroot.client-key`. Local only.',
+    meaning: "A PEM client certificate presented to update servers (mutual TLS: the machine's identity); needs `gitroot.client-key`. Local only.",
     example: 'gitroot.client-cert=/etc/gitroot/machine.crt',
     usedBy: 'gitroot fetch',
     allowedIn: LOCAL,
@@ -253,7 +267,8 @@ export const SETTINGS_SCHEMA = {
   'gitroot.keep': {
     type: 'int',
     default: 1,
-    meaning: 'Earlier known-good revisions `gitroot prune` keeps (newest first), besides the booted, pending and known-good ones and the one the next boot runs; their git objects stay so `gitroot rollback` works offline. `--keep` overrides it.',
+    meaning:
+      'Earlier known-good revisions `gitroot prune` keeps (newest first), besides the booted, pending and known-good ones and the one the next boot runs; their git objects stay so `gitroot rollback` works offline. `--keep` overrides it.',
     example: 'gitroot.keep=2',
     usedBy: 'gitroot prune, gitroot fetch (auto-prune)',
     min: 0,
@@ -262,7 +277,8 @@ export const SETTINGS_SCHEMA = {
   'gitroot.min-free': {
     type: 'int',
     default: 128,
-    meaning: 'MiB that must stay free on the home\'s filesystem after an update: `gitroot fetch` refuses to start unless this plus twice the last fetched pack is free (docs/prune.md). 0 checks only the pack estimate.',
+    meaning:
+      "MiB that must stay free on the home's filesystem after an update: `gitroot fetch` refuses to start unless this plus twice the last fetched pack is free (docs/prune.md). 0 checks only the pack estimate.",
     example: 'gitroot.min-free=512',
     usedBy: 'gitroot fetch (space check)',
     min: 0,
@@ -271,7 +287,8 @@ export const SETTINGS_SCHEMA = {
   'gitroot.auto-prune': {
     type: 'flag',
     default: true,
-    meaning: 'When the space check fails, `gitroot fetch` first runs `gitroot prune` (keeping `gitroot.keep` earlier good revisions) and checks again. Set `gitroot.auto-prune=0` to only refuse.',
+    meaning:
+      'When the space check fails, `gitroot fetch` first runs `gitroot prune` (keeping `gitroot.keep` earlier good revisions) and checks again. Set `gitroot.auto-prune=0` to only refuse.',
     example: 'gitroot.auto-prune=0',
     usedBy: 'gitroot fetch (space check)',
   },
@@ -360,9 +377,7 @@ export function parseValueForSpec(spec: SettingSpec, key: string, raw: string | 
   if (spec.type === 'flag') {
     if (raw === null) return { ok: true, value: true };
     const b = FLAG_WORDS[raw.toLowerCase()];
-    return b === undefined
-      ? { ok: false, problem: `is a flag: write it bare, or as ${key}=1|0|yes|no|true|false (not '${raw}')` }
-      : { ok: true, value: b };
+    return b === undefined ? { ok: false, problem: `is a flag: write it bare, or as ${key}=1|0|yes|no|true|false (not '${raw}')` } : { ok: true, value: b };
   }
   if (raw === null || raw === '') return { ok: false, problem: `needs a value: write ${spec.example}` };
   // The grammar has no escapes: a value with a quote could not be written back.
@@ -377,9 +392,15 @@ export function parseValueForSpec(spec: SettingSpec, key: string, raw: string | 
     case 'sha40':
       if (isOidHex(raw)) return { ok: true, value: raw.toLowerCase() };
       if (/^[0-9a-fA-F]+$/.test(raw)) {
-        return { ok: false, problem: `needs a full 40-hex commit SHA, not ${raw.length} hex digits ('${raw}'); abbreviations are refused: write all 40 digits (git rev-parse REV prints them)` };
+        return {
+          ok: false,
+          problem: `needs a full 40-hex commit SHA, not ${raw.length} hex digits ('${raw}'); abbreviations are refused: write all 40 digits (git rev-parse REV prints them)`,
+        };
       }
-      return { ok: false, problem: `needs a full 40-hex commit SHA, not '${raw}' (branch names and other revision syntax are refused here; use fetch-revision for a branch or a tag name)` };
+      return {
+        ok: false,
+        problem: `needs a full 40-hex commit SHA, not '${raw}' (branch names and other revision syntax are refused here; use fetch-revision for a branch or a tag name)`,
+      };
     case 'url':
       return parseUrl(spec, raw);
     case 'int': {

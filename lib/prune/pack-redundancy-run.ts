@@ -43,7 +43,9 @@ export function readPackFacts(packDir: string): { facts: PackFacts[]; indexes: M
   let names: string[] = [];
   try {
     names = readdirSync(packDir);
-  } catch { /* no packs */ }
+  } catch {
+    /* no packs */
+  }
   const set = new Set(names);
   const stems = new Set<string>();
   for (const n of names) {
@@ -65,12 +67,16 @@ export function readPackFacts(packDir: string): { facts: PackFacts[]; indexes: M
         const trailer = packTrailer(packPath);
         intact = trailer !== null && trailer.equals(idx.packChecksum);
         if (intact) indexes.set(stem, idx);
-      } catch { /* unreadable index: the pack stays */ }
+      } catch {
+        /* unreadable index: the pack stays */
+      }
     }
     let mtimeMs = 0;
     try {
       mtimeMs = statSync(hasPack ? packPath : join(packDir, `${stem}.idx`)).mtimeMs;
-    } catch { /* gone meanwhile */ }
+    } catch {
+      /* gone meanwhile */
+    }
     facts.push({ stem, hasPack, hasIdx, hasKeep: set.has(`${stem}.keep`), intact, objects, mtimeMs });
   }
   return { facts, indexes };

@@ -48,7 +48,10 @@ function order(a: PackFacts, b: PackFacts): number {
  * `b` (both intact, with an .idx); it is asked only about such pairs.
  */
 export function planRedundantPacks(packs: readonly PackFacts[], covers: (a: string, b: string) => boolean): PackRedundancy {
-  const orphans = packs.filter((p) => p.hasPack && !p.hasIdx && !p.hasKeep).map((p) => p.stem).sort();
+  const orphans = packs
+    .filter((p) => p.hasPack && !p.hasIdx && !p.hasKeep)
+    .map((p) => p.stem)
+    .sort();
   const indexed = packs.filter((p) => p.hasIdx && p.hasPack).sort(order);
   const staying: PackFacts[] = [];
   const redundant: { stem: string; coveredBy: string }[] = [];

@@ -45,13 +45,21 @@ export async function ensureSpaceForFetch(o: SpaceGateOptions): Promise<SpaceGat
   if (fits(report)) return { report, pruned: null, warnings: [] };
   if (!o.autoPrune) throw noSpaceError(report, false);
   const pruned = await runPrune({
-    dir: o.dir, keep: o.keep, bootloader: o.bootloader, bootDir: o.bootDir, waitMs: o.waitMs, command: 'gitroot fetch (auto-prune)',
+    dir: o.dir,
+    keep: o.keep,
+    bootloader: o.bootloader,
+    bootDir: o.bootDir,
+    waitMs: o.waitMs,
+    command: 'gitroot fetch (auto-prune)',
   });
   const after = measureSpace(o.dir, o.minFreeMiB, bootCopy);
   if (!fits(after)) throw noSpaceError(after, true);
   return {
-    report: after, pruned,
-    warnings: [`free space was short (${report.home.ok ? 'boot medium' : 'gitroot home'}): pruned first (gitroot.auto-prune), ` +
-      `${pruned.bytesBefore - pruned.bytesAfter} bytes freed`],
+    report: after,
+    pruned,
+    warnings: [
+      `free space was short (${report.home.ok ? 'boot medium' : 'gitroot home'}): pruned first (gitroot.auto-prune), ` +
+        `${pruned.bytesBefore - pruned.bytesAfter} bytes freed`,
+    ],
   };
 }

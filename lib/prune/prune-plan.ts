@@ -129,9 +129,18 @@ export function planPrune(input: PruneInput): PrunePlan {
   const nextBoot = nextBootRevision(state);
   if (nextBoot !== null && state.staged[nextBoot] !== undefined && next.staged[nextBoot] === undefined) {
     const staged: Record<string, StagedRevision> = { ...next.staged, [nextBoot]: state.staged[nextBoot] };
-    next = { ...next, staged: Object.fromEntries(Object.keys(staged).sort().map((k) => [k, staged[k]])) };
+    next = {
+      ...next,
+      staged: Object.fromEntries(
+        Object.keys(staged)
+          .sort()
+          .map((k) => [k, staged[k]]),
+      ),
+    };
   }
-  const droppedStaged = Object.keys(state.staged).filter((s) => next.staged[s] === undefined).sort();
+  const droppedStaged = Object.keys(state.staged)
+    .filter((s) => next.staged[s] === undefined)
+    .sort();
   const stateChanged = droppedPreviousGood.length > 0 || droppedStaged.length > 0;
   if (!stateChanged) next = state;
 
@@ -146,9 +155,12 @@ export function planPrune(input: PruneInput): PrunePlan {
   // A tag ref (the signed tag a revision was fetched through) lives as long as its revision.
   const keptRevisions = new Set(kept.map((k) => k.revision));
   const deleteRefs = input.refs
-    .filter((r) => (r.name.startsWith(KEEP_REF_PREFIX) && !want.has(r.name))
-      || (r.name.startsWith(FETCHED_PREFIX) && !fetchedKept.has(r.name))
-      || (r.name.startsWith(TAG_REF_PREFIX) && !keptRevisions.has(r.name.slice(TAG_REF_PREFIX.length))))
+    .filter(
+      (r) =>
+        (r.name.startsWith(KEEP_REF_PREFIX) && !want.has(r.name)) ||
+        (r.name.startsWith(FETCHED_PREFIX) && !fetchedKept.has(r.name)) ||
+        (r.name.startsWith(TAG_REF_PREFIX) && !keptRevisions.has(r.name.slice(TAG_REF_PREFIX.length))),
+    )
     .map((r) => ({ name: r.name, oid: r.oid }));
 
   // Kernel directories: those the kept staged records use; leftovers of interrupted copies go too.
@@ -158,7 +170,15 @@ export function planPrune(input: PruneInput): PrunePlan {
   const keptKernelDirs = input.bootNames.filter((n) => keptDirs.has(n)).sort();
 
   return {
-    kept, state: next, stateChanged, droppedPreviousGood, droppedStaged,
-    createRefs, deleteRefs, keptKernelDirs, removeKernelDirs, warnings,
+    kept,
+    state: next,
+    stateChanged,
+    droppedPreviousGood,
+    droppedStaged,
+    createRefs,
+    deleteRefs,
+    keptKernelDirs,
+    removeKernelDirs,
+    warnings,
   };
 }

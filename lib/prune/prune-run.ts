@@ -35,9 +35,7 @@ import { acquireFetchLock, type FetchLock } from '../fetch/fetch-lock.js';
 import { FETCH_TMP_DIR } from '../fetch/repo-fetch.js';
 import { DEFAULT_LOCK_WAIT_MS } from '../fsutil/process-lock.js';
 import { UsageError } from '../errors/errors.js';
-import {
-  FETCHED_PREFIX, KEEP_REF_PREFIX, type KeptRevision, type PrunePlan, type RefInfo, keepProblem, planPrune, stateKeeps,
-} from './prune-plan.js';
+import { FETCHED_PREFIX, KEEP_REF_PREFIX, type KeptRevision, type PrunePlan, type RefInfo, keepProblem, planPrune, stateKeeps } from './prune-plan.js';
 import { listPacks, lastFetchPackBytes, readPruneRecord, repackRoom, writePruneRecord } from './space-check.js';
 import { formatBytes, freeBytes } from '../fsutil/free-space.js';
 import { dropRedundantPacks } from './pack-redundancy-run.js';
@@ -103,7 +101,9 @@ export function diskUsage(root: string): number {
     let names: string[] = [];
     try {
       names = readdirSync(p);
-    } catch { /* gone */ }
+    } catch {
+      /* gone */
+    }
     for (const n of names) walk(join(p, n));
   };
   walk(root);
@@ -132,14 +132,19 @@ async function gitOk(repo: string, args: string[], input?: string): Promise<stri
 async function listGitrootRefs(repo: string): Promise<RefInfo[]> {
   const out = await gitOk(repo, ['for-each-ref', '--format=%(objectname) %(refname)', 'refs/gitroot/']);
   const now = Date.now();
-  return out.split('\n').filter((l) => l !== '').map((l) => {
-    const [oid, name] = l.split(' ');
-    let ageMs = Infinity;
-    try {
-      ageMs = now - statSync(join(repo, ...name.split('/'))).mtimeMs;
-    } catch { /* packed */ }
-    return { name, oid, ageMs };
-  });
+  return out
+    .split('\n')
+    .filter((l) => l !== '')
+    .map((l) => {
+      const [oid, name] = l.split(' ');
+      let ageMs = Infinity;
+      try {
+        ageMs = now - statSync(join(repo, ...name.split('/'))).mtimeMs;
+      } catch {
+        /* packed */
+      }
+      return { name, oid, ageMs };
+    });
 }
 
 /** Which of `shas` the repository holds as commits. */
@@ -193,7 +198,9 @@ export function removeDeadWriterTemps(dir: string, repo: string): string[] {
   let names: string[] = [];
   try {
     names = readdirSync(dir);
-  } catch { /* no home */ }
+  } catch {
+    /* no home */
+  }
   for (const n of names) {
     const m = /^\.(?:(?:prune|fsck|last-fetch)\.json\.tmp|repo\.git\.init)-(\d+)-/.exec(n);
     if (m === null || (Number(m[1]) !== process.pid && processStartTime(Number(m[1])) !== null)) continue;
@@ -210,7 +217,9 @@ function cleanTemporaries(dir: string, repo: string): string[] {
   let names: string[] = [];
   try {
     names = readdirSync(packDir);
-  } catch { /* no packs */ }
+  } catch {
+    /* no packs */
+  }
   for (const n of names) {
     if (n.startsWith('.tmp-') || n.startsWith('tmp_')) {
       rmSync(join(packDir, n), { force: true, recursive: true });
@@ -299,14 +308,29 @@ async function apply(opts: PruneOptions, lock: HeldLock, repo: string, onStep: (
     const oldSet = new Set(dropped.redundant.map((r) => `${r.stem}.pack`));
     const lastPack = lastFetchPackBytes(repo, record, oldSet.size > 0 ? packsBeforeDrop.filter((p) => oldSet.has(p.name)) : undefined);
     if (room.ok) {
-      await stepAsync('repack', () => gitOk(repo, [
-        '-c', 'pack.threads=1', '-c', 'repack.writeBitmaps=false', 'repack', '-a', '-d', '-q',
-        `--window=${REPACK_WINDOW}`, `--depth=${REPACK_DEPTH}`, `--window-memory=${REPACK_WINDOW_MEMORY}`,
-      ]));
+      await stepAsync('repack', () =>
+        gitOk(repo, [
+          '-c',
+          'pack.threads=1',
+          '-c',
+          'repack.writeBitmaps=false',
+          'repack',
+          '-a',
+          '-d',
+          '-q',
+          `--window=${REPACK_WINDOW}`,
+          `--depth=${REPACK_DEPTH}`,
+          `--window-memory=${REPACK_WINDOW_MEMORY}`,
+        ]),
+      );
     } else {
-      warnings.push(`repack skipped: ${formatBytes(free)} free in ${repo}, ${formatBytes(room.needed)} needed for its new pack` +
-        (dropped.bytes > 0 ? ` (the ${formatBytes(dropped.bytes)} of redundant packs removed come free once no process holds them open, e.g. the git-fs serving / until the next boot)` : '') +
-        '; the next prune with room repacks');
+      warnings.push(
+        `repack skipped: ${formatBytes(free)} free in ${repo}, ${formatBytes(room.needed)} needed for its new pack` +
+          (dropped.bytes > 0
+            ? ` (the ${formatBytes(dropped.bytes)} of redundant packs removed come free once no process holds them open, e.g. the git-fs serving / until the next boot)`
+            : '') +
+          '; the next prune with room repacks',
+      );
     }
     onStep('prune');
     await stepAsync('prune objects', () => gitOk(repo, ['prune', '--expire=now']));
@@ -316,10 +340,16 @@ async function apply(opts: PruneOptions, lock: HeldLock, repo: string, onStep: (
     });
     const packs = listPacks(repo);
     const bytesAfter = diskUsage(dir);
-    step('write prune record', () => writePruneRecord(dir, {
-      version: 1, at: new Date().toISOString(), pack: packs[0]?.name ?? null, lastFetchPackBytes: lastPack,
-      bytesBefore, bytesAfter,
-    }));
+    step('write prune record', () =>
+      writePruneRecord(dir, {
+        version: 1,
+        at: new Date().toISOString(),
+        pack: packs[0]?.name ?? null,
+        lastFetchPackBytes: lastPack,
+        bytesBefore,
+        bytesAfter,
+      }),
+    );
   }
   onStep('done');
   return { plan, warnings, refsCreated: plan.createRefs.map((r) => r.name), refsDeleted, kernelDirsRemoved };
@@ -331,11 +361,15 @@ function looseBytes(repo: string): number {
   let dirs: string[] = [];
   try {
     dirs = readdirSync(join(repo, 'objects')).filter((d) => /^[0-9a-f]{2}$/.test(d));
-  } catch { /* none */ }
+  } catch {
+    /* none */
+  }
   for (const d of dirs) {
     try {
       for (const f of readdirSync(join(repo, 'objects', d))) sum += statSync(join(repo, 'objects', d, f)).size;
-    } catch { /* gone meanwhile */ }
+    } catch {
+      /* gone meanwhile */
+    }
   }
   return sum;
 }
@@ -360,8 +394,13 @@ export async function runPrune(opts: PruneOptions): Promise<PruneResult> {
   if (opts.dryRun) {
     const state = step('read state', () => readState(dir));
     const plan = await makePlan(dir, repo, opts.keep, state);
-    applied = { plan, warnings: [], refsCreated: plan.createRefs.map((r) => r.name), refsDeleted: plan.deleteRefs.map((r) => r.name),
-      kernelDirsRemoved: plan.removeKernelDirs };
+    applied = {
+      plan,
+      warnings: [],
+      refsCreated: plan.createRefs.map((r) => r.name),
+      refsDeleted: plan.deleteRefs.map((r) => r.name),
+      kernelDirsRemoved: plan.removeKernelDirs,
+    };
   } else {
     applied = await withLock(dir, { waitMs, command: opts.command ?? 'gitroot prune' }, async (lock) => {
       let fetchLock: FetchLock | null = null;

@@ -62,7 +62,9 @@ export function listPacks(repo: string): { name: string; bytes: number; mtimeMs:
     try {
       const st = statSync(join(packDir, n));
       out.push({ name: n, bytes: st.size, mtimeMs: st.mtimeMs });
-    } catch { /* removed meanwhile */ }
+    } catch {
+      /* removed meanwhile */
+    }
   }
   return out.sort((a, b) => b.mtimeMs - a.mtimeMs);
 }
@@ -130,13 +132,17 @@ export function biggestKernelDir(dir: string): number {
   let names: string[] = [];
   try {
     names = readdirSync(boot);
-  } catch { /* nothing staged */ }
+  } catch {
+    /* nothing staged */
+  }
   for (const n of names) {
     if (!isSha(n)) continue;
     let sum = 0;
     try {
       for (const f of readdirSync(join(boot, n))) sum += statSync(join(boot, n, f)).size;
-    } catch { continue; }
+    } catch {
+      continue;
+    }
     best = Math.max(best, sum);
   }
   return best;
@@ -155,8 +161,13 @@ export function measureSpace(dir: string, minFreeMiB: number, copyBootDir: strin
     if (kernel > 0) {
       const free = freeBytes(copyBootDir);
       const needed = kernel + SPACE_MARGIN_BYTES;
-      boot = { dir: copyBootDir, ok: free >= needed, free, needed,
-        rule: `biggest staged kernel and initrd ${formatBytes(kernel)} + margin ${formatBytes(SPACE_MARGIN_BYTES)}` };
+      boot = {
+        dir: copyBootDir,
+        ok: free >= needed,
+        free,
+        needed,
+        rule: `biggest staged kernel and initrd ${formatBytes(kernel)} + margin ${formatBytes(SPACE_MARGIN_BYTES)}`,
+      };
     }
   }
   return { home, boot };
@@ -166,9 +177,10 @@ export function measureSpace(dir: string, minFreeMiB: number, copyBootDir: strin
 export function noSpaceError(report: SpaceReport, pruned: boolean): NoSpaceError {
   const bad = !report.home.ok ? report.home : report.boot!;
   const where = bad === report.home ? `the gitroot home ${bad.dir}` : `the boot directory ${bad.dir} (gitroot.boot)`;
-  const fix = bad === report.home
-    ? `free space there${pruned ? '' : ` (e.g. 'gitroot prune --dir ${report.home.dir}')`}, enlarge the filesystem, or lower gitroot.min-free`
-    : 'free space on the boot medium or enlarge it';
+  const fix =
+    bad === report.home
+      ? `free space there${pruned ? '' : ` (e.g. 'gitroot prune --dir ${report.home.dir}')`}, enlarge the filesystem, or lower gitroot.min-free`
+      : 'free space on the boot medium or enlarge it';
   return new NoSpaceError(
     `not enough free space for the update in ${where}: ${formatBytes(bad.free)} free, ${formatBytes(bad.needed)} needed ` +
       `(${bad.rule})${pruned ? ', even after pruning' : ''}: ${fix}`,

@@ -53,9 +53,7 @@ export interface PublishOptions {
 export const DEFAULT_PUBLISH_OPTIONS: PublishOptions = { rollupEvery: 10, rollupsKept: 10 };
 
 /** The release chain after publishing `tip`, or why not. */
-export type ChainStep =
-  | { ok: true; chain: string[]; newRelease: boolean; pinned: boolean; note: string }
-  | { ok: false; reason: string };
+export type ChainStep = { ok: true; chain: string[]; newRelease: boolean; pinned: boolean; note: string } | { ok: false; reason: string };
 
 /**
  * The chain after publishing `tip` (pure; `isAncestor(a, b)`: a is b or an ancestor of it).
@@ -68,7 +66,12 @@ export type ChainStep =
  * While the channel is pinned, publishing another tip without `pin` needs `unpin`.
  */
 export function nextChain(i: {
-  chain: readonly string[]; tip: string; pin: boolean; unpin: boolean; pinnedNow: boolean; isAncestor: (a: string, b: string) => boolean;
+  chain: readonly string[];
+  tip: string;
+  pin: boolean;
+  unpin: boolean;
+  pinnedNow: boolean;
+  isAncestor: (a: string, b: string) => boolean;
 }): ChainStep {
   const chain = [...i.chain];
   const end = chain.length > 0 ? chain[chain.length - 1] : null;
@@ -80,7 +83,8 @@ export function nextChain(i: {
     };
   }
   if (end === null) return { ok: true, chain: [i.tip], newRelease: true, pinned: i.pin, note: 'first release: a full bundle' };
-  if (i.tip === end) return { ok: true, chain, newRelease: false, pinned: i.pin || (i.pinnedNow && !i.unpin), note: 'no new release: the manifest is signed again' };
+  if (i.tip === end)
+    return { ok: true, chain, newRelease: false, pinned: i.pin || (i.pinnedNow && !i.unpin), note: 'no new release: the manifest is signed again' };
   if (i.isAncestor(end, i.tip)) return { ok: true, chain: [...chain, i.tip], newRelease: true, pinned: i.pin, note: `release ${chain.length + 1}` };
   if (!i.pin) {
     return {

@@ -32,7 +32,15 @@ import { renderBundleHeader } from '../channel/bundle-header.js';
 import { type ChannelManifest, MANIFEST_FILE, type RolloutRamp, makeManifest, parseManifestUnverified, signManifest } from '../channel/channel-manifest.js';
 import { isoSeconds } from '../channel/channel-time.js';
 import { branchProblem } from '../store/ref-names.js';
-import { type BundleSpec, DEFAULT_PUBLISH_OPTIONS, type PublishedBundle, type PublishOptions, layoutBundles, nextChain, reconcileBundles } from './publish-plan.js';
+import {
+  type BundleSpec,
+  DEFAULT_PUBLISH_OPTIONS,
+  type PublishedBundle,
+  type PublishOptions,
+  layoutBundles,
+  nextChain,
+  reconcileBundles,
+} from './publish-plan.js';
 
 export const PUBLISH_LOG_FILE = 'publish-log.json';
 export const BUNDLES_DIR = 'bundles';
@@ -111,7 +119,8 @@ function gitSync(repo: string, args: string[]): { code: number; stdout: string; 
 
 function resolveCommit(repo: string, rev: string, what: string, shown = rev): string {
   const r = gitSync(repo, ['rev-parse', '--verify', '--quiet', `${rev}^{commit}`]);
-  if (r.code !== 0) throw new RevisionNotFoundError(`${what} '${shown}' is not a commit in ${repo}: check the name (git -C ${repo} log)`, { data: { rev, repo } });
+  if (r.code !== 0)
+    throw new RevisionNotFoundError(`${what} '${shown}' is not a commit in ${repo}: check the name (git -C ${repo} log)`, { data: { rev, repo } });
   return r.stdout.trim();
 }
 
@@ -139,15 +148,31 @@ async function makeBundle(repo: string, spec: BundleSpec, ref: string, tmp: stri
   let size = 0;
   const write = (buf: Buffer) => {
     hash.update(buf);
-    for (let off = 0; off < buf.length; ) off += writeSync(fd, buf, off, buf.length - off);
+    for (let off = 0; off < buf.length;) off += writeSync(fd, buf, off, buf.length - off);
     size += buf.length;
   };
   try {
     write(Buffer.from(renderBundleHeader(spec.prerequisites, spec.tip, ref)));
-    const args = ['--git-dir', repo, '-c', 'pack.threads=1', '-c', 'pack.useBitmaps=false', 'pack-objects', '--revs', '--stdout', '--thin', '--delta-base-offset', '--no-reuse-object', '-q'];
+    const args = [
+      '--git-dir',
+      repo,
+      '-c',
+      'pack.threads=1',
+      '-c',
+      'pack.useBitmaps=false',
+      'pack-objects',
+      '--revs',
+      '--stdout',
+      '--thin',
+      '--delta-base-offset',
+      '--no-reuse-object',
+      '-q',
+    ];
     const child = spawn('git', args, { stdio: ['pipe', 'pipe', 'pipe'] });
     let stderr = '';
-    child.stderr.setEncoding('utf8').on('data', (d: string) => { stderr = (stderr + d).slice(-4096); });
+    child.stderr.setEncoding('utf8').on('data', (d: string) => {
+      stderr = (stderr + d).slice(-4096);
+    });
     const closed = new Promise<number | null>((resolve, reject) => {
       child.on('error', (e) => reject(gitSpawnFailure(e)));
       child.on('close', resolve);
@@ -155,7 +180,10 @@ async function makeBundle(repo: string, spec: BundleSpec, ref: string, tmp: stri
     child.stdin.end([spec.tip, ...spec.prerequisites.map((p) => `^${p}`)].join('\n') + '\n');
     for await (const chunk of child.stdout) write(chunk as Buffer);
     const code = await closed;
-    if (code !== 0) throw new GitCommandError(`git pack-objects failed (exit ${code}) making the ${spec.kind} bundle of ${spec.tip}: ${stderr.trim().split('\n').pop() ?? ''}`);
+    if (code !== 0)
+      throw new GitCommandError(
+        `git pack-objects failed (exit ${code}) making the ${spec.kind} bundle of ${spec.tip}: ${stderr.trim().split('\n').pop() ?? ''}`,
+      );
     fsyncSync(fd);
   } catch (e) {
     closeSync(fd);
@@ -199,8 +227,7 @@ async function publishLocked(opts: PublishRunOptions, out: string, branch: strin
   const logFile = path.join(out, PUBLISH_LOG_FILE);
   const log = readLog(logFile, branch);
   const manifestFile = path.join(out, MANIFEST_FILE);
-  const lastVersion = Math.max(log?.version ?? 0,
-    existsSync(manifestFile) ? parseManifestUnverified(readFileSync(manifestFile), manifestFile).version : 0);
+  const lastVersion = Math.max(log?.version ?? 0, existsSync(manifestFile) ? parseManifestUnverified(readFileSync(manifestFile), manifestFile).version : 0);
 
   // Resolve and place the tip.
   const tip = opts.pin !== undefined ? resolveCommit(opts.repo, opts.pin, '--pin') : resolveCommit(opts.repo, `refs/heads/${branch}`, 'branch', branch);
@@ -225,15 +252,19 @@ async function publishLocked(opts: PublishRunOptions, out: string, branch: strin
     const id = `${spec.kind}-${String(spec.release).padStart(5, '0')}-${spec.tip.slice(0, 12)}-${sha256.slice(0, 16)}`;
     const uri = `${BUNDLES_DIR}/${id}.bundle`;
     const dest = path.join(out, uri);
-    if (existsSync(dest)) rmSync(tmp); // the same bytes are already there (same name: same hash)
+    if (existsSync(dest))
+      rmSync(tmp); // the same bytes are already there (same name: same hash)
     else renameSync(tmp, dest);
     bytes += size;
     made.push({ ...spec, id, uri, size, sha256, creationToken: creationToken(spec.kind, serial++), createdAt: isoSeconds(nowMs), retiredAt: null });
     opts.onProgress?.({ phase: 'bundle', done: i + 1, total: rec.create.length, bytes });
   }
   if (made.length > 0) fsyncDir(bundlesDir);
-  const listed = wanted.map((w) => rec.reuse.find((b) => b.tip === w.tip && b.kind === w.kind && b.prerequisites.join() === w.prerequisites.join())
-    ?? made.find((b) => b.tip === w.tip && b.kind === w.kind && b.prerequisites.join() === w.prerequisites.join())!);
+  const listed = wanted.map(
+    (w) =>
+      rec.reuse.find((b) => b.tip === w.tip && b.kind === w.kind && b.prerequisites.join() === w.prerequisites.join()) ??
+      made.find((b) => b.tip === w.tip && b.kind === w.kind && b.prerequisites.join() === w.prerequisites.join())!,
+  );
   const retired = rec.retire.map((b) => ({ ...b, retiredAt: isoSeconds(nowMs) }));
 
   // The ramp: given now, or kept from the last publish of the same tip; a pin applies at once.
@@ -246,13 +277,31 @@ async function publishLocked(opts: PublishRunOptions, out: string, branch: strin
   const version = lastVersion + 1;
   const expiresMs = nowMs + (opts.expiresSeconds ?? 7 * DAY) * 1000;
   const manifest: ChannelManifest = makeManifest({
-    channel: branch, version, tip, pin: step.pinned, createdMs: nowMs, expiresMs, rollout: ramp,
-    bundles: listed.map((b) => ({ id: b.id, uri: b.uri, kind: b.kind, tip: b.tip, prerequisites: b.prerequisites, size: b.size, sha256: b.sha256, creationToken: b.creationToken })),
+    channel: branch,
+    version,
+    tip,
+    pin: step.pinned,
+    createdMs: nowMs,
+    expiresMs,
+    rollout: ramp,
+    bundles: listed.map((b) => ({
+      id: b.id,
+      uri: b.uri,
+      kind: b.kind,
+      tip: b.tip,
+      prerequisites: b.prerequisites,
+      size: b.size,
+      sha256: b.sha256,
+      creationToken: b.creationToken,
+    })),
   });
 
   // Record, then the list, then the manifest: a manifest never names a file that is not there.
   const newLog: PublishLog = {
-    format: LOG_FORMAT, channel: branch, version, chain,
+    format: LOG_FORMAT,
+    channel: branch,
+    version,
+    chain,
     pinned: step.pinned ? { tip, since: log?.pinned?.tip === tip ? log.pinned.since : isoSeconds(nowMs) } : null,
     rollout: ramp === null ? null : { tip, ramp },
     bundles: [...listed, ...retired, ...rec.keepRetired],
@@ -268,9 +317,20 @@ async function publishLocked(opts: PublishRunOptions, out: string, branch: strin
   if (rec.remove.length > 0) fsyncDir(bundlesDir);
 
   return {
-    channel: branch, version, tip, pin: step.pinned, release: chain.length, newRelease: step.newRelease, note: step.note,
-    created: manifest.created, expires: manifest.expires, rollout: ramp, manifest: manifestFile, bundleList: path.join(out, BUNDLE_LIST_FILE),
+    channel: branch,
+    version,
+    tip,
+    pin: step.pinned,
+    release: chain.length,
+    newRelease: step.newRelease,
+    note: step.note,
+    created: manifest.created,
+    expires: manifest.expires,
+    rollout: ramp,
+    manifest: manifestFile,
+    bundleList: path.join(out, BUNDLE_LIST_FILE),
     bundles: listed.map((b) => ({ id: b.id, kind: b.kind, uri: b.uri, size: b.size, sha256: b.sha256, made: made.includes(b) })),
-    retired: retired.map((b) => b.id), deleted: rec.remove.map((b) => b.id),
+    retired: retired.map((b) => b.id),
+    deleted: rec.remove.map((b) => b.id),
   };
 }

@@ -34,9 +34,9 @@ function isFile(p: string): boolean {
 
 function notARepo(repo: string, detail?: string): RepoNotFoundError {
   return new RepoNotFoundError(
-    `not a git repository: ${repo}${detail === undefined ? '' : ` (${detail})`} `
-      + `(create one with 'gitroot commit DIR --repo ${repo}')`,
-    { data: { repo } });
+    `not a git repository: ${repo}${detail === undefined ? '' : ` (${detail})`} ` + `(create one with 'gitroot commit DIR --repo ${repo}')`,
+    { data: { repo } },
+  );
 }
 
 /**

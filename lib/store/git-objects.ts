@@ -56,9 +56,7 @@ export interface TreeEntry {
 }
 
 function corrupt(what: string, detail: string): ObjectCorruptError {
-  return new ObjectCorruptError(
-    `malformed ${what}: ${detail}; the repository is damaged: run 'git fsck' on it and restore or re-fetch it`,
-  );
+  return new ObjectCorruptError(`malformed ${what}: ${detail}; the repository is damaged: run 'git fsck' on it and restore or re-fetch it`);
 }
 
 /** Modes a tree entry may have: git's five, plus 100664 that very old git wrote for files. */
@@ -178,7 +176,12 @@ export function parseCommit(data: Buffer): Commit {
   const committer = headers[i]?.key === 'committer' ? headers[i++].value : undefined;
   if (author === undefined || committer === undefined) throw corrupt('commit', 'missing author or committer');
   const commit: Commit = {
-    tree, parents, author, committer, committerTime: identityTime('commit', committer), message,
+    tree,
+    parents,
+    author,
+    committer,
+    committerTime: identityTime('commit', committer),
+    message,
   };
   const sig = headers.find((h) => h.key === 'gpgsig');
   if (sig !== undefined) {
@@ -210,4 +213,3 @@ export function parseTag(data: Buffer): Tag {
   const tagger = get('tagger');
   return tagger === undefined ? { object, type, tag, message } : { object, type, tag, tagger, message };
 }
-

@@ -15,8 +15,7 @@ import { applyDelta, readDeltaHeader } from './delta.js';
 import { type CachedBase, DeltaBaseCache, DEFAULT_BASE_CACHE_BYTES } from './delta-base-cache.js';
 import { type GitDirs, resolveGitDir } from './git-dir.js';
 import { type GitObject, type ObjectHeader, type ObjectType, PACK_TYPES, hashObject } from './git-objects.js';
-import { decodeLoose, decodeLooseHeader, findLooseByPrefix, loosePath, parseLooseHeader, readFileIfExists }
-  from './loose-objects.js';
+import { decodeLoose, decodeLooseHeader, findLooseByPrefix, loosePath, parseLooseHeader, readFileIfExists } from './loose-objects.js';
 import { isHexPrefix, toOidBuffer } from './object-id.js';
 import { OBJ_OFS_DELTA, type PackEntry, PackFile, ReadBuffer, preadAsync } from './pack-file.js';
 import { InflateError, StreamInflater, inflateExact, inflatePrefix } from './zlib-inflate.js';
@@ -57,7 +56,11 @@ const EMPTY: Buffer = Buffer.alloc(0);
 type Location = { pack: PackFile; offset: number; loose?: undefined } | { loose: string; pack?: undefined };
 
 /** One delta of a chain being resolved: where its entry is and its inflated instructions. */
-interface DeltaLink { pack: PackFile; offset: number; delta: Buffer }
+interface DeltaLink {
+  pack: PackFile;
+  offset: number;
+  delta: Buffer;
+}
 
 /** A stored copy of an object that failed to decode or verify (reads use another copy when there is one). */
 export interface DamagedCopy {
@@ -226,8 +229,7 @@ async function* readRange(read: PositionedRead, start: number, end: number): Asy
  * reused throughout; each piece of output goes to `sink`, which must be done with it when
  * its promise settles.
  */
-async function inflateRange(inflater: StreamInflater, read: PositionedRead, start: number, end: number,
-  sink: (piece: Buffer) => Promise<void>): Promise<void> {
+async function inflateRange(inflater: StreamInflater, read: PositionedRead, start: number, end: number, sink: (piece: Buffer) => Promise<void>): Promise<void> {
   const input = Buffer.allocUnsafe(Math.max(1, Math.min(STREAM_CHUNK, end - start)));
   const output = Buffer.allocUnsafe(STREAM_OUT_CHUNK);
   let pos = start;
@@ -295,8 +297,9 @@ export class ObjectStore {
     const dirs = resolveGitDir(gitdir);
     const config = readFileIfExists(path.join(dirs.commonDir, 'config'))?.toString('utf8') ?? '';
     if (/^\s*objectformat\s*=\s*sha256\s*$/im.test(config)) {
-      throw new UsageError(`${dirs.gitDir} uses SHA-256 object ids, which gitroot does not read: `
-        + 'use a SHA-1 repository (git init --object-format=sha1)', { data: { repo: dirs.gitDir } });
+      throw new UsageError(`${dirs.gitDir} uses SHA-256 object ids, which gitroot does not read: ` + 'use a SHA-1 repository (git init --object-format=sha1)', {
+        data: { repo: dirs.gitDir },
+      });
     }
     return new ObjectStore(dirs, opts);
   }
@@ -415,8 +418,7 @@ export class ObjectStore {
       return this.copyWhole(id, out, loc.loose);
     }
     try {
-      return await this.streamObject(id, loc.loose, (buf, len, pos) => preadAsync(file, buf, len, pos),
-        0, fs.fstatSync(file).size, out, null);
+      return await this.streamObject(id, loc.loose, (buf, len, pos) => preadAsync(file, buf, len, pos), 0, fs.fstatSync(file).size, out, null);
     } finally {
       fs.closeSync(file);
     }
@@ -475,8 +477,7 @@ export class ObjectStore {
   }
 
   private findPacked(id: Buffer, includeDamaged: boolean): Location | null {
-    const skip = (pack: PackFile): boolean => !includeDamaged && this.damagedCopies.size > 0
-      && this.damagedCopies.has(packKey(pack, id));
+    const skip = (pack: PackFile): boolean => !includeDamaged && this.damagedCopies.size > 0 && this.damagedCopies.has(packKey(pack, id));
     const last = this.lastPack;
     if (last !== null) {
       const offset = last.index.lookup(id);
@@ -519,7 +520,9 @@ export class ObjectStore {
     const key = loc.pack !== undefined ? packKey(loc.pack, id) : looseKey(loc.loose);
     if (this.damagedCopies.has(key)) return false;
     this.damagedCopies.set(key, {
-      oid: id.toString('hex'), path: loc.pack?.packPath ?? loc.loose ?? '', detail: (err as Error).message,
+      oid: id.toString('hex'),
+      path: loc.pack?.packPath ?? loc.loose ?? '',
+      detail: (err as Error).message,
     });
     return true;
   }
@@ -570,9 +573,7 @@ export class ObjectStore {
       p = next.pack;
       off = next.offset;
     }
-    const obj = chain.length === 0
-      ? { type: base.type, data: shared ? Buffer.from(base.data) : base.data }
-      : this.applyChain(base, chain);
+    const obj = chain.length === 0 ? { type: base.type, data: shared ? Buffer.from(base.data) : base.data } : this.applyChain(base, chain);
     return crcOk ? obj : this.verify(id, obj, pack.packPath);
   }
 
@@ -613,8 +614,7 @@ export class ObjectStore {
     if (offset >= 0) return { pack, offset };
     const loc = this.find(baseOid);
     if (loc === null) {
-      throw new ObjectMissingError(`delta base ${baseOid.toString('hex')} is missing`,
-        { data: { oid: baseOid.toString('hex') } });
+      throw new ObjectMissingError(`delta base ${baseOid.toString('hex')} is missing`, { data: { oid: baseOid.toString('hex') } });
     }
     return loc;
   }
@@ -701,12 +701,19 @@ export class ObjectStore {
    * over the inflated bytes (the spill of a 177 MB library: ~0.3 s of CPU less). As with
    * streamObject, what reached `out` is garbage when this rejects.
    */
-  private async streamCrcChecked(id: Buffer, pack: PackFile, offset: number, entry: PackEntry, want: number,
-    read: PositionedRead, out: (piece: Buffer) => Promise<void>): Promise<number> {
+  private async streamCrcChecked(
+    id: Buffer,
+    pack: PackFile,
+    offset: number,
+    entry: PackEntry,
+    want: number,
+    read: PositionedRead,
+    out: (piece: Buffer) => Promise<void>,
+  ): Promise<number> {
     const head = Buffer.allocUnsafe(entry.payloadOffset - offset);
     let crc = 0;
     try {
-      if (await read(head, head.length, offset) !== head.length) throw new ObjectCorruptError(`pack ends inside the entry at offset ${offset}`);
+      if ((await read(head, head.length, offset)) !== head.length) throw new ObjectCorruptError(`pack ends inside the entry at offset ${offset}`);
       crc = zlib.crc32(head);
     } catch (err) {
       throw this.wrap(err, id, pack.packPath);
@@ -746,8 +753,15 @@ export class ObjectStore {
    * to `out`, hashing as it goes. `known` gives type and size for pack entries; loose objects
    * carry them in their first inflated bytes.
    */
-  private async streamObject(id: Buffer, where: string, read: PositionedRead, start: number, end: number,
-    out: (piece: Buffer) => Promise<void>, known: ObjectHeader | null): Promise<number> {
+  private async streamObject(
+    id: Buffer,
+    where: string,
+    read: PositionedRead,
+    start: number,
+    end: number,
+    out: (piece: Buffer) => Promise<void>,
+    known: ObjectHeader | null,
+  ): Promise<number> {
     const hash = createHash('sha1');
     let header = known;
     let head = EMPTY;
@@ -780,8 +794,9 @@ export class ObjectStore {
           inflater.close();
         }
       } else {
-        await pipeline(readRange(read, start, end), zlib.createInflate({ chunkSize: STREAM_OUT_CHUNK }),
-          async (inflated: AsyncIterable<Buffer>) => { for await (const chunk of inflated) await sink(chunk); });
+        await pipeline(readRange(read, start, end), zlib.createInflate({ chunkSize: STREAM_OUT_CHUNK }), async (inflated: AsyncIterable<Buffer>) => {
+          for await (const chunk of inflated) await sink(chunk);
+        });
       }
     } catch (err) {
       throw this.wrap(err, id, where);
@@ -797,26 +812,26 @@ export class ObjectStore {
   private corrupt(id: Buffer, where: string, detail: string, cause?: unknown): ObjectCorruptError {
     const oid = id.toString('hex');
     return new ObjectCorruptError(
-      `object ${oid} in ${where} is corrupt (${detail}): run 'git -C ${this.dirs.gitDir} fsck' `
-        + 'to see the damage, then restore or re-fetch the repository',
-      { data: { oid, path: where }, cause });
+      `object ${oid} in ${where} is corrupt (${detail}): run 'git -C ${this.dirs.gitDir} fsck' ` + 'to see the damage, then restore or re-fetch the repository',
+      { data: { oid, path: where }, cause },
+    );
   }
 
   /** Turns an error met while decoding `id` into one that names the object and its file. */
   private wrap(err: unknown, id: Buffer, where: string): Error {
     if (err instanceof ObjectMissingError) {
       const oid = id.toString('hex');
-      return new ObjectMissingError(`object ${oid} in ${where} cannot be decoded: ${err.message}; `
-        + `run 'git -C ${this.dirs.gitDir} fsck' and re-fetch the repository`,
-        { data: { oid, path: where, ...err.data }, cause: err });
+      return new ObjectMissingError(
+        `object ${oid} in ${where} cannot be decoded: ${err.message}; ` + `run 'git -C ${this.dirs.gitDir} fsck' and re-fetch the repository`,
+        { data: { oid, path: where, ...err.data }, cause: err },
+      );
     }
     if (err instanceof ObjectCorruptError && String(err.data.oid) === id.toString('hex')) return err;
     if (err instanceof ObjectCorruptError || err instanceof InflateError) {
       return this.corrupt(id, where, err.message, err);
     }
     if (err instanceof GitrootError) return err;
-    if (err instanceof Error && typeof (err as NodeJS.ErrnoException).errno === 'number'
-      && String((err as NodeJS.ErrnoException).code).startsWith('Z_')) {
+    if (err instanceof Error && typeof (err as NodeJS.ErrnoException).errno === 'number' && String((err as NodeJS.ErrnoException).code).startsWith('Z_')) {
       return this.corrupt(id, where, err.message, err);
     }
     return err instanceof Error ? err : new Error(String(err));
@@ -827,8 +842,8 @@ export class ObjectStore {
     const broken = this.objectDirs.flatMap((d) => [...d.broken].map(([p, why]) => `${p}: ${why}`));
     const also = broken.length === 0 ? '' : ` (unreadable packs: ${broken.join('; ')})`;
     return new ObjectMissingError(
-      `object ${oid} is not in ${this.dirs.objectsDir}${also}: fetch the commit that needs it again `
-        + `or run 'git -C ${this.dirs.gitDir} fsck'`,
-      { data: { oid } });
+      `object ${oid} is not in ${this.dirs.objectsDir}${also}: fetch the commit that needs it again ` + `or run 'git -C ${this.dirs.gitDir} fsck'`,
+      { data: { oid } },
+    );
   }
 }

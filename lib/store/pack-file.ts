@@ -103,9 +103,8 @@ export class PackFile {
       const size = fs.fstatSync(fd).size;
       const head = Buffer.alloc(12);
       const tail = Buffer.alloc(OID_BYTES);
-      const bad = (detail: string): ObjectCorruptError => new ObjectCorruptError(
-        `pack ${packPath} is corrupt (${detail}): restore it from a good copy or re-fetch the repository`,
-        { data: { path: packPath } });
+      const bad = (detail: string): ObjectCorruptError =>
+        new ObjectCorruptError(`pack ${packPath} is corrupt (${detail}): restore it from a good copy or re-fetch the repository`, { data: { path: packPath } });
       if (size < 12 + OID_BYTES || preadFully(fd, head, 12, 0) !== 12) throw bad('too short');
       if (head.toString('latin1', 0, 4) !== 'PACK') throw bad('no PACK signature');
       const version = head.readUInt32BE(4);
@@ -136,8 +135,9 @@ export class PackFile {
   readEntry(offset: number, into?: ReadBuffer): PackEntry {
     const end = this.entryEnd(offset);
     if (end - offset >= MAX_LENGTH) {
-      throw new ObjectTooLargeError(`the pack entry at offset ${offset} of ${this.packPath} is too large to read `
-        + 'into memory: stream it with copyBlobToFd');
+      throw new ObjectTooLargeError(
+        `the pack entry at offset ${offset} of ${this.packPath} is too large to read ` + 'into memory: stream it with copyBlobToFd',
+      );
     }
     const raw = into === undefined ? Buffer.allocUnsafe(end - offset) : into.take(end - offset);
     if (preadFully(this.fd, raw, raw.length, offset) !== raw.length) {
@@ -190,8 +190,7 @@ export class PackFile {
 
 /** Parses the entry header at the start of `raw` (which holds bytes from `offset` on). */
 function parseEntry(raw: Buffer, offset: number, end: number): PackEntry {
-  const bad = (detail: string): ObjectCorruptError =>
-    new ObjectCorruptError(`bad entry header at offset ${offset} (${detail})`);
+  const bad = (detail: string): ObjectCorruptError => new ObjectCorruptError(`bad entry header at offset ${offset} (${detail})`);
   let p = 0;
   let c = raw[p++];
   const typeCode = (c >> 4) & 7;

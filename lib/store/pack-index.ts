@@ -31,11 +31,13 @@ export class PackIndex {
   /** Index position of each entry of `sorted` (offset order -> position order). */
   private sortedPos: Uint32Array | null = null;
 
-  private constructor(readonly path: string, buf: Buffer) {
+  private constructor(
+    readonly path: string,
+    buf: Buffer,
+  ) {
     this.buf = buf;
-    const bad = (detail: string): ObjectCorruptError => new ObjectCorruptError(
-      `pack index ${path} is corrupt (${detail}): delete it and run 'git index-pack' on its .pack`,
-      { data: { path } });
+    const bad = (detail: string): ObjectCorruptError =>
+      new ObjectCorruptError(`pack index ${path} is corrupt (${detail}): delete it and run 'git index-pack' on its .pack`, { data: { path } });
     if (buf.length < FANOUT_BYTES + TRAILER_BYTES) throw bad('too short');
     if (buf.readUInt32BE(0) === V2_MAGIC) {
       this.version = buf.readUInt32BE(4);
@@ -116,8 +118,9 @@ export class PackIndex {
     if (this.version === 1 || v < 0x80000000) return v;
     const k = v & 0x7fffffff;
     if (k >= this.largeCount) {
-      throw new ObjectCorruptError(`pack index ${this.path} is corrupt (bad large offset): `
-        + `delete it and run 'git index-pack' on its .pack`, { data: { path: this.path } });
+      throw new ObjectCorruptError(`pack index ${this.path} is corrupt (bad large offset): ` + `delete it and run 'git index-pack' on its .pack`, {
+        data: { path: this.path },
+      });
     }
     const p = this.largeBase + k * 8;
     return this.buf.readUInt32BE(p) * 2 ** 32 + this.buf.readUInt32BE(p + 4);
@@ -204,7 +207,6 @@ export class PackIndex {
     const k = this.sortedIndexOf(offset);
     return k < 0 ? undefined : this.crc32At(this.sortedPos![k]);
   }
-
 
   private compareAt(i: number, oid: Buffer, w0: number): number {
     const buf = this.buf;

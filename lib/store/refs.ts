@@ -71,14 +71,17 @@ class RefReader {
       if (v === null) return null;
       if (v.oid !== undefined) return symref === undefined ? { oid: v.oid } : { oid: v.oid, symref };
       if (!isValidRefName(v.symref)) {
-        throw new RevisionNotFoundError(`ref ${current} in ${this.dirs.gitDir} points to an invalid name `
-          + `'${v.symref}': repair it with 'git -C ${this.dirs.gitDir} symbolic-ref ${current} refs/heads/BRANCH'`);
+        throw new RevisionNotFoundError(
+          `ref ${current} in ${this.dirs.gitDir} points to an invalid name ` +
+            `'${v.symref}': repair it with 'git -C ${this.dirs.gitDir} symbolic-ref ${current} refs/heads/BRANCH'`,
+        );
       }
       symref ??= v.symref;
       current = v.symref;
     }
-    throw new RevisionNotFoundError(`ref ${name} in ${this.dirs.gitDir} is a loop of symbolic refs: `
-      + `repair it with 'git -C ${this.dirs.gitDir} symbolic-ref ${name} refs/heads/BRANCH'`);
+    throw new RevisionNotFoundError(
+      `ref ${name} in ${this.dirs.gitDir} is a loop of symbolic refs: ` + `repair it with 'git -C ${this.dirs.gitDir} symbolic-ref ${name} refs/heads/BRANCH'`,
+    );
   }
 
   packedRefs(): Map<string, PackedRef> {
@@ -103,8 +106,7 @@ class RefReader {
       const oid = line.slice(0, sp);
       const name = line.slice(sp + 1).trim();
       if (sp !== 40 || !isOidHex(oid) || !isValidRefName(name)) {
-        throw new RevisionNotFoundError(`malformed line in ${file}: '${line.slice(0, 80)}': `
-          + `repair it or run 'git -C ${this.dirs.gitDir} pack-refs'`);
+        throw new RevisionNotFoundError(`malformed line in ${file}: '${line.slice(0, 80)}': ` + `repair it or run 'git -C ${this.dirs.gitDir} pack-refs'`);
       }
       last = { oid: oid.toLowerCase() };
       map.set(name, last);
@@ -120,14 +122,14 @@ function parseRefFile(file: string, text: string): RefValue {
   // FETCH_HEAD lines carry more after the id; plain refs hold exactly the id.
   const id = line.slice(0, 40);
   if (isOidHex(id) && (line.length === 40 || /\s/.test(line[40]))) return { oid: id.toLowerCase() };
-  throw new RevisionNotFoundError(`ref file ${file} is malformed: '${line.slice(0, 60)}': `
-    + 'point it at a commit again (git update-ref) or delete it');
+  throw new RevisionNotFoundError(`ref file ${file} is malformed: '${line.slice(0, 60)}': ` + 'point it at a commit again (git update-ref) or delete it');
 }
 
 function unknownRevision(rev: string, repo: string, detail = ''): RevisionNotFoundError {
   return new RevisionNotFoundError(
-    `unknown revision '${rev}' in ${repo}${detail}: give a commit SHA, branch or tag that exists `
-      + `(git -C ${repo} log --oneline)`, { data: { rev, repo } });
+    `unknown revision '${rev}' in ${repo}${detail}: give a commit SHA, branch or tag that exists ` + `(git -C ${repo} log --oneline)`,
+    { data: { rev, repo } },
+  );
 }
 
 /**
@@ -169,8 +171,10 @@ function findTarget(refs: RefReader, store: ObjectStore, rev: string, repo: stri
       if (name === 'HEAD') {
         const head = refs.read('HEAD');
         if (head?.symref !== undefined) {
-          throw new RevisionNotFoundError(`HEAD of ${repo} points to ${head.symref}, which has no commits yet: `
-            + 'commit something first or give a branch or tag that exists', { data: { rev, repo } });
+          throw new RevisionNotFoundError(
+            `HEAD of ${repo} points to ${head.symref}, which has no commits yet: ` + 'commit something first or give a branch or tag that exists',
+            { data: { rev, repo } },
+          );
         }
       }
     }
@@ -196,11 +200,15 @@ function findAbbreviated(store: ObjectStore, hex: string, rev: string, repo: str
     }
   });
   if (commitish.length === 1) return commitish[0];
-  const list = found.slice(0, 5).map((oid) => `${oid.slice(0, 12)} (${store.readHeader(oid).type})`).join(', ');
+  const list = found
+    .slice(0, 5)
+    .map((oid) => `${oid.slice(0, 12)} (${store.readHeader(oid).type})`)
+    .join(', ');
   throw new RevisionNotFoundError(
-    `revision '${rev}' is ambiguous in ${repo}: ${found.length === 16 ? 'many' : found.length} objects match `
-      + `(${list}${found.length > 5 ? ', ...' : ''}): give more hex digits`,
-    { data: { rev, repo, candidates: found } });
+    `revision '${rev}' is ambiguous in ${repo}: ${found.length === 16 ? 'many' : found.length} objects match ` +
+      `(${list}${found.length > 5 ? ', ...' : ''}): give more hex digits`,
+    { data: { rev, repo, candidates: found } },
+  );
 }
 
 /** Applies ~N (N-th first-parent ancestor), ^N (N-th parent) and ^{commit}/^{} steps. */
@@ -234,12 +242,12 @@ function peelToCommit(store: ObjectStore, oid: string, rev: string, repo: string
   const r = peelTag(oid, (id) => store.readObject(id));
   if (r.ok) return r.commit;
   if (r.problem === 'not-a-commit') {
-    throw new RevisionNotFoundError(`revision '${rev}' in ${repo} names a ${r.type} (${r.at}), `
-      + 'not a commit: give a commit SHA, branch or tag', { data: { rev, repo, oid: r.at } });
+    throw new RevisionNotFoundError(`revision '${rev}' in ${repo} names a ${r.type} (${r.at}), ` + 'not a commit: give a commit SHA, branch or tag', {
+      data: { rev, repo, oid: r.at },
+    });
   }
   if (r.problem === 'too-deep') {
-    throw new ObjectCorruptError(`tag ${oid} in ${repo} nests more than ${MAX_TAG_DEPTH} tags deep: `
-      + 'give the commit id instead', { data: { oid } });
+    throw new ObjectCorruptError(`tag ${oid} in ${repo} nests more than ${MAX_TAG_DEPTH} tags deep: ` + 'give the commit id instead', { data: { oid } });
   }
   if (r.problem === 'malformed') throw r.cause; // parseTag's ObjectCorruptError
   // Not reached: the store's reader throws ObjectMissingError rather than return null.

@@ -20,8 +20,7 @@ export class InflateError extends Error {}
 export type InflateImplementation = 'handle' | 'portable';
 
 interface NativeHandle {
-  writeSync(flush: number, input: Uint8Array, inOff: number, inLen: number,
-    out: Uint8Array, outOff: number, outLen: number): void;
+  writeSync(flush: number, input: Uint8Array, inOff: number, inLen: number, out: Uint8Array, outOff: number, outLen: number): void;
   reset(): void;
   close(): void;
   onerror: (message: string, errno: number, code: string) => void;
@@ -44,13 +43,21 @@ function takeHandle(): Engine | null {
   const stream = new zlib.Inflate() as unknown as { _handle?: NativeHandle; _writeState?: unknown };
   const handle = stream._handle;
   const state = stream._writeState;
-  if (handle === undefined || typeof handle.writeSync !== 'function' || typeof handle.reset !== 'function'
-    || typeof handle.close !== 'function' || !(state instanceof Uint32Array) || state.length < 2) {
+  if (
+    handle === undefined ||
+    typeof handle.writeSync !== 'function' ||
+    typeof handle.reset !== 'function' ||
+    typeof handle.close !== 'function' ||
+    !(state instanceof Uint32Array) ||
+    state.length < 2
+  ) {
     return null;
   }
   const e: Engine = { handle, state, error: null };
   // Keep errors for the caller instead of letting the stream destroy itself.
-  handle.onerror = (message: string) => { e.error = message; };
+  handle.onerror = (message: string) => {
+    e.error = message;
+  };
   return e;
 }
 
@@ -121,8 +128,7 @@ export function inflateExact(input: Uint8Array, size: number): Buffer {
       throw new InflateError((err as Error).message);
     }
     if (out.length !== size) {
-      throw new InflateError(out.length > size ? `inflates to more than ${size} bytes`
-        : `inflates to ${out.length} bytes, expected ${size}`);
+      throw new InflateError(out.length > size ? `inflates to more than ${size} bytes` : `inflates to ${out.length} bytes, expected ${size}`);
     }
     return out;
   }
@@ -131,8 +137,7 @@ export function inflateExact(input: Uint8Array, size: number): Buffer {
   if (e.error !== null) throw new InflateError(e.error);
   const left = e.state[0];
   if (left !== 1) {
-    throw new InflateError(left === 0 ? `inflates to more than ${size} bytes`
-      : `inflates to ${size + 1 - left} bytes, expected ${size}`);
+    throw new InflateError(left === 0 ? `inflates to more than ${size} bytes` : `inflates to ${size + 1 - left} bytes, expected ${size}`);
   }
   return out.subarray(0, size);
 }

@@ -53,7 +53,12 @@ function errnoOf(err: unknown): string {
 
 /** First non-empty line of a tool's stderr. */
 function firstLine(text: string): string {
-  return text.split('\n').map((l) => l.trim()).find((l) => l !== '') ?? 'no error output';
+  return (
+    text
+      .split('\n')
+      .map((l) => l.trim())
+      .find((l) => l !== '') ?? 'no error output'
+  );
 }
 
 /**
@@ -71,13 +76,16 @@ export async function openTarInput(input: string | Readable): Promise<TarInput> 
       fh = await fs.open(label, 'r');
       if ((await fh.stat()).isDirectory()) {
         await fh.close();
-        throw new SourceTreeError(`${label} is a directory, not a tar archive: to commit a directory, give it without --from-tar`, { data: { archive: label } });
+        throw new SourceTreeError(`${label} is a directory, not a tar archive: to commit a directory, give it without --from-tar`, {
+          data: { archive: label },
+        });
       }
     } catch (err) {
       if (err instanceof SourceTreeError) throw err;
       const code = errnoOf(err);
       throw new SourceTreeError(
-        code === 'ENOENT' ? `${label} does not exist: give the tar archive to commit, or - for standard input`
+        code === 'ENOENT'
+          ? `${label} does not exist: give the tar archive to commit, or - for standard input`
           : `cannot read ${label} (${code}): make it readable by this user`,
         { data: { archive: label }, cause: err },
       );
@@ -89,8 +97,10 @@ export async function openTarInput(input: string | Readable): Promise<TarInput> 
   }
 
   const it = raw[Symbol.asyncIterator]() as AsyncIterator<Buffer>;
-  const readError = (err: unknown): SourceTreeError => err instanceof SourceTreeError ? err
-    : new SourceTreeError(`cannot read ${label} (${errnoOf(err)}): check the file or the pipe feeding it`, { data: { archive: label }, cause: err });
+  const readError = (err: unknown): SourceTreeError =>
+    err instanceof SourceTreeError
+      ? err
+      : new SourceTreeError(`cannot read ${label} (${errnoOf(err)}): check the file or the pipe feeding it`, { data: { archive: label }, cause: err });
   // Peek at the first bytes (a pipe may deliver them in pieces).
   const head: Buffer[] = [];
   let headLen = 0;
@@ -98,7 +108,10 @@ export async function openTarInput(input: string | Readable): Promise<TarInput> 
   try {
     while (headLen < 6) {
       const r = await it.next();
-      if (r.done) { ended = true; break; }
+      if (r.done) {
+        ended = true;
+        break;
+      }
       head.push(r.value);
       headLen += r.value.length;
     }
@@ -127,20 +140,33 @@ export async function openTarInput(input: string | Readable): Promise<TarInput> 
       try {
         for await (const chunk of gunzip) yield chunk as Buffer;
       } catch (err) {
-        throw fed.error ?? new SourceTreeError(
-          `${label}: its gzip data is damaged or truncated (${(err as Error).message}): create or download the archive again`,
-          { data: { archive: label }, cause: err },
+        throw (
+          fed.error ??
+          new SourceTreeError(`${label}: its gzip data is damaged or truncated (${(err as Error).message}): create or download the archive again`, {
+            data: { archive: label },
+            cause: err,
+          })
         );
       }
       if (fed.error) throw fed.error;
     }
-    return { chunks: inflated(), compression, label, close: () => { raw.destroy(); gunzip.destroy(); } };
+    return {
+      chunks: inflated(),
+      compression,
+      label,
+      close: () => {
+        raw.destroy();
+        gunzip.destroy();
+      },
+    };
   }
 
   const tool = TOOLS[compression];
   const child: ChildProcessByStdio<Writable, Readable, Readable> = spawn(tool.cmd, tool.args, { stdio: ['pipe', 'pipe', 'pipe'] });
   let stderr = '';
-  child.stderr.setEncoding('utf8').on('data', (d: string) => { if (stderr.length < 4096) stderr += d; });
+  child.stderr.setEncoding('utf8').on('data', (d: string) => {
+    if (stderr.length < 4096) stderr += d;
+  });
   const exited = new Promise<{ code: number | null; spawnError?: unknown }>((res) => {
     child.on('error', (err) => res({ code: null, spawnError: err }));
     child.on('close', (code) => res({ code }));
@@ -149,7 +175,9 @@ export async function openTarInput(input: string | Readable): Promise<TarInput> 
   async function* decompressed(): AsyncGenerator<Buffer> {
     try {
       for await (const chunk of child.stdout) yield chunk as Buffer;
-    } catch { /* the exit status below says what happened */ }
+    } catch {
+      /* the exit status below says what happened */
+    }
     const { code, spawnError } = await exited;
     if (spawnError !== undefined) {
       throw new SourceTreeError(
@@ -168,7 +196,9 @@ export async function openTarInput(input: string | Readable): Promise<TarInput> 
     }
   }
   return {
-    chunks: decompressed(), compression, label,
+    chunks: decompressed(),
+    compression,
+    label,
     close: () => {
       raw.destroy();
       child.stdin.destroy();
@@ -181,7 +211,9 @@ export async function openTarInput(input: string | Readable): Promise<TarInput> 
 /** Copies `from` into `to` with backpressure; a read error is kept for the consumer (a write error means `to` went away). */
 function feed(from: AsyncIterable<Buffer>, to: Writable): { error?: unknown } {
   const state: { error?: unknown } = {};
-  to.on('error', () => { /* the decompressor exited early: its status or output tells */ });
+  to.on('error', () => {
+    /* the decompressor exited early: its status or output tells */
+  });
   void (async () => {
     try {
       for await (const chunk of from) {

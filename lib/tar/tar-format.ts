@@ -132,8 +132,7 @@ export function decodeHeader(block: Buffer): HeaderBlock {
     throw new TarProblem('its header checksum does not match');
   }
   const magic = block.subarray(257, 265);
-  const format = magic.equals(USTAR_MAGIC) || magic.subarray(0, 6).equals(USTAR_MAGIC.subarray(0, 6))
-    ? 'ustar' : magic.equals(GNU_MAGIC) ? 'gnu' : 'v7';
+  const format = magic.equals(USTAR_MAGIC) || magic.subarray(0, 6).equals(USTAR_MAGIC.subarray(0, 6)) ? 'ustar' : magic.equals(GNU_MAGIC) ? 'gnu' : 'v7';
   let name = cString(block, 0, 100);
   if (format === 'ustar' && block[345] !== 0) {
     name = Buffer.concat([cString(block, 345, 500), Buffer.from('/'), name]);

@@ -26,9 +26,20 @@
 import { SourceTreeError } from '../errors/errors.js';
 import { visEncode } from '../manifest/mtree.js';
 import {
-  BLOCK, TarProblem, checkSparseMap, decodeHeader, decodeSparseExtension, isZeroBlock,
-  paxNumber, parsePaxRecords, parseSparseMapBlocks, parseSparseMapList, percentDecode,
-  type HeaderBlock, type PaxRecord, type SparseSegment,
+  BLOCK,
+  TarProblem,
+  checkSparseMap,
+  decodeHeader,
+  decodeSparseExtension,
+  isZeroBlock,
+  paxNumber,
+  parsePaxRecords,
+  parseSparseMapBlocks,
+  parseSparseMapList,
+  percentDecode,
+  type HeaderBlock,
+  type PaxRecord,
+  type SparseSegment,
 } from './tar-format.js';
 
 /** Kinds of members a tar holds that a root filesystem has. */
@@ -63,7 +74,14 @@ const ZEROS = Buffer.alloc(256 << 10);
 const EMPTY = Buffer.alloc(0);
 
 const TYPES: Readonly<Record<string, TarMemberType>> = {
-  '0': 'file', '7': 'file', '1': 'hardlink', '2': 'symlink', '3': 'char', '4': 'block', '5': 'dir', '6': 'fifo',
+  '0': 'file',
+  '7': 'file',
+  '1': 'hardlink',
+  '2': 'symlink',
+  '3': 'char',
+  '4': 'block',
+  '5': 'dir',
+  '6': 'fifo',
   // GNU incremental dump directory: extracted as a plain directory; its listing is skipped.
   D: 'dir',
 };
@@ -75,8 +93,20 @@ const UNSUPPORTED_TYPES: Readonly<Record<string, string>> = {
 
 /** Pax keywords that carry nothing gitroot records (times, names, inode numbers, file flags). */
 const IGNORED_KEYS = new Set([
-  'mtime', 'atime', 'ctime', 'comment', 'charset', 'hdrcharset', 'uname', 'gname',
-  'SCHILY.dev', 'SCHILY.ino', 'SCHILY.nlink', 'SCHILY.fflags', 'LIBARCHIVE.creationtime', 'LIBARCHIVE.symlinktype',
+  'mtime',
+  'atime',
+  'ctime',
+  'comment',
+  'charset',
+  'hdrcharset',
+  'uname',
+  'gname',
+  'SCHILY.dev',
+  'SCHILY.ino',
+  'SCHILY.nlink',
+  'SCHILY.fflags',
+  'LIBARCHIVE.creationtime',
+  'LIBARCHIVE.symlinktype',
 ]);
 
 /** How a name or message shows the bytes of a member name. */
@@ -177,7 +207,10 @@ export class TarReader {
   private done = false;
   private readonly warned = new Set<string>();
 
-  constructor(chunks: AsyncIterable<Buffer>, private readonly label: string) {
+  constructor(
+    chunks: AsyncIterable<Buffer>,
+    private readonly label: string,
+  ) {
     this.src = new ByteSource(chunks[Symbol.asyncIterator]());
   }
 
@@ -186,10 +219,9 @@ export class TarReader {
   }
 
   private truncated(detail: string): SourceTreeError {
-    return new SourceTreeError(
-      `${this.label} is truncated: it ends ${detail}: the archive was cut short; create or download it again`,
-      { data: { archive: this.label, offset: this.src.position } },
-    );
+    return new SourceTreeError(`${this.label} is truncated: it ends ${detail}: the archive was cut short; create or download it again`, {
+      data: { archive: this.label, offset: this.src.position },
+    });
   }
 
   private damaged(offset: number, problem: string): SourceTreeError {
@@ -206,7 +238,9 @@ export class TarReader {
   }
 
   private memberError(m: { name: Buffer; offset: number }, what: string, fix: string): SourceTreeError {
-    return new SourceTreeError(`member ${memberLabel(m.name)} of ${this.label} ${what}: ${fix}`, { data: { archive: this.label, member: memberLabel(m.name), offset: m.offset } });
+    return new SourceTreeError(`member ${memberLabel(m.name)} of ${this.label} ${what}: ${fix}`, {
+      data: { archive: this.label, member: memberLabel(m.name), offset: m.offset },
+    });
   }
 
   /** Reads the data of an extension header (pax, GNU long name) whole. */
@@ -244,9 +278,11 @@ export class TarReader {
         if (offset === 0) {
           throw new SourceTreeError(`${this.label} is empty: give a tar archive`, { data: { archive: this.label } });
         }
-        throw this.truncated(offset === first && local.length === 0 && longName === null && longLink === null
-          ? `${this.where()} without the end-of-archive block`
-          : `after an extended header at byte ${first}, before its member`);
+        throw this.truncated(
+          offset === first && local.length === 0 && longName === null && longLink === null
+            ? `${this.where()} without the end-of-archive block`
+            : `after an extended header at byte ${first}, before its member`,
+        );
       }
       if (block.length < BLOCK) {
         if (offset === 0) throw this.damaged(0, `it is ${block.length} bytes, shorter than one tar header`);
@@ -304,9 +340,13 @@ export class TarReader {
     const m: TarMember = {
       name: longName ?? h.name,
       type: 'file',
-      mode: h.mode, uid: h.uid, gid: h.gid, size: h.size,
+      mode: h.mode,
+      uid: h.uid,
+      gid: h.gid,
+      size: h.size,
       linkname: longLink ?? h.linkname,
-      devmajor: h.devmajor, devminor: h.devminor,
+      devmajor: h.devmajor,
+      devminor: h.devminor,
       xattrs: new Map(),
       offset,
     };
@@ -314,7 +354,9 @@ export class TarReader {
     let sparseName: Buffer | null = null;
     const sparse: { major?: number; minor?: number; realSize?: number; map?: SparseSegment[]; offsets: number[]; sizes: number[] } = { offsets: [], sizes: [] };
     const libarchiveXattrs = new Map<string, Buffer>();
-    const fail = (problem: string): never => { throw this.damaged(offset, problem); };
+    const fail = (problem: string): never => {
+      throw this.damaged(offset, problem);
+    };
     try {
       for (const r of pax) {
         const k = r.key;
@@ -336,9 +378,17 @@ export class TarReader {
         else if (k === 'GNU.sparse.numbytes') sparse.sizes.push(paxNumber(r));
         else if (k === 'GNU.sparse.numblocks') paxNumber(r);
         else if (k.startsWith('SCHILY.acl.') && r.value.length > 0) {
-          throw this.memberError(m, `carries a POSIX ACL (pax ${k})`, 'gitroot records ACLs only as system.posix_acl_* xattrs: create the archive with GNU tar --xattrs --xattrs-include=\'*\' and without --acls, or commit the extracted tree');
+          throw this.memberError(
+            m,
+            `carries a POSIX ACL (pax ${k})`,
+            "gitroot records ACLs only as system.posix_acl_* xattrs: create the archive with GNU tar --xattrs --xattrs-include='*' and without --acls, or commit the extracted tree",
+          );
         } else if (k === 'RHT.security.selinux' && r.value.length > 0) {
-          throw this.memberError(m, `carries an SELinux label (pax ${k})`, 'create the archive without --selinux, or store the label as an xattr (tar --xattrs --xattrs-include=security.selinux)');
+          throw this.memberError(
+            m,
+            `carries an SELinux label (pax ${k})`,
+            'create the archive without --selinux, or store the label as an xattr (tar --xattrs --xattrs-include=security.selinux)',
+          );
         } else if (!IGNORED_KEYS.has(k) && !k.startsWith('SCHILY.acl.') && !k.startsWith('GNU.volume.') && k !== 'RHT.security.selinux') {
           if (!this.warned.has(k)) {
             this.warned.add(k);
@@ -356,7 +406,11 @@ export class TarReader {
     const type = h.typeflag === 'S' ? 'file' : TYPES[h.typeflag];
     if (type === undefined) {
       const what = UNSUPPORTED_TYPES[h.typeflag] ?? `of unknown type '${visEncode(Buffer.from(h.typeflag, 'latin1'))}'`;
-      throw this.memberError(m, `is ${what}, which gitroot cannot record`, 'create the archive with plain GNU tar, bsdtar or mmdebstrap, without multi-volume or vendor extensions');
+      throw this.memberError(
+        m,
+        `is ${what}, which gitroot cannot record`,
+        'create the archive with plain GNU tar, bsdtar or mmdebstrap, without multi-volume or vendor extensions',
+      );
     }
     m.type = type;
     // Old tars mark directories with a trailing slash on a regular-file header.

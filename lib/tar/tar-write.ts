@@ -31,7 +31,13 @@ export interface TarEntry {
 }
 
 const TYPEFLAG: Readonly<Record<TarMemberType, string>> = {
-  file: '0', hardlink: '1', symlink: '2', char: '3', block: '4', dir: '5', fifo: '6',
+  file: '0',
+  hardlink: '1',
+  symlink: '2',
+  char: '3',
+  block: '4',
+  dir: '5',
+  fifo: '6',
 };
 
 /** Largest values the octal fields hold: 7 digits (mode, uid, gid, devices), 11 digits (size, mtime). */
@@ -101,7 +107,19 @@ function splitName(name: Buffer): { name: Buffer; prefix: Buffer } | null {
 }
 
 /** One ustar header block. */
-function ustarBlock(f: { name: Buffer; prefix: Buffer; mode: number; uid: number; gid: number; size: number; mtime: number; typeflag: string; linkname: Buffer; devmajor: number; devminor: number }): Buffer {
+function ustarBlock(f: {
+  name: Buffer;
+  prefix: Buffer;
+  mode: number;
+  uid: number;
+  gid: number;
+  size: number;
+  mtime: number;
+  typeflag: string;
+  linkname: Buffer;
+  devmajor: number;
+  devminor: number;
+}): Buffer {
   const b = Buffer.alloc(BLOCK);
   f.name.copy(b, 0, 0, Math.min(100, f.name.length));
   putNumber(b, 100, 8, f.mode);
@@ -149,8 +167,16 @@ export function encodeEntry(e: TarEntry): Buffer {
     records.push(paxRecord(`SCHILY.xattr.${encodeXattrName(xname)}`, e.xattrs!.get(xname)!));
   }
   const main = ustarBlock({
-    ...split, mode: e.mode & 0o7777, uid: e.uid, gid: e.gid, size: e.size, mtime: e.mtime,
-    typeflag: TYPEFLAG[e.type], linkname: link.subarray(0, 100), devmajor: Math.min(devmajor, MAX_OCTAL_7), devminor: Math.min(devminor, MAX_OCTAL_7),
+    ...split,
+    mode: e.mode & 0o7777,
+    uid: e.uid,
+    gid: e.gid,
+    size: e.size,
+    mtime: e.mtime,
+    typeflag: TYPEFLAG[e.type],
+    linkname: link.subarray(0, 100),
+    devmajor: Math.min(devmajor, MAX_OCTAL_7),
+    devminor: Math.min(devminor, MAX_OCTAL_7),
   });
   if (records.length === 0) return main;
   const data = Buffer.concat(records);
@@ -158,8 +184,17 @@ export function encodeEntry(e: TarEntry): Buffer {
   const base = e.name.replace(/\/+$/, '').split('/').pop() || '.';
   const paxName = Buffer.from(`PaxHeaders/${base.replace(/[^\x21-\x7e]/g, '_')}`.slice(0, 100), 'latin1');
   const header = ustarBlock({
-    name: paxName, prefix: Buffer.alloc(0), mode: 0o644, uid: 0, gid: 0, size: data.length, mtime: e.mtime,
-    typeflag: 'x', linkname: Buffer.alloc(0), devmajor: 0, devminor: 0,
+    name: paxName,
+    prefix: Buffer.alloc(0),
+    mode: 0o644,
+    uid: 0,
+    gid: 0,
+    size: data.length,
+    mtime: e.mtime,
+    typeflag: 'x',
+    linkname: Buffer.alloc(0),
+    devmajor: 0,
+    devminor: 0,
   });
   return Buffer.concat([header, data, paddingFor(data.length), main]);
 }

@@ -88,7 +88,13 @@ export function parseSignerTime(text: string): number | null {
 
 /** ssh's pattern match: `*` any run, `?` one character; whole string. */
 export function matchPattern(text: string, pattern: string): boolean {
-  const re = new RegExp(`^${pattern.replace(/[.+^${}()|[\]\\]/g, '\\$&').replace(/\*/g, '.*').replace(/\?/g, '.')}$`, 's');
+  const re = new RegExp(
+    `^${pattern
+      .replace(/[.+^${}()|[\]\\]/g, '\\$&')
+      .replace(/\*/g, '.*')
+      .replace(/\?/g, '.')}$`,
+    's',
+  );
   return re.test(text);
 }
 
@@ -112,10 +118,10 @@ export function parseAllowedSigners(text: string, source: string): AllowedSigner
     const trimmed = raw.trim();
     if (trimmed === '' || trimmed.startsWith('#')) continue;
     const where = `${source}:${n + 1}`;
-    const bad = (why: string): ConfigError => new ConfigError(
-      `${where}: ${why}; write lines as 'PRINCIPALS [namespaces="git"] ssh-ed25519 AAAA...' (ssh-keygen ALLOWED SIGNERS format)`,
-      { data: { file: source, line: n + 1 } },
-    );
+    const bad = (why: string): ConfigError =>
+      new ConfigError(`${where}: ${why}; write lines as 'PRINCIPALS [namespaces="git"] ssh-ed25519 AAAA...' (ssh-keygen ALLOWED SIGNERS format)`, {
+        data: { file: source, line: n + 1 },
+      });
     const tok = tokenize(trimmed);
     if (typeof tok === 'string') throw bad(tok);
     const { tokens } = tok;
@@ -132,7 +138,9 @@ export function parseAllowedSigners(text: string, source: string): AllowedSigner
         const name = (eq < 0 ? opt : opt.slice(0, eq)).toLowerCase();
         const value = eq < 0 ? null : unquote(opt.slice(eq + 1));
         if (name === 'cert-authority') {
-          throw bad('uses cert-authority, which gitroot does not support (it verifies plain key signatures, not SSH certificates): list the signing keys themselves');
+          throw bad(
+            'uses cert-authority, which gitroot does not support (it verifies plain key signatures, not SSH certificates): list the signing keys themselves',
+          );
         }
         if (value === null) throw bad(`has option '${opt}' without a value`);
         if (name === 'namespaces') namespaces = value.split(',').filter((s) => s !== '');
@@ -149,7 +157,8 @@ export function parseAllowedSigners(text: string, source: string): AllowedSigner
     const b64 = tokens[i + 1];
     if (keyType === undefined || b64 === undefined) throw bad('lacks the key type or the key');
     if (!KEY_TYPES.test(keyType)) throw bad(`has '${keyType}' where a key type (ssh-ed25519, ssh-rsa, ecdsa-sha2-nistp256, ...) belongs`);
-    if (keyType.startsWith('sk-') || keyType === 'ssh-dss') throw bad(`has a ${keyType} key, which gitroot cannot verify (use ssh-ed25519, ssh-rsa or ecdsa-sha2-nistp256/384/521)`);
+    if (keyType.startsWith('sk-') || keyType === 'ssh-dss')
+      throw bad(`has a ${keyType} key, which gitroot cannot verify (use ssh-ed25519, ssh-rsa or ecdsa-sha2-nistp256/384/521)`);
     if (!/^[A-Za-z0-9+/]+={0,2}$/.test(b64)) throw bad('has a key that is not base64');
     const publicKey = Buffer.from(b64, 'base64');
     try {
@@ -180,8 +189,9 @@ export function readAllowedSigners(path: string, setting = 'gitroot.allowed-sign
   }
   const parsed = parseAllowedSigners(text, path);
   if (parsed.signers.length === 0) {
-    throw new ConfigError(`${path} lists no key, so no revision could be trusted: add a line 'PRINCIPAL namespaces="git" ssh-ed25519 AAAA...'`,
-      { data: { file: path } });
+    throw new ConfigError(`${path} lists no key, so no revision could be trusted: add a line 'PRINCIPAL namespaces="git" ssh-ed25519 AAAA...'`, {
+      data: { file: path },
+    });
   }
   return parsed;
 }

@@ -41,8 +41,11 @@ export type DowngradeVerdict =
  * Which of `targets` are ancestors of `tip` (or `tip` itself), walking parents breadth-first
  * until all are found or the history ends; also the commits that could not be read. Pure.
  */
-export function ancestorsAmong(tip: string, targets: ReadonlySet<string>, parents: (sha: string) => readonly string[] | null):
-  { found: Set<string>; unreadable: string[] } {
+export function ancestorsAmong(
+  tip: string,
+  targets: ReadonlySet<string>,
+  parents: (sha: string) => readonly string[] | null,
+): { found: Set<string>; unreadable: string[] } {
   const found = new Set<string>();
   const unreadable: string[] = [];
   const seen = new Set<string>([tip]);
@@ -81,12 +84,21 @@ export function planDowngradeCheck(input: DowngradeInput): DowngradeVerdict {
   }
   const list = missing.map((h) => `${h.role} ${short(h.sha)}`).join(', ');
   if (input.allowDowngrade) {
-    return { action: 'allow', why: 'allowed-downgrade', notDescendantOf: missing, reason: `${input.tip} does not descend from ${list}; gitroot.allow-downgrade is set` };
+    return {
+      action: 'allow',
+      why: 'allowed-downgrade',
+      notDescendantOf: missing,
+      reason: `${input.tip} does not descend from ${list}; gitroot.allow-downgrade is set`,
+    };
   }
   const history = unreadable.length > 0 ? ` (its history could not be read past ${unreadable.map(short).join(', ')})` : '';
   return {
-    action: 'refuse', why: 'downgrade', notDescendantOf: missing, unreadable,
-    reason: `refusing commit ${short(input.tip)} (${input.tip}): it does not descend from the ${list} revision${history}, ` +
+    action: 'refuse',
+    why: 'downgrade',
+    notDescendantOf: missing,
+    unreadable,
+    reason:
+      `refusing commit ${short(input.tip)} (${input.tip}): it does not descend from the ${list} revision${history}, ` +
       'so staging it would go back to older code (a rewound branch, or a server replaying an old tip); ' +
       `to go back on purpose set update-revision=${input.tip}, or set gitroot.allow-downgrade`,
   };

@@ -19,8 +19,16 @@ export const GIT_NAMESPACE = 'git';
 
 /** Why a revision is refused (`data.why` of the TrustError). */
 export type Distrust =
-  | 'unsigned' | 'openpgp' | 'malformed' | 'wrong-namespace' | 'unlisted-key' | 'namespace-not-allowed'
-  | 'not-yet-valid' | 'expired' | 'bad-signature' | 'not-a-revision';
+  | 'unsigned'
+  | 'openpgp'
+  | 'malformed'
+  | 'wrong-namespace'
+  | 'unlisted-key'
+  | 'namespace-not-allowed'
+  | 'not-yet-valid'
+  | 'expired'
+  | 'bad-signature'
+  | 'not-a-revision';
 
 /** What judgeCommit/judgeTag decided. */
 export type TrustVerdict =
@@ -40,8 +48,7 @@ function identityTime(ident: string | undefined): number | null {
  * has no date), against the allowed signers, in `namespace` (git's by default; the channel
  * manifest has its own, lib/channel/channel-manifest.ts). Pure.
  */
-export function judgeSignature(signers: AllowedSigners, armored: string, payload: Buffer, time: number | null,
-  namespace = GIT_NAMESPACE): TrustVerdict {
+export function judgeSignature(signers: AllowedSigners, armored: string, payload: Buffer, time: number | null, namespace = GIT_NAMESPACE): TrustVerdict {
   const file = signers.source;
   const signHint = `sign it with 'git commit -S' (gpg.format=ssh) or 'gitroot commit --sign-key KEY' using a key listed in ${file}`;
   let sig;
@@ -50,7 +57,12 @@ export function judgeSignature(signers: AllowedSigners, armored: string, payload
   } catch (e) {
     const msg = e instanceof SignatureFormatError ? e.message : String(e);
     if (/OpenPGP/.test(msg)) {
-      return { trusted: false, why: 'openpgp', detail: 'it carries an OpenPGP signature, and gitroot verifies SSH signatures only', fix: `re-sign it with gpg.format=ssh using a key listed in ${file}` };
+      return {
+        trusted: false,
+        why: 'openpgp',
+        detail: 'it carries an OpenPGP signature, and gitroot verifies SSH signatures only',
+        fix: `re-sign it with gpg.format=ssh using a key listed in ${file}`,
+      };
     }
     return { trusted: false, why: 'malformed', detail: `its signature cannot be decoded (${msg})`, fix: signHint };
   }
@@ -58,28 +70,60 @@ export function judgeSignature(signers: AllowedSigners, armored: string, payload
   let keyType = 'unknown';
   try {
     keyType = keyTypeOf(sig.publicKey);
-  } catch { /* reported as unlisted below */ }
+  } catch {
+    /* reported as unlisted below */
+  }
   if (sig.namespace !== namespace) {
-    return { trusted: false, why: 'wrong-namespace', keyFingerprint: fp, detail: `it is signed in namespace '${sig.namespace}', not '${namespace}'`, fix: namespace === GIT_NAMESPACE ? `sign it with 'git commit -S' (which uses namespace '${GIT_NAMESPACE}')` : `sign it in namespace '${namespace}'` };
+    return {
+      trusted: false,
+      why: 'wrong-namespace',
+      keyFingerprint: fp,
+      detail: `it is signed in namespace '${sig.namespace}', not '${namespace}'`,
+      fix: namespace === GIT_NAMESPACE ? `sign it with 'git commit -S' (which uses namespace '${GIT_NAMESPACE}')` : `sign it in namespace '${namespace}'`,
+    };
   }
   const listed = signers.signers.filter((s) => s.publicKey.equals(sig.publicKey));
   if (listed.length === 0) {
-    return { trusted: false, why: 'unlisted-key', keyFingerprint: fp, detail: `it is signed by ${keyType} key ${fp}, which ${file} does not list`, fix: `add that key to ${file} if it is yours, or sign with a listed key` };
+    return {
+      trusted: false,
+      why: 'unlisted-key',
+      keyFingerprint: fp,
+      detail: `it is signed by ${keyType} key ${fp}, which ${file} does not list`,
+      fix: `add that key to ${file} if it is yours, or sign with a listed key`,
+    };
   }
   // ssh-keygen uses the first line that lists the key and allows the namespace and the time.
   let refusal: TrustVerdict | null = null;
   let usable: AllowedSigner | null = null;
   for (const s of listed) {
     if (s.namespaces !== null && !matchPatternList(namespace, s.namespaces)) {
-      refusal ??= { trusted: false, why: 'namespace-not-allowed', keyFingerprint: fp, detail: `${file}:${s.line} allows key ${fp} only for namespaces "${s.namespaces.join(',')}"`, fix: `add ${namespace} to its namespaces="..." option` };
+      refusal ??= {
+        trusted: false,
+        why: 'namespace-not-allowed',
+        keyFingerprint: fp,
+        detail: `${file}:${s.line} allows key ${fp} only for namespaces "${s.namespaces.join(',')}"`,
+        fix: `add ${namespace} to its namespaces="..." option`,
+      };
       continue;
     }
     if (s.validAfter !== null && (time === null || time < s.validAfter)) {
-      refusal ??= { trusted: false, why: 'not-yet-valid', keyFingerprint: fp, detail: `${file}:${s.line} allows key ${fp} only from ${iso(s.validAfter)}, and it is dated ${time === null ? 'nothing' : iso(time)}`, fix: 'sign it again now, or correct valid-after' };
+      refusal ??= {
+        trusted: false,
+        why: 'not-yet-valid',
+        keyFingerprint: fp,
+        detail: `${file}:${s.line} allows key ${fp} only from ${iso(s.validAfter)}, and it is dated ${time === null ? 'nothing' : iso(time)}`,
+        fix: 'sign it again now, or correct valid-after',
+      };
       continue;
     }
     if (s.validBefore !== null && (time === null || time > s.validBefore)) {
-      refusal ??= { trusted: false, why: 'expired', keyFingerprint: fp, detail: `${file}:${s.line} allows key ${fp} only until ${iso(s.validBefore)}, and it is dated ${time === null ? 'nothing' : iso(time)}`, fix: 'sign it with a current key listed in the file, or extend valid-before' };
+      refusal ??= {
+        trusted: false,
+        why: 'expired',
+        keyFingerprint: fp,
+        detail: `${file}:${s.line} allows key ${fp} only until ${iso(s.validBefore)}, and it is dated ${time === null ? 'nothing' : iso(time)}`,
+        fix: 'sign it with a current key listed in the file, or extend valid-before',
+      };
       continue;
     }
     usable = s;
@@ -88,7 +132,13 @@ export function judgeSignature(signers: AllowedSigners, armored: string, payload
   if (usable === null) return refusal!;
   const bad = verifySshSignature(sig, payload);
   if (bad !== null) {
-    return { trusted: false, why: 'bad-signature', keyFingerprint: fp, detail: `its signature by ${fp} does not verify (${bad}): the object was altered after signing or the signature is damaged`, fix: 'publish a freshly signed revision' };
+    return {
+      trusted: false,
+      why: 'bad-signature',
+      keyFingerprint: fp,
+      detail: `its signature by ${fp} does not verify (${bad}): the object was altered after signing or the signature is damaged`,
+      fix: 'publish a freshly signed revision',
+    };
   }
   return { trusted: true, keyFingerprint: fp, keyType, principals: usable.principals, line: usable.line };
 }
@@ -97,7 +147,12 @@ export function judgeSignature(signers: AllowedSigners, armored: string, payload
 export function judgeCommit(signers: AllowedSigners, data: Buffer): TrustVerdict {
   const c = parseCommit(data);
   if (c.gpgsig === undefined || c.signedData === undefined) {
-    return { trusted: false, why: 'unsigned', detail: 'it is not signed', fix: `sign it with 'git commit -S' (gpg.format=ssh) or 'gitroot commit --sign-key KEY' using a key listed in ${signers.source}` };
+    return {
+      trusted: false,
+      why: 'unsigned',
+      detail: 'it is not signed',
+      fix: `sign it with 'git commit -S' (gpg.format=ssh) or 'gitroot commit --sign-key KEY' using a key listed in ${signers.source}`,
+    };
   }
   return judgeSignature(signers, c.gpgsig, c.signedData, c.committerTime);
 }
@@ -119,7 +174,12 @@ export function judgeTag(signers: AllowedSigners, data: Buffer): TrustVerdict {
   const tag = parseTag(data);
   const start = tagSignatureStart(data);
   if (start < 0) {
-    return { trusted: false, why: 'unsigned', detail: 'it is not signed', fix: `sign it with 'git tag -s' (gpg.format=ssh) using a key listed in ${signers.source}` };
+    return {
+      trusted: false,
+      why: 'unsigned',
+      detail: 'it is not signed',
+      fix: `sign it with 'git tag -s' (gpg.format=ssh) using a key listed in ${signers.source}`,
+    };
   }
   return judgeSignature(signers, data.subarray(start).toString('latin1'), data.subarray(0, start), identityTime(tag.tagger));
 }
@@ -182,8 +242,12 @@ function judgeTagOf(store: ObjectStore, signers: AllowedSigners, tag: string, co
  * the tag's reason (the object the fleet named) and the commit's. Pure over the store; reading
  * errors propagate.
  */
-export function judgeTaggedCommit(store: ObjectStore, signers: AllowedSigners, commit: string, tag: string | null):
-  { kind: 'commit' | 'tag'; object: string; verdict: TrustVerdict } {
+export function judgeTaggedCommit(
+  store: ObjectStore,
+  signers: AllowedSigners,
+  commit: string,
+  tag: string | null,
+): { kind: 'commit' | 'tag'; object: string; verdict: TrustVerdict } {
   let tagVerdict: TrustVerdict | null = null;
   if (tag !== null) {
     tagVerdict = judgeTagOf(store, signers, tag, commit);
@@ -205,7 +269,17 @@ export function requireTrustedRevision(store: ObjectStore, signers: AllowedSigne
   if (!verdict.trusted) {
     throw new TrustError(
       `refusing ${kind} ${short(object)} (${object})${kind === 'tag' ? ` of commit ${short(commit)}` : ''}: ${verdict.detail}; ${verdict.fix}`,
-      { data: { why: verdict.why, revision: commit, kind, object, ...(kind === 'tag' ? { tag } : {}), allowedSigners: signers.source, ...(verdict.keyFingerprint ? { key: verdict.keyFingerprint } : {}) } },
+      {
+        data: {
+          why: verdict.why,
+          revision: commit,
+          kind,
+          object,
+          ...(kind === 'tag' ? { tag } : {}),
+          allowedSigners: signers.source,
+          ...(verdict.keyFingerprint ? { key: verdict.keyFingerprint } : {}),
+        },
+      },
     );
   }
   return { object, kind, keyFingerprint: verdict.keyFingerprint, keyType: verdict.keyType, principals: verdict.principals, line: verdict.line };
@@ -218,10 +292,9 @@ export function requireTrustedRevision(store: ObjectStore, signers: AllowedSigne
 export function requireTrusted(store: ObjectStore, signers: AllowedSigners, sha: string): TrustReport {
   const { kind, verdict } = judgeRevision(store, signers, sha);
   if (!verdict.trusted) {
-    throw new TrustError(
-      `refusing ${kind} ${short(sha)} (${sha}): ${verdict.detail}; ${verdict.fix}`,
-      { data: { why: verdict.why, revision: sha, kind, allowedSigners: signers.source, ...(verdict.keyFingerprint ? { key: verdict.keyFingerprint } : {}) } },
-    );
+    throw new TrustError(`refusing ${kind} ${short(sha)} (${sha}): ${verdict.detail}; ${verdict.fix}`, {
+      data: { why: verdict.why, revision: sha, kind, allowedSigners: signers.source, ...(verdict.keyFingerprint ? { key: verdict.keyFingerprint } : {}) },
+    });
   }
   return { object: sha, kind, keyFingerprint: verdict.keyFingerprint, keyType: verdict.keyType, principals: verdict.principals, line: verdict.line };
 }
@@ -234,8 +307,9 @@ export function requireTrusted(store: ObjectStore, signers: AllowedSigners, sha:
  */
 export function loadTrustSettings(s: Pick<Settings, 'gitroot.gpg-keyring' | 'gitroot.allowed-signers'>): AllowedSigners | null {
   if (s['gitroot.gpg-keyring'] !== null) {
-    throw new ConfigError('gitroot.gpg-keyring is not supported in this build: use gitroot.allowed-signers (SSH signatures; see docs/trust.md)',
-      { data: { key: 'gitroot.gpg-keyring' } });
+    throw new ConfigError('gitroot.gpg-keyring is not supported in this build: use gitroot.allowed-signers (SSH signatures; see docs/trust.md)', {
+      data: { key: 'gitroot.gpg-keyring' },
+    });
   }
   const path = s['gitroot.allowed-signers'];
   return path === null ? null : readAllowedSigners(path);

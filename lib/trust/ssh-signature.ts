@@ -25,7 +25,10 @@ export class SignatureFormatError extends Error {}
 /** Reads SSH wire-format fields (RFC 4251: uint32, string) from a buffer. */
 class WireReader {
   private p = 0;
-  constructor(private readonly buf: Buffer, private readonly what: string) {}
+  constructor(
+    private readonly buf: Buffer,
+    private readonly what: string,
+  ) {}
   uint32(): number {
     if (this.p + 4 > this.buf.length) throw new SignatureFormatError(`${this.what} is truncated`);
     const v = this.buf.readUInt32BE(this.p);
@@ -79,9 +82,14 @@ export interface SshSignature {
 
 /** The base64 inside an armored SSH signature (leading/trailing blank lines and spaces tolerated). */
 export function dearmorSignature(armored: string): Buffer {
-  const lines = armored.split('\n').map((l) => l.trim()).filter((l) => l !== '');
+  const lines = armored
+    .split('\n')
+    .map((l) => l.trim())
+    .filter((l) => l !== '');
   if (lines[0] !== ARMOR_BEGIN) {
-    throw new SignatureFormatError(lines[0]?.startsWith('-----BEGIN PGP') ? 'it is an OpenPGP signature, not an SSH one' : 'it is not an armored SSH signature');
+    throw new SignatureFormatError(
+      lines[0]?.startsWith('-----BEGIN PGP') ? 'it is an OpenPGP signature, not an SSH one' : 'it is not an armored SSH signature',
+    );
   }
   const end = lines.indexOf(ARMOR_END);
   if (end < 0) throw new SignatureFormatError(`the SSH signature has no '${ARMOR_END}' line`);
@@ -228,11 +236,16 @@ export interface SigningKey {
  * other formats are refused with a SignatureFormatError naming the fix.
  */
 export function parseOpenSshPrivateKey(text: string): SigningKey {
-  const lines = text.split('\n').map((l) => l.trim()).filter((l) => l !== '');
+  const lines = text
+    .split('\n')
+    .map((l) => l.trim())
+    .filter((l) => l !== '');
   if (lines[0] !== KEY_BEGIN) {
-    throw new SignatureFormatError(lines[0]?.startsWith('-----BEGIN') && lines[0].includes('PRIVATE KEY')
-      ? `it is a ${lines[0].replace(/-/g, '').trim()}, not an OpenSSH private key: convert it with 'ssh-keygen -p -f KEY' (which rewrites it in the OpenSSH format)`
-      : 'it is not an OpenSSH private key (no -----BEGIN OPENSSH PRIVATE KEY----- line)');
+    throw new SignatureFormatError(
+      lines[0]?.startsWith('-----BEGIN') && lines[0].includes('PRIVATE KEY')
+        ? `it is a ${lines[0].replace(/-/g, '').trim()}, not an OpenSSH private key: convert it with 'ssh-keygen -p -f KEY' (which rewrites it in the OpenSSH format)`
+        : 'it is not an OpenSSH private key (no -----BEGIN OPENSSH PRIVATE KEY----- line)',
+    );
   }
   const end = lines.indexOf(KEY_END);
   if (end < 0) throw new SignatureFormatError(`it has no '${KEY_END}' line`);
@@ -243,7 +256,9 @@ export function parseOpenSshPrivateKey(text: string): SigningKey {
   const kdf = r.text();
   r.string(); // kdf options
   if (cipher !== 'none' || kdf !== 'none') {
-    throw new SignatureFormatError(`it is encrypted (${cipher}, ${kdf}): gitroot cannot ask for a passphrase; use a key without one (ssh-keygen -p -N '' -f KEY on a copy)`);
+    throw new SignatureFormatError(
+      `it is encrypted (${cipher}, ${kdf}): gitroot cannot ask for a passphrase; use a key without one (ssh-keygen -p -N '' -f KEY on a copy)`,
+    );
   }
   const count = r.uint32();
   if (count !== 1) throw new SignatureFormatError(`it holds ${count} keys (exactly 1 expected)`);
@@ -251,7 +266,8 @@ export function parseOpenSshPrivateKey(text: string): SigningKey {
   const priv = new WireReader(r.string(), 'the private key');
   if (priv.uint32() !== priv.uint32()) throw new SignatureFormatError('its check bytes differ (damaged, or encrypted)');
   const type = priv.text();
-  if (type !== 'ssh-ed25519') throw new SignatureFormatError(`it is a ${type} key: gitroot commit --sign-key signs with ssh-ed25519 keys only (ssh-keygen -t ed25519)`);
+  if (type !== 'ssh-ed25519')
+    throw new SignatureFormatError(`it is a ${type} key: gitroot commit --sign-key signs with ssh-ed25519 keys only (ssh-keygen -t ed25519)`);
   const pub = priv.string();
   const secret = priv.string();
   const comment = priv.text();

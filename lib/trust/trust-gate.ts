@@ -55,7 +55,10 @@ export function runTrustGates(input: TrustGateInput): TrustGateResult {
     const c1 = process.cpuUsage(c0);
     const t1 = performance.now();
     const downgrade = checkDowngrade(store, {
-      tip: input.commit, target: input.target, held: heldRevisions(input.state), allowDowngrade: input.allowDowngrade,
+      tip: input.commit,
+      target: input.target,
+      held: heldRevisions(input.state),
+      allowDowngrade: input.allowDowngrade,
     });
     const t2 = performance.now();
     const warnings = downgrade.why === 'allowed-downgrade' ? [`downgrade allowed: ${downgrade.reason}`] : [];

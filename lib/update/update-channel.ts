@@ -23,7 +23,11 @@ import type { DeployState } from '../home/home-state.js';
 export function machineDelivery(dir: string, s: Settings, state: Pick<DeployState, 'booted'>): DeliveryIdentity & { machineId: string } {
   const machineId = readMachineId(dir) ?? ensureMachineId(dir).id;
   const identity = deliveryIdentity({
-    ca: s['gitroot.ca'], clientCert: s['gitroot.client-cert'], clientKey: s['gitroot.client-key'], machineId, booted: state.booted,
+    ca: s['gitroot.ca'],
+    clientCert: s['gitroot.client-cert'],
+    clientKey: s['gitroot.client-key'],
+    machineId,
+    booted: state.booted,
   });
   return { ...identity, machineId };
 }
@@ -50,7 +54,10 @@ export interface ChannelAttempt {
  */
 export async function fetchIfChannel(a: ChannelAttempt): Promise<ChannelFetchResult | null> {
   const http = {
-    timeoutMs: a.s['gitroot.timeout'] * 1000, retries: a.s['gitroot.retries'], headers: a.identity.headers, tls: a.identity.tls,
+    timeoutMs: a.s['gitroot.timeout'] * 1000,
+    retries: a.s['gitroot.retries'],
+    headers: a.identity.headers,
+    tls: a.identity.tls,
     rateLimit: a.s['gitroot.rate-limit'],
   };
   const follows = a.s['fetch-revision'];
@@ -70,21 +77,43 @@ export async function fetchIfChannel(a: ChannelAttempt): Promise<ChannelFetchRes
   }
   if (probe.kind === 'none') {
     if (isFile || a.offline) {
-      throw new ConfigError(`${redactUrl(a.remote)} holds no channel (no ${redactUrl(url)}): give a directory written by 'gitroot publish'`, { data: { url: redactUrl(url) } });
+      throw new ConfigError(`${redactUrl(a.remote)} holds no channel (no ${redactUrl(url)}): give a directory written by 'gitroot publish'`, {
+        data: { url: redactUrl(url) },
+      });
     }
     if (wasChannel) {
-      throw new TrustError(`${redactUrl(url)} served a signed channel before and now has none (HTTP ${probe.status}): refusing to fall back to git smart HTTP, which has no expiry (a server hiding the channel could freeze this machine on old code); fix the server, or remove D/channel.json to use a git remote there on purpose`,
-        { data: { why: 'channel-vanished', url: redactUrl(url) } });
+      throw new TrustError(
+        `${redactUrl(url)} served a signed channel before and now has none (HTTP ${probe.status}): refusing to fall back to git smart HTTP, which has no expiry (a server hiding the channel could freeze this machine on old code); fix the server, or remove D/channel.json to use a git remote there on purpose`,
+        { data: { why: 'channel-vanished', url: redactUrl(url) } },
+      );
     }
     return null;
   }
   if (a.signers === null) {
-    throw new ConfigError(`${redactUrl(a.remote)} is a channel, and its manifest must be verified: set gitroot.allowed-signers (a key listed with namespaces="git,gitroot-channel"; docs/channel.md)`);
+    throw new ConfigError(
+      `${redactUrl(a.remote)} is a channel, and its manifest must be verified: set gitroot.allowed-signers (a key listed with namespaces="git,gitroot-channel"; docs/channel.md)`,
+    );
   }
   return fetchChannel({
-    dir: a.dir, gitdir: a.gitdir, remote: a.remote, follows, pinSha: a.pinSha, signers: a.signers,
-    fleetId: a.identity.fleetId ?? 'unknown', held: a.held, mode: a.dryRun ? 'dry-run' : 'update', http, probe,
+    dir: a.dir,
+    gitdir: a.gitdir,
+    remote: a.remote,
+    follows,
+    pinSha: a.pinSha,
+    signers: a.signers,
+    fleetId: a.identity.fleetId ?? 'unknown',
+    held: a.held,
+    mode: a.dryRun ? 'dry-run' : 'update',
+    http,
+    probe,
     lockWaitMs: a.lockWaitMs,
-    onProgress: (p) => a.onProgress?.({ phase: p.phase === 'refs' ? 'refs' : p.phase, bytes: p.bytes, objects: p.objects, totalObjects: p.totalObjects, bytesPerSecond: p.bytesPerSecond }),
+    onProgress: (p) =>
+      a.onProgress?.({
+        phase: p.phase === 'refs' ? 'refs' : p.phase,
+        bytes: p.bytes,
+        objects: p.objects,
+        totalObjects: p.totalObjects,
+        bytesPerSecond: p.bytesPerSecond,
+      }),
   });
 }

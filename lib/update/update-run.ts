@@ -118,10 +118,19 @@ interface UpdateContext {
 /** Free space (docs/prune.md): refuse before downloading anything; prune first when allowed. */
 async function makeRoom(ctx: UpdateContext): Promise<void> {
   const { dir, s, opts } = ctx;
-  ctx.base.warnings.push(...(await ensureSpaceForFetch({
-    dir, minFreeMiB: s['gitroot.min-free'], autoPrune: s['gitroot.auto-prune'], keep: s['gitroot.keep'],
-    bootloader: s['gitroot.bootloader'], bootDir: s['gitroot.boot'], waitMs: opts.lockWaitMs,
-  })).warnings);
+  ctx.base.warnings.push(
+    ...(
+      await ensureSpaceForFetch({
+        dir,
+        minFreeMiB: s['gitroot.min-free'],
+        autoPrune: s['gitroot.auto-prune'],
+        keep: s['gitroot.keep'],
+        bootloader: s['gitroot.bootloader'],
+        bootDir: s['gitroot.boot'],
+        waitMs: opts.lockWaitMs,
+      })
+    ).warnings,
+  );
 }
 
 /** Fetches the planned revision into D/repo.git (a dry run keeps nothing it downloads). */
@@ -152,8 +161,13 @@ function checkTrust(ctx: UpdateContext, signers: ReturnType<typeof loadTrustSett
     return undefined;
   }
   const trust = runTrustGates({
-    repo: ctx.repo, commit: fetched.commit, tag: fetched.tag, target: ctx.plan.target.kind === 'sha' || ctx.pinned ? 'pin' : 'branch',
-    signers, allowDowngrade: ctx.s['gitroot.allow-downgrade'], state: readState(ctx.dir),
+    repo: ctx.repo,
+    commit: fetched.commit,
+    tag: fetched.tag,
+    target: ctx.plan.target.kind === 'sha' || ctx.pinned ? 'pin' : 'branch',
+    signers,
+    allowDowngrade: ctx.s['gitroot.allow-downgrade'],
+    state: readState(ctx.dir),
   });
   warnings.push(...trust.warnings);
   return trust;
@@ -164,7 +178,13 @@ function dryRunResult(ctx: UpdateContext, fetched: FetchCommitResult, fetch: Upd
   const state = readState(ctx.dir);
   const decision = planStage(state, fetched.commit, ctx.plan.force);
   const result: UpdateResult = {
-    ...ctx.base, action: 'dry-run', revision: fetched.commit, reason: `${ctx.plan.reason}: ${decision.reason}`, fetch, wouldStage: decision.action, trust,
+    ...ctx.base,
+    action: 'dry-run',
+    revision: fetched.commit,
+    reason: `${ctx.plan.reason}: ${decision.reason}`,
+    fetch,
+    wouldStage: decision.action,
+    trust,
   };
   // Files changed, when both revisions are in the repo (a dry run keeps nothing it downloads).
   const from = state.pending?.revision ?? state.booted ?? state.good;
@@ -183,8 +203,12 @@ function dryRunResult(ctx: UpdateContext, fetched: FetchCommitResult, fetch: Upd
 }
 
 /** Stages the fetched revision (atomically, through stageRevision), records the attempt, and reboots when asked to. */
-async function stageFetched(ctx: UpdateContext, fetched: FetchCommitResult, fetch: UpdateResult['fetch'],
-  trust: TrustGateResult | undefined): Promise<UpdateResult> {
+async function stageFetched(
+  ctx: UpdateContext,
+  fetched: FetchCommitResult,
+  fetch: UpdateResult['fetch'],
+  trust: TrustGateResult | undefined,
+): Promise<UpdateResult> {
   const { dir, s, opts } = ctx;
   const staged = await stageRevision({
     dir,
@@ -232,16 +256,29 @@ async function attemptUpdate(opts: UpdateOptions, attempt: Attempt): Promise<Upd
   const state = readState(dir);
   ctx.delivery = machineDelivery(dir, s, state);
   const channel = await fetchIfChannel({
-    dir, gitdir: ctx.repo, remote: plan.remote, offline: opts.from !== undefined, s, signers, identity: ctx.delivery,
-    held: heldRevisions(state).map((h) => h.sha), pinSha: plan.target.kind === 'sha' ? plan.target.sha : null,
-    dryRun: opts.dryRun === true, lockWaitMs: opts.lockWaitMs, onProgress: opts.onProgress,
+    dir,
+    gitdir: ctx.repo,
+    remote: plan.remote,
+    offline: opts.from !== undefined,
+    s,
+    signers,
+    identity: ctx.delivery,
+    held: heldRevisions(state).map((h) => h.sha),
+    pinSha: plan.target.kind === 'sha' ? plan.target.sha : null,
+    dryRun: opts.dryRun === true,
+    lockWaitMs: opts.lockWaitMs,
+    onProgress: opts.onProgress,
   });
   if (channel !== null) return channelOutcome(ctx, signers, channel, attempt);
   const fetched = await fetchPlanned(ctx);
   attempt.bytes = fetched.bytes;
   attempt.revision = fetched.commit;
   const fetch = {
-    bytes: fetched.bytes, objects: fetched.objects, upToDate: fetched.upToDate, durationMs: fetched.durationMs, protocol: fetched.protocol,
+    bytes: fetched.bytes,
+    objects: fetched.objects,
+    upToDate: fetched.upToDate,
+    durationMs: fetched.durationMs,
+    protocol: fetched.protocol,
     tag: fetched.tag,
   };
   const trust = checkTrust(ctx, signers, fetched);
@@ -249,14 +286,23 @@ async function attemptUpdate(opts: UpdateOptions, attempt: Attempt): Promise<Upd
 }
 
 /** After a channel fetch: waiting for the rollout, or the same trust gates and staging as a git fetch. */
-function channelOutcome(ctx: UpdateContext, signers: ReturnType<typeof loadTrustSettings>, ch: ChannelFetchResult, attempt: Attempt): Promise<UpdateResult> | UpdateResult {
+function channelOutcome(
+  ctx: UpdateContext,
+  signers: ReturnType<typeof loadTrustSettings>,
+  ch: ChannelFetchResult,
+  attempt: Attempt,
+): Promise<UpdateResult> | UpdateResult {
   const { commit: _c, bytes: _b, objects: _o, durationMs: _d, ref: _r, ...channel } = ch;
   ctx.pinned = ch.pin;
   attempt.revision = ch.commit;
   attempt.bytes = ch.bytes;
   const fetch = {
-    bytes: ctx.opts.dryRun ? ch.download.bytes : ch.bytes, objects: ch.objects, upToDate: ch.outcome === 'up-to-date',
-    durationMs: ch.durationMs, protocol: 0, tag: null,
+    bytes: ctx.opts.dryRun ? ch.download.bytes : ch.bytes,
+    objects: ch.objects,
+    upToDate: ch.outcome === 'up-to-date',
+    durationMs: ch.durationMs,
+    protocol: 0,
+    tag: null,
   };
   const extra = { transport: 'channel' as const, channel };
   if (ch.outcome === 'waiting') {
@@ -264,8 +310,14 @@ function channelOutcome(ctx: UpdateContext, signers: ReturnType<typeof loadTrust
     return { ...ctx.base, action: 'waiting', revision: ch.commit, reason: ch.rollout.reason, fetch, ...extra };
   }
   const fetched: FetchCommitResult = {
-    commit: ch.commit, tag: null, upToDate: ch.outcome === 'up-to-date', bytes: fetch.bytes, objects: ch.objects, durationMs: ch.durationMs,
-    ref: ch.ref, protocol: 0,
+    commit: ch.commit,
+    tag: null,
+    upToDate: ch.outcome === 'up-to-date',
+    bytes: fetch.bytes,
+    objects: ch.objects,
+    durationMs: ch.durationMs,
+    ref: ch.ref,
+    protocol: 0,
   };
   const trust = checkTrust(ctx, signers, fetched);
   if (ctx.opts.dryRun) return { ...dryRunResult(ctx, fetched, fetch, trust), ...extra };

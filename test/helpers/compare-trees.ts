@@ -314,7 +314,10 @@ async function readXattrs(root: string, side: string): Promise<{ xattrs: Map<str
   });
   const problems: string[] = [];
   if (code !== 0) {
-    const lines = Buffer.concat(err).toString('utf8').split('\n').filter((l) => l.trim() !== '');
+    const lines = Buffer.concat(err)
+      .toString('utf8')
+      .split('\n')
+      .filter((l) => l.trim() !== '');
     for (const l of lines.slice(0, 20)) problems.push(`getfattr on ${side} tree: ${l}`);
     if (lines.length > 20) problems.push(`getfattr on ${side} tree: ... ${lines.length - 20} more error lines`);
     if (lines.length === 0) problems.push(`getfattr on ${side} tree: exit status ${code}`);
@@ -325,10 +328,7 @@ async function readXattrs(root: string, side: string): Promise<{ xattrs: Map<str
 /** Walks one tree (in a worker) and reads its xattrs (getfattr), at the same time. */
 async function snapshot(pool: WorkerPool, root: string, side: string, ignore: string[]): Promise<TreeSnapshot> {
   type WalkResult = { entries: [string, Entry][]; problems: { key: string; message: string }[] };
-  const [walked, x] = await Promise.all([
-    pool.request<WalkResult>({ op: 'walk', root, ignore }),
-    readXattrs(root, side),
-  ]);
+  const [walked, x] = await Promise.all([pool.request<WalkResult>({ op: 'walk', root, ignore }), readXattrs(root, side)]);
   const entries = new Map(walked.entries);
   const problems = walked.problems.map((p) => `${formatPath(p.key)}: ${side} tree: ${p.message}`);
   problems.push(...x.problems);
@@ -343,9 +343,7 @@ async function snapshot(pool: WorkerPool, root: string, side: string, ignore: st
 }
 
 /** Hashes the given files of both trees, each inode once per tree, spread over the pool. */
-async function hashBoth(
-  pool: WorkerPool, keys: string[], a: TreeSnapshot, b: TreeSnapshot,
-): Promise<{ a: Map<string, string>; b: Map<string, string> }> {
+async function hashBoth(pool: WorkerPool, keys: string[], a: TreeSnapshot, b: TreeSnapshot): Promise<{ a: Map<string, string>; b: Map<string, string> }> {
   const jobs: { tree: TreeSnapshot; inode: string; key: string; size: bigint }[] = [];
   for (const tree of [a, b]) {
     const seen = new Set<string>();
@@ -373,13 +371,17 @@ async function hashBoth(
   }
   if (batch.length > 0) batches.push(batch);
 
-  const byInode = new Map<TreeSnapshot, Map<string, string>>([[a, new Map()], [b, new Map()]]);
-  await Promise.all(batches.map(async (bt) => {
-    const digests = await pool.request<string[]>({ op: 'hash', paths: bt.map((j) => fsPath(j.tree.root, j.key)) });
-    bt.forEach((j, i) => byInode.get(j.tree)!.set(j.inode, digests[i]!));
-  }));
-  const perKey = (tree: TreeSnapshot) =>
-    new Map(keys.map((k) => [k, byInode.get(tree)!.get(tree.entries.get(k)!.inode)!]));
+  const byInode = new Map<TreeSnapshot, Map<string, string>>([
+    [a, new Map()],
+    [b, new Map()],
+  ]);
+  await Promise.all(
+    batches.map(async (bt) => {
+      const digests = await pool.request<string[]>({ op: 'hash', paths: bt.map((j) => fsPath(j.tree.root, j.key)) });
+      bt.forEach((j, i) => byInode.get(j.tree)!.set(j.inode, digests[i]!));
+    }),
+  );
+  const perKey = (tree: TreeSnapshot) => new Map(keys.map((k) => [k, byInode.get(tree)!.get(tree.entries.get(k)!.inode)!]));
   return { a: perKey(a), b: perKey(b) };
 }
 
@@ -420,10 +422,7 @@ export async function compareTrees(expected: string, actual: string, opts: Compa
   const ignore = (opts.ignore ?? []).map(keyOf);
   const pool = new WorkerPool(opts.concurrency ?? Math.min(4, Math.max(2, os.availableParallelism())));
   try {
-    const [a, b] = await Promise.all([
-      snapshot(pool, path.resolve(expected), 'expected', ignore),
-      snapshot(pool, path.resolve(actual), 'actual', ignore),
-    ]);
+    const [a, b] = await Promise.all([snapshot(pool, path.resolve(expected), 'expected', ignore), snapshot(pool, path.resolve(actual), 'actual', ignore)]);
     const diffs: { key: string; line: string }[] = [];
     const add = (key: string, what: string, exp: string, act: string) =>
       diffs.push({ key, line: `${formatPath(key)}: ${what} expected ${exp}, actual ${act}` });

@@ -45,8 +45,13 @@ async function main(argv: string[]): Promise<void> {
     process.stdout.write('ready\n');
     for (let i = 0; ; i++) {
       const r = await stageRevision({
-        dir, sha: shas[i % shas.length], bootloader: loader as BootloaderName, bootDir: boot,
-        tries: 1 + (i % 3), waitMs: 120_000, command: 'gitroot stage-loop',
+        dir,
+        sha: shas[i % shas.length],
+        bootloader: loader as BootloaderName,
+        bootDir: boot,
+        tries: 1 + (i % 3),
+        waitMs: 120_000,
+        command: 'gitroot stage-loop',
         kernelCmdline: `boot=gitroot quiet loop=${i % 5}`,
       });
       process.stdout.write(`${r.action} ${i}\n`);

@@ -35,8 +35,7 @@ export function fakeKernel(seed: string, size = 300 * 1024): Buffer {
 let archiver: 'cpio' | 'bsdtar' | null | undefined;
 function whichArchiver(): 'cpio' | 'bsdtar' {
   if (archiver === undefined) {
-    archiver = spawnSync('cpio', ['--version']).status === 0 ? 'cpio'
-      : spawnSync('bsdtar', ['--version']).status === 0 ? 'bsdtar' : null;
+    archiver = spawnSync('cpio', ['--version']).status === 0 ? 'cpio' : spawnSync('bsdtar', ['--version']).status === 0 ? 'bsdtar' : null;
   }
   if (archiver === null) throw new Error("neither cpio nor bsdtar is installed: 'apt-get install cpio'");
   return archiver;
@@ -49,9 +48,10 @@ export function makeInitrd(seed: string): Buffer {
     fs.mkdirSync(path.join(dir, 'scripts'));
     fs.writeFileSync(path.join(dir, 'init'), `#!/bin/sh\necho ${seed}\n`, { mode: 0o755 });
     fs.writeFileSync(path.join(dir, 'scripts', 'gitroot'), `# ${seed}\n`);
-    const cmd = whichArchiver() === 'cpio'
-      ? 'find . | LC_ALL=C sort | cpio -o -H newc --quiet | gzip -n -9'
-      : 'find . | LC_ALL=C sort | bsdtar --format newc -cf - -T - | gzip -n -9';
+    const cmd =
+      whichArchiver() === 'cpio'
+        ? 'find . | LC_ALL=C sort | cpio -o -H newc --quiet | gzip -n -9'
+        : 'find . | LC_ALL=C sort | bsdtar --format newc -cf - -T - | gzip -n -9';
     const r = spawnSync('bash', ['-c', cmd], { cwd: dir, maxBuffer: 64 << 20 });
     if (r.status !== 0) throw new Error(`building an initrd failed: ${r.stderr.toString()}`);
     return r.stdout;

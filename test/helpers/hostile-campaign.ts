@@ -48,7 +48,15 @@ export class Campaign {
 
   constructor(category: string, source: string) {
     this.counts = {
-      category, source, inputs: 0, faults: 0, checks: 0, failures: 0, failureLines: [], measured: {}, finishedAt: '',
+      category,
+      source,
+      inputs: 0,
+      faults: 0,
+      checks: 0,
+      failures: 0,
+      failureLines: [],
+      measured: {},
+      finishedAt: '',
     };
   }
 
@@ -96,19 +104,21 @@ export class Campaign {
 /** Reads every category file in `dir`, sorted by category. */
 export function readCampaign(dir = CAMPAIGN_DIR): CategoryCounts[] {
   if (!fs.existsSync(dir)) return [];
-  return fs.readdirSync(dir).filter((f) => f.endsWith('.json')).sort()
+  return fs
+    .readdirSync(dir)
+    .filter((f) => f.endsWith('.json'))
+    .sort()
     .map((f) => JSON.parse(fs.readFileSync(path.join(dir, f), 'utf8')) as CategoryCounts);
 }
 
 /** The markdown table (and totals) of a campaign run. */
 export function renderTable(rows: CategoryCounts[]): string {
-  const lines = [
-    '| category | test | inputs tried | faults injected | checks | failures | measured |',
-    '|---|---|---:|---:|---:|---:|---|',
-  ];
+  const lines = ['| category | test | inputs tried | faults injected | checks | failures | measured |', '|---|---|---:|---:|---:|---:|---|'];
   const total = { inputs: 0, faults: 0, checks: 0, failures: 0 };
   for (const r of rows) {
-    const measured = Object.entries(r.measured).map(([k, v]) => `${k}=${v}`).join(', ');
+    const measured = Object.entries(r.measured)
+      .map(([k, v]) => `${k}=${v}`)
+      .join(', ');
     lines.push(`| ${r.category} | \`${r.source}\` | ${r.inputs} | ${r.faults} | ${r.checks} | ${r.failures} | ${measured} |`);
     total.inputs += r.inputs;
     total.faults += r.faults;
@@ -117,7 +127,11 @@ export function renderTable(rows: CategoryCounts[]): string {
   }
   lines.push(`| **total** | | **${total.inputs}** | **${total.faults}** | **${total.checks}** | **${total.failures}** | |`);
   const failed = rows.flatMap((r) => r.failureLines.map((l) => `- ${r.category}: ${l}`));
-  const last = rows.map((r) => r.finishedAt).sort().at(-1) ?? 'never';
+  const last =
+    rows
+      .map((r) => r.finishedAt)
+      .sort()
+      .at(-1) ?? 'never';
   return [
     `Run finished ${last}; ${rows.length} categories.`,
     '',

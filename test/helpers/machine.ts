@@ -53,8 +53,14 @@ export interface MachineOptions {
 export function machinePaths(base: string): MachinePaths {
   const dir = path.join(base, 'gitroot');
   return {
-    base, dir, repo: path.join(dir, 'repo.git'), boot: path.join(base, 'boot'), run: path.join(base, 'run'),
-    health: path.join(base, 'health.d'), conf: path.join(base, 'gitroot.conf'), cmdline: path.join(base, 'cmdline'),
+    base,
+    dir,
+    repo: path.join(dir, 'repo.git'),
+    boot: path.join(base, 'boot'),
+    run: path.join(base, 'run'),
+    health: path.join(base, 'health.d'),
+    conf: path.join(base, 'gitroot.conf'),
+    cmdline: path.join(base, 'cmdline'),
   };
 }
 
@@ -64,8 +70,12 @@ export function machine(base: string, opts: MachineOptions = {}): Machine {
   for (const d of [paths.dir, paths.boot, paths.run, paths.health]) fs.mkdirSync(d, { recursive: true });
   const loader = opts.loader ?? 'bls';
   const config = [
-    `gitroot.bootloader=${loader}`, `gitroot.boot=${paths.boot}`, `gitroot.timeout=${opts.timeout ?? 5}`, 'gitroot.retries=0',
-    ...(opts.remote === undefined ? [] : [`gitroot.remote=${opts.remote}`]), ...(opts.settings ?? []),
+    `gitroot.bootloader=${loader}`,
+    `gitroot.boot=${paths.boot}`,
+    `gitroot.timeout=${opts.timeout ?? 5}`,
+    'gitroot.retries=0',
+    ...(opts.remote === undefined ? [] : [`gitroot.remote=${opts.remote}`]),
+    ...(opts.settings ?? []),
   ];
   const m = { ...paths, loader, config };
   configure(m, []);

@@ -65,15 +65,22 @@ export function planReads(size: number, count: number, seed: number, maxLen = 25
   const ranges: Range[] = fixed.slice(0, count);
   for (let i = ranges.length; i < count; i++) {
     switch (i % 5) {
-      case 0: ranges.push({ offset: int(0, Math.max(0, size - 1)), length: len(), kind: 'uniform' }); break;
-      case 1: ranges.push(crossing(KIB128, '128 KiB boundary')); break;
-      case 2: ranges.push(crossing(MIB, '1 MiB boundary')); break;
+      case 0:
+        ranges.push({ offset: int(0, Math.max(0, size - 1)), length: len(), kind: 'uniform' });
+        break;
+      case 1:
+        ranges.push(crossing(KIB128, '128 KiB boundary'));
+        break;
+      case 2:
+        ranges.push(crossing(MIB, '1 MiB boundary'));
+        break;
       case 3: {
         const length = len();
         ranges.push({ offset: Math.max(0, size - int(1, length)), length, kind: 'tail' });
         break;
       }
-      default: ranges.push({ offset: Math.max(0, size - int(0, 16) + int(0, 64)), length: len(), kind: 'past EOF' });
+      default:
+        ranges.push({ offset: Math.max(0, size - int(0, 16) + int(0, 64)), length: len(), kind: 'past EOF' });
     }
   }
   return ranges;

@@ -12,7 +12,8 @@ import { SHARED, sh } from './cli.js';
 
 /** Mount points at or below `dir`, deepest first. */
 export function mountsBelow(dir: string): string[] {
-  return readFileSync('/proc/self/mountinfo', 'utf8').split('\n')
+  return readFileSync('/proc/self/mountinfo', 'utf8')
+    .split('\n')
     .map((l) => l.split(' ')[4]?.replace(/\\040/g, ' '))
     .filter((m): m is string => m !== undefined && (m === dir || m.startsWith(dir + '/')))
     .sort((a, b) => b.length - a.length);

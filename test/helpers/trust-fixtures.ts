@@ -27,8 +27,10 @@ export function gitEnv(): NodeJS.ProcessEnv {
     ...process.env,
     GIT_CONFIG_NOSYSTEM: '1',
     GIT_CONFIG_GLOBAL: '/dev/null',
-    GIT_AUTHOR_NAME: 'Release Bot', GIT_AUTHOR_EMAIL: 'release@example.com',
-    GIT_COMMITTER_NAME: 'Release Bot', GIT_COMMITTER_EMAIL: 'release@example.com',
+    GIT_AUTHOR_NAME: 'Release Bot',
+    GIT_AUTHOR_EMAIL: 'release@example.com',
+    GIT_COMMITTER_NAME: 'Release Bot',
+    GIT_COMMITTER_EMAIL: 'release@example.com',
   };
 }
 
@@ -47,7 +49,9 @@ export function keygen(dir: string, name: string, type: 'ed25519' | 'rsa' | 'ecd
   const bits = type === 'rsa' ? ['-b', '2048'] : type === 'ecdsa' ? ['-b', '256'] : [];
   run('ssh-keygen', ['-q', '-t', type, ...bits, '-N', '', '-C', name, '-f', p]);
   const pub = fs.readFileSync(`${p}.pub`, 'utf8').trim();
-  const fingerprint = run('ssh-keygen', ['-l', '-E', 'sha256', '-f', `${p}.pub`]).toString().split(' ')[1];
+  const fingerprint = run('ssh-keygen', ['-l', '-E', 'sha256', '-f', `${p}.pub`])
+    .toString()
+    .split(' ')[1];
   return { path: p, pub, fingerprint };
 }
 
@@ -65,7 +69,9 @@ export function commitTree(repo: string, tree: string, parent: string | null, me
 export function tagObject(repo: string, name: string, target: string, message: string, key: TestKey | null): string {
   const sign = key === null ? [] : ['-c', 'gpg.format=ssh', '-c', `user.signingkey=${key.path}`];
   run('git', ['--git-dir', repo, ...sign, 'tag', key === null ? '-a' : '-s', '-m', message, name, target]);
-  return run('git', ['--git-dir', repo, 'rev-parse', `refs/tags/${name}`]).toString().trim();
+  return run('git', ['--git-dir', repo, 'rev-parse', `refs/tags/${name}`])
+    .toString()
+    .trim();
 }
 
 /** Points `refs/tags/<name>` at `oid` (a lightweight tag, or a hand-made tag object). */

@@ -44,28 +44,37 @@ export function registerBoot(program: Command): void {
   addCmdlineOption(cmd, 'git-revision= and the boot tuning (gitroot.cache-mb=, gitroot.overlay-size=)');
   cmd
     .requiredOption('--target <dir>', 'where the new root is mounted (the initramfs ${rootmnt}, dracut $NEWROOT)')
-    .option('--run-dir <dir>', 'where the git-fs mount, the writable layer, the home bind mount and booted.json go (moved into the new root with /run)', DEFAULT_RUN_DIR)
+    .option(
+      '--run-dir <dir>',
+      'where the git-fs mount, the writable layer, the home bind mount and booted.json go (moved into the new root with /run)',
+      DEFAULT_RUN_DIR,
+    )
     .option('--cache-mb <n>', "MiB of decoded file content the daemon keeps (its 'mount --cache-mb'; default gitroot.cache-mb= on the command line)", Number)
-    .option('--overlay-size <size>', 'tmpfs size of the writable layer (tmpfs size=, e.g. 50% or 2g; default gitroot.overlay-size= on the command line, else half of RAM)')
+    .option(
+      '--overlay-size <size>',
+      'tmpfs size of the writable layer (tmpfs size=, e.g. 50% or 2g; default gitroot.overlay-size= on the command line, else half of RAM)',
+    )
     .option('--no-persist', 'do not write the decision (a try used, booted) to state.json (a dry run of the mounts)')
-    .option('--allowed-signers <file>', 'boot only revisions signed by a key of this allowed-signers file (the initramfs passes /etc/gitroot/allowed-signers when it carries one); others are passed over like unreadable ones');
-  addJsonOption(cmd, 'what booted')
-    .action(async (opts: BootOpts) => {
-      const cmdline = readCmdline(opts.cmdline);
-      // Options given to the command win over the kernel command line's settings.
-      const tuning = bootTuning(cmdline, (line) => note(`boot: ${line}`));
-      const record = await bootMount({
-        dir: opts.dir,
-        cmdline,
-        target: opts.target,
-        runDir: opts.runDir,
-        cacheMb: opts.cacheMb ?? tuning.cacheMb,
-        overlaySize: opts.overlaySize ?? tuning.overlaySize,
-        persist: opts.persist,
-        allowedSigners: opts.allowedSigners,
-        log: (line) => note(`boot: ${line}`),
-      });
-      if (opts.json) printJson(record);
-      else printLine(`${record.revision} ${record.kind} ${record.totalMs}ms`);
+    .option(
+      '--allowed-signers <file>',
+      'boot only revisions signed by a key of this allowed-signers file (the initramfs passes /etc/gitroot/allowed-signers when it carries one); others are passed over like unreadable ones',
+    );
+  addJsonOption(cmd, 'what booted').action(async (opts: BootOpts) => {
+    const cmdline = readCmdline(opts.cmdline);
+    // Options given to the command win over the kernel command line's settings.
+    const tuning = bootTuning(cmdline, (line) => note(`boot: ${line}`));
+    const record = await bootMount({
+      dir: opts.dir,
+      cmdline,
+      target: opts.target,
+      runDir: opts.runDir,
+      cacheMb: opts.cacheMb ?? tuning.cacheMb,
+      overlaySize: opts.overlaySize ?? tuning.overlaySize,
+      persist: opts.persist,
+      allowedSigners: opts.allowedSigners,
+      log: (line) => note(`boot: ${line}`),
     });
+    if (opts.json) printJson(record);
+    else printLine(`${record.revision} ${record.kind} ${record.totalMs}ms`);
+  });
 }

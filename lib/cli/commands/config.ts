@@ -44,19 +44,18 @@ export function registerConfig(program: Command): void {
   cmd
     .option('--show-origin', 'print where each value came from (default, file:line, URL:line, the command line file)')
     .option('--offline', 'do not download the fleet config; use its cached copy');
-  addJsonOption(cmd, '{settings, origins, warnings, sources}')
-    .action(async (opts: ConfigOpts) => {
-      const loaded = await loadSettings({
-        dir: opts.dir,
-        cmdlineFile: opts.cmdline,
-        configPath: opts.config,
-        offline: opts.offline,
-      });
-      if (opts.json) {
-        printJson(settingsJson(loaded));
-        return;
-      }
-      for (const w of loaded.warnings) note(`warning: ${w}`);
-      for (const line of formatSettingsText(loaded, opts.showOrigin === true)) printLine(line);
+  addJsonOption(cmd, '{settings, origins, warnings, sources}').action(async (opts: ConfigOpts) => {
+    const loaded = await loadSettings({
+      dir: opts.dir,
+      cmdlineFile: opts.cmdline,
+      configPath: opts.config,
+      offline: opts.offline,
     });
+    if (opts.json) {
+      printJson(settingsJson(loaded));
+      return;
+    }
+    for (const w of loaded.warnings) note(`warning: ${w}`);
+    for (const line of formatSettingsText(loaded, opts.showOrigin === true)) printLine(line);
+  });
 }

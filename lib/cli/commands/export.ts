@@ -19,8 +19,8 @@ export function registerExport(program: Command): void {
     .requiredOption('--repo <gitdir>', 'git directory holding the revision')
     .option('--format <format>', 'archive format (only tar)', 'tar')
     .option('-o, --output <file>', 'write the archive to this file (atomically: complete or not at all) instead of standard output');
-  addJsonOption(cmd, 'what was written', 'needs -o, since standard output otherwise carries the archive')
-    .action(async (rev: string, opts: { repo: string; format: string; output?: string; json?: boolean }) => {
+  addJsonOption(cmd, 'what was written', 'needs -o, since standard output otherwise carries the archive').action(
+    async (rev: string, opts: { repo: string; format: string; output?: string; json?: boolean }) => {
       if (opts.format !== 'tar') throw new UsageError(`unknown archive format "${opts.format}": only --format tar is supported`);
       if (opts.output === undefined) {
         if (opts.json) throw new UsageError('--json needs -o FILE: without it, standard output carries the archive');
@@ -33,5 +33,6 @@ export function registerExport(program: Command): void {
       const res = await exportTarToFile({ gitdir: opts.repo, rev, file: opts.output });
       if (opts.json) printJson(res);
       else printLine(`${res.output}: revision ${res.commit}, ${res.entries} entries, ${formatBytes(res.bytes)}`);
-    });
+    },
+  );
 }

@@ -32,28 +32,34 @@ export function registerFsck(program: Command): void {
   addCmdlineOption(cmd, 'settings (for --repair)');
   addConfigOption(cmd, 'read for --repair');
   addWaitOption(cmd, 'recording the verdict or repairing');
-  addJsonOption(cmd, 'the report')
-    .action(async (opts: FsckOpts) => {
-      requireHome(opts.dir);
-      const bar = progress('fsck: objects');
-      const lockWaitMs = secondsToMs(opts.wait);
-      const onProgress = (done: number, total: number) => bar.update(done, total);
-      try {
-        if (opts.repair) {
-          const { repairHome } = await import('../../fsck/fsck-repair.js');
-          const report = await repairHome({
-            dir: opts.dir, cmdlineFile: opts.cmdline, configPath: opts.config, lockWaitMs, onProgress,
-            onNote: (line) => { bar.end(); note(line); },
-          });
-          bar.end();
-          render(report, opts.json);
-          return;
-        }
-        const { report } = await runFsck({ dir: opts.dir, revisions: opts.revision, onProgress, lockWaitMs });
+  addJsonOption(cmd, 'the report').action(async (opts: FsckOpts) => {
+    requireHome(opts.dir);
+    const bar = progress('fsck: objects');
+    const lockWaitMs = secondsToMs(opts.wait);
+    const onProgress = (done: number, total: number) => bar.update(done, total);
+    try {
+      if (opts.repair) {
+        const { repairHome } = await import('../../fsck/fsck-repair.js');
+        const report = await repairHome({
+          dir: opts.dir,
+          cmdlineFile: opts.cmdline,
+          configPath: opts.config,
+          lockWaitMs,
+          onProgress,
+          onNote: (line) => {
+            bar.end();
+            note(line);
+          },
+        });
         bar.end();
         render(report, opts.json);
-      } finally {
-        bar.end();
+        return;
       }
-    });
+      const { report } = await runFsck({ dir: opts.dir, revisions: opts.revision, onProgress, lockWaitMs });
+      bar.end();
+      render(report, opts.json);
+    } finally {
+      bar.end();
+    }
+  });
 }

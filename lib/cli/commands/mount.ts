@@ -50,15 +50,19 @@ async function serveForeground(mountpoint: string, opts: MountOpts): Promise<voi
   const log = (line: string) => process.stderr.write(`gitroot: ${line}\n`);
   const since = new Date().toISOString();
   let switches = 0;
-  const control = await startControlServer(mount.mountpoint, {
-    status: () => ({ mountpoint: mount.mountpoint, commit: mount.commit, pid: process.pid, since, switches, stats: mount.stats() }),
-    switchTo: async (req) => {
-      const signers = req.allowedSigners ? parseAllowedSigners(req.allowedSigners.text, req.allowedSigners.source) : null;
-      const r = await mount.switchTo(req.rev, { signers });
-      if (r.changed) switches++;
-      return r;
+  const control = await startControlServer(
+    mount.mountpoint,
+    {
+      status: () => ({ mountpoint: mount.mountpoint, commit: mount.commit, pid: process.pid, since, switches, stats: mount.stats() }),
+      switchTo: async (req) => {
+        const signers = req.allowedSigners ? parseAllowedSigners(req.allowedSigners.text, req.allowedSigners.source) : null;
+        const r = await mount.switchTo(req.rev, { signers });
+        if (r.changed) switches++;
+        return r;
+      },
     },
-  }, log);
+    log,
+  );
   const readyMs = Math.round(performance.now());
   const report = { ok: true, mountpoint: mount.mountpoint, commit: mount.commit, pid: process.pid, readyMs, control: control?.path ?? null };
   if (opts.readyFd !== undefined) reportReady(opts.readyFd, report);
@@ -84,16 +88,15 @@ export function registerMount(program: Command): void {
     .option('--spill-dir <dir>', 'where files bigger than 8 MiB are unpacked (unlinked temp files; default the temp dir)')
     .option('--log <file>', 'log file of a background mount (default /run/gitroot/mounts/<mountpoint>.log)')
     .addOption(new Option('--ready-fd <fd>', 'internal: report readiness on this fd').argParser(Number).hideHelp());
-  addJsonOption(mount, 'the mount (mountpoint, commit, pid, readyMs)')
-    .action(async (mountpoint: string, opts: MountOpts) => {
-      if (opts.foreground || opts.readyFd !== undefined) return serveForeground(mountpoint, opts);
-      const args = [mountpoint, '--repo', opts.repo, '--cache-mb', String(opts.cacheMb)];
-      if (opts.rev) args.push('--rev', opts.rev);
-      if (opts.spillDir) args.push('--spill-dir', opts.spillDir);
-      const res = await startDaemon({ script: process.argv[1], args, mountpoint, logPath: opts.log });
-      if (opts.json) printJson(res);
-      else printLine(res.commit);
-    });
+  addJsonOption(mount, 'the mount (mountpoint, commit, pid, readyMs)').action(async (mountpoint: string, opts: MountOpts) => {
+    if (opts.foreground || opts.readyFd !== undefined) return serveForeground(mountpoint, opts);
+    const args = [mountpoint, '--repo', opts.repo, '--cache-mb', String(opts.cacheMb)];
+    if (opts.rev) args.push('--rev', opts.rev);
+    if (opts.spillDir) args.push('--spill-dir', opts.spillDir);
+    const res = await startDaemon({ script: process.argv[1], args, mountpoint, logPath: opts.log });
+    if (opts.json) printJson(res);
+    else printLine(res.commit);
+  });
 
   const umount = program
     .command('umount')
@@ -101,25 +104,26 @@ export function registerMount(program: Command): void {
     .description('unmount a gitroot mount; its serving process exits')
     .argument('<mountpoint>', 'where it is mounted')
     .option('--lazy', 'detach now even if busy; the mount goes away when the last user leaves');
-  addJsonOption(umount, 'the result')
-    .action(async (mountpoint: string, opts: { lazy?: boolean; json?: boolean }) => {
-      let real: string;
-      try {
-        real = realpathSync(mountpoint);
-      } catch {
-        throw new UsageError(`${mountpoint} does not exist: give the directory a gitroot mount is on (see 'grep gitfs /proc/mounts')`);
-      }
-      const m = mountAt(real);
-      if (!m || m.fstype !== GITFS_FSTYPE) {
-        throw new UsageError(`${real} is not a gitroot mount${m ? ` (it is ${m.fstype})` : ''}: see 'grep gitfs /proc/mounts'`);
-      }
-      try {
-        await promisify(execFile)('umount', opts.lazy ? ['--lazy', real] : [real]);
-      } catch (e) {
-        const msg = String((e as { stderr?: string }).stderr ?? e).trim().split('\n')[0];
-        if (/busy/i.test(msg)) throw new MountError(`${real} is busy: close the programs using it (fuser -vm ${real}) or use --lazy`);
-        throw new MountError(`cannot unmount ${real}: ${msg}`);
-      }
-      if (opts.json) printJson({ mountpoint: real, unmounted: true, source: m.source });
-    });
+  addJsonOption(umount, 'the result').action(async (mountpoint: string, opts: { lazy?: boolean; json?: boolean }) => {
+    let real: string;
+    try {
+      real = realpathSync(mountpoint);
+    } catch {
+      throw new UsageError(`${mountpoint} does not exist: give the directory a gitroot mount is on (see 'grep gitfs /proc/mounts')`);
+    }
+    const m = mountAt(real);
+    if (!m || m.fstype !== GITFS_FSTYPE) {
+      throw new UsageError(`${real} is not a gitroot mount${m ? ` (it is ${m.fstype})` : ''}: see 'grep gitfs /proc/mounts'`);
+    }
+    try {
+      await promisify(execFile)('umount', opts.lazy ? ['--lazy', real] : [real]);
+    } catch (e) {
+      const msg = String((e as { stderr?: string }).stderr ?? e)
+        .trim()
+        .split('\n')[0];
+      if (/busy/i.test(msg)) throw new MountError(`${real} is busy: close the programs using it (fuser -vm ${real}) or use --lazy`);
+      throw new MountError(`cannot unmount ${real}: ${msg}`);
+    }
+    if (opts.json) printJson({ mountpoint: real, unmounted: true, source: m.source });
+  });
 }

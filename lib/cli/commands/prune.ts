@@ -21,7 +21,10 @@ function describe(r: PruneResult): string[] {
   for (const d of r.kernelDirsRemoved) lines.push(`${verb} staged kernel ${isSha(d) ? short(d) : d}`);
   if (r.refsDeleted.length > 0) lines.push(`${verb} ${r.refsDeleted.length} ref(s)`);
   if (r.dryRun) lines.push(`dry run: nothing changed (${formatBytes(r.bytesBefore)} in use)`);
-  else lines.push(`disk use ${formatBytes(r.bytesBefore)} -> ${formatBytes(r.bytesAfter)}, packs ${r.packsBefore} -> ${r.packsAfter}, ${(r.durationMs / 1000).toFixed(1)} s`);
+  else
+    lines.push(
+      `disk use ${formatBytes(r.bytesBefore)} -> ${formatBytes(r.bytesAfter)}, packs ${r.packsBefore} -> ${r.packsAfter}, ${(r.durationMs / 1000).toFixed(1)} s`,
+    );
   return lines;
 }
 
@@ -36,22 +39,25 @@ export function registerPrune(program: Command): void {
   addCmdlineOption(cmd);
   addConfigOption(cmd);
   addWaitOption(cmd, 'pruning (a running fetch or staging)');
-  addJsonOption(cmd, 'the outcome')
-    .action(async (opts: PruneOpts) => {
-      // Settings from local sources and the cached fleet config only: pruning needs no network.
-      const loaded = await loadSettings({ dir: opts.dir, cmdlineFile: opts.cmdline, configPath: opts.config, offline: true });
-      const s = loaded.settings;
-      let keep = s['gitroot.keep'];
-      if (opts.keep !== undefined) {
-        if (!/^\d+$/.test(opts.keep)) throw new UsageError(`--keep needs a whole number, not '${opts.keep}'`);
-        keep = Number(opts.keep);
-      }
-      const result = await runPrune({
-        dir: opts.dir, keep, dryRun: opts.dryRun, bootloader: s['gitroot.bootloader'], bootDir: s['gitroot.boot'],
-        waitMs: secondsToMs(opts.wait),
-      });
-      for (const w of [...loaded.warnings, ...result.warnings]) note(`warning: ${w}`);
-      if (opts.json) printJson(result);
-      else for (const line of describe(result)) printLine(line);
+  addJsonOption(cmd, 'the outcome').action(async (opts: PruneOpts) => {
+    // Settings from local sources and the cached fleet config only: pruning needs no network.
+    const loaded = await loadSettings({ dir: opts.dir, cmdlineFile: opts.cmdline, configPath: opts.config, offline: true });
+    const s = loaded.settings;
+    let keep = s['gitroot.keep'];
+    if (opts.keep !== undefined) {
+      if (!/^\d+$/.test(opts.keep)) throw new UsageError(`--keep needs a whole number, not '${opts.keep}'`);
+      keep = Number(opts.keep);
+    }
+    const result = await runPrune({
+      dir: opts.dir,
+      keep,
+      dryRun: opts.dryRun,
+      bootloader: s['gitroot.bootloader'],
+      bootDir: s['gitroot.boot'],
+      waitMs: secondsToMs(opts.wait),
     });
+    for (const w of [...loaded.warnings, ...result.warnings]) note(`warning: ${w}`);
+    if (opts.json) printJson(result);
+    else for (const line of describe(result)) printLine(line);
+  });
 }

@@ -82,17 +82,25 @@ export function registerPublish(program: Command): void {
     .option('--keep-retired <duration>', 'how long a bundle file stays after the manifest stops listing it', '7d')
     .option('--time <time>', 'the signed time (default now)')
     .option('--bundle-uri-base <url>', "absolute URL for the bundle list's URIs (git 2.39 resolves relative ones against its working directory)");
-  addJsonOption(cmd, 'the result')
-    .action(async (o: PublishOpts) => {
-      const bar = progress('making bundles');
-      const result = await publishChannel({
-        repo: o.repo, out: o.out, branch: o.branch, signKey: o.signKey,
-        expiresSeconds: duration('--expires', o.expires), rollout: rollout(o), pin: o.pin, unpin: o.unpin,
-        rollupEvery: whole('--rollup-every', o.rollupEvery, 2), rollupsKept: whole('--rollups-kept', o.rollupsKept, 2),
-        graceSeconds: duration('--keep-retired', o.keepRetired), nowMs: o.time === undefined ? undefined : time('--time', o.time), bundleUriBase: o.bundleUriBase,
-        onProgress: (p) => bar.update(p.done, p.total),
-      }).finally(() => bar.end());
-      if (o.json) printJson(result);
-      else for (const l of describe(result)) printLine(l);
-    });
+  addJsonOption(cmd, 'the result').action(async (o: PublishOpts) => {
+    const bar = progress('making bundles');
+    const result = await publishChannel({
+      repo: o.repo,
+      out: o.out,
+      branch: o.branch,
+      signKey: o.signKey,
+      expiresSeconds: duration('--expires', o.expires),
+      rollout: rollout(o),
+      pin: o.pin,
+      unpin: o.unpin,
+      rollupEvery: whole('--rollup-every', o.rollupEvery, 2),
+      rollupsKept: whole('--rollups-kept', o.rollupsKept, 2),
+      graceSeconds: duration('--keep-retired', o.keepRetired),
+      nowMs: o.time === undefined ? undefined : time('--time', o.time),
+      bundleUriBase: o.bundleUriBase,
+      onProgress: (p) => bar.update(p.done, p.total),
+    }).finally(() => bar.end());
+    if (o.json) printJson(result);
+    else for (const l of describe(result)) printLine(l);
+  });
 }

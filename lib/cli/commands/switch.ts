@@ -50,40 +50,45 @@ export function signersForRequest(file: string): { text: string; source: string 
 
 /** Asks the daemon serving `mountpoint` to serve `rev`. */
 export async function requestSwitch(mountpoint: string, rev: string, allowedSigners?: string): Promise<SwitchResult> {
-  return await askDaemon(mountpoint, {
-    v: CONTROL_VERSION, op: 'switch', rev,
+  return (await askDaemon(mountpoint, {
+    v: CONTROL_VERSION,
+    op: 'switch',
+    rev,
     ...(allowedSigners === undefined ? {} : { allowedSigners: signersForRequest(allowedSigners) }),
-  }) as SwitchResult;
+  })) as SwitchResult;
 }
 
 /** One line for people: what the switch did. */
 export function describeSwitch(mountpoint: string, r: SwitchResult): string {
   if (!r.changed) return `${mountpoint} already serves ${r.to}`;
   const c = r.counts;
-  return `switched ${mountpoint} from ${r.from} to ${r.to} in ${r.ms.total} ms ` +
-    `(${c.dirsChanged} directories changed, ${c.created} new inodes, ${c.kept} kept, ${r.notified.sent} kernel cache entries invalidated)`;
+  return (
+    `switched ${mountpoint} from ${r.from} to ${r.to} in ${r.ms.total} ms ` +
+    `(${c.dirsChanged} directories changed, ${c.created} new inodes, ${c.kept} kept, ${r.notified.sent} kernel cache entries invalidated)`
+  );
 }
 
 export function registerSwitch(program: Command): void {
   const cmd = program
     .command('switch')
-    .description('make a running gitroot mount serve another revision: new lookups see it, open files keep reading what they opened, unchanged files keep their cache')
+    .description(
+      'make a running gitroot mount serve another revision: new lookups see it, open files keep reading what they opened, unchanged files keep their cache',
+    )
     .argument('<mountpoint>', 'where the gitroot mount is (on a booted machine: /run/gitroot/lower)')
-    .option('--rev <rev>', 'commit SHA, branch or tag of the mount\'s repository to serve')
+    .option('--rev <rev>', "commit SHA, branch or tag of the mount's repository to serve")
     .option('--status', 'only show what the mount serves')
     .option('--allowed-signers <file>', 'refuse the revision unless it is signed by a key this file lists (the rule gitroot boot uses)');
-  addJsonOption(cmd, 'the result (from, to, counts, notified, ms)')
-    .action(async (mountpoint: string, opts: SwitchOpts) => {
-      const real = gitfsMountpoint(mountpoint);
-      if (opts.status) {
-        const s = await askDaemon(real, { v: CONTROL_VERSION, op: 'status' }) as { commit: string; pid: number; since: string; switches: number };
-        if (opts.json) printJson(s);
-        else printLine(`${real} serves ${s.commit} (daemon ${s.pid}, since ${s.since}, ${s.switches} switches)`);
-        return;
-      }
-      if (opts.rev === undefined) throw new UsageError(`gitroot switch needs --rev REV (or --status)`);
-      const r = await requestSwitch(real, opts.rev, opts.allowedSigners);
-      if (opts.json) printJson({ mountpoint: real, ...r });
-      else printLine(describeSwitch(real, r));
-    });
+  addJsonOption(cmd, 'the result (from, to, counts, notified, ms)').action(async (mountpoint: string, opts: SwitchOpts) => {
+    const real = gitfsMountpoint(mountpoint);
+    if (opts.status) {
+      const s = (await askDaemon(real, { v: CONTROL_VERSION, op: 'status' })) as { commit: string; pid: number; since: string; switches: number };
+      if (opts.json) printJson(s);
+      else printLine(`${real} serves ${s.commit} (daemon ${s.pid}, since ${s.since}, ${s.switches} switches)`);
+      return;
+    }
+    if (opts.rev === undefined) throw new UsageError(`gitroot switch needs --rev REV (or --status)`);
+    const r = await requestSwitch(real, opts.rev, opts.allowedSigners);
+    if (opts.json) printJson({ mountpoint: real, ...r });
+    else printLine(describeSwitch(real, r));
+  });
 }

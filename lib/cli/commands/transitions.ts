@@ -9,9 +9,7 @@ import { runningRevision as liveRunningRevision } from '../../live/live-record.j
 import { type BootDecision, decideBoot } from '../../boot/boot-decide.js';
 import { type HealthReport, DEFAULT_HEALTH_DIR, DEFAULT_HEALTH_TIMEOUT_MS, HealthCheckError, describeFailure } from '../../boot/health-checks.js';
 import { type MarkGoodResult, type TransitionResult, applyTransition, judgeBoot, markGood } from '../../boot/transitions.js';
-import {
-  type SharedOpts, addCmdlineOption, addConfigOption, addDirOption, addJsonOption, addWaitOption, parseSeconds, secondsToMs,
-} from '../cli-options.js';
+import { type SharedOpts, addCmdlineOption, addConfigOption, addDirOption, addJsonOption, addWaitOption, parseSeconds, secondsToMs } from '../cli-options.js';
 import type { TransitionAction } from '../../boot/boot-select.js';
 import type { BootloaderName } from '../../bootloader/bootloader.js';
 import { RevisionNotFoundError } from '../../errors/errors.js';
@@ -58,8 +56,10 @@ function describeDecision(d: BootDecision): string[] {
   const lines = [`${d.kind} ${d.revision ?? '-'}`, d.reason];
   for (const n of d.notes) lines.push(`note: ${n}`);
   const p = d.state.pending;
-  lines.push(`would write: booted ${d.state.booted ?? '-'}, pending ${p === null ? '-' : `${p.revision} (${p.triesLeft} of ${p.tries} tries left)`}` +
-    `, failed ${d.state.failed.length === 0 ? '-' : d.state.failed.join(' ')}`);
+  lines.push(
+    `would write: booted ${d.state.booted ?? '-'}, pending ${p === null ? '-' : `${p.revision} (${p.triesLeft} of ${p.tries} tries left)`}` +
+      `, failed ${d.state.failed.length === 0 ? '-' : d.state.failed.join(' ')}`,
+  );
   return lines;
 }
 
@@ -86,7 +86,7 @@ function common(c: Command, what: string): Command {
   addDirOption(c);
   addCmdlineOption(c);
   addConfigOption(c);
-  addWaitOption(c, what, TRANSITION_WAIT_SECONDS, 'longer than a fetch\'s: the next boot\'s choice must not be lost to a fetch staging at boot');
+  addWaitOption(c, what, TRANSITION_WAIT_SECONDS, "longer than a fetch's: the next boot's choice must not be lost to a fetch staging at boot");
   return addJsonOption(c, 'the outcome');
 }
 
@@ -94,7 +94,11 @@ async function transition(action: TransitionAction, opts: TransitionOpts | Commo
   requireHome(opts.dir);
   const s = await settingsFor(opts);
   const r = await applyTransition({
-    dir: opts.dir, action, bootloader: s.bootloader, bootDir: s.bootDir, waitMs: secondsToMs(opts.wait),
+    dir: opts.dir,
+    action,
+    bootloader: s.bootloader,
+    bootDir: s.bootDir,
+    waitMs: secondsToMs(opts.wait),
     running: 'runDir' in opts ? runningRevision(opts.runDir) : null,
   });
   for (const w of r.warnings) note(`warning: ${w}`);
@@ -104,28 +108,32 @@ async function transition(action: TransitionAction, opts: TransitionOpts | Commo
 
 /** Registers select, health, mark-good, mark-bad and rollback. */
 export function registerTransitions(program: Command): void {
-  const select = program
-    .command('select')
-    .description('show which revision the next boot would serve and why, and the state it would write; changes nothing');
+  const select = program.command('select').description('show which revision the next boot would serve and why, and the state it would write; changes nothing');
   addDirOption(select);
   addCmdlineOption(select, 'git-revision=');
-  addJsonOption(select, 'the decision')
-    .action(async (opts: Omit<SharedOpts, 'config' | 'wait'>) => {
-      requireHome(opts.dir);
-      const d = await decideBoot({ dir: opts.dir, cmdline: readCmdline(opts.cmdline), persist: false });
-      if (opts.json) {
-        printJson({
-          revision: d.revision, kind: d.kind, reason: d.reason, notes: d.notes, cmdlineRevision: d.cmdlineRevision, health: d.health, state: d.state,
-        });
-      } else for (const l of describeDecision(d)) printLine(l);
-      // Nothing bootable is an answer, and also what `gitroot boot` would fail on: exit non-zero.
-      if (d.revision === null) throw new RevisionNotFoundError(d.reason, { data: { notes: d.notes } });
-    });
+  addJsonOption(select, 'the decision').action(async (opts: Omit<SharedOpts, 'config' | 'wait'>) => {
+    requireHome(opts.dir);
+    const d = await decideBoot({ dir: opts.dir, cmdline: readCmdline(opts.cmdline), persist: false });
+    if (opts.json) {
+      printJson({
+        revision: d.revision,
+        kind: d.kind,
+        reason: d.reason,
+        notes: d.notes,
+        cmdlineRevision: d.cmdlineRevision,
+        health: d.health,
+        state: d.state,
+      });
+    } else for (const l of describeDecision(d)) printLine(l);
+    // Nothing bootable is an answer, and also what `gitroot boot` would fail on: exit non-zero.
+    if (d.revision === null) throw new RevisionNotFoundError(d.reason, { data: { notes: d.notes } });
+  });
 
-  const healthOptions = (c: Command): Command => c
-    .option('--health-dir <dir>', 'health checks: every executable file here runs, sorted; one failing vetoes', DEFAULT_HEALTH_DIR)
-    .option('--health-timeout <seconds>', 'how long one health check may run', parseSeconds, DEFAULT_HEALTH_TIMEOUT_MS / 1000)
-    .option('--run-dir <dir>', 'where gitroot boot recorded this boot (booted.json); checked against state.json', DEFAULT_RUN_DIR);
+  const healthOptions = (c: Command): Command =>
+    c
+      .option('--health-dir <dir>', 'health checks: every executable file here runs, sorted; one failing vetoes', DEFAULT_HEALTH_DIR)
+      .option('--health-timeout <seconds>', 'how long one health check may run', parseSeconds, DEFAULT_HEALTH_TIMEOUT_MS / 1000)
+      .option('--run-dir <dir>', 'where gitroot boot recorded this boot (booted.json); checked against state.json', DEFAULT_RUN_DIR);
 
   /** Runs `fn` (which runs the health checks); a veto still reports every check: in the log, and as JSON for tools. */
   const reportingVeto = async <T>(opts: HealthOpts, timeoutMs: number, fn: () => Promise<T>): Promise<T> => {
@@ -148,25 +156,40 @@ export function registerTransitions(program: Command): void {
       requireHome(opts.dir);
       const s = await settingsFor(opts);
       const timeoutMs = secondsToMs(opts.healthTimeout, '--health-timeout');
-      const r: MarkGoodResult = await reportingVeto(opts, timeoutMs, () => markGood({
-        dir: opts.dir, bootloader: s.bootloader, bootDir: s.bootDir, waitMs: secondsToMs(opts.wait),
-        running: runningRevision(opts.runDir), healthDir: opts.healthDir, healthTimeoutMs: timeoutMs, skipHealth: !opts.healthChecks,
-      }));
+      const r: MarkGoodResult = await reportingVeto(opts, timeoutMs, () =>
+        markGood({
+          dir: opts.dir,
+          bootloader: s.bootloader,
+          bootDir: s.bootDir,
+          waitMs: secondsToMs(opts.wait),
+          running: runningRevision(opts.runDir),
+          healthDir: opts.healthDir,
+          healthTimeoutMs: timeoutMs,
+          skipHealth: !opts.healthChecks,
+        }),
+      );
       for (const w of r.warnings) note(`warning: ${w}`);
       for (const sk of r.health?.skipped ?? []) note(`health check ${sk.name} skipped: ${sk.why}`);
       if (opts.json) printJson({ ok: true, ...r });
       else for (const l of [...describeHealth(r.health, timeoutMs), ...describeTransition(r)]) printLine(l);
     });
 
-  healthOptions(addJsonOption(addDirOption(program.command('health')), 'the checks\' report'))
-    .description('run the health checks of the booted revision and change nothing; exit 4 when one fails ' +
-      '(run by gitroot-health.service before boot-complete.target, so a failing check keeps the boot from counting as complete)')
+  healthOptions(addJsonOption(addDirOption(program.command('health')), "the checks' report"))
+    .description(
+      'run the health checks of the booted revision and change nothing; exit 4 when one fails ' +
+        '(run by gitroot-health.service before boot-complete.target, so a failing check keeps the boot from counting as complete)',
+    )
     .action(async (opts: HealthOpts) => {
       requireHome(opts.dir);
       const timeoutMs = secondsToMs(opts.healthTimeout, '--health-timeout');
-      const r = await reportingVeto(opts, timeoutMs, () => judgeBoot({
-        dir: opts.dir, running: runningRevision(opts.runDir), healthDir: opts.healthDir, healthTimeoutMs: timeoutMs,
-      }));
+      const r = await reportingVeto(opts, timeoutMs, () =>
+        judgeBoot({
+          dir: opts.dir,
+          running: runningRevision(opts.runDir),
+          healthDir: opts.healthDir,
+          healthTimeoutMs: timeoutMs,
+        }),
+      );
       for (const sk of r.health.skipped) note(`health check ${sk.name} skipped: ${sk.why}`);
       if (opts.json) printJson({ ok: true, ...r });
       else for (const l of [...describeHealth(r.health, timeoutMs), `${r.revision} passed its health checks`]) printLine(l);
