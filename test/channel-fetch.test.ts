@@ -338,8 +338,11 @@ t.test('refusals: one line, exit status, nothing changed', { skip: haveNginx ? f
   publish();
   t.equal((await fetch(m)).status, 0, 'accepts the newer manifest');
   const good = fs.readFileSync(manifest);
-  // A replayed (stale) manifest: a lower version than the machine has seen.
+  // A replayed (stale) manifest: a lower version than the machine has seen, with the old
+  // copy's own (earlier) mtime, as a mirror that kept it serves it (and so another ETag).
   fs.writeFileSync(manifest, old);
+  const hourAgo = Date.now() / 1000 - 3600;
+  fs.utimesSync(manifest, hourAgo, hourAgo);
   await refused(t, m, 8, /refusing channel manifest .* its version \d+ is older than version \d+ .*rollback attack/, 'replayed manifest');
   // Expired.
   publish('--time', '2026-01-01T00:00:00Z', '--expires', '1h');

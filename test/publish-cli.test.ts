@@ -61,10 +61,19 @@ t.test('publishing releases into a channel', async (t) => {
     p1.bundles.map((b) => b.kind),
     ['base'],
   );
+  // Publishes come faster than one a second here, yet each manifest's mtime (whole seconds) is
+  // later than the last: web servers derive ETags from mtime and size, and a machine holding
+  // the last manifest must never be answered 304 for a new one.
+  const mtimes = [Math.floor(fs.statSync(path.join(out, 'channel.manifest')).mtimeMs / 1000)];
   for (let n = 2; n <= 6; n++) {
     release(n);
     publish();
+    mtimes.push(Math.floor(fs.statSync(path.join(out, 'channel.manifest')).mtimeMs / 1000));
   }
+  t.ok(
+    mtimes.every((m, i) => i === 0 || m > mtimes[i - 1]!),
+    `every manifest's mtime is a later second than the last (${mtimes.join(' ')})`,
+  );
   const p6 = JSON.parse(fs.readFileSync(path.join(out, 'channel.manifest'), 'utf8').split('-----BEGIN SSH SIGNATURE-----')[0]!);
   t.equal(p6.version, 6);
   t.equal(p6.tip, commits[5]);

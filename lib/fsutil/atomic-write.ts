@@ -4,7 +4,7 @@
  * directory, so a power cut at any instant leaves either the old or the new file, never a
  * mix or an empty file.
  */
-import { closeSync, fsyncSync, openSync, readdirSync, renameSync, rmSync, writeSync, mkdirSync } from 'node:fs';
+import { closeSync, fsyncSync, futimesSync, openSync, readdirSync, renameSync, rmSync, writeSync, mkdirSync } from 'node:fs';
 import { basename, dirname, join } from 'node:path';
 
 /** fsyncs a file by path, so what was written to it is durable (a directory: what was renamed or unlinked in it). */
@@ -60,13 +60,15 @@ export function removeFilesUnder(base: string, rel: string, match: (name: string
 }
 
 /** Atomically replaces `path` with `data` (durable when it returns). */
-export function writeFileAtomic(path: string, data: string | Uint8Array, mode = 0o644): void {
+export function writeFileAtomic(path: string, data: string | Uint8Array, mode = 0o644, opts: { mtimeAtLeastSec?: number } = {}): void {
   mkdirSync(dirname(path), { recursive: true });
   const tmp = tempPathFor(path);
   const fd = openSync(tmp, 'wx', mode);
   try {
     const buf = typeof data === 'string' ? Buffer.from(data) : data;
     for (let off = 0; off < buf.length;) off += writeSync(fd, buf, off, buf.length - off);
+    const sec = opts.mtimeAtLeastSec;
+    if (sec !== undefined && Date.now() / 1000 < sec) futimesSync(fd, sec, sec);
     fsyncSync(fd);
   } catch (e) {
     closeSync(fd);

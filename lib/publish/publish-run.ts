@@ -20,7 +20,7 @@
  */
 import { spawn, spawnSync } from 'node:child_process';
 import { createHash } from 'node:crypto';
-import { closeSync, existsSync, fsyncSync, mkdirSync, openSync, readFileSync, renameSync, rmSync, writeSync } from 'node:fs';
+import { closeSync, existsSync, fsyncSync, mkdirSync, openSync, readFileSync, renameSync, rmSync, statSync, writeSync } from 'node:fs';
 import path from 'node:path';
 import { ConfigError, GitCommandError, RevisionNotFoundError, UsageError } from '../errors/errors.js';
 import { fsyncDir, writeFileAtomic, writeJsonAtomic } from '../fsutil/atomic-write.js';
@@ -310,7 +310,11 @@ async function publishLocked(opts: PublishRunOptions, out: string, branch: strin
   writeJsonAtomic(logFile, newLog);
   const base = opts.bundleUriBase === undefined ? '' : opts.bundleUriBase.replace(/\/*$/, '/');
   writeFileAtomic(path.join(out, BUNDLE_LIST_FILE), renderBundleList(manifest.bundles.map((b) => ({ ...b, uri: base + b.uri }))));
-  writeFileAtomic(manifestFile, signManifest(manifest, key));
+  // Web servers derive the manifest's ETag from its mtime in whole seconds and its size (nginx:
+  // "mtime-size"), so a manifest of the same size published within the same second as the last
+  // one would be answered 304 to machines holding the last one: its mtime is the next second then.
+  const lastMtimeSec = existsSync(manifestFile) ? Math.floor(statSync(manifestFile).mtimeMs / 1000) : undefined;
+  writeFileAtomic(manifestFile, signManifest(manifest, key), 0o644, { mtimeAtLeastSec: lastMtimeSec === undefined ? undefined : lastMtimeSec + 1 });
 
   // Retired files past their grace period: no listed manifest has named them for that long.
   for (const b of rec.remove) rmSync(path.join(out, b.uri), { force: true });
