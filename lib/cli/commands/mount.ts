@@ -1,16 +1,15 @@
 /** `gitroot mount` and `gitroot umount`: serve a commit read-only over FUSE. */
 import { InvalidArgumentError, Option, type Command } from 'commander';
 import { execFile } from 'node:child_process';
-import { realpathSync } from 'node:fs';
 import { promisify } from 'node:util';
 import { mountGitfs } from '../../gitfs/gitfs-server.js';
 import { reportReady, startDaemon } from '../../gitfs/mount-daemon.js';
 import { startControlServer } from '../../gitfs/switch-control.js';
 import { parseAllowedSigners } from '../../trust/allowed-signers.js';
-import { GITFS_FSTYPE, mountAt } from '../../gitfs/mount-table.js';
-import { GitrootError, MountError, UsageError } from '../../errors/errors.js';
+import { GitrootError, MountError } from '../../errors/errors.js';
 import { note, printJson, printLine } from '../output.js';
 import { addJsonOption } from '../cli-options.js';
+import { gitfsMountpoint } from './switch.js';
 
 interface MountOpts {
   repo: string;
@@ -105,16 +104,7 @@ export function registerMount(program: Command): void {
     .argument('<mountpoint>', 'where it is mounted')
     .option('--lazy', 'detach now even if busy; the mount goes away when the last user leaves');
   addJsonOption(umount, 'the result').action(async (mountpoint: string, opts: { lazy?: boolean; json?: boolean }) => {
-    let real: string;
-    try {
-      real = realpathSync(mountpoint);
-    } catch {
-      throw new UsageError(`${mountpoint} does not exist: give the directory a gitroot mount is on (see 'grep gitfs /proc/mounts')`);
-    }
-    const m = mountAt(real);
-    if (!m || m.fstype !== GITFS_FSTYPE) {
-      throw new UsageError(`${real} is not a gitroot mount${m ? ` (it is ${m.fstype})` : ''}: see 'grep gitfs /proc/mounts'`);
-    }
+    const { real, source } = gitfsMountpoint(mountpoint);
     try {
       await promisify(execFile)('umount', opts.lazy ? ['--lazy', real] : [real]);
     } catch (e) {
@@ -124,6 +114,6 @@ export function registerMount(program: Command): void {
       if (/busy/i.test(msg)) throw new MountError(`${real} is busy: close the programs using it (fuser -vm ${real}) or use --lazy`);
       throw new MountError(`cannot unmount ${real}: ${msg}`);
     }
-    if (opts.json) printJson({ mountpoint: real, unmounted: true, source: m.source });
+    if (opts.json) printJson({ mountpoint: real, unmounted: true, source });
   });
 }

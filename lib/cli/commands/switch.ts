@@ -21,8 +21,8 @@ interface SwitchOpts {
   json?: boolean;
 }
 
-/** The resolved path of a gitroot mount, or a one-line UsageError. */
-export function gitfsMountpoint(mountpoint: string): string {
+/** The resolved path of a gitroot mount and what is mounted there, or a one-line UsageError. */
+export function gitfsMountpoint(mountpoint: string): { real: string; source: string } {
   let real: string;
   try {
     real = realpathSync(mountpoint);
@@ -33,7 +33,7 @@ export function gitfsMountpoint(mountpoint: string): string {
   if (!m || m.fstype !== GITFS_FSTYPE) {
     throw new UsageError(`${real} is not a gitroot mount${m ? ` (it is ${m.fstype})` : ''}: see 'grep gitfs /proc/mounts'`);
   }
-  return real;
+  return { real, source: m.source };
 }
 
 /** Reads an allowed-signers file for a request: its text, checked here so a typo fails before the daemon is asked. */
@@ -79,7 +79,7 @@ export function registerSwitch(program: Command): void {
     .option('--status', 'only show what the mount serves')
     .option('--allowed-signers <file>', 'refuse the revision unless it is signed by a key this file lists (the rule gitroot boot uses)');
   addJsonOption(cmd, 'the result (from, to, counts, notified, ms)').action(async (mountpoint: string, opts: SwitchOpts) => {
-    const real = gitfsMountpoint(mountpoint);
+    const { real } = gitfsMountpoint(mountpoint);
     if (opts.status) {
       const s = (await askDaemon(real, { v: CONTROL_VERSION, op: 'status' })) as { commit: string; pid: number; since: string; switches: number };
       if (opts.json) printJson(s);
