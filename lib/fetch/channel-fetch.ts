@@ -264,18 +264,62 @@ async function* packOf(file: string, offset: number): AsyncGenerator<SidebandPie
 export async function fetchChannel(o: ChannelFetchOptions): Promise<ChannelFetchResult> {
   const started = performance.now();
   const nowMs = o.nowMs ?? Date.now();
-  let bytes = 0;
+  const meter = { bytes: 0 };
   const count = (n: number) => {
-    bytes += n;
+    meter.bytes += n;
   };
-  o.onProgress?.({ phase: 'refs', bytes });
+  o.onProgress?.({ phase: 'refs', bytes: meter.bytes });
   const kept = readChannelState(o.dir).channels[o.follows];
   const m = await readManifest(o, kept, count);
   const v = await acceptManifest(o, m, kept, nowMs);
-  const man = v.manifest;
   const shown = redactUrl(o.remote);
+  const { target, pin, rollout } = await decideTarget(o, v, shown);
+  const base = { commit: target, pin, objects: 0, manifest: manifestSummary(m, v), rollout };
+  const done = (r: Pick<ChannelFetchResult, 'outcome' | 'ref' | 'download'> & { objects?: number }): ChannelFetchResult => ({
+    ...base,
+    ...r,
+    bytes: meter.bytes,
+    durationMs: performance.now() - started,
+  });
+  if (!rollout.take) return done({ outcome: 'waiting', ref: null, download: emptyDownload() });
 
-  // Step 5: the target and the rollout.
+  // Step 6: the plan.
+  const plan = planBundles(v.manifest.bundles, presentCommits(o.gitdir, v.manifest.bundles).has, target);
+  if (plan.action === 'unreachable') throw new RemoteError(`channel ${shown}: ${plan.reason}`, { data: { url: shown } });
+  const download = { ...emptyDownload(), bytes: plan.bytes, bundles: plan.bundles.map((b) => ({ id: b.id, kind: b.kind, size: b.size })) };
+  if (o.mode === 'dry-run') return done({ outcome: plan.action === 'up-to-date' ? 'up-to-date' : 'dry-run', ref: null, download });
+
+  const ref = fetchedRefName(o.pinSha !== null ? { sha: o.pinSha } : { branch: o.follows });
+  await ensureRepo(o.gitdir);
+  const lock = await acquireFetchLock(o.gitdir, { waitMs: o.lockWaitMs ?? DEFAULT_LOCK_WAIT_MS, signal: o.http.signal });
+  let tmpRoot: string | null = null;
+  try {
+    cleanupStale(o.gitdir);
+    if (plan.action === 'up-to-date') {
+      recordRefs(o.gitdir, ref, target, null);
+      return done({ outcome: 'up-to-date', ref, download });
+    }
+    const files = await downloadBundles(o, plan.bundles, download, meter, count);
+    await fsp.mkdir(path.join(o.gitdir, FETCH_TMP_DIR), { recursive: true });
+    tmpRoot = await fsp.mkdtemp(path.join(o.gitdir, FETCH_TMP_DIR, `incoming-${process.pid}-`));
+    const where: ObjectsEnv = { gitdir: o.gitdir, quarantine: path.join(tmpRoot, 'objects') };
+    const received = await unbundle(o, plan.bundles, files, where, shown, meter);
+    await installFetched(o, where, received.packFiles, ref, target, shown);
+    return done({ outcome: 'fetched', objects: received.objects, ref, download });
+  } finally {
+    if (tmpRoot !== null) rmSync(tmpRoot, { recursive: true, force: true, maxRetries: 3 });
+    try {
+      rmdirSync(path.join(o.gitdir, FETCH_TMP_DIR));
+    } catch {
+      /* absent, or another quarantine in it */
+    }
+    lock.release();
+  }
+}
+
+/** Step 5: the commit to fetch (the tip, or update-revision= if the channel lists it) and the rollout verdict for it, recorded. */
+async function decideTarget(o: ChannelFetchOptions, v: VerifiedManifest, shown: string): Promise<{ target: string; pin: boolean; rollout: RolloutVerdict }> {
+  const man = v.manifest;
   const target = o.pinSha ?? man.tip;
   const pin = o.pinSha !== null || man.pin;
   if (o.pinSha !== null && !man.bundles.some((b) => b.tip === o.pinSha) && !o.held.includes(o.pinSha)) {
@@ -294,7 +338,13 @@ export async function fetchChannel(o: ChannelFetchOptions): Promise<ChannelFetch
     channel: man.channel,
   });
   await recordRollout(o, target, rollout);
-  const manifest = {
+  return { target, pin, rollout };
+}
+
+/** What the result says about the manifest. */
+function manifestSummary(m: { url: string; notModified: boolean }, v: VerifiedManifest): ChannelFetchResult['manifest'] {
+  const man = v.manifest;
+  return {
     url: redactUrl(m.url),
     version: man.version,
     created: man.created,
@@ -304,125 +354,90 @@ export async function fetchChannel(o: ChannelFetchOptions): Promise<ChannelFetch
     notModified: m.notModified,
     keyFingerprint: v.keyFingerprint,
   };
-  const base = { commit: target, pin, objects: 0, manifest, rollout };
-  const nothing = { bytes: 0, bundles: [], received: 0, requests: 0, interruptions: 0, discarded: 0 };
-  const ref = fetchedRefName(o.pinSha !== null ? { sha: o.pinSha } : { branch: o.follows });
-  if (!rollout.take) return { ...base, outcome: 'waiting', bytes, durationMs: performance.now() - started, ref: null, download: nothing };
+}
 
-  // Step 6: the plan.
-  const { has } = presentCommits(o.gitdir, man.bundles);
-  const plan = planBundles(man.bundles, has, target);
-  if (plan.action === 'unreachable') throw new RemoteError(`channel ${shown}: ${plan.reason}`, { data: { url: shown } });
-  const planned: ChannelFetchResult['download'] = {
-    bytes: plan.bytes,
-    bundles: plan.bundles.map((b) => ({ id: b.id, kind: b.kind, size: b.size })),
-    received: 0,
-    requests: 0,
-    interruptions: 0,
-    discarded: 0,
-  };
-  if (o.mode === 'dry-run') {
-    return {
-      ...base,
-      outcome: plan.action === 'up-to-date' ? 'up-to-date' : 'dry-run',
-      bytes,
-      durationMs: performance.now() - started,
-      ref: null,
-      download: planned,
+function emptyDownload(): ChannelFetchResult['download'] {
+  return { bytes: 0, bundles: [], received: 0, requests: 0, interruptions: 0, discarded: 0 };
+}
+
+/** Step 7: each planned bundle into D/channel-downloads/ (resumable), its report added to `download`; the files in plan order. */
+async function downloadBundles(
+  o: ChannelFetchOptions,
+  bundles: readonly ManifestBundle[],
+  download: ChannelFetchResult['download'],
+  meter: { bytes: number },
+  count: (n: number) => void,
+): Promise<string[]> {
+  const downloads = channelDownloadsDir(o.dir);
+  mkdirSync(downloads, { recursive: true });
+  const files: string[] = [];
+  for (const [i, b] of bundles.entries()) {
+    const file = path.join(downloads, `${b.id}.bundle`);
+    const url = o.remote.replace(/\/+$/, '') + '/' + b.uri;
+    const t0 = Date.now();
+    let got = 0;
+    const onBytes = (n: number) => {
+      count(n);
+      got += n;
+      const bytesPerSecond = got / Math.max(0.001, (Date.now() - t0) / 1000);
+      o.onProgress?.({ phase: 'download', bytes: meter.bytes, objects: i, totalObjects: bundles.length, bytesPerSecond });
     };
+    const report = await downloadResumable(url, file, { size: b.size, sha256: b.sha256 }, { ...o.http, onBytes });
+    download.bundles[i]!.report = report;
+    download.received += report.received;
+    download.requests += report.requests;
+    download.interruptions += report.interruptions;
+    download.discarded += report.discarded;
+    files.push(file);
   }
+  return files;
+}
 
-  await ensureRepo(o.gitdir);
-  const lock = await acquireFetchLock(o.gitdir, { waitMs: o.lockWaitMs ?? DEFAULT_LOCK_WAIT_MS, signal: o.http.signal });
-  let tmpRoot: string | null = null;
+/** Step 8: each bundle's header checked against the manifest, its pack indexed into the quarantine. */
+async function unbundle(
+  o: ChannelFetchOptions,
+  bundles: readonly ManifestBundle[],
+  files: string[],
+  where: ObjectsEnv,
+  shown: string,
+  meter: { bytes: number },
+): Promise<{ objects: number; packFiles: string[] }> {
+  const packFiles: string[] = [];
+  let objects = 0;
+  for (const [i, b] of bundles.entries()) {
+    const h = checkedHeader(files[i]!, b, shown);
+    o.onProgress?.({ phase: 'index', bytes: meter.bytes, objects: i, totalObjects: bundles.length });
+    const received = await receivePack(packOf(files[i]!, h.packOffset), {
+      gitdir: o.gitdir,
+      quarantine: where.quarantine!,
+      alternates: [path.join(o.gitdir, 'objects')],
+      keepMessage: `${KEEP_MARKER} ${b.tip} pid ${process.pid}`,
+      source: `bundle ${b.id} from ${shown}`,
+      signal: o.http.signal,
+    });
+    objects += received.objects;
+    packFiles.push(...received.files.filter((f) => !packFiles.includes(f)));
+  }
+  return { objects, packFiles };
+}
+
+/** Steps 9-11: the target complete, the packs installed and the ref recorded (or nothing installed), the downloads dropped. */
+async function installFetched(o: ChannelFetchOptions, where: ObjectsEnv, packFiles: string[], ref: string, target: string, shown: string): Promise<void> {
+  const { tips } = presentCommits(o.gitdir, []);
+  if (!(await isComplete(where, target, tips))) {
+    throw new RemoteError(`the bundles of ${shown} do not bring everything ${target} needs: the channel is damaged; publish it again`, {
+      data: { sha: target },
+    });
+  }
+  const installed = installPack(o.gitdir, packFiles);
   try {
-    cleanupStale(o.gitdir);
-    if (plan.action === 'up-to-date') {
-      recordRefs(o.gitdir, ref, target, null);
-      return { ...base, outcome: 'up-to-date', bytes, durationMs: performance.now() - started, ref, download: planned };
-    }
-    // Step 7: downloads, resumable.
-    const downloads = channelDownloadsDir(o.dir);
-    mkdirSync(downloads, { recursive: true });
-    const files: string[] = [];
-    for (const [i, b] of plan.bundles.entries()) {
-      const file = path.join(downloads, `${b.id}.bundle`);
-      const url = o.remote.replace(/\/+$/, '') + '/' + b.uri;
-      const t0 = Date.now();
-      let got = 0;
-      const report = await downloadResumable(
-        url,
-        file,
-        { size: b.size, sha256: b.sha256 },
-        {
-          ...o.http,
-          onBytes: (n) => {
-            count(n);
-            got += n;
-            o.onProgress?.({
-              phase: 'download',
-              bytes,
-              objects: i,
-              totalObjects: plan.bundles.length,
-              bytesPerSecond: got / Math.max(0.001, (Date.now() - t0) / 1000),
-            });
-          },
-        },
-      );
-      planned.bundles[i]!.report = report;
-      planned.received += report.received;
-      planned.requests += report.requests;
-      planned.interruptions += report.interruptions;
-      planned.discarded += report.discarded;
-      files.push(file);
-    }
-
-    // Step 8: unbundle into a quarantine.
-    await fsp.mkdir(path.join(o.gitdir, FETCH_TMP_DIR), { recursive: true });
-    tmpRoot = await fsp.mkdtemp(path.join(o.gitdir, FETCH_TMP_DIR, `incoming-${process.pid}-`));
-    const where: ObjectsEnv = { gitdir: o.gitdir, quarantine: path.join(tmpRoot, 'objects') };
-    const packFiles: string[] = [];
-    let objects = 0;
-    for (const [i, b] of plan.bundles.entries()) {
-      const h = checkedHeader(files[i]!, b, shown);
-      o.onProgress?.({ phase: 'index', bytes, objects: i, totalObjects: plan.bundles.length });
-      const received = await receivePack(packOf(files[i]!, h.packOffset), {
-        gitdir: o.gitdir,
-        quarantine: where.quarantine!,
-        alternates: [path.join(o.gitdir, 'objects')],
-        keepMessage: `${KEEP_MARKER} ${b.tip} pid ${process.pid}`,
-        source: `bundle ${b.id} from ${shown}`,
-        signal: o.http.signal,
-      });
-      objects += received.objects;
-      packFiles.push(...received.files.filter((f) => !packFiles.includes(f)));
-    }
-    // Step 9: complete?
-    const { tips } = presentCommits(o.gitdir, []);
-    if (!(await isComplete(where, target, tips))) {
-      throw new RemoteError(`the bundles of ${shown} do not bring everything ${target} needs: the channel is damaged; publish it again`, {
-        data: { sha: target },
-      });
-    }
-    // Step 10: install and record.
-    const installed = installPack(o.gitdir, packFiles);
-    try {
-      recordRefs(o.gitdir, ref, target, null);
-    } catch (e) {
-      uninstallPack(installed);
-      throw e;
-    }
-    for (const f of installed.filter((x) => x.endsWith('.keep'))) rmSync(f, { force: true });
-    // Step 11: the downloads are in the repository now; drop them and any stale partial.
-    for (const name of readdirSync(downloads)) removePartial(path.join(downloads, name.replace(/\.json$/, '')));
-    return { ...base, objects, outcome: 'fetched', bytes, durationMs: performance.now() - started, ref, download: planned };
-  } finally {
-    if (tmpRoot !== null) rmSync(tmpRoot, { recursive: true, force: true, maxRetries: 3 });
-    try {
-      rmdirSync(path.join(o.gitdir, FETCH_TMP_DIR));
-    } catch {
-      /* absent, or another quarantine in it */
-    }
-    lock.release();
+    recordRefs(o.gitdir, ref, target, null);
+  } catch (e) {
+    uninstallPack(installed);
+    throw e;
   }
+  for (const f of installed.filter((x) => x.endsWith('.keep'))) rmSync(f, { force: true });
+  // The downloads are in the repository now; drop them and any stale partial.
+  const downloads = channelDownloadsDir(o.dir);
+  for (const name of readdirSync(downloads)) removePartial(path.join(downloads, name.replace(/\.json$/, '')));
 }

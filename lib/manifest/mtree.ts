@@ -299,96 +299,23 @@ const KEYWORD_BITS: Record<string, number> = { type: 1, mode: 2, uid: 4, gid: 8,
  */
 export function parseManifest(text: string, source: string): Map<string, ManifestEntry> {
   const entries = new Map<string, ManifestEntry>();
-  const groups = new Map<number, { nlink: number; count: number; line: number }>();
+  const groups = new Map<number, HardlinkGroup>();
   const lines = text.split('\n');
   if (lines.length > 0 && lines[lines.length - 1] === '') lines.pop();
 
   for (let ln = 0; ln < lines.length; ln++) {
-    const lineNo = ln + 1;
     const trimmed = lines[ln]!.trim();
     if (trimmed === '' || trimmed.charCodeAt(0) === 0x23 /* # */) continue;
-    const tokens = trimmed.split(/[ \t]+/);
-
-    const p = parsePathToken(tokens[0]!);
-    if ('problem' in p) throw lineError(source, lineNo, p.problem);
-    const path = p.path;
-    if (entries.has(path)) throw lineError(source, lineNo, `duplicate entry for "${tokens[0]}": keep one line per path`);
-
-    let seen = 0;
-    let xattrList = 0;
-    const e: ManifestEntry = { path, type: 'file' };
-    for (let i = 1; i < tokens.length; i++) {
-      const tok = tokens[i]!;
-      const eq = tok.indexOf('=');
-      if (eq <= 0) throw lineError(source, lineNo, `"${tok}" is not a keyword=value pair: known keywords are ${KNOWN_KEYWORDS}`);
-      const key = tok.slice(0, eq);
-      const value = tok.slice(eq + 1);
-      if (key.startsWith('xattr.')) {
-        const name = tryVisDecode(key.slice(6));
-        const val = tryVisDecode(value);
-        if (name === null || val === null) throw lineError(source, lineNo, `malformed escape in "${tok}": write bytes as \\ooo (three octal digits)`);
-        if (name.length === 0 || !isUtf8(name) || name.includes(0)) throw lineError(source, lineNo, `bad xattr name in "${tok}": names are non-empty UTF-8`);
-        const nameStr = name.toString('utf8');
-        if (name.length > XATTR_NAME_MAX) throw lineError(source, lineNo, `xattr name of ${name.length} bytes: Linux allows at most ${XATTR_NAME_MAX}`);
-        if (val.length > XATTR_SIZE_MAX)
-          throw lineError(source, lineNo, `xattr ${nameStr} has a value of ${val.length} bytes: Linux allows at most ${XATTR_SIZE_MAX}`);
-        e.xattrs ??= new Map();
-        if (e.xattrs.has(nameStr)) throw lineError(source, lineNo, `keyword "${key}" given twice: keep one`);
-        e.xattrs.set(nameStr, val);
-        xattrList += name.length + 1;
-        if (xattrList > XATTR_LIST_MAX)
-          throw lineError(source, lineNo, `the xattr names of "${tokens[0]}" take over ${XATTR_LIST_MAX} bytes: Linux allows at most that many`);
-        continue;
-      }
-      const bit = KEYWORD_BITS[key];
-      if (bit === undefined) throw lineError(source, lineNo, `unknown keyword "${key}": known keywords are ${KNOWN_KEYWORDS}`);
-      if (seen & bit) throw lineError(source, lineNo, `keyword "${key}" given twice: keep one`);
-      seen |= bit;
-      if (value === '') throw lineError(source, lineNo, `keyword "${key}" has no value: give one or remove it`);
-      switch (key) {
-        case 'type':
-          if (!ENTRY_TYPES.has(value)) throw lineError(source, lineNo, `unknown type "${value}": use file, dir, link, char, block or fifo`);
-          e.type = value as EntryType;
-          break;
-        case 'mode':
-          if (!/^[0-7]{1,4}$/.test(value)) throw lineError(source, lineNo, `bad mode "${value}": write permission bits in octal, at most 7777`);
-          e.mode = parseInt(value, 8);
-          break;
-        case 'device': {
-          const m = /^native,([0-9]+),([0-9]+)$/.exec(value);
-          const major = m ? parseU32(m[1]!) : null;
-          const minor = m ? parseU32(m[2]!) : null;
-          if (major === null || minor === null) throw lineError(source, lineNo, `bad device "${value}": write device=native,MAJOR,MINOR`);
-          e.rdev = { major, minor };
-          break;
-        }
-        default: {
-          const n = parseU32(value);
-          if (n === null) throw lineError(source, lineNo, `bad ${key} "${value}": write a decimal number from 0 to ${MAX_U32}`);
-          e[key as 'uid' | 'gid' | 'inode' | 'nlink'] = n;
-        }
-      }
-    }
-
-    const fail = (what: string): never => {
-      throw lineError(source, lineNo, what);
+    const fail: Fail = (what) => {
+      throw lineError(source, ln + 1, what);
     };
-    const type = e.type;
-    if (!(seen & 1)) fail(`no type= keyword: every line needs one (file, dir, link, char, block or fifo)`);
-    if (path === '' && type !== 'dir') fail(`the root "." must have type=dir`);
-    const isDevice = type === 'char' || type === 'block';
-    if (isDevice && e.rdev === undefined) fail(`type=${type} needs device=native,MAJOR,MINOR`);
-    if (!isDevice && e.rdev !== undefined) fail(`device= is only allowed on char and block devices, not type=${type}`);
-    if ((e.inode === undefined) !== (e.nlink === undefined)) fail(`inode= and nlink= go together: give both or neither`);
-    if (e.inode !== undefined) {
-      if (type !== 'file') fail(`inode=/nlink= (hardlinks) are only allowed on type=file`);
-      if (e.nlink! < 2) fail(`nlink=${e.nlink} is below 2: a hardlink group has at least two paths`);
-      const g = groups.get(e.inode);
-      if (g === undefined) groups.set(e.inode, { nlink: e.nlink!, count: 1, line: lineNo });
-      else if (g.nlink !== e.nlink) fail(`inode=${e.inode} has nlink=${e.nlink} here but nlink=${g.nlink} on line ${g.line}: make them equal`);
-      else g.count++;
-    }
-    entries.set(path, e);
+    const tokens = trimmed.split(/[ \t]+/);
+    const p = parsePathToken(tokens[0]!);
+    if ('problem' in p) fail(p.problem);
+    else if (entries.has(p.path)) fail(`duplicate entry for "${tokens[0]}": keep one line per path`);
+    const e = parseKeywords((p as { path: string }).path, tokens, fail);
+    if (e.inode !== undefined) joinHardlinkGroup(groups, e, ln + 1, fail);
+    entries.set(e.path, e);
   }
 
   for (const [inode, g] of groups) {
@@ -397,4 +324,106 @@ export function parseManifest(text: string, source: string): Map<string, Manifes
     }
   }
   return entries;
+}
+
+/** Paths seen so far of one hardlink group (by its inode= number). */
+interface HardlinkGroup {
+  nlink: number;
+  count: number;
+  /** The line of the group's first path. */
+  line: number;
+}
+
+type Fail = (what: string) => never;
+
+/** The keywords of one manifest line (`tokens`: its path token, then keyword=value pairs) as the entry of `path`, checked on its own. */
+function parseKeywords(path: string, tokens: string[], fail: Fail): ManifestEntry {
+  const e: ManifestEntry = { path, type: 'file' };
+  let seen = 0;
+  let xattrList = 0;
+  for (let i = 1; i < tokens.length; i++) {
+    const tok = tokens[i]!;
+    const eq = tok.indexOf('=');
+    if (eq <= 0) fail(`"${tok}" is not a keyword=value pair: known keywords are ${KNOWN_KEYWORDS}`);
+    const key = tok.slice(0, eq);
+    const value = tok.slice(eq + 1);
+    if (key.startsWith('xattr.')) {
+      xattrList += parseXattr(e, tok, key, value, fail);
+      if (xattrList > XATTR_LIST_MAX) fail(`the xattr names of "${tokens[0]}" take over ${XATTR_LIST_MAX} bytes: Linux allows at most that many`);
+      continue;
+    }
+    const bit = KEYWORD_BITS[key];
+    if (bit === undefined) fail(`unknown keyword "${key}": known keywords are ${KNOWN_KEYWORDS}`);
+    if (seen & bit!) fail(`keyword "${key}" given twice: keep one`);
+    seen |= bit!;
+    if (value === '') fail(`keyword "${key}" has no value: give one or remove it`);
+    parseKeyword(e, key, value, fail);
+  }
+  if (!(seen & KEYWORD_BITS.type!)) fail(`no type= keyword: every line needs one (file, dir, link, char, block or fifo)`);
+  checkEntry(e, fail);
+  return e;
+}
+
+/** An `xattr.NAME=VALUE` keyword into `e.xattrs`; returns the bytes the name takes in the xattr list. */
+function parseXattr(e: ManifestEntry, tok: string, key: string, value: string, fail: Fail): number {
+  const name = tryVisDecode(key.slice(6));
+  const val = tryVisDecode(value);
+  if (name === null || val === null) return fail(`malformed escape in "${tok}": write bytes as \\ooo (three octal digits)`);
+  if (name.length === 0 || !isUtf8(name) || name.includes(0)) fail(`bad xattr name in "${tok}": names are non-empty UTF-8`);
+  const nameStr = name.toString('utf8');
+  if (name.length > XATTR_NAME_MAX) fail(`xattr name of ${name.length} bytes: Linux allows at most ${XATTR_NAME_MAX}`);
+  if (val.length > XATTR_SIZE_MAX) fail(`xattr ${nameStr} has a value of ${val.length} bytes: Linux allows at most ${XATTR_SIZE_MAX}`);
+  e.xattrs ??= new Map();
+  if (e.xattrs.has(nameStr)) fail(`keyword "${key}" given twice: keep one`);
+  e.xattrs.set(nameStr, val);
+  return name.length + 1;
+}
+
+/** One of the fixed keywords (KEYWORD_BITS), its value not empty, into `e`. */
+function parseKeyword(e: ManifestEntry, key: string, value: string, fail: Fail): void {
+  switch (key) {
+    case 'type':
+      if (!ENTRY_TYPES.has(value)) fail(`unknown type "${value}": use file, dir, link, char, block or fifo`);
+      e.type = value as EntryType;
+      return;
+    case 'mode':
+      if (!/^[0-7]{1,4}$/.test(value)) fail(`bad mode "${value}": write permission bits in octal, at most 7777`);
+      e.mode = parseInt(value, 8);
+      return;
+    case 'device': {
+      const m = /^native,([0-9]+),([0-9]+)$/.exec(value);
+      const major = m ? parseU32(m[1]!) : null;
+      const minor = m ? parseU32(m[2]!) : null;
+      if (major === null || minor === null) return fail(`bad device "${value}": write device=native,MAJOR,MINOR`);
+      e.rdev = { major, minor };
+      return;
+    }
+    default: {
+      const n = parseU32(value);
+      if (n === null) return fail(`bad ${key} "${value}": write a decimal number from 0 to ${MAX_U32}`);
+      e[key as 'uid' | 'gid' | 'inode' | 'nlink'] = n;
+    }
+  }
+}
+
+/** The rules between the keywords of one entry: the root is a directory, devices have numbers, hardlinks are files. */
+function checkEntry(e: ManifestEntry, fail: Fail): void {
+  const type = e.type;
+  if (e.path === '' && type !== 'dir') fail(`the root "." must have type=dir`);
+  const isDevice = type === 'char' || type === 'block';
+  if (isDevice && e.rdev === undefined) fail(`type=${type} needs device=native,MAJOR,MINOR`);
+  if (!isDevice && e.rdev !== undefined) fail(`device= is only allowed on char and block devices, not type=${type}`);
+  if ((e.inode === undefined) !== (e.nlink === undefined)) fail(`inode= and nlink= go together: give both or neither`);
+  if (e.inode !== undefined) {
+    if (type !== 'file') fail(`inode=/nlink= (hardlinks) are only allowed on type=file`);
+    if (e.nlink! < 2) fail(`nlink=${e.nlink} is below 2: a hardlink group has at least two paths`);
+  }
+}
+
+/** Counts `e` (which has inode= and nlink=) into its hardlink group; every path of a group must say the same nlink. */
+function joinHardlinkGroup(groups: Map<number, HardlinkGroup>, e: ManifestEntry, line: number, fail: Fail): void {
+  const g = groups.get(e.inode!);
+  if (g === undefined) groups.set(e.inode!, { nlink: e.nlink!, count: 1, line });
+  else if (g.nlink !== e.nlink) fail(`inode=${e.inode} has nlink=${e.nlink} here but nlink=${g.nlink} on line ${g.line}: make them equal`);
+  else g.count++;
 }

@@ -67,41 +67,45 @@ function firstLine(text: string): string {
  * missing or unreadable file, a directory, or a missing decompressor.
  */
 export async function openTarInput(input: string | Readable): Promise<TarInput> {
-  let raw: Readable;
-  let label: string;
-  if (typeof input === 'string') {
-    label = resolve(input);
-    let fh: fs.FileHandle;
-    try {
-      fh = await fs.open(label, 'r');
-      if ((await fh.stat()).isDirectory()) {
-        await fh.close();
-        throw new SourceTreeError(`${label} is a directory, not a tar archive: to commit a directory, give it without --from-tar`, {
-          data: { archive: label },
-        });
-      }
-    } catch (err) {
-      if (err instanceof SourceTreeError) throw err;
-      const code = errnoOf(err);
-      throw new SourceTreeError(
-        code === 'ENOENT'
-          ? `${label} does not exist: give the tar archive to commit, or - for standard input`
-          : `cannot read ${label} (${code}): make it readable by this user`,
-        { data: { archive: label }, cause: err },
-      );
-    }
-    raw = fh.createReadStream({ highWaterMark: READ_CHUNK });
-  } else {
-    label = 'the archive on standard input';
-    raw = input;
-  }
+  const { raw, label } = typeof input === 'string' ? await openArchiveFile(input) : { raw: input, label: 'the archive on standard input' };
+  const { compression, chunks } = await sniffStream(raw, label);
+  if (compression === 'none') return { chunks, compression, label, close: () => raw.destroy() };
+  if (compression === 'gzip') return gunzipInput(raw, chunks, label);
+  return toolInput(raw, chunks, compression, label);
+}
 
+/** A tar archive file as a stream; refuses a directory and names a missing or unreadable file. */
+async function openArchiveFile(path: string): Promise<{ raw: Readable; label: string }> {
+  const label = resolve(path);
+  let fh: fs.FileHandle;
+  try {
+    fh = await fs.open(label, 'r');
+    if ((await fh.stat()).isDirectory()) {
+      await fh.close();
+      throw new SourceTreeError(`${label} is a directory, not a tar archive: to commit a directory, give it without --from-tar`, {
+        data: { archive: label },
+      });
+    }
+  } catch (err) {
+    if (err instanceof SourceTreeError) throw err;
+    const code = errnoOf(err);
+    throw new SourceTreeError(
+      code === 'ENOENT'
+        ? `${label} does not exist: give the tar archive to commit, or - for standard input`
+        : `cannot read ${label} (${code}): make it readable by this user`,
+      { data: { archive: label }, cause: err },
+    );
+  }
+  return { raw: fh.createReadStream({ highWaterMark: READ_CHUNK }), label };
+}
+
+/** Peeks at the stream's first bytes (a pipe may deliver them in pieces) for its compression; `chunks` yields the whole stream, those bytes included. */
+async function sniffStream(raw: Readable, label: string): Promise<{ compression: Compression; chunks: AsyncGenerator<Buffer> }> {
   const it = raw[Symbol.asyncIterator]() as AsyncIterator<Buffer>;
   const readError = (err: unknown): SourceTreeError =>
     err instanceof SourceTreeError
       ? err
       : new SourceTreeError(`cannot read ${label} (${errnoOf(err)}): check the file or the pipe feeding it`, { data: { archive: label }, cause: err });
-  // Peek at the first bytes (a pipe may deliver them in pieces).
   const head: Buffer[] = [];
   let headLen = 0;
   let ended = false;
@@ -119,7 +123,6 @@ export async function openTarInput(input: string | Readable): Promise<TarInput> 
     raw.destroy();
     throw readError(err);
   }
-  const compression = sniffCompression(Buffer.concat(head));
   async function* rest(): AsyncGenerator<Buffer> {
     yield* head;
     if (ended) return;
@@ -129,38 +132,40 @@ export async function openTarInput(input: string | Readable): Promise<TarInput> 
       throw readError(err);
     }
   }
+  return { compression: sniffCompression(Buffer.concat(head)), chunks: rest() };
+}
 
-  if (compression === 'none') {
-    return { chunks: rest(), compression, label, close: () => raw.destroy() };
-  }
-  if (compression === 'gzip') {
-    const gunzip = zlib.createGunzip({ chunkSize: 256 << 10 });
-    const fed = feed(rest(), gunzip);
-    async function* inflated(): AsyncGenerator<Buffer> {
-      try {
-        for await (const chunk of gunzip) yield chunk as Buffer;
-      } catch (err) {
-        throw (
-          fed.error ??
-          new SourceTreeError(`${label}: its gzip data is damaged or truncated (${(err as Error).message}): create or download the archive again`, {
-            data: { archive: label },
-            cause: err,
-          })
-        );
-      }
-      if (fed.error) throw fed.error;
+/** gzip, inflated in-process. */
+function gunzipInput(raw: Readable, chunks: AsyncIterable<Buffer>, label: string): TarInput {
+  const gunzip = zlib.createGunzip({ chunkSize: 256 << 10 });
+  const fed = feed(chunks, gunzip);
+  async function* inflated(): AsyncGenerator<Buffer> {
+    try {
+      for await (const chunk of gunzip) yield chunk as Buffer;
+    } catch (err) {
+      throw (
+        fed.error ??
+        new SourceTreeError(`${label}: its gzip data is damaged or truncated (${(err as Error).message}): create or download the archive again`, {
+          data: { archive: label },
+          cause: err,
+        })
+      );
     }
-    return {
-      chunks: inflated(),
-      compression,
-      label,
-      close: () => {
-        raw.destroy();
-        gunzip.destroy();
-      },
-    };
+    if (fed.error) throw fed.error;
   }
+  return {
+    chunks: inflated(),
+    compression: 'gzip',
+    label,
+    close: () => {
+      raw.destroy();
+      gunzip.destroy();
+    },
+  };
+}
 
+/** xz, zstd or bzip2, through the system's decompressor (TOOLS) in its own process. */
+function toolInput(raw: Readable, chunks: AsyncIterable<Buffer>, compression: keyof typeof TOOLS, label: string): TarInput {
   const tool = TOOLS[compression];
   const child: ChildProcessByStdio<Writable, Readable, Readable> = spawn(tool.cmd, tool.args, { stdio: ['pipe', 'pipe', 'pipe'] });
   let stderr = '';
@@ -171,7 +176,7 @@ export async function openTarInput(input: string | Readable): Promise<TarInput> 
     child.on('error', (err) => res({ code: null, spawnError: err }));
     child.on('close', (code) => res({ code }));
   });
-  const fed = feed(rest(), child.stdin);
+  const fed = feed(chunks, child.stdin);
   async function* decompressed(): AsyncGenerator<Buffer> {
     try {
       for await (const chunk of child.stdout) yield chunk as Buffer;

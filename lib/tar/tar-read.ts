@@ -187,6 +187,15 @@ interface Body {
   read: boolean;
 }
 
+/** What a member's pax records say about its stored bytes and sparse layout (TarReader.applyPax). */
+interface PaxExtensions {
+  /** Bytes stored in the archive (pax size=, else the header's). */
+  stored: number;
+  /** GNU.sparse.name: the real name of a pax sparse member. */
+  sparseName: Buffer | null;
+  sparse: { major?: number; minor?: number; realSize?: number; map?: SparseSegment[]; offsets: number[]; sizes: number[] };
+}
+
 function padOf(size: number): number {
   const r = size % BLOCK;
   return r === 0 ? 0 : BLOCK - r;
@@ -350,59 +359,81 @@ export class TarReader {
       xattrs: new Map(),
       offset,
     };
-    let stored = h.size;
-    let sparseName: Buffer | null = null;
-    const sparse: { major?: number; minor?: number; realSize?: number; map?: SparseSegment[]; offsets: number[]; sizes: number[] } = { offsets: [], sizes: [] };
-    const libarchiveXattrs = new Map<string, Buffer>();
     const fail = (problem: string): never => {
       throw this.damaged(offset, problem);
     };
+    let ext: PaxExtensions;
     try {
-      for (const r of pax) {
-        const k = r.key;
-        if (k === 'path') m.name = r.value;
-        else if (k === 'linkpath') m.linkname = r.value;
-        else if (k === 'size') stored = paxNumber(r);
-        else if (k === 'uid') m.uid = paxNumber(r);
-        else if (k === 'gid') m.gid = paxNumber(r);
-        else if (k === 'SCHILY.devmajor') m.devmajor = paxNumber(r);
-        else if (k === 'SCHILY.devminor') m.devminor = paxNumber(r);
-        else if (k.startsWith('SCHILY.xattr.')) m.xattrs.set(this.xattrName(m, k.slice(13)), r.value);
-        else if (k.startsWith('LIBARCHIVE.xattr.')) libarchiveXattrs.set(this.xattrName(m, k.slice(17)), Buffer.from(r.value.toString('latin1'), 'base64'));
-        else if (k === 'GNU.sparse.major') sparse.major = paxNumber(r);
-        else if (k === 'GNU.sparse.minor') sparse.minor = paxNumber(r);
-        else if (k === 'GNU.sparse.name') sparseName = r.value;
-        else if (k === 'GNU.sparse.realsize' || k === 'GNU.sparse.size') sparse.realSize = paxNumber(r);
-        else if (k === 'GNU.sparse.map') sparse.map = parseSparseMapList(r.value.toString('latin1'));
-        else if (k === 'GNU.sparse.offset') sparse.offsets.push(paxNumber(r));
-        else if (k === 'GNU.sparse.numbytes') sparse.sizes.push(paxNumber(r));
-        else if (k === 'GNU.sparse.numblocks') paxNumber(r);
-        else if (k.startsWith('SCHILY.acl.') && r.value.length > 0) {
-          throw this.memberError(
-            m,
-            `carries a POSIX ACL (pax ${k})`,
-            "gitroot records ACLs only as system.posix_acl_* xattrs: create the archive with GNU tar --xattrs --xattrs-include='*' and without --acls, or commit the extracted tree",
-          );
-        } else if (k === 'RHT.security.selinux' && r.value.length > 0) {
-          throw this.memberError(
-            m,
-            `carries an SELinux label (pax ${k})`,
-            'create the archive without --selinux, or store the label as an xattr (tar --xattrs --xattrs-include=security.selinux)',
-          );
-        } else if (!IGNORED_KEYS.has(k) && !k.startsWith('SCHILY.acl.') && !k.startsWith('GNU.volume.') && k !== 'RHT.security.selinux') {
-          if (!this.warned.has(k)) {
-            this.warned.add(k);
-            this.warnings.push(`ignored pax keyword ${k} (first on member ${memberLabel(m.name)} of ${this.label}): gitroot does not know what it records`);
-          }
-        }
-      }
+      ext = this.applyPax(m, pax, h.size);
     } catch (err) {
       if (err instanceof TarProblem) fail(err.message);
       throw err;
     }
+    m.type = this.memberType(h, m);
+    const body: Body = { member: m, stored: ext.stored, padding: padOf(ext.stored), read: false };
+    try {
+      if (h.gnuSparse) await this.readOldGnuSparse(h.gnuSparse, m, body);
+      else if (ext.sparse.major !== undefined || ext.sparse.map !== undefined || ext.sparse.offsets.length > 0) await this.readPaxSparse(ext, m, body);
+    } catch (err) {
+      if (err instanceof TarProblem) fail(err.message);
+      throw err;
+    }
+    if (m.type !== 'file') m.size = 0;
+    this.body = body;
+    this.last = m;
+    return m;
+  }
+
+  /** The member's pax records into `m` (name, owner, xattrs...); what they say of its stored size and sparse layout. Throws TarProblem for a bad number. */
+  private applyPax(m: TarMember, pax: PaxRecord[], headerSize: number): PaxExtensions {
+    const ext: PaxExtensions = { stored: headerSize, sparseName: null, sparse: { offsets: [], sizes: [] } };
+    const sparse = ext.sparse;
+    const libarchiveXattrs = new Map<string, Buffer>();
+    for (const r of pax) {
+      const k = r.key;
+      if (k === 'path') m.name = r.value;
+      else if (k === 'linkpath') m.linkname = r.value;
+      else if (k === 'size') ext.stored = paxNumber(r);
+      else if (k === 'uid') m.uid = paxNumber(r);
+      else if (k === 'gid') m.gid = paxNumber(r);
+      else if (k === 'SCHILY.devmajor') m.devmajor = paxNumber(r);
+      else if (k === 'SCHILY.devminor') m.devminor = paxNumber(r);
+      else if (k.startsWith('SCHILY.xattr.')) m.xattrs.set(this.xattrName(m, k.slice(13)), r.value);
+      else if (k.startsWith('LIBARCHIVE.xattr.')) libarchiveXattrs.set(this.xattrName(m, k.slice(17)), Buffer.from(r.value.toString('latin1'), 'base64'));
+      else if (k === 'GNU.sparse.major') sparse.major = paxNumber(r);
+      else if (k === 'GNU.sparse.minor') sparse.minor = paxNumber(r);
+      else if (k === 'GNU.sparse.name') ext.sparseName = r.value;
+      else if (k === 'GNU.sparse.realsize' || k === 'GNU.sparse.size') sparse.realSize = paxNumber(r);
+      else if (k === 'GNU.sparse.map') sparse.map = parseSparseMapList(r.value.toString('latin1'));
+      else if (k === 'GNU.sparse.offset') sparse.offsets.push(paxNumber(r));
+      else if (k === 'GNU.sparse.numbytes') sparse.sizes.push(paxNumber(r));
+      else if (k === 'GNU.sparse.numblocks') paxNumber(r);
+      else if (k.startsWith('SCHILY.acl.') && r.value.length > 0) {
+        throw this.memberError(
+          m,
+          `carries a POSIX ACL (pax ${k})`,
+          "gitroot records ACLs only as system.posix_acl_* xattrs: create the archive with GNU tar --xattrs --xattrs-include='*' and without --acls, or commit the extracted tree",
+        );
+      } else if (k === 'RHT.security.selinux' && r.value.length > 0) {
+        throw this.memberError(
+          m,
+          `carries an SELinux label (pax ${k})`,
+          'create the archive without --selinux, or store the label as an xattr (tar --xattrs --xattrs-include=security.selinux)',
+        );
+      } else if (!IGNORED_KEYS.has(k) && !k.startsWith('SCHILY.acl.') && !k.startsWith('GNU.volume.') && k !== 'RHT.security.selinux') {
+        if (!this.warned.has(k)) {
+          this.warned.add(k);
+          this.warnings.push(`ignored pax keyword ${k} (first on member ${memberLabel(m.name)} of ${this.label}): gitroot does not know what it records`);
+        }
+      }
+    }
     // libarchive writes each xattr twice (SCHILY and LIBARCHIVE); its own base64 copy wins.
     for (const [name, value] of libarchiveXattrs) m.xattrs.set(name, value);
+    return ext;
+  }
 
+  /** The member's type from its typeflag; refuses the ones gitroot cannot record. */
+  private memberType(h: HeaderBlock, m: TarMember): TarMember['type'] {
     const type = h.typeflag === 'S' ? 'file' : TYPES[h.typeflag];
     if (type === undefined) {
       const what = UNSUPPORTED_TYPES[h.typeflag] ?? `of unknown type '${visEncode(Buffer.from(h.typeflag, 'latin1'))}'`;
@@ -412,63 +443,58 @@ export class TarReader {
         'create the archive with plain GNU tar, bsdtar or mmdebstrap, without multi-volume or vendor extensions',
       );
     }
-    m.type = type;
     // Old tars mark directories with a trailing slash on a regular-file header.
-    if (type === 'file' && h.typeflag === '0' && m.name.length > 0 && m.name[m.name.length - 1] === 0x2f) m.type = 'dir';
+    if (type === 'file' && h.typeflag === '0' && m.name.length > 0 && m.name[m.name.length - 1] === 0x2f) return 'dir';
+    return type;
+  }
 
-    const body: Body = { member: m, stored, padding: padOf(stored), read: false };
-    try {
-      if (h.gnuSparse) {
-        const map = [...h.gnuSparse.map];
-        for (let ext = h.gnuSparse.extended; ext;) {
-          const block = await this.src.read(BLOCK);
-          if (block.length < BLOCK) throw this.truncated(`inside the sparse map of member ${memberLabel(m.name)}`);
-          const e = decodeSparseExtension(block);
-          map.push(...e.map);
-          ext = e.extended;
-        }
-        checkSparseMap(map, h.gnuSparse.realSize, stored);
-        body.sparse = map;
-        m.size = h.gnuSparse.realSize;
-      } else if (sparse.major !== undefined || sparse.map !== undefined || sparse.offsets.length > 0) {
-        if (sparseName !== null) m.name = sparseName;
-        if (sparse.realSize === undefined) throw new TarProblem('its pax sparse header gives no real size');
-        let map: SparseSegment[];
-        if (sparse.major === 1) {
-          if (sparse.minor !== 0) throw new TarProblem(`its pax sparse format ${sparse.major}.${sparse.minor} is unknown`);
-          // Format 1.0: the map is at the start of the data, in whole blocks.
-          let text: Buffer = EMPTY;
-          let parsed: { map: SparseSegment[]; bytes: number } | null = null;
-          while (parsed === null) {
-            if (text.length >= stored || text.length >= MAX_PAX_BYTES) throw new TarProblem('its sparse map (pax format 1.0) is malformed');
-            const block = await this.src.read(BLOCK);
-            if (block.length < BLOCK) throw this.truncated(`inside the sparse map of member ${memberLabel(m.name)}`);
-            text = Buffer.concat([text, block]);
-            parsed = parseSparseMapBlocks(text);
-          }
-          map = parsed.map;
-          body.stored = stored - parsed.bytes;
-        } else if (sparse.major === undefined || sparse.major === 0) {
-          if (sparse.map !== undefined) map = sparse.map;
-          else {
-            if (sparse.offsets.length !== sparse.sizes.length) throw new TarProblem('its GNU.sparse.offset and numbytes records do not pair up');
-            map = sparse.offsets.map((o, i) => ({ offset: o, size: sparse.sizes[i]! }));
-          }
-        } else {
-          throw new TarProblem(`its pax sparse format ${sparse.major}.${sparse.minor ?? 0} is unknown`);
-        }
-        checkSparseMap(map, sparse.realSize, body.stored);
-        body.sparse = map;
-        m.size = sparse.realSize;
-      }
-    } catch (err) {
-      if (err instanceof TarProblem) fail(err.message);
-      throw err;
+  /** An old GNU sparse member ('S'): its map from the header and the extension blocks after it. */
+  private async readOldGnuSparse(g: NonNullable<HeaderBlock['gnuSparse']>, m: TarMember, body: Body): Promise<void> {
+    const map = [...g.map];
+    for (let ext = g.extended; ext;) {
+      const block = await this.src.read(BLOCK);
+      if (block.length < BLOCK) throw this.truncated(`inside the sparse map of member ${memberLabel(m.name)}`);
+      const e = decodeSparseExtension(block);
+      map.push(...e.map);
+      ext = e.extended;
     }
-    if (m.type !== 'file') m.size = 0;
-    this.body = body;
-    this.last = m;
-    return m;
+    checkSparseMap(map, g.realSize, body.stored);
+    body.sparse = map;
+    m.size = g.realSize;
+  }
+
+  /** A pax sparse member (GNU formats 0.0, 0.1 and 1.0): its real name, size and map. */
+  private async readPaxSparse(ext: PaxExtensions, m: TarMember, body: Body): Promise<void> {
+    const sparse = ext.sparse;
+    if (ext.sparseName !== null) m.name = ext.sparseName;
+    if (sparse.realSize === undefined) throw new TarProblem('its pax sparse header gives no real size');
+    let map: SparseSegment[];
+    if (sparse.major === 1) {
+      if (sparse.minor !== 0) throw new TarProblem(`its pax sparse format ${sparse.major}.${sparse.minor} is unknown`);
+      // Format 1.0: the map is at the start of the data, in whole blocks.
+      let text: Buffer = EMPTY;
+      let parsed: { map: SparseSegment[]; bytes: number } | null = null;
+      while (parsed === null) {
+        if (text.length >= ext.stored || text.length >= MAX_PAX_BYTES) throw new TarProblem('its sparse map (pax format 1.0) is malformed');
+        const block = await this.src.read(BLOCK);
+        if (block.length < BLOCK) throw this.truncated(`inside the sparse map of member ${memberLabel(m.name)}`);
+        text = Buffer.concat([text, block]);
+        parsed = parseSparseMapBlocks(text);
+      }
+      map = parsed.map;
+      body.stored = ext.stored - parsed.bytes;
+    } else if (sparse.major === undefined || sparse.major === 0) {
+      if (sparse.map !== undefined) map = sparse.map;
+      else {
+        if (sparse.offsets.length !== sparse.sizes.length) throw new TarProblem('its GNU.sparse.offset and numbytes records do not pair up');
+        map = sparse.offsets.map((o, i) => ({ offset: o, size: sparse.sizes[i]! }));
+      }
+    } else {
+      throw new TarProblem(`its pax sparse format ${sparse.major}.${sparse.minor ?? 0} is unknown`);
+    }
+    checkSparseMap(map, sparse.realSize, body.stored);
+    body.sparse = map;
+    m.size = sparse.realSize;
   }
 
   private xattrName(m: TarMember, encoded: string): string {
